@@ -1,0 +1,97 @@
+"""Configuration: the only module that reads the environment and ``.env``.
+
+Every setting is declared once in ``SETTINGS`` below and documented in
+``.env.example``; a test fails when the two drift apart. Everything else in
+the package receives values as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from newsletter.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration (see ``.env.example`` for what each one means)."""
+
+    name: str = "Daily Papers"
+    base_url: str = "http://127.0.0.1:8000"
+    postal_address: str = "Daily Papers · 1 Example Street · Example City"
+    templates_dir: Path = Path("templates")
+    api_base_url: str = "https://huggingface.co"
+    fetch_timeout: float = 20.0
+
+    @property
+    def web_base(self) -> str:
+        """``base_url`` without a trailing slash, ready for joining paths."""
+        return self.base_url.rstrip("/")
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not number > 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    return number
+
+
+def _text(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"{name} must be a single line")
+    return value.strip()
+
+
+# environment variable -> (Settings field, parser)
+SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "NEWSLETTER_NAME": ("name", _text),
+    "NEWSLETTER_BASE_URL": ("base_url", _http_url),
+    "NEWSLETTER_POSTAL_ADDRESS": ("postal_address", _text),
+    "NEWSLETTER_TEMPLATES_DIR": ("templates_dir", lambda _n, v: Path(v)),
+    "NEWSLETTER_API_BASE_URL": ("api_base_url", _http_url),
+    "NEWSLETTER_FETCH_TIMEOUT": ("fetch_timeout", _positive_float),
+}
+
+
+def read_environment(env_file: str | os.PathLike | None = ".env") -> dict[str, str]:
+    """Return the process environment layered over the ``.env`` file.
+
+    A variable set in the real environment wins over the same one in ``.env``
+    (as cron and systemd users expect). A missing ``.env`` is fine.
+    """
+    values: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ)
+    return values
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: environment plus ``.env``).
+
+    Empty values count as unset. Raises :class:`ConfigError` naming the
+    variable when a value is malformed.
+    """
+    env = read_environment() if env is None else env
+    values = {}
+    for var, (field_name, parse) in SETTINGS.items():
+        raw = env.get(var, "")
+        if raw.strip():
+            values[field_name] = parse(var, raw.strip())
+    return Settings(**values)

@@ -1,0 +1,46 @@
+"""Every error the newsletter raises on purpose.
+
+All of them derive from :class:`NewsletterError`; the command line turns any of
+them into a one-line message and an exit code (``exit_code``) instead of a
+traceback. Anything else that escapes is a bug.
+"""
+
+
+class NewsletterError(Exception):
+    """Root of the hierarchy. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class ConfigError(NewsletterError):
+    """A setting in the environment or ``.env`` is missing, malformed or unsafe."""
+
+
+class BatchError(NewsletterError):
+    """A batch file cannot be read or holds invalid data.
+
+    ``source`` names the file and ``where`` the line or entry, so the message
+    points a person at the exact place to fix.
+    """
+
+    def __init__(self, source: str, message: str, where: str | None = None):
+        self.source = source
+        self.where = where
+        self.detail = message
+        location = f"{source}, {where}" if where else source
+        super().__init__(f"{location}: {message}")
+
+
+class FetchError(NewsletterError):
+    """Downloading a day's papers failed (network error, HTTP error, timeout or
+    an unreadable answer). Nothing has been written when it is raised."""
+
+    exit_code = 1
+
+
+class RenderError(NewsletterError):
+    """A template is missing or broken, or the compiled email is unusable."""
+
+
+class OutputError(NewsletterError):
+    """A file or folder that a command writes cannot be written."""

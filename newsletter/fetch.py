@@ -1,0 +1,71 @@
+"""Downloading one day from the daily papers API (``/api/daily_papers``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+from newsletter import __version__
+from newsletter.errors import FetchError, OutputError
+from newsletter.models import Batch
+from newsletter.papers import MAX_FILE_BYTES, parse_batch, write_canonical
+
+
+def daily_papers_url(api_base_url: str, date: dt.date) -> str:
+    """Return the API address for ``date``."""
+    return f"{api_base_url.rstrip('/')}/api/daily_papers?{urlencode({'date': date.isoformat()})}"
+
+
+def download(url: str, timeout: float) -> bytes:
+    """GET ``url`` and return the body.
+
+    Raises :class:`FetchError` for a network error, an HTTP error status, a
+    timeout or an answer larger than the batch size limit.
+    """
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json", "User-Agent": f"newsletter/{__version__}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read(MAX_FILE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise FetchError(f"{url}: no answer within {timeout:g} s") from None
+        raise FetchError(f"{url}: cannot connect ({reason})") from None
+    except (socket.timeout, TimeoutError):
+        raise FetchError(f"{url}: no answer within {timeout:g} s") from None
+    except (OSError, ValueError) as exc:  # reset connections, truncated bodies, bad URLs
+        raise FetchError(f"{url}: download failed ({exc})") from None
+    if len(body) > MAX_FILE_BYTES:
+        raise FetchError(f"{url}: the answer is larger than {MAX_FILE_BYTES:,} bytes")
+    return body
+
+
+def fetch_day(api_base_url: str, date: dt.date, out_dir: Path, timeout: float) -> tuple[Batch, Path]:
+    """Download ``date`` from the API, validate it and save it as canonical
+    JSON in ``out_dir/<date>.json``.
+
+    Returns the batch and the path written. Nothing is written unless the
+    whole answer was downloaded and is a valid batch. Raises
+    :class:`FetchError` (download) or :class:`BatchError` (content).
+    """
+    url = daily_papers_url(api_base_url, date)
+    body = download(url, timeout)
+    try:
+        json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FetchError(f"{url}: the answer is not JSON") from None
+    batch = parse_batch(body, source=url, date=date)
+    try:
+        path = write_canonical(batch, Path(out_dir) / f"{date.isoformat()}.json")
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    return batch, path

@@ -1,0 +1,82 @@
+"""Plain, immutable data passed between the layers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from html import escape
+from dataclasses import dataclass
+
+# Stands in for the reader's own unsubscribe link until an issue is
+# personalized; only letters and underscores, so no compiler or inliner changes it.
+UNSUBSCRIBE_URL_MARK = "__NEWSLETTER_UNSUBSCRIBE_URL__"
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper of a day's batch, already normalized (see ``papers.py``)."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    arxiv_id: str | None = None  # without version, e.g. "2406.11614"
+    url: str | None = None  # the paper's page (arXiv abstract page when known)
+    upvotes: int | None = None
+    code_url: str | None = None
+
+    @property
+    def pdf_url(self) -> str | None:
+        """The arXiv PDF link, or None when the arXiv id is unknown."""
+        return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A day's papers, in the order they should appear."""
+
+    date: dt.date
+    papers: tuple[Paper, ...]
+    source: str = ""  # the file or URL the batch came from, for messages
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A rendered issue: everything needed to send or show it.
+
+    ``html`` is the email (size-bounded, CSS inlined) and ``web_html`` the full
+    web version with every paper as a card. Both carry no personal data: the
+    email's unsubscribe link is :data:`UNSUBSCRIBE_URL_MARK`, replaced per
+    recipient by :meth:`personalized`.
+    """
+
+    date: dt.date
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    web_html: str
+    paper_count: int
+    card_count: int  # papers shown as full cards in the email
+    listed_count: int  # papers shown as linked titles in the compact list
+    web_url: str = ""
+
+    @property
+    def html_bytes(self) -> int:
+        """Size of the email's HTML part in UTF-8 bytes (what Gmail measures)."""
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def text_bytes(self) -> int:
+        """Size of the plain-text part in UTF-8 bytes."""
+        return len(self.text.encode("utf-8"))
+
+    @property
+    def more_count(self) -> int:
+        """Papers counted in the email but shown only in the web version."""
+        return self.paper_count - self.card_count - self.listed_count
+
+    def personalized(self, unsubscribe_url: str) -> tuple[str, str]:
+        """Return (html, text) with the reader's unsubscribe link filled in."""
+        return (
+            self.html.replace(UNSUBSCRIBE_URL_MARK, escape(unsubscribe_url)),
+            self.text.replace(UNSUBSCRIBE_URL_MARK, unsubscribe_url),
+        )

@@ -1,0 +1,526 @@
+"""Loading a day's papers from any supported source into a :class:`Batch`.
+
+Four formats are recognised from the file's content, not its name:
+
+1. the daily papers page as text (header lines, a date line such as
+   ``Mar 11``, then title and abstract paragraphs separated by blank lines);
+2. the JSON list returned by the daily papers API (``/api/daily_papers``);
+3. an arXiv API Atom feed;
+4. this project's canonical JSON (``{"date": ..., "papers": [...]}``), which
+   is also what ``newsletter fetch`` writes.
+
+Paper text is untrusted. Every field is checked and normalized here, and any
+problem raises :class:`BatchError` naming the file and the line or entry, so
+nothing downstream ever sees half-valid data.
+"""
+
+from __future__ import annotations
+
+import calendar
+import collections
+import datetime as dt
+import json
+import os
+import re
+import unicodedata
+import xml.sax
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import quote_plus, urlsplit
+
+import feedparser
+
+from newsletter.errors import BatchError
+from newsletter.files import atomic_write_text
+from newsletter.models import Batch, Paper
+
+CANONICAL_FORMAT = "newsletter-batch/1"
+
+# Limits far above any real paper, low enough that a corrupt or hostile file
+# cannot blow up the email or the memory of the process.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PAPERS = 10_000
+MAX_TITLE_CHARS = 500
+MAX_ABSTRACT_CHARS = 20_000
+MAX_AUTHOR_CHARS = 200
+MAX_AUTHORS = 2_000
+MAX_URL_CHARS = 2_000
+
+# C0 and C1 control characters other than tab, LF and CR (which are whitespace).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+_ARXIV_ID = re.compile(
+    r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
+    re.IGNORECASE,
+)
+_ARXIV_URL = re.compile(r"^https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(.+?)(?:\.pdf)?$")
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`{}|\\^]+")
+_CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org")
+_NOT_PROJECT_PAGES = ("arxiv.org", "doi.org", "dx.doi.org")
+_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
+_DATE_LINE = re.compile(
+    r"^(?P<month>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:,?\s+(?P<year>\d{4}))?$"
+)
+_HEADER_LINES_SEARCHED = 30
+
+
+# --------------------------------------------------------------------------
+# entry points
+
+
+def load_batch(
+    path: str | os.PathLike, date: dt.date | None = None, today: dt.date | None = None
+) -> Batch:
+    """Read and parse the batch file at ``path``.
+
+    ``date`` overrides the issue date (and gives the year to a text page);
+    ``today`` is only for tests. Returns a :class:`Batch`, possibly with no
+    papers when the source is valid but empty (a day without papers). Raises
+    :class:`BatchError` for a missing, unreadable or invalid file.
+    """
+    source = str(path)
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise BatchError(source, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise BatchError(source, "no such file") from None
+    except IsADirectoryError:
+        raise BatchError(source, "is a directory, not a batch file") from None
+    except OSError as exc:
+        raise BatchError(source, f"cannot read: {exc.strerror or exc}") from None
+    return parse_batch(data, source, date=date, today=today)
+
+
+def parse_batch(
+    data: bytes, source: str, date: dt.date | None = None, today: dt.date | None = None
+) -> Batch:
+    """Parse the bytes of a batch in any supported format.
+
+    Returns a :class:`Batch`; raises :class:`BatchError` (see :func:`load_batch`).
+    """
+    text = _decode(data, source)
+    if not text.strip():
+        raise BatchError(source, "file is empty")
+    today = today or dt.date.today()
+    first = text.lstrip()[0]
+    if first in "[{":
+        return _parse_json(text, source, date)
+    if first == "<":
+        return _parse_atom(text, source, date, today)
+    return _parse_page_text(text, source, date, today)
+
+
+def batch_to_canonical(batch: Batch) -> dict[str, Any]:
+    """Return the canonical JSON document for ``batch`` (see module docstring)."""
+    return {
+        "format": CANONICAL_FORMAT,
+        "date": batch.date.isoformat(),
+        "papers": [
+            {
+                "title": p.title,
+                "abstract": p.abstract,
+                "authors": list(p.authors),
+                "arxiv_id": p.arxiv_id,
+                "url": p.url,
+                "upvotes": p.upvotes,
+                "code_url": p.code_url,
+            }
+            for p in batch.papers
+        ],
+    }
+
+
+def write_canonical(batch: Batch, path: str | os.PathLike) -> Path:
+    """Write ``batch`` as canonical JSON to ``path`` atomically.
+
+    Returns the path written. Raises ``OSError`` when it cannot be written.
+    """
+    payload = json.dumps(batch_to_canonical(batch), ensure_ascii=False, indent=2) + "\n"
+    return atomic_write_text(path, payload)
+
+
+# --------------------------------------------------------------------------
+# decoding and field normalization
+
+
+def _decode(data: bytes, source: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BatchError(
+            source, f"invalid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8", f"line {line}"
+        ) from None
+
+
+class _Checker:
+    """Normalizes the fields of one paper, raising errors that name its place."""
+
+    def __init__(self, source: str, where: str):
+        self.source = source
+        self.where = where
+
+    def fail(self, message: str) -> BatchError:
+        return BatchError(self.source, message, self.where)
+
+    def text(self, value: Any, field: str, limit: int, required: bool = True) -> str:
+        """Return ``value`` as one line of NFC text with whitespace collapsed."""
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise self.fail(f"{field} must be text, not {type(value).__name__}")
+        bad = _CONTROL.search(value)
+        if bad:
+            raise self.fail(f"{field} contains control character U+{ord(bad.group()):04X}")
+        value = " ".join(unicodedata.normalize("NFC", value).split())
+        if required and not value:
+            raise self.fail(f"{field} is empty")
+        if len(value) > limit:
+            raise self.fail(f"{field} is {len(value):,} characters long; the limit is {limit:,}")
+        return value
+
+    def authors(self, names: Iterable[Any]) -> tuple[str, ...]:
+        names = list(names)
+        if len(names) > MAX_AUTHORS:
+            raise self.fail(f"{len(names):,} authors; the limit is {MAX_AUTHORS:,}")
+        result = []
+        for name in names:
+            cleaned = self.text(name, "author name", MAX_AUTHOR_CHARS, required=False)
+            if cleaned:
+                result.append(cleaned)
+        return tuple(result)
+
+    def arxiv_id(self, value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"arXiv id must be text, not {type(value).__name__}")
+        match = _ARXIV_ID.match(value.strip())
+        if not match:
+            raise self.fail(f"{value.strip()[:60]!r} is not an arXiv id")
+        return match.group(1)
+
+    def upvotes(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"upvotes must be a whole number ≥ 0, got {value!r}")
+        return value
+
+    def url(self, value: Any, field: str) -> str | None:
+        """Return an http(s) URL, or None for an empty or non-http(s) one."""
+        if value in (None, ""):
+            return None
+        value = self.text(value, field, MAX_URL_CHARS)
+        return value if _is_http_url(value) else None
+
+    def paper(
+        self,
+        title: Any,
+        abstract: Any,
+        authors: Iterable[Any] = (),
+        arxiv_id: Any = None,
+        url: Any = None,
+        upvotes: Any = None,
+        code_url: Any = None,
+    ) -> Paper:
+        """Build a normalized :class:`Paper`; raises :class:`BatchError`."""
+        title = self.text(title, "title", MAX_TITLE_CHARS)
+        if abstract is None or (isinstance(abstract, str) and not abstract.strip()):
+            raise self.fail(f"paper {title[:60]!r} has no abstract")
+        abstract = self.text(abstract, "abstract", MAX_ABSTRACT_CHARS)
+        paper_id = self.arxiv_id(arxiv_id)
+        page = self.url(url, "url")
+        if paper_id is None and page:
+            match = _ARXIV_URL.match(page)
+            if match:
+                paper_id = self.arxiv_id(match.group(1))
+        if paper_id:
+            page = f"https://arxiv.org/abs/{paper_id}"
+        elif not page:
+            page = "https://arxiv.org/search/?searchtype=title&query=" + quote_plus(title)
+        return Paper(
+            title=title,
+            abstract=abstract,
+            authors=self.authors(authors),
+            arxiv_id=paper_id,
+            url=page,
+            upvotes=self.upvotes(upvotes),
+            code_url=self.url(code_url, "code_url") or find_code_url(abstract),
+        )
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def find_code_url(abstract: str) -> str | None:
+    """Return the code or project link mentioned in ``abstract``, if any.
+
+    A repository on a code host wins over any other page; arXiv and DOI links
+    are references, not project pages, and are skipped.
+    """
+    urls = []
+    for match in _URL_IN_TEXT.finditer(abstract):
+        url = match.group().rstrip(".,;:!?)]}'\"")
+        if _is_http_url(url):
+            urls.append(url)
+    for url in urls:
+        host = (urlsplit(url).hostname or "").removeprefix("www.")
+        if host in _CODE_HOSTS:
+            return url
+    for url in urls:
+        host = (urlsplit(url).hostname or "").removeprefix("www.")
+        if host not in _NOT_PROJECT_PAGES:
+            return url
+    return None
+
+
+def _finish(source: str, date: dt.date, papers: list[Paper]) -> Batch:
+    """De-duplicate, order by upvotes when known, and build the Batch."""
+    if len(papers) > MAX_PAPERS:
+        raise BatchError(source, f"{len(papers):,} papers; the limit is {MAX_PAPERS:,}")
+    seen: set[str] = set()
+    unique = []
+    for paper in papers:
+        key = paper.arxiv_id or "title:" + paper.title.casefold()
+        if key not in seen:
+            seen.add(key)
+            unique.append(paper)
+    if any(p.upvotes is not None for p in unique):
+        unique.sort(key=lambda p: -1 if p.upvotes is None else p.upvotes, reverse=True)
+    return Batch(date=date, papers=tuple(unique), source=source)
+
+
+# --------------------------------------------------------------------------
+# format 1: the daily papers page as text
+
+
+def _parse_page_text(text: str, source: str, date: dt.date | None, today: dt.date) -> Batch:
+    lines = text.splitlines()
+    date_index = None
+    for index, line in enumerate(lines[:_HEADER_LINES_SEARCHED]):
+        match = _DATE_LINE.match(line.strip())
+        if match and match.group("month").lower() in _MONTHS:
+            date_index = index
+            break
+    if date_index is None:
+        raise BatchError(
+            source,
+            "not a recognised batch: expected a date line such as 'Mar 11' before the papers "
+            "(or JSON, or an Atom feed)",
+        )
+    batch_date = _resolve_page_date(match, source, date_index + 1, date, today)
+
+    # Paragraphs: runs of non-empty lines, with the line number they start on.
+    paragraphs: list[tuple[int, str]] = []
+    current: list[str] = []
+    start = 0
+    for number, line in enumerate(lines[date_index + 1 :], start=date_index + 2):
+        if line.strip():
+            if not current:
+                start = number
+            current.append(line)
+        elif current:
+            paragraphs.append((start, " ".join(current)))
+            current = []
+    if current:
+        paragraphs.append((start, " ".join(current)))
+
+    papers = []
+    index = 0
+    while index < len(paragraphs):
+        line_no, title = paragraphs[index]
+        where = f"line {line_no}"
+        if not _looks_like_title(title):
+            raise BatchError(source, "expected a paper title here, found a paragraph of text", where)
+        if index + 1 >= len(paragraphs) or _looks_like_title(paragraphs[index + 1][1]):
+            raise BatchError(source, f"title {title.strip()[:60]!r} has no abstract after it", where)
+        abstract = paragraphs[index + 1][1]
+        papers.append(_Checker(source, where).paper(title, abstract))
+        index += 2
+    return _finish(source, batch_date, papers)
+
+
+def _looks_like_title(paragraph: str) -> bool:
+    """A title is short and is not made of sentences; an abstract is.
+
+    Titles may hold one question or full stop ("When are Lemons Purple? The
+    Concept ..."), so only a second sentence break marks prose.
+    """
+    text = " ".join(paragraph.split())
+    if len(text) > 300 or text.endswith("."):
+        return False
+    return len(re.findall(r"[.!?]\s+[A-Z]", text)) <= 1
+
+
+def _resolve_page_date(
+    match: re.Match, source: str, line_no: int, date: dt.date | None, today: dt.date
+) -> dt.date:
+    month = _MONTHS[match.group("month").lower()]
+    day = int(match.group("day"))
+    where = f"line {line_no}"
+    if match.group("year"):
+        year = int(match.group("year"))
+    elif date is not None:
+        year = date.year
+    else:
+        # The page has no year: take the most recent such date not in the future.
+        year = today.year
+        while True:
+            try:
+                candidate = dt.date(year, month, day)
+            except ValueError:
+                candidate = None
+            if candidate and candidate <= today:
+                break
+            year -= 1
+            if year < today.year - 8:
+                raise BatchError(source, f"{match.group(0)!r} is not a date", where)
+    try:
+        found = dt.date(year, month, day)
+    except ValueError:
+        raise BatchError(source, f"{match.group(0)!r} is not a date in {year}", where) from None
+    if date is not None and date != found:
+        raise BatchError(
+            source, f"the file is for {found:%b %d} but --date is {date.isoformat()}", where
+        )
+    return found
+
+
+# --------------------------------------------------------------------------
+# formats 2 and 4: JSON
+
+
+def _parse_json(text: str, source: str, date: dt.date | None) -> Batch:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BatchError(source, f"malformed JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise BatchError(source, "malformed JSON: nested too deeply") from None
+    if isinstance(doc, list):
+        return _parse_api_json(doc, source, date)
+    if isinstance(doc, dict) and isinstance(doc.get("papers"), list):
+        return _parse_canonical(doc, source, date)
+    raise BatchError(
+        source,
+        "unrecognised JSON: expected a list of daily papers API entries "
+        'or an object with "date" and "papers"',
+    )
+
+
+def _parse_api_json(entries: list, source: str, date: dt.date | None) -> Batch:
+    papers = []
+    published: collections.Counter[dt.date] = collections.Counter()
+    for number, entry in enumerate(entries, start=1):
+        where = f"entry {number}"
+        check = _Checker(source, where)
+        paper = entry.get("paper") if isinstance(entry, dict) else None
+        if not isinstance(paper, dict):
+            raise check.fail('expected an object with a "paper" object')
+        authors = paper.get("authors") or []
+        if not isinstance(authors, list):
+            raise check.fail("paper.authors must be a list")
+        names = [a.get("name") if isinstance(a, dict) else a for a in authors]
+        papers.append(
+            check.paper(
+                title=paper.get("title") or entry.get("title"),
+                abstract=paper.get("summary") or entry.get("summary"),
+                authors=names,
+                arxiv_id=paper.get("id"),
+                upvotes=paper.get("upvotes"),
+                code_url=paper.get("githubRepo") or paper.get("projectPage"),
+            )
+        )
+        day = _iso_date(entry.get("publishedAt") or paper.get("publishedAt"))
+        if day:
+            published[day] += 1
+    if date is None:
+        if not published:
+            raise BatchError(source, "the entries carry no date; pass --date YYYY-MM-DD")
+        date = published.most_common(1)[0][0]
+    return _finish(source, date, papers)
+
+
+def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
+    declared = doc.get("date")
+    found = _iso_date(declared) if isinstance(declared, str) else None
+    if found is None and date is None:
+        raise BatchError(source, f'"date" must be YYYY-MM-DD, got {declared!r}', '"date"')
+    if found and date and found != date:
+        raise BatchError(source, f"the file is for {found} but --date is {date}", '"date"')
+    papers = []
+    for number, item in enumerate(doc["papers"]):
+        check = _Checker(source, f"papers[{number}]")
+        if not isinstance(item, dict):
+            raise check.fail("expected an object")
+        authors = item.get("authors") or []
+        if not isinstance(authors, list):
+            raise check.fail("authors must be a list")
+        papers.append(
+            check.paper(
+                title=item.get("title"),
+                abstract=item.get("abstract"),
+                authors=authors,
+                arxiv_id=item.get("arxiv_id"),
+                url=item.get("url"),
+                upvotes=item.get("upvotes"),
+                code_url=item.get("code_url"),
+            )
+        )
+    return _finish(source, date or found, papers)
+
+
+def _iso_date(value: Any) -> dt.date | None:
+    """The date part of an ISO 8601 date or timestamp, or None."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# format 3: arXiv Atom feed
+
+
+def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) -> Batch:
+    feed = feedparser.parse(text)
+    problem = feed.get("bozo_exception")
+    if isinstance(problem, xml.sax.SAXParseException):
+        raise BatchError(
+            source, f"malformed feed: {problem.getMessage()}", f"line {problem.getLineNumber()}"
+        )
+    if not feed.get("version", "").startswith("atom") and not feed.entries:
+        raise BatchError(source, "not a recognised batch: XML but not an Atom feed")
+    papers = []
+    latest: dt.date | None = None
+    for number, entry in enumerate(feed.entries, start=1):
+        check = _Checker(source, f"entry {number}")
+        entry_id = entry.get("id", "")
+        match = _ARXIV_URL.match(entry_id.strip())
+        papers.append(
+            check.paper(
+                title=entry.get("title"),
+                abstract=entry.get("summary"),
+                authors=[a.get("name") for a in entry.get("authors", [])],
+                arxiv_id=match.group(1) if match else None,
+                url=entry.get("link") or (entry_id if _is_http_url(entry_id) else None),
+                code_url=None,
+            )
+        )
+        stamp = entry.get("published_parsed") or entry.get("updated_parsed")
+        if stamp:
+            day = dt.date(stamp.tm_year, stamp.tm_mon, stamp.tm_mday)
+            latest = max(latest, day) if latest else day
+    return _finish(source, date or latest or today, papers)

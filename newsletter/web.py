@@ -1,0 +1,126 @@
+"""The web layer (Flask). Thin: each view loads, renders and returns.
+
+``create_preview_app`` serves the local preview of an issue while templates
+are being edited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+from flask import Flask, Response
+
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+from newsletter.models import Issue
+from newsletter.papers import load_batch
+from newsletter.render import (
+    GMAIL_CLIP_BYTES,
+    HTML_LIMIT_BYTES,
+    PACKAGE_TEMPLATES,
+    render_issue,
+    render_template,
+    template_environment,
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class PreviewSource:
+    """Renders a batch and renders it again when the batch or a template
+    file changes (compared by modification time and size)."""
+
+    def __init__(self, batch_path: Path, settings: Settings, date: dt.date | None = None):
+        self.batch_path = Path(batch_path)
+        self.settings = settings
+        self.date = date
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._result: Issue | NewsletterError | None = None
+
+    def _current_stamp(self) -> tuple:
+        files = [self.batch_path]
+        for folder in (Path(self.settings.templates_dir), PACKAGE_TEMPLATES):
+            if folder.is_dir():
+                files.extend(sorted(p for p in folder.rglob("*") if p.is_file()))
+        stamp = []
+        for path in files:
+            try:
+                info = path.stat()
+                stamp.append((str(path), info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append((str(path), None, None))
+        return tuple(stamp)
+
+    def get(self) -> Issue | NewsletterError:
+        """Return the current issue, or the error that prevents rendering it."""
+        with self._lock:
+            stamp = self._current_stamp()
+            if stamp != self._stamp:
+                try:
+                    batch = load_batch(self.batch_path, date=self.date)
+                    self._result = render_issue(batch, self.settings)
+                except NewsletterError as exc:
+                    self._result = exc
+                self._stamp = stamp
+            return self._result
+
+
+def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | None = None) -> Flask:
+    """Return a WSGI app previewing ``batch_path``: ``/`` (subject, sizes, the
+    email at two widths, the text part), ``/email.html`` and ``/web.html``."""
+    app = Flask(__name__)
+    app.after_request(_add_security_headers)
+    source = PreviewSource(batch_path, settings, date)
+    placeholder = f"{settings.web_base}/unsubscribe"
+
+    def page(issue: Issue | None, error: str | None, status: int = 200) -> Response:
+        env = template_environment(settings.templates_dir)
+        body = render_template(env, "web/preview.html", {
+            "name": settings.name,
+            "batch_path": str(batch_path),
+            "issue": issue,
+            "text": issue.personalized(placeholder)[1] if issue else "",
+            "error": error,
+            "clip_bytes": GMAIL_CLIP_BYTES,
+            "limit_bytes": HTML_LIMIT_BYTES,
+        })
+        return Response(body, status=status, mimetype="text/html")
+
+    @app.get("/")
+    def index() -> Response:
+        result = source.get()
+        if isinstance(result, NewsletterError):
+            return page(None, str(result), status=500)
+        return page(result, None)
+
+    @app.get("/email.html")
+    def email_html() -> Response:
+        result = source.get()
+        if isinstance(result, NewsletterError):
+            return Response(str(result), status=500, mimetype="text/plain")
+        return Response(result.personalized(placeholder)[0], mimetype="text/html")
+
+    @app.get("/web.html")
+    def web_html() -> Response:
+        result = source.get()
+        if isinstance(result, NewsletterError):
+            return Response(str(result), status=500, mimetype="text/plain")
+        return Response(result.web_html, mimetype="text/html")
+
+    return app
