@@ -40,6 +40,9 @@ def _date(value: dt.datetime | None) -> dt.date | None:
 
 
 def _settings(ctx: click.Context) -> Settings:
+    # Loaded on first use, so --help works even with a broken setting.
+    if ctx.obj is None:
+        ctx.obj = load_settings()
     return ctx.obj
 
 
@@ -53,7 +56,7 @@ def cli(ctx: click.Context) -> None:
     Settings come from the environment and from a .env file in the current
     folder (see .env.example).
     """
-    ctx.obj = load_settings()
+    ctx.obj = None
 
 
 @cli.command()
@@ -73,13 +76,9 @@ def fetch(ctx: click.Context, date: dt.datetime | None, out_dir: Path) -> None:
     click.echo(f"Fetched {len(batch.papers)} papers for {day.isoformat()} → {path}")
 
 
-def _size_note(issue: Issue) -> str:
-    share = issue.html_bytes / GMAIL_CLIP_BYTES
-    return f"HTML {issue.html_bytes:,} bytes ({share:.0%} of Gmail's {GMAIL_CLIP_BYTES:,}-byte clip)"
-
-
-def describe(issue: Issue) -> dict:
-    """Return the facts about ``issue`` that ``render`` saves as issue.json."""
+def describe(issue: Issue, html: str, text: str) -> dict:
+    """Return the facts that ``render`` saves as issue.json, with the sizes of
+    the ``html`` and ``text`` parts as written."""
     return {
         "date": issue.date.isoformat(),
         "subject": issue.subject,
@@ -88,9 +87,9 @@ def describe(issue: Issue) -> dict:
         "cards": issue.card_count,
         "listed": issue.listed_count,
         "web_only": issue.more_count,
-        "html_bytes": issue.html_bytes,
+        "html_bytes": len(html.encode("utf-8")),
         "html_limit_bytes": HTML_LIMIT_BYTES,
-        "text_bytes": issue.text_bytes,
+        "text_bytes": len(text.encode("utf-8")),
         "web_url": issue.web_url,
     }
 
@@ -114,17 +113,20 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     issue = render_issue(loaded, settings)
     out_dir = out_dir or Path("out") / issue.date.isoformat()
     placeholder = f"{settings.web_base}/unsubscribe"
+    html, text = issue.personalized(placeholder)
+    facts = describe(issue, html, text)
     try:
-        html, text = issue.personalized(placeholder)
         atomic_write_text(out_dir / "issue.html", html)
         atomic_write_text(out_dir / "issue.txt", text)
         atomic_write_text(out_dir / "web.html", issue.web_html)
-        atomic_write_text(out_dir / "issue.json", json.dumps(describe(issue), ensure_ascii=False, indent=2) + "\n")
+        atomic_write_text(out_dir / "issue.json", json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    share = facts["html_bytes"] / GMAIL_CLIP_BYTES
     click.echo(
         f"{issue.subject}: {issue.card_count} cards, {issue.listed_count} listed, "
-        f"{issue.more_count} web-only; {_size_note(issue)}; text {issue.text_bytes:,} bytes → {out_dir}/"
+        f"{issue.more_count} web-only; HTML {facts['html_bytes']:,} bytes ({share:.0%} of Gmail's "
+        f"{GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes → {out_dir}/"
     )
 
 

@@ -7,6 +7,7 @@ the package receives values as arguments.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,19 @@ class Settings:
 
 
 def _http_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if not parts or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    if parts.query or parts.fragment:
+        # Paths are appended to it (/issues/..., /u/...); a query would break them.
+        raise ConfigError(f"{name} must not have a query or fragment, got {value!r}")
     return value
+
+
+MAX_SECONDS = 3600
 
 
 def _positive_float(name: str, value: str) -> float:
@@ -49,6 +59,8 @@ def _positive_float(name: str, value: str) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not number > 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    if not math.isfinite(number) or number > MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS} seconds, got {value!r}")
     return number
 
 
@@ -73,12 +85,20 @@ def read_environment(env_file: str | os.PathLike | None = ".env") -> dict[str, s
     """Return the process environment layered over the ``.env`` file.
 
     A variable set in the real environment wins over the same one in ``.env``
-    (as cron and systemd users expect). A missing ``.env`` is fine.
+    (as cron and systemd users expect), unless it is empty: empty values count
+    as unset. A missing ``.env`` is fine; raises :class:`ConfigError` when it
+    exists but cannot be read (not UTF-8, no permission).
     """
     values: dict[str, str] = {}
     if env_file and Path(env_file).is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ)
+        try:
+            found = dotenv_values(env_file, encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{env_file}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+        except OSError as exc:
+            raise ConfigError(f"{env_file}: cannot read ({exc.strerror or exc})") from None
+        values.update({k: v for k, v in found.items() if v is not None})
+    values.update({k: v for k, v in os.environ.items() if v.strip() or k not in values})
     return values
 
 

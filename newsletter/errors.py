@@ -44,3 +44,21 @@ class RenderError(NewsletterError):
 
 class OutputError(NewsletterError):
     """A file or folder that a command writes cannot be written."""
+
+
+class StoreError(NewsletterError):
+    """The subscriber database cannot be opened or used (bad URL, unreachable
+    server, schema newer than this release)."""
+
+
+class InvalidEmail(NewsletterError):
+    """An email address is not syntactically valid."""
+
+
+class TokenError(NewsletterError):
+    """A signed link is forged, truncated, tampered with, or made for another
+    purpose. Its message never says who the link was for."""
+
+
+class ListError(NewsletterError):
+    """A subscriber list file (CSV) is missing, unreadable or malformed."""

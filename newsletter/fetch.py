@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import socket
 import urllib.error
@@ -25,7 +26,8 @@ def download(url: str, timeout: float) -> bytes:
     """GET ``url`` and return the body.
 
     Raises :class:`FetchError` for a network error, an HTTP error status, a
-    timeout or an answer larger than the batch size limit.
+    timeout, an answer that is not valid HTTP or is cut off, or an answer
+    larger than the batch size limit.
     """
     request = urllib.request.Request(
         url, headers={"Accept": "application/json", "User-Agent": f"newsletter/{__version__}"}
@@ -34,6 +36,7 @@ def download(url: str, timeout: float) -> bytes:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read(MAX_FILE_BYTES + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the connection open
         raise FetchError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -42,8 +45,10 @@ def download(url: str, timeout: float) -> bytes:
         raise FetchError(f"{url}: cannot connect ({reason})") from None
     except (socket.timeout, TimeoutError):
         raise FetchError(f"{url}: no answer within {timeout:g} s") from None
-    except (OSError, ValueError) as exc:  # reset connections, truncated bodies, bad URLs
+    except (OSError, ValueError) as exc:  # reset connections, bad URLs
         raise FetchError(f"{url}: download failed ({exc})") from None
+    except http.client.HTTPException as exc:  # cut-off bodies, answers that are not HTTP
+        raise FetchError(f"{url}: download failed ({type(exc).__name__})") from None
     if len(body) > MAX_FILE_BYTES:
         raise FetchError(f"{url}: the answer is larger than {MAX_FILE_BYTES:,} bytes")
     return body
@@ -63,6 +68,8 @@ def fetch_day(api_base_url: str, date: dt.date, out_dir: Path, timeout: float) -
         json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FetchError(f"{url}: the answer is not JSON") from None
+    except RecursionError:
+        raise FetchError(f"{url}: the answer is JSON nested too deeply") from None
     batch = parse_batch(body, source=url, date=date)
     try:
         path = write_canonical(batch, Path(out_dir) / f"{date.isoformat()}.json")

@@ -80,3 +80,29 @@ class Issue:
             self.html.replace(UNSUBSCRIBE_URL_MARK, escape(unsubscribe_url)),
             self.text.replace(UNSUBSCRIBE_URL_MARK, unsubscribe_url),
         )
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A reader on the list. ``ref`` is the opaque reference signed links carry."""
+
+    id: int
+    ref: str
+    email: str
+    name: str | None
+    status: str  # active, unsubscribed, bounced, complained
+    source: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SubscriberEvent:
+    """One status change of a subscriber: when, from what, to what, and why."""
+
+    at: dt.datetime
+    old_status: str | None
+    new_status: str
+    source: str
+    reason: str
+

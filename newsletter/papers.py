@@ -46,8 +46,10 @@ MAX_AUTHOR_CHARS = 200
 MAX_AUTHORS = 2_000
 MAX_URL_CHARS = 2_000
 
-# C0 and C1 control characters other than tab, LF and CR (which are whitespace).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+# C0 and C1 control characters other than tab, LF and CR (which are
+# whitespace), and the bidirectional overrides that can make text read
+# differently from what it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
 _ARXIV_ID = re.compile(
     r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
     re.IGNORECASE,
@@ -109,7 +111,11 @@ def parse_batch(
         return _parse_json(text, source, date)
     if first == "<":
         return _parse_atom(text, source, date, today)
-    return _parse_page_text(text, source, date, today)
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return _parse_page_text(text, source, date, today)
+    raise BatchError(source, "unrecognised JSON: expected a list or an object, not a single value")
 
 
 def batch_to_canonical(batch: Batch) -> dict[str, Any]:
@@ -288,13 +294,13 @@ def _finish(source: str, date: dt.date, papers: list[Paper]) -> Batch:
     """De-duplicate, order by upvotes when known, and build the Batch."""
     if len(papers) > MAX_PAPERS:
         raise BatchError(source, f"{len(papers):,} papers; the limit is {MAX_PAPERS:,}")
-    seen: set[str] = set()
-    unique = []
+    by_key: dict[str, Paper] = {}  # first position wins, the copy with most upvotes stays
     for paper in papers:
         key = paper.arxiv_id or "title:" + paper.title.casefold()
-        if key not in seen:
-            seen.add(key)
-            unique.append(paper)
+        kept = by_key.get(key)
+        if kept is None or (paper.upvotes or 0) > (kept.upvotes or 0):
+            by_key[key] = paper
+    unique = list(by_key.values())
     if any(p.upvotes is not None for p in unique):
         unique.sort(key=lambda p: -1 if p.upvotes is None else p.upvotes, reverse=True)
     return Batch(date=date, papers=tuple(unique), source=source)
@@ -519,8 +525,24 @@ def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) ->
                 code_url=None,
             )
         )
-        stamp = entry.get("published_parsed") or entry.get("updated_parsed")
-        if stamp:
-            day = dt.date(stamp.tm_year, stamp.tm_mon, stamp.tm_mday)
+        day = _feed_date(entry.get("published_parsed") or _own(entry, "updated_parsed"))
+        if day:
             latest = max(latest, day) if latest else day
     return _finish(source, date or latest or today, papers)
+
+
+def _feed_date(stamp: Any) -> dt.date | None:
+    """The date of a feedparser time tuple, or None when absent or impossible
+    (such as year 0, which feedparser passes through)."""
+    if not stamp:
+        return None
+    try:
+        return dt.date(stamp.tm_year, stamp.tm_mon, stamp.tm_mday)
+    except ValueError:
+        return None
+
+
+def _own(entry: dict, key: str) -> Any:
+    """``entry[key]`` without feedparser's deprecated fallback from
+    ``updated*`` to ``published*`` (which warns), or None when absent."""
+    return dict.get(entry, key)

@@ -52,7 +52,9 @@ def template_environment(templates_dir: Path | None) -> jinja2.Environment:
     in the package, one file at a time. Templates are reloaded when they
     change on disk. HTML and MJML are autoescaped; ``.txt`` templates are not.
     """
-    search = [str(templates_dir)] if templates_dir and Path(templates_dir).is_dir() else []
+    # The user's folder is searched even when it does not exist yet, so a
+    # folder created later is seen once the environment is made anew.
+    search = [str(templates_dir)] if templates_dir else []
     search.append(str(PACKAGE_TEMPLATES))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
@@ -74,6 +76,8 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
         raise RenderError(f"template {exc.name or name}, line {exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {name}: {exc.message}") from None
+    except Exception as exc:  # templates are user code: a filter may raise anything
+        raise RenderError(f"template {name} failed: {type(exc).__name__}: {exc}") from None
 
 
 def compile_mjml(source: str) -> str:

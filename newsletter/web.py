@@ -72,6 +72,12 @@ class PreviewSource:
         with self._lock:
             stamp = self._current_stamp()
             if stamp != self._stamp:
+                # Jinja2's auto_reload only watches the file a template was
+                # loaded from, and the cached environment fixes its search
+                # path when created: without a fresh one, an override copied
+                # into the templates folder (or the folder itself, created
+                # later) would be ignored until a restart.
+                template_environment.cache_clear()
                 try:
                     batch = load_batch(self.batch_path, date=self.date)
                     self._result = render_issue(batch, self.settings)
@@ -114,7 +120,9 @@ def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | Non
         result = source.get()
         if isinstance(result, NewsletterError):
             return Response(str(result), status=500, mimetype="text/plain")
-        return Response(result.personalized(placeholder)[0], mimetype="text/html")
+        # Links clicked in the preview frames open in a new tab, not inside the frame.
+        html = result.personalized(placeholder)[0].replace("<head>", '<head><base target="_blank">', 1)
+        return Response(html, mimetype="text/html")
 
     @app.get("/web.html")
     def web_html() -> Response:
