@@ -1,0 +1,246 @@
+"""The ``newsletter`` command: render's outputs, one-line errors with exit
+code 2, settings errors, help texts, and ``python -m newsletter``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXAMPLE
+from newsletter.cli import cli
+from newsletter.models import UNSUBSCRIBE_URL_MARK
+
+OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def assert_one_line_error(result, *names: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert message.startswith("Error:"), message
+    assert "\n" not in message, message
+    for name in names:
+        assert name in message, (name, message)
+    assert result.stdout == ""
+    return message
+
+
+# --------------------------------------------------------------------------
+# render
+
+
+def test_render_writes_the_four_files(tmp_path):
+    out = tmp_path / "issue-out"
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+    # Exactly the four files: no temporary files left behind.
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+
+    facts = json.loads((out / "issue.json").read_text(encoding="utf-8"))
+    assert facts["subject"] == "Daily Papers · Tue 11 Mar 2025 · 85 papers"
+    assert facts["preheader"]
+    assert facts["paper_count"] == 85
+    assert facts["date"] == "2025-03-11"
+
+    html_file = (out / "issue.html").read_bytes()
+    html = html_file.decode("utf-8")
+    assert len(html_file) < 100_000
+    assert facts["html_bytes"] < 100_000
+    # html_bytes is measured before personalization: the saved file differs
+    # from it only by the link that replaced the unsubscribe mark.
+    assert UNSUBSCRIBE_URL_MARK not in html
+    assert "/unsubscribe" in html
+    assert abs(len(html_file) - facts["html_bytes"]) <= len("http://127.0.0.1:8000/unsubscribe")
+
+    text = (out / "issue.txt").read_text(encoding="utf-8")
+    assert UNSUBSCRIBE_URL_MARK not in text
+    assert abs(len(text.encode("utf-8")) - facts["text_bytes"]) <= len("http://127.0.0.1:8000/unsubscribe")
+    assert facts["subject"].split(" · ")[0].upper() in text
+
+    web = (out / "web.html").read_text(encoding="utf-8")
+    assert web.lower().startswith("<!doctype html>")
+    assert UNSUBSCRIBE_URL_MARK not in web
+
+    # One summary line, with the size in bytes.
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert f"{facts['html_bytes']:,}" in lines[0]
+    assert "bytes" in lines[0]
+    assert facts["subject"] in lines[0]
+
+
+def test_render_default_output_folder(isolated):
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11")
+    assert result.exit_code == 0, result.output
+    out = isolated / "out" / "2025-03-11"
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert {p.name for p in isolated.iterdir()} == {"out"}
+    assert str(Path("out") / "2025-03-11") in result.stdout
+
+
+def test_render_twice_overwrites_cleanly(tmp_path):
+    out = tmp_path / "again"
+    for _ in range(2):
+        result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", str(out))
+        assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+
+
+def test_render_reads_settings_from_dotenv(isolated):
+    (isolated / ".env").write_text(
+        "NEWSLETTER_NAME=Morning Papers\nNEWSLETTER_BASE_URL=https://papers.example.org/\n",
+        encoding="utf-8",
+    )
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o")
+    assert result.exit_code == 0, result.output
+    facts = json.loads((isolated / "o" / "issue.json").read_text(encoding="utf-8"))
+    assert facts["subject"].startswith("Morning Papers · ")
+    assert facts["web_url"] == "https://papers.example.org/issues/2025-03-11"
+    assert "https://papers.example.org/unsubscribe" in (isolated / "o" / "issue.html").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------
+# bad input
+
+
+def test_missing_file(isolated):
+    result = run("render", "no-such-batch.json")
+    assert_one_line_error(result, "no-such-batch.json")
+    assert not (isolated / "out").exists()
+
+
+def test_empty_file(isolated):
+    (isolated / "empty.json").write_bytes(b"")
+    result = run("render", "empty.json", "--out", "o")
+    assert_one_line_error(result, "empty.json")
+    assert not (isolated / "o").exists()
+
+
+def test_malformed_json(isolated):
+    (isolated / "broken.json").write_text('{"date": "2025-03-11", "papers": [\n  {"title": ', encoding="utf-8")
+    result = run("render", "broken.json", "--out", "o")
+    message = assert_one_line_error(result, "broken.json")
+    assert "line 2" in message
+    assert not (isolated / "o").exists()
+
+
+def test_directory_instead_of_a_file(isolated):
+    (isolated / "a-folder").mkdir()
+    assert_one_line_error(run("render", "a-folder"), "a-folder")
+
+
+def test_bad_date():
+    result = run("render", str(EXAMPLE), "--date", "2025-13-40")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "--date" in result.stderr and "2025-13-40" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_date_that_disagrees_with_the_file():
+    result = run("render", str(EXAMPLE), "--date", "2025-03-12")
+    assert_one_line_error(result, EXAMPLE.name, "2025-03-12")
+
+
+def test_empty_batch_exits_2(isolated):
+    (isolated / "zero.json").write_text('{"date": "2025-03-11", "papers": []}', encoding="utf-8")
+    result = run("render", "zero.json", "--out", "o")
+    assert_one_line_error(result, "zero.json")
+    assert not (isolated / "o").exists()
+
+
+def test_output_folder_not_writable(isolated):
+    (isolated / "blocker").write_text("a file, not a folder", encoding="utf-8")
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "blocker/sub")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().startswith("Error:")
+    assert "blocker" in result.stderr
+
+
+# --------------------------------------------------------------------------
+# settings
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("NEWSLETTER_BASE_URL", "ftp://x"),
+        ("NEWSLETTER_FETCH_TIMEOUT", "abc"),
+        ("NEWSLETTER_FETCH_TIMEOUT", "-5"),
+        ("NEWSLETTER_API_BASE_URL", "not a url"),
+    ],
+)
+def test_malformed_setting_in_the_environment(name, value):
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o", env={name: value})
+    assert_one_line_error(result, name)
+
+
+def test_malformed_setting_in_dotenv(isolated):
+    (isolated / ".env").write_text("NEWSLETTER_BASE_URL=ftp://x\n", encoding="utf-8")
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o")
+    assert_one_line_error(result, "NEWSLETTER_BASE_URL")
+
+
+def test_unreadable_dotenv_is_a_one_line_error(isolated):
+    (isolated / ".env").write_bytes(b"NEWSLETTER_NAME=\xff\xfe broken\n")
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o")
+    assert_one_line_error(result, ".env")
+
+
+# --------------------------------------------------------------------------
+# help
+
+
+def test_top_level_help():
+    result = run("--help")
+    assert result.exit_code == 0
+    for name in cli.commands:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_and_option_has_help(name):
+    command = cli.commands[name]
+    assert (command.help or "").strip(), f"{name} has no help"
+    assert (command.get_short_help_str() or "").strip()
+    result = run(name, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert (param.help or "").strip(), f"{name} {param.opts} has no help"
+            for opt in param.opts:
+                assert opt in result.output
+
+
+def test_group_options_have_help():
+    for param in cli.params:
+        if isinstance(param, click.Option):
+            assert (param.help or "").strip(), param.opts
+
+
+def test_python_dash_m_help(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--help"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout
+    for name in cli.commands:
+        assert name in done.stdout
+    assert "Traceback" not in done.stderr
