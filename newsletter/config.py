@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -29,6 +29,10 @@ class Settings:
     templates_dir: Path = Path("templates")
     api_base_url: str = "https://huggingface.co"
     fetch_timeout: float = 20.0
+    database_url: str = "sqlite:///subscribers/newsletter.db"
+    # Secrets never appear in a repr, a log line or an error message.
+    secret_key: str = field(default="", repr=False)
+    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def web_base(self) -> str:
@@ -70,6 +74,20 @@ def _text(name: str, value: str) -> str:
     return value.strip()
 
 
+def _database_url(name: str, value: str) -> str:
+    if "://" not in value:
+        raise ConfigError(f"{name} must be a database URL such as sqlite:///subscribers/newsletter.db")
+    return value
+
+
+def _secret(_name: str, value: str) -> str:
+    return value  # checked where a secret is needed (newsletter.tokens)
+
+
+def _secret_list(_name: str, value: str) -> tuple[str, ...]:
+    return tuple(part for part in value.replace(",", " ").split() if part)
+
+
 # environment variable -> (Settings field, parser)
 SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_NAME": ("name", _text),
@@ -78,6 +96,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_TEMPLATES_DIR": ("templates_dir", lambda _n, v: Path(v)),
     "NEWSLETTER_API_BASE_URL": ("api_base_url", _http_url),
     "NEWSLETTER_FETCH_TIMEOUT": ("fetch_timeout", _positive_float),
+    "NEWSLETTER_DATABASE_URL": ("database_url", _database_url),
+    "NEWSLETTER_SECRET_KEY": ("secret_key", _secret),
+    "NEWSLETTER_SECRET_KEY_FALLBACKS": ("secret_key_fallbacks", _secret_list),
 }
 
 

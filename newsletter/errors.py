@@ -62,3 +62,8 @@ class TokenError(NewsletterError):
 
 class ListError(NewsletterError):
     """A subscriber list file (CSV) is missing, unreadable or malformed."""
+
+
+class Refused(NewsletterError):
+    """An operation was refused to protect a reader or the list, such as
+    reactivating an address that unsubscribed, bounced or complained."""
