@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import click
 
 from newsletter import __version__
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError, OutputError
+from newsletter.errors import NewsletterError, OutputError, Refused
 from newsletter.files import atomic_write_text
+from newsletter.lists import read_subscriber_csv, write_subscriber_csv
 from newsletter.models import Issue
 from newsletter.papers import load_batch
 from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, render_issue
+from newsletter.store import STATUSES, Store, open_store
 
 
 class _Group(click.Group):
@@ -41,9 +44,31 @@ def _date(value: dt.datetime | None) -> dt.date | None:
 
 def _settings(ctx: click.Context) -> Settings:
     # Loaded on first use, so --help works even with a broken setting.
-    if ctx.obj is None:
-        ctx.obj = load_settings()
-    return ctx.obj
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = load_settings()
+    return root.obj
+
+
+def _store(ctx: click.Context) -> Store:
+    """Open the configured database for this command; closed when it ends."""
+    store = open_store(_settings(ctx).database_url)
+    ctx.call_on_close(store.close)
+    return store
+
+
+def _serve(app, host: str, port: int, what: str) -> None:
+    """Run ``app`` under waitress until Ctrl-C or SIGTERM."""
+    from waitress import create_server
+
+    server = create_server(app, host=host, port=port, threads=8)
+    click.echo(f"{what} at http://{host}:{server.effective_port}/  (Ctrl-C to stop)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,6 +140,7 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     placeholder = f"{settings.web_base}/unsubscribe"
     html, text = issue.personalized(placeholder)
     facts = describe(issue, html, text)
+    _store(ctx).save_issue(issue)  # the web app shows it at /issues/<date>
     try:
         atomic_write_text(out_dir / "issue.html", html)
         atomic_write_text(out_dir / "issue.txt", text)
@@ -140,21 +166,119 @@ def preview(ctx: click.Context, batch: Path, date: dt.datetime | None, port: int
 
     The page re-renders when the batch or a template changes: edit, then reload.
     """
-    from waitress import create_server
-
     from newsletter.web import create_preview_app
 
     settings = _settings(ctx)
     load_batch(batch, date=_date(date))  # fail now, with a clear message, not on first request
-    app = create_preview_app(batch, settings, date=_date(date))
-    server = create_server(app, host="127.0.0.1", port=port, threads=4)
-    click.echo(f"Previewing {batch} at http://127.0.0.1:{server.effective_port}/  (Ctrl-C to stop)")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    _serve(create_preview_app(batch, settings, date=_date(date)), "127.0.0.1", port, f"Previewing {batch}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web app: unsubscribe pages (with RFC 8058 one-click), past
+    issues, their Atom feed and /healthz. Put it behind an HTTPS proxy.
+    """
+    from newsletter.web import create_app
+
+    # create_app checks the secret key before it opens the database.
+    _serve(create_app(_settings(ctx)), host, port, "Serving the web app")
+
+
+# ---------------------------------------------------------------- subscribers
+
+_STATUS = click.Choice(STATUSES)
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the subscriber list."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", help="The reader's name (optional).")
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str | None) -> None:
+    """Add EMAIL as an active subscriber.
+
+    An address that unsubscribed, bounced or complained is never reactivated.
+    """
+    subscriber, created = _store(ctx).add(email, name, source="cli")
+    if created:
+        click.echo(f"Added {subscriber.email}")
+    elif subscriber.status == "active":
+        click.echo(f"{subscriber.email} is already subscribed")
+    else:
+        raise Refused(f"{subscriber.email} is {subscriber.status}; it is not reactivated")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str) -> None:
+    """Mark EMAIL unsubscribed (kept, with the reason, so it is never re-added by accident)."""
+    store = _store(ctx)
+    subscriber = store.get(email=email)
+    if subscriber is None:
+        raise Refused(f"{email.strip()} is not on the list")
+    if store.change_status(subscriber.id, "unsubscribed", source="cli", reason="removed by the operator",
+                           only_from=("active",)):
+        click.echo(f"Unsubscribed {subscriber.email}")
+    else:
+        click.echo(f"{subscriber.email} is already {subscriber.status}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=_STATUS, help="Only subscribers with this status.")
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None) -> None:
+    """List subscribers: address, status, since when, and name."""
+    for s in _store(ctx).iter_subscribers(status=status):
+        click.echo(f"{s.email}\t{s.status}\t{s.updated_at:%Y-%m-%d}\t{s.name or ''}")
+
+
+@subscribers.command("count")
+@click.pass_context
+def subscribers_count(ctx: click.Context) -> None:
+    """Count subscribers by status."""
+    counts = _store(ctx).counts()
+    for status, count in counts.items():
+        click.echo(f"{status:<13}{count:>8}")
+    click.echo(f"{'total':<13}{sum(counts.values()):>8}")
+
+
+@subscribers.command("export")
+@click.option("--status", type=_STATUS, help="Only subscribers with this status.")
+@click.pass_context
+def subscribers_export(ctx: click.Context, status: str | None) -> None:
+    """Write subscribers as CSV to standard output."""
+    write_subscriber_csv(_store(ctx).iter_subscribers(status=status), sys.stdout)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
+@click.pass_context
+def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
+    """Import FILE.csv (a header row with an `email` column and an optional
+    `name` column), all or nothing, in one transaction.
+
+    Addresses already present are left as they are: one that unsubscribed,
+    bounced or complained is never reactivated. Invalid addresses are
+    reported with their line and skipped.
+    """
+    rows = read_subscriber_csv(csv_file)
+    report = _store(ctx).import_subscribers(rows, source=f"import:{csv_file.name}"[:32])
+    for line, why in report.invalid:
+        click.echo(f"{csv_file}, line {line}: {why}", err=True)
+    for line, status in report.refused:
+        click.echo(f"{csv_file}, line {line}: {status}; not reactivated", err=True)
+    click.echo(
+        f"{csv_file}: added {len(report.added)}, already present {len(report.present)}, "
+        f"invalid {len(report.invalid)}, refused {len(report.refused)}"
+    )
 
 
 def main() -> None:

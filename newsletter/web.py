@@ -1,7 +1,9 @@
 """The web layer (Flask). Thin: each view loads, renders and returns.
 
-``create_preview_app`` serves the local preview of an issue while templates
-are being edited.
+``create_app`` is the public web app (unsubscribe pages with RFC 8058
+one-click, past issues, their feed, a health check); any WSGI server can run
+it. ``create_preview_app`` serves the local preview of an issue while
+templates are being edited.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import datetime as dt
 import threading
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, redirect, request
 
-from newsletter.config import Settings
-from newsletter.errors import NewsletterError
-from newsletter.models import Issue
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError, StoreError, TokenError
+from newsletter.models import Issue, Subscriber
 from newsletter.papers import load_batch
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
@@ -24,6 +26,8 @@ from newsletter.render import (
     render_template,
     template_environment,
 )
+from newsletter.store import ACTIVE, UNSUBSCRIBED, Store, open_store
+from newsletter.tokens import Signer
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -130,5 +134,156 @@ def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | Non
         if isinstance(result, NewsletterError):
             return Response(str(result), status=500, mimetype="text/plain")
         return Response(result.web_html, mimetype="text/html")
+
+    return app
+
+
+def mask_email(address: str) -> str:
+    """Return ``address`` partly hidden, e.g. ``a•••e@e•••.com``: enough for
+    its owner to recognise it, too little for anyone else to learn it."""
+    local, _, domain = address.rpartition("@")
+    host, dot, tld = domain.rpartition(".")
+    if not dot:  # no top-level part to show: the whole domain is the name
+        host, tld = domain, ""
+    # A part of one character is hidden entirely: its first would be all of it.
+    hidden_local = (local[0] + "•••" + (local[-1] if len(local) > 2 else "")) if len(local) > 1 else "•••"
+    hidden_host = (host[0] + "•••") if len(host) > 1 else "•••"
+    return f"{hidden_local}@{hidden_host}{dot}{tld}"
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
+    """Return the public web app.
+
+    ``settings`` default to the environment and ``.env``; ``store`` to the
+    configured database. Raises :class:`ConfigError` when the secret key is
+    missing or weak, and :class:`StoreError` when the database cannot be opened.
+
+    Routes: ``GET /u/<token>`` shows an unsubscribe page and changes nothing
+    (mail scanners follow links); ``POST /u/<token>`` unsubscribes, accepting
+    what RFC 8058 receivers send with no cookie or CSRF token, since the signed
+    token is the proof; ``POST /u/<token>/resubscribe`` undoes it; ``/issues/``,
+    ``/issues/<YYYY-MM-DD>``, ``/issues/feed.xml``; ``/healthz``.
+    """
+    settings = settings or load_settings()
+    signer = Signer.from_settings(settings)
+    store = store or open_store(settings.database_url)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.after_request(_add_security_headers)
+    env = template_environment(settings.templates_dir)
+
+    def page(template: str, status: int = 200, mimetype: str = "text/html", **context) -> Response:
+        body = render_template(env, template, {"name": settings.name, **context})
+        return Response(body, status=status, mimetype=mimetype)
+
+    def reader(token: str) -> Subscriber | None:
+        # Any bad token and any unknown reference get the same answer, so a
+        # response never tells whether someone is subscribed.
+        try:
+            return store.get(ref=signer.subscriber_ref(token))
+        except TokenError:
+            return None
+
+    def unsubscribe_page(token: str, subscriber: Subscriber | None, state: str) -> Response:
+        if subscriber is None:
+            return page("web/unsubscribe.html", 400, heading="Invalid link", state="invalid", masked="", action="")
+        headings = {
+            "confirm": "Unsubscribe",
+            "done": "You are unsubscribed",
+            "resubscribed": "You are subscribed again",
+            "not-resubscribed": "Not resubscribed",
+            "inactive": "No more emails",
+        }
+        return page(
+            "web/unsubscribe.html",
+            heading=headings[state],
+            state=state,
+            masked=mask_email(subscriber.email),
+            action=f"/u/{token}",
+        )
+
+    @app.get("/u/<token>")
+    def unsubscribe_form(token: str) -> Response:
+        subscriber = reader(token)
+        if subscriber is None:
+            return unsubscribe_page(token, None, "invalid")
+        state = {ACTIVE: "confirm", UNSUBSCRIBED: "done"}.get(subscriber.status, "inactive")
+        return unsubscribe_page(token, subscriber, state)
+
+    @app.post("/u/<token>")
+    def unsubscribe(token: str) -> Response:
+        subscriber = reader(token)
+        if subscriber is None:
+            return unsubscribe_page(token, None, "invalid")
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        subscriber, _changed = store.unsubscribe(
+            subscriber.ref,
+            source="one-click" if one_click else "web",
+            reason="one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed on the web page",
+        )
+        state = "done" if subscriber.status == UNSUBSCRIBED else "inactive"
+        return unsubscribe_page(token, subscriber, state)
+
+    @app.post("/u/<token>/resubscribe")
+    def resubscribe(token: str) -> Response:
+        subscriber = reader(token)
+        if subscriber is None:
+            return unsubscribe_page(token, None, "invalid")
+        subscriber, changed = store.resubscribe(subscriber.ref, source="web")
+        active = changed or subscriber.status == ACTIVE
+        return unsubscribe_page(token, subscriber, "resubscribed" if active else "not-resubscribed")
+
+    @app.get("/")
+    def home() -> Response:
+        return redirect("/issues/")
+
+    @app.get("/issues/")
+    def issues() -> Response:
+        return page("web/issues.html", issues=store.list_issues())
+
+    @app.get("/issues/feed.xml")
+    def feed() -> Response:
+        latest = store.list_issues(limit=30)
+        updated = max((i.updated_at for i in latest), default=None)
+        return page(
+            "web/feed.xml",
+            mimetype="application/atom+xml",
+            issues=latest,
+            base_url=settings.web_base,
+            updated=(updated or dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    @app.get("/issues/<day>")
+    def issue(day: str) -> Response:
+        try:
+            date = dt.date.fromisoformat(day)
+        except ValueError:
+            date = None
+        # Only the canonical YYYY-MM-DD address: fromisoformat also accepts
+        # other ISO 8601 forms (2025-W11-1, 20250310) of the same day.
+        stored = store.get_issue(date) if date and date.isoformat() == day else None
+        if stored is None:
+            return page("web/not_found.html", 404)
+        return Response(stored.web_html, mimetype="text/html")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            store.ping()
+        except StoreError:
+            return Response('{"status": "database unreachable"}', status=503, mimetype="application/json")
+        return Response('{"status": "ok"}', mimetype="application/json")
+
+    @app.errorhandler(404)
+    def not_found(_error) -> Response:
+        return page("web/not_found.html", 404)
+
+    @app.errorhandler(405)
+    def not_allowed(_error) -> Response:
+        return Response("Method not allowed\n", status=405, mimetype="text/plain")
+
+    @app.errorhandler(413)
+    def too_large(_error) -> Response:
+        return Response("Request too large\n", status=413, mimetype="text/plain")
 
     return app
