@@ -3,9 +3,13 @@ NEWSLETTER_* variables set, so no test reads a real .env or environment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,100 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+# --------------------------------------------------------------------------
+# databases
+
+# `make test` (tests/ensure-tools.sh) creates this role and database on the
+# local PostgreSQL server; TEST_POSTGRES_URL points the tests elsewhere.
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://newsletter_test:newsletter_test@127.0.0.1:5432/newsletter_test"
+)
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def _reset_postgres() -> None:
+    """Drop the project's tables so each test starts from an empty database."""
+    from sqlalchemy import create_engine
+
+    from newsletter.store import metadata
+
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.begin():
+            pass
+    except Exception as exc:  # no server, no role, no driver
+        unavailable(f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__}); run `make test` as root")
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database: embedded SQLite, then the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'subscribers' / 'newsletter.db'}"
+    _reset_postgres()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def store(database_url):
+    """An open :class:`Store` on a fresh database (SQLite and PostgreSQL)."""
+    from newsletter.store import open_store
+
+    opened = open_store(database_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def secret_settings(tmp_path) -> Settings:
+    """Settings with a strong secret key and a SQLite database in tmp_path."""
+    return Settings(secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'newsletter.db'}")
+
+
+# --------------------------------------------------------------------------
+# real server processes
+
+STARTUP_SECONDS = 15
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """The environment without any NEWSLETTER_* variable, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(settings)
+    return env
+
+
+@contextlib.contextmanager
+def newsletter_server(args: list[str], port: int, folder: Path, env: dict[str, str]):
+    """Run ``python -m newsletter ARGS`` from ``folder`` (which holds no .env)
+    and yield its base URL once ``port`` answers; stop it afterwards. Fails
+    the test, with the server's log, if it exits or never answers."""
+    log_path = folder / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", *args], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{args[0]} exited with {process.returncode}: {log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{args[0]} did not answer on port {port} within {STARTUP_SECONDS} s")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

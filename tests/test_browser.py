@@ -11,10 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, free_port
+from conftest import EXAMPLE, clean_env, free_port, newsletter_server
 from newsletter.config import Settings
 from newsletter.papers import load_batch
 from newsletter.render import PACKAGE_TEMPLATES, render_issue
@@ -31,7 +27,6 @@ pytestmark = pytest.mark.browser
 
 DATE = dt.date(2025, 3, 11)
 SUBJECT = "Daily Papers · Tue 11 Mar 2025 · 85 papers"
-STARTUP_SECONDS = 15
 PHONE = {"width": 375, "height": 800}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -62,37 +57,9 @@ def _start_server(folder: Path):
     templates = folder / "templates-override"
     templates.mkdir()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["NEWSLETTER_TEMPLATES_DIR"] = str(templates)
-    log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "preview", str(batch), "--date", DATE.isoformat(), "--port", str(port)],
-            cwd=folder,  # an empty folder: no .env is read
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"preview exited with {process.returncode}: {log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"preview did not answer on port {port} within {STARTUP_SECONDS} s")
-                time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}", batch, templates)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    args = ["preview", str(batch), "--date", DATE.isoformat(), "--port", str(port)]
+    with newsletter_server(args, port, folder, clean_env(NEWSLETTER_TEMPLATES_DIR=str(templates))) as url:
+        yield Server(url, batch, templates)
 
 
 @pytest.fixture(scope="module")

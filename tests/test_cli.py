@@ -87,7 +87,9 @@ def test_render_default_output_folder(isolated):
     assert result.exit_code == 0, result.output
     out = isolated / "out" / "2025-03-11"
     assert {p.name for p in out.iterdir()} == OUTPUTS
-    assert {p.name for p in isolated.iterdir()} == {"out"}
+    # Besides out/, only the default database, where render saves the issue.
+    assert {p.name for p in isolated.iterdir()} == {"out", "subscribers"}
+    assert (isolated / "subscribers" / "newsletter.db").is_file()
     assert str(Path("out") / "2025-03-11") in result.stdout
 
 

@@ -11,7 +11,6 @@ import random
 import re
 import shutil
 import socket
-from pathlib import Path
 
 import lxml.html
 import pytest

@@ -1,0 +1,245 @@
+"""Signed unsubscribe tokens: round trip, nothing personal in them, rejection
+of anything forged, tampered, truncated or made for another purpose, key
+rotation, the secret key checks, and the unsubscribe URL."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+
+import pytest
+from itsdangerous import URLSafeSerializer
+from itsdangerous.encoding import base64_decode
+
+from conftest import SECRET
+from newsletter.config import Settings, load_settings
+from newsletter.errors import ConfigError, TokenError
+from newsletter.store import open_store
+from newsletter.tokens import UNSUBSCRIBE_SALT, Signer, check_secret
+
+OLD_SECRET = "old-secret-ZYXWVUTSRQPONMLKJIHGFEDCBA-9876543210"
+OTHER_SECRET = secrets.token_urlsafe(32)
+REF = "Qm9vayBvZiBzYW5kIGFuZCBzdGFy"
+URL_SAFE = re.compile(r"^[A-Za-z0-9_\-.]+$")
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer(SECRET)
+
+
+def invalid(signer: Signer, token: str) -> None:
+    with pytest.raises(TokenError) as caught:
+        signer.subscriber_ref(token)
+    assert str(caught.value) == "invalid unsubscribe link"  # says nothing about whom
+
+
+# --------------------------------------------------------------------------
+# round trip and contents
+
+
+def test_round_trip(signer):
+    token = signer.unsubscribe_token(REF)
+    assert URL_SAFE.match(token), token
+    assert signer.subscriber_ref(token) == REF
+    # A new Signer with the same key (another process) verifies it too.
+    assert Signer(SECRET).subscriber_ref(token) == REF
+
+
+def test_token_holds_neither_the_address_nor_the_ref_in_clear(tmp_path, signer):
+    store = open_store(f"sqlite:///{tmp_path / 'tokens.db'}")
+    try:
+        subscriber, _ = store.add("ada.lovelace@example.com", "Ada Lovelace")
+    finally:
+        store.close()
+    token = signer.unsubscribe_token(subscriber.ref)
+    url = signer.unsubscribe_url("https://papers.example.org", subscriber.ref)
+    encoded = base64.urlsafe_b64encode(subscriber.email.encode()).decode().rstrip("=")
+    for text in (token, url):
+        assert "ada" not in text.lower() and "lovelace" not in text.lower()
+        assert "example.com" not in text and "@" not in text
+        assert encoded[:12] not in text
+        assert subscriber.ref not in text
+    assert signer.subscriber_ref(token) == subscriber.ref
+
+
+def test_a_token_verifies_only_with_its_key(signer):
+    token = signer.unsubscribe_token(REF)
+    invalid(Signer(OTHER_SECRET), token)
+    invalid(Signer(OLD_SECRET, fallbacks=(OTHER_SECRET,)), token)
+
+
+def test_tokens_never_expire(signer, monkeypatch):
+    token = signer.unsubscribe_token(REF)
+    in_three_years = time.time() + 3 * 365 * 24 * 3600
+    monkeypatch.setattr(time, "time", lambda: in_three_years)
+    assert signer.subscriber_ref(token) == REF
+
+
+# --------------------------------------------------------------------------
+# rejected tokens
+
+
+def _other(char: str) -> str:
+    return "A" if char != "A" else "B"
+
+
+def test_every_changed_payload_character_is_rejected(signer):
+    token = signer.unsubscribe_token(REF)
+    payload, signature = token.rsplit(".", 1)
+    for i in range(len(payload)):
+        invalid(signer, payload[:i] + _other(payload[i]) + payload[i + 1:] + "." + signature)
+
+
+def test_every_changed_signature_character_is_rejected(signer):
+    token = signer.unsubscribe_token(REF)
+    payload, signature = token.rsplit(".", 1)
+    rejected = 0
+    for i in range(len(signature)):
+        changed = signature[:i] + _other(signature[i]) + signature[i + 1:]
+        if base64_decode(changed) == base64_decode(signature):
+            continue  # only the unused low bits of the last character: the same signature
+        invalid(signer, f"{payload}.{changed}")
+        rejected += 1
+    assert rejected >= len(signature) - 1
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20])
+def test_truncated_tokens_are_rejected(signer, cut):
+    token = signer.unsubscribe_token(REF)
+    invalid(signer, token[:-cut])
+    invalid(signer, token[cut:])
+
+
+def test_the_payload_or_signature_alone_is_rejected(signer):
+    payload, signature = signer.unsubscribe_token(REF).rsplit(".", 1)
+    for token in (payload, signature, payload + ".", "." + signature, f"{payload}..{signature}"):
+        invalid(signer, token)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", " ", ".", "..", "a.b.c", "not-a-token", "é", "\x00", "%2e%2e", "null.null", "x" * 5000,
+     "eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo"],
+)
+def test_garbage_is_rejected(signer, garbage):
+    invalid(signer, garbage)
+
+
+def test_a_token_made_for_another_purpose_is_rejected(signer):
+    other_purpose = URLSafeSerializer(SECRET, salt="other").dumps(REF)
+    invalid(signer, other_purpose)
+    no_salt = URLSafeSerializer(SECRET).dumps(REF)
+    invalid(signer, no_salt)
+
+
+@pytest.mark.parametrize("value", ["", None, 12345, ["ref"], {"ref": REF}])
+def test_a_correctly_signed_token_without_a_reference_is_rejected(signer, value):
+    forged_with_the_key = URLSafeSerializer(SECRET, salt=UNSUBSCRIBE_SALT).dumps(value)
+    invalid(signer, forged_with_the_key)
+
+
+# --------------------------------------------------------------------------
+# key rotation
+
+
+def test_old_tokens_verify_with_the_old_key_in_fallbacks():
+    old_token = Signer(OLD_SECRET).unsubscribe_token(REF)
+    rotated = Signer(SECRET, fallbacks=(OLD_SECRET,))
+    assert rotated.subscriber_ref(old_token) == REF
+    # Without the fallback the old link is dead.
+    invalid(Signer(SECRET), old_token)
+
+
+def test_new_tokens_are_signed_with_the_current_key():
+    rotated = Signer(SECRET, fallbacks=(OLD_SECRET,))
+    new_token = rotated.unsubscribe_token(REF)
+    assert Signer(SECRET).subscriber_ref(new_token) == REF
+    invalid(Signer(OLD_SECRET), new_token)  # an app with only the old key rejects it
+    assert new_token == Signer(SECRET).unsubscribe_token(REF)
+
+
+def test_rotation_through_the_settings():
+    settings = load_settings({
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_SECRET_KEY_FALLBACKS": f" {OLD_SECRET}, {OTHER_SECRET} ",
+    })
+    assert settings.secret_key_fallbacks == (OLD_SECRET, OTHER_SECRET)
+    signer = Signer.from_settings(settings)
+    for key in (OLD_SECRET, OTHER_SECRET, SECRET):
+        assert signer.subscriber_ref(Signer(key).unsubscribe_token(REF)) == REF
+    assert Signer(SECRET).subscriber_ref(signer.unsubscribe_token(REF)) == REF
+    invalid(signer, Signer(secrets.token_urlsafe(32)).unsubscribe_token(REF))
+
+
+# --------------------------------------------------------------------------
+# the secret key
+
+
+def test_a_missing_secret_is_explained():
+    for make in (lambda: Signer(""), lambda: Signer.from_settings(Settings())):
+        with pytest.raises(ConfigError) as caught:
+            make()
+        message = str(caught.value)
+        assert "NEWSLETTER_SECRET_KEY is not set" in message
+        assert "secrets.token_urlsafe" in message  # how to generate one
+
+
+WEAK = ["hunter2-short-key", "a" * 40, "ab" * 20, "0123456789" * 4, "Xy" * 15 + "!"]
+
+
+@pytest.mark.parametrize("weak", WEAK)
+def test_weak_secrets_are_refused_without_showing_them(weak):
+    with pytest.raises(ConfigError) as caught:
+        Signer(weak)
+    message = str(caught.value)
+    assert "NEWSLETTER_SECRET_KEY" in message and "weak" in message
+    assert "secrets.token_urlsafe" in message
+    assert weak not in message
+    assert weak[:8] not in message
+
+
+@pytest.mark.parametrize("weak", WEAK)
+def test_weak_fallback_keys_are_refused(weak):
+    with pytest.raises(ConfigError) as caught:
+        Signer(SECRET, fallbacks=(OLD_SECRET, weak))
+    message = str(caught.value)
+    assert "NEWSLETTER_SECRET_KEY_FALLBACKS" in message
+    assert weak not in message
+
+
+def test_good_secrets_pass():
+    generated = secrets.token_urlsafe(32)
+    assert check_secret("X", generated) == generated
+    assert check_secret("X", SECRET) == SECRET
+
+
+def test_settings_never_show_the_secret():
+    settings = load_settings({"NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_SECRET_KEY_FALLBACKS": OLD_SECRET})
+    assert settings.secret_key == SECRET
+    for text in (repr(settings), str(settings)):
+        assert SECRET not in text and OLD_SECRET not in text
+        assert "secret-0123" not in text
+    assert "database_url" in repr(settings)  # the rest is still shown
+
+
+# --------------------------------------------------------------------------
+# the unsubscribe URL
+
+
+@pytest.mark.parametrize(
+    "base, expected",
+    [
+        ("https://papers.example.org", "https://papers.example.org/u/"),
+        ("https://papers.example.org/", "https://papers.example.org/u/"),
+        ("https://example.org/news//", "https://example.org/news/u/"),
+    ],
+)
+def test_unsubscribe_url(signer, base, expected):
+    url = signer.unsubscribe_url(base, REF)
+    assert url == expected + signer.unsubscribe_token(REF)
+    token = url[len(expected):]
+    assert "/" not in token and URL_SAFE.match(token)
+    assert signer.subscriber_ref(token) == REF

@@ -1,0 +1,157 @@
+"""The public web app in a real headless Chromium: the unsubscribe page, its
+buttons (with the app's Content-Security-Policy in force), and a past issue,
+at phone width.
+
+One ``newsletter serve`` subprocess (waitress) on a SQLite database shared by
+the tests of this module; each test uses readers of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from conftest import EXAMPLE, SECRET
+from newsletter.config import Settings
+from newsletter.papers import load_batch
+from newsletter.render import PACKAGE_TEMPLATES, render_issue
+from newsletter.store import ACTIVE, UNSUBSCRIBED, open_store
+from newsletter.tokens import Signer
+from newsletter.web import mask_email
+from test_web import serving
+
+pytestmark = pytest.mark.browser
+
+DATE = dt.date(2025, 3, 11)
+PHONE = {"width": 375, "height": 800}
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `browser` fixture skips (or fails in CI) with a clear reason
+    expect = None
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A running web app on a database with a few readers and the example
+    issue; yields (base URL, store, readers by name, the issue's batch)."""
+    folder = tmp_path_factory.mktemp("site")
+    database_url = f"sqlite:///{folder / 'newsletter.db'}"
+    store = open_store(database_url)
+    readers = {
+        name: store.add(address, name)[0]
+        for name, address in [
+            ("alice", "alice.liddell@example.com"),
+            ("carol", "carol.with.a.rather.long.address+newsletter@subdomain.example-university.edu"),
+            ("dave", "d@example.org"),
+        ]
+    }
+    batch = load_batch(EXAMPLE, date=DATE)
+    store.save_issue(render_issue(batch, Settings(templates_dir=PACKAGE_TEMPLATES)))
+    try:
+        with serving(folder, database_url) as base:
+            yield base, store, readers, batch
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Return a function opening a page in a fresh context (closed afterwards);
+    the page records Content-Security-Policy violations in ``page.csp``."""
+    contexts = []
+
+    def open_page(viewport=None):
+        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.csp = []
+        page.on("console", lambda m: page.csp.append(m.text) if "Content Security Policy" in m.text else None)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def no_horizontal_scroll(page) -> bool:
+    measured = page.locator("html").evaluate(
+        "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
+    )
+    assert measured["inner"] == PHONE["width"], measured
+    return measured["scroll"] <= measured["inner"]
+
+
+def link(base: str, reader) -> str:
+    return Signer(SECRET).unsubscribe_url(base, reader.ref)
+
+
+def test_unsubscribe_then_resubscribe_with_the_buttons(site, new_page):
+    base, store, readers, _batch = site
+    alice = readers["alice"]
+    others = {r.id: (r.status, len(store.events(r.id))) for r in store.iter_subscribers() if r.id != alice.id}
+    page = new_page()
+    response = page.goto(link(base, alice))
+    assert response.status == 200
+    expect(page.locator("#heading")).to_have_text("Unsubscribe")
+    expect(page.locator(".address")).to_have_text(mask_email(alice.email))
+    expect(page.get_by_role("button", name="Unsubscribe")).to_be_visible()
+    assert alice.email not in page.content()
+    # Opening the page (as a mail scanner would) changes nothing.
+    assert store.get(ref=alice.ref).status == ACTIVE
+    assert len(store.events(alice.id)) == 1
+
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.locator("#heading")).to_have_text("You are unsubscribed")
+    expect(page.get_by_role("status")).to_contain_text(mask_email(alice.email))
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    events = store.events(alice.id)
+    assert [(e.new_status, e.source) for e in events] == [(ACTIVE, "cli"), (UNSUBSCRIBED, "web")]
+
+    page.get_by_role("button", name="Resubscribe").click()
+    expect(page.locator("#heading")).to_have_text("You are subscribed again")
+    expect(page.get_by_role("status")).to_contain_text("Welcome back")
+    assert store.get(ref=alice.ref).status == ACTIVE
+    events = store.events(alice.id)
+    assert [(e.new_status, e.source) for e in events][-1] == (ACTIVE, "web")
+    assert len(events) == 3
+    assert page.csp == []
+    # Nobody else was touched.
+    assert {r.id: (r.status, len(store.events(r.id))) for r in store.iter_subscribers() if r.id != alice.id} == others
+
+
+def test_unsubscribe_pages_fit_a_phone(site, new_page):
+    base, store, readers, _batch = site
+    page = new_page(PHONE)
+    for name in ("carol", "dave"):
+        reader = readers[name]
+        page.goto(link(base, reader))
+        expect(page.get_by_role("button", name="Unsubscribe")).to_be_visible()
+        expect(page.locator(".address")).to_have_text(mask_email(reader.email))
+        assert no_horizontal_scroll(page)
+        page.get_by_role("button", name="Unsubscribe").click()
+        expect(page.get_by_role("button", name="Resubscribe")).to_be_visible()
+        assert no_horizontal_scroll(page)
+        assert store.get(ref=reader.ref).status == UNSUBSCRIBED
+    response = page.goto(f"{base}/u/not-a-valid-link")
+    assert response.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("This link is not valid")
+    assert no_horizontal_scroll(page)
+    assert page.csp == []
+
+
+def test_past_issue_shows_every_title_on_a_phone(site, new_page):
+    base, _store, _readers, batch = site
+    page = new_page(PHONE)
+    response = page.goto(f"{base}/issues/")
+    assert response.status == 200
+    assert no_horizontal_scroll(page)
+    page.get_by_role("link", name="Daily Papers · Tue 11 Mar 2025").click()
+    page.wait_for_url(f"{base}/issues/{DATE.isoformat()}")
+    assert len(batch.papers) == 85
+    for paper in batch.papers:
+        expect(page.get_by_text(paper.title, exact=True)).to_be_visible()
+    assert no_horizontal_scroll(page)
+    assert "/u/" not in page.content()
+    assert page.csp == []

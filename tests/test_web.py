@@ -1,0 +1,789 @@
+"""The public web app: unsubscribe pages (RFC 8058 one-click included), their
+security, past issues, the feed and the health check.
+
+Most tests drive ``create_app`` through Flask's test client on both databases
+(the ``store`` fixture: SQLite, then PostgreSQL). The rest run the real
+``newsletter serve`` command (waitress) as a subprocess and talk HTTP to it,
+as a mail provider's one-click POST does, including while a send is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import queue
+import random
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote, urljoin
+
+import lxml.html
+import pytest
+from itsdangerous import URLSafeSerializer
+
+from conftest import SECRET, clean_env, free_port, newsletter_server
+from newsletter.config import Settings
+from newsletter.errors import ConfigError, StoreError
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.render import render_issue
+from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, open_store
+from newsletter.tokens import UNSUBSCRIBE_SALT, Signer
+from newsletter.web import SECURITY_HEADERS, create_app, mask_email
+
+ONE_CLICK = b"List-Unsubscribe=One-Click"  # exactly what RFC 8058 receivers POST
+FORM = "application/x-www-form-urlencoded"
+OTHER_SECRET = "another-secret-9876543210-ZYXWVUTSRQPONMLKJIHGFEDCBA"
+ATOM = "{http://www.w3.org/2005/Atom}"
+DAY1 = dt.date(2025, 3, 10)
+DAY2 = dt.date(2025, 3, 11)
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def settings_for(database_url: str, **overrides) -> Settings:
+    return Settings(**{"secret_key": SECRET, "database_url": database_url, **overrides})
+
+
+def client_for(store, database_url: str, **overrides):
+    """A test client of the app on ``store``; it keeps no cookies."""
+    return create_app(settings_for(database_url, **overrides), store).test_client(use_cookies=False)
+
+
+def path_of(ref: str, secret: str = SECRET) -> str:
+    return f"/u/{Signer(secret).unsubscribe_token(ref)}"
+
+
+def snapshot(store) -> dict[int, tuple[str, int]]:
+    """Every subscriber's status and number of events."""
+    return {s.id: (s.status, len(store.events(s.id))) for s in store.iter_subscribers()}
+
+
+def html_of(response):
+    return lxml.html.document_fromstring(response.get_data(as_text=True))
+
+
+def heading(response) -> str:
+    return html_of(response).get_element_by_id("heading").text_content().strip()
+
+
+def one_click(client, path: str):
+    return client.post(path, data=ONE_CLICK, content_type=FORM)
+
+
+def issue_of(day: dt.date, titles: list[str], settings: Settings | None = None):
+    papers = tuple(
+        Paper(
+            title=title,
+            abstract=f"We study {title.lower()} and report results.",
+            authors=("Ada Lovelace", "Alan Turing"),
+            arxiv_id=f"2503.{index:05d}",
+            url=f"https://arxiv.org/abs/2503.{index:05d}",
+            upvotes=10 - index,
+        )
+        for index, title in enumerate(titles, start=1)
+    )
+    return render_issue(Batch(day, papers, source="test"), settings or Settings())
+
+
+@pytest.fixture
+def readers(store):
+    """Two active readers, Alice and Bob."""
+    alice, _ = store.add("alice.liddell@example.com", "Alice")
+    bob, _ = store.add("bob@example.org", "Bob")
+    return alice, bob
+
+
+@pytest.fixture
+def client(store, database_url):
+    return client_for(store, database_url)
+
+
+# --------------------------------------------------------------------------
+# the unsubscribe page and its POSTs
+
+
+def test_get_shows_the_confirmation_and_changes_nothing(store, client, readers):
+    alice, _bob = readers
+    before = snapshot(store)
+    response = client.get(path_of(alice.ref))
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    body = response.get_data(as_text=True)
+    assert "Daily Papers" in body
+    assert mask_email(alice.email) in body
+    assert alice.email not in body and "alice.liddell" not in body and alice.ref not in body
+    page = html_of(response)
+    forms = page.xpath("//form")
+    assert len(forms) == 1
+    assert forms[0].get("method").lower() == "post"
+    assert forms[0].get("action") == path_of(alice.ref)
+    buttons = forms[0].xpath(".//button[@type='submit']")
+    assert [b.text_content().strip() for b in buttons] == ["Unsubscribe"]
+    assert snapshot(store) == before
+    assert store.get(ref=alice.ref).status == ACTIVE
+
+
+def test_one_click_post_unsubscribes_once_and_is_idempotent(store, client, readers):
+    alice, bob = readers
+    response = one_click(client, path_of(alice.ref))
+    assert response.status_code == 200
+    assert heading(response) == "You are unsubscribed"
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    events = store.events(alice.id)
+    assert len(events) == 2
+    assert (events[-1].old_status, events[-1].new_status, events[-1].source) == (ACTIVE, UNSUBSCRIBED, "one-click")
+
+    again = one_click(client, path_of(alice.ref))
+    assert again.status_code == 200
+    assert heading(again) == "You are unsubscribed"
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    assert len(store.events(alice.id)) == 2
+    assert store.get(ref=bob.ref).status == ACTIVE
+
+
+def test_one_click_as_multipart_form_data_counts_as_one_click(store, client, readers):
+    alice, _bob = readers
+    response = client.post(path_of(alice.ref), data={"List-Unsubscribe": "One-Click"},
+                            content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    assert store.events(alice.id)[-1].source == "one-click"
+
+
+def test_button_post_unsubscribes_with_source_web(store, client, readers):
+    alice, _bob = readers
+    response = client.post(path_of(alice.ref))  # the page's form: an empty body
+    assert response.status_code == 200
+    assert heading(response) == "You are unsubscribed"
+    assert mask_email(alice.email) in response.get_data(as_text=True)
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    last = store.events(alice.id)[-1]
+    assert (last.new_status, last.source) == (UNSUBSCRIBED, "web")
+    # The confirmation offers to undo it, on this reader's own link.
+    forms = html_of(response).xpath("//form")
+    assert [f.get("action") for f in forms] == [path_of(alice.ref) + "/resubscribe"]
+    # A GET afterwards shows the same state and changes nothing.
+    before = snapshot(store)
+    assert heading(client.get(path_of(alice.ref))) == "You are unsubscribed"
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("how", ["web", "one-click"])
+def test_resubscribe_after_the_readers_own_unsubscribe(store, client, readers, how):
+    alice, _bob = readers
+    if how == "web":
+        client.post(path_of(alice.ref))
+    else:
+        one_click(client, path_of(alice.ref))
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    response = client.post(path_of(alice.ref) + "/resubscribe")
+    assert response.status_code == 200
+    assert heading(response) == "You are subscribed again"
+    assert store.get(ref=alice.ref).status == ACTIVE
+    events = store.events(alice.id)
+    assert len(events) == 3
+    assert (events[-1].old_status, events[-1].new_status, events[-1].source) == (UNSUBSCRIBED, ACTIVE, "web")
+    # Resubscribing an active reader again records nothing.
+    again = client.post(path_of(alice.ref) + "/resubscribe")
+    assert again.status_code == 200
+    assert len(store.events(alice.id)) == 3
+
+
+@pytest.mark.parametrize(
+    "status, source",
+    [(UNSUBSCRIBED, "cli"), (UNSUBSCRIBED, "import"), (BOUNCED, "bounce"), (COMPLAINED, "complaint")],
+)
+def test_resubscribe_never_undoes_the_operator_a_bounce_or_a_complaint(store, client, readers, status, source):
+    alice, bob = readers
+    assert store.change_status(alice.id, status, source=source, reason="set by the test")
+    before = snapshot(store)
+    response = client.post(path_of(alice.ref) + "/resubscribe")
+    assert response.status_code == 200
+    assert heading(response) == "Not resubscribed"
+    assert store.get(ref=alice.ref).status == status
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("status", [BOUNCED, COMPLAINED])
+def test_unsubscribe_leaves_a_bounced_or_complained_reader_alone(store, client, readers, status):
+    alice, _bob = readers
+    store.change_status(alice.id, status, source="test", reason="set by the test")
+    before = snapshot(store)
+    for response in (client.get(path_of(alice.ref)), one_click(client, path_of(alice.ref)),
+                     client.post(path_of(alice.ref))):
+        assert response.status_code == 200
+        assert heading(response) == "No more emails"
+        assert not html_of(response).xpath("//form")
+    assert snapshot(store) == before
+
+
+# --------------------------------------------------------------------------
+# security of the links
+
+
+def _flip(text: str, index: int) -> str:
+    return text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1 :]
+
+
+def bad_tokens(ref: str) -> dict[str, str]:
+    """Tokens that must all be refused, by name."""
+    good = Signer(SECRET).unsubscribe_token(ref)
+    payload, signature = good.split(".")
+    return {
+        # Middle characters carry six full bits each (the last one may not).
+        "flipped in signature": f"{payload}.{_flip(signature, len(signature) // 2)}",
+        "flipped in payload": f"{_flip(payload, len(payload) // 2)}.{signature}",
+        "last character dropped": good[:-1],
+        "cut in half": good[: len(good) // 2],
+        "signature only": signature,
+        "payload only": payload,
+        "payload and dot": payload + ".",
+        "character appended": good + "x",
+        "dot": ".",
+        "dash": "-",
+        "space": " ",
+        "null": "null",
+        "random": secrets.token_urlsafe(40),
+        "random with a dot": f"{secrets.token_urlsafe(12)}.{secrets.token_urlsafe(20)}",
+        "markup": "'\"><img src=x onerror=alert(1)>",
+        "not utf-8": "\udcff\udcfe",  # sent as %FF%FE
+        "very long": "a" * 5000 + "." + "b" * 27,
+        "bare reference": ref,
+        "the address": "alice.liddell@example.com",
+        "another salt": URLSafeSerializer(SECRET, salt="other").dumps(ref),
+        "default salt": URLSafeSerializer(SECRET).dumps(ref),
+        "unknown key": URLSafeSerializer(OTHER_SECRET, salt=UNSUBSCRIBE_SALT).dumps(ref),
+        "unknown reference": Signer(SECRET).unsubscribe_token(secrets.token_urlsafe(16)),
+        "empty reference": URLSafeSerializer(SECRET, salt=UNSUBSCRIBE_SALT).dumps(""),
+        "list payload": URLSafeSerializer(SECRET, salt=UNSUBSCRIBE_SALT).dumps([ref]),
+        "number payload": URLSafeSerializer(SECRET, salt=UNSUBSCRIBE_SALT).dumps(1),
+        "null payload": URLSafeSerializer(SECRET, salt=UNSUBSCRIBE_SALT).dumps(None),
+    }
+
+
+def quoted(token: str) -> str:
+    if token == "\udcff\udcfe":
+        return "%FF%FE"
+    return quote(token, safe="")
+
+
+def test_bad_tokens_all_get_the_same_400_and_change_nothing(store, client, readers):
+    alice, bob = readers
+    store.change_status(bob.id, UNSUBSCRIBED, source="web", reason="set by the test")
+    before = snapshot(store)
+    bodies = {}
+    for name, token in bad_tokens(alice.ref).items():
+        path = f"/u/{quoted(token)}"
+        for method, response in (
+            ("GET", client.get(path)),
+            ("one-click", client.post(path, data=ONE_CLICK, content_type=FORM)),
+            ("button", client.post(path)),
+            ("resubscribe", client.post(path + "/resubscribe")),
+        ):
+            assert response.status_code == 400, (name, method, response.status_code)
+            bodies[(name, method)] = response.get_data(as_text=True)
+    assert len(set(bodies.values())) == 1, "a bad token's page must not depend on the token"
+    body = next(iter(bodies.values()))
+    assert "This link is not valid" in body
+    assert "<form" not in body
+    for secret_part in (alice.ref, bob.ref, "alice", "bob", "example", "•"):
+        assert secret_part not in body
+    assert snapshot(store) == before
+
+
+def test_tokens_made_with_a_previous_key_still_work(store, database_url, readers):
+    alice, bob = readers
+    rotated = client_for(store, database_url, secret_key=OTHER_SECRET, secret_key_fallbacks=(SECRET,))
+    old_link = path_of(alice.ref, SECRET)
+    new_link = path_of(bob.ref, OTHER_SECRET)
+    assert old_link != path_of(alice.ref, OTHER_SECRET)
+    assert heading(rotated.get(old_link)) == "Unsubscribe"
+    assert one_click(rotated, old_link).status_code == 200
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    assert store.events(alice.id)[-1].source == "one-click"
+    assert one_click(rotated, new_link).status_code == 200
+    assert store.get(ref=bob.ref).status == UNSUBSCRIBED
+    # Once the old key is dropped from the fallbacks, its links stop working.
+    dropped = client_for(store, database_url, secret_key=OTHER_SECRET)
+    assert dropped.get(old_link).status_code == 400
+    assert dropped.get(new_link).status_code == 200
+
+
+def test_a_readers_post_never_touches_another_reader(store, client, readers):
+    alice, bob = readers
+    bob_events = store.events(bob.id)
+    one_click(client, path_of(alice.ref))
+    client.post(path_of(alice.ref))
+    client.post(path_of(alice.ref) + "/resubscribe")
+    one_click(client, path_of(alice.ref))
+    assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+    assert store.get(ref=bob.ref).status == ACTIVE
+    assert store.events(bob.id) == bob_events
+
+
+@pytest.mark.parametrize("status", [ACTIVE, UNSUBSCRIBED])
+def test_get_head_and_options_change_nothing(store, client, readers, status):
+    alice, _bob = readers
+    if status == UNSUBSCRIBED:
+        client.post(path_of(alice.ref))
+    before = snapshot(store)
+    link = path_of(alice.ref)
+    assert client.get(link).status_code == 200
+    head = client.head(link)
+    assert head.status_code == 200 and head.get_data() == b""
+    assert client.options(link).status_code == 200
+    assert client.options(link + "/resubscribe").status_code == 200
+    for method in ("GET", "HEAD", "PUT", "DELETE", "PATCH"):
+        response = client.open(link + "/resubscribe", method=method)
+        assert response.status_code == 405, method
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert client.open(link, method=method, data=ONE_CLICK, content_type=FORM).status_code == 405
+    assert snapshot(store) == before
+
+
+def test_an_oversized_body_is_refused_and_changes_nothing(store, client, readers):
+    alice, _bob = readers
+    before = snapshot(store)
+    response = client.post(path_of(alice.ref), data=b"List-Unsubscribe=One-Click&x=" + b"y" * 70_000,
+                           content_type=FORM)
+    assert response.status_code == 413
+    assert snapshot(store) == before
+
+
+# --------------------------------------------------------------------------
+# headers on every response
+
+
+def test_every_response_carries_the_security_headers(store, client, readers):
+    alice, _bob = readers
+    store.save_issue(issue_of(DAY1, ["Sparse Attention at Scale"]))
+    requests = [
+        ("GET", "/", 302),
+        ("GET", "/issues/", 200),
+        ("GET", "/issues", 308),
+        ("GET", "/issues/feed.xml", 200),
+        ("GET", f"/issues/{DAY1.isoformat()}", 200),
+        ("GET", "/issues/2024-01-01", 404),
+        ("GET", "/no/such/page", 404),
+        ("GET", "/healthz", 200),
+        ("GET", path_of(alice.ref), 200),
+        ("HEAD", path_of(alice.ref), 200),
+        ("GET", "/u/not-a-token", 400),
+        ("POST", "/u/not-a-token", 400),
+        ("GET", path_of(alice.ref) + "/resubscribe", 405),
+        ("POST", path_of(alice.ref), 200),
+        ("POST", path_of(alice.ref) + "/resubscribe", 200),
+    ]
+    for method, path, status in requests:
+        response = client.open(path, method=method)
+        assert response.status_code == status, (method, path)
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (method, path, name)
+    big = client.post(path_of(alice.ref), data=b"x" * 70_000, content_type=FORM)
+    assert big.status_code == 413
+    assert all(big.headers.get(name) == value for name, value in SECURITY_HEADERS.items())
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy
+    assert "form-action 'self'" in policy and "frame-ancestors" in policy
+    assert SECURITY_HEADERS["X-Content-Type-Options"] == "nosniff"
+    assert SECURITY_HEADERS["Referrer-Policy"] == "no-referrer"
+
+
+# --------------------------------------------------------------------------
+# past issues, the feed, the health check
+
+
+@pytest.fixture
+def two_issues(store):
+    """Two stored issues, the newer saved first."""
+    newer = issue_of(DAY2, ["Diffusion Agents for Planning", "Long-Context Retrieval Benchmarks"])
+    older = issue_of(DAY1, ["Sparse Attention at Scale", "Quantized Mixture of Experts"])
+    store.save_issue(newer)
+    store.save_issue(older)
+    return older, newer
+
+
+def test_issues_index_lists_stored_issues_newest_first(client, two_issues):
+    older, newer = two_issues
+    response = client.get("/issues/")
+    assert response.status_code == 200
+    links = html_of(response).xpath("//ol//a")
+    assert [a.text_content() for a in links] == [newer.subject, older.subject]
+    assert [urljoin("http://host/issues/", a.get("href")) for a in links] == [
+        f"http://host/issues/{DAY2.isoformat()}",
+        f"http://host/issues/{DAY1.isoformat()}",
+    ]
+    body = response.get_data(as_text=True)
+    assert newer.preheader in body and older.preheader in body
+
+
+def test_issues_index_without_issues(client):
+    response = client.get("/issues/")
+    assert response.status_code == 200
+    assert "No issues yet." in response.get_data(as_text=True)
+
+
+def test_issue_page_serves_the_stored_web_version_without_personal_links(store, client, two_issues):
+    older, newer = two_issues
+    for issue in (older, newer):
+        response = client.get(f"/issues/{issue.date.isoformat()}")
+        assert response.status_code == 200
+        assert response.mimetype == "text/html"
+        body = response.get_data(as_text=True)
+        assert body == issue.web_html
+        assert "/u/" not in body
+        assert UNSUBSCRIBE_URL_MARK not in body
+        assert "unsubscribe" not in body.lower()
+        assert issue.html.count(UNSUBSCRIBE_URL_MARK) >= 1  # the email itself does carry it
+    titles = [t.text_content().strip() for t in html_of(client.get(f"/issues/{DAY1.isoformat()}")).iter("a")]
+    assert "Sparse Attention at Scale" in " ".join(titles)
+    # Saving the day again replaces its page.
+    store.save_issue(issue_of(DAY1, ["A Replacement Paper Title"]))
+    body = client.get(f"/issues/{DAY1.isoformat()}").get_data(as_text=True)
+    assert "A Replacement Paper Title" in body and "Sparse Attention at Scale" not in body
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        "2025-03-12",  # no issue that day
+        "1999-01-01",
+        "2025-3-10",
+        "2025-03-1",
+        "2025-13-01",
+        "2025-02-30",
+        "10-03-2025",
+        "20250310",
+        "2025-03-10x",
+        "2025-03-10.html",
+        "2025-W11-1",  # an ISO week date for 2025-03-10: not the page's address
+        "2025-069-1",
+        "２０２５-03-10",
+        "not-a-date",
+        "%00",
+    ],
+)
+def test_unknown_or_malformed_issue_dates_are_404(client, two_issues, day):
+    response = client.get(f"/issues/{quote(day, safe='%')}")
+    assert response.status_code == 404
+    assert "Not found" in response.get_data(as_text=True)
+    assert "Sparse Attention" not in response.get_data(as_text=True)
+
+
+def test_feed_is_atom_with_an_entry_per_issue(store, database_url):
+    older = issue_of(DAY1, ["Q&A <Agents> \"Quoted\" & Friends", "Sparse Attention at Scale"])
+    newer = issue_of(DAY2, ["Diffusion Agents for Planning"])
+    store.save_issue(older)
+    store.save_issue(newer)
+    client = client_for(store, database_url, base_url="https://papers.example.org/")
+    response = client.get("/issues/feed.xml")
+    assert response.status_code == 200
+    assert response.mimetype == "application/atom+xml"
+    root = ET.fromstring(response.get_data())
+    assert root.tag == f"{ATOM}feed"
+    assert root.findtext(f"{ATOM}title") == "Daily Papers"
+    assert root.find(f"{ATOM}link[@rel='self']").get("href") == "https://papers.example.org/issues/feed.xml"
+    dt.datetime.strptime(root.findtext(f"{ATOM}updated"), "%Y-%m-%dT%H:%M:%SZ")
+    entries = root.findall(f"{ATOM}entry")
+    assert [e.findtext(f"{ATOM}title") for e in entries] == [newer.subject, older.subject]
+    assert [e.find(f"{ATOM}link").get("href") for e in entries] == [
+        f"https://papers.example.org/issues/{DAY2.isoformat()}",
+        f"https://papers.example.org/issues/{DAY1.isoformat()}",
+    ]
+    assert len({e.findtext(f"{ATOM}id") for e in entries}) == 2
+    assert entries[1].findtext(f"{ATOM}summary") == older.preheader
+    assert "Q&A <Agents>" in older.preheader
+    for entry in entries:
+        dt.datetime.strptime(entry.findtext(f"{ATOM}updated"), "%Y-%m-%dT%H:%M:%SZ")
+        # Each entry's link is a page the app serves.
+        path = entry.find(f"{ATOM}link").get("href").removeprefix("https://papers.example.org")
+        assert client.get(path).status_code == 200
+
+
+def test_feed_without_issues_is_still_valid_atom(client):
+    root = ET.fromstring(client.get("/issues/feed.xml").get_data())
+    assert root.tag == f"{ATOM}feed"
+    assert root.findall(f"{ATOM}entry") == []
+    assert root.findtext(f"{ATOM}updated")
+
+
+def test_healthz_and_the_root_redirect(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert json.loads(response.get_data()) == {"status": "ok"}
+    home = client.get("/")
+    assert home.status_code in (301, 302, 303, 307, 308)
+    assert urljoin("http://host/", home.headers["Location"]) == "http://host/issues/"
+
+
+def test_healthz_reports_an_unreachable_database(store, database_url, monkeypatch):
+    client = client_for(store, database_url)
+
+    def unreachable():
+        raise StoreError("database unreachable (OperationalError)")
+
+    monkeypatch.setattr(store, "ping", unreachable)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.mimetype == "application/json"
+    assert json.loads(response.get_data())["status"] != "ok"
+    assert all(response.headers.get(name) == value for name, value in SECURITY_HEADERS.items())
+
+
+# --------------------------------------------------------------------------
+# configuration and helpers
+
+
+@pytest.mark.parametrize(
+    "secret, fallbacks",
+    [
+        ("", ()),
+        ("short-secret", ()),
+        ("a" * 64, ()),  # long but not random
+        ("abcabcabcabcabcabcabcabcabcabcabcabc", ()),
+        (SECRET, ("too-weak",)),
+    ],
+)
+def test_create_app_refuses_a_missing_or_weak_secret(tmp_path, secret, fallbacks):
+    database = tmp_path / "db" / "newsletter.db"
+    settings = Settings(secret_key=secret, secret_key_fallbacks=fallbacks, database_url=f"sqlite:///{database}")
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings)
+    assert "NEWSLETTER_SECRET_KEY" in str(caught.value)
+    if secret:
+        assert secret not in str(caught.value)
+    assert not database.exists()  # refused before touching the database
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice.liddell@example.com",
+        "bob@example.org",
+        "abc@example.com",
+        "ab@example.com",
+        "a@example.com",
+        "x@y.io",
+        "jo@ab.co",
+        "first.last+tag@mail.example.co.uk",
+        "Zoë@exämple.de",
+        "root@localhost",
+    ],
+)
+def test_mask_email_hides_the_local_part_and_the_domain_name(address):
+    masked = mask_email(address)
+    local, _, domain = address.rpartition("@")
+    name = domain.rsplit(".", 1)[0]  # the domain without its top-level part
+    shown_local, _, shown_domain = masked.rpartition("@")
+    assert "•" in shown_local and "•" in shown_domain
+    assert address not in masked
+    assert local not in shown_local.replace("•", ""), masked
+    assert name not in shown_domain.replace("•", ""), masked
+    if len(local) > 1:
+        assert shown_local[0] == local[0]  # still recognisable by its owner
+    if "." in domain:
+        assert shown_domain.endswith("." + domain.rsplit(".", 1)[1])
+
+
+# --------------------------------------------------------------------------
+# the real server
+
+
+def server_env(database_url: str, secret: str | None = SECRET) -> dict[str, str]:
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url)
+    if secret is not None:
+        env["NEWSLETTER_SECRET_KEY"] = secret
+    return env
+
+
+@contextlib.contextmanager
+def serving(folder: Path, database_url: str):
+    """Run ``newsletter serve`` on ``database_url`` from ``folder`` (no .env
+    there) and yield its base URL once the port answers; stop it afterwards."""
+    port = free_port()
+    with newsletter_server(["serve", "--port", str(port)], port, folder, server_env(database_url)) as url:
+        yield url
+
+
+def post_one_click(url: str) -> tuple[int, str, dict]:
+    """POST what Gmail sends for a one-click unsubscribe: no cookie, no token."""
+    request = urllib.request.Request(url, data=ONE_CLICK, method="POST", headers={"Content-Type": FORM})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read().decode("utf-8"), dict(response.headers)
+
+
+def test_real_http_one_click_unsubscribes(tmp_path, database_url):
+    store = open_store(database_url)
+    alice, _ = store.add("alice.liddell@example.com")
+    bob, _ = store.add("bob@example.org")
+    store.close()
+    with serving(tmp_path, database_url) as base:
+        link = Signer(SECRET).unsubscribe_url(base, alice.ref)
+        with urllib.request.urlopen(link, timeout=30) as page:  # a scanner following the link
+            assert page.status == 200
+        status, body, headers = post_one_click(link)
+        assert status == 200
+        assert "You are unsubscribed" in body
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert status == post_one_click(link)[0] == 200  # again: idempotent
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            post_one_click(f"{base}/u/{bad_tokens(bob.ref)['flipped in signature']}")
+        assert caught.value.code == 400
+    store = open_store(database_url)
+    try:
+        assert store.get(ref=alice.ref).status == UNSUBSCRIBED
+        events = store.events(alice.id)
+        assert [(e.new_status, e.source) for e in events] == [(ACTIVE, "cli"), (UNSUBSCRIBED, "one-click")]
+        assert store.get(ref=bob.ref).status == ACTIVE
+        assert len(store.events(bob.id)) == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("secret", [None, "", "weak"])
+def test_serve_without_a_usable_secret_exits_2_with_one_line(tmp_path, secret):
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=server_env(f"sqlite:///{tmp_path / 'newsletter.db'}", secret),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: NEWSLETTER_SECRET_KEY")
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Serving" not in result.stdout
+
+
+def test_unsubscribes_during_a_send_are_honoured(tmp_path):
+    """The send loop re-checks each chunk with ``active_ids`` just before
+    mailing it, while one-click POSTs reach the real server on the same
+    SQLite file (WAL, busy timeout)."""
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    store = open_store(database_url)
+    readers = [store.add(f"reader{i:02d}@example.com")[0] for i in range(40)]
+    rng = random.Random(8058)
+    leavers = rng.sample(readers, 15)
+    # How each leaver leaves: between their chunk's read and its check ("same"),
+    # before their chunk is even read ("early", far down the list), at an
+    # uncoordinated moment while the send runs ("free"), or after it ("late").
+    far = [r for r in leavers if readers.index(r) >= 30][:3]
+    rest = [r for r in leavers if r not in far]
+    plan = {r.id: "early" for r in far}
+    plan.update({r.id: "same" for r in rest[:5]})
+    plan.update({r.id: "free" for r in rest[5:9]})
+    plan.update({r.id: "late" for r in rest[9:]})
+    assert sorted(plan.values()).count("early") == 3 and len(plan) == 15
+
+    done_at: dict[int, float] = {}  # reader id -> when their POST got its 200
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    with serving(tmp_path, database_url) as base:
+        signer = Signer(SECRET)
+
+        def leave(reader_id: int) -> None:
+            ref = next(r.ref for r in readers if r.id == reader_id)
+            try:
+                status = post_one_click(signer.unsubscribe_url(base, ref))[0]
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError as exc:  # recorded, so the coordinating thread never dies
+                status = repr(exc)
+            with lock:
+                done_at[reader_id] = time.monotonic()
+                statuses[reader_id] = status
+
+        fetched: queue.Queue = queue.Queue()  # chunk ids, or None when the send ends
+        handled: queue.Queue = queue.Queue()
+
+        def coordinated() -> None:
+            seen: set[int] = set()
+            early_sent = False
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                while (chunk := fetched.get()) is not None:
+                    seen.update(chunk)
+                    now_ids = [i for i in chunk if plan.get(i) == "same"]
+                    if not early_sent:
+                        now_ids += [i for i, how in plan.items() if how == "early" and i not in seen]
+                        early_sent = True
+                    list(pool.map(leave, now_ids))  # all answered before the check
+                    handled.put(None)
+                list(pool.map(leave, [i for i, how in plan.items() if how == "late"]))
+
+        def free_running() -> None:
+            for reader_id in [i for i, how in plan.items() if how == "free"]:
+                time.sleep(0.03)
+                leave(reader_id)
+
+        helper = threading.Thread(target=coordinated)
+        other = threading.Thread(target=free_running)
+        helper.start()
+        mailed: list[int] = []
+        checks: list[tuple[float, list[int]]] = []  # (when checked, chunk ids)
+        try:
+            subscribers = store.iter_subscribers(status=ACTIVE, page=10)
+            while chunk := [s.id for s in itertools.islice(subscribers, 10)]:
+                fetched.put(chunk)
+                if other.ident is None:
+                    other.start()  # from now on, at moments of its own
+                handled.get(timeout=60)
+                checked_at = time.monotonic()
+                allowed = store.active_ids(chunk)
+                checks.append((checked_at, chunk))
+                for reader_id in chunk:
+                    if reader_id in allowed:
+                        time.sleep(0.004)  # "sending"
+                        mailed.append(reader_id)
+        finally:
+            fetched.put(None)
+            helper.join(timeout=60)
+            if other.ident:
+                other.join(timeout=60)
+
+    assert statuses == {i: 200 for i in plan}
+    assert len(mailed) == len(set(mailed)), "someone was mailed twice"
+    stayed = [r.id for r in readers if r.id not in plan]
+    assert len(stayed) == 25
+    for reader_id in stayed:
+        assert mailed.count(reader_id) == 1
+    chunk_of = {i: (when, chunk) for when, chunk in checks for i in chunk}
+    for reader_id, how in plan.items():
+        if reader_id in chunk_of and done_at[reader_id] < chunk_of[reader_id][0]:
+            assert reader_id not in mailed, (reader_id, how)
+        if reader_id not in chunk_of:
+            assert reader_id not in mailed
+    # Every kind of timing actually happened.
+    same = [i for i, how in plan.items() if how == "same"]
+    assert same and all(i in chunk_of and i not in mailed for i in same)  # read, then skipped
+    assert all(i not in chunk_of and i not in mailed for i, how in plan.items() if how == "early")
+    assert all(mailed.count(i) == 1 for i, how in plan.items() if how == "late")
+    assert len(checks) >= 3
+
+    try:
+        for reader in readers:
+            current = store.get(ref=reader.ref)
+            events = store.events(reader.id)
+            if reader.id in plan:
+                assert current.status == UNSUBSCRIBED
+                assert [(e.new_status, e.source) for e in events] == [(ACTIVE, "cli"), (UNSUBSCRIBED, "one-click")]
+            else:
+                assert current.status == ACTIVE and len(events) == 1
+    finally:
+        store.close()
