@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from newsletter import __version__
-from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError, OutputError, Refused
+from newsletter.config import SENDERS, Settings, load_settings
+from newsletter.errors import AccountError, NewsletterError, OutputError, Refused, SendError
 from newsletter.files import atomic_write_text
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
 from newsletter.models import Issue
@@ -185,6 +187,148 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 
     # create_app checks the secret key before it opens the database.
     _serve(create_app(_settings(ctx)), host, port, "Serving the web app")
+
+
+# ---------------------------------------------------------------- send
+
+
+@cli.command()
+@click.argument("batch", required=False, type=click.Path(path_type=Path))
+@click.option("--date", "date", type=_DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
+@click.option("--fetch", "fetch_first", is_flag=True,
+              help="Fetch the day's batch from the daily papers API first (then BATCH is not needed).")
+@click.option("--sender", "sender_name", type=click.Choice(SENDERS), help="How to deliver. Default: NEWSLETTER_SENDER.")
+@click.option("--ses-mode", type=click.Choice(["bulk", "raw"]), default="bulk", show_default=True,
+              help="SES: SendBulkEmail with a stored template, or one raw MIME SendEmail per reader.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent, and to how many readers; send nothing.")
+@click.option("--to", "test_address", metavar="EMAIL",
+              help="Send the issue to this one address as a test, outside the ledger.")
+@click.option("--limit", type=click.IntRange(1), help="Send to at most N readers in this run.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Also send to readers whose earlier send had an unknown outcome (they may get two copies).")
+@click.option("--allow-partial", is_flag=True,
+              help="When the 24-hour quota cannot cover everyone, send what it allows instead of nothing.")
+@click.pass_context
+def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool,
+         sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
+         resend_unknown: bool, allow_partial: bool) -> None:
+    """Render BATCH and send it to every active subscriber, exactly once.
+
+    Safe to run again: readers already sent this issue are skipped, so a
+    re-run after a crash or Ctrl-C finishes the job without duplicates.
+    Exit codes: 0 done (or already sent, or nothing to send), 1 stopped
+    before the end (run again), 2 bad input or configuration, 3 the provider
+    refuses (quota, account).
+    """
+    from newsletter.dispatch import Dispatcher, SendOptions
+    from newsletter.senders import create_sender
+    from newsletter.tokens import Signer
+
+    settings = _settings(ctx)
+    day = _date(date)
+    if fetch_first:
+        from newsletter.fetch import fetch_day
+
+        day = day or dt.date.today()
+        _loaded, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+    elif batch is None:
+        raise click.UsageError("give a BATCH file, or --fetch")
+    loaded = load_batch(batch, date=day)
+    if not loaded.papers:
+        click.echo(f"No papers for {loaded.date} in {batch}: nothing sent.")
+        return
+    signer = Signer.from_settings(settings)
+    issue = render_issue(loaded, settings)
+    store = _store(ctx)
+    store.save_issue(issue)
+    name = sender_name or settings.sender
+
+    if test_address:
+        _send_test(settings, issue, name, test_address)
+        return
+    if dry_run:
+        from newsletter.store import Ledger
+
+        ledger = Ledger(store, issue.date)
+        waiting = ledger.count_unsent(resend_unknown)
+        if limit:
+            waiting = min(waiting, limit)
+        done = ledger.counts()
+        click.echo(f"Would send {issue.subject!r} to {waiting:,} readers via {name}"
+                   f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {done['sent']:,}, "
+                   f"failed {done['failed']:,}, unknown {done['unknown']:,}. HTML {issue.html_bytes:,} bytes. "
+                   "Nothing was sent.")
+        return
+
+    sender = create_sender(settings, name, ses_mode)
+    stop = threading.Event()
+
+    def interrupt(signum, _frame):
+        if not stop.is_set():
+            click.echo(f"{signal.Signals(signum).name}: finishing the calls in flight, then stopping...", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def progress(report) -> None:
+        click.echo(f"  sent {report.sent:,} of {report.to_send:,}, failed {report.failed:,}, "
+                   f"unknown {report.unknown:,}", err=True)
+
+    options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
+                          max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
+    try:
+        report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
+                            progress).run(issue)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _summarize(issue, name, settings, report)
+
+
+def _send_test(settings: Settings, issue: Issue, name: str, address: str) -> None:
+    from newsletter.personalize import PreparedMessage, Recipient
+    from newsletter.senders import create_sender
+    from newsletter.store import normalize_email
+
+    recipient = Recipient(0, normalize_email(address), None, f"{settings.web_base}/unsubscribe")
+    sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
+    sender.open(issue, PreparedMessage(issue, settings.from_address))
+    try:
+        if name != "outbox":
+            sender.quota()  # an account that cannot send says so now
+        delivery = sender.send([recipient])[0]
+    finally:
+        sender.close(complete=False)
+    if delivery.status != "sent":
+        raise SendError(f"test message to {recipient.email} not sent: {delivery.status} {delivery.reason or ''}")
+    click.echo(f"Sent a test of {issue.subject!r} to {recipient.email} via {name} ({delivery.message_id})")
+
+
+def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
+    where = f" → {settings.outbox_dir / issue.date.isoformat()}/" if name == "outbox" else ""
+    if report.already_sent:
+        totals = report.ledger
+        click.echo(f"The {issue.date} issue was already sent (sent {totals['sent']:,}, failed {totals['failed']:,}, "
+                   f"unknown {totals['unknown']:,}): nothing to do.")
+        return
+    if report.to_send == 0:
+        click.echo("No active subscribers waiting for this issue: nothing sent.")
+        return
+    rate = f" at up to {report.rate:g}/s" if report.rate else ""
+    click.echo(f"{issue.subject}: sent {report.sent:,}, failed {report.failed:,}, unknown {report.unknown:,}, "
+               f"skipped {report.skipped:,} (unsubscribed meanwhile), left {report.left:,}; "
+               f"{report.elapsed:.1f} s via {name}{rate}{where}")
+    for address, reason in report.failures[:5]:
+        click.echo(f"  failed: {address}: {reason}", err=True)
+    if report.abandoned:
+        click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown.", err=True)
+    if report.unknown or report.abandoned:
+        click.echo("Readers marked unknown may or may not have the issue; they are not resent unless you "
+                   "run again with --resend-unknown.", err=True)
+    if report.stopped_by:
+        raise AccountError(f"stopped: {report.stopped_by}. {report.left:,} readers left; run again once fixed.")
+    if report.interrupted or report.left:
+        raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
 
 
 # ---------------------------------------------------------------- subscribers

@@ -33,6 +33,19 @@ class Settings:
     # Secrets never appear in a repr, a log line or an error message.
     secret_key: str = field(default="", repr=False)
     secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
+    sender: str = "outbox"
+    from_address: str = "Daily Papers <newsletter@example.com>"
+    outbox_dir: Path = Path("outbox")
+    max_send_rate: float | None = None  # None: the provider's quota decides
+    send_concurrency: int = 8
+    aws_region: str = "us-east-1"
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = True
 
     @property
     def web_base(self) -> str:
@@ -56,15 +69,15 @@ def _http_url(name: str, value: str) -> str:
 MAX_SECONDS = 3600
 
 
-def _positive_float(name: str, value: str) -> float:
+def _positive_float(name: str, value: str, high: float = MAX_SECONDS, unit: str = "seconds") -> float:
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not number > 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
-    if not math.isfinite(number) or number > MAX_SECONDS:
-        raise ConfigError(f"{name} must be at most {MAX_SECONDS} seconds, got {value!r}")
+    if not math.isfinite(number) or number > high:
+        raise ConfigError(f"{name} must be at most {high:g} {unit}, got {value!r}")
     return number
 
 
@@ -88,6 +101,52 @@ def _secret_list(_name: str, value: str) -> tuple[str, ...]:
     return tuple(part for part in value.replace(",", " ").split() if part)
 
 
+SENDERS = ("outbox", "ses", "smtp")
+
+
+def _sender(name: str, value: str) -> str:
+    if value not in SENDERS:
+        raise ConfigError(f"{name} must be one of {', '.join(SENDERS)}, got {value!r}")
+    return value
+
+
+def _from_address(name: str, value: str) -> str:
+    from email.utils import parseaddr
+
+    value = _text(name, value)
+    _display, address = parseaddr(value)
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise ConfigError(f"{name} must be an address such as 'Daily Papers <papers@example.org>', got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: str, high: int = 1000) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not 1 <= number <= high:
+        raise ConfigError(f"{name} must be between 1 and {high}, got {value!r}")
+    return number
+
+
+def _port(name: str, value: str) -> int:
+    return _positive_int(name, value, high=65535)
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _optional_text(name: str, value: str) -> str | None:
+    return _text(name, value) or None
+
+
 # environment variable -> (Settings field, parser)
 SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_NAME": ("name", _text),
@@ -99,6 +158,21 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_DATABASE_URL": ("database_url", _database_url),
     "NEWSLETTER_SECRET_KEY": ("secret_key", _secret),
     "NEWSLETTER_SECRET_KEY_FALLBACKS": ("secret_key_fallbacks", _secret_list),
+    "NEWSLETTER_SENDER": ("sender", _sender),
+    "NEWSLETTER_FROM": ("from_address", _from_address),
+    "NEWSLETTER_OUTBOX_DIR": ("outbox_dir", lambda _n, v: Path(v)),
+    "NEWSLETTER_MAX_SEND_RATE": (
+        "max_send_rate", lambda n, v: _positive_float(n, v, high=1_000_000, unit="messages per second")
+    ),
+    "NEWSLETTER_SEND_CONCURRENCY": ("send_concurrency", _positive_int),
+    "AWS_REGION": ("aws_region", _text),
+    "NEWSLETTER_SES_ENDPOINT_URL": ("ses_endpoint_url", _http_url),
+    "NEWSLETTER_SES_CONFIGURATION_SET": ("ses_configuration_set", _optional_text),
+    "NEWSLETTER_SMTP_HOST": ("smtp_host", _text),
+    "NEWSLETTER_SMTP_PORT": ("smtp_port", _port),
+    "NEWSLETTER_SMTP_USERNAME": ("smtp_username", _optional_text),
+    "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _secret),
+    "NEWSLETTER_SMTP_STARTTLS": ("smtp_starttls", _flag),
 }
 
 

@@ -67,3 +67,30 @@ class ListError(NewsletterError):
 class Refused(NewsletterError):
     """An operation was refused to protect a reader or the list, such as
     reactivating an address that unsubscribed, bounced or complained."""
+
+
+class SendError(NewsletterError):
+    """Sending stopped before every reader was handled; re-running the same
+    send picks up where it stopped."""
+
+    exit_code = 1
+
+
+class SendLocked(SendError):
+    """Another run is sending the same issue right now."""
+
+
+class AccountError(SendError):
+    """The provider refuses to send for the whole account (suspended, sending
+    paused, sender not verified, daily quota exhausted) or keeps failing:
+    nothing more can be sent until a person acts."""
+
+    exit_code = 3
+
+
+class Throttled(SendError):
+    """The provider answered "slow down"; nothing in that call was sent."""
+
+
+class TransientError(SendError):
+    """A temporary fault (5xx, connection refused) before anything was sent."""

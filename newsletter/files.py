@@ -14,8 +14,13 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file, fsync and
-    rename, creating the folder if needed: the file appears whole or not at all.
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename,
+    creating the folder if needed: the file appears whole or not at all.
 
     Returns the path. Raises ``OSError`` when the folder is not writable.
     """
@@ -25,8 +30,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         # mkstemp makes the file private (0600); give it the usual mode.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -18,7 +18,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 # A setting's name, not part of a longer identifier (such as the
 # __NEWSLETTER_UNSUBSCRIBE_URL__ mark, which is not a setting).
 SETTING_NAME = re.compile(r"(?<![A-Za-z0-9_])NEWSLETTER_[A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9_])")
-ASSIGNMENT = re.compile(r"^\s*(?:#\s*)?(NEWSLETTER_[A-Z0-9_]+)\s*=")
+ASSIGNMENT = re.compile(r"^\s*(?:#\s*)?([A-Z][A-Z0-9_]*)\s*=")
 READS_ENVIRONMENT = re.compile(r"os\.environ|\bgetenv\b|\bputenv\b|load_dotenv|dotenv_values|from os import environ")
 
 

@@ -1,0 +1,69 @@
+"""What every sender does, and what it answers.
+
+A sender delivers one issue to batches of recipients. The dispatcher
+(``newsletter.dispatch``) owns the loop, the pacing, the retries and the
+ledger; a sender only knows its provider. For each batch it returns one
+:class:`Delivery` per recipient, or raises for the whole batch:
+
+- :class:`~newsletter.errors.Throttled` or
+  :class:`~newsletter.errors.TransientError`: nothing was sent, try again;
+- :class:`~newsletter.errors.AccountError`: stop the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from newsletter.models import Issue
+from newsletter.personalize import PreparedMessage, Recipient
+
+SENT = "sent"
+FAILED = "failed"  # permanently refused for this recipient
+RETRY = "retry"  # not sent this time (throttled or a transient fault): try again
+UNKNOWN = "unknown"  # may have been sent (the answer was lost): never resent blindly
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome for one recipient of a batch."""
+
+    recipient: Recipient
+    status: str  # SENT, FAILED, RETRY or UNKNOWN
+    message_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The provider's sending limits; None means unlimited."""
+
+    max_send_rate: float | None
+    max_24_hour_send: float | None
+    sent_last_24_hours: float
+
+    @property
+    def remaining_24_hours(self) -> float | None:
+        """Messages still allowed in the rolling 24 hours, or None (unlimited)."""
+        if self.max_24_hour_send is None:
+            return None
+        return max(0.0, self.max_24_hour_send - self.sent_last_24_hours)
+
+
+class Sender(Protocol):
+    """A way of delivering messages (outbox, SES, SMTP)."""
+
+    name: str
+    batch_size: int  # recipients per send() call
+
+    def quota(self) -> Quota:
+        """Return the account's limits (read once at the start of a send)."""
+
+    def open(self, issue: Issue, message: PreparedMessage) -> None:
+        """Prepare to send ``issue`` (e.g. store an SES template)."""
+
+    def send(self, recipients: list[Recipient]) -> list[Delivery]:
+        """Deliver to ``recipients``; one Delivery each, in order."""
+
+    def close(self, complete: bool) -> None:
+        """Finish; ``complete`` when every reader of the issue was handled."""

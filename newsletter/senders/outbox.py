@@ -1,0 +1,49 @@
+"""The outbox sender: each message as an RFC 5322 ``.eml`` file, byte for
+byte what would be sent, under ``<outbox>/<date>/``. Needs no account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from newsletter.errors import AccountError
+from newsletter.files import atomic_write_bytes
+from newsletter.models import Issue
+from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.senders.base import SENT, Delivery, Quota
+
+
+class OutboxSender:
+    """Writes ``<subscriber id>.eml`` files; the message id is the file name."""
+
+    name = "outbox"
+    batch_size = 50
+
+    def __init__(self, outbox_dir: Path):
+        self.outbox_dir = Path(outbox_dir)
+        self.folder: Path | None = None
+        self.message: PreparedMessage | None = None
+
+    def quota(self) -> Quota:
+        return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
+
+    def open(self, issue: Issue, message: PreparedMessage) -> None:
+        self.folder = self.outbox_dir / issue.date.isoformat()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AccountError(f"cannot create the outbox folder {self.folder}: {exc.strerror or exc}") from None
+        self.message = message
+
+    def send(self, recipients: list[Recipient]) -> list[Delivery]:
+        deliveries = []
+        for recipient in recipients:
+            name = f"{recipient.subscriber_id}.eml"
+            try:
+                atomic_write_bytes(self.folder / name, self.message.render(recipient))
+            except OSError as exc:
+                raise AccountError(f"cannot write to the outbox {self.folder}: {exc.strerror or exc}") from None
+            deliveries.append(Delivery(recipient, SENT, message_id=name))
+        return deliveries
+
+    def close(self, complete: bool) -> None:
+        pass

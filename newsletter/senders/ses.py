@@ -1,0 +1,250 @@
+"""The Amazon SES v2 sender (boto3 ``sesv2``).
+
+Two modes:
+
+- ``bulk`` (default): the issue is stored once as an SES email template whose
+  only placeholder is ``{{unsubscribe_url}}``; ``SendBulkEmail`` then sends up
+  to 50 readers per call, each entry carrying only its address, its link (as
+  replacement template data) and its ``List-Unsubscribe`` header. Every
+  entry's status is checked: a call can partly fail.
+- ``raw``: one ``SendEmail`` with ``Content.Raw`` per reader, the MIME message
+  prepared once and filled per reader (:mod:`newsletter.personalize`).
+
+Errors are sorted the way the dispatcher needs them: throttling and 5xx
+(nothing sent: retry), account-level refusals (stop), per-reader refusals
+(that reader failed), and a lost answer (outcome unknown).
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError
+
+from newsletter.config import Settings
+from newsletter.errors import AccountError, Throttled, TransientError
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
+from newsletter.personalize import ISSUE_HEADER, ONE_CLICK, PreparedMessage, Recipient, format_address
+from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota
+
+THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
+ACCOUNT_CODES = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}
+# Per-entry statuses of SendBulkEmail.
+ENTRY_RETRY = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE"}
+ENTRY_FAILED = {"MESSAGE_REJECTED", "INVALID_PARAMETER", "FAILED"}
+# Anything else (account suspended or paused, sender not verified, template
+# or configuration set missing, daily quota exceeded) stops the run.
+
+PLACEHOLDER = "{{unsubscribe_url}}"
+MAX_BULK_ENTRIES = 50
+
+
+class _LostAnswer(Exception):
+    """The request went out but no answer came back."""
+
+
+def template_content(issue: Issue) -> dict[str, str]:
+    """Return the SES template (Subject, Html, Text) for ``issue``.
+
+    SES templates are Handlebars: literal ``{{`` from paper text is escaped
+    (``{&#123;`` in HTML, ``\\{{`` in text) so SES never reads it as a
+    placeholder; then the unsubscribe mark becomes ``{{unsubscribe_url}}``.
+    """
+    html = issue.html.replace("{{", "{&#123;").replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
+    text = issue.text.replace("{{", "\\{{").replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
+    return {"Subject": issue.subject.replace("{{", "\\{{"), "Html": html, "Text": text}
+
+
+def _describe(exc: ClientError) -> tuple[str, str, int]:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return error.get("Code", "Unknown"), error.get("Message", ""), status
+
+
+class SesSender:
+    """Sends through SES v2; see the module docstring."""
+
+    name = "ses"
+
+    def __init__(self, settings: Settings, mode: str = "bulk", client=None):
+        if mode not in ("bulk", "raw"):
+            raise ValueError(f"unknown SES mode {mode!r}")
+        self.settings = settings
+        self.mode = mode
+        self.batch_size = MAX_BULK_ENTRIES if mode == "bulk" else 10
+        self.client = client or boto3.client(
+            "sesv2",
+            region_name=settings.aws_region,
+            endpoint_url=settings.ses_endpoint_url,
+            config=Config(
+                # The dispatcher retries, knowing what is safe to retry:
+                # botocore's own retries would resend a call whose answer was lost.
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=max(10, settings.send_concurrency * 2),
+            ),
+        )
+        self.issue: Issue | None = None
+        self.message: PreparedMessage | None = None
+        self.template_name = ""
+        self._extra = (
+            {"ConfigurationSetName": settings.ses_configuration_set} if settings.ses_configuration_set else {}
+        )
+
+    # ---------------------------------------------------------------- calls
+
+    def _call(self, operation: str, **params):
+        """Call ``operation``; raise :class:`Throttled`, :class:`TransientError`,
+        :class:`AccountError` or ``_LostAnswer``, or the ClientError itself for
+        the caller to judge."""
+        try:
+            return getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            code, message, status = _describe(exc)
+            if "daily message quota" in message.lower():
+                raise AccountError(f"SES: the 24-hour sending quota is used up ({message})") from None
+            if code in THROTTLE_CODES or "maximum sending rate exceeded" in message.lower():
+                raise Throttled(f"SES throttled the call: {code}: {message}") from None
+            if code in ACCOUNT_CODES:
+                raise AccountError(f"SES refuses to send for this account: {code}: {message}") from None
+            if status >= 500:
+                raise TransientError(f"SES answered HTTP {status}: {code}") from None
+            raise
+        except EndpointConnectionError as exc:  # includes connect timeouts: nothing went out
+            raise TransientError(f"cannot reach SES: {exc}") from None
+        except HTTPClientError as exc:  # read timeout, reset or closed connection after sending
+            raise _LostAnswer(str(exc)) from None
+        except BotoCoreError as exc:  # credentials missing, bad region and the like
+            raise AccountError(f"SES client error: {exc}") from None
+
+    def quota(self) -> Quota:
+        try:
+            answer = self._call("get_account")
+        except _LostAnswer as exc:
+            raise TransientError(f"GetAccount got no answer: {exc}") from None
+        except ClientError as exc:
+            code, message, _status = _describe(exc)
+            raise AccountError(f"SES GetAccount failed: {code}: {message}") from None
+        if answer.get("SendingEnabled") is False:
+            raise AccountError("SES sending is disabled for this account (SendingEnabled is false)")
+        quota = answer.get("SendQuota", {})
+
+        def limit(key: str) -> float | None:
+            value = quota.get(key)
+            return None if value is None or value < 0 else float(value)
+
+        return Quota(
+            max_send_rate=limit("MaxSendRate"),
+            max_24_hour_send=limit("Max24HourSend"),
+            sent_last_24_hours=float(quota.get("SentLast24Hours") or 0),
+        )
+
+    # ---------------------------------------------------------------- sending
+
+    def open(self, issue: Issue, message: PreparedMessage) -> None:
+        self.issue = issue
+        self.message = message
+        if self.mode != "bulk":
+            return
+        self.template_name = f"newsletter-{issue.date.isoformat()}"
+        content = template_content(issue)
+        try:
+            self._call("create_email_template", TemplateName=self.template_name, TemplateContent=content)
+        except ClientError as exc:
+            code, message_text, _status = _describe(exc)
+            if code != "AlreadyExistsException":
+                raise AccountError(f"SES refused the email template: {code}: {message_text}") from None
+            # A resumed run: make sure the stored template is this render.
+            self._call("update_email_template", TemplateName=self.template_name, TemplateContent=content)
+        except _LostAnswer as exc:
+            raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from None
+
+    def send(self, recipients: list[Recipient]) -> list[Delivery]:
+        if self.mode == "bulk":
+            return self._send_bulk(recipients)
+        return [self._send_raw(recipient) for recipient in recipients]
+
+    def _send_bulk(self, recipients: list[Recipient]) -> list[Delivery]:
+        entries = [
+            {
+                "Destination": {"ToAddresses": [format_address(r.email, r.name)]},
+                "ReplacementEmailContent": {
+                    "ReplacementTemplate": {
+                        "ReplacementTemplateData": json.dumps({"unsubscribe_url": r.unsubscribe_url})
+                    }
+                },
+                "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": f"<{r.unsubscribe_url}>"}],
+            }
+            for r in recipients
+        ]
+        try:
+            answer = self._call(
+                "send_bulk_email",
+                FromEmailAddress=self.settings.from_address,
+                DefaultContent={
+                    "Template": {
+                        "TemplateName": self.template_name,
+                        "TemplateData": "{}",
+                        "Headers": [
+                            {"Name": "List-Unsubscribe-Post", "Value": ONE_CLICK},
+                            {"Name": ISSUE_HEADER, "Value": self.issue.date.isoformat()},
+                        ],
+                    }
+                },
+                BulkEmailEntries=entries,
+                **self._extra,
+            )
+        except _LostAnswer as exc:
+            return [Delivery(r, UNKNOWN, reason=f"no answer from SES: {exc}") for r in recipients]
+        except ClientError as exc:
+            code, message, _status = _describe(exc)
+            raise AccountError(f"SES refused SendBulkEmail: {code}: {message}") from None
+        results = answer.get("BulkEmailEntryResults", [])
+        if len(results) != len(recipients):
+            return [Delivery(r, UNKNOWN, reason="SES answered for a different number of entries") for r in recipients]
+        deliveries = []
+        for recipient, result in zip(recipients, results):
+            status = result.get("Status", "FAILED")
+            reason = f"{status}: {result.get('Error', '')}".strip(": ")
+            if status == "SUCCESS":
+                deliveries.append(Delivery(recipient, SENT, message_id=result.get("MessageId")))
+            elif status in ENTRY_RETRY:
+                deliveries.append(Delivery(recipient, RETRY, reason=reason))
+            elif status in ENTRY_FAILED:
+                deliveries.append(Delivery(recipient, FAILED, reason=reason))
+            else:
+                raise AccountError(f"SES stopped sending: {reason}")
+        return deliveries
+
+    def _send_raw(self, recipient: Recipient) -> Delivery:
+        try:
+            answer = self._call(
+                "send_email",
+                FromEmailAddress=self.settings.from_address,
+                Destination={"ToAddresses": [format_address(recipient.email, recipient.name)]},
+                Content={"Raw": {"Data": self.message.render(recipient)}},
+                **self._extra,
+            )
+        except Throttled as exc:
+            return Delivery(recipient, RETRY, reason=str(exc))
+        except TransientError as exc:
+            return Delivery(recipient, RETRY, reason=str(exc))
+        except _LostAnswer as exc:
+            return Delivery(recipient, UNKNOWN, reason=f"no answer from SES: {exc}")
+        except ClientError as exc:
+            code, message, _status = _describe(exc)
+            if code in ("MessageRejected", "BadRequestException"):
+                return Delivery(recipient, FAILED, reason=f"{code}: {message}")
+            raise AccountError(f"SES refused SendEmail: {code}: {message}") from None
+        return Delivery(recipient, SENT, message_id=answer.get("MessageId"))
+
+    def close(self, complete: bool) -> None:
+        if self.mode != "bulk" or not complete or not self.template_name:
+            return
+        try:
+            self._call("delete_email_template", TemplateName=self.template_name)
+        except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
+            pass  # a template left behind is harmless; the next send of this day replaces it

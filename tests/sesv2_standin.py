@@ -1,0 +1,1720 @@
+"""A stand-in for the Amazon SES v2 API, for tests and benchmarks.
+
+``SesV2StandIn`` is a small HTTP server on 127.0.0.1 that speaks the SES v2
+wire protocol (rest-json) well enough for a real boto3 ``sesv2`` client::
+
+    from sesv2_standin import SesV2StandIn
+
+    with SesV2StandIn(max_send_rate=14) as ses:
+        client = ses.client()
+        client.send_email(...)
+        assert ses.sent[0].to == ["reader@example.com"]
+
+It never contacts AWS or any other host. Requests are routed and checked
+with botocore's own ``sesv2`` service model: the operation is found by HTTP
+method and ``requestUri``, and the request's members are checked against
+the operation's input shape (unknown or missing required members, types,
+enums, lengths, list sizes, ranges and patterns), and blobs are base64
+decoded, all as that model describes. A failing check is answered with a
+``BadRequestException``. Operations of the model that the stand-in does not
+implement are answered with HTTP 501 and error code ``NotImplemented``.
+
+Implemented operations: GetAccount, CreateEmailTemplate, GetEmailTemplate,
+UpdateEmailTemplate, DeleteEmailTemplate, ListEmailTemplates, SendEmail
+(Simple, Raw or Template content) and SendBulkEmail.
+
+Templates (SES templates are Handlebars; only this subset is implemented):
+
+* ``{{path}}`` is replaced by the value at ``path`` in the template data;
+  in the Html part the value is HTML-escaped the way Handlebars escapes
+  (``& < > " ' ` =``), in the Subject and Text parts it is inserted as is.
+* ``{{{path}}}`` and ``{{&path}}`` insert the value as is, in every part.
+* ``{{! comment }}`` is removed.
+* ``path`` is one or more names of letters, digits, ``_``, ``-`` or ``$``
+  joined by dots (``{{user.name}}``); a digit name indexes a list.
+  Whitespace inside the braces is allowed (``{{ name }}``).
+* Values: strings as they are; numbers as JSON prints them (``2.0`` ->
+  ``2``); ``true``/``false``; ``null`` -> empty; a list -> its items joined
+  with ``,``; an object -> ``[object Object]`` (as Handlebars does).
+* A missing value renders as the empty string (as Handlebars does) and its
+  path is listed in ``SentMessage.missing``. Real SES accepts such a
+  message and drops it later with a rendering failure, so tests should
+  assert ``missing == ()``.
+* Anything else in braces (block helpers ``{{#if}}``/``{{#each}}``,
+  ``{{else}}``, partials, helpers with arguments) is left in the output
+  verbatim, so a test can see it was not understood.
+* Bulk sends use the entry's ``ReplacementTemplateData`` merged over the
+  default ``TemplateData`` (top-level keys; the entry wins). Headers are
+  merged as SES documents it: an entry's ``ReplacementHeaders`` replace
+  default headers of the same name (case-insensitive), others are added.
+  Headers are not template-substituted.
+
+Sending rules. First, for the whole call, a ``BadRequestException`` if a
+sender (FromEmailAddress, or the From header for Raw) is missing, an
+address has no ``@``, a message has no recipients or more than 50, a bulk
+call has more than 50 entries, Content has not exactly one of Simple, Raw
+and Template, or the default TemplateData is not a JSON object. Then, in
+this order, for each message (a bulk entry, or a single SendEmail):
+
+1. ``account_error(...)`` set: the whole call fails with that error.
+2. Template missing: ``NotFoundException`` (single) or ``TEMPLATE_NOT_FOUND``
+   for every entry (bulk).
+3. Bad per-entry template data (not a JSON object): ``INVALID_PARAMETER``.
+4. A recipient matched by ``reject_addresses(...)``: ``MessageRejected``
+   (single) or the configured per-entry status (bulk).
+5. A header that may appear once (SES's list: From, Subject, Message-ID,
+   List-Unsubscribe, ...) appears twice: ``MessageRejected`` /
+   ``MESSAGE_REJECTED`` with "Duplicate header 'X'.".
+6. Daily quota: ``SentLast24Hours + recipients > Max24HourSend`` ->
+   ``LimitExceededException`` "Daily message quota exceeded." (single) or
+   ``ACCOUNT_DAILY_QUOTA_EXCEEDED`` (bulk). ``max_24_hour_send < 0`` (SES's
+   "-1") or ``inf`` means no daily quota.
+7. Rate: a token bucket refilled at ``max_send_rate`` tokens/s, holding at
+   most ``max(1, max_send_rate)`` tokens, starting full. Each recipient
+   (To + Cc + Bcc) costs a token. A message fits when the bucket holds at
+   least ``min(recipients, capacity)`` tokens; it then takes all its
+   tokens, which may leave the bucket in debt (so a message with more
+   recipients than the burst capacity is accepted only from a full bucket,
+   and the long-run rate still holds). A single send that does not fit is
+   answered HTTP 429 ``TooManyRequestsException`` "Maximum sending rate
+   exceeded.". For bulk, ``throttle_style="entries"`` (default) accepts
+   entries in order while they fit and answers the rest ``ACCOUNT_THROTTLED``;
+   ``throttle_style="call"`` answers the whole call 429 unless all its
+   remaining entries fit together. ``max_send_rate=inf`` disables it.
+
+Everything accepted adds its recipients to ``SentLast24Hours`` (it only
+grows; there is no rolling 24-hour window) and is recorded as a
+``SentMessage`` in ``.sent``. A message counts as accepted only if the
+stand-in answers success for it (or, with ``drop_next(after_accept=True)``,
+would have).
+
+Fault injection (thread-safe; ``operation`` is an operation name, a
+collection of names, or None for any request, GetAccount included):
+
+* ``fail_next(n, status=500, error_type="InternalFailure")``,
+  ``throttle_next(n)`` and ``drop_next(n, after_accept=False)`` queue
+  "terminal" faults: each request takes at most one, the oldest queued
+  rule that matches it, before the request is parsed, and nothing it asked
+  for is accepted (except with ``after_accept=True``: the request is
+  handled normally, then the connection is closed with no response).
+* ``slow_next(n, seconds)`` sleeps before handling; it combines with the
+  others. A client that times out meanwhile gets an error, but the server
+  still handles the request afterwards, so its message is accepted: the
+  other "outcome unknown" case.
+* ``reject_addresses(...)`` and ``account_error(...)`` last until cleared.
+
+Errors follow rest-json: the status code of the error shape in the model,
+an ``x-amzn-ErrorType`` header naming it and a JSON body
+``{"message": ...}``; botocore raises ``ClientError`` with
+``e.response["Error"]["Code"]`` set to the name.
+
+This module imports no pytest, so benchmarks can use it too (put the
+``tests`` folder on ``sys.path``). Run it on its own to serve until Ctrl-C:
+``python tests/sesv2_standin.py --port 4579``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import dataclasses
+import email.parser
+import email.policy
+import email.utils
+import functools
+import http.server
+import itertools
+import json
+import math
+import os
+import re
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+from typing import Any, Callable, Collection, Iterable, NamedTuple
+
+import botocore.session
+
+__all__ = ["SesV2StandIn", "SentMessage", "RequestRecord", "service_model"]
+
+MAX_BULK_ENTRIES = 50
+MAX_RECIPIENTS = 50
+RATE_MESSAGE = "Maximum sending rate exceeded."
+DAILY_MESSAGE = "Daily message quota exceeded."
+DEFAULT_REJECT_ERROR = (
+    "Email address is not verified. The following identities failed the "
+    "check in region US-EAST-1: {address}"
+)
+
+# Headers SES allows at most once in a message (its "header fields" page).
+UNIQUE_HEADERS = frozenset(
+    h.lower()
+    for h in """Accept-Language acceptLanguage Archived-At Auto-Submitted
+    Bounces-to Comments Content-Alternative Content-Base Content-Class
+    Content-Description Content-Disposition Content-Duration Content-ID
+    Content-Language Content-Length Content-Location Content-MD5
+    Content-Transfer-Encoding Content-Type Date Delivered-To
+    Disposition-Notification-Options Disposition-Notification-To
+    DKIM-Signature DomainKey-Signature Errors-To From Importance In-Reply-To
+    Keywords List-Archive List-Help List-Id List-Owner List-Post
+    List-Subscribe List-Unsubscribe List-Unsubscribe-Post Message-Context
+    Message-ID MIME-Version Organization Original-From Original-Message-ID
+    Original-Recipient Original-Subject Precedence Priority References
+    Reply-To Return-Path Return-Receipt-To Sender Solicitation Sensitivity
+    Subject Thread-Index Thread-Topic User-Agent VBR-Info""".split()
+)
+
+# Per-entry bulk status -> the error a single SendEmail gets instead.
+STATUS_TO_ERROR = {
+    "MESSAGE_REJECTED": "MessageRejected",
+    "MAIL_FROM_DOMAIN_NOT_VERIFIED": "MailFromDomainNotVerifiedException",
+    "CONFIGURATION_SET_NOT_FOUND": "NotFoundException",
+    "TEMPLATE_NOT_FOUND": "NotFoundException",
+    "ACCOUNT_SUSPENDED": "AccountSuspendedException",
+    "ACCOUNT_THROTTLED": "TooManyRequestsException",
+    "ACCOUNT_DAILY_QUOTA_EXCEEDED": "LimitExceededException",
+    "INVALID_SENDING_POOL_NAME": "BadRequestException",
+    "ACCOUNT_SENDING_PAUSED": "SendingPausedException",
+    "CONFIGURATION_SET_SENDING_PAUSED": "SendingPausedException",
+    "INVALID_PARAMETER": "BadRequestException",
+    "TRANSIENT_FAILURE": "InternalFailure",
+    "FAILED": "InternalFailure",
+}
+ACCOUNT_ERROR_MESSAGES = {
+    "AccountSuspendedException": "Account is suspended.",
+    "SendingPausedException": "Sending is paused for this account.",
+}
+
+
+# --------------------------------------------------------------------------
+# The botocore model, routing and request checking
+
+
+_MODEL_LOCK = threading.Lock()
+_MODEL = None
+
+
+def service_model():
+    """botocore's ``sesv2`` ServiceModel (loaded once per process)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            _MODEL = botocore.session.get_session().get_service_model("sesv2")
+        return _MODEL
+
+
+class ApiError(Exception):
+    """An error answer: rest-json status, ``x-amzn-ErrorType`` and message."""
+
+    def __init__(self, code: str, message: str, status: int | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else _error_status(code)
+
+
+def _error_status(code: str) -> int:
+    try:
+        shape = service_model().shape_for(code)
+    except Exception:  # not a modeled error (InternalFailure, ...)
+        return 500 if code in ("InternalFailure", "ServiceUnavailable") else 400
+    return int(shape.metadata.get("error", {}).get("httpStatusCode", 400))
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError("BadRequestException", message, 400)
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+
+class _Route(NamedTuple):
+    name: str
+    regex: re.Pattern | None
+    labels: tuple[str, ...]
+    op: Any  # botocore OperationModel
+
+
+class _Router:
+    """Operations of the model, found by HTTP method and path."""
+
+    def __init__(self, model):
+        self.literal: dict[tuple[str, str], _Route] = {}
+        self.patterns: dict[str, list[_Route]] = collections.defaultdict(list)
+        for name in model.operation_names:
+            op = model.operation_model(name)
+            method = op.http["method"]
+            path = op.http["requestUri"].split("?", 1)[0]
+            labels = tuple(re.findall(r"\{([^}]+)\}", path))
+            if not labels:
+                self.literal[(method, path.rstrip("/") or "/")] = _Route(
+                    name, None, (), op
+                )
+                continue
+            pattern, names = "", []
+            for piece in re.split(r"(\{[^}]+\})", path):
+                if piece.startswith("{"):
+                    label = piece[1:-1]
+                    greedy = label.endswith("+")
+                    names.append(label.rstrip("+"))
+                    pattern += f"(?P<g{len(names)}>" + (".+" if greedy else "[^/]+") + ")"
+                else:
+                    pattern += re.escape(piece)
+            route = _Route(name, re.compile(pattern + "/?"), tuple(names), op)
+            self.patterns[method].append(route)
+        for routes in self.patterns.values():
+            # More literal text first, so /a/{x}/b wins over /a/{x+}.
+            routes.sort(key=lambda r: (-len(r.regex.pattern), len(r.labels)))
+
+    def match(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+        route = self.literal.get((method, path.rstrip("/") or "/"))
+        if route is not None:
+            return route, {}
+        for route in self.patterns.get(method, ()):
+            m = route.regex.fullmatch(path)
+            if m:
+                values = {
+                    name: urllib.parse.unquote(m.group(f"g{i}"))
+                    for i, name in enumerate(route.labels, 1)
+                }
+                return route, values
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _pattern(source: str) -> re.Pattern | None:
+    try:
+        return re.compile(source)
+    except re.error:
+        return None
+
+
+def _check(shape, value):
+    """Check ``value`` (decoded JSON) against a botocore shape.
+
+    Returns the value with blobs base64-decoded and ``null`` members
+    dropped; raises ``_Invalid`` naming the first problem.
+    """
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected an object, got {type(value).__name__}")
+        members = shape.members
+        out = {}
+        for key, item in value.items():
+            member = members.get(key)
+            if member is None:
+                raise _Invalid(f"unknown member {key!r} in {shape.name}")
+            if item is None:
+                continue
+            try:
+                out[key] = _check(member, item)
+            except _Invalid as e:
+                e.path.append(key)
+                raise
+        for key in shape.required_members:
+            if key not in out:
+                raise _Invalid(f"missing required member {key!r} of {shape.name}")
+        return out
+    meta = shape.metadata
+    if kind == "list":
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {type(value).__name__}")
+        _check_size(meta, len(value), "items")
+        member = shape.member
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(_check(member, item))
+            except _Invalid as e:
+                e.path.append(str(i))
+                raise
+        return out
+    if kind == "string":
+        if not isinstance(value, str):
+            raise _Invalid(f"expected a string, got {type(value).__name__}")
+        if meta:
+            _check_size(meta, len(value), "characters")
+            enum = meta.get("enum")
+            if enum and value not in enum:
+                raise _Invalid(f"{value!r} is not one of {', '.join(enum)}")
+            if "pattern" in meta:
+                regex = _pattern(meta["pattern"])
+                # Smithy patterns are not implicitly anchored: search, as AWS.
+                if regex is not None and not regex.search(value):
+                    raise _Invalid(f"{value!r} does not match {meta['pattern']}")
+        return value
+    if kind == "blob":
+        if isinstance(value, str):
+            try:
+                value = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _Invalid("a blob must be base64") from None
+        elif not isinstance(value, (bytes, bytearray)):
+            raise _Invalid(f"expected base64 text, got {type(value).__name__}")
+        _check_size(meta, len(value), "bytes")
+        return bytes(value)
+    if kind in ("integer", "long"):
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise _Invalid(f"{value!r} is not an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {type(value).__name__}")
+        _check_range(meta, value)
+        return value
+    if kind in ("double", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"expected a number, got {type(value).__name__}")
+        _check_range(meta, value)
+        return value
+    if kind == "boolean":
+        if isinstance(value, str) and value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, bool):
+            raise _Invalid(f"expected a boolean, got {type(value).__name__}")
+        return value
+    if kind == "map":
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected an object, got {type(value).__name__}")
+        return {
+            _check(shape.key, k): _check(shape.value, v) for k, v in value.items()
+        }
+    return value  # timestamp, document: taken as sent
+
+
+def _check_size(meta, size, unit):
+    if "min" in meta and size < meta["min"]:
+        raise _Invalid(f"has {size} {unit}, fewer than the minimum {meta['min']}")
+    if "max" in meta and size > meta["max"]:
+        raise _Invalid(f"has {size} {unit}, more than the maximum {meta['max']}")
+
+
+def _check_range(meta, value):
+    if "min" in meta and value < meta["min"]:
+        raise _Invalid(f"{value} is below the minimum {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        raise _Invalid(f"{value} is above the maximum {meta['max']}")
+
+
+def parse_request(route: _Route, path_values, query: str, headers, body: Any) -> dict:
+    """Build and check an operation's input from a decoded request."""
+    shape = route.op.input_shape
+    if shape is None:
+        return {}
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.")
+    params = dict(body)
+    query_values = urllib.parse.parse_qs(query, keep_blank_values=True) if query else {}
+    for name, member in shape.members.items():
+        where = member.serialization.get("location")
+        if where is None:
+            continue
+        wire = member.serialization.get("name", name)
+        if where == "uri" and wire in path_values:
+            params[name] = path_values[wire]
+        elif where == "querystring" and wire in query_values:
+            items = query_values[wire]
+            params[name] = items if member.type_name == "list" else items[-1]
+        elif where == "header" and wire in headers:
+            params[name] = headers[wire]
+    try:
+        return _check(shape, params)
+    except _Invalid as e:
+        where = ".".join(reversed(e.path))
+        raise _bad(
+            f"Invalid {route.name} request"
+            + (f" at {where}" if where else "")
+            + f": {e.message}"
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Templates
+
+
+_TOKEN = re.compile(r"\{\{\{\s*(.*?)\s*\}\}\}|\{\{\s*(.*?)\s*\}\}", re.S)
+_PATH = re.compile(r"[A-Za-z0-9_$-]+(?:\.[A-Za-z0-9_$-]+)*")
+_ESCAPE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#x27;",
+        "`": "&#x60;",
+        "=": "&#x3D;",
+    }
+)
+_MISSING = object()
+
+
+class CompiledTemplate:
+    """One template part split into literal text and placeholders.
+
+    ``keys`` are the distinct placeholders (path segments, escape?, path);
+    ``slots[i]`` is the key that goes between ``literals[i]`` and
+    ``literals[i + 1]``, so a value used many times is looked up once.
+    """
+
+    __slots__ = ("literals", "keys", "slots")
+
+    def __init__(self, source: str, html: bool):
+        literals: list[str] = []
+        keys: dict[tuple[str, bool], int] = {}
+        slots: list[int] = []
+        text: list[str] = []
+        pos = 0
+        for m in _TOKEN.finditer(source):
+            text.append(source[pos : m.start()])
+            pos = m.end()
+            triple, expr = m.group(1), m.group(2)
+            escape = html
+            if triple is not None:
+                expr, escape = triple, False
+            elif expr.startswith("!"):
+                continue  # a comment
+            elif expr.startswith("&"):
+                expr, escape = expr[1:].strip(), False
+            if expr == "else" or not _PATH.fullmatch(expr):
+                text.append(m.group(0))  # not understood: left verbatim
+                continue
+            literals.append("".join(text))
+            text = []
+            slots.append(keys.setdefault((expr, escape), len(keys)))
+        text.append(source[pos:])
+        literals.append("".join(text))
+        self.literals = tuple(literals)
+        self.keys = tuple((tuple(path.split(".")), esc, path) for path, esc in keys)
+        self.slots = tuple(slots)
+
+    def resolve(self, data: dict) -> tuple[tuple[str, ...], list[str]]:
+        """Values of the distinct placeholders, and the paths with no value."""
+        values: list[str] = []
+        missing: list[str] = []
+        for segments, escape, path in self.keys:
+            value: Any = data
+            for seg in segments:
+                if isinstance(value, dict) and seg in value:
+                    value = value[seg]
+                elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+                    value = value[int(seg)]
+                else:
+                    value = _MISSING
+                    break
+            if value is _MISSING:
+                if path not in missing:
+                    missing.append(path)
+                values.append("")
+                continue
+            text = value if isinstance(value, str) else _format(value)
+            values.append(text.translate(_ESCAPE) if escape else text)
+        return tuple(values), missing
+
+    def join(self, values: tuple[str, ...]) -> str:
+        lits = self.literals
+        out = [lits[0]]
+        for slot, lit in zip(self.slots, itertools.islice(lits, 1, None)):
+            out.append(values[slot])
+            out.append(lit)
+        return "".join(out)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return ",".join(_format(v) for v in value)
+    return "[object Object]"
+
+
+@functools.lru_cache(maxsize=256)
+def compile_template(source: str, html: bool) -> CompiledTemplate:
+    return CompiledTemplate(source, html)
+
+
+class _Rendered:
+    """A templated part, joined only when read (so memory stays small)."""
+
+    __slots__ = ("compiled", "values")
+
+    def __init__(self, compiled: CompiledTemplate, values):
+        self.compiled = compiled
+        self.values = values
+
+    def render(self) -> str:
+        return self.compiled.join(self.values)
+
+
+def render(source: str | None, data: dict, html: bool = False) -> str | None:
+    """Render one template part with ``data`` (see the module docstring)."""
+    if source is None:
+        return None
+    compiled = compile_template(source, html)
+    values, _ = compiled.resolve(data)
+    return compiled.join(values)
+
+
+class _Parts(NamedTuple):
+    subject: CompiledTemplate | None
+    text: CompiledTemplate | None
+    html: CompiledTemplate | None
+
+    @classmethod
+    def of(cls, content: dict) -> "_Parts":
+        def part(key, html):
+            src = content.get(key)
+            return None if src is None else compile_template(src, html)
+
+        return cls(part("Subject", False), part("Text", False), part("Html", True))
+
+    def render_lazily(self, data: dict):
+        """(subject, text, html, missing); parts with placeholders stay lazy."""
+        out: list[Any] = []
+        missing: list[str] = []
+        for compiled in self:
+            if compiled is None:
+                out.append(None)
+            elif not compiled.slots:
+                out.append(compiled.literals[0])
+            else:
+                values, miss = compiled.resolve(data)
+                missing.extend(m for m in miss if m not in missing)
+                out.append(_Rendered(compiled, values))
+        return out[0], out[1], out[2], tuple(missing)
+
+
+# --------------------------------------------------------------------------
+# Records
+
+
+@dataclasses.dataclass
+class SentMessage:
+    """One message the stand-in accepted.
+
+    ``headers`` are the custom headers sent (Simple/Template ``Headers``,
+    bulk default headers merged with ``ReplacementHeaders``), or every
+    header of the MIME message for Raw. ``to``/``cc``/``bcc`` are as sent
+    in ``Destination``; for Raw without a Destination they are the
+    addresses of the MIME To/Cc/Bcc headers. For templated messages
+    ``subject``, ``text`` and ``html`` are rendered each time they are
+    read; ``template_data`` is the merged data they were rendered with.
+    """
+
+    message_id: str
+    operation: str  # "SendEmail" or "SendBulkEmail"
+    from_address: str | None
+    to: list[str]
+    subject: str | None
+    text: str | None
+    html: str | None
+    headers: list[tuple[str, str]]
+    raw: bytes | None
+    configuration_set: str | None
+    accepted_at: float  # time.time()
+    cc: list[str] = dataclasses.field(default_factory=list)
+    bcc: list[str] = dataclasses.field(default_factory=list)
+    reply_to: list[str] = dataclasses.field(default_factory=list)
+    content_kind: str = "Simple"  # "Simple", "Raw" or "Template"
+    template_name: str | None = None
+    template_data: dict | None = None
+    missing: tuple[str, ...] = ()
+    tags: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    attachments: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def recipients(self) -> list[str]:
+        return self.to + self.cc + self.bcc
+
+    def header(self, name: str) -> str | None:
+        """The value of the first header called ``name`` (any case)."""
+        lower = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lower:
+                return value
+        return None
+
+
+def _lazy_field(name: str) -> property:
+    key = "_lazy_" + name
+
+    def get(self):
+        value = self.__dict__[key]
+        return value.render() if type(value) is _Rendered else value
+
+    def set(self, value):
+        self.__dict__[key] = value
+
+    return property(get, set)
+
+
+for _name in ("subject", "text", "html"):
+    setattr(SentMessage, _name, _lazy_field(_name))
+
+
+class RequestRecord(NamedTuple):
+    """One request: operation, recipients asked for, body bytes, status.
+
+    ``status`` is the HTTP status answered, or 0 when the connection was
+    dropped with no answer.
+    """
+
+    operation: str
+    n_recipients: int
+    body_bytes: int
+    status: int
+
+
+@dataclasses.dataclass
+class _Fault:
+    kind: str  # "fail", "throttle", "drop", "slow"
+    remaining: int
+    operations: frozenset[str] | None
+    status: int = 500
+    error_type: str = "InternalFailure"
+    message: str = ""
+    seconds: float = 0.0
+    after_accept: bool = False
+
+    def matches(self, operation: str) -> bool:
+        return self.operations is None or operation in self.operations
+
+
+@dataclasses.dataclass
+class _Rejection:
+    test: Callable[[str], bool]
+    status: str
+    error: str
+
+
+class _Template(NamedTuple):
+    name: str
+    content: dict
+    parts: _Parts
+    created: float
+    tags: list
+
+
+# --------------------------------------------------------------------------
+# The server
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SesV2StandIn"
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is closed after this
+
+    def log_message(self, format, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        self.server.standin._handle(self)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address, standin):
+        self.standin = standin
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self):
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Drop(Exception):
+    """Close the connection without answering."""
+
+
+class SesV2StandIn:
+    """An SES v2 endpoint on 127.0.0.1 for tests (see the module docstring).
+
+    ``max_send_rate``, ``max_24_hour_send`` and ``sent_last_24_hours`` are
+    what GetAccount reports and what sends are checked against.
+    ``throttle_style`` is how a bulk call beyond the rate is answered:
+    ``"entries"`` (per-entry ``ACCOUNT_THROTTLED``) or ``"call"`` (HTTP 429).
+    """
+
+    def __init__(
+        self,
+        max_send_rate: float = 14,
+        max_24_hour_send: float = 50000,
+        sent_last_24_hours: float = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        throttle_style: str = "entries",
+    ):
+        if throttle_style not in ("entries", "call"):
+            raise ValueError("throttle_style must be 'entries' or 'call'")
+        self.host = host
+        self.port = port
+        self.throttle_style = throttle_style
+        self.max_send_rate = float(max_send_rate)
+        self.max_24_hour_send = float(max_24_hour_send)
+        self._initial_sent_24h = float(sent_last_24_hours)
+        self._sent_24h = float(sent_last_24_hours)
+        self._router = _Router(service_model())
+        self._lock = threading.RLock()
+        self._templates: dict[str, _Template] = {}
+        self._sent: list[SentMessage] = []
+        self._requests: list[RequestRecord] = []
+        self._faults: list[_Fault] = []
+        self._rejections: list[_Rejection] = []
+        self._account_error: tuple[str, str] | None = None
+        self._bytes_received = 0
+        self._throttled = 0
+        self._tokens = self._capacity()
+        self._refilled_at = time.monotonic()
+        self._ids = itertools.count(1)
+        self._id_prefix = "0100" + os.urandom(6).hex()
+        self._local = threading.local()  # per request: recipients for the log
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "SesV2StandIn":
+        if self._server is not None:
+            return self
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sesv2-standin-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "SesV2StandIn":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the stand-in is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def client(self, total_max_attempts: int = 1, **kwargs):
+        """A boto3 ``sesv2`` client for this stand-in, with fake credentials.
+
+        By default it makes exactly one attempt per call (no retries).
+        Note that botocore's legacy ``retries={"max_attempts": 1}`` means
+        one *retry*, i.e. two attempts. Other keyword arguments go to
+        ``boto3.client`` (e.g. ``config=``).
+        """
+        import boto3
+        import botocore.config
+
+        options = {
+            "endpoint_url": self.endpoint_url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "config": botocore.config.Config(
+                retries={"mode": "standard", "total_max_attempts": total_max_attempts},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=32,
+            ),
+        }
+        options.update(kwargs)
+        return boto3.client("sesv2", **options)
+
+    # -- records -----------------------------------------------------------
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """A snapshot of the accepted messages, oldest first."""
+        with self._lock:
+            return list(self._sent)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of (operation, n_recipients, body_bytes, status)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def bytes_received(self) -> int:
+        """Total bytes of request bodies received."""
+        with self._lock:
+            return self._bytes_received
+
+    @property
+    def throttled(self) -> int:
+        """Throttle events: 429 answers plus ACCOUNT_THROTTLED entries."""
+        with self._lock:
+            return self._throttled
+
+    @property
+    def sent_last_24_hours(self) -> float:
+        with self._lock:
+            return self._sent_24h
+
+    @property
+    def templates(self) -> dict[str, dict]:
+        """A snapshot: template name -> {"Subject", "Text", "Html"}."""
+        with self._lock:
+            return {name: dict(t.content) for name, t in self._templates.items()}
+
+    def count_by_recipient(self) -> collections.Counter:
+        """How many accepted messages each address got (To, Cc and Bcc)."""
+        counts: collections.Counter = collections.Counter()
+        for message in self.sent:
+            counts.update(message.to)
+            counts.update(message.cc)
+            counts.update(message.bcc)
+        return counts
+
+    def reset(self, templates: bool = False) -> None:
+        """Forget messages, requests, counters and faults; refill the bucket.
+
+        ``SentLast24Hours`` goes back to the constructor's value. Templates
+        are kept unless ``templates=True``.
+        """
+        with self._lock:
+            self._sent.clear()
+            self._requests.clear()
+            self._faults.clear()
+            self._rejections.clear()
+            self._account_error = None
+            self._bytes_received = 0
+            self._throttled = 0
+            self._sent_24h = self._initial_sent_24h
+            self._tokens = self._capacity()
+            self._refilled_at = time.monotonic()
+            if templates:
+                self._templates.clear()
+
+    def add_template(
+        self,
+        name: str,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+    ) -> None:
+        """Create or replace a template directly (no request)."""
+        content = {
+            k: v for k, v in (("Subject", subject), ("Text", text), ("Html", html)) if v is not None
+        }
+        with self._lock:
+            self._templates[name] = _Template(name, content, _Parts.of(content), time.time(), [])
+
+    def set_quota(
+        self,
+        max_send_rate: float | None = None,
+        max_24_hour_send: float | None = None,
+        sent_last_24_hours: float | None = None,
+    ) -> None:
+        """Change the account's quota while running (refills the bucket)."""
+        with self._lock:
+            if max_send_rate is not None:
+                self.max_send_rate = float(max_send_rate)
+            if max_24_hour_send is not None:
+                self.max_24_hour_send = float(max_24_hour_send)
+            if sent_last_24_hours is not None:
+                self._sent_24h = float(sent_last_24_hours)
+            self._tokens = self._capacity()
+            self._refilled_at = time.monotonic()
+
+    # -- faults ------------------------------------------------------------
+
+    @staticmethod
+    def _operations(operation) -> frozenset[str] | None:
+        if operation is None:
+            return None
+        if isinstance(operation, str):
+            return frozenset([operation])
+        return frozenset(operation)
+
+    def _add_fault(self, fault: _Fault) -> None:
+        if fault.remaining < 1:
+            return
+        with self._lock:
+            self._faults.append(fault)
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        error_type: str = "InternalFailure",
+        message: str = "An internal error occurred.",
+        operation: str | Collection[str] | None = None,
+    ) -> None:
+        """Answer the next ``n`` matching requests with this error."""
+        self._add_fault(
+            _Fault("fail", n, self._operations(operation), status, error_type, message)
+        )
+
+    def throttle_next(
+        self, n: int = 1, operation: str | Collection[str] | None = None
+    ) -> None:
+        """Answer the next ``n`` matching requests 429 TooManyRequestsException."""
+        self._add_fault(
+            _Fault("throttle", n, self._operations(operation), 429,
+                   "TooManyRequestsException", RATE_MESSAGE)
+        )
+
+    def drop_next(
+        self,
+        n: int = 1,
+        after_accept: bool = False,
+        operation: str | Collection[str] | None = None,
+    ) -> None:
+        """Close the connection with no answer for the next ``n`` requests.
+
+        With ``after_accept=True`` the request is handled first, so what it
+        sends is accepted and recorded: the client cannot know.
+        """
+        self._add_fault(
+            _Fault("drop", n, self._operations(operation), after_accept=after_accept)
+        )
+
+    def slow_next(
+        self, n: int, seconds: float, operation: str | Collection[str] | None = None
+    ) -> None:
+        """Sleep ``seconds`` before handling each of the next ``n`` requests."""
+        self._add_fault(_Fault("slow", n, self._operations(operation), seconds=seconds))
+
+    def reject_addresses(
+        self,
+        predicate_or_set: Callable[[str], bool] | Iterable[str] | None,
+        status: str = "MESSAGE_REJECTED",
+        error: str = DEFAULT_REJECT_ERROR,
+    ) -> None:
+        """Reject every message to these recipients until cleared.
+
+        Give a set of addresses (matched case-insensitively, with or
+        without a display name) or a function of the address as sent.
+        Bulk entries get ``status``/``error``; a single send gets the
+        matching error (``MessageRejected`` for ``MESSAGE_REJECTED``).
+        ``{address}`` in ``error`` is replaced by the address. ``None``
+        clears every rejection.
+        """
+        if predicate_or_set is None:
+            with self._lock:
+                self._rejections.clear()
+            return
+        if status not in STATUS_TO_ERROR:
+            raise ValueError(f"unknown bulk status {status!r}")
+        if callable(predicate_or_set):
+            test = predicate_or_set
+        else:
+            wanted = frozenset(a.lower() for a in predicate_or_set)
+
+            def test(address: str) -> bool:
+                lower = address.lower()
+                return lower in wanted or (
+                    "<" in lower and email.utils.parseaddr(lower)[1] in wanted
+                )
+
+        with self._lock:
+            self._rejections.append(_Rejection(test, status, error))
+
+    def account_error(self, error_type: str | None, message: str | None = None) -> None:
+        """Answer every send with this error (e.g. "SendingPausedException")
+        until cleared with ``account_error(None)``. GetAccount then reports
+        ``SendingEnabled: false``."""
+        with self._lock:
+            if error_type is None:
+                self._account_error = None
+            else:
+                self._account_error = (
+                    error_type,
+                    message or ACCOUNT_ERROR_MESSAGES.get(error_type, error_type),
+                )
+
+    def clear_faults(self) -> None:
+        """Forget queued faults, rejections and the account error."""
+        with self._lock:
+            self._faults.clear()
+            self._rejections.clear()
+            self._account_error = None
+
+    def _take_fault(self, kind: str, operation: str) -> _Fault | None:
+        kinds = ("fail", "throttle", "drop") if kind == "terminal" else (kind,)
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in kinds and fault.matches(operation):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # -- rate and quota (call with the lock held) --------------------------
+
+    def _capacity(self) -> float:
+        return max(1.0, self.max_send_rate)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(
+            self._capacity(),
+            self._tokens + (now - self._refilled_at) * self.max_send_rate,
+        )
+        self._refilled_at = now
+
+    def _rate_fits(self, n: int) -> bool:
+        if math.isinf(self.max_send_rate):
+            return True
+        return self._tokens >= min(n, self._capacity())
+
+    def _quota_fits(self, n: int) -> bool:
+        if self.max_24_hour_send < 0 or math.isinf(self.max_24_hour_send):
+            return True
+        return self._sent_24h + n <= self.max_24_hour_send
+
+    def _consume(self, n: int) -> None:
+        if not math.isinf(self.max_send_rate):
+            self._tokens -= n
+        self._sent_24h += n
+
+    def _rejection_for(self, addresses: Iterable[str]) -> tuple[_Rejection, str] | None:
+        for rejection in self._rejections:
+            for address in addresses:
+                if rejection.test(address):
+                    return rejection, address
+        return None
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):08d}-{os.urandom(4).hex()}-000000"
+
+    # -- HTTP --------------------------------------------------------------
+
+    def _handle(self, h: _Handler) -> None:
+        body = b""
+        length = h.headers.get("Content-Length")
+        if length:
+            body = h.rfile.read(int(length))
+        path, _, query = h.path.partition("?")
+        found = self._router.match(h.command, path)
+        operation = found[0].name if found else "Unknown"
+        self._local.n_recipients = None
+        error_type = None
+        try:
+            status, payload = 200, self._answer(h, found, operation, path, query, body)
+        except _Drop:
+            status, payload = 0, b""
+        except ApiError as e:
+            status, error_type = e.status, e.code
+            payload = json.dumps({"message": e.message}, separators=(",", ":")).encode()
+        except Exception as e:  # a bug in the stand-in: say so, as a 500
+            status, error_type = 500, "InternalFailure"
+            payload = json.dumps({"message": f"SesV2StandIn error: {e!r}"}).encode()
+        n_recipients = self._local.n_recipients or 0
+        # Log before answering, so a client that got its answer sees the log.
+        with self._lock:
+            self._bytes_received += len(body)
+            self._requests.append(RequestRecord(operation, n_recipients, len(body), status))
+        if status == 0:
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        else:
+            self._write(h, status, payload, error_type)
+
+    def _answer(self, h, found, operation: str, path: str, query: str, body: bytes) -> bytes:
+        """The JSON answer's bytes; raises ApiError or _Drop instead."""
+        try:
+            decoded = json.loads(body) if body else {}
+        except ValueError:
+            decoded = None
+        self._local.n_recipients = _count_recipients(operation, decoded)
+        slow = self._take_fault("slow", operation)
+        if slow is not None:
+            time.sleep(slow.seconds)
+        fault = self._take_fault("terminal", operation)
+        if fault is not None:
+            if fault.kind == "drop" and not fault.after_accept:
+                raise _Drop()
+            if fault.kind == "throttle":
+                with self._lock:
+                    self._throttled += 1
+            if fault.kind in ("fail", "throttle"):
+                raise ApiError(fault.error_type, fault.message, fault.status)
+        if found is None:
+            raise ApiError(
+                "UnknownOperationException", f"No SES v2 operation is {h.command} {path}.", 404
+            )
+        route, path_values = found
+        if decoded is None:
+            raise _bad("The request body is not valid JSON.")
+        params = parse_request(route, path_values, query, h.headers, decoded)
+        handler = getattr(self, "_op_" + route.name, None)
+        if handler is None:
+            raise ApiError(
+                "NotImplemented", f"SesV2StandIn does not implement {route.name}.", 501
+            )
+        result = handler(params)
+        if fault is not None and fault.kind == "drop":
+            raise _Drop()
+        return json.dumps(result, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _write(h: _Handler, status: int, payload: bytes, error_type: str | None = None):
+        reason = h.responses.get(status, ("",))[0]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\n"
+            f"Date: {h.date_time_string()}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n"
+            f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
+        )
+        if error_type:
+            head += f"x-amzn-ErrorType: {error_type}\r\n"
+        if h.close_connection:
+            head += "Connection: close\r\n"
+        try:
+            h.wfile.write(head.encode("latin-1") + b"\r\n" + payload)
+        except OSError:
+            h.close_connection = True
+
+    # -- operations --------------------------------------------------------
+
+    def _op_GetAccount(self, params: dict) -> dict:
+        with self._lock:
+            return {
+                "SendQuota": {
+                    "Max24HourSend": self.max_24_hour_send,
+                    "MaxSendRate": self.max_send_rate,
+                    "SentLast24Hours": self._sent_24h,
+                },
+                "SendingEnabled": self._account_error is None,
+                "ProductionAccessEnabled": True,
+                "DedicatedIpAutoWarmupEnabled": False,
+                "EnforcementStatus": "HEALTHY",
+            }
+
+    def _op_CreateEmailTemplate(self, params: dict) -> dict:
+        name = params["TemplateName"]
+        content = params["TemplateContent"]
+        parts = _Parts.of(content)
+        with self._lock:
+            if name in self._templates:
+                raise ApiError("AlreadyExistsException", f"Template {name} already exists.")
+            self._templates[name] = _Template(
+                name, content, parts, time.time(), params.get("Tags", [])
+            )
+        return {}
+
+    def _op_GetEmailTemplate(self, params: dict) -> dict:
+        template = self._template(params["TemplateName"])
+        out = {"TemplateName": template.name, "TemplateContent": template.content}
+        if template.tags:
+            out["Tags"] = template.tags
+        return out
+
+    def _op_UpdateEmailTemplate(self, params: dict) -> dict:
+        name = params["TemplateName"]
+        content = params["TemplateContent"]
+        parts = _Parts.of(content)
+        with self._lock:
+            old = self._templates.get(name)
+            if old is None:
+                raise ApiError("NotFoundException", f"Template {name} does not exist.")
+            self._templates[name] = old._replace(content=content, parts=parts)
+        return {}
+
+    def _op_DeleteEmailTemplate(self, params: dict) -> dict:
+        name = params["TemplateName"]
+        with self._lock:
+            if self._templates.pop(name, None) is None:
+                raise ApiError("NotFoundException", f"Template {name} does not exist.")
+        return {}
+
+    def _op_ListEmailTemplates(self, params: dict) -> dict:
+        size = params.get("PageSize", 10)
+        start = 0
+        if "NextToken" in params:
+            try:
+                start = int(params["NextToken"])
+            except ValueError:
+                raise _bad("Invalid NextToken.") from None
+        with self._lock:
+            names = sorted(self._templates)
+            page = [
+                {"TemplateName": n, "CreatedTimestamp": self._templates[n].created}
+                for n in names[start : start + size]
+            ]
+        out: dict = {"TemplatesMetadata": page}
+        if start + size < len(names):
+            out["NextToken"] = str(start + size)
+        return out
+
+    def _template(self, name: str) -> _Template:
+        with self._lock:
+            template = self._templates.get(name)
+        if template is None:
+            raise ApiError("NotFoundException", f"Template {name} does not exist.")
+        return template
+
+    def _template_parts(self, spec: dict) -> tuple[str | None, _Parts | None]:
+        """(name, parts) for a Template member; parts None if not found."""
+        if "TemplateContent" in spec:
+            return spec.get("TemplateName"), _Parts.of(spec["TemplateContent"])
+        name = spec.get("TemplateName")
+        if name is None and "TemplateArn" in spec:
+            name = spec["TemplateArn"].rsplit("/", 1)[-1]
+        if name is None:
+            raise _bad("Template needs TemplateName, TemplateArn or TemplateContent.")
+        with self._lock:
+            template = self._templates.get(name)
+        return name, (template.parts if template else None)
+
+    def _check_sendable(self) -> None:
+        with self._lock:
+            error = self._account_error
+        if error is not None:
+            raise ApiError(error[0], error[1])
+
+    def _op_SendEmail(self, params: dict) -> dict:
+        content = params["Content"]
+        kinds = [k for k in ("Simple", "Raw", "Template") if k in content]
+        if len(kinds) != 1:
+            raise _bad("Content must have exactly one of Simple, Raw or Template.")
+        kind = kinds[0]
+        dest = params.get("Destination", {})
+        to = list(dest.get("ToAddresses", ()))
+        cc = list(dest.get("CcAddresses", ()))
+        bcc = list(dest.get("BccAddresses", ()))
+        sender = params.get("FromEmailAddress")
+        raw = None
+        missing: tuple[str, ...] = ()
+        template_name = template_data = None
+        attachments: list[dict] = []
+        self._check_sendable()
+
+        if kind == "Raw":
+            raw = content["Raw"]["Data"]
+            parsed = _parse_mime(raw)
+            if not (to or cc or bcc):
+                to, cc, bcc = parsed["to"], parsed["cc"], parsed["bcc"]
+            sender = sender or parsed["from"]
+            subject, text, html = parsed["subject"], parsed["text"], parsed["html"]
+            headers = parsed["headers"]
+            attachments = parsed["attachments"]
+        elif kind == "Simple":
+            simple = content["Simple"]
+            subject = simple["Subject"]["Data"]
+            body = simple["Body"]
+            text = body.get("Text", {}).get("Data")
+            html = body.get("Html", {}).get("Data")
+            headers = _header_pairs(simple.get("Headers", ()))
+            attachments = simple.get("Attachments", [])
+        else:
+            spec = content["Template"]
+            template_name, parts = self._template_parts(spec)
+            if parts is None:
+                raise ApiError("NotFoundException", f"Template {template_name} does not exist.")
+            template_data = _json_object(spec.get("TemplateData"))
+            if template_data is None:
+                raise _bad("TemplateData must be a JSON object.")
+            subject, text, html, missing = parts.render_lazily(template_data)
+            headers = _header_pairs(spec.get("Headers", ()))
+            attachments = spec.get("Attachments", [])
+
+        recipients = to + cc + bcc
+        self._local.n_recipients = len(recipients)
+        _check_addresses(sender, recipients)
+        n = len(recipients)
+        with self._lock:
+            rejected = self._rejection_for(recipients) if self._rejections else None
+            if rejected:
+                rule, address = rejected
+                raise ApiError(
+                    STATUS_TO_ERROR[rule.status], rule.error.replace("{address}", address)
+                )
+            duplicate = _duplicate_header(headers)
+            if duplicate:
+                raise ApiError("MessageRejected", f"Duplicate header '{duplicate}'.")
+            if not self._quota_fits(n):
+                raise ApiError("LimitExceededException", DAILY_MESSAGE)
+            self._refill()
+            if not self._rate_fits(n):
+                self._throttled += 1
+                raise ApiError("TooManyRequestsException", RATE_MESSAGE)
+            self._consume(n)
+            message = SentMessage(
+                message_id=self._new_id(),
+                operation="SendEmail",
+                from_address=sender,
+                to=to,
+                subject=subject,
+                text=text,
+                html=html,
+                headers=headers,
+                raw=raw,
+                configuration_set=params.get("ConfigurationSetName"),
+                accepted_at=time.time(),
+                cc=cc,
+                bcc=bcc,
+                reply_to=list(params.get("ReplyToAddresses", ())),
+                content_kind=kind,
+                template_name=template_name,
+                template_data=template_data,
+                missing=missing,
+                tags=_tag_pairs(params.get("EmailTags", ())),
+                attachments=attachments,
+            )
+            self._sent.append(message)
+        return {"MessageId": message.message_id}
+
+    def _op_SendBulkEmail(self, params: dict) -> dict:
+        entries = params["BulkEmailEntries"]
+        if not entries:
+            raise _bad("BulkEmailEntries must not be empty.")
+        if len(entries) > MAX_BULK_ENTRIES:
+            raise _bad(
+                f"BulkEmailEntries has {len(entries)} entries; "
+                f"at most {MAX_BULK_ENTRIES} are allowed."
+            )
+        spec = params["DefaultContent"].get("Template")
+        if spec is None:
+            raise _bad("DefaultContent must have a Template.")
+        sender = params.get("FromEmailAddress")
+        default_data = _json_object(spec.get("TemplateData"))
+        if default_data is None:
+            raise _bad("TemplateData must be a JSON object.")
+        default_headers = _header_pairs(spec.get("Headers", ()))
+        default_tags = _tag_pairs(params.get("DefaultEmailTags", ()))
+        reply_to = list(params.get("ReplyToAddresses", ()))
+        config_set = params.get("ConfigurationSetName")
+        attachments = spec.get("Attachments", [])
+
+        # Per-entry work that needs no lock: recipients, data, headers.
+        prepared = []
+        for entry in entries:
+            dest = entry["Destination"]
+            to = list(dest.get("ToAddresses", ()))
+            cc = list(dest.get("CcAddresses", ()))
+            bcc = list(dest.get("BccAddresses", ()))
+            _check_addresses(sender, to + cc + bcc)
+            replacement = (
+                entry.get("ReplacementEmailContent", {})
+                .get("ReplacementTemplate", {})
+                .get("ReplacementTemplateData")
+            )
+            if replacement is None:
+                data = default_data
+            else:
+                extra = _json_object(replacement)
+                data = None if extra is None else {**default_data, **extra}
+            headers = _merge_headers(default_headers, entry.get("ReplacementHeaders"))
+            tags = _merge_tags(default_tags, entry.get("ReplacementTags"))
+            prepared.append((to, cc, bcc, data, headers, tags))
+
+        self._check_sendable()
+        template_name, parts = self._template_parts(spec)
+        results: list[dict] = []
+        accepted: list[tuple[int, str]] = []  # (entry index, message id)
+        with self._lock:
+            self._refill()
+            if parts is None:
+                error = f"Template {template_name} does not exist."
+                results = [
+                    {"Status": "TEMPLATE_NOT_FOUND", "Error": error} for _ in prepared
+                ]
+                return {"BulkEmailEntryResults": results}
+            statuses: list[tuple[str, str] | None] = []
+            for to, cc, bcc, data, headers, _ in prepared:
+                recipients = to + cc + bcc
+                status = None
+                if data is None:
+                    status = ("INVALID_PARAMETER", "ReplacementTemplateData must be a JSON object.")
+                elif self._rejections and (hit := self._rejection_for(recipients)):
+                    rule, address = hit
+                    status = (rule.status, rule.error.replace("{address}", address))
+                elif duplicate := _duplicate_header(headers):
+                    status = ("MESSAGE_REJECTED", f"Duplicate header '{duplicate}'.")
+                statuses.append(status)
+            if self.throttle_style == "call":
+                wanted = sum(
+                    len(p[0]) + len(p[1]) + len(p[2])
+                    for p, s in zip(prepared, statuses)
+                    if s is None
+                )
+                if wanted and not self._rate_fits(wanted):
+                    self._throttled += 1
+                    raise ApiError("TooManyRequestsException", RATE_MESSAGE)
+            now = time.time()
+            for i, (p, status) in enumerate(zip(prepared, statuses)):
+                n = len(p[0]) + len(p[1]) + len(p[2])
+                if status is None:
+                    if not self._quota_fits(n):
+                        status = ("ACCOUNT_DAILY_QUOTA_EXCEEDED", DAILY_MESSAGE)
+                    elif self.throttle_style == "entries" and not self._rate_fits(n):
+                        status = ("ACCOUNT_THROTTLED", RATE_MESSAGE)
+                        self._throttled += 1
+                if status is not None:
+                    results.append({"Status": status[0], "Error": status[1]})
+                    continue
+                self._consume(n)
+                message_id = self._new_id()
+                accepted.append((i, message_id))
+                results.append({"Status": "SUCCESS", "MessageId": message_id})
+
+        messages = []
+        for i, message_id in accepted:
+            to, cc, bcc, data, headers, tags = prepared[i]
+            subject, text, html, missing = parts.render_lazily(data)
+            messages.append(
+                SentMessage(
+                    message_id=message_id,
+                    operation="SendBulkEmail",
+                    from_address=sender,
+                    to=to,
+                    subject=subject,
+                    text=text,
+                    html=html,
+                    headers=headers,
+                    raw=None,
+                    configuration_set=config_set,
+                    accepted_at=now,
+                    cc=cc,
+                    bcc=bcc,
+                    reply_to=reply_to,
+                    content_kind="Template",
+                    template_name=template_name,
+                    template_data=data,
+                    missing=missing,
+                    tags=tags,
+                    attachments=attachments,
+                )
+            )
+        if messages:
+            with self._lock:
+                self._sent.extend(messages)
+        return {"BulkEmailEntryResults": results}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+def _count_recipients(operation: str, body: Any) -> int:
+    """Recipients a request asks for, from its JSON (tolerant of anything)."""
+    if not isinstance(body, dict):
+        return 0
+    try:
+        if operation == "SendEmail":
+            dest = body.get("Destination") or {}
+            return sum(len(dest.get(k) or ()) for k in ("ToAddresses", "CcAddresses", "BccAddresses"))
+        if operation == "SendBulkEmail":
+            total = 0
+            for entry in body.get("BulkEmailEntries") or ():
+                dest = entry.get("Destination") or {}
+                total += sum(
+                    len(dest.get(k) or ()) for k in ("ToAddresses", "CcAddresses", "BccAddresses")
+                )
+            return total
+    except (AttributeError, TypeError):
+        pass
+    return 0
+
+
+def _json_object(text: str | None) -> dict | None:
+    """Template data: a JSON object in a string (absent -> {}), else None."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _header_pairs(headers) -> list[tuple[str, str]]:
+    return [(h["Name"], h["Value"]) for h in headers]
+
+
+def _tag_pairs(tags) -> list[tuple[str, str]]:
+    return [(t["Name"], t["Value"]) for t in tags]
+
+
+def _merge_headers(default: list[tuple[str, str]], replacement) -> list[tuple[str, str]]:
+    if not replacement:
+        return default
+    extra = _header_pairs(replacement)
+    names = {name.lower() for name, _ in extra}
+    return [h for h in default if h[0].lower() not in names] + extra
+
+
+def _merge_tags(default: list[tuple[str, str]], replacement) -> list[tuple[str, str]]:
+    if not replacement:
+        return default
+    extra = _tag_pairs(replacement)
+    names = {name for name, _ in extra}
+    return [t for t in default if t[0] not in names] + extra
+
+
+def _duplicate_header(headers: list[tuple[str, str]]) -> str | None:
+    if len(headers) < 2:
+        return None
+    seen = set()
+    for name, _ in headers:
+        lower = name.lower()
+        if lower in seen and lower in UNIQUE_HEADERS:
+            return name
+        seen.add(lower)
+    return None
+
+
+def _check_addresses(sender: str | None, recipients: list[str]) -> None:
+    if not sender:
+        raise _bad("Missing FromEmailAddress (or a From header for Raw).")
+    if "@" not in sender:
+        raise _bad(f"Illegal address: {sender}")
+    if not recipients:
+        raise _bad("The message has no recipients.")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise _bad(f"Recipient count exceeds {MAX_RECIPIENTS}.")
+    for address in recipients:
+        if "@" not in address:
+            raise _bad(f"Illegal address: {address}")
+
+
+_MIME_PARSER = email.parser.BytesParser(policy=email.policy.default)
+
+
+def _parse_mime(data: bytes) -> dict:
+    try:
+        message = _MIME_PARSER.parsebytes(data)
+    except Exception as e:  # the email package is lenient; be safe
+        raise ApiError("MessageRejected", f"Could not parse the raw message: {e}") from None
+    headers = [(k, str(v)) for k, v in message.items()]
+
+    def addresses(name):
+        values = message.get_all(name) or []
+        return [addr for _, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
+
+    froms = addresses("From")
+    text = html = None
+    attachments = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        disposition = part.get_content_disposition()
+        if disposition in ("attachment", "inline") and part.get_filename():
+            attachments.append(
+                {
+                    "FileName": part.get_filename(),
+                    "ContentType": kind,
+                    "RawContent": part.get_payload(decode=True) or b"",
+                }
+            )
+            continue
+        try:
+            if kind == "text/plain" and text is None:
+                text = part.get_content()
+            elif kind == "text/html" and html is None:
+                html = part.get_content()
+        except (LookupError, ValueError):
+            pass
+    subject = message.get("Subject")
+    return {
+        "from": froms[0] if froms else None,
+        "to": addresses("To"),
+        "cc": addresses("Cc"),
+        "bcc": addresses("Bcc"),
+        "subject": None if subject is None else str(subject),
+        "text": text,
+        "html": html,
+        "headers": headers,
+        "attachments": attachments,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve the SES v2 stand-in until Ctrl-C.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-send-rate", type=float, default=14)
+    parser.add_argument("--max-24-hour-send", type=float, default=50000)
+    parser.add_argument("--throttle-style", choices=("entries", "call"), default="entries")
+    args = parser.parse_args(argv)
+    standin = SesV2StandIn(
+        args.max_send_rate, args.max_24_hour_send, port=args.port,
+        throttle_style=args.throttle_style,
+    )
+    with standin:
+        print(standin.endpoint_url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
