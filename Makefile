@@ -1,5 +1,6 @@
 # The two set-up commands: `make demo` (install, then run the main job on the
-# embedded defaults) and `make test` (install, then run every test).
+# embedded defaults: the example list, the example day, the outbox sender)
+# and `make test` (install, then run every test).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,10 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install
-	$(BIN)/newsletter render $(EXAMPLE)
-	@echo "Open the files above, or preview in the browser with:"
-	@echo "  $(BIN)/newsletter preview $(EXAMPLE)"
+demo: install .env
+	$(BIN)/newsletter subscribers import subscribers/example.csv
+	$(BIN)/newsletter send $(EXAMPLE)
+	@echo
+	@echo "The messages are .eml files under outbox/<date>/ (open one in any mail program)."
+	@echo "See the issue in the browser:  $(BIN)/newsletter preview $(EXAMPLE)   then open http://127.0.0.1:8001/"
+	@echo "Run the web app (unsubscribe links, past issues):  $(BIN)/newsletter serve   then open http://127.0.0.1:8000/"
+
+# A first .env: the documented defaults plus a fresh random secret key.
+.env:
+	sed "s|^NEWSLETTER_SECRET_KEY=$$|NEWSLETTER_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')|" .env.example > .env
+	@echo "Created .env with a new random NEWSLETTER_SECRET_KEY (keep it: it signs the unsubscribe links)"
 
 test: install
 	bash tests/ensure-tools.sh
@@ -27,6 +36,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/send.py
 
 clean:
-	rm -rf $(VENV) out *.egg-info .pytest_cache
+	rm -rf $(VENV) out outbox *.egg-info .pytest_cache

@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from newsletter.errors import AccountError, SendLocked, Throttled, TransientError
+from newsletter.errors import AccountError, SendError, SendLocked, Throttled, TransientError
 from newsletter.models import Issue, Subscriber
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Sender
@@ -77,6 +77,8 @@ class SendReport:
     already_sent: bool = False
     interrupted: bool = False
     stopped_by: str | None = None  # the error that stopped the run
+    stopped_exit: int = 0  # its exit code: 3 the provider refuses, 1 faults that may pass
+    waiting: int = 0  # readers still without the issue after this run (quota, --limit, a stop)
     rate: float | None = None
     elapsed: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), first few
@@ -111,9 +113,10 @@ class RateLimiter:
         return not stop.wait(wait) if wait > 0 else not stop.is_set()
 
     def slow_down(self) -> None:
-        """The provider throttled: send 30% slower."""
+        """The provider throttled: send 30% slower (down to 1/s, or to the
+        maximum when that is lower)."""
         with self._lock:
-            self.rate = max(1.0, self.rate * 0.7)
+            self.rate = max(min(1.0, self.max_rate), self.rate * 0.7)
 
     def speed_up(self) -> None:
         """A call went through: recover towards the maximum."""
@@ -172,7 +175,8 @@ class Dispatcher:
         self.progress = progress
         self._lock = threading.Lock()
         self._consecutive_failures = 0
-        self._fatal: AccountError | None = None
+        self._fatal: SendError | None = None
+        self._was_unknown: set[int] = set()  # readers this run resends (--resend-unknown)
 
     # ---------------------------------------------------------------- entry
 
@@ -180,9 +184,12 @@ class Dispatcher:
         """Send ``issue``; return the report.
 
         Raises :class:`SendLocked` when another run holds the issue, and
-        :class:`AccountError` (nothing sent) when the 24-hour quota cannot
-        cover the send and partial sends are not allowed. Errors that stop a
-        run midway are reported in ``stopped_by`` instead.
+        :class:`AccountError` (nothing sent) when the provider refuses at the
+        start (sending disabled, template refused, set-up calls that keep
+        failing) or the 24-hour quota cannot cover the send and partial
+        sends are not allowed. Errors that stop a run midway are reported in
+        ``stopped_by`` instead. The lock is held, with a heartbeat, until it
+        returns or raises.
         """
         ledger = Ledger(self.store, issue.date)
         report = SendReport(issue_date=issue.date.isoformat())
@@ -191,8 +198,15 @@ class Dispatcher:
         if holder is not None:
             raise SendLocked(f"another run ({holder}) is sending the {issue.date} issue; it was not started twice")
         started = time.monotonic()
+        # The lock's heartbeat, all through the run: also while the last
+        # calls drain or wait out a backoff, so no other run takes over.
+        beating = threading.Event()
+        heart = threading.Thread(target=self._beat, args=(ledger, owner, beating), name="send-heartbeat", daemon=True)
+        heart.start()
         try:
             report.abandoned = ledger.resolve_abandoned()
+            if self.options.resend_unknown:
+                self._was_unknown = {row[0] for row in ledger.rows(UNKNOWN)}
             to_send = ledger.count_unsent(self.options.resend_unknown)
             if self.options.limit is not None:
                 to_send = min(to_send, self.options.limit)
@@ -216,14 +230,25 @@ class Dispatcher:
             self._retrying(lambda: self.sender.open(issue, PreparedMessage(issue, self.from_address)))
             self._loop(ledger, owner, to_send, limiter, report)
             report.ledger = ledger.counts()
-            if report.complete and ledger.count_unsent() == 0:
+            report.waiting = ledger.count_unsent()
+            if report.complete and report.waiting == 0:
                 self.sender.close(complete=True)
             else:
                 self.sender.close(complete=False)
         finally:
             report.elapsed = time.monotonic() - started
+            beating.set()
+            heart.join()
             ledger.release(owner)
         return report
+
+    @staticmethod
+    def _beat(ledger: Ledger, owner: str, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            try:
+                ledger.heartbeat(owner)
+            except Exception:  # a database hiccup: the next beat tries again
+                pass
 
     # ---------------------------------------------------------------- loop
 
@@ -232,7 +257,7 @@ class Dispatcher:
         slots = threading.BoundedSemaphore(opts.concurrency * 2)  # chunks queued or in flight
         futures: list[Future] = []
         submitted = 0
-        last_beat = last_progress = time.monotonic()
+        last_progress = time.monotonic()
         with ThreadPoolExecutor(max_workers=opts.concurrency, thread_name_prefix="send") as pool:
             # A call never carries more than one second's worth of recipients.
             batch_size = self.sender.batch_size if limiter is None else max(
@@ -259,9 +284,6 @@ class Dispatcher:
                 future.add_done_callback(lambda _f: slots.release())
                 futures.append(future)
                 now = time.monotonic()
-                if now - last_beat > HEARTBEAT_SECONDS:
-                    ledger.heartbeat(owner)
-                    last_beat = now
                 if self.progress and now - last_progress > 2.0:
                     self.progress(report)
                     last_progress = now
@@ -271,6 +293,7 @@ class Dispatcher:
         report.left = max(0, to_send - handled)
         if self._fatal is not None:
             report.stopped_by = str(self._fatal)
+            report.stopped_exit = self._fatal.exit_code
         elif self.stop.is_set():
             report.interrupted = True
 
@@ -297,7 +320,7 @@ class Dispatcher:
             unsubscribe_url=self.signer.unsubscribe_url(self.base_url, subscriber.ref),
         )
 
-    def _halt(self, error: AccountError) -> None:
+    def _halt(self, error: SendError) -> None:
         with self._lock:
             if self._fatal is None:
                 self._fatal = error
@@ -305,20 +328,39 @@ class Dispatcher:
 
     def _work(self, ledger: Ledger, recipients: list[Recipient], limiter: RateLimiter | None, report: SendReport):
         """Send one chunk until every reader in it is sent, failed or unknown,
-        or the run stops (then the rest is left for the next run)."""
+        or the run stops (then the rest is left for the next run). Readers
+        no longer active just before a call are skipped. An AccountError
+        carrying ``deliveries`` (a sender that stopped partway through the
+        batch) has those outcomes recorded before the run stops."""
         opts = self.options
         attempt = 0
         while recipients:
             if self.stop.is_set() or (limiter and not limiter.take(len(recipients), self.stop)):
                 self._leave(ledger, recipients)
                 return
+            # Checked again here, just before the call: the chunk may have
+            # waited in the queue, for the rate or for a retry meanwhile.
+            active = self.store.active_ids(r.subscriber_id for r in recipients)
+            if len(active) < len(recipients):
+                with self._lock:
+                    report.skipped += len(recipients) - len(active)
+                recipients = [r for r in recipients if r.subscriber_id in active]
+                if not recipients:
+                    return
             ledger.mark_pending(r.subscriber_id for r in recipients)
             try:
                 deliveries = self.sender.send(recipients)
             except (Throttled, TransientError) as exc:
                 deliveries = [Delivery(r, RETRY, reason=str(exc)) for r in recipients]
             except AccountError as exc:
-                self._leave(ledger, recipients)
+                # A sender that stopped partway through the batch says what
+                # became of each reader (see senders.base.StoppedMidBatch).
+                known = getattr(exc, "deliveries", None)
+                if known:
+                    self._record(ledger, known)
+                    self._count(known, report)
+                else:
+                    self._leave(ledger, recipients)
                 self._halt(exc)
                 return
             except Exception:
@@ -328,10 +370,7 @@ class Dispatcher:
                 self._halt(AccountError("an unexpected error stopped the send; see the traceback"))
                 raise
             retry = [d.recipient for d in deliveries if d.status == RETRY]
-            ledger.record(
-                (d.recipient.subscriber_id, None if d.status == RETRY else d.status, d.message_id, d.reason)
-                for d in deliveries
-            )
+            self._record(ledger, deliveries)
             self._count(deliveries, report)
             if limiter:
                 if retry:
@@ -342,7 +381,8 @@ class Dispatcher:
                 return
             attempt += 1
             if attempt >= opts.max_attempts:
-                self._halt(AccountError(f"gave up after {attempt} attempts: {deliveries[0].reason}"))
+                # Faults that may pass (exit 1): the next run retries these readers.
+                self._halt(SendError(f"gave up after {attempt} attempts: {deliveries[0].reason}"))
                 return
             with self._lock:
                 report.throttles += 1
@@ -351,10 +391,27 @@ class Dispatcher:
                 return
             recipients = retry
 
-    @staticmethod
-    def _leave(ledger: Ledger, recipients: list[Recipient]) -> None:
-        """These readers were certainly not sent: no row, so the next run sends them."""
-        ledger.record((r.subscriber_id, None, None, None) for r in recipients)
+    def _not_sent(self, subscriber_id: int) -> tuple[int, str | None, None, str | None]:
+        """The ledger result for a reader this run certainly did not send: no
+        row (status None), so the next run sends them; but a reader an
+        earlier run may have sent (resent with --resend-unknown) stays
+        "unknown", so a later run without that option leaves them alone."""
+        if subscriber_id in self._was_unknown:
+            return subscriber_id, UNKNOWN, None, "an earlier run may have sent it; the resend did not go out"
+        return subscriber_id, None, None, None
+
+    def _record(self, ledger: Ledger, deliveries: list[Delivery]) -> None:
+        """Write the outcome of one call to the ledger (RETRY: not sent)."""
+        ledger.record(
+            self._not_sent(d.recipient.subscriber_id)
+            if d.status == RETRY
+            else (d.recipient.subscriber_id, d.status, d.message_id, d.reason)
+            for d in deliveries
+        )
+
+    def _leave(self, ledger: Ledger, recipients: list[Recipient]) -> None:
+        """These readers were certainly not sent by this run (see _not_sent)."""
+        ledger.record(self._not_sent(r.subscriber_id) for r in recipients)
 
     def _count(self, deliveries: list[Delivery], report: SendReport) -> None:
         halt = None

@@ -8,6 +8,7 @@ personal values (the address, the unsubscribe link, a Message-ID).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import email.policy
 import email.utils
@@ -64,6 +65,25 @@ def format_address(email_address: str, name: str | None) -> str:
     return email.utils.formataddr((name or "", email_address), charset="utf-8")
 
 
+def _to_field(email_address: str, name: str | None) -> str:
+    """Return the To header value for a message: :func:`format_address`, with
+    a long non-ASCII name cut into encoded words of at most 75 characters,
+    one a line (RFC 2047), then the address on a line of its own, so no
+    header line is longer than 78 characters (998 is the hard limit)."""
+    value = format_address(email_address, name)
+    if len(value) <= 74 or not name or name.isascii():
+        return value
+    words, chunk = [], ""
+    for char in name:
+        if chunk and len((chunk + char).encode("utf-8")) > 45:  # 60 base64 characters
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    encoded = [f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode('ascii')}?=" for word in words]
+    return "\r\n ".join([*encoded, f"<{email_address}>"])
+
+
 class PreparedMessage:
     """The issue as one RFC 5322 message, built once, filled per recipient.
 
@@ -107,7 +127,7 @@ class PreparedMessage:
     def render(self, recipient: Recipient, message_id: str | None = None) -> bytes:
         """Return the whole message for ``recipient`` as bytes (CRLF lines)."""
         values = {
-            _TO: format_address(recipient.email, recipient.name).encode("utf-8"),
+            _TO: _to_field(recipient.email, recipient.name).encode("utf-8"),
             _MSGID: (message_id or self.message_id(recipient)).encode("ascii"),
             _URL: recipient.unsubscribe_url.encode("ascii"),
         }

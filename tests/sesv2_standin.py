@@ -130,6 +130,7 @@ import math
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -740,6 +741,11 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            return  # a client that went away (a killed sender): nothing to report
+        super().handle_error(request, client_address)
 
     def __init__(self, address, standin):
         self.standin = standin

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from newsletter.errors import AccountError
 from newsletter.models import Issue
 from newsletter.personalize import PreparedMessage, Recipient
 
@@ -32,6 +33,18 @@ class Delivery:
     status: str  # SENT, FAILED, RETRY or UNKNOWN
     message_id: str | None = None
     reason: str | None = None
+
+
+class StoppedMidBatch(AccountError):
+    """The provider refused to go on partway through a batch (account
+    suspended or paused, quota used up, sender refused). ``deliveries`` has
+    one outcome per recipient of the batch: those accepted before the refusal
+    are SENT with their message ids; the refused and untried ones are RETRY
+    (not sent). The dispatcher records them, then stops the run."""
+
+    def __init__(self, message: str, deliveries: list[Delivery]):
+        super().__init__(message)
+        self.deliveries = deliveries
 
 
 @dataclass(frozen=True)
@@ -67,3 +80,9 @@ class Sender(Protocol):
 
     def close(self, complete: bool) -> None:
         """Finish; ``complete`` when every reader of the issue was handled."""
+
+    def send_single(self, to_address: str, data: bytes) -> str:
+        """Send one ready-made message outside any issue (a sign-up
+        confirmation); return the message id. Raises a SendError subclass
+        when it was not sent."""
+

@@ -3,6 +3,8 @@ byte what would be sent, under ``<outbox>/<date>/``. Needs no account."""
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 from pathlib import Path
 
 from newsletter.errors import AccountError
@@ -47,3 +49,12 @@ class OutboxSender:
 
     def close(self, complete: bool) -> None:
         pass
+
+    def send_single(self, to_address: str, data: bytes) -> str:
+        """Write one message outside any issue to ``<outbox>/single/``; return its file name."""
+        name = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
+        try:
+            atomic_write_bytes(self.outbox_dir / "single" / name, data)
+        except OSError as exc:
+            raise AccountError(f"cannot write to the outbox {self.outbox_dir}: {exc.strerror or exc}") from None
+        return name

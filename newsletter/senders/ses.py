@@ -18,6 +18,7 @@ Errors are sorted the way the dispatcher needs them: throttling and 5xx
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 from botocore.config import Config
@@ -27,7 +28,7 @@ from newsletter.config import Settings
 from newsletter.errors import AccountError, Throttled, TransientError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
 from newsletter.personalize import ISSUE_HEADER, ONE_CLICK, PreparedMessage, Recipient, format_address
-from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota
+from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota, StoppedMidBatch
 
 THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
 ACCOUNT_CODES = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}
@@ -39,22 +40,36 @@ ENTRY_FAILED = {"MESSAGE_REJECTED", "INVALID_PARAMETER", "FAILED"}
 
 PLACEHOLDER = "{{unsubscribe_url}}"
 MAX_BULK_ENTRIES = 50
+# Template data every message carries: the characters that the text and
+# subject parts of the template spell as placeholders (see template_content).
+LITERALS = {"open_brace": "{", "backslash": "\\"}
+_LITERAL_CHARS = re.compile(r"[{\\]")
 
 
 class _LostAnswer(Exception):
     """The request went out but no answer came back."""
 
 
+def _literal_text(text: str) -> str:
+    """``text`` with every ``{`` and ``\\`` spelled as a placeholder, so no
+    brace or backslash of it reaches the template engine."""
+    return _LITERAL_CHARS.sub(lambda m: "{{open_brace}}" if m.group() == "{" else "{{backslash}}", text)
+
+
 def template_content(issue: Issue) -> dict[str, str]:
     """Return the SES template (Subject, Html, Text) for ``issue``.
 
-    SES templates are Handlebars: literal ``{{`` from paper text is escaped
-    (``{&#123;`` in HTML, ``\\{{`` in text) so SES never reads it as a
-    placeholder; then the unsubscribe mark becomes ``{{unsubscribe_url}}``.
+    SES templates are Handlebars, and paper text may hold ``{{``: in the
+    HTML part every ``{{`` becomes ``{&#123;`` (shown the same); in the text
+    and subject parts, which are not HTML, every ``{`` and backslash becomes
+    ``{{open_brace}}`` or ``{{backslash}}``, filled from :data:`LITERALS`
+    (a backslash escape such as ``\\{{`` is not used: a backslash in the
+    paper text before it would undo it). Then the unsubscribe mark becomes
+    ``{{unsubscribe_url}}``.
     """
     html = issue.html.replace("{{", "{&#123;").replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
-    text = issue.text.replace("{{", "\\{{").replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
-    return {"Subject": issue.subject.replace("{{", "\\{{"), "Html": html, "Text": text}
+    text = _literal_text(issue.text).replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
+    return {"Subject": _literal_text(issue.subject), "Html": html, "Text": text}
 
 
 def _describe(exc: ClientError) -> tuple[str, str, int]:
@@ -158,14 +173,34 @@ class SesSender:
             if code != "AlreadyExistsException":
                 raise AccountError(f"SES refused the email template: {code}: {message_text}") from None
             # A resumed run: make sure the stored template is this render.
-            self._call("update_email_template", TemplateName=self.template_name, TemplateContent=content)
+            try:
+                self._call("update_email_template", TemplateName=self.template_name, TemplateContent=content)
+            except ClientError as update_exc:
+                code, message_text, _status = _describe(update_exc)
+                raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from None
         except _LostAnswer as exc:
             raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from None
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
+        """Return one Delivery per recipient, in order. Raises
+        :class:`Throttled` or :class:`TransientError` when the call sent
+        nothing, :class:`StoppedMidBatch` when SES refused to go on after
+        accepting some of them, and :class:`AccountError` when it refused
+        the whole call."""
         if self.mode == "bulk":
             return self._send_bulk(recipients)
-        return [self._send_raw(recipient) for recipient in recipients]
+        deliveries: list[Delivery] = []
+        for recipient in recipients:
+            try:
+                deliveries.append(self._send_raw(recipient))
+            except AccountError as exc:
+                if not deliveries:
+                    raise
+                # The readers before this one were handled: keep their outcomes.
+                untried = recipients[len(deliveries):]
+                deliveries.extend(Delivery(r, RETRY, reason=str(exc)) for r in untried)
+                raise StoppedMidBatch(str(exc), deliveries) from None
+        return deliveries
 
     def _send_bulk(self, recipients: list[Recipient]) -> list[Delivery]:
         entries = [
@@ -173,7 +208,8 @@ class SesSender:
                 "Destination": {"ToAddresses": [format_address(r.email, r.name)]},
                 "ReplacementEmailContent": {
                     "ReplacementTemplate": {
-                        "ReplacementTemplateData": json.dumps({"unsubscribe_url": r.unsubscribe_url})
+                        # LITERALS again: SES may use an entry's data instead of the default, not over it.
+                        "ReplacementTemplateData": json.dumps({"unsubscribe_url": r.unsubscribe_url, **LITERALS})
                     }
                 },
                 "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": f"<{r.unsubscribe_url}>"}],
@@ -187,7 +223,7 @@ class SesSender:
                 DefaultContent={
                     "Template": {
                         "TemplateName": self.template_name,
-                        "TemplateData": "{}",
+                        "TemplateData": json.dumps(LITERALS),
                         "Headers": [
                             {"Name": "List-Unsubscribe-Post", "Value": ONE_CLICK},
                             {"Name": ISSUE_HEADER, "Value": self.issue.date.isoformat()},
@@ -206,6 +242,7 @@ class SesSender:
         if len(results) != len(recipients):
             return [Delivery(r, UNKNOWN, reason="SES answered for a different number of entries") for r in recipients]
         deliveries = []
+        stopped = None
         for recipient, result in zip(recipients, results):
             status = result.get("Status", "FAILED")
             reason = f"{status}: {result.get('Error', '')}".strip(": ")
@@ -216,7 +253,11 @@ class SesSender:
             elif status in ENTRY_FAILED:
                 deliveries.append(Delivery(recipient, FAILED, reason=reason))
             else:
-                raise AccountError(f"SES stopped sending: {reason}")
+                # Not sent; other entries of the call may have been.
+                deliveries.append(Delivery(recipient, RETRY, reason=reason))
+                stopped = stopped or f"SES stopped sending: {reason}"
+        if stopped:
+            raise StoppedMidBatch(stopped, deliveries)
         return deliveries
 
     def _send_raw(self, recipient: Recipient) -> Delivery:
@@ -248,3 +289,21 @@ class SesSender:
             self._call("delete_email_template", TemplateName=self.template_name)
         except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
             pass  # a template left behind is harmless; the next send of this day replaces it
+
+    def send_single(self, to_address: str, data: bytes) -> str:
+        """Send one ready-made MIME message with ``SendEmail`` (Raw); return
+        the SES message id. Raises :class:`SendError` subclasses."""
+        try:
+            answer = self._call(
+                "send_email",
+                FromEmailAddress=self.settings.from_address,
+                Destination={"ToAddresses": [to_address]},
+                Content={"Raw": {"Data": data}},
+                **self._extra,
+            )
+        except _LostAnswer as exc:
+            raise TransientError(f"no answer from SES: {exc}") from None
+        except ClientError as exc:
+            code, message, _status = _describe(exc)
+            raise AccountError(f"SES refused SendEmail: {code}: {message}") from None
+        return answer.get("MessageId", "")

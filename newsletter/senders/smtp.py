@@ -1,8 +1,19 @@
 """The SMTP sender: smtplib with STARTTLS and login, for SES's SMTP interface
-or a local mail catcher. One connection per worker thread, reused."""
+or a local mail catcher. One connection per worker thread, reused.
+
+Each message is one MAIL FROM / RCPT TO / DATA exchange, driven step by step
+so that a failure is sorted by where it happened: a refusal or a lost
+connection before DATA certainly sent nothing (retry; a reused connection the
+server closed while idle is reopened once at once), a 4xx is temporary
+(retry), a 5xx to RCPT or DATA refuses that reader (failed), a 5xx to MAIL
+FROM refuses the sender (stop the run), and a connection lost during DATA
+leaves the outcome unknown. An address that cannot be written in an ASCII
+message fails that reader.
+"""
 
 from __future__ import annotations
 
+import email.parser
 import email.utils
 import smtplib
 import socket
@@ -10,10 +21,24 @@ import ssl
 import threading
 
 from newsletter.config import Settings
-from newsletter.errors import AccountError, TransientError
+from newsletter.errors import AccountError, SendError, TransientError
 from newsletter.models import Issue
 from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota
+from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota, StoppedMidBatch
+
+_LOST = (smtplib.SMTPServerDisconnected, socket.timeout, OSError)
+
+
+class _LostBeforeData(Exception):
+    """The connection failed before DATA: this message certainly did not go out."""
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _closed(conn: smtplib.SMTP) -> bool:
+    return conn.sock is None
 
 
 class SmtpSender:
@@ -37,67 +62,182 @@ class SmtpSender:
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.message = message
 
-    def _connection(self) -> smtplib.SMTP:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    # ---------------------------------------------------------------- connections
+
+    def _open(self) -> smtplib.SMTP:
+        """A new connection, through STARTTLS and login as configured.
+        Raises AccountError (login refused, no STARTTLS) or TransientError."""
         s = self.settings
         try:
             conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=self.timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from None
+        try:
             if s.smtp_starttls:
                 conn.starttls(context=ssl.create_default_context())
             if s.smtp_username:
                 conn.login(s.smtp_username, s.smtp_password or "")
+            conn.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as exc:
+            conn.close()
             raise AccountError(f"SMTP login refused by {s.smtp_host}: {exc.smtp_code}") from None
         except smtplib.SMTPNotSupportedError:
+            conn.close()
             raise AccountError(f"{s.smtp_host} does not offer STARTTLS; set NEWSLETTER_SMTP_STARTTLS=false "
                                "only for a local mail catcher") from None
         except (OSError, smtplib.SMTPException) as exc:
+            conn.close()
             raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from None
+        return conn
+
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's connection, and whether it was opened just now."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, False
+        conn = self._open()
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
-        return conn
+        return conn, True
 
-    def _drop_connection(self) -> None:
+    def _forget_if_closed(self) -> None:
         conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        if conn is not None and _closed(conn):
+            self._local.conn = None
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+
+    # ---------------------------------------------------------------- one message
+
+    @staticmethod
+    def _end_transaction(conn: smtplib.SMTP, code: int) -> None:
+        """After a refusal: 421 means the server is closing; else RSET."""
+        if code == 421:
+            conn.close()
+            return
+        try:
+            conn.rset()
+        except _LOST + (smtplib.SMTPException,):
+            conn.close()
+
+    def _exchange(self, conn: smtplib.SMTP, address: str, data: bytes) -> tuple[str, str | None]:
+        """MAIL FROM / RCPT TO / DATA for one message: (status, reason).
+
+        Raises _LostBeforeData, TransientError for a 4xx to MAIL FROM, or
+        AccountError for a 5xx to it. A connection that can no longer be
+        used is closed (``conn.sock`` is None).
+        """
+        try:
+            options = [f"SIZE={len(data)}"] if conn.does_esmtp and conn.has_extn("size") else []
+            code, reply = conn.mail(self.envelope_from, options)
+            if code != 250:
+                self._end_transaction(conn, code)
+                if 400 <= code < 500:  # the sender, not this reader: the rest of the batch waits too
+                    raise TransientError(f"SMTP {code} {_text(reply)} (MAIL FROM)")
+                raise AccountError(f"SMTP server refused the sender {self.envelope_from}: {code} {_text(reply)}")
+            code, reply = conn.rcpt(address)
+            if code not in (250, 251):
+                self._end_transaction(conn, code)
+                return (RETRY if 400 <= code < 500 else FAILED), f"SMTP {code} {_text(reply)}"
+        except _LOST as exc:
+            conn.close()
+            raise _LostBeforeData(str(exc) or type(exc).__name__) from None
+        try:
+            code, reply = conn.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
+            self._end_transaction(conn, exc.smtp_code)
+            return (RETRY if 400 <= exc.smtp_code < 500 else FAILED), f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
+        except _LOST as exc:
+            # The message may have been accepted just before the line dropped.
+            conn.close()
+            return UNKNOWN, f"SMTP connection lost during DATA ({exc})"
+        if code != 250:
+            self._end_transaction(conn, code)
+            return (RETRY if 400 <= code < 500 else FAILED), f"SMTP {code} {_text(reply)}"
+        return SENT, None
+
+    # ---------------------------------------------------------------- batches
+
+    @staticmethod
+    def _stop_early(deliveries: list[Delivery], rest: list[Recipient], error: SendError) -> list[Delivery]:
+        """Stop this batch at ``rest`` (not sent). With nothing done yet,
+        raise ``error`` for the whole batch. Else the outcomes so far must
+        reach the ledger: return them with ``rest`` to retry, or for an
+        AccountError raise StoppedMidBatch carrying them."""
+        if not deliveries:
+            raise error
+        done = deliveries + [Delivery(r, RETRY, reason=f"not tried: {error}") for r in rest]
+        if isinstance(error, AccountError):
+            raise StoppedMidBatch(str(error), done) from None
+        return done
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
-        deliveries = []
-        for recipient in recipients:
-            conn = self._connection()
+        """One Delivery per recipient, in order. Raises TransientError or
+        AccountError when nothing was done, and StoppedMidBatch (an
+        AccountError with ``deliveries``) when the server refused the sender
+        partway through the batch."""
+        deliveries: list[Delivery] = []
+        for index, recipient in enumerate(recipients):
             message_id = self.message.message_id(recipient)
-            data = self.message.render(recipient, message_id)
             try:
-                refused = conn.sendmail(self.envelope_from, [recipient.email], data)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()))
-                status = RETRY if 400 <= code < 500 else FAILED
-                deliveries.append(Delivery(recipient, status, reason=f"SMTP {code} {text.decode(errors='replace')}"))
+                data = self.message.render(recipient, message_id)
+            except UnicodeError:
+                reason = "the address is not ASCII (SMTPUTF8 is not supported)"
+                deliveries.append(Delivery(recipient, FAILED, reason=reason))
                 continue
-            except smtplib.SMTPSenderRefused as exc:
-                raise AccountError(f"SMTP server refused the sender {self.envelope_from}: {exc.smtp_code}") from None
-            except smtplib.SMTPDataError as exc:
-                status = RETRY if 400 <= exc.smtp_code < 500 else FAILED
-                deliveries.append(Delivery(recipient, status, reason=f"SMTP {exc.smtp_code}"))
+            for attempt in (1, 2):
+                try:
+                    conn, fresh = self._connection()
+                    status, reason = self._exchange(conn, recipient.email, data)
+                except (AccountError, TransientError) as exc:
+                    self._forget_if_closed()
+                    return self._stop_early(deliveries, recipients[index:], exc)
+                except _LostBeforeData as exc:
+                    self._forget_if_closed()
+                    if fresh or attempt == 2:
+                        # Nothing of this message went out: the dispatcher retries it and the rest.
+                        return self._stop_early(
+                            deliveries, recipients[index:], TransientError(f"SMTP connection lost ({exc})")
+                        )
+                    continue  # a reused connection the server had closed: reopen it once
+                self._forget_if_closed()
+                break
+            if status == SENT:
+                deliveries.append(Delivery(recipient, SENT, message_id=f"<{message_id}@{self.message.domain}>"))
                 continue
-            except (smtplib.SMTPServerDisconnected, socket.timeout, OSError) as exc:
-                # The message may have been accepted just before the line dropped.
-                self._drop_connection()
-                deliveries.append(Delivery(recipient, UNKNOWN, reason=f"SMTP connection lost during DATA ({exc})"))
-                untried = recipients[len(deliveries):]
+            deliveries.append(Delivery(recipient, status, reason=reason))
+            if status == UNKNOWN:
+                untried = recipients[index + 1:]
                 deliveries.extend(Delivery(r, RETRY, reason="not tried: connection lost") for r in untried)
                 break
-            assert not refused
-            deliveries.append(Delivery(recipient, SENT, message_id=f"<{message_id}>"))
         return deliveries
+
+    def send_single(self, to_address: str, data: bytes) -> str:
+        """Send one ready-made message outside any issue (a sign-up
+        confirmation) on a connection of its own; return its Message-ID
+        header (or ""). Raises TransientError when it was not sent or its
+        outcome is unknown, AccountError when the server refuses the sender
+        or the login, and SendError when it refuses the recipient."""
+        conn = self._open()
+        try:
+            try:
+                status, reason = self._exchange(conn, to_address, data)
+            except _LostBeforeData as exc:
+                raise TransientError(f"SMTP connection lost ({exc})") from None
+        finally:
+            if not _closed(conn):
+                try:
+                    conn.quit()
+                except (OSError, smtplib.SMTPException):
+                    conn.close()
+        if status == SENT:
+            header = email.parser.BytesHeaderParser().parsebytes(data).get("Message-ID", "")
+            return str(header).strip()
+        if status == FAILED:
+            raise SendError(f"{to_address} refused: {reason}")
+        raise TransientError(f"not sent to {to_address}: {reason}")
 
     def close(self, complete: bool) -> None:
         with self._lock:

@@ -1,0 +1,689 @@
+"""``newsletter send`` with the outbox sender, and the send machinery itself:
+the ledger's exactly-once rules, the per-issue lock, dead runs, interruption,
+the rate limiter and per-reader personalization.
+
+Most tests drive the real command (click's CliRunner, settings from
+NEWSLETTER_* variables, a SQLite database in tmp); the rest drive
+:class:`newsletter.dispatch.Dispatcher` directly, on both databases where
+the ledger's behaviour is the point.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import email
+import email.header
+import email.policy
+import email.utils
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from html import escape
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from conftest import EXAMPLE, SECRET
+from newsletter.cli import cli
+from newsletter.config import Settings
+from newsletter.dispatch import Dispatcher, RateLimiter, SendOptions
+from newsletter.papers import load_batch
+from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.render import render_issue
+from newsletter.senders.outbox import OutboxSender
+from newsletter.store import BOUNCED, COMPLAINED, UNSUBSCRIBED, Ledger, open_store, send_locks_table
+from newsletter.tokens import Signer
+from newsletter.web import create_app
+
+DAY = dt.date(2025, 3, 11)
+DATE = DAY.isoformat()
+BASE = "http://127.0.0.1:8000"  # Settings().base_url
+FROM = "Daily Papers <newsletter@example.com>"
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Settings for the command: SQLite in tmp, a strong key, an outbox in tmp."""
+    return {
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+
+
+@pytest.fixture
+def db(env):
+    """The command's database, opened by the test."""
+    store = open_store(env["NEWSLETTER_DATABASE_URL"])
+    yield store
+    store.close()
+
+
+def send(env: dict[str, str], *args: str, batch: Path | str = EXAMPLE):
+    return CliRunner().invoke(cli, ["send", str(batch), "--date", DATE, *args], env=env, catch_exceptions=False)
+
+
+def add_readers(store, count: int, start: int = 0, name=lambda i: f"Reader {i}") -> list:
+    """Add ``count`` active readers quickly (one transaction); return them in id order."""
+    report = store.import_subscribers((i, f"reader{i}@example.org", name(i)) for i in range(start, start + count))
+    assert len(report.added) == count
+    return [store.get(email=f"reader{i}@example.org") for i in range(start, start + count)]
+
+
+def outbox(env) -> Path:
+    return Path(env["NEWSLETTER_OUTBOX_DIR"]) / DATE
+
+
+def outbox_ids(env) -> set[int]:
+    folder = outbox(env)
+    return {int(p.stem) for p in folder.glob("*.eml")} if folder.exists() else set()
+
+
+def rows(store, status: str | None = None) -> list[tuple]:
+    return Ledger(store, DAY).rows(status)
+
+
+def counts(store) -> dict[str, int]:
+    return Ledger(store, DAY).counts()
+
+
+def personal_token(url: str) -> str:
+    path = urlsplit(url).path
+    assert path.startswith("/u/"), url
+    return path[len("/u/"):]
+
+
+def the_issue(settings: Settings | None = None, batch=EXAMPLE):
+    return render_issue(load_batch(batch, date=DAY), settings or Settings(secret_key=SECRET))
+
+
+def canonical_batch(path: Path, papers: list[dict]) -> Path:
+    path.write_text(json.dumps({"format": "newsletter-batch/1", "date": DATE, "papers": papers}), encoding="utf-8")
+    return path
+
+
+def dispatcher(store, sender, options: SendOptions | None = None, stop=None, progress=None) -> Dispatcher:
+    settings = Settings(secret_key=SECRET)
+    return Dispatcher(store, sender, Signer.from_settings(settings), settings.base_url, FROM,
+                      options or SendOptions(), stop, progress)
+
+
+class Recording:
+    """Wraps a sender: counts every recipient handed to ``send`` and can run
+    a hook after each call (to stop the run, unsubscribe someone, ...)."""
+
+    def __init__(self, inner, after_call=None):
+        self.inner = inner
+        self.name = inner.name
+        self.batch_size = inner.batch_size
+        self.after_call = after_call
+        self.calls = 0
+        self.recipients: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def quota(self):
+        return self.inner.quota()
+
+    def open(self, issue, message):
+        return self.inner.open(issue, message)
+
+    def send(self, recipients):
+        deliveries = self.inner.send(recipients)
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+            self.recipients.update(r.subscriber_id for r in recipients)
+        if self.after_call:
+            self.after_call(call, recipients)
+        return deliveries
+
+    def close(self, complete):
+        return self.inner.close(complete)
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+# --------------------------------------------------------------------------
+# end to end
+
+
+def check_message(raw: bytes, reader, signer: Signer) -> str:
+    """Check one .eml against everything a message must carry; return its
+    unsubscribe link."""
+    lines = raw.split(b"\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF"
+    assert max(len(line) for line in lines) <= 998
+
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["From"] == FROM
+    to = msg["To"].addresses
+    assert len(to) == 1 and len(msg.get_all("To")) == 1
+    assert to[0].addr_spec == reader.email
+    assert to[0].display_name == reader.name
+    assert msg["Subject"] == "Daily Papers · Tue 11 Mar 2025 · 85 papers"
+    assert msg["Date"] and msg["Message-ID"].endswith("@example.com>")
+    assert msg["X-Newsletter-Issue"] == DATE
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    match = re.fullmatch(r"<(https?://[^>\s]+)>", msg["List-Unsubscribe"])
+    assert match, msg["List-Unsubscribe"]
+    url = match.group(1)
+    assert url.startswith(f"{BASE}/u/")
+    # The reader's own link: the signed token carries their reference.
+    assert signer.subscriber_ref(personal_token(url)) == reader.ref
+
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    text, html = (p.get_content() for p in parts)
+    # The same personal link in both footers (after the papers), and nowhere else.
+    assert text.count(url) == 1 and text.rindex(url) > text.index("1. ")
+    assert html.count(escape(url)) == 1 and f'href="{escape(url)}"' in html
+    assert "/u/" not in text.replace(url, "") and "/u/" not in html.replace(escape(url), "")
+    # A view-in-browser link without any token.
+    web = f"{BASE}/issues/{DATE}"
+    assert f'href="{web}"' in html and web in text
+    assert set(re.findall(r'href="([^"]*/issues/[^"]*)"', html)) == {web}
+    return url
+
+
+def test_send_to_1000_readers_end_to_end(env, db):
+    readers = add_readers(db, 1000, name=lambda i: "Zoë Ünïcode" if i % 100 == 7 else f"Reader {i}")
+    signer = Signer(SECRET)
+
+    result = send(env)
+    assert result.exit_code == 0, result.output
+    assert "sent 1,000, failed 0, unknown 0" in result.stdout
+    assert str(outbox(env)) in result.stdout
+
+    files = sorted(outbox(env).iterdir())
+    assert [p.name for p in files] == sorted(f"{r.id}.eml" for r in readers)  # nothing else, no temp files
+    links = {}
+    for reader in readers:
+        links[reader.id] = check_message((outbox(env) / f"{reader.id}.eml").read_bytes(), reader, signer)
+    assert len(set(links.values())) == 1000
+
+    ledger = rows(db)
+    assert len(ledger) == 1000
+    assert {(sid, status, message_id) for sid, status, message_id, _ in ledger} == {
+        (r.id, "sent", f"{r.id}.eml") for r in readers
+    }
+
+    # Each reader's one-click link unsubscribes that reader, and only them.
+    app = create_app(Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"]), db)
+    client = app.test_client()
+    sample = readers[::50]
+    assert len(sample) == 20
+    for reader in sample:
+        response = client.post(urlsplit(links[reader.id]).path, data=ONE_CLICK,
+                                content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200
+        assert db.get(ref=reader.ref).status == UNSUBSCRIBED
+        assert db.events(reader.id)[-1].source == "one-click"
+    assert db.counts()["unsubscribed"] == 20
+
+    before = {p.name: p.stat().st_mtime_ns for p in files}
+    again = send(env)
+    assert again.exit_code == 0, again.output
+    assert "already sent" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in outbox(env).iterdir()} == before
+    assert counts(db)["sent"] == 1000
+
+
+# --------------------------------------------------------------------------
+# who gets mail
+
+
+def test_inactive_readers_never_get_mail(env, db):
+    readers = add_readers(db, 30)
+    for reader, status in zip(readers[:9], [UNSUBSCRIBED, BOUNCED, COMPLAINED] * 3):
+        assert db.change_status(reader.id, status, source="test", reason="test")
+    active = [r.id for r in readers[9:]]
+
+    first = send(env, "--limit", "10")
+    assert first.exit_code == 0, first.output
+    assert outbox_ids(env) == set(active[:10])
+
+    # A reader who leaves between two runs is not sent by the second.
+    leaving = active[15]
+    assert db.unsubscribe(db.get(email=f"reader{15 + 9}@example.org").ref, source="web", reason="test")[1]
+    second = send(env)
+    assert second.exit_code == 0, second.output
+    expected = set(active) - {leaving}
+    assert outbox_ids(env) == expected
+    assert {r[0] for r in rows(db)} == expected  # no ledger row for anyone inactive
+    assert counts(db) == {"pending": 0, "sent": 20, "failed": 0, "unknown": 0}
+
+
+def test_an_unsubscribe_during_the_send_is_honoured(store, tmp_path):
+    readers = add_readers(store, 120)
+    late = readers[-1]
+
+    def leave_after_first_call(call, _recipients):
+        if call == 1:
+            store.unsubscribe(late.ref, source="one-click", reason="test")
+
+    sender = Recording(OutboxSender(tmp_path / "outbox"), leave_after_first_call)
+    report = dispatcher(store, sender, SendOptions(concurrency=1)).run(the_issue())
+    assert report.complete
+    assert (report.sent, report.skipped, report.left) == (119, 1, 0)
+    assert late.id not in sender.recipients
+    assert late.id not in {r[0] for r in rows(store)}
+    assert not (tmp_path / "outbox" / DATE / f"{late.id}.eml").exists()
+
+
+# --------------------------------------------------------------------------
+# options and bad input
+
+
+def test_dry_run_sends_nothing(env, db):
+    add_readers(db, 25)
+    result = send(env, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Would send" in result.stdout and "to 25 readers" in result.stdout
+    assert "Nothing was sent" in result.stdout
+    assert not Path(env["NEWSLETTER_OUTBOX_DIR"]).exists()
+    assert counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+    limited = send(env, "--dry-run", "--limit", "7")
+    assert "to 7 readers" in limited.stdout
+
+
+def test_to_sends_one_test_message_outside_the_ledger(env, db):
+    add_readers(db, 5)
+    result = send(env, "--to", "Editor@Example.org")
+    assert result.exit_code == 0, result.output
+    assert "Sent a test" in result.stdout and "Editor@example.org" in result.stdout
+    files = list(outbox(env).iterdir())
+    assert len(files) == 1
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["Editor@example.org"]
+    assert msg["X-Newsletter-Issue"] == DATE
+    assert counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+    # The real send afterwards still goes to everyone.
+    assert send(env).exit_code == 0
+    assert counts(db)["sent"] == 5
+
+
+def test_limit_then_rerun_sends_the_rest_without_duplicates(env, db):
+    readers = add_readers(db, 25)
+    first = send(env, "--limit", "10")
+    assert first.exit_code == 0, first.output
+    assert "sent 10," in first.stdout
+    assert outbox_ids(env) == {r.id for r in readers[:10]}
+    stamps = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in outbox(env).iterdir()}
+
+    second = send(env)
+    assert second.exit_code == 0, second.output
+    assert "sent 15," in second.stdout
+    assert outbox_ids(env) == {r.id for r in readers}
+    # The first ten were not written again.
+    assert {name: ((outbox(env) / name).stat().st_ino, (outbox(env) / name).stat().st_mtime_ns)
+            for name in stamps} == stamps
+    assert counts(db) == {"pending": 0, "sent": 25, "failed": 0, "unknown": 0}
+
+
+def test_an_empty_batch_sends_nothing(env, db, tmp_path):
+    add_readers(db, 3)
+    batch = canonical_batch(tmp_path / "empty.json", [])
+    result = send(env, batch=batch)
+    assert result.exit_code == 0, result.output
+    assert "nothing sent" in result.stdout
+    assert not Path(env["NEWSLETTER_OUTBOX_DIR"]).exists()
+    assert counts(db)["sent"] == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"{\"date\": \"2025-03-11\", \"papers\": [{\"title\": 3}]}"])
+def test_a_bad_batch_exits_2_and_sends_nothing(env, db, tmp_path, content):
+    add_readers(db, 3)
+    batch = tmp_path / "bad.json"
+    batch.write_bytes(content)
+    result = send(env, batch=batch)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error:") and "bad.json" in result.stderr
+    assert not Path(env["NEWSLETTER_OUTBOX_DIR"]).exists()
+    assert counts(db)["sent"] == 0
+
+
+def test_a_missing_secret_key_exits_2(env, db):
+    add_readers(db, 3)
+    del env["NEWSLETTER_SECRET_KEY"]
+    result = send(env)
+    assert result.exit_code == 2, result.output
+    assert "NEWSLETTER_SECRET_KEY" in result.stderr
+    assert not Path(env["NEWSLETTER_OUTBOX_DIR"]).exists()
+    assert counts(db)["sent"] == 0
+
+
+# --------------------------------------------------------------------------
+# the lock
+
+
+def test_a_live_lock_holder_blocks_the_send(env, db):
+    add_readers(db, 10)
+    holder = f"{socket.gethostname()}:{os.getpid()}:other-run"
+    assert Ledger(db, DAY).acquire(holder, lambda owner: False) is None
+
+    result = send(env)
+    assert result.exit_code == 1, result.output
+    assert "another run" in result.stderr and holder in result.stderr
+    assert not outbox_ids(env) and counts(db)["sent"] == 0
+
+    Ledger(db, DAY).release(holder)
+    assert send(env).exit_code == 0
+    assert counts(db)["sent"] == 10
+
+
+def test_a_lock_of_a_dead_process_is_taken_over(env, db):
+    add_readers(db, 10)
+    holder = f"{socket.gethostname()}:{dead_pid()}:dead-run"
+    assert Ledger(db, DAY).acquire(holder, lambda owner: False) is None
+
+    result = send(env)
+    assert result.exit_code == 0, result.output
+    assert counts(db)["sent"] == 10
+    with db.reader.connect() as conn:  # released at the end
+        assert conn.execute(send_locks_table.select()).all() == []
+
+
+def test_a_lock_with_a_stale_heartbeat_is_taken_over(env, db):
+    add_readers(db, 10)
+    holder = "another-host.example:4242:far-away"  # its pid cannot be checked from here
+    assert Ledger(db, DAY).acquire(holder, lambda owner: False) is None
+    refused = send(env)
+    assert refused.exit_code == 1 and "another run" in refused.stderr  # fresh heartbeat: alive
+
+    with db.engine.begin() as conn:
+        conn.execute(update(send_locks_table).values(
+            heartbeat_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)))
+    result = send(env)
+    assert result.exit_code == 0, result.output
+    assert counts(db)["sent"] == 10
+
+
+def test_the_heartbeat_goes_on_while_the_last_calls_drain(store, tmp_path, monkeypatch):
+    import newsletter.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "HEARTBEAT_SECONDS", 0.05)
+    add_readers(store, 5)
+    ages = []
+
+    def slow_call(_call, _recipients):
+        time.sleep(0.6)  # the only call: everything has been submitted already
+        with store.reader.connect() as conn:
+            beat = conn.execute(send_locks_table.select()).one().heartbeat_at
+        beat = beat if beat.tzinfo else beat.replace(tzinfo=dt.timezone.utc)
+        ages.append((dt.datetime.now(dt.timezone.utc) - beat).total_seconds())
+
+    report = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"), slow_call)).run(the_issue())
+    assert report.complete and report.sent == 5
+    assert ages and ages[0] < 0.4, ages
+
+
+# --------------------------------------------------------------------------
+# dead runs and unknown outcomes
+
+
+def test_pending_rows_of_a_dead_run_become_unknown_and_are_not_resent(env, db):
+    readers = add_readers(db, 30)
+    # A run that died mid-call: its lock, and "pending" rows for its call.
+    ledger = Ledger(db, DAY)
+    assert ledger.acquire(f"{socket.gethostname()}:{dead_pid()}:died", lambda owner: False) is None
+    in_flight = [r.id for r in readers[10:15]]
+    ledger.mark_pending(in_flight)
+
+    result = send(env)
+    assert result.exit_code == 0, result.output
+    assert "5 readers from a run that died mid-call are marked unknown" in result.stderr
+    assert "--resend-unknown" in result.stderr
+    assert counts(db) == {"pending": 0, "sent": 25, "failed": 0, "unknown": 5}
+    assert {r[0] for r in rows(db, "unknown")} == set(in_flight)
+    assert outbox_ids(env) == {r.id for r in readers} - set(in_flight)
+
+    again = send(env)
+    assert again.exit_code == 0 and "already sent" in again.stdout
+    assert outbox_ids(env) == {r.id for r in readers} - set(in_flight)
+
+    resent = send(env, "--resend-unknown")
+    assert resent.exit_code == 0, resent.output
+    assert "sent 5," in resent.stdout
+    assert outbox_ids(env) == {r.id for r in readers}
+    assert counts(db) == {"pending": 0, "sent": 30, "failed": 0, "unknown": 0}
+
+
+def test_a_dead_run_after_everyone_else_was_sent_is_still_reported(env, db):
+    readers = add_readers(db, 10)
+    assert send(env, "--limit", "7").exit_code == 0
+    ledger = Ledger(db, DAY)
+    assert ledger.acquire(f"{socket.gethostname()}:{dead_pid()}:died", lambda owner: False) is None
+    ledger.mark_pending(r.id for r in readers[7:])
+
+    result = send(env)
+    assert result.exit_code == 0, result.output
+    assert "already sent" in result.stdout
+    assert "3 readers from a run that died mid-call are marked unknown" in result.stderr
+    assert counts(db) == {"pending": 0, "sent": 7, "failed": 0, "unknown": 3}
+
+
+def test_an_interrupted_resend_keeps_the_unknown_readers_unknown(store, tmp_path):
+    readers = add_readers(store, 40)
+    ledger = Ledger(store, DAY)
+    ledger.mark_pending(r.id for r in readers)
+    assert ledger.resolve_abandoned() == 40  # all "unknown" now
+    stop = threading.Event()
+
+    def stop_after_first(call, _recipients):
+        if call == 1:
+            stop.set()
+
+    sender = Recording(OutboxSender(tmp_path / "outbox"), stop_after_first)
+    options = SendOptions(resend_unknown=True, concurrency=1)
+    # A small batch size, so the first call is not the whole list.
+    sender.batch_size = 10
+    report = dispatcher(store, sender, options, stop).run(the_issue())
+    assert report.interrupted and report.sent == 10
+    # Those not resent are still "unknown": a later plain run leaves them alone.
+    assert counts(store) == {"pending": 0, "sent": 10, "failed": 0, "unknown": 30}
+    plain = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"))).run(the_issue())
+    assert plain.already_sent and plain.sent == 0
+
+
+# --------------------------------------------------------------------------
+# interruption (SIGTERM, Ctrl-C)
+
+
+def test_a_stopped_run_finishes_its_calls_and_the_next_run_completes(store, tmp_path):
+    readers = add_readers(store, 600)  # 12 calls of 50: far more than can be in flight
+    stop = threading.Event()
+
+    def stop_after_three(call, _recipients):
+        time.sleep(0.02)  # let other calls be in flight
+        if call == 3:
+            stop.set()  # what the SIGTERM/SIGINT handler does
+
+    first_sender = Recording(OutboxSender(tmp_path / "outbox"), stop_after_three)
+    first = dispatcher(store, first_sender, SendOptions(concurrency=4), stop).run(the_issue())
+    assert first.interrupted and not first.complete
+    # The calls in flight finished whole; nothing more was started.
+    assert 150 <= first.sent < 600 and first.sent % 50 == 0
+    assert first.sent == sum(first_sender.recipients.values())
+    assert first.left == 600 - first.sent
+    ledger = counts(store)
+    assert ledger["pending"] == 0 and ledger["unknown"] == 0
+    assert ledger["sent"] == first.sent
+    assert {r[0] for r in rows(store)} == set(first_sender.recipients)
+    assert {int(p.stem) for p in (tmp_path / "outbox" / DATE).iterdir()} == set(first_sender.recipients)
+
+    second_sender = Recording(OutboxSender(tmp_path / "outbox"))
+    second = dispatcher(store, second_sender).run(the_issue())
+    assert second.complete and second.sent == 600 - first.sent
+    together = first_sender.recipients + second_sender.recipients
+    assert together == collections.Counter({r.id: 1 for r in readers})
+    assert counts(store) == {"pending": 0, "sent": 600, "failed": 0, "unknown": 0}
+
+
+# --------------------------------------------------------------------------
+# the rate limiter
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeStop:
+    """A stop event whose waits advance the fake clock instead of sleeping."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.waits: list[float] = []
+        self.set_ = False
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(round(seconds, 9))
+        self.clock.now += seconds
+        return self.set_
+
+    def is_set(self) -> bool:
+        return self.set_
+
+
+def test_rate_limiter_spaces_calls_by_count_over_rate():
+    clock = FakeClock()
+    stop = FakeStop(clock)
+    limiter = RateLimiter(100, clock=clock)
+    starts = []
+    for count in (10, 10, 20, 50, 1):
+        assert limiter.take(count, stop)
+        starts.append(round(clock.now - 100, 9))
+    # Each call starts once the previous one's recipients fit in the rate.
+    assert starts == [0.0, 0.1, 0.2, 0.4, 0.9]
+    assert stop.waits == [0.1, 0.1, 0.2, 0.5]
+
+    # Idle time banks no burst: after a pause, calls are spaced again.
+    clock.now += 10
+    stop.waits.clear()
+    assert limiter.take(50, stop) and limiter.take(50, stop)
+    assert stop.waits == [0.5]
+
+    # A stop while waiting: False, so the caller sends nothing.
+    stop.set_ = True
+    assert limiter.take(10, stop) is False
+
+
+def test_rate_limiter_slows_down_and_recovers_within_bounds():
+    limiter = RateLimiter(100, clock=FakeClock())
+    limiter.slow_down()
+    assert limiter.rate == pytest.approx(70)
+    limiter.slow_down()
+    assert limiter.rate == pytest.approx(49)
+    for _ in range(100):
+        limiter.slow_down()
+    assert limiter.rate == 1.0  # never below one a second
+    limiter.speed_up()
+    assert limiter.rate == pytest.approx(3.0)  # +2% of the maximum per good call
+    for _ in range(100):
+        limiter.speed_up()
+    assert limiter.rate == 100  # never above the maximum
+
+    slow = RateLimiter(0.5, clock=FakeClock())  # NEWSLETTER_MAX_SEND_RATE below 1/s
+    for _ in range(5):
+        slow.slow_down()
+        assert 0 < slow.rate <= 0.5
+    for _ in range(100):
+        slow.speed_up()
+    assert slow.rate == 0.5
+
+
+def test_rate_limiter_paces_a_real_dispatch(store, tmp_path):
+    """With a rate, calls carry at most a second's worth of recipients."""
+    add_readers(store, 30)
+    sender = Recording(OutboxSender(tmp_path / "outbox"))
+    report = dispatcher(store, sender, SendOptions(max_rate=2000)).run(the_issue())
+    assert report.complete and report.rate == 2000 and report.sent == 30
+
+    sizes = []
+    sender = Recording(OutboxSender(tmp_path / "outbox2"), lambda _c, r: sizes.append(len(r)))
+    add_readers(store, 6, start=100)
+    report = dispatcher(store, sender, SendOptions(max_rate=4)).run(the_issue())
+    assert report.sent == 6 and report.rate == 4 and max(sizes) == 4
+
+
+# --------------------------------------------------------------------------
+# personalization
+
+
+def bodies(raw: bytes) -> tuple[str, str]:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
+
+
+def same_text(a: str, b: str) -> bool:
+    return a.replace("\r\n", "\n").rstrip("\n") == b.replace("\r\n", "\n").rstrip("\n")
+
+
+@pytest.mark.parametrize("url", [
+    "https://news.example.org/u/IjNvYlg4Nm9UYmtOeUlFaHpXY1ZERXci.kwzqPO7dj4waozjM13LlqBx3y7M",
+    "https://news.example.org/a/very/long/path/" + "x" * 150 + "/u/tok?a=1&b=2",
+])
+def test_render_fills_in_the_reader_and_matches_personalized(url):
+    issue = the_issue()
+    prepared = PreparedMessage(issue, FROM)
+    recipient = Recipient(42, "zoe@example.org", "Zoë Ünïcode-Ærøskøbing", url)
+    raw = prepared.render(recipient)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    (to,) = msg["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Zoë Ünïcode-Ærøskøbing", "zoe@example.org")
+    assert msg["List-Unsubscribe"] == f"<{url}>"
+    html_expected, text_expected = issue.personalized(url)
+    text, html = bodies(raw)
+    assert same_text(text, text_expected)
+    assert same_text(html, html_expected)
+
+
+def test_each_render_has_a_unique_message_id():
+    prepared = PreparedMessage(the_issue(), FROM)
+    recipient = Recipient(7, "a@example.org", None, "https://news.example.org/u/t")
+    ids = [email.message_from_bytes(prepared.render(recipient))["Message-ID"] for _ in range(200)]
+    assert len(set(ids)) == 200
+    assert all(re.fullmatch(r"<20250311\.7\.[0-9a-f]+@example\.com>", i) for i in ids)
+    other = Recipient(8, "b@example.org", None, "https://news.example.org/u/t")
+    assert email.message_from_bytes(prepared.render(other, "fixed.id"))["Message-ID"] == "<fixed.id@example.com>"
+
+
+@pytest.mark.parametrize("name", ["😀" * 200, "名前" * 100, "Zoë " * 45 + "Z", "a" * 200, 'Jo "Q", Smith'])
+def test_long_or_unusual_names_keep_header_lines_short(name):
+    prepared = PreparedMessage(the_issue(), FROM)
+    raw = prepared.render(Recipient(3, "n@example.org", name, "https://news.example.org/u/t"))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    if not name.isascii():
+        assert max(len(line) for line in head.split(b"\r\n")) <= 78  # encoded words, folded
+    to = email.message_from_bytes(raw)["To"]  # unparsed, with its folds
+    decoded = str(email.header.make_header(email.header.decode_header(to)))
+    assert email.utils.parseaddr(decoded) == (name, "n@example.org")

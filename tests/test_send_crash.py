@@ -1,0 +1,462 @@
+"""`newsletter send` as a real process against the SES v2 stand-in, killed
+and stopped mid-run: every reader still ends with exactly one message, and
+the ledger agrees with what the provider accepted.
+
+- SIGKILL at several points (and once while requests are held in flight, so
+  the kill lands mid-call), re-running after each kill;
+- SIGKILL while calls are stuck before reaching the provider (a relay that
+  stops passing bytes on): readers "unknown" with no message, which
+  --resend-unknown then delivers once;
+- two runs started at once: one sends, the other is refused by the lock;
+- SIGTERM: a prompt, clean stop (exit 1, no "pending" rows), then a re-run
+  that finishes the job.
+
+Nothing here is timed beyond generous deadlines that catch a hang.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import email.utils
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLE, SECRET, clean_env, free_port
+from sesv2_standin import SesV2StandIn
+from newsletter.store import Ledger, open_store
+
+DATE = "2025-03-11"
+DAY = dt.date(2025, 3, 11)
+READERS = 2000
+RATE = 400  # messages per second the send paces itself to (50 per call: 8 calls/s)
+DEADLINE = 60  # seconds: a run or a wait that takes longer is a hang
+
+
+# --------------------------------------------------------------------------
+# a database of READERS subscribers, built once and copied for each test
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("crash-db") / "newsletter.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        # Some readers have a name, one of them not ASCII: the address the
+        # stand-in sees is then "Name <address>" or RFC 2047-encoded.
+        rows = []
+        for i in range(READERS):
+            name = None if i % 3 else (f"Lectora Nº {i}" if i % 7 == 0 else f"Reader {i}")
+            rows.append((i + 1, f"reader{i:04d}@example.org", name))
+        report = store.import_subscribers(rows)
+        assert len(report.added) == READERS
+    finally:
+        store.close()  # checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture
+def db(template_db, tmp_path) -> Path:
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    shutil.copy(template_db, folder / "newsletter.db")
+    return folder / "newsletter.db"
+
+
+@pytest.fixture
+def ses():
+    # The provider allows more than the send asks for (no throttling) and has
+    # no daily quota, so every message counted here is one the send meant.
+    with SesV2StandIn(max_send_rate=1000, max_24_hour_send=-1) as standin:
+        yield standin
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def send_env(ses: SesV2StandIn, db: Path, tmp_path: Path, endpoint_url: str | None = None) -> dict[str, str]:
+    return clean_env(
+        NEWSLETTER_SENDER="ses",
+        NEWSLETTER_SES_ENDPOINT_URL=endpoint_url or ses.endpoint_url,
+        NEWSLETTER_DATABASE_URL=f"sqlite:///{db}",
+        NEWSLETTER_SECRET_KEY=SECRET,
+        NEWSLETTER_MAX_SEND_RATE=str(RATE),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="",
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+
+
+class HoldingProxy:
+    """A TCP relay on 127.0.0.1 in front of the stand-in. Once ``hold()`` is
+    called, bytes are no longer passed on in either direction: a request
+    sent after that never reaches the provider."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.held = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def hold(self) -> None:
+        self.held.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.held.is_set():
+                    target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+class Run:
+    """One `python -m newsletter send` process, its output in files."""
+
+    count = 0
+
+    def __init__(self, env: dict[str, str], folder: Path, *extra: str):
+        Run.count += 1
+        self.out = folder / f"send-{Run.count}.out"
+        self.err = folder / f"send-{Run.count}.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", DATE, *extra],
+                cwd=folder, env=env, stdout=out, stderr=err,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"send did not finish within {timeout} s:\n{self.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL, and reap it: an unreaped child still looks alive to the
+        next run's lock check."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text(encoding="utf-8")
+
+    def output(self) -> str:
+        return f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+
+
+def wait_for(predicate, what: str, run: Run | None = None, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if run is not None and run.process.poll() is not None:
+            pytest.fail(f"send exited ({run.process.returncode}) before {what}:\n{run.output()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def accepted(ses: SesV2StandIn) -> collections.Counter:
+    """Messages the stand-in accepted, by bare lower-cased address."""
+    counts: collections.Counter = collections.Counter()
+    for address, n in ses.count_by_recipient().items():
+        counts[email.utils.parseaddr(address)[1].lower()] += n
+    return counts
+
+
+class LedgerView:
+    """The ledger of the issue, read from the test process."""
+
+    def __init__(self, db: Path):
+        self.store = open_store(f"sqlite:///{db}")
+        self.ledger = Ledger(self.store, DAY)
+        self.email = {s.id: s.email.lower() for s in self.store.iter_subscribers()}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def by_status(self) -> dict[str, set[str]]:
+        rows: dict[str, set[str]] = collections.defaultdict(set)
+        for subscriber_id, status, _message_id, _reason in self.ledger.rows():
+            rows[status].add(self.email[subscriber_id])
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        return self.ledger.counts()
+
+
+@pytest.fixture
+def ledger(db):
+    view = LedgerView(db)
+    yield view
+    view.close()
+
+
+def assert_exactly_once(ses: SesV2StandIn, ledger: LedgerView) -> None:
+    """Every reader has one message, and the ledger says "sent" for each
+    (the runs here never lost an outcome)."""
+    counts = accepted(ses)
+    readers = set(ledger.email.values())
+    assert set(counts) == readers
+    assert max(counts.values()) == 1, [a for a, n in counts.items() if n > 1][:10]
+    assert sum(counts.values()) == READERS == len(ses.sent)
+    rows = ledger.by_status()
+    assert rows["sent"] == readers
+    assert ledger.counts() == {"pending": 0, "sent": READERS, "failed": 0, "unknown": 0}
+
+
+# --------------------------------------------------------------------------
+# SIGKILL
+
+
+def test_kill_9_at_several_points_then_rerun_sends_each_reader_exactly_once(ses, db, ledger, tmp_path):
+    env = send_env(ses, db, tmp_path)
+    abandoned_total = last_pending = 0  # "pending" rows found by the next run (each becomes "unknown")
+    in_flight_at_kill: set[str] = set()  # readers whose request the stand-in finished after a kill
+
+    def pending_now() -> int:
+        return ledger.counts()["pending"]
+
+    # Kill when the provider has accepted about 300, 900, then 1500 messages
+    # (at once, and a few milliseconds later, so kills land at different
+    # points of a call), and once (after 900) while every request in flight
+    # is held by the provider for two seconds, so the kill lands mid-call.
+    for step, (kill_at, delay) in enumerate(((300, 0.0), (900, 0.04), ("in-flight", 0), (1500, 0.013))):
+        run = Run(env, tmp_path)
+        if kill_at == "in-flight":
+            # Let the run start sending, then hold each request for 2 s.
+            start = len(ses.sent)
+            wait_for(lambda: len(ses.sent) >= start + 100, "the run to send", run)
+            ses.slow_next(1000, 2.0, operation="SendBulkEmail")
+            time.sleep(0.5)  # the run's calls are now waiting on the provider
+            killed_at = time.time()
+            run.kill()
+            ses.clear_faults()
+            time.sleep(2.5)  # the held requests finish on the provider's side
+            late = [m for m in ses.sent if m.accepted_at > killed_at]
+            assert late, "no request was in flight when the run was killed"
+            in_flight_at_kill |= {email.utils.parseaddr(a)[1].lower() for m in late for a in m.to}
+        else:
+            wait_for(lambda: len(ses.sent) >= kill_at, f"{kill_at} messages", run)
+            time.sleep(delay)
+            run.kill()
+            time.sleep(0.2)  # let a request the kill cut short reach the stand-in's log
+        assert run.process.returncode == -signal.SIGKILL
+        pending = pending_now()
+        abandoned_total += pending
+        last_pending = pending
+        print(f"kill {step + 1} ({kill_at}): accepted {len(ses.sent)}, ledger {ledger.counts()}")
+
+    final = Run(env, tmp_path)
+    assert final.wait() == 0, final.output()
+    print(final.output())
+    # The last kill's "pending" rows are reported as such by the run that found them.
+    if last_pending:
+        assert f"Warning: {last_pending:,} readers from a run that died mid-call are marked unknown" in final.stderr
+    assert "Traceback" not in final.stderr
+
+    counts = accepted(ses)
+    readers = set(ledger.email.values())
+    rows = ledger.by_status()
+    sent, unknown = rows.get("sent", set()), rows.get("unknown", set())
+    unknown_sent_once = {a for a in unknown if counts[a] == 1}
+    unknown_never_sent = {a for a in unknown if counts[a] == 0}
+    print(f"final: accepted {sum(counts.values())} for {len(counts)} readers; ledger {ledger.counts()}; "
+          f"unknown with one message {len(unknown_sent_once)}, unknown with none {len(unknown_never_sent)}; "
+          f"in flight at the kill {len(in_flight_at_kill)}")
+
+    # Nothing left "pending", nothing failed; every reader has a row.
+    assert ledger.counts()["pending"] == 0
+    assert ledger.counts()["failed"] == 0
+    assert sent | unknown == readers and not sent & unknown
+    # "unknown" rows are exactly the "pending" rows the kills left behind.
+    assert len(unknown) == abandoned_total
+    # No reader got two messages; "sent" readers got exactly one.
+    assert max(counts.values()) == 1, [a for a, n in counts.items() if n > 1][:10]
+    assert all(counts[a] == 1 for a in sent)
+    # The ledger agrees with the provider: sent == accepted minus unknown.
+    assert sent == set(counts) - unknown
+    # A reader whose call was in flight at the kill is "unknown", and the
+    # provider has exactly one message for them (it finished the request).
+    assert in_flight_at_kill <= unknown
+    assert all(counts[a] == 1 for a in in_flight_at_kill)
+
+    if not unknown_never_sent:
+        # Every "unknown" reader did get the issue: one message each, for all.
+        assert set(counts) == readers
+        assert sum(counts.values()) == len(ses.sent) == READERS
+        # And a re-run sends nothing more.
+        again = Run(env, tmp_path)
+        assert again.wait() == 0, again.output()
+        assert "already sent" in again.stdout
+        assert sum(accepted(ses).values()) == READERS
+        return
+
+    # A kill landed between writing "pending" and the request going out:
+    # those readers are "unknown" with no message. --resend-unknown must get
+    # them their one message (readers "unknown" with a message get a second
+    # copy: that is what the option warns about).
+    before = accepted(ses)
+    again = Run(env, tmp_path, "--resend-unknown")
+    assert again.wait() == 0, again.output()
+    after = accepted(ses)
+    assert all(after[a] == 1 for a in unknown_never_sent)
+    assert all(after[a] == 2 for a in unknown_sent_once)
+    assert all(after[a] == before[a] for a in sent)
+    assert ledger.counts() == {"pending": 0, "sent": READERS, "failed": 0, "unknown": 0}
+    warnings.warn(f"{len(unknown_never_sent)} readers were 'unknown' with no message (a kill between "
+                  f"'pending' and the request going out), {len(unknown_sent_once)} 'unknown' with one: "
+                  "--resend-unknown delivered the first once and the second a second copy")
+
+
+def test_a_kill_before_requests_reach_the_provider_leaves_unknown_readers_resend_unknown_delivers_once(
+    ses, db, ledger, tmp_path
+):
+    # The run talks to the provider through a relay that stops passing bytes
+    # on: the calls made after that never reach it. Killed then, those
+    # readers are left "pending" (so "unknown") with no message at all; the
+    # same happens, rarely, when a kill lands between writing "pending" and
+    # the request going out. --resend-unknown is how they get the issue.
+    proxy = HoldingProxy(ses.port)
+    try:
+        run = Run(send_env(ses, db, tmp_path, proxy.endpoint_url), tmp_path)
+        wait_for(lambda: len(ses.sent) >= 300, "300 messages", run)
+        proxy.hold()
+        time.sleep(0.8)  # several more calls go out into the relay
+        run.kill()
+    finally:
+        proxy.close()
+    time.sleep(0.2)
+    env = send_env(ses, db, tmp_path)
+
+    rerun = Run(env, tmp_path)
+    assert rerun.wait() == 0, rerun.output()
+    counts = accepted(ses)
+    rows = ledger.by_status()
+    unknown = rows["unknown"]
+    never_sent = {a for a in unknown if counts[a] == 0}
+    sent_once = unknown - never_sent
+    print(f"unknown after the kill: {len(unknown)} ({len(never_sent)} with no message, {len(sent_once)} with one)")
+    assert never_sent, "no call was held in the relay when the run was killed"
+    assert f"Warning: {len(unknown):,} readers from a run that died mid-call are marked unknown" in rerun.stderr
+    assert "--resend-unknown" in rerun.stderr
+    # Without the option, nobody is sent twice and the unknown are left alone.
+    assert max(counts.values()) == 1
+    assert rows["sent"] == set(counts) - unknown
+    assert len(rows["sent"]) + len(unknown) == READERS and ledger.counts()["pending"] == 0
+
+    resend = Run(env, tmp_path, "--resend-unknown")
+    assert resend.wait() == 0, resend.output()
+    after = accepted(ses)
+    assert all(after[a] == 1 for a in never_sent)  # delivered, exactly once
+    assert all(after[a] == 2 for a in sent_once)  # the copy the option warns about
+    assert all(after[a] == 1 for a in rows["sent"])
+    assert set(after) == set(ledger.email.values())
+    assert ledger.counts() == {"pending": 0, "sent": READERS, "failed": 0, "unknown": 0}
+
+
+# --------------------------------------------------------------------------
+# the lock
+
+
+def test_two_runs_at_once_only_one_sends(ses, db, ledger, tmp_path):
+    env = send_env(ses, db, tmp_path)
+    first, second = Run(env, tmp_path), Run(env, tmp_path)
+    codes = {first.pid: first.wait(), second.pid: second.wait()}
+    runs = {first.pid: first, second.pid: second}
+    winners = [pid for pid, code in codes.items() if code == 0]
+    losers = [pid for pid, code in codes.items() if code != 0]
+    assert len(winners) == 1 and len(losers) == 1, {pid: runs[pid].output() for pid in runs}
+    winner, loser = runs[winners[0]], runs[losers[0]]
+    assert codes[loser.pid] == 1, loser.output()
+    message = loser.stderr.strip()
+    assert message.startswith("Error: another run (") and "is sending the 2025-03-11 issue" in message, message
+    assert f":{winner.pid}:" in message  # it names the run that holds the lock
+    assert "Traceback" not in loser.stderr
+    assert loser.stdout == ""
+    assert "sent 2,000" in winner.stdout, winner.output()
+    assert_exactly_once(ses, ledger)
+
+
+# --------------------------------------------------------------------------
+# SIGTERM
+
+
+def test_sigterm_stops_promptly_and_cleanly_then_a_rerun_finishes(ses, db, ledger, tmp_path):
+    env = send_env(ses, db, tmp_path)
+    run = Run(env, tmp_path)
+    wait_for(lambda: len(ses.sent) >= 300, "300 messages", run)
+    run.process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    code = run.wait(timeout=10)
+    took = time.monotonic() - stopped
+    assert code == 1, run.output()
+    assert took < 10
+    assert "SIGTERM: finishing the calls in flight, then stopping" in run.stderr, run.output()
+    assert "stopped before the end" in run.stderr, run.output()
+    assert "Traceback" not in run.stderr
+
+    # A clean stop: the calls in flight finished and were recorded, so no
+    # row is "pending" or "unknown", and "sent" is what the provider took.
+    counts = ledger.counts()
+    assert counts["pending"] == 0 and counts["unknown"] == 0, counts
+    sent_so_far = accepted(ses)
+    assert 300 <= counts["sent"] < READERS
+    assert ledger.by_status()["sent"] == set(sent_so_far)
+    left = READERS - counts["sent"]
+    assert f"{left:,} readers left" in run.stderr, run.output()
+
+    again = Run(env, tmp_path)
+    assert again.wait() == 0, again.output()
+    assert f"sent {left:,}," in again.stdout, again.output()
+    assert "marked unknown" not in again.stderr
+    assert_exactly_once(ses, ledger)
