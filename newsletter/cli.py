@@ -310,6 +310,9 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
         totals = report.ledger
         click.echo(f"The {issue.date} issue was already sent (sent {totals['sent']:,}, failed {totals['failed']:,}, "
                    f"unknown {totals['unknown']:,}): nothing to do.")
+        if report.abandoned:
+            click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown; "
+                       "they are not resent unless you run again with --resend-unknown.", err=True)
         return
     if report.to_send == 0:
         click.echo("No active subscribers waiting for this issue: nothing sent.")
@@ -326,7 +329,11 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
         click.echo("Readers marked unknown may or may not have the issue; they are not resent unless you "
                    "run again with --resend-unknown.", err=True)
     if report.stopped_by:
-        raise AccountError(f"stopped: {report.stopped_by}. {report.left:,} readers left; run again once fixed.")
+        error = AccountError if report.stopped_exit == AccountError.exit_code else SendError
+        raise error(f"stopped: {report.stopped_by}. {report.left:,} readers left; run again once fixed.")
+    if report.waiting and not (report.interrupted or report.left):
+        click.echo(f"{report.waiting:,} active readers are still waiting for this issue (quota or --limit); "
+                   "run the same command again to send to them.")
     if report.interrupted or report.left:
         raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
 
@@ -423,6 +430,83 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
         f"{csv_file}: added {len(report.added)}, already present {len(report.present)}, "
         f"invalid {len(report.invalid)}, refused {len(report.refused)}"
     )
+
+
+@subscribers.command("reactivate")
+@click.argument("email")
+@click.pass_context
+def subscribers_reactivate(ctx: click.Context, email: str) -> None:
+    """Make EMAIL active again, whatever its status (an operator's decision:
+    use it for an address that complained or bounced only when you know why)."""
+    store = _store(ctx)
+    subscriber = store.get(email=email)
+    if subscriber is None:
+        raise Refused(f"{email.strip()} is not on the list")
+    if store.change_status(subscriber.id, "active", source="cli", reason="reactivated by the operator"):
+        click.echo(f"Reactivated {subscriber.email} (was {subscriber.status})")
+    else:
+        click.echo(f"{subscriber.email} is already active")
+
+
+# ---------------------------------------------------------------- feedback
+
+
+@cli.group()
+def bounces() -> None:
+    """SES bounce and complaint notifications."""
+
+
+@bounces.command("poll")
+@click.option("--queue", "queue_url", required=True, metavar="URL",
+              help="The SQS queue subscribed to the SES notification topic.")
+@click.option("--once", is_flag=True, help="Handle what is waiting, then exit (for cron).")
+@click.option("--wait", default=20, show_default=True, type=click.IntRange(0, 20),
+              help="Seconds of long polling per receive.")
+@click.pass_context
+def bounces_poll(ctx: click.Context, queue_url: str, once: bool, wait: int) -> None:
+    """Read SES notifications from an SQS queue and suppress bounced and
+    complaining addresses. Messages are deleted only once handled."""
+    from newsletter.sns import SnsVerifier
+    from newsletter.sqs import poll, sqs_client
+
+    settings = _settings(ctx)
+    # Queued messages can wait in SQS for up to 14 days before a poll.
+    verifier = SnsVerifier(settings.sns_topic_arns, max_age=dt.timedelta(days=14))
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        report = poll(sqs_client(settings), queue_url, verifier, _store(ctx), once, stop, wait)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for outcome in report.outcomes:
+        click.echo(f"  {outcome}")
+    click.echo(f"Handled {report.handled} notifications, refused {report.refused}.")
+
+
+@cli.command()
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
+              help="Issues sent in the last N days.")
+@click.pass_context
+def stats(ctx: click.Context, days: int) -> None:
+    """Per issue: sent, delivered, bounced, complained, unsubscribed, and the
+    bounce and complaint rates against the limits SES enforces."""
+    from newsletter.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, issue_stats
+
+    rows = issue_stats(_store(ctx), days)
+    if not rows:
+        click.echo(f"No issue sent in the last {days} days.")
+        return
+    click.echo(f"{'issue':<12}{'sent':>9}{'delivered':>11}{'bounced':>9}{'complained':>12}"
+               f"{'unsubscribed':>14}{'bounce':>9}{'complaint':>11}")
+    warnings = []
+    for row in rows:
+        click.echo(f"{row.issue_date:<12}{row.sent:>9,}{row.delivered:>11,}{row.bounced:>9,}{row.complained:>12,}"
+                   f"{row.unsubscribed:>14,}{row.bounce_rate:>9.2%}{row.complaint_rate:>11.3%}")
+        warnings += [f"{row.issue_date}: {w}" for w in row.warnings()]
+    click.echo(f"SES reviews accounts at a {BOUNCE_REVIEW:.0%} bounce rate or a {COMPLAINT_REVIEW:.1%} complaint rate.")
+    for warning in warnings:
+        click.secho(f"WARNING {warning}", fg="red", bold=True, err=True)
 
 
 def main() -> None:

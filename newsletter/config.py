@@ -46,6 +46,9 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = True
+    sns_topic_arns: tuple[str, ...] = ()
+    sqs_endpoint_url: str | None = None
+    proxy_count: int = 0
 
     @property
     def web_base(self) -> str:
@@ -98,6 +101,7 @@ def _secret(_name: str, value: str) -> str:
 
 
 def _secret_list(_name: str, value: str) -> tuple[str, ...]:
+    """A list separated by commas or spaces."""
     return tuple(part for part in value.replace(",", " ").split() if part)
 
 
@@ -173,6 +177,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_SMTP_USERNAME": ("smtp_username", _optional_text),
     "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _secret),
     "NEWSLETTER_SMTP_STARTTLS": ("smtp_starttls", _flag),
+    "NEWSLETTER_SNS_TOPIC_ARNS": ("sns_topic_arns", _secret_list),
+    "NEWSLETTER_SQS_ENDPOINT_URL": ("sqs_endpoint_url", _http_url),
+    "NEWSLETTER_PROXY_COUNT": ("proxy_count", lambda n, v: _positive_int(n, v, high=10) if v != "0" else 0),
 }
 
 

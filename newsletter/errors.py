@@ -94,3 +94,8 @@ class Throttled(SendError):
 
 class TransientError(SendError):
     """A temporary fault (5xx, connection refused) before anything was sent."""
+
+
+class SnsError(NewsletterError):
+    """An SNS message is unsigned, forged, too old, for a topic that is not
+    configured, or not an SNS message at all: it is refused unread."""

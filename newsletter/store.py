@@ -131,6 +131,42 @@ send_locks_table = Table(
 )
 
 
+# Bounces, complaints and deliveries reported by SES (through SNS), one row
+# per recipient of each notification.
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sns_message_id", String(100), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # bounce, complaint, delivery
+    Column("email_key", String(320), nullable=False, index=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
+    Column("issue_date", String(10), index=True),
+    Column("bounce_type", String(32)),  # Permanent, Transient, Undetermined
+    Column("bounce_subtype", String(64)),
+    Column("detail", String(1000)),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# SNS message ids already handled: a redelivery changes nothing.
+sns_seen_table = Table(
+    "sns_messages",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Confirmation emails sent for sign-ups, for the abuse limits.
+signups_table = Table(
+    "signup_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email_key", String(320), nullable=False, index=True),
+    Column("client", String(64), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class StoredIssue:
     """An issue as the web app shows it."""
@@ -166,12 +202,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def normalize_email(address: str) -> str:
-    """Return the normalized form of ``address`` (syntax only, no DNS).
+    """Return the normalized form of ``address`` (syntax only, no DNS), in
+    ASCII: an internationalized domain in its IDNA form.
 
-    Raises :class:`InvalidEmail` with the reason when it is not an address.
+    Raises :class:`InvalidEmail` with the reason when it is not an address,
+    or when its local part is not ASCII (that needs SMTPUTF8, which neither
+    SES nor most servers accept for bulk mail).
     """
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
+        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+        return valid.ascii_email or valid.normalized
     except EmailNotValidError as exc:
         raise InvalidEmail(f"{address.strip()!r} is not a valid email address: {exc}") from None
 
@@ -210,6 +250,31 @@ def _sqlite_engine(url, begin: str) -> Engine:
         connection.exec_driver_sql(f"BEGIN {begin}")
 
     return engine
+
+
+def _change_status(
+    conn: Connection, subscriber_id: int, new_status: str, source: str, reason: str,
+    only_from: tuple[str, ...] | None,
+) -> bool:
+    """The body of :meth:`Store.change_status`, inside the caller's transaction."""
+    old = conn.scalar(select(subscribers_table.c.status).where(subscribers_table.c.id == subscriber_id))
+    if old is None or old == new_status or (only_from is not None and old not in only_from):
+        return False
+    stamp = now()
+    changed = conn.execute(
+        update(subscribers_table)
+        .where(subscribers_table.c.id == subscriber_id, subscribers_table.c.status == old)
+        .values(status=new_status, updated_at=stamp)
+    ).rowcount
+    if not changed:
+        return False
+    conn.execute(
+        insert(events_table).values(
+            subscriber_id=subscriber_id, at=stamp, old_status=old, new_status=new_status,
+            source=source, reason=reason[:1000],
+        )
+    )
+    return True
 
 
 class Store:
@@ -412,24 +477,7 @@ class Store:
         if new_status not in STATUSES:
             raise ValueError(f"unknown status {new_status!r}")
         with self.engine.begin() as conn:
-            old = conn.scalar(select(subscribers_table.c.status).where(subscribers_table.c.id == subscriber_id))
-            if old is None or old == new_status or (only_from is not None and old not in only_from):
-                return False
-            stamp = now()
-            changed = conn.execute(
-                update(subscribers_table)
-                .where(subscribers_table.c.id == subscriber_id, subscribers_table.c.status == old)
-                .values(status=new_status, updated_at=stamp)
-            ).rowcount
-            if not changed:
-                return False
-            conn.execute(
-                insert(events_table).values(
-                    subscriber_id=subscriber_id, at=stamp, old_status=old, new_status=new_status,
-                    source=source, reason=reason[:1000],
-                )
-            )
-        return True
+            return _change_status(conn, subscriber_id, new_status, source, reason, only_from)
 
     def unsubscribe(self, ref: str, *, source: str, reason: str) -> tuple[Subscriber | None, bool]:
         """Unsubscribe the active reader with ``ref``. Idempotent.
@@ -500,6 +548,132 @@ class Store:
                 "an address was added by someone else during the import; nothing was imported, run it again"
             ) from None
         return report
+
+    # ---------------------------------------------------------------- feedback
+
+    def apply_feedback(
+        self, sns_message_id: str, records: list, transient_limit: int = 3, window_days: int = 30
+    ) -> dict[str, list[str]] | None:
+        """Record SES feedback (``newsletter.feedback.Feedback`` items) from
+        one SNS message and suppress addresses, in one transaction.
+
+        A permanent bounce or a complaint suppresses the address at once
+        (status bounced or complained, with an event naming the type,
+        subtype, diagnostic and issue); ``transient_limit`` transient bounces
+        within ``window_days`` suppress it too. Returns {"suppressed": [...],
+        "recorded": [...]} with the addresses concerned, or None when this
+        SNS message was handled before (nothing changes then).
+        """
+        result: dict[str, list[str]] = {"suppressed": [], "recorded": []}
+        stamp = now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(sns_seen_table).values(message_id=sns_message_id, received_at=stamp))
+                for record in records:
+                    key = record.email.strip().lower()
+                    if not key:
+                        continue
+                    subscriber_id = conn.scalar(
+                        select(subscribers_table.c.id).where(subscribers_table.c.email_key == key)
+                    )
+                    conn.execute(insert(feedback_table).values(
+                        sns_message_id=sns_message_id, kind=record.kind, email_key=key,
+                        subscriber_id=subscriber_id, issue_date=record.issue_date,
+                        bounce_type=record.bounce_type, bounce_subtype=record.bounce_subtype,
+                        detail=(record.detail or "")[:1000] or None, at=record.at or stamp,
+                    ))
+                    result["recorded"].append(key)
+                    if subscriber_id is None:
+                        continue
+                    issue = f" (issue {record.issue_date})" if record.issue_date else ""
+                    details = "; ".join(x for x in (record.bounce_subtype, record.detail) if x)
+                    new_status = reason = None
+                    if record.kind == "complaint":
+                        new_status, reason = COMPLAINED, f"complaint: {record.detail or 'abuse'}{issue}"
+                    elif record.kind == "bounce" and record.bounce_type == "Permanent":
+                        new_status, reason = BOUNCED, f"permanent bounce: {details}{issue}"
+                    elif record.kind == "bounce" and record.bounce_type == "Transient":
+                        since = stamp - dt.timedelta(days=window_days)
+                        recent = conn.scalar(
+                            select(func.count()).select_from(feedback_table).where(
+                                feedback_table.c.email_key == key, feedback_table.c.kind == "bounce",
+                                feedback_table.c.bounce_type == "Transient", feedback_table.c.at >= since,
+                            )
+                        )
+                        if recent >= transient_limit:
+                            new_status = BOUNCED
+                            reason = f"{recent} transient bounces in {window_days} days, last: {details}{issue}"
+                    if new_status and _change_status(
+                        conn, subscriber_id, new_status, "ses", reason, (ACTIVE, UNSUBSCRIBED, BOUNCED)
+                    ):
+                        result["suppressed"].append(key)
+        except IntegrityError:
+            return None  # this SNS message id was handled before
+        return result
+
+    def feedback_counts(self, since: dt.date) -> dict[str, dict[str, int]]:
+        """Return {issue date: {kind: recipients}} for feedback about issues
+        dated ``since`` or later; bounces count only permanent ones, as SES's
+        bounce rate does."""
+        f = feedback_table
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(f.c.issue_date, f.c.kind, func.count(func.distinct(f.c.email_key)))
+                .where(f.c.issue_date >= since.isoformat())
+                .where((f.c.kind != "bounce") | (f.c.bounce_type == "Permanent"))
+                .group_by(f.c.issue_date, f.c.kind)
+            ).all()
+        result: dict[str, dict[str, int]] = {}
+        for issue_date, kind, count in rows:
+            result.setdefault(issue_date, {})[kind] = count
+        return result
+
+    def delivery_totals(self, since: dt.date) -> dict[str, dict[str, int]]:
+        """Return {issue date: {ledger status: readers}} for issues dated
+        ``since`` or later."""
+        d = deliveries_table
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(d.c.issue_date, d.c.status, func.count())
+                .where(d.c.issue_date >= since.isoformat())
+                .group_by(d.c.issue_date, d.c.status)
+            ).all()
+        result: dict[str, dict[str, int]] = {}
+        for issue_date, status, count in rows:
+            result.setdefault(issue_date, {})[status] = count
+        return result
+
+    def reader_unsubscribes(self, since: dt.datetime) -> list[dt.datetime]:
+        """Return when readers unsubscribed themselves (web or one-click) since ``since``."""
+        e = events_table
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(e.c.at).where(
+                    e.c.new_status == UNSUBSCRIBED, e.c.source.in_(READER_SOURCES), e.c.at >= since
+                )
+            ).all()
+        return [_utc(row.at) for row in rows]
+
+    # ---------------------------------------------------------------- sign-ups
+
+    def count_signups(self, *, email: str | None = None, client: str | None = None,
+                      since: dt.datetime) -> int:
+        """Return how many confirmation emails went to ``email`` (or were
+        asked for by ``client``) since ``since``. ``client`` is compared as
+        :meth:`record_signup` stores it (its first 64 characters)."""
+        s = signups_table
+        query = select(func.count()).select_from(s).where(s.c.at >= since)
+        if email is not None:
+            query = query.where(s.c.email_key == email.strip().lower())
+        if client is not None:
+            query = query.where(s.c.client == client[:64])
+        with self.reader.connect() as conn:
+            return conn.scalar(query)
+
+    def record_signup(self, email: str, client: str) -> None:
+        """Remember that a confirmation email went to ``email`` for ``client``."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(signups_table).values(email_key=email.strip().lower(), client=client[:64], at=now()))
 
     # ---------------------------------------------------------------- issues
 

@@ -9,12 +9,13 @@ it and every fallback.
 
 from __future__ import annotations
 
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TokenError
 
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
+CONFIRM_SALT = "newsletter.confirm.v1"
 MIN_SECRET_CHARS = 32
 GENERATE_HINT = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -41,6 +42,7 @@ class Signer:
             check_secret("NEWSLETTER_SECRET_KEY_FALLBACKS", key)
         # itsdangerous signs with the last key and verifies with all of them.
         self._unsubscribe = URLSafeSerializer([*fallbacks, secret_key], salt=UNSUBSCRIBE_SALT)
+        self._confirm = URLSafeTimedSerializer([*fallbacks, secret_key], salt=CONFIRM_SALT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Signer":
@@ -70,3 +72,21 @@ class Signer:
         """Return the reader's personal unsubscribe address under ``base_url``:
         the link in the email's footer and its ``List-Unsubscribe`` header."""
         return f"{base_url.rstrip('/')}/u/{self.unsubscribe_token(subscriber_ref)}"
+
+    def confirm_token(self, email: str, name: str | None) -> str:
+        """Return a sign-up confirmation token for ``email`` (timestamped: it
+        expires, see :meth:`confirmed`)."""
+        return self._confirm.dumps({"e": email, "n": name or ""})
+
+    def confirmed(self, token: str, max_age_seconds: int) -> tuple[str, str | None]:
+        """Return (email, name) from a confirmation token at most
+        ``max_age_seconds`` old. Raises :class:`TokenError` when it is
+        forged, tampered, for another purpose or expired."""
+        try:
+            payload = self._confirm.loads(token, max_age=max_age_seconds)
+        except (BadData, UnicodeError, ValueError):
+            raise TokenError("invalid or expired confirmation link") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("e"), str):
+            raise TokenError("invalid or expired confirmation link")
+        return payload["e"], payload.get("n") or None
+

@@ -9,13 +9,17 @@ templates are being edited.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import threading
 from pathlib import Path
 
 from flask import Flask, Response, redirect, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError, StoreError, TokenError
+from newsletter.errors import InvalidEmail, NewsletterError, SendError, SnsError, StoreError, TokenError
+from newsletter.feedback import handle_sns
 from newsletter.models import Issue, Subscriber
 from newsletter.papers import load_batch
 from newsletter.render import (
@@ -26,8 +30,13 @@ from newsletter.render import (
     render_template,
     template_environment,
 )
+from newsletter.senders import create_sender
+from newsletter.signup import CONFIRM_MAX_AGE, confirm_signup, request_signup
+from newsletter.sns import SnsVerifier
 from newsletter.store import ACTIVE, UNSUBSCRIBED, Store, open_store
 from newsletter.tokens import Signer
+
+log = logging.getLogger("newsletter.web")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -151,24 +160,38 @@ def mask_email(address: str) -> str:
     return f"{hidden_local}@{hidden_host}{dot}{tld}"
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    sender=None,
+    sns_verifier: SnsVerifier | None = None,
+) -> Flask:
     """Return the public web app.
 
     ``settings`` default to the environment and ``.env``; ``store`` to the
-    configured database. Raises :class:`ConfigError` when the secret key is
-    missing or weak, and :class:`StoreError` when the database cannot be opened.
+    configured database; ``sender`` (for sign-up confirmations) to the
+    configured sender; ``sns_verifier`` to one accepting the configured
+    topics from SNS hosts of AWS. Raises :class:`ConfigError` when the secret
+    key is missing or weak, and :class:`StoreError` when the database cannot
+    be opened.
 
     Routes: ``GET /u/<token>`` shows an unsubscribe page and changes nothing
     (mail scanners follow links); ``POST /u/<token>`` unsubscribes, accepting
     what RFC 8058 receivers send with no cookie or CSRF token, since the signed
     token is the proof; ``POST /u/<token>/resubscribe`` undoes it; ``/issues/``,
-    ``/issues/<YYYY-MM-DD>``, ``/issues/feed.xml``; ``/healthz``.
+    ``/issues/<YYYY-MM-DD>``, ``/issues/feed.xml``; ``/healthz``; ``/subscribe``
+    and ``/confirm/<token>`` (confirmed sign-up; GET changes nothing);
+    ``POST /sns`` (SES bounce, complaint and delivery notifications).
     """
     settings = settings or load_settings()
     signer = Signer.from_settings(settings)
     store = store or open_store(settings.database_url)
+    sender = sender or create_sender(settings)
+    verifier = sns_verifier or SnsVerifier(settings.sns_topic_arns)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
+    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
     app.after_request(_add_security_headers)
     env = template_environment(settings.templates_dir)
 
@@ -265,6 +288,67 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if stored is None:
             return page("web/not_found.html", 404)
         return Response(stored.web_html, mimetype="text/html")
+
+    @app.get("/subscribe")
+    def subscribe_form() -> Response:
+        return page("web/subscribe.html", heading="Subscribe", state="form", error="", email="", reader_name="")
+
+    @app.post("/subscribe")
+    def subscribe() -> Response:
+        address = request.form.get("email", "")[:320]
+        reader_name = request.form.get("name", "")[:200]
+        if request.form.get("website"):  # the honeypot: only bots fill it in
+            return page("web/subscribe.html", heading="Almost there", state="sent")
+        try:
+            outcome = request_signup(store, signer, settings, sender, address, reader_name,
+                                     request.remote_addr or "unknown")
+        except InvalidEmail:
+            return page("web/subscribe.html", 400, heading="Subscribe", state="form",
+                        error="Please enter a valid email address.", email=address, reader_name=reader_name)
+        except SendError as exc:
+            log.error("sign-up confirmation not sent: %s", exc)
+            outcome = "not sent"
+        log.info("sign-up: %s", outcome)
+        # The same reply whatever happened: it never tells who is on the list.
+        return page("web/subscribe.html", heading="Almost there", state="sent")
+
+    def confirmation(token: str) -> tuple[str, str | None] | None:
+        try:
+            return signer.confirmed(token, CONFIRM_MAX_AGE)
+        except TokenError:
+            return None
+
+    @app.get("/confirm/<token>")
+    def confirm_form(token: str) -> Response:
+        found = confirmation(token)
+        if found is None:
+            return page("web/subscribe.html", 400, heading="Invalid link", state="invalid")
+        return page("web/subscribe.html", heading="Confirm your subscription", state="confirm",
+                    masked=mask_email(found[0]), action=f"/confirm/{token}")
+
+    @app.post("/confirm/<token>")
+    def confirm(token: str) -> Response:
+        found = confirmation(token)
+        if found is None:
+            return page("web/subscribe.html", 400, heading="Invalid link", state="invalid")
+        outcome = confirm_signup(store, *found)
+        if outcome == "refused":
+            return page("web/subscribe.html", heading="Not subscribed", state="refused")
+        return page("web/subscribe.html", heading="You are subscribed", state="subscribed")
+
+    @app.post("/sns")
+    def sns() -> Response:
+        try:
+            envelope = json.loads(request.get_data(as_text=True))
+        except ValueError:
+            return Response("not an SNS message\n", status=400, mimetype="text/plain")
+        try:
+            outcome = handle_sns(envelope, verifier, store)
+        except SnsError as exc:
+            log.warning("refused an SNS message: %s", exc)
+            return Response("refused\n", status=403, mimetype="text/plain")
+        log.info("SNS: %s", outcome)
+        return Response("ok\n", mimetype="text/plain")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,0 +1,86 @@
+"""Per-issue delivery figures, against the limits SES enforces.
+
+SES reviews an account whose bounce rate reaches 5% (and may pause it at
+10%), or whose complaint rate reaches 0.1% (pause at 0.5%). The figures here
+warn before that: from 80% of each review threshold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from dataclasses import dataclass
+from fractions import Fraction
+
+from newsletter.store import Store
+
+BOUNCE_REVIEW = 0.05
+COMPLAINT_REVIEW = 0.001
+WARN_SHARE = 0.8
+
+
+def _reaches(count: int, sent: int, limit: float, share: float = 1.0) -> bool:
+    """Return whether ``count / sent`` is at least ``share`` of ``limit``,
+    compared exactly: in floats 0.05 * 0.8 is 0.04000000000000001, so 4
+    bounces in 100 would not count as reaching 80% of 5%."""
+    return sent > 0 and Fraction(count, sent) >= Fraction(str(limit)) * Fraction(str(share))
+
+
+@dataclass(frozen=True)
+class IssueStats:
+    """Delivery figures of one issue."""
+
+    issue_date: str
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    unsubscribed: int  # readers who unsubscribed after this issue and before the next
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complained / self.sent if self.sent else 0.0
+
+    def warnings(self) -> list[str]:
+        """Return warnings about rates near or over the SES review thresholds."""
+        found = []
+        if _reaches(self.bounced, self.sent, BOUNCE_REVIEW, WARN_SHARE):
+            level = "OVER" if _reaches(self.bounced, self.sent, BOUNCE_REVIEW) else "near"
+            found.append(f"bounce rate {self.bounce_rate:.2%} is {level} the {BOUNCE_REVIEW:.0%} SES review limit")
+        if _reaches(self.complained, self.sent, COMPLAINT_REVIEW, WARN_SHARE):
+            level = "OVER" if _reaches(self.complained, self.sent, COMPLAINT_REVIEW) else "near"
+            found.append(
+                f"complaint rate {self.complaint_rate:.3%} is {level} the {COMPLAINT_REVIEW:.1%} SES review limit"
+            )
+        return found
+
+
+def issue_stats(store: Store, days: int, today: dt.date | None = None) -> list[IssueStats]:
+    """Return the figures of every issue sent in the last ``days`` days, newest first."""
+    today = today or dt.date.today()
+    since = today - dt.timedelta(days=days)
+    totals = store.delivery_totals(since)
+    feedback = store.feedback_counts(since)
+    dates = sorted(totals)
+    starts = [dt.datetime.fromisoformat(d).replace(tzinfo=dt.timezone.utc) for d in dates]
+    unsubscribed = dict.fromkeys(dates, 0)
+    if starts:
+        for moment in store.reader_unsubscribes(starts[0]):
+            position = bisect.bisect_right(starts, moment) - 1
+            if position >= 0:
+                unsubscribed[dates[position]] += 1
+    return [
+        IssueStats(
+            issue_date=day,
+            sent=totals[day].get("sent", 0),
+            delivered=feedback.get(day, {}).get("delivery", 0),
+            bounced=feedback.get(day, {}).get("bounce", 0),
+            complained=feedback.get(day, {}).get("complaint", 0),
+            unsubscribed=unsubscribed[day],
+        )
+        for day in reversed(dates)
+    ]

@@ -1,0 +1,312 @@
+"""Reading SES notifications (``newsletter.feedback.parse_ses_notification``)
+and applying them to the store (``Store.apply_feedback``).
+
+The samples in tests/fixtures/ses/ are the SES Developer Guide's examples,
+in both shapes SES publishes: identity notifications (``notificationType``)
+and configuration-set events (``eventType``). The only change to them is an
+``X-Newsletter-Issue`` header in ``mail.headers``, as the newsletter's own
+mail carries one.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import select
+
+from conftest import FIXTURES
+from newsletter.errors import SnsError
+from newsletter.feedback import Feedback, parse_ses_notification
+from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, feedback_table
+
+SES = FIXTURES / "ses"
+
+
+def sample(name: str) -> dict:
+    return json.loads((SES / name).read_text(encoding="utf-8"))
+
+
+def parse(payload: dict) -> list[Feedback]:
+    return parse_ses_notification(json.dumps(payload))
+
+
+def utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+
+
+# --------------------------------------------------------------------------
+# parse_ses_notification on each sample
+
+
+EXPECTED = {
+    "notification-bounce.json": [Feedback(
+        "bounce", "jane@example.com", "2016-01-27", bounce_type="Permanent", bounce_subtype="General",
+        detail="smtp; 550 5.1.1 <jane@example.com>... User", at=utc("2016-01-27T14:59:38.237"),
+    )],
+    "notification-bounce-no-dsn.json": [
+        Feedback("bounce", "jane@example.com", "2016-01-27", bounce_type="Permanent", bounce_subtype="General",
+                 detail=None, at=utc("2016-01-27T14:59:38.237")),
+        Feedback("bounce", "richard@example.com", "2016-01-27", bounce_type="Permanent",
+                 bounce_subtype="General", detail=None, at=utc("2016-01-27T14:59:38.237")),
+    ],
+    "notification-complaint.json": [Feedback(
+        "complaint", "richard@example.com", "2016-01-27", detail="abuse", at=utc("2016-01-27T14:59:38.237"),
+    )],
+    "notification-complaint-no-feedback.json": [Feedback(
+        "complaint", "richard@example.com", "2016-01-27", detail=None, at=utc("2016-01-27T14:59:38.237"),
+    )],
+    "notification-delivery.json": [Feedback(
+        "delivery", "jane@example.com", "2016-01-27", at=utc("2016-01-27T14:59:38.237"),
+    )],
+    "event-bounce.json": [Feedback(
+        "bounce", "recipient@example.com", "2017-08-05", bounce_type="Permanent", bounce_subtype="General",
+        detail="smtp; 550 5.1.1 user unknown", at=utc("2017-08-05T00:41:02.669"),
+    )],
+    "event-complaint.json": [Feedback(
+        "complaint", "recipient@example.com", "2017-08-05", detail="abuse", at=utc("2017-08-05T00:41:02.669"),
+    )],
+    "event-delivery.json": [Feedback(
+        "delivery", "recipient@example.com", "2016-10-19", at=utc("2016-10-19T23:21:04.133"),
+    )],
+    "event-send.json": [],
+    "event-open.json": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_sample_is_read(name):
+    assert parse(sample(name)) == EXPECTED[name]
+
+
+def test_every_fixture_is_covered():
+    assert {p.name for p in SES.glob("*.json")} == set(EXPECTED)
+
+
+def test_timestamps_are_aware_utc():
+    for name, expected in EXPECTED.items():
+        for record in parse(sample(name)):
+            assert record.at.tzinfo is not None and record.at.utcoffset() == dt.timedelta(0), name
+
+
+@pytest.mark.parametrize("kind", ["bounce", "complaint", "delivery"])
+def test_both_payload_styles_read_alike(kind):
+    identity = sample(f"notification-{kind}.json")
+    event = sample(f"event-{kind}.json")
+    assert "notificationType" in identity and "eventType" not in identity
+    assert "eventType" in event and "notificationType" not in event
+    # The same notification with its type under the other name reads the same.
+    renamed = {("eventType" if k == "notificationType" else k): v for k, v in identity.items()}
+    assert parse(renamed) == parse(identity)
+    assert [r.kind for r in parse(event)] == [r.kind for r in parse(identity)] == [kind]
+
+
+def test_the_issue_comes_from_the_header_whatever_its_case():
+    payload = sample("event-bounce.json")
+    for header in payload["mail"]["headers"]:
+        if header["name"] == "X-Newsletter-Issue":
+            header["name"] = "x-newsletter-issue"
+            header["value"] = " 2025-03-11 "
+    assert parse(payload)[0].issue_date == "2025-03-11"
+
+
+def test_without_original_headers_the_issue_is_unknown():
+    # SES leaves out headersTruncated, headers and commonHeaders unless the
+    # identity is set to include the original headers.
+    payload = sample("notification-bounce.json")
+    for name in ("headersTruncated", "headers", "commonHeaders"):
+        del payload["mail"][name]
+    [record] = parse(payload)
+    assert record.issue_date is None
+    assert (record.email, record.bounce_type) == ("jane@example.com", "Permanent")
+
+
+@pytest.mark.parametrize("value", ["", "soon", "2025-03"])
+def test_a_header_too_short_for_a_date_gives_no_issue(value):
+    payload = sample("notification-delivery.json")
+    payload["mail"]["headers"][-1]["value"] = value
+    assert parse(payload)[0].issue_date is None
+
+
+def test_a_status_stands_in_for_a_missing_diagnostic():
+    payload = sample("event-bounce.json")
+    del payload["bounce"]["bouncedRecipients"][0]["diagnosticCode"]
+    assert parse(payload)[0].detail == "5.1.1"
+
+
+def test_a_transient_bounce_keeps_its_type_and_subtype():
+    payload = sample("notification-bounce.json")
+    payload["bounce"].update(bounceType="Transient", bounceSubType="MailboxFull")
+    [record] = parse(payload)
+    assert (record.bounce_type, record.bounce_subtype) == ("Transient", "MailboxFull")
+
+
+def test_a_bad_timestamp_gives_no_time():
+    payload = sample("event-delivery.json")
+    payload["delivery"]["timestamp"] = "not a time"
+    assert parse(payload)[0].at is None
+
+
+@pytest.mark.parametrize("event_type", ["Send", "Reject", "Open", "Click", "Rendering Failure", "DeliveryDelay",
+                                        "Subscription", "Received", ""])
+def test_other_event_types_give_nothing(event_type):
+    payload = sample("event-send.json")
+    payload["eventType"] = event_type
+    assert parse(payload) == []
+
+
+@pytest.mark.parametrize("message", [
+    "not json", "", "{\"eventType\": ", None, b"\xff\xfe",
+])
+def test_a_message_that_is_not_json_is_refused(message):
+    with pytest.raises(SnsError, match="not JSON"):
+        parse_ses_notification(message)
+
+
+@pytest.mark.parametrize("message", [
+    "[]", "\"Bounce\"", "42", "{}", json.dumps({"notificationType": "Bounce", "bounce": {}}),
+    json.dumps({"eventType": "Bounce", "mail": "not an object"}),
+])
+def test_json_that_is_not_an_ses_notification_is_refused(message):
+    with pytest.raises(SnsError):
+        parse_ses_notification(message)
+
+
+def test_a_notification_without_recipients_gives_nothing():
+    payload = sample("event-bounce.json")
+    payload["bounce"]["bouncedRecipients"] = []
+    assert parse(payload) == []
+    del payload["bounce"]
+    assert parse(payload) == []
+
+
+# --------------------------------------------------------------------------
+# Store.apply_feedback (SQLite and PostgreSQL)
+
+
+def rows(store) -> list:
+    with store.reader.connect() as conn:
+        return conn.execute(select(feedback_table).order_by(feedback_table.c.id)).all()
+
+
+def test_apply_feedback_records_each_recipient_and_suppresses(store):
+    jane, _ = store.add("jane@example.com")
+    richard, _ = store.add("Richard@Example.com")
+    records = parse(sample("notification-bounce-no-dsn.json"))
+
+    outcome = store.apply_feedback("sns-1", records)
+
+    assert outcome == {"suppressed": ["jane@example.com", "richard@example.com"],
+                       "recorded": ["jane@example.com", "richard@example.com"]}
+    assert store.get(email="jane@example.com").status == BOUNCED
+    assert store.get(email="richard@example.com").status == BOUNCED
+    stored = rows(store)
+    assert [(r.sns_message_id, r.kind, r.email_key, r.subscriber_id, r.issue_date, r.bounce_type)
+            for r in stored] == [
+        ("sns-1", "bounce", "jane@example.com", jane.id, "2016-01-27", "Permanent"),
+        ("sns-1", "bounce", "richard@example.com", richard.id, "2016-01-27", "Permanent"),
+    ]
+    stamp = stored[0].at if stored[0].at.tzinfo else stored[0].at.replace(tzinfo=dt.timezone.utc)
+    assert stamp == utc("2016-01-27T14:59:38.237")
+
+
+def test_apply_feedback_is_idempotent_by_message_id(store):
+    store.add("jane@example.com")
+    records = parse(sample("notification-bounce.json"))
+    assert store.apply_feedback("sns-1", records) is not None
+    assert store.apply_feedback("sns-1", records) is None
+    assert store.apply_feedback("sns-1", parse(sample("notification-complaint.json"))) is None
+    assert len(rows(store)) == 1
+
+
+def test_an_unknown_address_is_recorded_and_nothing_else(store):
+    outcome = store.apply_feedback("sns-1", parse(sample("event-complaint.json")))
+    assert outcome == {"suppressed": [], "recorded": ["recipient@example.com"]}
+    assert rows(store)[0].subscriber_id is None
+    assert store.counts()[ACTIVE] == 0
+
+
+def test_a_complaint_wins_over_a_bounce_but_not_the_other_way(store):
+    reader, _ = store.add("recipient@example.com")
+    store.apply_feedback("sns-1", parse(sample("event-bounce.json")))
+    assert store.get(email="recipient@example.com").status == BOUNCED
+    store.apply_feedback("sns-2", parse(sample("event-complaint.json")))
+    assert store.get(email="recipient@example.com").status == COMPLAINED
+    outcome = store.apply_feedback("sns-3", parse(sample("event-bounce.json")))
+    assert outcome["suppressed"] == []
+    assert store.get(email="recipient@example.com").status == COMPLAINED
+    assert [e.new_status for e in store.events(reader.id)] == [ACTIVE, BOUNCED, COMPLAINED]
+
+
+def test_a_reader_who_unsubscribed_and_complains_is_marked_complained(store):
+    reader, _ = store.add("richard@example.com")
+    store.unsubscribe(reader.ref, source="web", reason="unsubscribed on the web page")
+    store.apply_feedback("sns-1", parse(sample("notification-complaint.json")))
+    assert store.get(email="richard@example.com").status == COMPLAINED
+    last = store.events(reader.id)[-1]
+    assert (last.old_status, last.source) == (UNSUBSCRIBED, "ses")
+    assert last.reason == "complaint: abuse (issue 2016-01-27)"
+
+
+def test_a_complaint_without_feedback_type_still_suppresses(store):
+    reader, _ = store.add("richard@example.com")
+    store.apply_feedback("sns-1", parse(sample("notification-complaint-no-feedback.json")))
+    assert store.get(email="richard@example.com").status == COMPLAINED
+    assert "complaint" in store.events(reader.id)[-1].reason
+
+
+@pytest.mark.parametrize("bounce_type", ["Undetermined", "Transient"])
+def test_a_single_soft_bounce_changes_nothing(store, bounce_type):
+    store.add("jane@example.com")
+    payload = sample("notification-bounce.json")
+    payload["bounce"]["bounceType"] = bounce_type
+    payload["bounce"]["timestamp"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    assert store.apply_feedback("sns-1", parse(payload))["suppressed"] == []
+    assert store.get(email="jane@example.com").status == ACTIVE
+
+
+def test_transient_bounces_count_within_the_window_by_their_time(store):
+    reader, _ = store.add("mary@example.com")
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def transient(message_id, days_ago):
+        return store.apply_feedback(message_id, [Feedback(
+            "bounce", "mary@example.com", "2025-03-10", bounce_type="Transient", bounce_subtype="MailboxFull",
+            detail="smtp; 452 4.2.2 Mailbox full", at=now - dt.timedelta(days=days_ago),
+        )])
+
+    assert transient("a", 45)["suppressed"] == []
+    assert transient("b", 31)["suppressed"] == []
+    assert transient("c", 29)["suppressed"] == []
+    assert transient("d", 1)["suppressed"] == []
+    assert store.get(email="mary@example.com").status == ACTIVE  # 2 within 30 days
+    assert transient("e", 0)["suppressed"] == ["mary@example.com"]
+    assert store.get(email="mary@example.com").status == BOUNCED
+    assert store.events(reader.id)[-1].reason.startswith("3 transient bounces in 30 days, last: MailboxFull")
+
+
+def test_other_readers_transient_bounces_do_not_count(store):
+    store.add("mary@example.com")
+    now = dt.datetime.now(dt.timezone.utc)
+    for i, address in enumerate(["jane@example.com", "richard@example.com", "mary@example.com"]):
+        store.apply_feedback(f"m{i}", [Feedback("bounce", address, None, bounce_type="Transient", at=now)])
+    assert store.get(email="mary@example.com").status == ACTIVE
+
+
+def test_feedback_without_a_time_is_stamped_now(store):
+    before = dt.datetime.now(dt.timezone.utc)
+    store.apply_feedback("sns-1", [Feedback("delivery", "jane@example.com", None)])
+    stamp = rows(store)[0].at
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
+    assert before - dt.timedelta(seconds=1) <= stamp <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+
+
+def test_a_long_diagnostic_is_cut_to_fit(store):
+    store.add("jane@example.com")
+    payload = copy.deepcopy(sample("notification-bounce.json"))
+    payload["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = "smtp; 550 " + "x" * 5000
+    store.apply_feedback("sns-1", parse(payload))
+    assert len(rows(store)[0].detail) == 1000
+    assert store.get(email="jane@example.com").status == BOUNCED

@@ -1,0 +1,274 @@
+"""Per-issue delivery figures (``newsletter.stats``) and ``newsletter stats``.
+
+Sends are simulated through the real send ledger (``Ledger.mark_pending``
+then ``Ledger.record``, as a send does), feedback through
+``Store.apply_feedback``, unsubscribes through ``Store.unsubscribe``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from newsletter.cli import cli
+from newsletter.feedback import Feedback
+from newsletter.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, issue_stats
+from newsletter.store import FAILED, SENT, UNKNOWN, UNSUBSCRIBED, Ledger, events_table
+
+_ids = itertools.count()
+
+
+def readers(store, count: int, prefix: str = "reader") -> list:
+    store.import_subscribers((i, f"{prefix}{i:03d}@example.com", None) for i in range(count))
+    return [s for s in store.iter_subscribers() if s.email.startswith(prefix)]
+
+
+def send(store, day: dt.date, to: list, status: str = SENT) -> None:
+    """Ledger rows for ``to`` as a send writes them: pending, then the outcome."""
+    ledger = Ledger(store, day)
+    ledger.mark_pending([r.id for r in to])
+    ledger.record([(r.id, status, f"0100-{day}-{r.id}" if status == SENT else None,
+                    None if status == SENT else "refused") for r in to])
+
+
+def feedback(store, day: dt.date | None, kind: str, reader, **fields) -> None:
+    issue = day.isoformat() if day else None
+    store.apply_feedback(f"sns-{next(_ids)}", [Feedback(kind, reader.email, issue, **fields)])
+
+
+def permanent(store, day, reader):
+    feedback(store, day, "bounce", reader, bounce_type="Permanent", bounce_subtype="General",
+             detail="smtp; 550 5.1.1 user unknown")
+
+
+def unsubscribe_at(store, reader, source: str, moment: dt.datetime) -> None:
+    """``reader`` unsubscribes (through ``source``); the event is then dated
+    ``moment``, the only way to put an unsubscribe between past issues."""
+    assert store.unsubscribe(reader.ref, source=source, reason="test")[1]
+    with store.engine.begin() as conn:
+        conn.execute(update(events_table)
+                     .where(events_table.c.subscriber_id == reader.id, events_table.c.new_status == UNSUBSCRIBED)
+                     .values(at=moment))
+
+
+def at(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.timezone.utc)
+
+
+# --------------------------------------------------------------------------
+# issue_stats
+
+
+D0 = dt.date(2025, 1, 2)  # outside the window
+D1 = dt.date(2025, 3, 10)
+D2 = dt.date(2025, 3, 12)
+TODAY = dt.date(2025, 3, 20)
+
+
+def test_issue_stats_counts_each_issue(store):
+    people = readers(store, 50)
+
+    send(store, D0, people[:10])
+    for r in people[:5]:
+        permanent(store, D0, r)
+
+    send(store, D1, people[:40])
+    send(store, D1, people[40:42], FAILED)  # refused by the provider: not sent
+    send(store, D1, people[42:43], UNKNOWN)  # outcome unknown: not counted as sent
+    for r in people[:30]:
+        feedback(store, D1, "delivery", r)
+    feedback(store, D1, "delivery", people[0])  # a redelivered report counts once
+    permanent(store, D1, people[30])
+    permanent(store, D1, people[31])
+    feedback(store, D1, "bounce", people[32], bounce_type="Transient", bounce_subtype="MailboxFull")
+    feedback(store, D1, "bounce", people[33], bounce_type="Undetermined")
+    feedback(store, D1, "complaint", people[34], detail="abuse")
+    feedback(store, None, "complaint", people[35], detail="abuse")  # no issue header: not attributable
+
+    send(store, D2, people[:25])
+    for r in people[:25]:
+        feedback(store, D2, "delivery", r)
+
+    unsubscribe_at(store, people[5], "web", at(D1, 12))  # after D1, before D2
+    unsubscribe_at(store, people[6], "one-click", at(D2, 9))  # after D2
+    unsubscribe_at(store, people[8], "one-click", at(D2 + dt.timedelta(days=3), 9))  # still after D2
+    unsubscribe_at(store, people[7], "cli", at(D1, 13))  # by the operator: not a reader's choice
+    unsubscribe_at(store, people[9], "web", at(D1 - dt.timedelta(days=1), 9))  # before any issue shown
+
+    rows = issue_stats(store, days=30, today=TODAY)
+
+    assert rows == [
+        IssueStats(issue_date="2025-03-12", sent=25, delivered=25, bounced=0, complained=0, unsubscribed=2),
+        IssueStats(issue_date="2025-03-10", sent=40, delivered=30, bounced=2, complained=1, unsubscribed=1),
+    ]
+    newest, older = rows
+    assert (newest.bounce_rate, newest.complaint_rate, newest.warnings()) == (0.0, 0.0, [])
+    assert older.bounce_rate == pytest.approx(0.05)
+    assert older.complaint_rate == pytest.approx(0.025)
+    assert older.warnings() == [
+        "bounce rate 5.00% is OVER the 5% SES review limit",
+        "complaint rate 2.500% is OVER the 0.1% SES review limit",
+    ]
+    # A wider window takes the older issue in.
+    assert [r.issue_date for r in issue_stats(store, days=90, today=TODAY)] == ["2025-03-12", "2025-03-10",
+                                                                                "2025-01-02"]
+    assert issue_stats(store, days=90, today=TODAY)[-1].bounced == 5
+
+
+def test_issue_stats_with_nothing_sent(store):
+    readers(store, 3)
+    assert issue_stats(store, days=30, today=TODAY) == []
+
+
+def test_a_bounce_reported_twice_for_one_reader_counts_once(store):
+    people = readers(store, 20)
+    send(store, D1, people)
+    permanent(store, D1, people[0])
+    permanent(store, D1, people[0])  # the same bounce through identity and configuration-set notifications
+    [row] = issue_stats(store, days=30, today=TODAY)
+    assert row.bounced == 1 and row.bounce_rate == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------
+# warnings against the SES review limits
+
+
+def stats(sent: int, bounced: int = 0, complained: int = 0) -> IssueStats:
+    return IssueStats("2025-03-10", sent, sent - bounced, bounced, complained, 0)
+
+
+def test_the_limits_are_the_ones_ses_publishes():
+    assert (BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE) == (0.05, 0.001, 0.8)
+
+
+@pytest.mark.parametrize("sent, bounced, expected", [
+    (100, 0, None),
+    (100, 3, None),
+    (1000, 39, None),  # 3.9%
+    (100, 4, "near"),  # exactly 80% of 5%
+    (25, 1, "near"),  # 4% again
+    (1000, 40, "near"),
+    (1000, 49, "near"),
+    (100, 5, "OVER"),  # exactly 5%
+    (20, 1, "OVER"),
+    (100, 10, "OVER"),
+    (7, 7, "OVER"),
+])
+def test_bounce_warnings(sent, bounced, expected):
+    warnings = stats(sent, bounced=bounced).warnings()
+    if expected is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"bounce rate {bounced / sent:.2%} is {expected} the 5% SES review limit"]
+
+
+@pytest.mark.parametrize("sent, complained, expected", [
+    (10_000, 0, None),
+    (10_000, 7, None),
+    (1_300, 1, None),  # 0.077%
+    (10_000, 8, "near"),  # exactly 80% of 0.1%
+    (1_250, 1, "near"),  # 0.08% again
+    (10_000, 9, "near"),
+    (10_000, 10, "OVER"),  # exactly 0.1%
+    (1_000, 1, "OVER"),
+    (100, 3, "OVER"),
+])
+def test_complaint_warnings(sent, complained, expected):
+    warnings = stats(sent, complained=complained).warnings()
+    if expected is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"complaint rate {complained / sent:.3%} is {expected} the 0.1% SES review limit"]
+
+
+def test_both_warnings_at_once_and_none_without_sends():
+    assert [w.split()[0] for w in stats(100, bounced=5, complained=1).warnings()] == ["bounce", "complaint"]
+    empty = stats(0)
+    assert (empty.bounce_rate, empty.complaint_rate, empty.warnings()) == (0.0, 0.0, [])
+
+
+# --------------------------------------------------------------------------
+# `newsletter stats`
+
+
+def run_stats(database_url: str, *args: str):
+    return CliRunner().invoke(cli, ["stats", *args], env={"NEWSLETTER_DATABASE_URL": database_url},
+                              catch_exceptions=False)
+
+
+def table(result) -> dict[str, list[str]]:
+    """The command's table rows by issue date, each split into its columns."""
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["issue", "sent", "delivered", "bounced", "complained", "unsubscribed", "bounce",
+                                "complaint"]
+    assert lines[-1].startswith("SES reviews accounts at a 5% bounce rate or a 0.1% complaint rate")
+    return {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
+
+
+def test_cli_says_when_no_issue_was_sent(store, database_url):
+    readers(store, 2)
+    result = run_stats(database_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "No issue sent in the last 30 days.\n"
+    assert result.stderr == ""
+    assert run_stats(database_url, "--days", "7").stdout == "No issue sent in the last 7 days.\n"
+
+
+def test_cli_prints_the_table_and_warns_near_the_bounce_limit(store, database_url):
+    today = dt.date.today()
+    recent, old = today - dt.timedelta(days=2), today - dt.timedelta(days=40)
+    people = readers(store, 25)
+    send(store, old, people[:10])
+    send(store, recent, people)
+    for r in people[1:]:
+        feedback(store, recent, "delivery", r)
+    permanent(store, recent, people[0])  # 1 in 25: 4%, 80% of the limit
+    assert store.unsubscribe(people[3].ref, source="one-click", reason="test")[1]
+
+    result = run_stats(database_url)
+
+    assert result.exit_code == 0, result.output
+    assert table(result) == {recent.isoformat(): ["25", "24", "1", "0", "1", "4.00%", "0.000%"]}
+    assert result.stderr == f"WARNING {recent}: bounce rate 4.00% is near the 5% SES review limit\n"
+    assert "WARNING" not in result.stdout
+
+    wider = run_stats(database_url, "--days", "60")
+    assert list(table(wider)) == [recent.isoformat(), old.isoformat()]
+    assert table(wider)[old.isoformat()] == ["10", "0", "0", "0", "0", "0.00%", "0.000%"]
+
+
+def test_cli_warns_over_the_complaint_limit(store, database_url):
+    day = dt.date.today() - dt.timedelta(days=1)
+    people = readers(store, 200)
+    send(store, day, people)
+    feedback(store, day, "complaint", people[7], detail="abuse")  # 0.5%
+
+    result = run_stats(database_url)
+
+    assert result.exit_code == 0, result.output
+    assert table(result)[day.isoformat()] == ["200", "0", "0", "1", "0", "0.00%", "0.500%"]
+    assert result.stderr == f"WARNING {day}: complaint rate 0.500% is OVER the 0.1% SES review limit\n"
+
+
+def test_cli_is_quiet_below_the_limits(store, database_url):
+    day = dt.date.today() - dt.timedelta(days=1)
+    people = readers(store, 100)
+    send(store, day, people)
+    for r in people[:3]:
+        permanent(store, day, r)  # 3%: below 80% of 5%
+
+    result = run_stats(database_url)
+
+    assert result.exit_code == 0, result.output
+    assert table(result)[day.isoformat()][:3] == ["100", "0", "3"]
+    assert result.stderr == ""
+
+
+def test_cli_refuses_a_bad_days_value(database_url):
+    result = CliRunner().invoke(cli, ["stats", "--days", "0"], env={"NEWSLETTER_DATABASE_URL": database_url})
+    assert result.exit_code == 2
+    assert "--days" in result.stderr
