@@ -170,3 +170,38 @@ def newsletter_server(args: list[str], port: int, folder: Path, env: dict[str, s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------
+# browser pages
+
+PHONE = {"width": 375, "height": 800}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def new_page(browser):
+    """Return a function opening a page in a fresh browser context (closed
+    afterwards); the page records Content-Security-Policy violations in
+    ``page.csp``."""
+    contexts = []
+
+    def open_page(viewport=None, **options):
+        context = browser.new_context(viewport=viewport or DESKTOP, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.csp = []
+        page.on("console", lambda m: page.csp.append(m.text) if "Content Security Policy" in m.text else None)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def page_widths(target) -> dict:
+    """The document's scroll width and viewport width in the page or frame
+    ``target`` (a Page or a FrameLocator)."""
+    return target.locator("html").evaluate(
+        "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
+    )

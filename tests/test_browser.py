@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, clean_env, free_port, newsletter_server
+from conftest import EXAMPLE, PHONE, clean_env, free_port, newsletter_server, page_widths
 from newsletter.config import Settings
 from newsletter.papers import load_batch
 from newsletter.render import PACKAGE_TEMPLATES, render_issue
@@ -27,8 +27,6 @@ pytestmark = pytest.mark.browser
 
 DATE = dt.date(2025, 3, 11)
 SUBJECT = "Daily Papers · Tue 11 Mar 2025 · 85 papers"
-PHONE = {"width": 375, "height": 800}
-DESKTOP = {"width": 1280, "height": 900}
 
 try:
     from playwright.sync_api import expect
@@ -82,36 +80,13 @@ def example():
     return batch, render_issue(batch, Settings(templates_dir=PACKAGE_TEMPLATES))
 
 
-@pytest.fixture
-def new_page(browser):
-    """Return a function opening a page in a fresh context (closed afterwards)."""
-    contexts = []
-
-    def open_page(viewport=DESKTOP, **options):
-        context = browser.new_context(viewport=viewport, **options)
-        contexts.append(context)
-        return context.new_page()
-
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
 # --------------------------------------------------------------------------
 # helpers
 
 
-def widths(target) -> dict:
-    """The document's scroll width and viewport width in the page or frame
-    ``target`` (a Page or a FrameLocator)."""
-    return target.locator("html").evaluate(
-        "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
-    )
-
-
 def no_horizontal_scroll(target) -> bool:
     """True when the document in ``target`` is no wider than its viewport."""
-    measured = widths(target)
+    measured = page_widths(target)
     return measured["scroll"] <= measured["inner"]
 
 
@@ -167,7 +142,7 @@ def test_phone_frame_is_375_px_wide_without_horizontal_scroll(server, new_page):
     page.goto(server.url + "/")
     frame = page.frame_locator("#phone")
     expect(frame.locator(".mh")).to_be_visible()
-    measured = widths(frame)
+    measured = page_widths(frame)
     assert measured["inner"] == 375, measured  # the frame's border is not taken from the email
     assert no_horizontal_scroll(frame), measured
 
@@ -186,7 +161,7 @@ def test_email_shows_every_title(server, example, new_page, width):
     for paper in batch.papers:
         expect(page.get_by_text(paper.title, exact=True)).to_be_visible()
     if width == 375:
-        assert no_horizontal_scroll(page), widths(page)
+        assert no_horizontal_scroll(page), page_widths(page)
 
 
 def test_email_in_dark_mode_has_dark_background_and_visible_titles(server, example, new_page):
@@ -209,7 +184,7 @@ def test_web_version_has_no_horizontal_scroll_on_a_phone(server, example, new_pa
     response = page.goto(server.url + "/web.html")
     assert response.status == 200
     expect(page.get_by_text(batch.papers[-1].title, exact=True)).to_be_visible()
-    assert no_horizontal_scroll(page), widths(page)
+    assert no_horizontal_scroll(page), page_widths(page)
 
 
 def test_responses_carry_security_headers(server):

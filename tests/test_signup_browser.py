@@ -12,13 +12,12 @@ import re
 
 import pytest
 
-from conftest import SECRET, clean_env, free_port, newsletter_server
+from conftest import PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths
 from newsletter.store import ACTIVE, open_store
 from newsletter.web import mask_email
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 375, "height": 800}
 
 try:
     from playwright.sync_api import expect
@@ -47,25 +46,6 @@ def site(tmp_path_factory):
         store.close()
 
 
-@pytest.fixture
-def new_page(browser):
-    """Return a function opening a page in a fresh context (closed afterwards);
-    the page records Content-Security-Policy violations in ``page.csp``."""
-    contexts = []
-
-    def open_page(viewport=None):
-        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.csp = []
-        page.on("console", lambda m: page.csp.append(m.text) if "Content Security Policy" in m.text else None)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
 def confirmation_link(outbox, address: str) -> str:
     """The link in the one confirmation email sent to ``address``."""
     found = []
@@ -79,9 +59,7 @@ def confirmation_link(outbox, address: str) -> str:
 
 
 def no_horizontal_scroll(page) -> bool:
-    measured = page.locator("html").evaluate(
-        "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
-    )
+    measured = page_widths(page)
     assert measured["inner"] == PHONE["width"], measured
     return measured["scroll"] <= measured["inner"]
 

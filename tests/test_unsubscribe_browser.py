@@ -12,7 +12,7 @@ import datetime as dt
 
 import pytest
 
-from conftest import EXAMPLE, SECRET
+from conftest import EXAMPLE, PHONE, SECRET, page_widths
 from newsletter.config import Settings
 from newsletter.papers import load_batch
 from newsletter.render import PACKAGE_TEMPLATES, render_issue
@@ -24,7 +24,6 @@ from test_web import serving
 pytestmark = pytest.mark.browser
 
 DATE = dt.date(2025, 3, 11)
-PHONE = {"width": 375, "height": 800}
 
 try:
     from playwright.sync_api import expect
@@ -56,29 +55,8 @@ def site(tmp_path_factory):
         store.close()
 
 
-@pytest.fixture
-def new_page(browser):
-    """Return a function opening a page in a fresh context (closed afterwards);
-    the page records Content-Security-Policy violations in ``page.csp``."""
-    contexts = []
-
-    def open_page(viewport=None):
-        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.csp = []
-        page.on("console", lambda m: page.csp.append(m.text) if "Content Security Policy" in m.text else None)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
 def no_horizontal_scroll(page) -> bool:
-    measured = page.locator("html").evaluate(
-        "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
-    )
+    measured = page_widths(page)
     assert measured["inner"] == PHONE["width"], measured
     return measured["scroll"] <= measured["inner"]
 
