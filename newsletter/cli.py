@@ -366,15 +366,21 @@ def subscribers_add(ctx: click.Context, email: str, name: str | None) -> None:
         raise Refused(f"{subscriber.email} is {subscriber.status}; it is not reactivated")
 
 
+def _listed(store: Store, email: str):
+    """The subscriber with ``email``; raises :class:`Refused` when there is none."""
+    subscriber = store.get(email=email)
+    if subscriber is None:
+        raise Refused(f"{email.strip()} is not on the list")
+    return subscriber
+
+
 @subscribers.command("remove")
 @click.argument("email")
 @click.pass_context
 def subscribers_remove(ctx: click.Context, email: str) -> None:
     """Mark EMAIL unsubscribed (kept, with the reason, so it is never re-added by accident)."""
     store = _store(ctx)
-    subscriber = store.get(email=email)
-    if subscriber is None:
-        raise Refused(f"{email.strip()} is not on the list")
+    subscriber = _listed(store, email)
     if store.change_status(subscriber.id, "unsubscribed", source="cli", reason="removed by the operator",
                            only_from=("active",)):
         click.echo(f"Unsubscribed {subscriber.email}")
@@ -439,9 +445,7 @@ def subscribers_reactivate(ctx: click.Context, email: str) -> None:
     """Make EMAIL active again, whatever its status (an operator's decision:
     use it for an address that complained or bounced only when you know why)."""
     store = _store(ctx)
-    subscriber = store.get(email=email)
-    if subscriber is None:
-        raise Refused(f"{email.strip()} is not on the list")
+    subscriber = _listed(store, email)
     if store.change_status(subscriber.id, "active", source="cli", reason="reactivated by the operator"):
         click.echo(f"Reactivated {subscriber.email} (was {subscriber.status})")
     else:

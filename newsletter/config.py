@@ -100,7 +100,7 @@ def _secret(_name: str, value: str) -> str:
     return value  # checked where a secret is needed (newsletter.tokens)
 
 
-def _secret_list(_name: str, value: str) -> tuple[str, ...]:
+def _list(_name: str, value: str) -> tuple[str, ...]:
     """A list separated by commas or spaces."""
     return tuple(part for part in value.replace(",", " ").split() if part)
 
@@ -161,7 +161,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_FETCH_TIMEOUT": ("fetch_timeout", _positive_float),
     "NEWSLETTER_DATABASE_URL": ("database_url", _database_url),
     "NEWSLETTER_SECRET_KEY": ("secret_key", _secret),
-    "NEWSLETTER_SECRET_KEY_FALLBACKS": ("secret_key_fallbacks", _secret_list),
+    "NEWSLETTER_SECRET_KEY_FALLBACKS": ("secret_key_fallbacks", _list),
     "NEWSLETTER_SENDER": ("sender", _sender),
     "NEWSLETTER_FROM": ("from_address", _from_address),
     "NEWSLETTER_OUTBOX_DIR": ("outbox_dir", lambda _n, v: Path(v)),
@@ -177,7 +177,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "NEWSLETTER_SMTP_USERNAME": ("smtp_username", _optional_text),
     "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _secret),
     "NEWSLETTER_SMTP_STARTTLS": ("smtp_starttls", _flag),
-    "NEWSLETTER_SNS_TOPIC_ARNS": ("sns_topic_arns", _secret_list),
+    "NEWSLETTER_SNS_TOPIC_ARNS": ("sns_topic_arns", _list),
     "NEWSLETTER_SQS_ENDPOINT_URL": ("sqs_endpoint_url", _http_url),
     "NEWSLETTER_PROXY_COUNT": ("proxy_count", lambda n, v: _positive_int(n, v, high=10) if v != "0" else 0),
 }

@@ -267,14 +267,10 @@ class Dispatcher:
                 if self.stop.is_set() or submitted >= to_send:
                     break
                 chunk = chunk[: to_send - submitted]
-                active = self.store.active_ids(s.id for s in chunk)  # honour unsubscribes made meanwhile
-                readers = [s for s in chunk if s.id in active]
-                with self._lock:
-                    report.skipped += len(chunk) - len(readers)
                 submitted += len(chunk)
-                if not readers:
-                    continue
-                recipients = [self._recipient(s) for s in readers]
+                # The page query read only active readers; _work checks again
+                # just before the call, for unsubscribes made meanwhile.
+                recipients = [self._recipient(s) for s in chunk]
                 while not slots.acquire(timeout=0.5):
                     if self.stop.is_set():
                         break
