@@ -61,16 +61,9 @@ def _store(ctx: click.Context) -> Store:
 
 def _serve(app, host: str, port: int, what: str) -> None:
     """Run ``app`` under waitress until Ctrl-C or SIGTERM."""
-    from waitress import create_server
+    from newsletter.web import run_server
 
-    server = create_server(app, host=host, port=port, threads=8)
-    click.echo(f"{what} at http://{host}:{server.effective_port}/  (Ctrl-C to stop)")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    run_server(app, host, port, lambda url: click.echo(f"{what} at {url}  (Ctrl-C to stop)"))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -426,15 +419,21 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     bounced or complained is never reactivated. Invalid addresses are
     reported with their line and skipped.
     """
+    from newsletter.actions import ReaderActions
+
     rows = read_subscriber_csv(csv_file)
-    report = _store(ctx).import_subscribers(rows, source=f"import:{csv_file.name}"[:32])
+    store = _store(ctx)
+    report = store.import_subscribers(rows, source=f"import:{csv_file.name}"[:32])
+    # Readers who unsubscribed while the import held the database: now.
+    ReaderActions(store).apply_pending()
     for line, why in report.invalid:
         click.echo(f"{csv_file}, line {line}: {why}", err=True)
     for line, status in report.refused:
         click.echo(f"{csv_file}, line {line}: {status}; not reactivated", err=True)
     click.echo(
         f"{csv_file}: added {len(report.added)}, already present {len(report.present)}, "
-        f"invalid {len(report.invalid)}, refused {len(report.refused)}"
+        f"invalid {len(report.invalid)}, refused {len(report.refused)} "
+        f"(database held for {report.write_seconds:.2f} s)"
     )
 
 

@@ -51,6 +51,12 @@ class StoreError(NewsletterError):
     server, schema newer than this release)."""
 
 
+class StoreBusy(StoreError):
+    """A write could not get the database within its short wait, because a
+    long operation (an import, a migration) holds it. Reader actions that
+    meet it stay recorded and are applied as soon as the database is free."""
+
+
 class InvalidEmail(NewsletterError):
     """An email address is not syntactically valid."""
 

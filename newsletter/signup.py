@@ -1,24 +1,25 @@
 """Confirmed sign-up (double opt-in).
 
-A sign-up only sends a confirmation email with a signed link that expires
-after 7 days; the address joins the list when that link's button is
-pressed. The reply to a sign-up is the same whatever the address's state,
-so it never reveals who is on the list. Abuse limits: at most
-``PER_ADDRESS_PER_DAY`` confirmation emails per address a day and
-``PER_CLIENT_PER_HOUR`` per client address an hour, and none to an address
-that bounced or complained.
+A sign-up is recorded, and a worker sends the confirmation email with a
+signed link that expires after 7 days; the address joins the list when that
+link's button is pressed. The reply to a sign-up, and the work done to give
+it, are the same whatever the address's state, so neither reveals who is on
+the list. Abuse limits: at most ``PER_ADDRESS_PER_DAY`` sign-ups per address
+a day and ``PER_CLIENT_PER_HOUR`` per client address an hour, counted and
+recorded in one atomic step; no email to an address that is active, that
+bounced or complained, or that the operator removed.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import email.policy
 import email.utils
 from email.message import EmailMessage
+from typing import Callable
 
 from newsletter.config import Settings
 from newsletter.render import render_template, template_environment
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, Store, normalize_email, now
+from newsletter.store import Store, normalize_email, stored_name
 from newsletter.tokens import Signer
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
@@ -45,43 +46,25 @@ def confirmation_message(settings: Settings, address: str, confirm_url: str) -> 
     return message.as_bytes()
 
 
-def request_signup(store: Store, signer: Signer, settings: Settings, sender, address: str,
-                   name: str | None, client: str) -> str:
-    """Handle a sign-up form; return what happened, for the log only (the
-    reader always sees the same reply). Raises :class:`InvalidEmail` for a
-    malformed address or one that is not ASCII (no sender supports SMTPUTF8,
-    so it could be sent neither this email nor any issue), and SendError
-    subclasses when the email could not go."""
-    address = normalize_email(address)
-    name = " ".join((name or "").split())[:200] or None
-    existing = store.get(email=address)
-    if existing is not None and existing.status == ACTIVE:
-        return "already subscribed: nothing sent"
-    if existing is not None and existing.status in (BOUNCED, COMPLAINED):
-        return f"address is {existing.status}: nothing sent"
-    stamp = now()
-    if store.count_signups(email=address, since=stamp - dt.timedelta(days=1)) >= PER_ADDRESS_PER_DAY:
-        return "daily limit for this address reached: nothing sent"
-    if store.count_signups(client=client, since=stamp - dt.timedelta(hours=1)) >= PER_CLIENT_PER_HOUR:
-        return "hourly limit for this client reached: nothing sent"
-    url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name)}"
-    sender.send_single(address, confirmation_message(settings, address, url))
-    store.record_signup(address, client)
-    return "confirmation sent"
+def confirmation_sender(settings: Settings, signer: Signer, sender) -> Callable[[str, str | None], None]:
+    """Return a function that sends ``address`` its confirmation email
+    (a link signed now, valid for 7 days) through ``sender``; it raises a
+    :class:`SendError` subclass when the email could not go."""
+
+    def send(address: str, name: str | None) -> None:
+        url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name)}"
+        sender.send_single(address, confirmation_message(settings, address, url))
+
+    return send
 
 
-def confirm_signup(store: Store, address: str, name: str | None) -> str:
-    """Activate ``address`` after its confirmation link was used; return the
-    outcome: "subscribed", "resubscribed", "already", or "refused" (an address
-    that complained is never reactivated here: only an operator can)."""
-    existing = store.get(email=address)
-    if existing is None:
-        _subscriber, created = store.add(address, name, source="signup")
-        return "subscribed" if created else "already"
-    if existing.status == ACTIVE:
-        return "already"
-    if existing.status == COMPLAINED:
-        return "refused"
-    changed = store.change_status(existing.id, ACTIVE, source="signup", reason="confirmed a new sign-up",
-                                  only_from=(UNSUBSCRIBED, BOUNCED))
-    return "resubscribed" if changed else "already"
+def request_signup(store: Store, address: str, name: str | None, client: str) -> bool:
+    """Record a sign-up form for the worker that sends confirmation emails
+    (``newsletter.actions``); return whether it was recorded (False: a limit
+    was reached). The work is the same whatever the address's state, so
+    neither the reply nor its timing tells who is on the list. Raises
+    :class:`InvalidEmail` for a malformed address or one that is not ASCII
+    (no sender supports SMTPUTF8, so it could be sent neither this email nor
+    any issue)."""
+    return store.record_signup(normalize_email(address), stored_name(name), client,
+                               per_address_per_day=PER_ADDRESS_PER_DAY, per_client_per_hour=PER_CLIENT_PER_HOUR)

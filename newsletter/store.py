@@ -10,8 +10,11 @@ did this reader stop getting mail?".
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -31,13 +34,15 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
+    null,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
-from newsletter.errors import InvalidEmail, StoreError
+from newsletter.errors import InvalidEmail, StoreBusy, StoreError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue, Subscriber, SubscriberEvent
 
 SCHEMA_VERSION = 1
@@ -156,15 +161,45 @@ sns_seen_table = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
-# Confirmation emails sent for sign-ups, for the abuse limits.
-signups_table = Table(
-    "signup_requests",
-    metadata,
+# Reader actions from the web (sign-ups, confirmations, unsubscribes,
+# resubscribes), recorded before anything else is done with them: an action
+# is never lost, even while a long operation (an import, a migration) holds
+# the database. They are applied at once when the database allows, else as
+# soon as it is free (see newsletter.actions). With SQLite this table lives in
+# a file of its own beside the database, so recording one never waits for
+# the database's single writer; with PostgreSQL it is a table like the others.
+inbox_metadata = MetaData()
+
+actions_table = Table(
+    "reader_actions",
+    inbox_metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("email_key", String(320), nullable=False, index=True),
-    Column("client", String(64), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),  # signup, confirm, unsubscribe, resubscribe
+    Column("subscriber_id", Integer, index=True),  # the reader acted upon, when known
+    Column("email_key", String(320), index=True),  # sign-up and confirm: the lower-cased address
+    Column("client", String(64), index=True),  # sign-up: the client address that asked
+    Column("payload", Text, nullable=False),  # JSON: what the action needs (name, source, ...)
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("done_at", DateTime(timezone=True), index=True),  # None while still to apply
+    Column("claimed_until", DateTime(timezone=True)),  # someone is applying it until then
+    Column("not_before", DateTime(timezone=True)),  # retry later (a failed confirmation email)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome", String(300)),
 )
+
+
+@dataclass(frozen=True)
+class ReaderAction:
+    """One recorded reader action (see ``actions_table``)."""
+
+    id: int
+    kind: str
+    subscriber_id: int | None
+    email_key: str | None
+    client: str | None
+    payload: dict
+    received_at: dt.datetime
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -188,6 +223,7 @@ class ImportReport:
     present: list[int] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)  # (line, why)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (line, status)
+    write_seconds: float = 0.0  # how long the import held the database for writing
 
 
 def now() -> dt.datetime:
@@ -229,8 +265,19 @@ def _subscriber(row) -> Subscriber:
     )
 
 
-def _sqlite_engine(url, begin: str) -> Engine:
-    """An engine whose transactions start with ``BEGIN <begin>``."""
+# How long a reader's action waits for the database before it is left to
+# the worker (the reader is answered within two seconds whatever holds it).
+QUICK_WAIT_SECONDS = 1.0
+# How long one caller may take to apply a reader action before another may.
+CLAIM_SECONDS = 30.0
+# PostgreSQL advisory lock taken while a sign-up is counted and recorded.
+SIGNUP_LOCK_KEY = 0x6E6C5349474E  # "nlSIGN"
+BUSY_TIMEOUT_SECONDS = 15.0
+
+
+def _sqlite_engine(url, begin: str, busy_seconds: float = BUSY_TIMEOUT_SECONDS) -> Engine:
+    """An engine whose transactions start with ``BEGIN <begin>`` and whose
+    connections wait up to ``busy_seconds`` for another writer."""
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
@@ -241,15 +288,50 @@ def _sqlite_engine(url, begin: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cursor.execute("PRAGMA busy_timeout=15000")  # wait for a writer instead of failing
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")  # wait for a writer instead of failing
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql(f"BEGIN {begin}")
+        # A connection may ask for another mode (see Store.import_subscribers).
+        connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('sqlite_begin', begin)}")
 
     return engine
+
+
+def _inbox_url(url):
+    """The SQLite file of the reader-action inbox, beside the database file
+    (``subscribers/newsletter.db`` → ``subscribers/newsletter.inbox.db``)."""
+    path = Path(url.database)
+    return url.set(database=str(path.with_name(f"{path.stem}.inbox{path.suffix or '.db'}")))
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    """Whether ``exc`` means another writer held the database too long
+    (SQLite's "database is locked", PostgreSQL's lock timeout)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "lock timeout" in text or "busy" in text
+
+
+def stored_name(name: str | None) -> str | None:
+    """A reader's name as stored: whitespace collapsed, at most 200
+    characters, None when empty."""
+    return " ".join((name or "").split())[:200] or None
+
+
+def reader_may_reactivate(status: str | None, last_source: str | None) -> bool:
+    """Whether the reader themself may make an address active (by signing
+    up, confirming or resubscribing): a new address (``status`` None) or one
+    that unsubscribed itself (its last change came from the reader). Never
+    one the operator removed, nor one that bounced or complained."""
+    return status is None or (status == UNSUBSCRIBED and last_source in READER_SOURCES)
+
+
+def _last_source(conn: Connection, subscriber_id: int) -> str | None:
+    """The source of the subscriber's latest status change."""
+    e = events_table
+    return conn.scalar(select(e.c.source).where(e.c.subscriber_id == subscriber_id).order_by(e.c.id.desc()).limit(1))
 
 
 def _change_status(
@@ -298,8 +380,11 @@ class Store:
                 # busy timeout. Readers need no lock at all under WAL.
                 self.engine = _sqlite_engine(url, "IMMEDIATE")
                 self.reader = _sqlite_engine(url, "DEFERRED")
+                self._quick = _sqlite_engine(url, "IMMEDIATE", busy_seconds=QUICK_WAIT_SECONDS)
+                in_memory = not url.database or url.database == ":memory:"
+                self.inbox = self.engine if in_memory else _sqlite_engine(_inbox_url(url), "IMMEDIATE")
             else:
-                self.engine = self.reader = create_engine(url, pool_pre_ping=True)
+                self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
             self._create_schema()
         except ArgumentError:
             raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
@@ -313,10 +398,11 @@ class Store:
             raise
 
     def _create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine)
-        except IntegrityError:  # another process created the tables at the same moment
-            metadata.create_all(self.engine)
+        for schema, engine in ((metadata, self.engine), (inbox_metadata, self.inbox)):
+            try:
+                schema.create_all(engine)
+            except (IntegrityError, OperationalError):  # another process created them at the same moment
+                schema.create_all(engine)
         with self.engine.begin() as conn:
             version = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
             if version is None:
@@ -340,8 +426,10 @@ class Store:
 
     def close(self) -> None:
         """Release every pooled connection (safe to call more than once)."""
-        for engine in {getattr(self, "engine", None), getattr(self, "reader", None)} - {None}:
-            engine.dispose()
+        for name in ("engine", "reader", "_quick", "inbox"):
+            engine = getattr(self, name, None)
+            if engine is not None:
+                engine.dispose()
 
     # ---------------------------------------------------------------- reading
 
@@ -380,17 +468,19 @@ class Store:
 
     def active_ids(self, ids: Iterable[int]) -> set[int]:
         """Return those of ``ids`` that are active right now (checked just
-        before sending, so a reader who left a moment ago gets nothing)."""
+        before sending, so a reader who left a moment ago gets nothing, even
+        one whose unsubscribe is recorded but not yet applied)."""
         ids = list(ids)
         if not ids:
             return set()
         with self.reader.connect() as conn:
-            rows = conn.execute(
+            active = set(conn.scalars(
                 select(subscribers_table.c.id).where(
                     subscribers_table.c.id.in_(ids), subscribers_table.c.status == ACTIVE
                 )
-            )
-            return {row.id for row in rows}
+            ))
+        # An unsubscribe recorded while the database was held counts already.
+        return active - self._pending_unsubscribes(list(active)) if active else active
 
     def counts(self) -> dict[str, int]:
         """Return the number of subscribers per status (every status listed)."""
@@ -426,7 +516,7 @@ class Store:
                 ref=secrets.token_urlsafe(16),
                 email=email,
                 email_key=email.lower(),
-                name=" ".join((name or "").split())[:200] or None,
+                name=stored_name(name),
                 status=ACTIVE,
                 source=source,
                 created_at=stamp,
@@ -479,75 +569,193 @@ class Store:
         with self.engine.begin() as conn:
             return _change_status(conn, subscriber_id, new_status, source, reason, only_from)
 
-    def unsubscribe(self, ref: str, *, source: str, reason: str) -> tuple[Subscriber | None, bool]:
+    @contextlib.contextmanager
+    def _writing(self, quick: bool = False) -> Iterator[Connection]:
+        """A write transaction. With ``quick``, it waits at most
+        :data:`QUICK_WAIT_SECONDS` for the database (held by a long import or
+        a migration) and then raises :class:`StoreBusy`; otherwise it waits
+        up to the busy timeout."""
+        engine = self._quick if quick else self.engine
+        try:
+            with engine.begin() as conn:
+                if quick and engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(QUICK_WAIT_SECONDS * 1000)}ms'")
+                yield conn
+        except OperationalError as exc:
+            if quick and _is_busy(exc):
+                raise StoreBusy("the database is busy with a long operation") from exc
+            raise
+
+    def unsubscribe(self, ref: str, *, source: str, reason: str, quick: bool = False) -> tuple[Subscriber | None, bool]:
         """Unsubscribe the active reader with ``ref``. Idempotent.
 
         Returns (subscriber or None when unknown, whether anything changed).
-        A bounced or complained reader stays as they are.
+        A bounced or complained reader stays as they are. Raises
+        :class:`StoreBusy` when ``quick`` and the database is held.
         """
         found = self.get(ref=ref)
         if not found:
             return None, False
-        changed = self.change_status(found.id, UNSUBSCRIBED, source=source, reason=reason, only_from=(ACTIVE,))
+        with self._writing(quick) as conn:
+            changed = _change_status(conn, found.id, UNSUBSCRIBED, source, reason, (ACTIVE,))
         return self.get(ref=ref), changed
 
-    def resubscribe(self, ref: str, *, source: str = "web") -> tuple[Subscriber | None, bool]:
-        """Reactivate the reader with ``ref`` if they unsubscribed themself.
+    def resubscribe(self, ref: str, *, source: str = "web", quick: bool = False) -> tuple[Subscriber | None, bool]:
+        """Reactivate the reader with ``ref`` if they unsubscribed themself
+        (:func:`reader_may_reactivate`), deciding inside the transaction.
 
         An address unsubscribed by the operator, bounced or complained is
         left alone. Returns (subscriber or None, whether anything changed).
+        Raises :class:`StoreBusy` when ``quick`` and the database is held.
         """
         found = self.get(ref=ref)
-        if not found or found.status != UNSUBSCRIBED:
-            return found, False
-        history = self.events(found.id)
-        if not history or history[-1].source not in READER_SOURCES:
-            return found, False
-        changed = self.change_status(
-            found.id, ACTIVE, source=source, reason="resubscribed by the reader", only_from=(UNSUBSCRIBED,)
-        )
+        if not found:
+            return None, False
+        with self._writing(quick) as conn:
+            status = conn.scalar(select(subscribers_table.c.status).where(subscribers_table.c.id == found.id))
+            changed = reader_may_reactivate(status, _last_source(conn, found.id)) and _change_status(
+                conn, found.id, ACTIVE, source, "resubscribed by the reader", (UNSUBSCRIBED,)
+            )
         return self.get(ref=ref), changed
 
+    def signup_state(self, email: str) -> tuple[Subscriber | None, bool]:
+        """Return (the subscriber with ``email`` or None, whether a sign-up
+        may make the address active now: see :func:`reader_may_reactivate`)."""
+        found = self.get(email=email)
+        if found is None:
+            return None, True
+        with self.reader.connect() as conn:
+            return found, reader_may_reactivate(found.status, _last_source(conn, found.id))
+
+    def confirm_signup(self, email: str, name: str | None, quick: bool = False) -> str:
+        """Make ``email`` active after its confirmation link was used, with
+        the rules of a new sign-up checked at this moment, inside the
+        transaction: a new address is added, one that unsubscribed itself is
+        reactivated; one the operator removed, or that bounced or complained
+        since, is refused.
+
+        Returns "subscribed", "resubscribed", "already" (active) or
+        "refused". Raises :class:`StoreBusy` when ``quick`` and the database
+        is held.
+        """
+        address = normalize_email(email)
+        key = address.lower()
+        with self._writing(quick) as conn:
+            row = conn.execute(
+                select(subscribers_table.c.id, subscribers_table.c.status).where(subscribers_table.c.email_key == key)
+            ).first()
+            if row is None:
+                self._insert_subscriber(conn, address, name, "signup")
+                return "subscribed"
+            if row.status == ACTIVE:
+                return "already"
+            if not reader_may_reactivate(row.status, _last_source(conn, row.id)):
+                return "refused"
+            _change_status(conn, row.id, ACTIVE, "signup", "confirmed a new sign-up", (UNSUBSCRIBED,))
+            return "resubscribed"
+
     def import_subscribers(self, rows: Iterable[tuple[int, str, str | None]], source: str = "import") -> ImportReport:
-        """Add the (line, email, name) rows in one transaction.
+        """Add the (line, email, name) rows, all or nothing.
 
         Addresses already present are counted, never reactivated (those
         unsubscribed, bounced or complained are reported as refused);
-        malformed addresses are reported with their line. Either every new
-        address is added or, on a failure, none is. Raises
-        :class:`StoreError` when a concurrent writer added one of the
-        addresses first (nothing is imported then).
+        malformed addresses are reported with their line. Everything is
+        checked and prepared first, without holding the database; then the
+        new addresses are written in bulk in one short transaction (its
+        duration is ``write_seconds`` in the report), so readers'
+        unsubscribes wait as little as possible. An address that someone
+        else added in the meantime is reported as present (or refused).
+        Raises :class:`StoreError` when the write fails (nothing is imported).
         """
         report = ImportReport()
-        seen: dict[str, str] = {}  # lower-cased address -> status, for repeats in the file
-        try:
-            with self.engine.begin() as conn:
-                for line, email, name in rows:
-                    try:
-                        address = normalize_email(email)
-                    except InvalidEmail as exc:
-                        report.invalid.append((line, str(exc)))
-                        continue
-                    key = address.lower()
-                    status = seen.get(key) or conn.scalar(
-                        select(subscribers_table.c.status).where(subscribers_table.c.email_key == key)
-                    )
-                    if status is None:
-                        self._insert_subscriber(conn, address, name, source)
-                        report.added.append(line)
-                        status = ACTIVE
-                    elif status == ACTIVE:
-                        report.present.append(line)
-                    else:
-                        report.refused.append((line, status))
-                    seen[key] = status
-        except IntegrityError:
-            # Someone added one of these addresses while the import ran; the
-            # transaction rolled back, so running it again is safe.
-            raise StoreError(
-                "an address was added by someone else during the import; nothing was imported, run it again"
-            ) from None
+        lines: dict[str, list[int]] = {}  # lower-cased address -> its lines in the file, first first
+        new: dict[str, tuple[str, str | None]] = {}  # key -> (address, name) of first appearance
+        for line, email, name in rows:
+            try:
+                address = normalize_email(email)
+            except InvalidEmail as exc:
+                report.invalid.append((line, str(exc)))
+                continue
+            key = address.lower()
+            lines.setdefault(key, []).append(line)
+            new.setdefault(key, (address, name))
+        statuses = self._statuses(list(new))
+        stamp = now()
+        staged = [
+            dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
+                 name=stored_name(name), status=ACTIVE, source=source,
+                 created_at=stamp, updated_at=stamp)
+            for key, (address, name) in new.items() if key not in statuses
+        ]
+        added = self._bulk_add(staged, report) if staged else set()
+        if len(added) < len(staged):  # someone else added some of them meanwhile
+            statuses.update(self._statuses([row["email_key"] for row in staged if row["email_key"] not in added]))
+        for key, at in lines.items():
+            first = [] if key in statuses else at[:1]
+            report.added.extend(first)
+            status = statuses.get(key, ACTIVE)
+            for line in at[len(first):]:
+                (report.present.append(line) if status == ACTIVE else report.refused.append((line, status)))
+        report.added.sort()
+        report.present.sort()
+        report.refused.sort()
         return report
+
+    def _statuses(self, keys: list[str], chunk: int = 500) -> dict[str, str]:
+        """Return {email key: status} for those of ``keys`` on the list."""
+        found: dict[str, str] = {}
+        s = subscribers_table
+        with self.reader.connect() as conn:
+            for start in range(0, len(keys), chunk):
+                part = keys[start:start + chunk]
+                found.update(conn.execute(select(s.c.email_key, s.c.status).where(s.c.email_key.in_(part))).all())
+        return found
+
+    def _bulk_add(self, staged: list[dict], report: ImportReport, chunk: int = 20_000) -> set[str]:
+        """Insert the ``staged`` subscriber rows (and a "subscribed" event for
+        each) in one transaction; skip addresses present by then. Returns the
+        email keys added; sets ``report.write_seconds``.
+
+        The rows go first into a temporary table of this connection, which
+        needs no lock on the database; the write transaction then copies
+        them with two INSERT ... SELECT statements, which is what keeps it
+        short (a 100,000-row file: well under a second).
+        """
+        s, e = subscribers_table, events_table
+        staging = Table("import_staging", MetaData(), *(Column(c.name, c.type) for c in s.columns if c.name != "id"),
+                        prefixes=["TEMPORARY"])
+        columns = [c.name for c in staging.columns]
+        with self.reader.connect() as conn:
+            try:
+                with conn.begin():  # only the connection's own temporary table: no lock on the database
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+                    staging.create(conn)
+                    for start in range(0, len(staged), chunk):
+                        conn.execute(insert(staging), staged[start:start + chunk])
+                started = time.monotonic()
+                with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+                    if conn.dialect.name == "postgresql":
+                        # Other writers wait (briefly) so that the new ids are all ours.
+                        conn.exec_driver_sql("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE")
+                    last_id = conn.scalar(select(func.coalesce(func.max(s.c.id), 0)))
+                    taken = select(s.c.id).where(s.c.email_key == staging.c.email_key).exists()
+                    conn.execute(insert(s).from_select(columns, select(*staging.columns).where(~taken)))
+                    conn.execute(insert(e).from_select(
+                        ["subscriber_id", "at", "old_status", "new_status", "source", "reason"],
+                        select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal("subscribed"))
+                        .where(s.c.id > last_id),
+                    ))
+                    added = set(conn.scalars(select(s.c.email_key).where(s.c.id > last_id)))
+                report.write_seconds = time.monotonic() - started
+            except SQLAlchemyError as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise StoreError(f"the import failed and nothing was imported: {reason}") from exc
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+        return added
 
     # ---------------------------------------------------------------- feedback
 
@@ -654,26 +862,144 @@ class Store:
             ).all()
         return [_utc(row.at) for row in rows]
 
-    # ---------------------------------------------------------------- sign-ups
+    # ---------------------------------------------------------------- reader actions
+
+    def record_action(self, kind: str, *, subscriber_id: int | None = None, email: str | None = None,
+                      payload: dict | None = None, claim: bool = False) -> int:
+        """Record a reader action to apply (see ``actions_table``) and return
+        its id. With ``claim``, the caller is the one to apply it, for the
+        next :data:`CLAIM_SECONDS` (then anyone may)."""
+        stamp = now()
+        with self.inbox.begin() as conn:
+            return conn.execute(insert(actions_table).values(
+                kind=kind, subscriber_id=subscriber_id, email_key=email.lower() if email else None,
+                payload=json.dumps(payload or {}), received_at=stamp, attempts=0,
+                claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS) if claim else None,
+            )).inserted_primary_key[0]
+
+    def record_signup(self, email: str, name: str | None, client: str, *, per_address_per_day: int,
+                      per_client_per_hour: int) -> bool:
+        """Record a sign-up request for ``email`` from ``client`` unless it
+        would exceed a limit: at most ``per_address_per_day`` requests per
+        address in 24 hours and ``per_client_per_hour`` per client in an
+        hour. Counting and recording are one atomic step (one writer at a
+        time), so parallel requests cannot exceed a limit. Returns whether
+        it was recorded. ``client`` is kept to its first 64 characters."""
+        key = email.strip().lower()
+        client = client[:64]
+        a = actions_table
+        stamp = now()
+        with self.inbox.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE already lets one writer in at a time.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SIGNUP_LOCK_KEY})")
+            signups = select(func.count()).select_from(a).where(a.c.kind == "signup")
+            if conn.scalar(signups.where(a.c.email_key == key,
+                                         a.c.received_at >= stamp - dt.timedelta(days=1))) >= per_address_per_day:
+                return False
+            if conn.scalar(signups.where(a.c.client == client,
+                                         a.c.received_at >= stamp - dt.timedelta(hours=1))) >= per_client_per_hour:
+                return False
+            conn.execute(insert(a).values(kind="signup", email_key=key, client=client, received_at=stamp, attempts=0,
+                                          payload=json.dumps({"email": email.strip(), "name": name})))
+        return True
 
     def count_signups(self, *, email: str | None = None, client: str | None = None,
                       since: dt.datetime) -> int:
-        """Return how many confirmation emails went to ``email`` (or were
-        asked for by ``client``) since ``since``. ``client`` is compared as
+        """Return how many sign-up requests were recorded for ``email`` (or
+        from ``client``) since ``since``. ``client`` is compared as
         :meth:`record_signup` stores it (its first 64 characters)."""
-        s = signups_table
-        query = select(func.count()).select_from(s).where(s.c.at >= since)
+        a = actions_table
+        query = select(func.count()).select_from(a).where(a.c.kind == "signup", a.c.received_at >= since)
         if email is not None:
-            query = query.where(s.c.email_key == email.strip().lower())
+            query = query.where(a.c.email_key == email.strip().lower())
         if client is not None:
-            query = query.where(s.c.client == client[:64])
-        with self.reader.connect() as conn:
+            query = query.where(a.c.client == client[:64])
+        with self.inbox.connect() as conn:
             return conn.scalar(query)
 
-    def record_signup(self, email: str, client: str) -> None:
-        """Remember that a confirmation email went to ``email`` for ``client``."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(signups_table).values(email_key=email.strip().lower(), client=client[:64], at=now()))
+    def due_actions(self, kinds: Iterable[str], limit: int = 100) -> list[ReaderAction]:
+        """Return up to ``limit`` actions of ``kinds`` still to apply that no
+        one is applying and that are not waiting for a retry, oldest first."""
+        a = actions_table
+        stamp = now()
+        query = (
+            select(a).where(a.c.done_at.is_(None), a.c.kind.in_(list(kinds)),
+                            a.c.claimed_until.is_(None) | (a.c.claimed_until < stamp),
+                            a.c.not_before.is_(None) | (a.c.not_before <= stamp))
+            .order_by(a.c.id).limit(limit)
+        )
+        with self.inbox.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ReaderAction(id=r.id, kind=r.kind, subscriber_id=r.subscriber_id, email_key=r.email_key, client=r.client,
+                         payload=json.loads(r.payload), received_at=_utc(r.received_at), attempts=r.attempts)
+            for r in rows
+        ]
+
+    def claim_action(self, action_id: int) -> bool:
+        """Make this caller the one applying the action, for the next
+        :data:`CLAIM_SECONDS`; False when it is done or someone else has it."""
+        a = actions_table
+        stamp = now()
+        with self.inbox.begin() as conn:
+            return bool(conn.execute(
+                update(a).where(a.c.id == action_id, a.c.done_at.is_(None),
+                                a.c.claimed_until.is_(None) | (a.c.claimed_until < stamp))
+                .values(claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS))
+            ).rowcount)
+
+    def finish_action(self, action_id: int, outcome: str) -> None:
+        """Mark the action applied, with what came of it."""
+        with self.inbox.begin() as conn:
+            conn.execute(update(actions_table).where(actions_table.c.id == action_id)
+                         .values(done_at=now(), claimed_until=None, outcome=outcome[:300]))
+
+    def release_action(self, action_id: int, retry_in: float = 0.0, outcome: str | None = None) -> None:
+        """Give a claimed action back, to be applied again in ``retry_in``
+        seconds (counted as a failed attempt when ``retry_in`` > 0)."""
+        a = actions_table
+        values = dict(claimed_until=None, not_before=now() + dt.timedelta(seconds=retry_in) if retry_in else None)
+        if retry_in:
+            values.update(attempts=a.c.attempts + 1, outcome=(outcome or "")[:300] or None)
+        with self.inbox.begin() as conn:
+            conn.execute(update(a).where(a.c.id == action_id).values(**values))
+
+    def has_earlier_pending(self, action_id: int, *, subscriber_id: int | None = None,
+                            email: str | None = None) -> bool:
+        """Whether an action older than ``action_id`` about the same reader
+        (or address) is still to apply: actions about one reader are applied
+        in the order they arrived."""
+        a = actions_table
+        target = a.c.subscriber_id == subscriber_id if subscriber_id is not None else a.c.email_key == email.lower()
+        with self.inbox.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(a).where(
+                target, a.c.id < action_id, a.c.done_at.is_(None), a.c.kind != "signup")) > 0
+
+    def pending_status(self, subscriber_id: int) -> str | None:
+        """The status the reader's latest unapplied unsubscribe (or
+        resubscribe) will give them, or None when there is none."""
+        a = actions_table
+        with self.inbox.connect() as conn:
+            kind = conn.scalar(select(a.c.kind).where(
+                a.c.subscriber_id == subscriber_id, a.c.done_at.is_(None),
+                a.c.kind.in_(("unsubscribe", "resubscribe"))).order_by(a.c.id.desc()).limit(1))
+        return {"unsubscribe": UNSUBSCRIBED, "resubscribe": ACTIVE}.get(kind)
+
+    def _pending_unsubscribes(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` with an unsubscribe recorded but not yet applied."""
+        a = actions_table
+        with self.inbox.connect() as conn:
+            return set(conn.scalars(select(a.c.subscriber_id).where(
+                a.c.subscriber_id.in_(ids), a.c.kind == "unsubscribe", a.c.done_at.is_(None))))
+
+    def purge_actions(self, older_than: dt.timedelta = dt.timedelta(days=2)) -> int:
+        """Delete applied actions older than ``older_than`` (at least a day:
+        sign-ups count towards the daily limit). Returns how many."""
+        a = actions_table
+        before = now() - max(older_than, dt.timedelta(days=1))
+        with self.inbox.begin() as conn:
+            return conn.execute(a.delete().where(a.c.done_at.is_not(None), a.c.received_at < before)).rowcount
 
     # ---------------------------------------------------------------- issues
 

@@ -13,12 +13,13 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Callable
 
 from flask import Flask, Response, redirect, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import Settings, load_settings
-from newsletter.errors import InvalidEmail, NewsletterError, SendError, SnsError, StoreError, TokenError
+from newsletter.errors import InvalidEmail, NewsletterError, SnsError, StoreError, TokenError
 from newsletter.feedback import handle_sns
 from newsletter.models import Issue, Subscriber
 from newsletter.papers import load_batch
@@ -31,7 +32,8 @@ from newsletter.render import (
     template_environment,
 )
 from newsletter.senders import create_sender
-from newsletter.signup import CONFIRM_MAX_AGE, confirm_signup, request_signup
+from newsletter.actions import ReaderActions
+from newsletter.signup import CONFIRM_MAX_AGE, confirmation_sender, request_signup
 from newsletter.sns import SnsVerifier
 from newsletter.store import ACTIVE, UNSUBSCRIBED, Store, open_store
 from newsletter.tokens import Signer
@@ -52,6 +54,51 @@ def _add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+class _App(Flask):
+    """Flask, logging a failed request by its route (``/u/<token>``), never
+    by its path: paths carry the readers' signed tokens."""
+
+    def log_exception(self, exc_info) -> None:
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        self.logger.error("Exception on %s [%s]", route, request.method, exc_info=exc_info)
+
+
+def run_server(app: Flask, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve ``app`` with waitress on ``host``:``port`` until Ctrl-C, after
+    calling ``announce`` with its address; then stop its reader-action
+    worker, if it has one.
+
+    waitress answers some malformed requests itself (400, 413, 431) without
+    calling the app; those answers carry the security headers too. What
+    waitress cannot cover (TLS, requests it drops) is the reverse proxy's
+    part (see the README).
+    """
+    from waitress import create_server
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class SecureErrorTask(ErrorTask):
+        def execute(self):
+            self.response_headers.extend(SECURITY_HEADERS.items())
+            super().execute()
+
+    class SecureChannel(HTTPChannel):
+        error_task_class = SecureErrorTask
+
+    server = create_server(app, host=host, port=port, threads=8, ident="newsletter")
+    server.channel_class = SecureChannel  # used for every connection accepted from now on
+    announce(f"http://{host}:{server.effective_port}/")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        actions = app.extensions.get("newsletter.actions")
+        if actions is not None:
+            actions.stop()
 
 
 class PreviewSource:
@@ -103,7 +150,7 @@ class PreviewSource:
 def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | None = None) -> Flask:
     """Return a WSGI app previewing ``batch_path``: ``/`` (subject, sizes, the
     email at two widths, the text part), ``/email.html`` and ``/web.html``."""
-    app = Flask(__name__)
+    app = _App(__name__)
     app.after_request(_add_security_headers)
     source = PreviewSource(batch_path, settings, date)
     placeholder = f"{settings.web_base}/unsubscribe"
@@ -165,6 +212,7 @@ def create_app(
     store: Store | None = None,
     sender=None,
     sns_verifier: SnsVerifier | None = None,
+    background: bool = True,
 ) -> Flask:
     """Return the public web app.
 
@@ -182,13 +230,22 @@ def create_app(
     ``/issues/<YYYY-MM-DD>``, ``/issues/feed.xml``; ``/healthz``; ``/subscribe``
     and ``/confirm/<token>`` (confirmed sign-up; GET changes nothing);
     ``POST /sns`` (SES bounce, complaint and delivery notifications).
+
+    Readers' actions go through :class:`ReaderActions` (recorded first, then
+    applied; see ``newsletter.actions``), kept in
+    ``app.extensions["newsletter.actions"]``. With ``background`` (the
+    default) its worker thread runs, applying what waited for the database
+    and sending sign-up confirmations; without it, call its
+    ``run_pending()``.
     """
     settings = settings or load_settings()
     signer = Signer.from_settings(settings)
     store = store or open_store(settings.database_url)
     sender = sender or create_sender(settings)
     verifier = sns_verifier or SnsVerifier(settings.sns_topic_arns)
-    app = Flask(__name__)
+    actions = ReaderActions(store, confirmation_sender(settings, signer, sender))
+    app = _App(__name__)
+    app.extensions["newsletter.actions"] = actions
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
@@ -230,7 +287,8 @@ def create_app(
         subscriber = reader(token)
         if subscriber is None:
             return unsubscribe_page(token, None, "invalid")
-        state = {ACTIVE: "confirm", UNSUBSCRIBED: "done"}.get(subscriber.status, "inactive")
+        status = store.pending_status(subscriber.id) or subscriber.status
+        state = {ACTIVE: "confirm", UNSUBSCRIBED: "done"}.get(status, "inactive")
         return unsubscribe_page(token, subscriber, state)
 
     @app.post("/u/<token>")
@@ -239,21 +297,15 @@ def create_app(
         if subscriber is None:
             return unsubscribe_page(token, None, "invalid")
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        subscriber, _changed = store.unsubscribe(
-            subscriber.ref,
-            source="one-click" if one_click else "web",
-            reason="one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed on the web page",
-        )
-        state = "done" if subscriber.status == UNSUBSCRIBED else "inactive"
-        return unsubscribe_page(token, subscriber, state)
+        status = actions.unsubscribe(subscriber, one_click=one_click)
+        return unsubscribe_page(token, subscriber, "done" if status == UNSUBSCRIBED else "inactive")
 
     @app.post("/u/<token>/resubscribe")
     def resubscribe(token: str) -> Response:
         subscriber = reader(token)
         if subscriber is None:
             return unsubscribe_page(token, None, "invalid")
-        subscriber, changed = store.resubscribe(subscriber.ref, source="web")
-        active = changed or subscriber.status == ACTIVE
+        active = actions.resubscribe(subscriber)
         return unsubscribe_page(token, subscriber, "resubscribed" if active else "not-resubscribed")
 
     @app.get("/")
@@ -300,15 +352,11 @@ def create_app(
         if request.form.get("website"):  # the honeypot: only bots fill it in
             return page("web/subscribe.html", heading="Almost there", state="sent")
         try:
-            outcome = request_signup(store, signer, settings, sender, address, reader_name,
-                                     request.remote_addr or "unknown")
+            recorded = request_signup(store, address, reader_name, request.remote_addr or "unknown")
         except InvalidEmail:
             return page("web/subscribe.html", 400, heading="Subscribe", state="form",
                         error="Please enter a valid email address.", email=address, reader_name=reader_name)
-        except SendError as exc:
-            log.error("sign-up confirmation not sent: %s", exc)
-            outcome = "not sent"
-        log.info("sign-up: %s", outcome)
+        log.info("sign-up: %s", "recorded" if recorded else "limit reached: nothing recorded")
         # The same reply whatever happened: it never tells who is on the list.
         return page("web/subscribe.html", heading="Almost there", state="sent")
 
@@ -331,7 +379,7 @@ def create_app(
         found = confirmation(token)
         if found is None:
             return page("web/subscribe.html", 400, heading="Invalid link", state="invalid")
-        outcome = confirm_signup(store, *found)
+        outcome = actions.confirm(*found)
         if outcome == "refused":
             return page("web/subscribe.html", heading="Not subscribed", state="refused")
         return page("web/subscribe.html", heading="You are subscribed", state="subscribed")
@@ -357,6 +405,9 @@ def create_app(
         except StoreError:
             return Response('{"status": "database unreachable"}', status=503, mimetype="application/json")
         return Response('{"status": "ok"}', mimetype="application/json")
+
+    if background:
+        actions.start()
 
     @app.errorhandler(404)
     def not_found(_error) -> Response:

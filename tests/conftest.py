@@ -53,6 +53,20 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
+def wait_until(predicate, what: str, timeout: float = 20.0, interval: float = 0.01):
+    """Return ``predicate()``'s first true value, polling it; fail the test
+    naming ``what`` when ``timeout`` seconds pass first (a generous bound
+    on a loaded machine: the test waits on the condition, not on time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -90,7 +104,7 @@ def _reset_postgres() -> None:
     """Drop the project's tables so each test starts from an empty database."""
     from sqlalchemy import create_engine
 
-    from newsletter.store import metadata
+    from newsletter.store import inbox_metadata, metadata
 
     try:
         engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
@@ -99,6 +113,7 @@ def _reset_postgres() -> None:
     except Exception as exc:  # no server, no role, no driver
         unavailable(f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__}); run `make test` as root")
     metadata.drop_all(engine)
+    inbox_metadata.drop_all(engine)
     engine.dispose()
 
 

@@ -229,7 +229,7 @@ def test_send_to_1000_readers_end_to_end(env, db):
     }
 
     # Each reader's one-click link unsubscribes that reader, and only them.
-    app = create_app(Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"]), db)
+    app = create_app(Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"]), db, background=False)
     client = app.test_client()
     sample = readers[::50]
     assert len(sample) == 20

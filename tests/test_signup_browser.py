@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths
+from conftest import PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
 from newsletter.store import ACTIVE, open_store
 from newsletter.web import mask_email
 
@@ -47,12 +47,18 @@ def site(tmp_path_factory):
 
 
 def confirmation_link(outbox, address: str) -> str:
-    """The link in the one confirmation email sent to ``address``."""
-    found = []
-    for path in (outbox / "single").glob("*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if message["To"].addresses[0].addr_spec == address:
-            found.append(message.get_body(("plain",)).get_content())
+    """The link in the one confirmation email sent to ``address`` (the
+    server's worker sends it shortly after the sign-up)."""
+
+    def sent() -> list[str]:
+        found = []
+        for path in (outbox / "single").glob("*.eml"):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"].addresses[0].addr_spec == address:
+                found.append(message.get_body(("plain",)).get_content())
+        return found
+
+    found = wait_until(sent, f"the confirmation email to {address}")
     assert len(found) == 1, found
     (link,) = re.findall(r"https?://\S+/confirm/\S+", found[0])
     return link

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from conftest import POSTGRES_URL, free_port
@@ -351,32 +351,35 @@ def test_import_duplicates_in_the_same_file(store):
     assert store.counts()["active"] == 1
 
 
-def test_import_is_all_or_nothing(store, monkeypatch):
+def test_import_is_all_or_nothing(store):
     before, _ = store.add("before@example.com")
-    original = store._insert_subscriber
-    calls = []
+    statements = []
 
-    def failing(conn, email, name, source):
-        calls.append(email)
-        if len(calls) == 3:
+    # The write fails after the new subscribers were inserted, while their
+    # events are being written: the whole write must roll back.
+    def fail_on_events(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+        if statement.lstrip().upper().startswith("INSERT INTO SUBSCRIBER_EVENTS"):
             raise RuntimeError("disk full")
-        return original(conn, email, name, source)
 
-    monkeypatch.setattr(store, "_insert_subscriber", failing)
+    event.listen(store.reader, "before_cursor_execute", fail_on_events)
     rows = [(line, f"reader{line}@example.com", None) for line in range(2, 7)]
-    with pytest.raises(RuntimeError, match="disk full"):
-        store.import_subscribers(rows)
-    assert len(calls) == 3  # two rows were inserted before the failure...
-    # ...and rolled back with it: only the subscriber from before is left.
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            store.import_subscribers(rows)
+    finally:
+        event.remove(store.reader, "before_cursor_execute", fail_on_events)
+    assert any(s.lstrip().upper().startswith("INSERT INTO SUBSCRIBERS") for s in statements)
+    # Only the subscriber from before is left.
     assert [s.email for s in store.iter_subscribers()] == ["before@example.com"]
     assert table_count(store, subscribers_table) == 1
     assert table_count(store, events_table) == 1
     assert store.events(before.id)[0].new_status == "active"
 
-    monkeypatch.undo()
     report = store.import_subscribers(rows)
     assert report.added == [2, 3, 4, 5, 6]
     assert store.counts()["active"] == 6
+    assert all(len(store.events(store.get(email=f"reader{line}@example.com").id)) == 1 for line in range(2, 7))
 
 
 def test_import_of_nothing(store):

@@ -58,7 +58,7 @@ def settings_for(database_url: str, **overrides) -> Settings:
 
 def client_for(store, database_url: str, **overrides):
     """A test client of the app on ``store``; it keeps no cookies."""
-    return create_app(settings_for(database_url, **overrides), store).test_client(use_cookies=False)
+    return create_app(settings_for(database_url, **overrides), store, background=False).test_client(use_cookies=False)
 
 
 def path_of(ref: str, secret: str = SECRET) -> str:
