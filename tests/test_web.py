@@ -16,6 +16,7 @@ import json
 import queue
 import random
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -399,6 +400,52 @@ def test_every_response_carries_the_security_headers(store, client, readers):
     assert "form-action 'self'" in policy and "frame-ancestors" in policy
     assert SECURITY_HEADERS["X-Content-Type-Options"] == "nosniff"
     assert SECURITY_HEADERS["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_failing_request_is_logged_by_its_route_never_its_token(store, client, readers, monkeypatch, caplog):
+    alice, _bob = readers
+    token = Signer(SECRET).unsubscribe_token(alice.ref)
+
+    def broken(**_where):
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(store, "get", broken)
+    with caplog.at_level("ERROR"):
+        response = client.post(f"/u/{token}", data=ONE_CLICK, content_type=FORM)
+    assert response.status_code == 500
+    logged = "\n".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
+    assert "Exception on /u/<token> [POST]" in logged
+    assert token not in logged and alice.ref not in logged
+    assert "the disk went away" in caplog.text  # the cause is still there
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send ``request`` as raw bytes; return the status and headers of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
+    return int(head[0].split()[1]), headers
+
+
+def test_the_servers_own_error_answers_carry_the_security_headers(tmp_path):
+    # waitress answers these itself, without calling the app.
+    port = free_port()
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, server_env(database_url)):
+        oversized = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n"
+        malformed = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"
+        for request, expected in ((oversized, 431), (malformed, 400)):
+            status, headers = raw_http(port, request)
+            assert status == expected
+            for name, value in SECURITY_HEADERS.items():
+                assert headers.get(name) == value, (expected, name, headers)
 
 
 # --------------------------------------------------------------------------
