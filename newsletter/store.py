@@ -37,8 +37,11 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
@@ -305,6 +308,13 @@ def _inbox_url(url):
     (``subscribers/newsletter.db`` → ``subscribers/newsletter.inbox.db``)."""
     path = Path(url.database)
     return url.set(database=str(path.with_name(f"{path.stem}.inbox{path.suffix or '.db'}")))
+
+
+def _dialect_insert(conn: Connection, table: Table):
+    """An INSERT of the connection's dialect (for ON CONFLICT clauses)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 def _is_busy(exc: OperationalError) -> bool:
@@ -738,15 +748,21 @@ class Store:
                         # Other writers wait (briefly) so that the new ids are all ours.
                         conn.exec_driver_sql("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE")
                     last_id = conn.scalar(select(func.coalesce(func.max(s.c.id), 0)))
-                    taken = select(s.c.id).where(s.c.email_key == staging.c.email_key).exists()
-                    conn.execute(insert(s).from_select(columns, select(*staging.columns).where(~taken)))
+                    if conn.dialect.name == "sqlite":
+                        # A large page cache for this write: the unique indexes of a
+                        # big import do not fit in the default 2 MB.
+                        conn.exec_driver_sql("PRAGMA cache_size = -262144")
+                    copy = _dialect_insert(conn, s).from_select(columns, select(*staging.columns).where(true()))
+                    conn.execute(copy.on_conflict_do_nothing(index_elements=[s.c.email_key]))
                     conn.execute(insert(e).from_select(
                         ["subscriber_id", "at", "old_status", "new_status", "source", "reason"],
                         select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal("subscribed"))
                         .where(s.c.id > last_id),
                     ))
-                    added = set(conn.scalars(select(s.c.email_key).where(s.c.id > last_id)))
+                    new_last_id = conn.scalar(select(func.max(s.c.id)))
                 report.write_seconds = time.monotonic() - started
+                with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                    added = set(conn.scalars(select(s.c.email_key).where(s.c.id > last_id, s.c.id <= new_last_id)))
             except SQLAlchemyError as exc:
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                 raise StoreError(f"the import failed and nothing was imported: {reason}") from exc
