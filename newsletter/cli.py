@@ -17,7 +17,7 @@ import click
 
 from newsletter import __version__
 from newsletter.config import SENDERS, Settings, load_settings
-from newsletter.errors import AccountError, NewsletterError, OutputError, Refused, SendError
+from newsletter.errors import AccountError, NewsletterError, OutputError, ReadersFailed, Refused, SendError
 from newsletter.files import atomic_write_text
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
 from newsletter.models import Issue
@@ -216,11 +216,20 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
 
     Safe to run again: readers already sent this issue are skipped, so a
     re-run after a crash or Ctrl-C finishes the job without duplicates.
-    Exit codes: 0 done (or already sent, or nothing to send), 1 stopped
-    before the end (run again), 2 bad input or configuration, 3 the provider
-    refuses (quota, account).
+    On a terminal a progress bar shows the send; otherwise a timestamped
+    line every few seconds.
+
+    \b
+    Exit codes:
+      0  done: every reader handled (or already sent, or nothing to send)
+      1  some readers failed (refused for good) or were left for the next
+         run (interrupted, faults that persisted): see the summary
+      2  bad input or configuration
+      3  quota or account problem: the provider refuses to send
+      4  another run holds the lock for this issue: nothing was sent
     """
     from newsletter.dispatch import Dispatcher, SendOptions
+    from newsletter.progress import SendProgress
     from newsletter.senders import create_sender
     from newsletter.tokens import Signer
 
@@ -269,16 +278,12 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         stop.set()
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def progress(report) -> None:
-        click.echo(f"  sent {report.sent:,} of {report.to_send:,}, failed {report.failed:,}, "
-                   f"unknown {report.unknown:,}", err=True)
-
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
     try:
-        report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
-                            progress).run(issue)
+        with SendProgress() as progress:
+            report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
+                                progress.update).run(issue)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -336,6 +341,9 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
                    "run the same command again to send to them.")
     if report.interrupted or report.left:
         raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
+    if report.failed:
+        who = "1 reader was" if report.failed == 1 else f"{report.failed:,} readers were"
+        raise ReadersFailed(f"{who} refused for good (marked failed, not retried); every other reader was handled.")
 
 
 # ---------------------------------------------------------------- subscribers
