@@ -139,8 +139,8 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     loaded = load_batch(batch, date=_date(date))
     issue = render_issue(loaded, settings)
     out_dir = out_dir or Path("out") / issue.date.isoformat()
-    placeholder = f"{settings.web_base}/unsubscribe"
-    html, text = issue.personalized(placeholder)
+    # No reader's link in a file anyone may open: the sign-up page stands in.
+    html, text = issue.personalized(settings.signup_url)
     facts = describe(issue, html, text)
     _store(ctx).save_issue(issue)  # the web app shows it at /issues/<date>
     try:
@@ -253,7 +253,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     name = sender_name or settings.sender
 
     if test_address:
-        _send_test(settings, issue, name, test_address)
+        _send_test(settings, store, signer, issue, name, test_address)
         return
     if dry_run:
         from newsletter.store import Ledger
@@ -290,14 +290,25 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     _summarize(issue, name, settings, report)
 
 
-def _send_test(settings: Settings, issue: Issue, name: str, address: str) -> None:
+def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str, address: str) -> None:
+    """Send ``issue`` to ``address`` alone, outside the ledger. A subscriber
+    gets their own working unsubscribe link; anyone else gets no
+    List-Unsubscribe header (there is nothing for them to leave) and the
+    sign-up page in the footer. Raises :class:`SendError` when it was not sent."""
     from newsletter.personalize import PreparedMessage, Recipient
     from newsletter.senders import create_sender
     from newsletter.store import normalize_email
 
-    recipient = Recipient(0, normalize_email(address), None, f"{settings.web_base}/unsubscribe")
+    email = normalize_email(address)
+    subscriber = store.get(email=email)
+    # Subscriber id 0: the outbox names files by id, and a test must not
+    # overwrite the copy of the issue the real send wrote for this reader.
+    if subscriber is not None:
+        recipient = Recipient(0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref))
+    else:
+        recipient = Recipient(0, email, None, settings.signup_url)
     sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
-    sender.open(issue, PreparedMessage(issue, settings.from_address))
+    sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))
     try:
         if name != "outbox":
             sender.quota()  # an account that cannot send says so now
