@@ -17,7 +17,7 @@ import click
 
 from newsletter import __version__
 from newsletter.config import SENDERS, Settings, load_settings
-from newsletter.errors import AccountError, NewsletterError, OutputError, Refused, SendError
+from newsletter.errors import AccountError, NewsletterError, OutputError, ReadersFailed, Refused, SendError
 from newsletter.files import atomic_write_text
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
 from newsletter.models import Issue
@@ -132,8 +132,8 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     loaded = load_batch(batch, date=_date(date))
     issue = render_issue(loaded, settings)
     out_dir = out_dir or Path("out") / issue.date.isoformat()
-    placeholder = f"{settings.web_base}/unsubscribe"
-    html, text = issue.personalized(placeholder)
+    # No reader's link in a file anyone may open: the sign-up page stands in.
+    html, text = issue.personalized(settings.signup_url)
     facts = describe(issue, html, text)
     _store(ctx).save_issue(issue)  # the web app shows it at /issues/<date>
     try:
@@ -209,11 +209,20 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
 
     Safe to run again: readers already sent this issue are skipped, so a
     re-run after a crash or Ctrl-C finishes the job without duplicates.
-    Exit codes: 0 done (or already sent, or nothing to send), 1 stopped
-    before the end (run again), 2 bad input or configuration, 3 the provider
-    refuses (quota, account).
+    On a terminal a progress bar shows the send; otherwise a timestamped
+    line every few seconds.
+
+    \b
+    Exit codes:
+      0  done: every reader handled (or already sent, or nothing to send)
+      1  some readers failed (refused for good) or were left for the next
+         run (interrupted, faults that persisted): see the summary
+      2  bad input or configuration
+      3  quota or account problem: the provider refuses to send
+      4  another run holds the lock for this issue: nothing was sent
     """
     from newsletter.dispatch import Dispatcher, SendOptions
+    from newsletter.progress import SendProgress
     from newsletter.senders import create_sender
     from newsletter.tokens import Signer
 
@@ -237,7 +246,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     name = sender_name or settings.sender
 
     if test_address:
-        _send_test(settings, issue, name, test_address)
+        _send_test(settings, store, signer, issue, name, test_address)
         return
     if dry_run:
         from newsletter.store import Ledger
@@ -262,30 +271,37 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         stop.set()
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def progress(report) -> None:
-        click.echo(f"  sent {report.sent:,} of {report.to_send:,}, failed {report.failed:,}, "
-                   f"unknown {report.unknown:,}", err=True)
-
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
     try:
-        report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
-                            progress).run(issue)
+        with SendProgress() as progress:
+            report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
+                                progress.update).run(issue)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _summarize(issue, name, settings, report)
 
 
-def _send_test(settings: Settings, issue: Issue, name: str, address: str) -> None:
+def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str, address: str) -> None:
+    """Send ``issue`` to ``address`` alone, outside the ledger. A subscriber
+    gets their own working unsubscribe link; anyone else gets no
+    List-Unsubscribe header (there is nothing for them to leave) and the
+    sign-up page in the footer. Raises :class:`SendError` when it was not sent."""
     from newsletter.personalize import PreparedMessage, Recipient
     from newsletter.senders import create_sender
     from newsletter.store import normalize_email
 
-    recipient = Recipient(0, normalize_email(address), None, f"{settings.web_base}/unsubscribe")
+    email = normalize_email(address)
+    subscriber = store.get(email=email)
+    # Subscriber id 0: the outbox names files by id, and a test must not
+    # overwrite the copy of the issue the real send wrote for this reader.
+    if subscriber is not None:
+        recipient = Recipient(0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref))
+    else:
+        recipient = Recipient(0, email, None, settings.signup_url)
     sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
-    sender.open(issue, PreparedMessage(issue, settings.from_address))
+    sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))
     try:
         if name != "outbox":
             sender.quota()  # an account that cannot send says so now
@@ -329,6 +345,9 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
                    "run the same command again to send to them.")
     if report.interrupted or report.left:
         raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
+    if report.failed:
+        who = "1 reader was" if report.failed == 1 else f"{report.failed:,} readers were"
+        raise ReadersFailed(f"{who} refused for good (marked failed, not retried); every other reader was handled.")
 
 
 # ---------------------------------------------------------------- subscribers

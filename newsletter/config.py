@@ -55,6 +55,13 @@ class Settings:
         """``base_url`` without a trailing slash, ready for joining paths."""
         return self.base_url.rstrip("/")
 
+    @property
+    def signup_url(self) -> str:
+        """The web app's public sign-up page: the link a message that is not
+        meant for a subscriber (a rendered file, a preview, a test message to
+        an address not on the list) carries in place of an unsubscribe link."""
+        return f"{self.web_base}/subscribe"
+
 
 def _http_url(name: str, value: str) -> str:
     try:

@@ -83,7 +83,15 @@ class SendError(NewsletterError):
 
 
 class SendLocked(SendError):
-    """Another run is sending the same issue right now."""
+    """Another run is sending the same issue right now; this one sent nothing."""
+
+    exit_code = 4
+
+
+class ReadersFailed(SendError):
+    """The run went through the list, but the provider refused some readers
+    for good (``MessageRejected``, an invalid address). They are recorded
+    "failed" and are not retried."""
 
 
 class AccountError(SendError):

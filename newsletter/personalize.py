@@ -92,9 +92,13 @@ class PreparedMessage:
     List-Unsubscribe=One-Click``, ``X-Newsletter-Issue: <date>`` and a
     multipart/alternative body (text first, then HTML), both parts
     quoted-printable so no line is longer than SES and SMTP allow.
+
+    With ``list_unsubscribe=False`` the two List-Unsubscribe headers are left
+    out: for a message to someone who is not a subscriber (a test message),
+    for whom there is no link to offer.
     """
 
-    def __init__(self, issue: Issue, from_address: str):
+    def __init__(self, issue: Issue, from_address: str, list_unsubscribe: bool = True):
         self.issue = issue
         self.from_address = from_address
         self.domain = email.utils.parseaddr(from_address)[1].rpartition("@")[2] or "localhost"
@@ -104,8 +108,9 @@ class PreparedMessage:
         skeleton["Subject"] = issue.subject
         skeleton["Date"] = email.utils.format_datetime(email.utils.localtime())
         skeleton["Message-ID"] = f"<{_MSGID.decode()}@{self.domain}>"
-        skeleton["List-Unsubscribe"] = f"<{_URL.decode()}>"
-        skeleton["List-Unsubscribe-Post"] = ONE_CLICK
+        if list_unsubscribe:
+            skeleton["List-Unsubscribe"] = f"<{_URL.decode()}>"
+            skeleton["List-Unsubscribe-Post"] = ONE_CLICK
         skeleton[ISSUE_HEADER] = issue.date.isoformat()
         skeleton.set_content(_TEXT, subtype="plain", charset="utf-8", cte="quoted-printable")
         skeleton.add_alternative(_HTML, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -59,14 +59,20 @@ class IssueStats:
         return found
 
 
-def issue_stats(store: Store, days: int, today: dt.date | None = None) -> list[IssueStats]:
-    """Return the figures of every issue sent in the last ``days`` days, newest first."""
-    today = today or dt.date.today()
-    since = today - dt.timedelta(days=days)
-    totals = store.delivery_totals(since)
-    feedback = store.feedback_counts(since)
-    dates = sorted(totals)
-    starts = [dt.datetime.fromisoformat(d).replace(tzinfo=dt.timezone.utc) for d in dates]
+def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list[IssueStats]:
+    """Return the figures of every issue sent in the ``days`` days before
+    ``now`` (default: the current time), most recently sent first.
+
+    The window is about when the send happened, not the issue's date: an
+    issue dated months ago and sent today is in it. Each issue's figures
+    cover all its readers, and a reader's own unsubscribe counts for the
+    issue whose send began last before it.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    sends = store.delivery_totals(now - dt.timedelta(days=days))
+    dates = sorted(sends, key=lambda day: (sends[day][0], day))  # in the order they were sent
+    starts = [sends[day][0] for day in dates]
+    feedback = store.feedback_counts(dates)
     unsubscribed = dict.fromkeys(dates, 0)
     if starts:
         for moment in store.reader_unsubscribes(starts[0]):
@@ -76,7 +82,7 @@ def issue_stats(store: Store, days: int, today: dt.date | None = None) -> list[I
     return [
         IssueStats(
             issue_date=day,
-            sent=totals[day].get("sent", 0),
+            sent=sends[day][1].get("sent", 0),
             delivered=feedback.get(day, {}).get("delivery", 0),
             bounced=feedback.get(day, {}).get("bounce", 0),
             complained=feedback.get(day, {}).get("complaint", 0),

@@ -153,7 +153,7 @@ def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | Non
     app = _App(__name__)
     app.after_request(_add_security_headers)
     source = PreviewSource(batch_path, settings, date)
-    placeholder = f"{settings.web_base}/unsubscribe"
+    placeholder = settings.signup_url  # a page that exists, in place of a reader's own link
 
     def page(issue: Issue | None, error: str | None, status: int = 200) -> Response:
         env = template_environment(settings.templates_dir)

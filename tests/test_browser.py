@@ -130,7 +130,7 @@ def test_preview_page_shows_subject_sizes_text_and_two_frames(server, example, n
     expect(page.locator("#size")).to_contain_text(f"{issue.html_bytes:,} bytes")
     expect(page.locator("#text")).to_be_visible()
     expect(page.locator("#text")).to_contain_text(batch.papers[0].title)
-    expect(page.locator("#text")).to_contain_text("http://127.0.0.1:8000/unsubscribe")
+    expect(page.locator("#text")).to_contain_text("http://127.0.0.1:8000/subscribe")
     expect(page.locator("iframe")).to_have_count(2)
     for frame_id in ("#desktop", "#phone"):
         expect(page.locator(frame_id)).to_be_visible()

@@ -60,14 +60,16 @@ def test_render_writes_the_four_files(tmp_path):
     assert len(html_file) < 100_000
     assert facts["html_bytes"] < 100_000
     # html_bytes is measured before personalization: the saved file differs
-    # from it only by the link that replaced the unsubscribe mark.
+    # from it only by the link that replaced the unsubscribe mark: the
+    # public sign-up page, since the file is no one's in particular.
     assert UNSUBSCRIBE_URL_MARK not in html
-    assert "/unsubscribe" in html
-    assert abs(len(html_file) - facts["html_bytes"]) <= len("http://127.0.0.1:8000/unsubscribe")
+    assert 'href="http://127.0.0.1:8000/subscribe"' in html and "/unsubscribe" not in html
+    assert abs(len(html_file) - facts["html_bytes"]) <= len("http://127.0.0.1:8000/subscribe")
 
     text = (out / "issue.txt").read_text(encoding="utf-8")
     assert UNSUBSCRIBE_URL_MARK not in text
-    assert abs(len(text.encode("utf-8")) - facts["text_bytes"]) <= len("http://127.0.0.1:8000/unsubscribe")
+    assert "http://127.0.0.1:8000/subscribe" in text and "/unsubscribe" not in text
+    assert abs(len(text.encode("utf-8")) - facts["text_bytes"]) <= len("http://127.0.0.1:8000/subscribe")
     assert facts["subject"].split(" · ")[0].upper() in text
 
     web = (out / "web.html").read_text(encoding="utf-8")
@@ -111,7 +113,7 @@ def test_render_reads_settings_from_dotenv(isolated):
     facts = json.loads((isolated / "o" / "issue.json").read_text(encoding="utf-8"))
     assert facts["subject"].startswith("Morning Papers · ")
     assert facts["web_url"] == "https://papers.example.org/issues/2025-03-11"
-    assert "https://papers.example.org/unsubscribe" in (isolated / "o" / "issue.html").read_text(encoding="utf-8")
+    assert "https://papers.example.org/subscribe" in (isolated / "o" / "issue.html").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------

@@ -385,7 +385,7 @@ def test_a_live_lock_holder_blocks_the_send(env, db):
     assert Ledger(db, DAY).acquire(holder, lambda owner: False) is None
 
     result = send(env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output  # the lock's own code
     assert "another run" in result.stderr and holder in result.stderr
     assert not outbox_ids(env) and counts(db)["sent"] == 0
 
@@ -411,7 +411,7 @@ def test_a_lock_with_a_stale_heartbeat_is_taken_over(env, db):
     holder = "another-host.example:4242:far-away"  # its pid cannot be checked from here
     assert Ledger(db, DAY).acquire(holder, lambda owner: False) is None
     refused = send(env)
-    assert refused.exit_code == 1 and "another run" in refused.stderr  # fresh heartbeat: alive
+    assert refused.exit_code == 4 and "another run" in refused.stderr  # fresh heartbeat: alive
 
     with db.engine.begin() as conn:
         conn.execute(update(send_locks_table).values(

@@ -417,7 +417,7 @@ def test_two_runs_at_once_only_one_sends(ses, db, ledger, tmp_path):
     losers = [pid for pid, code in codes.items() if code != 0]
     assert len(winners) == 1 and len(losers) == 1, {pid: runs[pid].output() for pid in runs}
     winner, loser = runs[winners[0]], runs[losers[0]]
-    assert codes[loser.pid] == 1, loser.output()
+    assert codes[loser.pid] == 4, loser.output()  # the lock's own exit code
     message = loser.stderr.strip()
     assert message.startswith("Error: another run (") and "is sending the 2025-03-11 issue" in message, message
     assert f":{winner.pid}:" in message  # it names the run that holds the lock

@@ -231,8 +231,9 @@ def test_a_550_recipient_is_failed_with_the_servers_reason(server, recorder, rea
     refused = "reader07@example.org"
     recorder.refuse[refused] = "550 5.1.1 <reader07@example.org>: Recipient address rejected: User unknown"
     result = send(server.port, db_url)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a reader failed: the operator should know
     assert f"sent {READERS - 1:,}, failed 1, unknown 0" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("Error: 1 reader was refused for good")
     assert f"failed: {refused}: SMTP 550 5.1.1" in result.stderr
     rows = ledger_rows(db_url)
     status, message_id, reason = rows[refused]
@@ -252,7 +253,7 @@ def test_a_554_to_data_fails_that_reader_with_the_servers_reason(server, recorde
     refused = "reader03@example.org"
     recorder.data_replies[refused] = ["554 5.6.0 Message rejected: content refused"] * 10
     result = send(server.port, db_url)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     status, _mid, reason = ledger_rows(db_url)[refused]
     assert status == "failed"
     assert reason == "SMTP 554 5.6.0 Message rejected: content refused"
@@ -334,7 +335,7 @@ def test_an_address_smtp_cannot_carry_fails_that_reader_only(server, recorder, r
     finally:
         store.close()
     result = send(server.port, db_url)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert f"sent {READERS:,}, failed 1, unknown 0" in result.stdout
     status, _mid, reason = ledger_rows(db_url)["josé@example.org"]
     assert status == "failed" and "not ASCII" in reason

@@ -1,8 +1,9 @@
 """Per-issue delivery figures (``newsletter.stats``) and ``newsletter stats``.
 
 Sends are simulated through the real send ledger (``Ledger.mark_pending``
-then ``Ledger.record``, as a send does), feedback through
-``Store.apply_feedback``, unsubscribes through ``Store.unsubscribe``.
+then ``Ledger.record``, as a send does, then dated when the send is meant
+to have happened), feedback through ``Store.apply_feedback``, unsubscribes
+through ``Store.unsubscribe``; one test sends for real with ``newsletter send``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from sqlalchemy import update
 from newsletter.cli import cli
 from newsletter.feedback import Feedback
 from newsletter.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, issue_stats
-from newsletter.store import FAILED, SENT, UNKNOWN, UNSUBSCRIBED, Ledger, events_table
+from conftest import EXAMPLE, SECRET
+from newsletter.store import FAILED, SENT, UNKNOWN, UNSUBSCRIBED, Ledger, deliveries_table, events_table
 
 _ids = itertools.count()
 
@@ -27,12 +29,19 @@ def readers(store, count: int, prefix: str = "reader") -> list:
     return [s for s in store.iter_subscribers() if s.email.startswith(prefix)]
 
 
-def send(store, day: dt.date, to: list, status: str = SENT) -> None:
-    """Ledger rows for ``to`` as a send writes them: pending, then the outcome."""
+def send(store, day: dt.date, to: list, status: str = SENT, sent_at: dt.datetime | None = None) -> None:
+    """Ledger rows for ``to`` as a send writes them: pending, then the
+    outcome; then dated ``sent_at`` (default: 06:00 UTC on the issue's day),
+    when the send is meant to have happened."""
     ledger = Ledger(store, day)
     ledger.mark_pending([r.id for r in to])
     ledger.record([(r.id, status, f"0100-{day}-{r.id}" if status == SENT else None,
                     None if status == SENT else "refused") for r in to])
+    with store.engine.begin() as conn:
+        conn.execute(update(deliveries_table)
+                     .where(deliveries_table.c.issue_date == day.isoformat(),
+                            deliveries_table.c.subscriber_id.in_([r.id for r in to]))
+                     .values(updated_at=sent_at or at(day, 6)))
 
 
 def feedback(store, day: dt.date | None, kind: str, reader, **fields) -> None:
@@ -66,7 +75,7 @@ def at(day: dt.date, hour: int) -> dt.datetime:
 D0 = dt.date(2025, 1, 2)  # outside the window
 D1 = dt.date(2025, 3, 10)
 D2 = dt.date(2025, 3, 12)
-TODAY = dt.date(2025, 3, 20)
+NOW = dt.datetime(2025, 3, 20, 12, tzinfo=dt.timezone.utc)
 
 
 def test_issue_stats_counts_each_issue(store):
@@ -99,7 +108,7 @@ def test_issue_stats_counts_each_issue(store):
     unsubscribe_at(store, people[7], "cli", at(D1, 13))  # by the operator: not a reader's choice
     unsubscribe_at(store, people[9], "web", at(D1 - dt.timedelta(days=1), 9))  # before any issue shown
 
-    rows = issue_stats(store, days=30, today=TODAY)
+    rows = issue_stats(store, days=30, now=NOW)
 
     assert rows == [
         IssueStats(issue_date="2025-03-12", sent=25, delivered=25, bounced=0, complained=0, unsubscribed=2),
@@ -114,14 +123,14 @@ def test_issue_stats_counts_each_issue(store):
         "complaint rate 2.500% is OVER the 0.1% SES review limit",
     ]
     # A wider window takes the older issue in.
-    assert [r.issue_date for r in issue_stats(store, days=90, today=TODAY)] == ["2025-03-12", "2025-03-10",
+    assert [r.issue_date for r in issue_stats(store, days=90, now=NOW)] == ["2025-03-12", "2025-03-10",
                                                                                 "2025-01-02"]
-    assert issue_stats(store, days=90, today=TODAY)[-1].bounced == 5
+    assert issue_stats(store, days=90, now=NOW)[-1].bounced == 5
 
 
 def test_issue_stats_with_nothing_sent(store):
     readers(store, 3)
-    assert issue_stats(store, days=30, today=TODAY) == []
+    assert issue_stats(store, days=30, now=NOW) == []
 
 
 def test_a_bounce_reported_twice_for_one_reader_counts_once(store):
@@ -129,8 +138,46 @@ def test_a_bounce_reported_twice_for_one_reader_counts_once(store):
     send(store, D1, people)
     permanent(store, D1, people[0])
     permanent(store, D1, people[0])  # the same bounce through identity and configuration-set notifications
-    [row] = issue_stats(store, days=30, today=TODAY)
+    [row] = issue_stats(store, days=30, now=NOW)
     assert row.bounced == 1 and row.bounce_rate == pytest.approx(0.05)
+
+
+def test_the_window_is_when_the_send_happened_not_the_issue_date(store):
+    people = readers(store, 30)
+    long_ago = dt.date(2024, 11, 4)  # a day of papers months old...
+    send(store, long_ago, people[:20], sent_at=NOW - dt.timedelta(hours=3))  # ...sent today
+    permanent(store, long_ago, people[0])
+    recent = NOW.date() - dt.timedelta(days=2)  # dated recently, sent 40 days ago (a date given by hand)
+    send(store, recent, people[20:], sent_at=NOW - dt.timedelta(days=40))
+
+    assert issue_stats(store, days=30, now=NOW) == [
+        IssueStats(issue_date="2024-11-04", sent=20, delivered=0, bounced=1, complained=0, unsubscribed=0),
+    ]
+    assert [r.issue_date for r in issue_stats(store, days=45, now=NOW)] == ["2024-11-04", recent.isoformat()]
+
+
+def test_an_issue_finished_in_the_window_keeps_all_its_readers(store):
+    people = readers(store, 12)
+    day = dt.date(2025, 2, 1)
+    send(store, day, people[:10], sent_at=NOW - dt.timedelta(days=40))
+    send(store, day, people[10:], sent_at=NOW - dt.timedelta(days=5))  # the rest, sent by a later run
+    unsubscribe_at(store, people[3], "web", NOW - dt.timedelta(days=39))  # after the send began
+
+    [row] = issue_stats(store, days=30, now=NOW)
+    assert (row.issue_date, row.sent, row.unsubscribed) == ("2025-02-01", 12, 1)
+
+
+def test_unsubscribes_go_to_the_issue_sent_last_before_them(store):
+    people = readers(store, 10)
+    first, second = dt.date(2025, 3, 1), dt.date(2024, 6, 1)  # the second send is of an older day
+    send(store, first, people, sent_at=at(dt.date(2025, 3, 10), 6))
+    send(store, second, people, sent_at=at(dt.date(2025, 3, 12), 6))
+    unsubscribe_at(store, people[0], "web", at(dt.date(2025, 3, 11), 9))
+    unsubscribe_at(store, people[1], "one-click", at(dt.date(2025, 3, 13), 9))
+    unsubscribe_at(store, people[2], "web", at(dt.date(2025, 3, 14), 9))
+
+    rows = issue_stats(store, days=30, now=NOW)
+    assert [(r.issue_date, r.unsubscribed) for r in rows] == [("2024-06-01", 2), ("2025-03-01", 1)]
 
 
 # --------------------------------------------------------------------------
@@ -272,3 +319,19 @@ def test_cli_refuses_a_bad_days_value(database_url):
     result = CliRunner().invoke(cli, ["stats", "--days", "0"], env={"NEWSLETTER_DATABASE_URL": database_url})
     assert result.exit_code == 2
     assert "--days" in result.stderr
+
+
+def test_cli_shows_an_old_day_sent_today(store, database_url):
+    # As after `make demo`: the example day (11 March 2025) is sent today.
+    readers(store, 4)
+    env = {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+           "NEWSLETTER_OUTBOX_DIR": "outbox"}
+    sent = CliRunner().invoke(cli, ["send", str(EXAMPLE), "--date", "2025-03-11"], env=env, catch_exceptions=False)
+    assert sent.exit_code == 0, sent.output
+
+    result = run_stats(database_url, "--days", "30")
+
+    assert result.exit_code == 0, result.output
+    assert table(result) == {"2025-03-11": ["4", "0", "0", "0", "0", "0.00%", "0.000%"]}
+    assert run_stats(database_url, "--days", "1").exit_code == 0
+    assert "2025-03-11" in run_stats(database_url, "--days", "1").stdout
