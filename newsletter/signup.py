@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from newsletter.config import Settings
 from newsletter.render import render_template, template_environment
 from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, Store, normalize_email, now
+from newsletter.text import clean_name
 from newsletter.tokens import Signer
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
@@ -53,7 +54,7 @@ def request_signup(store: Store, signer: Signer, settings: Settings, sender, add
     so it could be sent neither this email nor any issue), and SendError
     subclasses when the email could not go."""
     address = normalize_email(address)
-    name = " ".join((name or "").split())[:200] or None
+    name = clean_name(name)
     existing = store.get(email=address)
     if existing is not None and existing.status == ACTIVE:
         return "already subscribed: nothing sent"

@@ -39,6 +39,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLA
 
 from newsletter.errors import InvalidEmail, StoreError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue, Subscriber, SubscriberEvent
+from newsletter.text import clean_name
 
 SCHEMA_VERSION = 1
 
@@ -426,7 +427,7 @@ class Store:
                 ref=secrets.token_urlsafe(16),
                 email=email,
                 email_key=email.lower(),
-                name=" ".join((name or "").split())[:200] or None,
+                name=clean_name(name),
                 status=ACTIVE,
                 source=source,
                 created_at=stamp,
