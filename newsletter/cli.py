@@ -20,7 +20,7 @@ from newsletter.config import SENDERS, Settings, load_settings
 from newsletter.errors import AccountError, NewsletterError, OutputError, Refused, SendError
 from newsletter.files import atomic_write_text
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import Issue
+from newsletter.models import Batch, Issue
 from newsletter.papers import load_batch
 from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, render_issue
 from newsletter.store import STATUSES, Store, open_store
@@ -102,7 +102,14 @@ def fetch(ctx: click.Context, date: dt.datetime | None, out_dir: Path) -> None:
     settings = _settings(ctx)
     day = _date(date) or dt.date.today()
     batch, path = fetch_day(settings.api_base_url, day, out_dir, settings.fetch_timeout)
+    _warn(batch)
     click.echo(f"Fetched {len(batch.papers)} papers for {day.isoformat()} → {terminal_safe(path)}")
+
+
+def _warn(batch: Batch) -> None:
+    """Print the batch's warnings (text that was repaired while loading) to stderr."""
+    for warning in batch.warnings:
+        click.echo(f"Warning: {terminal_safe(warning)}", err=True)
 
 
 def describe(issue: Issue, html: str, text: str) -> dict:
@@ -139,6 +146,7 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     """
     settings = _settings(ctx)
     loaded = load_batch(batch, date=_date(date))
+    _warn(loaded)
     issue = render_issue(loaded, settings)
     out_dir = out_dir or Path("out") / issue.date.isoformat()
     placeholder = f"{settings.web_base}/unsubscribe"
@@ -173,7 +181,7 @@ def preview(ctx: click.Context, batch: Path, date: dt.datetime | None, port: int
     from newsletter.web import create_preview_app
 
     settings = _settings(ctx)
-    load_batch(batch, date=_date(date))  # fail now, with a clear message, not on first request
+    _warn(load_batch(batch, date=_date(date)))  # fail now, with a clear message, not on first request
     _serve(create_preview_app(batch, settings, date=_date(date)), "127.0.0.1", port,
            f"Previewing {terminal_safe(batch)}")
 
@@ -233,10 +241,12 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         from newsletter.fetch import fetch_day
 
         day = day or dt.date.today()
-        _loaded, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+        fetched, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+        _warn(fetched)  # the saved copy is already repaired: loading it again warns of nothing
     elif batch is None:
         raise click.UsageError("give a BATCH file, or --fetch")
     loaded = load_batch(batch, date=day)
+    _warn(loaded)
     if not loaded.papers:
         click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: nothing sent.")
         return
