@@ -1,4 +1,5 @@
-"""Text hygiene for untrusted text: names, paper text and terminal output.
+"""Text hygiene for untrusted text: names, paper text, terminal output and
+CSV cells.
 
 Names come from a web form, the command line and CSV files; paper text from
 files and an API. None of it may carry characters that act instead of
@@ -24,6 +25,11 @@ _STRIPPED = re.compile(f"[{_CONTROLS}]")
 # Unicode line and paragraph separators.
 _UNSAFE_ON_TERMINAL = re.compile(f"[\t\n\r\u2028\u2029{_CONTROLS}]")
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+# Spreadsheets run a cell starting with one of these as a formula (OWASP,
+# "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 
 def _drop(match: re.Match) -> str:
     # A control that separates (vertical tab, form feed, the information
@@ -62,3 +68,19 @@ def terminal_safe(value: object) -> str:
     shown as a visible escape (``\\x1b``, ``\\t``, ``\\u202e``); printable
     text, Unicode included, is kept as it is."""
     return _UNSAFE_ON_TERMINAL.sub(_escape, str(value))
+
+
+def csv_safe(cell: str) -> str:
+    """Return ``cell`` as a spreadsheet will show it rather than run it: a
+    cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading
+    ``'`` (see :func:`csv_unescape` for the way back)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def csv_unescape(cell: str) -> str:
+    """Return a cell read from CSV with the ``'`` that :func:`csv_safe` adds
+    removed, so an export imports back unchanged. Only a ``'`` followed by
+    one of the formula characters is removed; any other cell is unchanged."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell

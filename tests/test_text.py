@@ -19,7 +19,7 @@ from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.personalize import format_address
 from newsletter.store import open_store, subscribers_table
-from newsletter.text import clean_name, strip_controls, terminal_safe
+from newsletter.text import clean_name, csv_safe, csv_unescape, strip_controls, terminal_safe
 from newsletter.web import create_app
 
 # NUL, BEL, ESC (a terminal's title, clear screen and colour), DEL, a C1 CSI,
@@ -97,6 +97,15 @@ def test_terminal_safe_shows_every_control_as_a_visible_escape():
     )
     assert terminal_safe(Path("out/2025")) == "out/2025"
     assert terminal_safe("plain text, Unicode kept: Zoë") == "plain text, Unicode kept: Zoë"
+
+
+def test_csv_safe_and_back():
+    for cell in ("=HYPERLINK(\"http://evil\")", "+1", "-x@example.com", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_safe(cell) == "'" + cell
+        assert csv_unescape(csv_safe(cell)) == cell
+    for cell in ("Ada", "", "'quoted'", "1+1", "a=b"):
+        assert csv_safe(cell) == cell
+        assert csv_unescape(cell) == cell
 
 
 # --------------------------------------------------------------------------
