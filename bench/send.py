@@ -68,7 +68,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
 DATE = dt.date(2025, 3, 11)
-SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+SECRET = "dxtEQZMdnn6B4mWzyuJiERci05PjOKsu7h92_qLYz9M"  # secrets.token_urlsafe(32)
 ISSUE_HEADER = "X-Newsletter-Issue"
 
 sys.path.insert(0, str(ROOT / "tests"))  # sesv2_standin

@@ -20,10 +20,11 @@ from newsletter.config import SENDERS, Settings, load_settings
 from newsletter.errors import AccountError, NewsletterError, OutputError, ReadersFailed, Refused, SendError
 from newsletter.files import atomic_write_text
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import Issue
+from newsletter.models import Batch, Issue
 from newsletter.papers import load_batch
 from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, render_issue
 from newsletter.store import STATUSES, Store, open_store
+from newsletter.text import terminal_safe
 
 
 class _Group(click.Group):
@@ -33,7 +34,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            # Messages quote input (addresses, file names, paper text): shown escaped.
+            click.echo(f"Error: {terminal_safe(exc)}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -93,7 +95,14 @@ def fetch(ctx: click.Context, date: dt.datetime | None, out_dir: Path) -> None:
     settings = _settings(ctx)
     day = _date(date) or dt.date.today()
     batch, path = fetch_day(settings.api_base_url, day, out_dir, settings.fetch_timeout)
-    click.echo(f"Fetched {len(batch.papers)} papers for {day.isoformat()} → {path}")
+    _warn(batch)
+    click.echo(f"Fetched {len(batch.papers)} papers for {day.isoformat()} → {terminal_safe(path)}")
+
+
+def _warn(batch: Batch) -> None:
+    """Print the batch's warnings (text that was repaired while loading) to stderr."""
+    for warning in batch.warnings:
+        click.echo(f"Warning: {terminal_safe(warning)}", err=True)
 
 
 def describe(issue: Issue, html: str, text: str) -> dict:
@@ -130,6 +139,7 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
     """
     settings = _settings(ctx)
     loaded = load_batch(batch, date=_date(date))
+    _warn(loaded)
     issue = render_issue(loaded, settings)
     out_dir = out_dir or Path("out") / issue.date.isoformat()
     # No reader's link in a file anyone may open: the sign-up page stands in.
@@ -145,9 +155,9 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
         raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
     share = facts["html_bytes"] / GMAIL_CLIP_BYTES
     click.echo(
-        f"{issue.subject}: {issue.card_count} cards, {issue.listed_count} listed, "
+        f"{terminal_safe(issue.subject)}: {issue.card_count} cards, {issue.listed_count} listed, "
         f"{issue.more_count} web-only; HTML {facts['html_bytes']:,} bytes ({share:.0%} of Gmail's "
-        f"{GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes → {out_dir}/"
+        f"{GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes → {terminal_safe(out_dir)}/"
     )
 
 
@@ -164,8 +174,9 @@ def preview(ctx: click.Context, batch: Path, date: dt.datetime | None, port: int
     from newsletter.web import create_preview_app
 
     settings = _settings(ctx)
-    load_batch(batch, date=_date(date))  # fail now, with a clear message, not on first request
-    _serve(create_preview_app(batch, settings, date=_date(date)), "127.0.0.1", port, f"Previewing {batch}")
+    _warn(load_batch(batch, date=_date(date)))  # fail now, with a clear message, not on first request
+    _serve(create_preview_app(batch, settings, date=_date(date)), "127.0.0.1", port,
+           f"Previewing {terminal_safe(batch)}")
 
 
 @cli.command()
@@ -232,12 +243,14 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         from newsletter.fetch import fetch_day
 
         day = day or dt.date.today()
-        _loaded, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+        fetched, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+        _warn(fetched)  # the saved copy is already repaired: loading it again warns of nothing
     elif batch is None:
         raise click.UsageError("give a BATCH file, or --fetch")
     loaded = load_batch(batch, date=day)
+    _warn(loaded)
     if not loaded.papers:
-        click.echo(f"No papers for {loaded.date} in {batch}: nothing sent.")
+        click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: nothing sent.")
         return
     signer = Signer.from_settings(settings)
     issue = render_issue(loaded, settings)
@@ -256,7 +269,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         if limit:
             waiting = min(waiting, limit)
         done = ledger.counts()
-        click.echo(f"Would send {issue.subject!r} to {waiting:,} readers via {name}"
+        click.echo(f"Would send '{terminal_safe(issue.subject)}' to {waiting:,} readers via {name}"
                    f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {done['sent']:,}, "
                    f"failed {done['failed']:,}, unknown {done['unknown']:,}. HTML {issue.html_bytes:,} bytes. "
                    "Nothing was sent.")
@@ -310,7 +323,8 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str
         sender.close(complete=False)
     if delivery.status != "sent":
         raise SendError(f"test message to {recipient.email} not sent: {delivery.status} {delivery.reason or ''}")
-    click.echo(f"Sent a test of {issue.subject!r} to {recipient.email} via {name} ({delivery.message_id})")
+    click.echo(f"Sent a test of '{terminal_safe(issue.subject)}' to {terminal_safe(recipient.email)} via {name} "
+               f"({terminal_safe(delivery.message_id)})")
 
 
 def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
@@ -327,11 +341,11 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
         click.echo("No active subscribers waiting for this issue: nothing sent.")
         return
     rate = f" at up to {report.rate:g}/s" if report.rate else ""
-    click.echo(f"{issue.subject}: sent {report.sent:,}, failed {report.failed:,}, unknown {report.unknown:,}, "
+    click.echo(f"{terminal_safe(issue.subject)}: sent {report.sent:,}, failed {report.failed:,}, unknown {report.unknown:,}, "
                f"skipped {report.skipped:,} (unsubscribed meanwhile), left {report.left:,}; "
-               f"{report.elapsed:.1f} s via {name}{rate}{where}")
+               f"{report.elapsed:.1f} s via {name}{rate}{terminal_safe(where)}")
     for address, reason in report.failures[:5]:
-        click.echo(f"  failed: {address}: {reason}", err=True)
+        click.echo(f"  failed: {terminal_safe(address)}: {terminal_safe(reason)}", err=True)
     if report.abandoned:
         click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown.", err=True)
     if report.unknown or report.abandoned:
@@ -371,9 +385,9 @@ def subscribers_add(ctx: click.Context, email: str, name: str | None) -> None:
     """
     subscriber, created = _store(ctx).add(email, name, source="cli")
     if created:
-        click.echo(f"Added {subscriber.email}")
+        click.echo(f"Added {terminal_safe(subscriber.email)}")
     elif subscriber.status == "active":
-        click.echo(f"{subscriber.email} is already subscribed")
+        click.echo(f"{terminal_safe(subscriber.email)} is already subscribed")
     else:
         raise Refused(f"{subscriber.email} is {subscriber.status}; it is not reactivated")
 
@@ -395,9 +409,9 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
     subscriber = _listed(store, email)
     if store.change_status(subscriber.id, "unsubscribed", source="cli", reason="removed by the operator",
                            only_from=("active",)):
-        click.echo(f"Unsubscribed {subscriber.email}")
+        click.echo(f"Unsubscribed {terminal_safe(subscriber.email)}")
     else:
-        click.echo(f"{subscriber.email} is already {subscriber.status}")
+        click.echo(f"{terminal_safe(subscriber.email)} is already {terminal_safe(subscriber.status)}")
 
 
 @subscribers.command("list")
@@ -406,7 +420,10 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
 def subscribers_list(ctx: click.Context, status: str | None) -> None:
     """List subscribers: address, status, since when, and name."""
     for s in _store(ctx).iter_subscribers(status=status):
-        click.echo(f"{s.email}\t{s.status}\t{s.updated_at:%Y-%m-%d}\t{s.name or ''}")
+        # Each field escaped on its own: a tab or newline in one cannot shift
+        # the columns, and no escape sequence reaches the terminal.
+        fields = (s.email, s.status, f"{s.updated_at:%Y-%m-%d}", s.name or "")
+        click.echo("\t".join(terminal_safe(field) for field in fields))
 
 
 @subscribers.command("count")
@@ -415,7 +432,7 @@ def subscribers_count(ctx: click.Context) -> None:
     """Count subscribers by status."""
     counts = _store(ctx).counts()
     for status, count in counts.items():
-        click.echo(f"{status:<13}{count:>8}")
+        click.echo(f"{terminal_safe(status):<13}{count:>8}")
     click.echo(f"{'total':<13}{sum(counts.values()):>8}")
 
 
@@ -446,11 +463,11 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     # Readers who unsubscribed while the import held the database: now.
     ReaderActions(store).apply_pending()
     for line, why in report.invalid:
-        click.echo(f"{csv_file}, line {line}: {why}", err=True)
+        click.echo(f"{terminal_safe(csv_file)}, line {line}: {terminal_safe(why)}", err=True)
     for line, status in report.refused:
-        click.echo(f"{csv_file}, line {line}: {status}; not reactivated", err=True)
+        click.echo(f"{terminal_safe(csv_file)}, line {line}: {terminal_safe(status)}; not reactivated", err=True)
     click.echo(
-        f"{csv_file}: added {len(report.added)}, already present {len(report.present)}, "
+        f"{terminal_safe(csv_file)}: added {len(report.added)}, already present {len(report.present)}, "
         f"invalid {len(report.invalid)}, refused {len(report.refused)} "
         f"(database held for {report.write_seconds:.2f} s)"
     )
@@ -465,9 +482,9 @@ def subscribers_reactivate(ctx: click.Context, email: str) -> None:
     store = _store(ctx)
     subscriber = _listed(store, email)
     if store.change_status(subscriber.id, "active", source="cli", reason="reactivated by the operator"):
-        click.echo(f"Reactivated {subscriber.email} (was {subscriber.status})")
+        click.echo(f"Reactivated {terminal_safe(subscriber.email)} (was {terminal_safe(subscriber.status)})")
     else:
-        click.echo(f"{subscriber.email} is already active")
+        click.echo(f"{terminal_safe(subscriber.email)} is already active")
 
 
 # ---------------------------------------------------------------- feedback
@@ -502,7 +519,7 @@ def bounces_poll(ctx: click.Context, queue_url: str, once: bool, wait: int) -> N
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for outcome in report.outcomes:
-        click.echo(f"  {outcome}")
+        click.echo(f"  {terminal_safe(outcome)}")
     click.echo(f"Handled {report.handled} notifications, refused {report.refused}.")
 
 
@@ -523,12 +540,12 @@ def stats(ctx: click.Context, days: int) -> None:
                f"{'unsubscribed':>14}{'bounce':>9}{'complaint':>11}")
     warnings = []
     for row in rows:
-        click.echo(f"{row.issue_date:<12}{row.sent:>9,}{row.delivered:>11,}{row.bounced:>9,}{row.complained:>12,}"
+        click.echo(f"{terminal_safe(row.issue_date):<12}{row.sent:>9,}{row.delivered:>11,}{row.bounced:>9,}{row.complained:>12,}"
                    f"{row.unsubscribed:>14,}{row.bounce_rate:>9.2%}{row.complaint_rate:>11.3%}")
         warnings += [f"{row.issue_date}: {w}" for w in row.warnings()]
     click.echo(f"SES reviews accounts at a {BOUNCE_REVIEW:.0%} bounce rate or a {COMPLAINT_REVIEW:.1%} complaint rate.")
     for warning in warnings:
-        click.secho(f"WARNING {warning}", fg="red", bold=True, err=True)
+        click.secho(f"WARNING {terminal_safe(warning)}", fg="red", bold=True, err=True)
 
 
 def main() -> None:

@@ -1,4 +1,10 @@
-"""Subscriber lists as CSV files: reading an import, writing an export."""
+"""Subscriber lists as CSV files: reading an import, writing an export.
+
+An export is opened in spreadsheets, so a cell that a spreadsheet would run
+as a formula (a name such as ``=HYPERLINK(...)``) is written with a leading
+``'`` (see :func:`newsletter.text.csv_safe`); an import removes that ``'``
+again, so an export imports back unchanged.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Iterable, TextIO
 
 from newsletter.errors import ListError
 from newsletter.models import Subscriber
+from newsletter.text import csv_safe, csv_unescape
 
 MAX_LIST_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at")
@@ -18,7 +25,9 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
     """Return the (line, email, name) rows, ``line`` being where the row
     begins, of a CSV with an ``email`` column and an optional ``name`` column
     (a header row is required; other columns are ignored; blank lines are
-    skipped).
+    skipped). A cell that :func:`write_subscriber_csv` protected from
+    spreadsheets (``'`` before ``=``, ``+``, ``-``, ``@``, tab or CR) is read
+    without that ``'``.
 
     Raises :class:`ListError` naming the file and line for a missing file,
     invalid UTF-8, a missing header or ``email`` column, or a malformed row.
@@ -65,21 +74,32 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
                 continue
             if len(row) != len(columns):
                 raise ListError(f"{source}, line {line}: {len(row)} fields, but the header has {len(columns)}")
-            name = row[name_at].strip() if name_at is not None else None
-            rows.append((line, row[email_at].strip(), name or None))
+            name = _cell(row[name_at]) if name_at is not None else None
+            rows.append((line, _cell(row[email_at]), name or None))
     except csv.Error as exc:
         raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from None
     return rows
 
 
+def _cell(value: str) -> str:
+    """A cell's value: trimmed, without the ``'`` an export put before a formula character."""
+    return csv_unescape(value.strip()).strip()
+
+
 def write_subscriber_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
-    """Write ``subscribers`` as CSV (header first) to ``out``; return the count."""
+    """Write ``subscribers`` as CSV (header first) to ``out``, every cell
+    that a spreadsheet would run as a formula given a leading ``'``; return
+    the count."""
     writer = csv.writer(out, lineterminator="\n")
+    # The csv module quotes a field only for the characters of its own line
+    # terminator, so a field holding a CR (possible in a row written before
+    # names were cleaned) would end the record early: quote such rows fully.
+    quoting_all = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for s in subscribers:
-        writer.writerow(
-            (s.email, s.name or "", s.status, s.source, s.created_at.isoformat(), s.updated_at.isoformat())
-        )
+        cells = (s.email, s.name or "", s.status, s.source, s.created_at.isoformat(), s.updated_at.isoformat())
+        cells = [csv_safe(cell) for cell in cells]
+        (quoting_all if any("\r" in cell for cell in cells) else writer).writerow(cells)
         count += 1
     return count

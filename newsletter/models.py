@@ -36,6 +36,9 @@ class Batch:
     date: dt.date
     papers: tuple[Paper, ...]
     source: str = ""  # the file or URL the batch came from, for messages
+    # What the loader repaired, one line per affected entry (such as control
+    # characters removed from an abstract), for the commands to show.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ Four formats are recognised from the file's content, not its name:
 
 Paper text is untrusted. Every field is checked and normalized here, and any
 problem raises :class:`BatchError` naming the file and the line or entry, so
-nothing downstream ever sees half-valid data.
+nothing downstream ever sees half-valid data. Stray control characters are
+the one thing repaired rather than refused (one bad abstract must not stop a
+day's issue): they are removed, with a warning per entry in
+:attr:`Batch.warnings`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import feedparser
 from newsletter.errors import BatchError
 from newsletter.files import atomic_write_text
 from newsletter.models import Batch, Paper
+from newsletter.text import strip_controls
 
 CANONICAL_FORMAT = "newsletter-batch/1"
 
@@ -46,10 +50,6 @@ MAX_AUTHOR_CHARS = 200
 MAX_AUTHORS = 2_000
 MAX_URL_CHARS = 2_000
 
-# C0 and C1 control characters other than tab, LF and CR (which are
-# whitespace), and the bidirectional overrides that can make text read
-# differently from what it is.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
 _ARXIV_ID = re.compile(
     r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
     re.IGNORECASE,
@@ -164,30 +164,49 @@ def _decode(data: bytes, source: str) -> str:
 
 
 class _Checker:
-    """Normalizes the fields of one paper, raising errors that name its place."""
+    """Normalizes the fields of one paper, raising errors that name its place
+    and adding a line to ``warnings`` when it had to remove control
+    characters."""
 
-    def __init__(self, source: str, where: str):
+    def __init__(self, source: str, where: str, warnings: list[str]):
         self.source = source
         self.where = where
+        self.warnings = warnings
+        self.removed: dict[str, int] = {}  # control characters removed, per field
 
     def fail(self, message: str) -> BatchError:
         return BatchError(self.source, message, self.where)
 
     def text(self, value: Any, field: str, limit: int, required: bool = True) -> str:
-        """Return ``value`` as one line of NFC text with whitespace collapsed."""
+        """Return ``value`` as one line of NFC text with whitespace collapsed
+        and control characters removed (counted in ``removed``)."""
         if value is None:
             value = ""
         if not isinstance(value, str):
             raise self.fail(f"{field} must be text, not {type(value).__name__}")
-        bad = _CONTROL.search(value)
-        if bad:
-            raise self.fail(f"{field} contains control character U+{ord(bad.group()):04X}")
+        value, removed = strip_controls(value)
+        if removed:
+            self.removed[field] = self.removed.get(field, 0) + removed
         value = " ".join(unicodedata.normalize("NFC", value).split())
         if required and not value:
             raise self.fail(f"{field} is empty")
         if len(value) > limit:
             raise self.fail(f"{field} is {len(value):,} characters long; the limit is {limit:,}")
         return value
+
+    def warn_if_repaired(self, title: str) -> None:
+        """Add one warning line for this paper when control characters were
+        removed from any of its fields."""
+        if not self.removed:
+            return
+        total = sum(self.removed.values())
+        fields = [_FIELD_NAMES.get(field, field) for field in self.removed]
+        listed = fields[0] if len(fields) == 1 else ", ".join(fields[:-1]) + " and " + fields[-1]
+        short = title if len(title) <= 60 else title[:59].rstrip() + "…"
+        plural = "" if total == 1 else "s"
+        self.warnings.append(
+            f'{self.source}, {self.where} ("{short}"): removed {total} control character{plural} from {listed}'
+        )
 
     def authors(self, names: Iterable[Any]) -> tuple[str, ...]:
         names = list(names)
@@ -249,7 +268,7 @@ class _Checker:
             page = f"https://arxiv.org/abs/{paper_id}"
         elif not page:
             page = "https://arxiv.org/search/?searchtype=title&query=" + quote_plus(title)
-        return Paper(
+        paper = Paper(
             title=title,
             abstract=abstract,
             authors=self.authors(authors),
@@ -258,6 +277,18 @@ class _Checker:
             upvotes=self.upvotes(upvotes),
             code_url=self.url(code_url, "code_url") or find_code_url(abstract),
         )
+        self.warn_if_repaired(title)
+        return paper
+
+
+# How a warning names the field that lost control characters.
+_FIELD_NAMES = {
+    "title": "the title",
+    "abstract": "the abstract",
+    "author name": "the author names",
+    "url": "the link",
+    "code_url": "the code link",
+}
 
 
 def _is_http_url(value: str) -> bool:
@@ -290,7 +321,7 @@ def find_code_url(abstract: str) -> str | None:
     return None
 
 
-def _finish(source: str, date: dt.date, papers: list[Paper]) -> Batch:
+def _finish(source: str, date: dt.date, papers: list[Paper], warnings: list[str]) -> Batch:
     """De-duplicate, order by upvotes when known, and build the Batch."""
     if len(papers) > MAX_PAPERS:
         raise BatchError(source, f"{len(papers):,} papers; the limit is {MAX_PAPERS:,}")
@@ -303,7 +334,7 @@ def _finish(source: str, date: dt.date, papers: list[Paper]) -> Batch:
     unique = list(by_key.values())
     if any(p.upvotes is not None for p in unique):
         unique.sort(key=lambda p: -1 if p.upvotes is None else p.upvotes, reverse=True)
-    return Batch(date=date, papers=tuple(unique), source=source)
+    return Batch(date=date, papers=tuple(unique), source=source, warnings=tuple(warnings))
 
 
 # --------------------------------------------------------------------------
@@ -341,7 +372,8 @@ def _parse_page_text(text: str, source: str, date: dt.date | None, today: dt.dat
     if current:
         paragraphs.append((start, " ".join(current)))
 
-    papers = []
+    papers: list[Paper] = []
+    warnings: list[str] = []
     index = 0
     while index < len(paragraphs):
         line_no, title = paragraphs[index]
@@ -351,9 +383,9 @@ def _parse_page_text(text: str, source: str, date: dt.date | None, today: dt.dat
         if index + 1 >= len(paragraphs) or _looks_like_title(paragraphs[index + 1][1]):
             raise BatchError(source, f"title {title.strip()[:60]!r} has no abstract after it", where)
         abstract = paragraphs[index + 1][1]
-        papers.append(_Checker(source, where).paper(title, abstract))
+        papers.append(_Checker(source, where, warnings).paper(title, abstract))
         index += 2
-    return _finish(source, batch_date, papers)
+    return _finish(source, batch_date, papers, warnings)
 
 
 def _looks_like_title(paragraph: str) -> bool:
@@ -426,10 +458,11 @@ def _parse_json(text: str, source: str, date: dt.date | None) -> Batch:
 
 def _parse_api_json(entries: list, source: str, date: dt.date | None) -> Batch:
     papers = []
+    warnings: list[str] = []
     published: collections.Counter[dt.date] = collections.Counter()
     for number, entry in enumerate(entries, start=1):
         where = f"entry {number}"
-        check = _Checker(source, where)
+        check = _Checker(source, where, warnings)
         paper = entry.get("paper") if isinstance(entry, dict) else None
         if not isinstance(paper, dict):
             raise check.fail('expected an object with a "paper" object')
@@ -454,7 +487,7 @@ def _parse_api_json(entries: list, source: str, date: dt.date | None) -> Batch:
         if not published:
             raise BatchError(source, "the entries carry no date; pass --date YYYY-MM-DD")
         date = published.most_common(1)[0][0]
-    return _finish(source, date, papers)
+    return _finish(source, date, papers, warnings)
 
 
 def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
@@ -465,8 +498,9 @@ def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
     if found and date and found != date:
         raise BatchError(source, f"the file is for {found} but --date is {date}", '"date"')
     papers = []
+    warnings: list[str] = []
     for number, item in enumerate(doc["papers"]):
-        check = _Checker(source, f"papers[{number}]")
+        check = _Checker(source, f"papers[{number}]", warnings)
         if not isinstance(item, dict):
             raise check.fail("expected an object")
         authors = item.get("authors") or []
@@ -483,7 +517,7 @@ def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
                 code_url=item.get("code_url"),
             )
         )
-    return _finish(source, date or found, papers)
+    return _finish(source, date or found, papers, warnings)
 
 
 def _iso_date(value: Any) -> dt.date | None:
@@ -510,9 +544,10 @@ def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) ->
     if not feed.get("version", "").startswith("atom") and not feed.entries:
         raise BatchError(source, "not a recognised batch: XML but not an Atom feed")
     papers = []
+    warnings: list[str] = []
     latest: dt.date | None = None
     for number, entry in enumerate(feed.entries, start=1):
-        check = _Checker(source, f"entry {number}")
+        check = _Checker(source, f"entry {number}", warnings)
         entry_id = entry.get("id", "")
         match = _ARXIV_URL.match(entry_id.strip())
         papers.append(
@@ -528,7 +563,7 @@ def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) ->
         day = _feed_date(entry.get("published_parsed") or _own(entry, "updated_parsed"))
         if day:
             latest = max(latest, day) if latest else day
-    return _finish(source, date or latest or today, papers)
+    return _finish(source, date or latest or today, papers, warnings)
 
 
 def _feed_date(stamp: Any) -> dt.date | None:

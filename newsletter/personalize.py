@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from html import escape
 
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
+from newsletter.text import clean_name
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -61,8 +62,12 @@ def _join_qp(parts: list[bytes], url_qp: bytes) -> bytes:
 
 
 def format_address(email_address: str, name: str | None) -> str:
-    """Return a To/From header value, RFC 2047-encoding a non-ASCII name."""
-    return email.utils.formataddr((name or "", email_address), charset="utf-8")
+    """Return a To/From header value, RFC 2047-encoding a non-ASCII name.
+
+    The name is cleaned again here (see :func:`clean_name`): a row written
+    before names were cleaned, or by hand, must not put a control character
+    into a header."""
+    return email.utils.formataddr((clean_name(name) or "", email_address), charset="utf-8")
 
 
 def _to_field(email_address: str, name: str | None) -> str:
@@ -70,6 +75,7 @@ def _to_field(email_address: str, name: str | None) -> str:
     a long non-ASCII name cut into encoded words of at most 75 characters,
     one a line (RFC 2047), then the address on a line of its own, so no
     header line is longer than 78 characters (998 is the hard limit)."""
+    name = clean_name(name)
     value = format_address(email_address, name)
     if len(value) <= 74 or not name or name.isascii():
         return value

@@ -19,7 +19,8 @@ from typing import Callable
 
 from newsletter.config import Settings
 from newsletter.render import render_template, template_environment
-from newsletter.store import Store, normalize_email, stored_name
+from newsletter.store import Store, normalize_email
+from newsletter.text import clean_name
 from newsletter.tokens import Signer
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
@@ -66,5 +67,5 @@ def request_signup(store: Store, address: str, name: str | None, client: str) ->
     :class:`InvalidEmail` for a malformed address or one that is not ASCII
     (no sender supports SMTPUTF8, so it could be sent neither this email nor
     any issue)."""
-    return store.record_signup(normalize_email(address), stored_name(name), client,
+    return store.record_signup(normalize_email(address), clean_name(name), client,
                                per_address_per_day=PER_ADDRESS_PER_DAY, per_client_per_hour=PER_CLIENT_PER_HOUR)

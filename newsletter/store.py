@@ -47,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLA
 
 from newsletter.errors import InvalidEmail, StoreBusy, StoreError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue, Subscriber, SubscriberEvent
+from newsletter.text import clean_name
 
 SCHEMA_VERSION = 1
 
@@ -324,12 +325,6 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "lock timeout" in text or "busy" in text
 
 
-def stored_name(name: str | None) -> str | None:
-    """A reader's name as stored: whitespace collapsed, at most 200
-    characters, None when empty."""
-    return " ".join((name or "").split())[:200] or None
-
-
 def reader_may_reactivate(status: str | None, last_source: str | None) -> bool:
     """Whether the reader themself may make an address active (by signing
     up, confirming or resubscribing): a new address (``status`` None) or one
@@ -526,7 +521,7 @@ class Store:
                 ref=secrets.token_urlsafe(16),
                 email=email,
                 email_key=email.lower(),
-                name=stored_name(name),
+                name=clean_name(name),
                 status=ACTIVE,
                 source=source,
                 created_at=stamp,
@@ -693,7 +688,7 @@ class Store:
         stamp = now()
         staged = [
             dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
-                 name=stored_name(name), status=ACTIVE, source=source,
+                 name=clean_name(name), status=ACTIVE, source=source,
                  created_at=stamp, updated_at=stamp)
             for key, (address, name) in new.items() if key not in statuses
         ]

@@ -17,19 +17,55 @@ from newsletter.errors import ConfigError, TokenError
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 CONFIRM_SALT = "newsletter.confirm.v1"
 MIN_SECRET_CHARS = 32
+MIN_SECRET_DISTINCT_CHARS = 12
+# Anyone who receives one issue holds a token signed with the key, so the key
+# can be attacked offline: guessed and checked against that token as fast as
+# HMAC runs. 10^24 guesses (about 80 bits) is far beyond what a large GPU
+# cluster tries in decades (about 10^21), and far below what a generated key
+# gets: a secrets.token_urlsafe(32) key scores 10^41 or more, a 32-character
+# hex key (128 random bits) about 10^28.
+MIN_SECRET_GUESSES_LOG10 = 24
+_ZXCVBN_MAX_CHARS = 72  # zxcvbn refuses longer input
 GENERATE_HINT = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def secret_guesses_log10(value: str) -> float:
+    """Return the base-10 logarithm of the number of guesses an attacker who
+    knows how people pick keys would need to find ``value``.
+
+    The estimate is zxcvbn's, which counts a repeated chunk, a sequence
+    (``abcdef``, ``0123``), a keyboard walk (``qwerty``), a date or a word
+    from its dictionaries as the few guesses they cost rather than as random
+    characters. zxcvbn reads at most 72 characters, so a longer key gets the
+    score of its strongest 72-character stretch (stretches overlapping by
+    half): a weak pattern repeated past 72 characters cannot add up to a pass.
+    """
+    from zxcvbn import zxcvbn  # loads its dictionaries: only when a key is checked
+
+    step = _ZXCVBN_MAX_CHARS // 2
+    starts = range(0, max(len(value) - _ZXCVBN_MAX_CHARS, 0) + step, step)
+    return max(
+        zxcvbn(value[start:start + _ZXCVBN_MAX_CHARS], user_inputs=["newsletter", "secret", "key"])["guesses_log10"]
+        for start in starts
+    )
 
 
 def check_secret(name: str, value: str) -> str:
     """Return ``value`` if it is usable as a signing key.
 
-    Raises :class:`ConfigError` naming ``name`` when it is missing, shorter
-    than 32 characters or obviously not random.
+    Raises :class:`ConfigError` naming ``name`` (never showing the key) when
+    it is missing, shorter than 32 characters, made of fewer than 12
+    different characters, or repetitive or guessable: fewer than 10^24
+    guesses by :func:`secret_guesses_log10`.
     """
     if not value:
         raise ConfigError(f"{name} is not set; {GENERATE_HINT}")
-    if len(value) < MIN_SECRET_CHARS or len(set(value)) < 12:
+    if len(value) < MIN_SECRET_CHARS or len(set(value)) < MIN_SECRET_DISTINCT_CHARS:
         raise ConfigError(f"{name} is too weak (at least {MIN_SECRET_CHARS} random characters); {GENERATE_HINT}")
+    if secret_guesses_log10(value) < MIN_SECRET_GUESSES_LOG10:
+        raise ConfigError(
+            f"{name} is too weak (repeated, sequential or made of words: it must be random); {GENERATE_HINT}"
+        )
     return value
 
 

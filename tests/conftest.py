@@ -97,7 +97,9 @@ def browser():
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://newsletter_test:newsletter_test@127.0.0.1:5432/newsletter_test"
 )
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+# Generated with secrets.token_urlsafe(32), as the README says: a key that
+# looks made up (words, sequences) is refused.
+SECRET = "LFyKQE0xc10o8hzuXR9uDhRIeK-8sIqVN71UqgSI5s8"
 
 
 def _reset_postgres() -> None:

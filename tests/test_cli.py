@@ -116,6 +116,32 @@ def test_render_reads_settings_from_dotenv(isolated):
     assert "https://papers.example.org/subscribe" in (isolated / "o" / "issue.html").read_text(encoding="utf-8")
 
 
+def test_a_stray_control_character_is_removed_with_one_warning_not_a_refusal(isolated):
+    papers = [{"title": "First", "abstract": "Fine."},
+              {"title": "Second\x1b]0;x\x07", "abstract": "Bad\x00 abstract\x00.", "authors": ["Eve\x07"]},
+              {"title": "Third", "abstract": "Fine too."}]
+    (isolated / "day.json").write_text(json.dumps({"date": "2025-03-11", "papers": papers}), encoding="utf-8")
+    result = run("render", "day.json", "--out", "o")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ('Warning: day.json, papers[1] ("Second]0;x"): removed 5 control characters from '
+                             "the title, the abstract and the author names\n")
+    facts = json.loads((isolated / "o" / "issue.json").read_text(encoding="utf-8"))
+    assert facts["paper_count"] == 3
+    html = (isolated / "o" / "issue.html").read_text(encoding="utf-8")
+    assert "Bad abstract." in html and "\x00" not in html and "\x1b" not in html
+
+
+def test_preview_prints_the_warnings_before_serving(isolated, monkeypatch):
+    served = []
+    monkeypatch.setattr("newsletter.cli._serve", lambda app, host, port, what: served.append(what))
+    papers = [{"title": "Only", "abstract": "Text\u202e here."}]
+    (isolated / "day.json").write_text(json.dumps({"date": "2025-03-11", "papers": papers}), encoding="utf-8")
+    result = run("preview", "day.json")
+    assert result.exit_code == 0, result.output
+    assert served == ["Previewing day.json"]
+    assert result.stderr == 'Warning: day.json, papers[0] ("Only"): removed 1 control character from the abstract\n'
+
+
 # --------------------------------------------------------------------------
 # bad input
 

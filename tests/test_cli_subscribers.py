@@ -186,6 +186,31 @@ def test_export(three):
     assert list(csv.reader(io.StringIO(nobody))) == [["email", "name", "status", "source", "created_at", "updated_at"]]
 
 
+def test_export_neutralises_formulas_and_imports_back(run, url, tmp_path):
+    ok(run("subscribers", "add", "--name", '=HYPERLINK("http://evil.example","Click")', "--", "-x@example.com"))
+    ok(run("subscribers", "add", "ada@example.com", "--name", "@SUM(1+1)"))
+    exported = ok(run("subscribers", "export"))
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["email"], r["name"]) for r in rows] == [
+        ("'-x@example.com", '\'=HYPERLINK("http://evil.example","Click")'),
+        ("ada@example.com", "'@SUM(1+1)"),
+    ]
+    export = tmp_path / "export.csv"
+    export.write_text(exported, encoding="utf-8")
+    other = f"sqlite:///{tmp_path / 'other' / 'newsletter.db'}"
+    result = CliRunner().invoke(cli, ["subscribers", "import", str(export)],
+                                env={"NEWSLETTER_DATABASE_URL": other}, catch_exceptions=False)
+    assert "added 2, already present 0, invalid 0, refused 0" in ok(result)
+    store = open_store(other)
+    try:
+        assert [(s.email, s.name) for s in store.iter_subscribers()] == [
+            ("-x@example.com", '=HYPERLINK("http://evil.example","Click")'),
+            ("ada@example.com", "@SUM(1+1)"),
+        ]
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------
 # import
 

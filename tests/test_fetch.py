@@ -17,7 +17,7 @@ from newsletter.errors import BatchError, FetchError, NewsletterError, OutputErr
 from newsletter.fetch import daily_papers_url, fetch_day
 from newsletter.papers import load_batch
 
-from conftest import FIXTURES, free_port
+from conftest import FIXTURES, SECRET, free_port
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 DAY = date(2025, 3, 11)
@@ -279,6 +279,32 @@ def test_cli_fetch(api_server, out_dir):
     assert str(path) in result.stdout
     assert load_batch(path).papers == load_batch(API_JSON).papers
     assert api_server.requests[0]["path"] == "/api/daily_papers?date=2025-03-11"
+
+
+def test_cli_fetch_warns_of_removed_control_characters(api_server, out_dir, tmp_path):
+    from newsletter.cli import cli
+
+    entries = json.loads(API_JSON.read_bytes())
+    entries[1]["paper"]["summary"] = "\x00" + entries[1]["paper"]["summary"] + "\x07"
+    api_server.answer = Answer(body=json.dumps(entries).encode())
+    title = " ".join(entries[1]["paper"]["title"].split())
+    env = {"NEWSLETTER_API_BASE_URL": api_server.base_url}
+    result = CliRunner().invoke(cli, ["fetch", "--date", "2025-03-11", "--out", str(out_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    url = f"{api_server.base_url}/api/daily_papers?date=2025-03-11"
+    shown = title if len(title) <= 60 else title[:59].rstrip() + "…"
+    assert result.stderr == (f'Warning: {url}, entry 2 ("{shown}"): removed 2 control characters '
+                             "from the abstract\n")
+    saved = load_batch(out_dir / "2025-03-11.json")
+    assert saved.warnings == ()  # the saved batch is the repaired one
+    assert saved.papers == load_batch(API_JSON).papers
+
+    # `send --fetch` shows the same warning, once.
+    env.update(NEWSLETTER_SECRET_KEY=SECRET, NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'n.db'}",
+               NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"))
+    result = CliRunner().invoke(cli, ["send", "--fetch", "--date", "2025-03-11", "--dry-run"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("Warning: ") == 1 and "entry 2" in result.stderr
 
 
 def test_cli_fetch_http_error_is_one_line(api_server, out_dir):

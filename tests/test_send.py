@@ -353,6 +353,21 @@ def test_an_empty_batch_sends_nothing(env, db, tmp_path):
     assert counts(db)["sent"] == 0
 
 
+def test_a_stray_control_character_in_one_abstract_does_not_stop_the_day(env, db, tmp_path):
+    add_readers(db, 3)
+    batch = canonical_batch(tmp_path / "day.json", [
+        {"title": "First", "abstract": "Fine."},
+        {"title": "Second", "abstract": "One stray\x00 NUL."},
+    ])
+    result = send(env, batch=batch)
+    assert result.exit_code == 0, result.output
+    assert "sent 3, failed 0" in result.stdout
+    assert result.stderr.splitlines()[0] == (
+        'Warning: {}, papers[1] ("Second"): removed 1 control character from the abstract'.format(batch))
+    assert sum("Warning:" in line for line in result.stderr.splitlines()) == 1
+    assert counts(db)["sent"] == 3
+
+
 @pytest.mark.parametrize("content", [b"", b"{\"date\": \"2025-03-11\", \"papers\": [{\"title\": 3}]}"])
 def test_a_bad_batch_exits_2_and_sends_nothing(env, db, tmp_path, content):
     add_readers(db, 3)

@@ -35,8 +35,8 @@ from newsletter.tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, Signer
 from newsletter.web import create_app, mask_email
 
 BASE = "https://papers.example.org"
-OTHER_SECRET = "another-secret-9876543210-ZYXWVUTSRQPONMLKJIHGFEDCBA"
-OLD_SECRET = "old-secret-ZYXWVUTSRQPONMLKJIHGFEDCBA-9876543210"
+OTHER_SECRET = "ly12xlEa51C9FWaRReYCbCWzyprWlYLeTDXuVOCodx0"
+OLD_SECRET = "4zXsAU5ho3LGIvk2kfS07YNedgdVSTzYe3VA5wnQUfc"
 CONFIRM_LINK = re.compile(re.escape(BASE) + r"/confirm/([A-Za-z0-9_\-.]+)")
 SENT_TEXT = "Check your inbox"
 DAY = 24 * 3600

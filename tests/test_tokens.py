@@ -17,9 +17,9 @@ from conftest import SECRET
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError, TokenError
 from newsletter.store import open_store
-from newsletter.tokens import UNSUBSCRIBE_SALT, Signer, check_secret
+from newsletter.tokens import MIN_SECRET_GUESSES_LOG10, UNSUBSCRIBE_SALT, Signer, check_secret, secret_guesses_log10
 
-OLD_SECRET = "old-secret-ZYXWVUTSRQPONMLKJIHGFEDCBA-9876543210"
+OLD_SECRET = "4zXsAU5ho3LGIvk2kfS07YNedgdVSTzYe3VA5wnQUfc"
 OTHER_SECRET = secrets.token_urlsafe(32)
 REF = "Qm9vayBvZiBzYW5kIGFuZCBzdGFy"
 URL_SAFE = re.compile(r"^[A-Za-z0-9_\-.]+$")
@@ -188,6 +188,23 @@ def test_a_missing_secret_is_explained():
 
 
 WEAK = ["hunter2-short-key", "a" * 40, "ab" * 20, "0123456789" * 4, "Xy" * 15 + "!"]
+# Long enough and with enough different characters to pass a length and
+# alphabet check, but repeated, sequential, keyboard walks or words.
+GUESSABLE = [
+    "0123456789ab0123456789ab0123456789ab",
+    "abcdefghijklabcdefghijklabcdefghijkl",
+    "changeme-changeme-changeme-changeme-01234",
+    "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz",  # this suite's own key until it was refused
+    "qwertyuiopasdfghjklzxcvbnm1234567890",  # keyboard walks
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "zaq12wsxcde34rfvbgt56yhnmju78ik,",
+    "MyNewsletter2025!MyNewsletter2025!MyNewsletter2025!",  # a word repeated
+    "correcthorsebatterystaplecorrecthorse",
+    "MyN3wsl3tterK3y!00000000000000000000",  # a short key padded
+    "2025-03-11-2025-03-11-2025-03-11-newsletter",
+    "iloveyouiloveyouiloveyou1234567890!@#$",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij" * 3,  # past zxcvbn's 72 characters
+]
 
 
 @pytest.mark.parametrize("weak", WEAK)
@@ -210,10 +227,35 @@ def test_weak_fallback_keys_are_refused(weak):
     assert weak not in message
 
 
-def test_good_secrets_pass():
-    generated = secrets.token_urlsafe(32)
-    assert check_secret("X", generated) == generated
-    assert check_secret("X", SECRET) == SECRET
+@pytest.mark.parametrize("weak", GUESSABLE)
+def test_repetitive_or_guessable_secrets_are_refused_without_showing_them(weak):
+    assert len(weak) >= 32 and len(set(weak)) >= 12  # only the estimate can refuse these
+    for make in (lambda: Signer(weak), lambda: Signer(SECRET, fallbacks=(weak,))):
+        with pytest.raises(ConfigError) as caught:
+            make()
+        message = str(caught.value)
+        assert "too weak" in message and "secrets.token_urlsafe" in message
+        assert weak not in message and weak[:8] not in message and weak[-8:] not in message
+    assert secret_guesses_log10(weak) < MIN_SECRET_GUESSES_LOG10
+
+
+def test_generated_secrets_always_pass():
+    for _ in range(2_000):
+        generated = secrets.token_urlsafe(32)
+        assert check_secret("X", generated) == generated
+
+
+def test_long_secrets_are_judged_by_their_strongest_stretch():
+    random_part = secrets.token_urlsafe(32)
+    assert check_secret("X", secrets.token_urlsafe(200))  # 267 characters
+    assert check_secret("X", "a" * 100 + random_part + "b" * 100)
+    with pytest.raises(ConfigError):
+        check_secret("X", "Newsletter2025!" * 20)
+
+
+def test_this_suites_secrets_pass():
+    for key in (SECRET, OLD_SECRET, OTHER_SECRET, secrets.token_hex(16)):
+        assert check_secret("X", key) == key
 
 
 def test_settings_never_show_the_secret():
@@ -221,7 +263,7 @@ def test_settings_never_show_the_secret():
     assert settings.secret_key == SECRET
     for text in (repr(settings), str(settings)):
         assert SECRET not in text and OLD_SECRET not in text
-        assert "secret-0123" not in text
+        assert SECRET[:12] not in text and OLD_SECRET[:12] not in text
     assert "database_url" in repr(settings)  # the rest is still shown
 
 

@@ -43,7 +43,7 @@ from newsletter.web import SECURITY_HEADERS, create_app, mask_email
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"  # exactly what RFC 8058 receivers POST
 FORM = "application/x-www-form-urlencoded"
-OTHER_SECRET = "another-secret-9876543210-ZYXWVUTSRQPONMLKJIHGFEDCBA"
+OTHER_SECRET = "ly12xlEa51C9FWaRReYCbCWzyprWlYLeTDXuVOCodx0"
 ATOM = "{http://www.w3.org/2005/Atom}"
 DAY1 = dt.date(2025, 3, 10)
 DAY2 = dt.date(2025, 3, 11)

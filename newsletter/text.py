@@ -1,0 +1,86 @@
+"""Text hygiene for untrusted text: names, paper text, terminal output and
+CSV cells.
+
+Names come from a web form, the command line and CSV files; paper text from
+files and an API. None of it may carry characters that act instead of
+showing: C0 and C1 control characters (NUL in a header, ESC sequences that
+retitle or clear a terminal), the Unicode bidirectional controls that make
+text read differently from what it is, and lone surrogates (which cannot be
+encoded, so they would crash a write far from where they came in).
+"""
+
+from __future__ import annotations
+
+import re
+
+NAME_MAX_CHARS = 200
+
+# Every C0 control but tab, LF and CR (the whitespace of ordinary text), DEL,
+# every C1 control, the characters with the Unicode Bidi_Control property
+# (marks, embeddings, overrides and isolates), and lone surrogates.
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_STRIPPED = re.compile(f"[{_CONTROLS}]")
+# What a terminal must never be given raw: the above plus tab, LF and CR
+# (which would break a tab-separated line or start a new one) and the
+# Unicode line and paragraph separators.
+_UNSAFE_ON_TERMINAL = re.compile(f"[\t\n\r\u2028\u2029{_CONTROLS}]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+# Spreadsheets run a cell starting with one of these as a formula (OWASP,
+# "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _drop(match: re.Match) -> str:
+    # A control that separates (vertical tab, form feed, the information
+    # separators, NEL) leaves a space, so the words around it stay apart.
+    return " " if match.group().isspace() else ""
+
+
+def strip_controls(value: str) -> tuple[str, int]:
+    """Return ``value`` without control, bidirectional-control and lone
+    surrogate characters (tab, LF and CR are kept; a separating control such
+    as a form feed becomes a space), and how many were removed."""
+    return _STRIPPED.subn(_drop, value)
+
+
+def clean_name(value: str | None) -> str | None:
+    """Return a reader's name as printable text on one line: control
+    characters removed, whitespace collapsed to single spaces, cut to
+    ``NAME_MAX_CHARS``. Returns None when nothing is left."""
+    if value is None:
+        return None
+    cleaned, _removed = strip_controls(value)
+    return " ".join(cleaned.split())[:NAME_MAX_CHARS].rstrip() or None
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def terminal_safe(value: object) -> str:
+    """Return ``str(value)`` fit to print on a terminal: every control
+    character, bidirectional control, line separator and lone surrogate is
+    shown as a visible escape (``\\x1b``, ``\\t``, ``\\u202e``); printable
+    text, Unicode included, is kept as it is."""
+    return _UNSAFE_ON_TERMINAL.sub(_escape, str(value))
+
+
+def csv_safe(cell: str) -> str:
+    """Return ``cell`` as a spreadsheet will show it rather than run it: a
+    cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading
+    ``'`` (see :func:`csv_unescape` for the way back)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def csv_unescape(cell: str) -> str:
+    """Return a cell read from CSV with the ``'`` that :func:`csv_safe` adds
+    removed, so an export imports back unchanged. Only a ``'`` followed by
+    one of the formula characters is removed; any other cell is unchanged."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell
