@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 import newsletter.sns
 from conftest import FIXTURES, free_port
 from newsletter.cli import cli
-from newsletter.errors import SnsError
+from newsletter.errors import SnsError, SnsMalformed
 from newsletter.feedback import Feedback
 from newsletter.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
 from newsletter.sqs import poll
@@ -281,10 +281,12 @@ def test_canonical_string_of_confirmations(kind):
 
 
 def test_canonical_string_refuses_an_unknown_type():
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         canonical_string({"Type": "Something", "Message": "x"})
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         canonical_string({"Message": "x"})
+    with pytest.raises(SnsMalformed):
+        canonical_string({"Type": ["Notification"], "Message": "x"})
 
 
 # --------------------------------------------------------------------------
@@ -401,13 +403,13 @@ def test_a_message_with_a_replayed_timestamp_under_the_real_clock_is_refused(pki
 @pytest.mark.parametrize("stamp", ["", "yesterday", "2025-13-40T00:00:00Z"])
 def test_a_message_without_a_valid_timestamp_is_refused(pki, cert_url, verifier, stamp):
     envelope = sign({**unsigned(cert_url=cert_url, message="{}"), "Timestamp": stamp}, pki.key)
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         verifier.verify(envelope)
 
 
 @pytest.mark.parametrize("thing", [None, [], "a string", 42])
 def test_what_is_not_an_sns_message_is_refused(verifier, thing):
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         verifier.verify(thing)
 
 
@@ -705,7 +707,10 @@ def refused_envelopes(pki, cert_url) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("case", ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "version 3"])
+REFUSED = ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "version 3"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
 def test_refused_messages_get_403_and_change_nothing(pki, cert_url, client, store, readers, case):
     envelope = refused_envelopes(pki, cert_url)[case]
     before = state(store)
@@ -732,14 +737,187 @@ def test_a_body_that_is_not_json_gets_400(client, store, body):
     assert count(store, sns_seen_table) == 0
 
 
-@pytest.mark.parametrize("body", ["[]", "\"x\"", "{}", "{\"Type\": \"Notification\"}"])
-def test_json_that_is_not_an_sns_message_gets_403(client, body):
-    assert client.post("/sns", data=body, content_type="text/plain").status_code == 403
+def malformed_envelopes(pki, cert_url) -> dict[str, dict]:
+    """Signed notifications (a genuine bounce for jane@example.com) with one
+    envelope field of the wrong type, missing or unusable. Some are signed
+    with the broken field, some broken after signing: either way the shape is
+    checked before the signature, and before anything is downloaded."""
+    bounce = ses("notification-bounce.json")
+    good = notification(pki, cert_url, bounce)
+
+    def signed(**fields) -> dict:
+        return sign({**unsigned(cert_url=cert_url, message=json.dumps(bounce)), **fields}, pki.key)
+
+    def without(name: str) -> dict:
+        return {k: v for k, v in good.items() if k != name}
+
+    return {
+        "TopicArn a list": {**good, "TopicArn": [TOPIC]},
+        "TopicArn an object": {**good, "TopicArn": {"arn": TOPIC}},
+        "Signature a number": {**good, "Signature": 12345},
+        "Signature a list": {**good, "Signature": [good["Signature"]]},
+        "SignatureVersion a number": {**good, "SignatureVersion": 2},
+        "SigningCertURL a list": {**good, "SigningCertURL": [cert_url]},
+        "Type a list": {**good, "Type": ["Notification"]},
+        "Type unknown": {**good, "Type": "Something"},
+        "Type null": {**good, "Type": None},
+        "MessageId a number": {**good, "MessageId": 42},
+        "MessageId null": {**good, "MessageId": None},
+        "Message an object": {**good, "Message": bounce},
+        "Timestamp a number": {**good, "Timestamp": 1700000000},
+        "Subject a boolean": {**good, "Subject": True},
+        "UnsubscribeURL a number": {**good, "UnsubscribeURL": 1},
+        "no Type": without("Type"),
+        "no MessageId": without("MessageId"),
+        "no Message": without("Message"),
+        "no Timestamp": without("Timestamp"),
+        "no TopicArn": without("TopicArn"),
+        "Timestamp not a time": signed(Timestamp="yesterday"),
+        "MessageId too long": signed(MessageId="x" * 101),
+        "NUL in MessageId": signed(MessageId="a\x00b"),
+        "lone surrogate in Message": {**good, "Message": "\ud800"},
+        "lone surrogate in TopicArn": {**good, "TopicArn": TOPIC + "\udfff"},
+    }
 
 
-def test_a_verified_notification_that_is_not_from_ses_is_refused(pki, cert_url, client, store, readers):
+MALFORMED = [
+    "TopicArn a list", "TopicArn an object", "Signature a number", "Signature a list", "SignatureVersion a number",
+    "SigningCertURL a list", "Type a list", "Type unknown", "Type null", "MessageId a number", "MessageId null",
+    "Message an object", "Timestamp a number", "Subject a boolean", "UnsubscribeURL a number", "no Type",
+    "no MessageId", "no Message", "no Timestamp", "no TopicArn", "Timestamp not a time", "MessageId too long",
+    "NUL in MessageId", "lone surrogate in Message", "lone surrogate in TopicArn",
+]
+
+
+def test_every_malformed_envelope_is_tested(pki, cert_url):
+    assert sorted(malformed_envelopes(pki, cert_url)) == sorted(MALFORMED)
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_envelope_is_refused_as_malformed_before_any_download(pki, cert_url, server, verifier, case):
+    with pytest.raises(SnsMalformed):
+        verifier.verify(malformed_envelopes(pki, cert_url)[case])
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_envelope_gets_400_and_changes_nothing(pki, cert_url, server, client, store, readers, case):
     before = state(store)
-    assert post(client, notification(pki, cert_url, "Hello world!")).status_code == 403
+
+    response = post(client, malformed_envelopes(pki, cert_url)[case])
+
+    assert response.status_code == 400
+    assert state(store) == before
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_well_formed_refused_message_is_not_called_malformed(pki, cert_url, verifier, case):
+    with pytest.raises(SnsError) as refused:
+        verifier.verify(refused_envelopes(pki, cert_url)[case])
+    assert not isinstance(refused.value, SnsMalformed)
+
+
+def deeply_nested(depth: int) -> list[bytes]:
+    """Bodies nested ``depth`` levels deep (far beyond Python's recursion
+    limit, within the 512 KB a request may have), bare and inside an
+    envelope."""
+    return [
+        b"[" * depth,
+        b"[" * depth + b"]" * depth,
+        b'{"a":' * depth + b"1" + b"}" * depth,
+        b'{"Type": "Notification", "TopicArn": ' + b"[" * depth + b"]" * depth + b"}",
+    ]
+
+
+@pytest.mark.parametrize("body", [
+    *deeply_nested(50_000),
+    b"\xff\xfe{}",
+    b'{"Type": "Notification", "Message": "\xff"}',
+    b"42", b"null", b'"Notification"', b"[{}]",
+], ids=lambda body: repr(body[:30]))
+def test_a_body_that_cannot_be_an_envelope_gets_400(client, store, server, readers, body):
+    before = state(store)
+    response = client.post("/sns", data=body, content_type="text/plain")
+    assert response.status_code == 400
+    assert state(store) == before
+    assert server.requests == []
+
+
+def test_a_signed_envelope_with_a_byte_that_is_not_utf8_gets_400(pki, cert_url, client, store, readers):
+    body = json.dumps(notification(pki, cert_url, ses("notification-bounce.json"))).encode()
+    broken = body.replace(b"jane@example.com", b"jane\xff@example.com", 1)
+    assert broken != body
+    before = state(store)
+    assert client.post("/sns", data=broken, content_type="text/plain").status_code == 400
+    assert state(store) == before
+    assert client.post("/sns", data=body, content_type="text/plain").status_code == 200
+
+
+def hostile_ses_payloads() -> dict[str, dict]:
+    """SES bounces with one field SES would never send: wrong types, NUL,
+    lone surrogates, values too long for the store."""
+    def bounce_with(change) -> dict:
+        payload = ses("notification-bounce.json")
+        change(payload)
+        return payload
+
+    def recipient(**fields):
+        return lambda p: p["bounce"]["bouncedRecipients"][0].update(fields)
+
+    return {
+        "bouncedRecipients a string": bounce_with(lambda p: p["bounce"].update(bouncedRecipients="jane@example.com")),
+        "a recipient a string": bounce_with(lambda p: p["bounce"].update(bouncedRecipients=["jane@example.com"])),
+        "emailAddress a number": bounce_with(recipient(emailAddress=5)),
+        "emailAddress a list": bounce_with(recipient(emailAddress=["jane@example.com"])),
+        "emailAddress missing": bounce_with(lambda p: p["bounce"]["bouncedRecipients"][0].pop("emailAddress")),
+        "emailAddress with NUL": bounce_with(recipient(emailAddress="jane\x00@example.com")),
+        "emailAddress with a lone surrogate": bounce_with(recipient(emailAddress="jane\udc80@example.com")),
+        "emailAddress too long": bounce_with(recipient(emailAddress="j" * 400 + "@example.com")),
+        "diagnosticCode an object": bounce_with(recipient(diagnosticCode={"smtp": 550})),
+        "bounceType an object": bounce_with(lambda p: p["bounce"].update(bounceType={"type": "Permanent"})),
+        "bounceType too long": bounce_with(lambda p: p["bounce"].update(bounceType="Permanent" * 10)),
+        "bounceSubType too long": bounce_with(lambda p: p["bounce"].update(bounceSubType="General" * 20)),
+        "bounce timestamp a number": bounce_with(lambda p: p["bounce"].update(timestamp=1453906778)),
+        "bounce a list": bounce_with(lambda p: p.update(bounce=[p["bounce"]])),
+        "notificationType a list": bounce_with(lambda p: p.update(notificationType=["Bounce"])),
+        "headers an object": bounce_with(lambda p: p["mail"].update(headers={"X-Newsletter-Issue": "2016-01-27"})),
+        "a header a string": bounce_with(lambda p: p["mail"]["headers"].append("X-Newsletter-Issue: 2016-01-27")),
+        "a header value a number": bounce_with(lambda p: p["mail"]["headers"].append({"name": "X", "value": 1})),
+        "deeply nested": bounce_with(lambda p: p["bounce"].update(bounceType=json.loads("[" * 500 + "]" * 500))),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(hostile_ses_payloads()))
+def test_a_signed_but_malformed_ses_notification_gets_400_and_changes_nothing(pki, cert_url, client, store,
+                                                                               readers, case):
+    envelope = notification(pki, cert_url, hostile_ses_payloads()[case])
+    before = state(store)
+
+    response = post(client, envelope)
+
+    assert response.status_code == 400
+    assert state(store) == before
+    assert store.get(email="jane@example.com").status == ACTIVE
+
+
+@pytest.mark.parametrize("message", ["[" * 100_000, '{"mail": ' * 20_000])
+def test_a_signed_message_nested_too_deeply_gets_400(pki, cert_url, client, store, readers, message):
+    before = state(store)
+    assert post(client, notification(pki, cert_url, message)).status_code == 400
+    assert state(store) == before
+
+
+@pytest.mark.parametrize("body", ["[]", "\"x\"", "{}", "{\"Type\": \"Notification\"}"])
+def test_json_that_is_not_an_sns_message_gets_400(client, store, server, body):
+    assert client.post("/sns", data=body, content_type="text/plain").status_code == 400
+    assert count(store, sns_seen_table) == 0
+    assert server.requests == []
+
+
+def test_a_verified_notification_that_is_not_from_ses_gets_400(pki, cert_url, client, store, readers):
+    before = state(store)
+    assert post(client, notification(pki, cert_url, "Hello world!")).status_code == 400
     assert state(store) == before
 
 
@@ -968,6 +1146,25 @@ def test_poll_once_ends_even_when_refused_messages_come_straight_back(pki, cert_
     bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
               .get("Messages", [])]
     assert bodies == [forged]
+
+
+def test_poll_counts_malformed_messages_as_refused_and_keeps_going(pki, cert_url, sqs, store, readers, verifier):
+    queue_url = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue_url, MessageBody="[" * 100_000)
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"TopicArn": ["x"]}))
+    enqueue(sqs, queue_url, malformed_envelopes(pki, cert_url)["Signature a number"])
+    enqueue(sqs, queue_url, notification(pki, cert_url, hostile_ses_payloads()["bouncedRecipients a string"]))
+    enqueue(sqs, queue_url, notification(pki, cert_url, hostile_ses_payloads()["bounceType too long"]))
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("event-complaint.json")))
+
+    report = poll(sqs, queue_url, verifier, store, once=True, stop=threading.Event(), wait=0)
+
+    assert (report.handled, report.refused) == (1, 5)
+    assert len([o for o in report.outcomes if o.startswith("refused ")]) == 5
+    assert store.get(email="recipient@example.com").status == COMPLAINED
+    assert store.get(email="jane@example.com").status == ACTIVE  # named by the malformed bounces
+    assert count(store, feedback_table) == count(store, sns_seen_table) == 1
+    assert queue_depth(sqs, queue_url) == (0, 5)  # refused ones stay for the dead-letter queue
 
 
 def test_poll_of_a_redelivered_message_applies_it_once(pki, cert_url, sqs, store, readers, verifier):
