@@ -15,8 +15,8 @@ Before any of that, the message must be well formed (:func:`check_shape`):
 a JSON object whose fields are strings, with every field its type signs.
 A malformed one raises :class:`SnsMalformed` (HTTP 400), anything refused
 for being untrustworthy :class:`SnsError` (HTTP 403); neither fetches
-anything first. Certificates are cached by URL, so a burst of notifications
-costs one fetch.
+anything first. Certificates are fetched without following redirects and
+cached by URL, so a burst of notifications costs one fetch.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import http.client
 import json
 import re
 import threading
+import urllib.error
 import urllib.request
 from typing import Callable
 from urllib.parse import urlsplit
@@ -154,9 +156,29 @@ def canonical_string(message: dict) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Makes every redirect an error. The URL SNS signs is on an SNS host; a
+    redirect would let any other host supply the certificate (or receive the
+    confirmation) while the URL checked was the first one."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl!r} not followed", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _download(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read(64 * 1024)
+    """Return the first 64 KB of the body at ``url``. Raises :class:`OSError`
+    when it cannot be fetched or answers anything but 200: any redirect (3xx)
+    is such a failure, since none is followed."""
+    try:
+        with _OPENER.open(url, timeout=10) as response:
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status} from {url}")
+            return response.read(64 * 1024)
+    except (http.client.HTTPException, ValueError) as exc:  # a malformed answer, or a URL urllib cannot use
+        raise OSError(f"cannot fetch {url}: {exc}") from None
 
 
 class SnsVerifier:

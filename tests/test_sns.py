@@ -94,11 +94,13 @@ def pki() -> Pki:
 
 
 class LocalServer:
-    """A real HTTP server on 127.0.0.1 serving fixed bodies; it records the
-    path (with query) of every request, so tests can count fetches."""
+    """A real HTTP server on 127.0.0.1 serving fixed bodies, or answering
+    with a redirect (``redirects``: path -> (status, Location)); it records
+    the path (with query) of every request, so tests can count fetches."""
 
-    def __init__(self, routes: dict[str, bytes]):
+    def __init__(self, routes: dict[str, bytes], redirects: dict[str, tuple[int, str]] | None = None):
         self.routes = routes
+        self.redirects = redirects or {}
         self.requests: list[str] = []
         lock = threading.Lock()
         outer = self
@@ -107,6 +109,13 @@ class LocalServer:
             def do_GET(self):  # noqa: N802 (the http.server API)
                 with lock:
                     outer.requests.append(self.path)
+                redirect = outer.redirects.get(urlsplit(self.path).path)
+                if redirect is not None:
+                    self.send_response(redirect[0])
+                    self.send_header("Location", redirect[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = outer.routes.get(urlsplit(self.path).path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
@@ -119,7 +128,7 @@ class LocalServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def hits(self, path: str) -> int:
@@ -152,6 +161,25 @@ def server(_server, monkeypatch):
 @pytest.fixture
 def cert_url(server) -> str:
     return server.base + CERT_PATH
+
+
+@pytest.fixture
+def relay(server):
+    """Return a function starting another real server on 127.0.0.1 (another
+    port: another origin) that answers the certificate and confirmation
+    paths with a redirect of the given status to ``server``, where a valid
+    certificate and the confirmation are."""
+    started: list[LocalServer] = []
+
+    def start(status: int) -> LocalServer:
+        started.append(LocalServer({}, redirects={
+            path: (status, server.base + path) for path in (CERT_PATH, CONFIRM_PATH)
+        }))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.close()
 
 
 @pytest.fixture
@@ -464,6 +492,22 @@ def test_a_certificate_url_off_the_allowed_host_is_not_fetched(pki, server, veri
     with pytest.raises(SnsError):
         verifier.verify(notification(pki, url.format(port=server.port), "{}"))
     assert server.requests == []
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+def test_a_certificate_url_that_redirects_is_refused_and_nothing_is_cached(pki, server, relay, verifier, status):
+    redirecting = relay(status)
+    envelope = notification(pki, redirecting.base + CERT_PATH, ses("notification-bounce.json"))
+
+    for attempt in (1, 2):
+        with pytest.raises(SnsError, match="cannot load the signing certificate") as refused:
+            verifier.verify(envelope)
+        assert not isinstance(refused.value, SnsMalformed)
+        assert redirecting.hits(CERT_PATH) == attempt  # nothing cached: asked again
+
+    # The certificate it redirects to is valid, but it was never fetched.
+    assert server.requests == []
+    verifier.verify(notification(pki, server.base + CERT_PATH, ses("notification-bounce.json")))
 
 
 # --------------------------------------------------------------------------
@@ -931,6 +975,32 @@ def test_a_subscription_confirmation_fetches_its_subscribe_url(pki, cert_url, se
     assert server.hits(CONFIRM_PATH) == 1
     assert [p for p in server.requests if p.startswith(CONFIRM_PATH)] == [url.removeprefix(server.base)]
     assert count(store, sns_seen_table) == 0  # nothing for the feedback tables
+
+
+def test_a_certificate_redirect_gets_403_and_changes_nothing(pki, server, relay, client, store, readers):
+    redirecting = relay(302)
+    before = state(store)
+
+    response = post(client, notification(pki, redirecting.base + CERT_PATH, ses("notification-bounce.json")))
+
+    assert response.status_code == 403
+    assert state(store) == before
+    assert redirecting.hits(CERT_PATH) == 1
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_subscribe_url_that_redirects_is_not_followed(pki, cert_url, server, relay, client, store, status):
+    redirecting = relay(status)
+    url = f"{redirecting.base}{CONFIRM_PATH}?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f37fb"
+    envelope = sign(unsigned("SubscriptionConfirmation", cert_url=cert_url, subscribe_url=url), pki.key)
+
+    response = post(client, envelope)
+
+    assert response.status_code == 403
+    assert redirecting.hits(CONFIRM_PATH) == 1
+    assert server.hits(CONFIRM_PATH) == 0  # where the redirect pointed
+    assert server.hits(CERT_PATH) == 1  # it was verified, and only then refused
 
 
 @pytest.mark.parametrize("subscribe_url", [
