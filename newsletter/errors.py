@@ -97,9 +97,9 @@ class TransientError(SendError):
 
 
 class SnsError(NewsletterError):
-    """An SNS message is unsigned, forged, too old, for a topic that is not
-    configured, or cannot be acted on: it is refused and changes nothing
-    (:class:`SnsMalformed` when it is not even well formed)."""
+    """An SNS message is unsigned, forged, too old or dated in the future, for
+    a topic that is not configured, or cannot be acted on: it is refused and
+    changes nothing (:class:`SnsMalformed` when it is not even well formed)."""
 
 
 class SnsMalformed(SnsError):

@@ -9,7 +9,8 @@ that SNS publishes at ``SigningCertURL``. A message is accepted only when
   (``sns.<region>.amazonaws.com``) and ends in ``.pem``;
 - the signature (version 1: SHA1 with RSA; version 2: SHA256 with RSA) checks
   out with that certificate's public key;
-- it is not older than ``max_age`` (a replayed old message is refused).
+- it is not older than ``max_age`` (a replayed old message is refused) nor
+  dated more than ``CLOCK_SKEW`` ahead (a message signed for later use).
 
 Before any of that, the message must be well formed (:func:`check_shape`):
 a JSON object whose fields are strings, with every field its type signs.
@@ -63,6 +64,10 @@ STRING_FIELDS = (
 )
 # SNS message ids are 36-character UUIDs; the store keeps ids of up to 100.
 MAX_MESSAGE_ID = 100
+# How far ahead of this machine's clock a message may be dated: SNS's clock
+# and ours can disagree a little, but a message dated later than this was
+# signed to be replayed in the future.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def is_text(value) -> bool:
@@ -258,5 +263,8 @@ class SnsVerifier:
             cert.public_key().verify(signature, canonical_string(message), padding.PKCS1v15(), HASHES[version]())
         except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
             raise SnsError("the signature does not match") from None
-        if self.clock() - sent > self.max_age:
+        now = self.clock()
+        if now - sent > self.max_age:
             raise SnsError(f"the message is older than {self.max_age} (a replay?)")
+        if sent - now > CLOCK_SKEW:
+            raise SnsError(f"the message is dated {sent - now} ahead, more than the allowed clock skew of {CLOCK_SKEW}")

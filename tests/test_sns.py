@@ -428,6 +428,28 @@ def test_a_message_with_a_replayed_timestamp_under_the_real_clock_is_refused(pki
         verifier.verify(envelope)
 
 
+def test_a_message_dated_ahead_is_accepted_only_within_the_clock_skew(pki, cert_url):
+    signed_at = dt.datetime(2025, 3, 10, 8, 0, tzinfo=dt.timezone.utc)
+    envelope = notification(pki, cert_url, ses("notification-bounce.json"), at=signed_at)
+
+    def verifier_at(moment):
+        return SnsVerifier((TOPIC,), max_age=dt.timedelta(days=14), cert_host=LOOPBACK, cert_scheme="http",
+                           clock=lambda: moment)
+
+    assert newsletter.sns.CLOCK_SKEW == dt.timedelta(minutes=5)
+    verifier_at(signed_at - dt.timedelta(minutes=4, seconds=59)).verify(envelope)
+    for ahead in (dt.timedelta(minutes=5, seconds=1), dt.timedelta(days=1), dt.timedelta(days=365)):
+        with pytest.raises(SnsError, match="ahead") as refused:
+            verifier_at(signed_at - ahead).verify(envelope)
+        assert not isinstance(refused.value, SnsMalformed)
+
+
+def test_a_message_dated_a_year_ahead_under_the_real_clock_is_refused(pki, cert_url, verifier):
+    envelope = notification(pki, cert_url, ses("notification-bounce.json"), at=utcnow() + dt.timedelta(days=365))
+    with pytest.raises(SnsError, match="ahead"):
+        verifier.verify(envelope)
+
+
 @pytest.mark.parametrize("stamp", ["", "yesterday", "2025-13-40T00:00:00Z"])
 def test_a_message_without_a_valid_timestamp_is_refused(pki, cert_url, verifier, stamp):
     envelope = sign({**unsigned(cert_url=cert_url, message="{}"), "Timestamp": stamp}, pki.key)
@@ -747,11 +769,12 @@ def refused_envelopes(pki, cert_url) -> dict[str, dict]:
         "unsigned": unsigned_one,
         "foreign topic": notification(pki, cert_url, bounce, topic=FOREIGN_TOPIC),
         "replayed": notification(pki, cert_url, bounce, at=utcnow() - dt.timedelta(hours=3)),
+        "dated a year ahead": notification(pki, cert_url, bounce, at=utcnow() + dt.timedelta(days=365)),
         "version 3": {**notification(pki, cert_url, bounce), "SignatureVersion": "3"},
     }
 
 
-REFUSED = ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "version 3"]
+REFUSED = ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "dated a year ahead", "version 3"]
 
 
 @pytest.mark.parametrize("case", REFUSED)
@@ -1235,6 +1258,25 @@ def test_poll_counts_malformed_messages_as_refused_and_keeps_going(pki, cert_url
     assert store.get(email="jane@example.com").status == ACTIVE  # named by the malformed bounces
     assert count(store, feedback_table) == count(store, sns_seen_table) == 1
     assert queue_depth(sqs, queue_url) == (0, 5)  # refused ones stay for the dead-letter queue
+
+
+def test_poll_refuses_a_message_dated_in_the_future(pki, cert_url, sqs, store, readers, server):
+    # The poller's verifier accepts messages up to 14 days old, as the CLI's;
+    # none may be dated ahead.
+    verifier = SnsVerifier((TOPIC,), max_age=dt.timedelta(days=14), cert_host=LOOPBACK, cert_scheme="http")
+    queue_url = new_queue(sqs)
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("notification-bounce.json"),
+                                         at=utcnow() + dt.timedelta(days=365)))
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("event-complaint.json"),
+                                         at=utcnow() + dt.timedelta(minutes=6)))
+    before = state(store)
+
+    report = poll(sqs, queue_url, verifier, store, once=True, stop=threading.Event(), wait=0)
+
+    assert (report.handled, report.refused) == (0, 2)
+    assert all("ahead" in outcome for outcome in report.outcomes)
+    assert state(store) == before
+    assert queue_depth(sqs, queue_url) == (0, 2)
 
 
 def test_poll_of_a_redelivered_message_applies_it_once(pki, cert_url, sqs, store, readers, verifier):
