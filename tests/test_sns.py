@@ -6,8 +6,9 @@ Nothing here contacts AWS or any host but 127.0.0.1. The tests make their own
 RSA keys and self-signed certificates, sign SNS envelopes themselves exactly
 as SNS documents it (the canonical string is rebuilt here, independently of
 ``newsletter.sns.canonical_string``), and serve the certificate, plus a
-stand-in ``SubscribeURL``, from a real HTTP server on 127.0.0.1. The verifier
-under test trusts that host only because the tests pass ``cert_host`` and
+stand-in ``SubscribeURL``, from a real HTTP server on 127.0.0.1 (the redirect
+tests start a second one that only redirects to it). The verifier under test
+trusts that host only because the tests pass ``cert_host`` and
 ``cert_scheme="http"``; the production host rules are tested on their own with
 an injected ``download`` that fails the test if a refused URL is fetched. SQS
 is moto's server, spoken to over HTTP on 127.0.0.1.
