@@ -111,5 +111,13 @@ class TransientError(SendError):
 
 
 class SnsError(NewsletterError):
-    """An SNS message is unsigned, forged, too old, for a topic that is not
-    configured, or not an SNS message at all: it is refused unread."""
+    """An SNS message is unsigned, forged, too old or dated in the future, for
+    a topic that is not configured, or cannot be acted on: it is refused and
+    changes nothing (:class:`SnsMalformed` when it is not even well formed)."""
+
+
+class SnsMalformed(SnsError):
+    """An SNS message, or the SES notification inside it, is not well formed:
+    not UTF-8 or not JSON, nested too deeply, missing a field, or holding a
+    field of the wrong type or size. It is answered 400 instead of 403 (it is
+    broken, not forged) and, like any refused message, changes nothing."""

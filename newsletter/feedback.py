@@ -4,16 +4,20 @@ SES publishes them to SNS in two shapes: identity notifications carry
 ``notificationType`` and configuration-set events carry ``eventType``; both
 have ``mail`` and one of ``bounce``, ``complaint`` or ``delivery``. Either
 way the SNS envelope's ``Message`` field is the JSON string parsed here.
+Every field read is type-checked first: a notification holding anything SES
+would not send is refused whole (:class:`SnsMalformed`), never half applied.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 
-from newsletter.errors import SnsError
+from newsletter.errors import SnsError, SnsMalformed
 from newsletter.personalize import ISSUE_HEADER
+from newsletter.sns import is_text, shown
 
 KINDS = {"Bounce": "bounce", "Complaint": "complaint", "Delivery": "delivery"}
 
@@ -31,60 +35,138 @@ class Feedback:
     at: dt.datetime | None = None
 
 
-def _issue_of(mail: dict) -> str | None:
-    for header in mail.get("headers") or []:
-        if str(header.get("name", "")).lower() == ISSUE_HEADER.lower():
-            value = str(header.get("value", "")).strip()
-            return value[:10] if len(value) >= 10 else None
-    return None
+# The longest values the store keeps (see newsletter.store.feedback_table):
+# anything longer is not from SES.
+MAX_ADDRESS = 320
+MAX_BOUNCE_TYPE = 32
+MAX_BOUNCE_SUBTYPE = 64
+ISSUE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def _time(value) -> dt.datetime | None:
-    try:
-        stamp = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+def _object(value, where: str, optional: bool = True) -> dict:
+    """Return ``value`` when it is a JSON object ({} for a missing one when
+    ``optional``); raise :class:`SnsMalformed` naming ``where`` otherwise."""
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise SnsMalformed(f"{where} is not an object: {shown(value)}")
+    return value
+
+
+def _list(value, where: str) -> list:
+    """Return ``value`` when it is a JSON array ([] for a missing one); raise
+    :class:`SnsMalformed` otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SnsMalformed(f"{where} is not an array: {shown(value)}")
+    return value
+
+
+def _text(value, where: str, limit: int | None = None, optional: bool = True) -> str | None:
+    """Return ``value`` when it is a string that can be stored, of at most
+    ``limit`` characters (None for a missing one when ``optional``); raise
+    :class:`SnsMalformed` otherwise."""
+    if value is None and optional:
         return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
+    if not is_text(value):
+        raise SnsMalformed(f"{where} is not a string: {shown(value)}")
+    if limit is not None and len(value) > limit:
+        raise SnsMalformed(f"{where} is longer than {limit} characters")
+    return value
+
+
+def _address(value, where: str) -> str:
+    """Return the recipient address ``value``; raise :class:`SnsMalformed`
+    unless it is a string the store can keep (as it keeps it: trimmed and
+    lower-cased, which can make it longer)."""
+    address = _text(value, where, optional=False)
+    if len(address.strip().lower()) > MAX_ADDRESS:
+        raise SnsMalformed(f"{where} is longer than {MAX_ADDRESS} characters")
+    return address
+
+
+def _issue_of(mail: dict) -> str | None:
+    """Return the issue date from the X-Newsletter-Issue header in ``mail``,
+    or None when SES sent no headers or the header holds no date. Raises
+    :class:`SnsMalformed` when the headers are not a list of name and value
+    strings."""
+    issue, found = None, False
+    for i, header in enumerate(_list(mail.get("headers"), "mail.headers")):  # all checked, not just the first
+        header = _object(header, f"mail.headers[{i}]", optional=False)
+        name = _text(header.get("name"), f"mail.headers[{i}].name", optional=False)
+        value = _text(header.get("value"), f"mail.headers[{i}].value", optional=False)
+        if not found and name.lower() == ISSUE_HEADER.lower():
+            found = True
+            date = value.strip()[:10]
+            issue = date if ISSUE_DATE.fullmatch(date) else None
+    return issue
+
+
+def _time(value, where: str) -> dt.datetime | None:
+    """Return the timestamp ``value`` in UTC; None when it is missing, not a
+    time, or out of range once in UTC. Raises :class:`SnsMalformed` when it is
+    not a string."""
+    text = _text(value, where)
+    if text is None:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return stamp.astimezone(dt.timezone.utc) if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved into UTC
+        return None
 
 
 def parse_ses_notification(message: str) -> list[Feedback]:
     """Return one :class:`Feedback` per recipient named in the SES
     notification ``message`` (the SNS ``Message`` string); an empty list for
-    other kinds (such as Send or Open events). Raises :class:`SnsError` when
-    it is not JSON or not an SES notification."""
+    other kinds (such as Send or Open events). Raises :class:`SnsMalformed`
+    when it is not JSON, not an SES notification, or any field read is not
+    of the type and size SES sends (every one is checked before anything is
+    returned, so a malformed notification changes nothing)."""
     try:
         payload = json.loads(message)
-    except (json.JSONDecodeError, TypeError):
-        raise SnsError("the notification's Message is not JSON") from None
+    except (ValueError, TypeError, RecursionError):  # RecursionError: brackets nested too deeply
+        raise SnsMalformed("the notification's Message is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("mail"), dict):
-        raise SnsError("the notification is not from SES (no mail object)")
-    kind = KINDS.get(payload.get("notificationType") or payload.get("eventType") or "")
+        raise SnsMalformed("the notification is not from SES (no mail object)")
+    notification_type = _text(payload.get("notificationType"), "notificationType")
+    event_type = _text(payload.get("eventType"), "eventType")
+    kind = KINDS.get(notification_type or event_type or "")
     if kind is None:
         return []
-    mail = payload["mail"]
-    issue = _issue_of(mail)
+    issue = _issue_of(payload["mail"])
     if kind == "bounce":
-        bounce = payload.get("bounce") or {}
-        return [
-            Feedback(
-                kind, str(r.get("emailAddress", "")), issue,
-                bounce_type=bounce.get("bounceType"), bounce_subtype=bounce.get("bounceSubType"),
-                detail=r.get("diagnosticCode") or r.get("status"), at=_time(bounce.get("timestamp")),
-            )
-            for r in bounce.get("bouncedRecipients") or []
-        ]
+        bounce = _object(payload.get("bounce"), "bounce")
+        bounce_type = _text(bounce.get("bounceType"), "bounce.bounceType", MAX_BOUNCE_TYPE)
+        bounce_subtype = _text(bounce.get("bounceSubType"), "bounce.bounceSubType", MAX_BOUNCE_SUBTYPE)
+        at = _time(bounce.get("timestamp"), "bounce.timestamp")
+        records = []
+        for i, recipient in enumerate(_list(bounce.get("bouncedRecipients"), "bounce.bouncedRecipients")):
+            where = f"bounce.bouncedRecipients[{i}]"
+            recipient = _object(recipient, where, optional=False)
+            email = _address(recipient.get("emailAddress"), f"{where}.emailAddress")
+            diagnostic = _text(recipient.get("diagnosticCode"), f"{where}.diagnosticCode")
+            status = _text(recipient.get("status"), f"{where}.status")
+            detail = diagnostic or status
+            records.append(Feedback(kind, email, issue, bounce_type=bounce_type, bounce_subtype=bounce_subtype,
+                                    detail=detail, at=at))
+        return records
     if kind == "complaint":
-        complaint = payload.get("complaint") or {}
-        return [
-            Feedback(
-                kind, str(r.get("emailAddress", "")), issue,
-                detail=complaint.get("complaintFeedbackType"), at=_time(complaint.get("timestamp")),
-            )
-            for r in complaint.get("complainedRecipients") or []
-        ]
-    delivery = payload.get("delivery") or {}
-    return [Feedback(kind, str(address), issue, at=_time(delivery.get("timestamp")))
-            for address in delivery.get("recipients") or []]
+        complaint = _object(payload.get("complaint"), "complaint")
+        detail = _text(complaint.get("complaintFeedbackType"), "complaint.complaintFeedbackType")
+        at = _time(complaint.get("timestamp"), "complaint.timestamp")
+        records = []
+        for i, recipient in enumerate(_list(complaint.get("complainedRecipients"), "complaint.complainedRecipients")):
+            where = f"complaint.complainedRecipients[{i}]"
+            recipient = _object(recipient, where, optional=False)
+            email = _address(recipient.get("emailAddress"), f"{where}.emailAddress")
+            records.append(Feedback(kind, email, issue, detail=detail, at=at))
+        return records
+    delivery = _object(payload.get("delivery"), "delivery")
+    at = _time(delivery.get("timestamp"), "delivery.timestamp")
+    return [Feedback(kind, _address(address, f"delivery.recipients[{i}]"), issue, at=at)
+            for i, address in enumerate(_list(delivery.get("recipients"), "delivery.recipients"))]
 
 
 def handle_sns(envelope: dict, verifier, store, confirm: bool = True) -> str:
@@ -94,13 +176,14 @@ def handle_sns(envelope: dict, verifier, store, confirm: bool = True) -> str:
     SNS message id). ``SubscriptionConfirmation``: the subscription is
     confirmed by fetching ``SubscribeURL``, only when it is on an SNS host of
     AWS (and ``confirm`` is true). ``UnsubscribeConfirmation``: nothing to do.
-    Raises :class:`SnsError` for a message that fails verification; nothing
-    changes then.
+    Raises :class:`SnsMalformed` for a malformed envelope or SES notification
+    and :class:`SnsError` for a message that fails verification or a
+    confirmation that fails; nothing changes then.
     """
-    verifier.verify(envelope)
-    kind = envelope.get("Type")
+    verifier.verify(envelope)  # from here on, every field of the type is a string
+    kind = envelope["Type"]
     if kind == "SubscriptionConfirmation":
-        url = str(envelope.get("SubscribeURL", ""))
+        url = envelope["SubscribeURL"]
         verifier.check_url(url, "SubscribeURL")
         if not confirm:
             return "subscription confirmation (not confirmed here)"
@@ -108,11 +191,11 @@ def handle_sns(envelope: dict, verifier, store, confirm: bool = True) -> str:
             verifier.download(url)
         except OSError as exc:
             raise SnsError(f"could not confirm the subscription: {exc}") from None
-        return f"confirmed the subscription to {envelope.get('TopicArn')}"
+        return f"confirmed the subscription to {envelope['TopicArn']}"
     if kind == "UnsubscribeConfirmation":
-        return f"unsubscribed from {envelope.get('TopicArn')}"
-    records = parse_ses_notification(envelope.get("Message"))
-    outcome = store.apply_feedback(str(envelope.get("MessageId")), records)
+        return f"unsubscribed from {envelope['TopicArn']}"
+    records = parse_ses_notification(envelope["Message"])
+    outcome = store.apply_feedback(envelope["MessageId"], records)
     if outcome is None:
         return "already handled"
     kinds = sorted({r.kind for r in records}) or ["nothing relevant"]

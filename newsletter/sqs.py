@@ -1,13 +1,13 @@
 """Polling an SQS queue subscribed to the SES feedback topic (boto3 ``sqs``).
 
 Long polling; a message is deleted only after it was handled. A message that
-fails verification is left in the queue (an SQS redrive policy moves it to a
-dead-letter queue after a few receives) and reported.
+fails verification or is malformed is counted as refused, left in the queue
+(an SQS redrive policy moves it to a dead-letter queue after a few receives)
+and reported.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 
@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from newsletter.config import Settings
 from newsletter.errors import AccountError, SnsError
 from newsletter.feedback import handle_sns
+from newsletter.sns import parse_envelope
 
 
 @dataclass
@@ -53,9 +54,8 @@ def poll(client, queue_url: str, verifier, store, once: bool, stop: threading.Ev
             break
         for message in messages:
             try:
-                envelope = json.loads(message.get("Body") or "")
-                outcome = handle_sns(envelope, verifier, store, confirm=False)
-            except (SnsError, json.JSONDecodeError, TypeError) as exc:
+                outcome = handle_sns(parse_envelope(message.get("Body") or ""), verifier, store, confirm=False)
+            except SnsError as exc:  # SnsMalformed included: refused alike
                 report.refused += 1
                 if once:
                     refused_ids.add(message.get("MessageId"))

@@ -9,7 +9,6 @@ templates are being edited.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ from flask import Flask, Response, redirect, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import Settings, load_settings
-from newsletter.errors import InvalidEmail, NewsletterError, SnsError, StoreError, TokenError
+from newsletter.errors import InvalidEmail, NewsletterError, SnsError, SnsMalformed, StoreError, TokenError
 from newsletter.feedback import handle_sns
 from newsletter.models import Issue, Subscriber
 from newsletter.papers import load_batch
@@ -34,7 +33,7 @@ from newsletter.render import (
 from newsletter.senders import create_sender
 from newsletter.actions import ReaderActions
 from newsletter.signup import CONFIRM_MAX_AGE, confirmation_sender, request_signup
-from newsletter.sns import SnsVerifier
+from newsletter.sns import SnsVerifier, parse_envelope
 from newsletter.store import ACTIVE, UNSUBSCRIBED, Store, open_store
 from newsletter.tokens import Signer
 
@@ -386,12 +385,14 @@ def create_app(
 
     @app.post("/sns")
     def sns() -> Response:
+        # Malformed (not JSON, a field of the wrong type...) is a 400;
+        # well formed but not trusted (forged, foreign topic, too old) a 403.
+        # Either way nothing has changed.
         try:
-            envelope = json.loads(request.get_data(as_text=True))
-        except ValueError:
-            return Response("not an SNS message\n", status=400, mimetype="text/plain")
-        try:
-            outcome = handle_sns(envelope, verifier, store)
+            outcome = handle_sns(parse_envelope(request.get_data()), verifier, store)
+        except SnsMalformed as exc:
+            log.warning("refused a malformed SNS message: %s", exc)
+            return Response("malformed SNS message\n", status=400, mimetype="text/plain")
         except SnsError as exc:
             log.warning("refused an SNS message: %s", exc)
             return Response("refused\n", status=403, mimetype="text/plain")

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import FIXTURES
-from newsletter.errors import SnsError
+from newsletter.errors import SnsMalformed
 from newsletter.feedback import Feedback, parse_ses_notification
 from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, feedback_table
 
@@ -161,7 +161,7 @@ def test_other_event_types_give_nothing(event_type):
     "not json", "", "{\"eventType\": ", None, b"\xff\xfe",
 ])
 def test_a_message_that_is_not_json_is_refused(message):
-    with pytest.raises(SnsError, match="not JSON"):
+    with pytest.raises(SnsMalformed, match="not JSON"):
         parse_ses_notification(message)
 
 
@@ -170,8 +170,151 @@ def test_a_message_that_is_not_json_is_refused(message):
     json.dumps({"eventType": "Bounce", "mail": "not an object"}),
 ])
 def test_json_that_is_not_an_ses_notification_is_refused(message):
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         parse_ses_notification(message)
+
+
+def recipients_of(payload: dict) -> list:
+    """The recipient list of a bounce, complaint or delivery sample."""
+    for kind, key in (("bounce", "bouncedRecipients"), ("complaint", "complainedRecipients"),
+                      ("delivery", "recipients")):
+        if kind in payload:
+            return payload[kind][key]
+    raise AssertionError("not a bounce, complaint or delivery")
+
+
+def kind_of(payload: dict) -> str:
+    return next(k for k in ("bounce", "complaint", "delivery") if k in payload)
+
+
+def first_address(value):
+    """A change putting ``value`` where the first recipient's address is."""
+    def change(payload: dict) -> None:
+        recipients = recipients_of(payload)
+        recipients[0] = value if kind_of(payload) == "delivery" else {**recipients[0], "emailAddress": value}
+    return change
+
+
+# Each breaks one field SES fills (for every sample it applies to) in a way
+# SES never would: a wrong JSON type, NUL, a lone surrogate, too long.
+MALFORMED = {
+    "notificationType a list": lambda p: p.update({"notificationType" if "notificationType" in p else "eventType":
+                                                   ["Bounce"]}),
+    "the kind's object a list": lambda p: p.update({kind_of(p): [p[kind_of(p)]]}),
+    "the kind's object a string": lambda p: p.update({kind_of(p): "Permanent"}),
+    "recipients a string": lambda p: p[kind_of(p)].update(
+        {"bounce": {"bouncedRecipients": "x"}, "complaint": {"complainedRecipients": "x"},
+         "delivery": {"recipients": "x"}}[kind_of(p)]),
+    "recipients an object": lambda p: p[kind_of(p)].update(
+        {"bounce": {"bouncedRecipients": {"emailAddress": "x@example.com"}},
+         "complaint": {"complainedRecipients": {"emailAddress": "x@example.com"}},
+         "delivery": {"recipients": {"x@example.com": 1}}}[kind_of(p)]),
+    "a recipient a number": lambda p: recipients_of(p).append(7),
+    "an address a number": first_address(5),
+    "an address null": first_address(None),
+    "an address with NUL": first_address("a\x00@example.com"),
+    "an address with a lone surrogate": first_address("a\ud800@example.com"),
+    "an address too long": first_address("a" * 321),
+    # "İ" is one character but two once lower-cased, as the store keeps addresses.
+    "an address too long once lower-cased": first_address("İ" * 200),
+    "the timestamp a number": lambda p: p[kind_of(p)].update(timestamp=1453906778),
+    "the timestamp an object": lambda p: p[kind_of(p)].update(timestamp={"at": "2016-01-27T14:59:38.237Z"}),
+    "headers an object": lambda p: p["mail"].update(headers={"X-Newsletter-Issue": "2016-01-27"}),
+    "headers a string": lambda p: p["mail"].update(headers="X-Newsletter-Issue: 2016-01-27"),
+    "a header a list": lambda p: p["mail"]["headers"].append(["X-Newsletter-Issue", "2016-01-27"]),
+    "a header name a number": lambda p: p["mail"]["headers"].append({"name": 1, "value": "x"}),
+    "a header value missing": lambda p: p["mail"]["headers"].append({"name": "X-Newsletter-Issue"}),
+    "the issue header value a list": lambda p: p["mail"]["headers"].insert(
+        0, {"name": "X-Newsletter-Issue", "value": ["2016-01-27"]}),
+    "the issue header with NUL": lambda p: p["mail"]["headers"].insert(
+        0, {"name": "X-Newsletter-Issue", "value": "2016-01-27\x00"}),
+}
+BOUNCE_ONLY = {
+    "bounceType an object": lambda p: p["bounce"].update(bounceType={"Permanent": True}),
+    "bounceType a number": lambda p: p["bounce"].update(bounceType=1),
+    "bounceType too long": lambda p: p["bounce"].update(bounceType="P" * 33),
+    "bounceSubType a list": lambda p: p["bounce"].update(bounceSubType=["General"]),
+    "bounceSubType too long": lambda p: p["bounce"].update(bounceSubType="G" * 65),
+    "diagnosticCode a number": lambda p: p["bounce"]["bouncedRecipients"][0].update(diagnosticCode=550),
+    "status an object": lambda p: p["bounce"]["bouncedRecipients"][0].update(status={"code": "5.1.1"}),
+    "diagnosticCode with NUL": lambda p: p["bounce"]["bouncedRecipients"][0].update(diagnosticCode="550\x00"),
+}
+COMPLAINT_ONLY = {
+    "complaintFeedbackType a list": lambda p: p["complaint"].update(complaintFeedbackType=["abuse"]),
+    "complaintFeedbackType with a lone surrogate": lambda p: p["complaint"].update(complaintFeedbackType="\udfff"),
+}
+FEEDBACK_SAMPLES = [name for name in sorted(EXPECTED) if EXPECTED[name]]
+
+
+@pytest.mark.parametrize("name", FEEDBACK_SAMPLES)
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_field_ses_would_not_send_refuses_the_whole_notification(name, case):
+    payload = sample(name)
+    MALFORMED[case](payload)
+    with pytest.raises(SnsMalformed):
+        parse(payload)
+
+
+@pytest.mark.parametrize("name", [n for n in FEEDBACK_SAMPLES if "bounce" in n])
+@pytest.mark.parametrize("case", sorted(BOUNCE_ONLY))
+def test_a_bounce_field_ses_would_not_send_refuses_the_bounce(name, case):
+    payload = sample(name)
+    BOUNCE_ONLY[case](payload)
+    with pytest.raises(SnsMalformed):
+        parse(payload)
+
+
+@pytest.mark.parametrize("name", [n for n in FEEDBACK_SAMPLES if "complaint" in n])
+@pytest.mark.parametrize("case", sorted(COMPLAINT_ONLY))
+def test_a_complaint_field_ses_would_not_send_refuses_the_complaint(name, case):
+    payload = sample(name)
+    COMPLAINT_ONLY[case](payload)
+    with pytest.raises(SnsMalformed):
+        parse(payload)
+
+
+def test_a_second_malformed_recipient_refuses_the_first_too():
+    payload = sample("notification-bounce-no-dsn.json")
+    payload["bounce"]["bouncedRecipients"][1]["emailAddress"] = {"address": "richard@example.com"}
+    with pytest.raises(SnsMalformed):
+        parse(payload)
+
+
+@pytest.mark.parametrize("message", ["[" * 100_000, "{\"mail\": " * 100_000])
+def test_a_message_nested_too_deeply_is_refused(message):
+    with pytest.raises(SnsMalformed):
+        parse_ses_notification(message)
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_timestamp_that_cannot_be_put_in_utc_gives_no_time(stamp):
+    payload = sample("event-delivery.json")
+    payload["delivery"]["timestamp"] = stamp
+    assert parse(payload)[0].at is None
+
+
+def test_a_timestamp_with_an_offset_is_read_in_utc():
+    payload = sample("event-delivery.json")
+    payload["delivery"]["timestamp"] = "2016-10-20T01:21:04+02:00"
+    assert parse(payload)[0].at == utc("2016-10-19T23:21:04")
+    assert parse(payload)[0].at.utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("value", ["yesterday!", "2025-3-11 or so", "１２３４-５６-７８"])
+def test_an_issue_header_that_is_not_a_date_gives_no_issue(value):
+    payload = sample("notification-delivery.json")
+    payload["mail"]["headers"][-1]["value"] = value
+    assert parse(payload)[0].issue_date is None
+
+
+def test_optional_fields_may_be_null():
+    payload = sample("notification-bounce.json")
+    payload["bounce"].update(bounceSubType=None, timestamp=None)
+    payload["bounce"]["bouncedRecipients"][0].update(diagnosticCode=None, status=None)
+    payload["mail"]["headers"] = None
+    [record] = parse(payload)
+    assert (record.email, record.bounce_type, record.bounce_subtype) == ("jane@example.com", "Permanent", None)
+    assert (record.detail, record.at, record.issue_date) == (None, None, None)
 
 
 def test_a_notification_without_recipients_gives_nothing():

@@ -6,8 +6,9 @@ Nothing here contacts AWS or any host but 127.0.0.1. The tests make their own
 RSA keys and self-signed certificates, sign SNS envelopes themselves exactly
 as SNS documents it (the canonical string is rebuilt here, independently of
 ``newsletter.sns.canonical_string``), and serve the certificate, plus a
-stand-in ``SubscribeURL``, from a real HTTP server on 127.0.0.1. The verifier
-under test trusts that host only because the tests pass ``cert_host`` and
+stand-in ``SubscribeURL``, from a real HTTP server on 127.0.0.1 (the redirect
+tests start a second one that only redirects to it). The verifier under test
+trusts that host only because the tests pass ``cert_host`` and
 ``cert_scheme="http"``; the production host rules are tested on their own with
 an injected ``download`` that fails the test if a refused URL is fetched. SQS
 is moto's server, spoken to over HTTP on 127.0.0.1.
@@ -37,7 +38,7 @@ from sqlalchemy import func, select
 import newsletter.sns
 from conftest import FIXTURES, free_port
 from newsletter.cli import cli
-from newsletter.errors import SnsError
+from newsletter.errors import SnsError, SnsMalformed
 from newsletter.feedback import Feedback
 from newsletter.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
 from newsletter.sqs import poll
@@ -94,11 +95,13 @@ def pki() -> Pki:
 
 
 class LocalServer:
-    """A real HTTP server on 127.0.0.1 serving fixed bodies; it records the
-    path (with query) of every request, so tests can count fetches."""
+    """A real HTTP server on 127.0.0.1 serving fixed bodies, or answering
+    with a redirect (``redirects``: path -> (status, Location)); it records
+    the path (with query) of every request, so tests can count fetches."""
 
-    def __init__(self, routes: dict[str, bytes]):
+    def __init__(self, routes: dict[str, bytes], redirects: dict[str, tuple[int, str]] | None = None):
         self.routes = routes
+        self.redirects = redirects or {}
         self.requests: list[str] = []
         lock = threading.Lock()
         outer = self
@@ -107,6 +110,13 @@ class LocalServer:
             def do_GET(self):  # noqa: N802 (the http.server API)
                 with lock:
                     outer.requests.append(self.path)
+                redirect = outer.redirects.get(urlsplit(self.path).path)
+                if redirect is not None:
+                    self.send_response(redirect[0])
+                    self.send_header("Location", redirect[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = outer.routes.get(urlsplit(self.path).path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
@@ -119,7 +129,7 @@ class LocalServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def hits(self, path: str) -> int:
@@ -152,6 +162,25 @@ def server(_server, monkeypatch):
 @pytest.fixture
 def cert_url(server) -> str:
     return server.base + CERT_PATH
+
+
+@pytest.fixture
+def relay(server):
+    """Return a function starting another real server on 127.0.0.1 (another
+    port: another origin) that answers the certificate and confirmation
+    paths with a redirect of the given status to ``server``, where a valid
+    certificate and the confirmation are."""
+    started: list[LocalServer] = []
+
+    def start(status: int) -> LocalServer:
+        started.append(LocalServer({}, redirects={
+            path: (status, server.base + path) for path in (CERT_PATH, CONFIRM_PATH)
+        }))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.close()
 
 
 @pytest.fixture
@@ -281,10 +310,12 @@ def test_canonical_string_of_confirmations(kind):
 
 
 def test_canonical_string_refuses_an_unknown_type():
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         canonical_string({"Type": "Something", "Message": "x"})
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         canonical_string({"Message": "x"})
+    with pytest.raises(SnsMalformed):
+        canonical_string({"Type": ["Notification"], "Message": "x"})
 
 
 # --------------------------------------------------------------------------
@@ -398,16 +429,38 @@ def test_a_message_with_a_replayed_timestamp_under_the_real_clock_is_refused(pki
         verifier.verify(envelope)
 
 
+def test_a_message_dated_ahead_is_accepted_only_within_the_clock_skew(pki, cert_url):
+    signed_at = dt.datetime(2025, 3, 10, 8, 0, tzinfo=dt.timezone.utc)
+    envelope = notification(pki, cert_url, ses("notification-bounce.json"), at=signed_at)
+
+    def verifier_at(moment):
+        return SnsVerifier((TOPIC,), max_age=dt.timedelta(days=14), cert_host=LOOPBACK, cert_scheme="http",
+                           clock=lambda: moment)
+
+    assert newsletter.sns.CLOCK_SKEW == dt.timedelta(minutes=5)
+    verifier_at(signed_at - dt.timedelta(minutes=4, seconds=59)).verify(envelope)
+    for ahead in (dt.timedelta(minutes=5, seconds=1), dt.timedelta(days=1), dt.timedelta(days=365)):
+        with pytest.raises(SnsError, match="ahead") as refused:
+            verifier_at(signed_at - ahead).verify(envelope)
+        assert not isinstance(refused.value, SnsMalformed)
+
+
+def test_a_message_dated_a_year_ahead_under_the_real_clock_is_refused(pki, cert_url, verifier):
+    envelope = notification(pki, cert_url, ses("notification-bounce.json"), at=utcnow() + dt.timedelta(days=365))
+    with pytest.raises(SnsError, match="ahead"):
+        verifier.verify(envelope)
+
+
 @pytest.mark.parametrize("stamp", ["", "yesterday", "2025-13-40T00:00:00Z"])
 def test_a_message_without_a_valid_timestamp_is_refused(pki, cert_url, verifier, stamp):
     envelope = sign({**unsigned(cert_url=cert_url, message="{}"), "Timestamp": stamp}, pki.key)
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         verifier.verify(envelope)
 
 
 @pytest.mark.parametrize("thing", [None, [], "a string", 42])
 def test_what_is_not_an_sns_message_is_refused(verifier, thing):
-    with pytest.raises(SnsError):
+    with pytest.raises(SnsMalformed):
         verifier.verify(thing)
 
 
@@ -462,6 +515,22 @@ def test_a_certificate_url_off_the_allowed_host_is_not_fetched(pki, server, veri
     with pytest.raises(SnsError):
         verifier.verify(notification(pki, url.format(port=server.port), "{}"))
     assert server.requests == []
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+def test_a_certificate_url_that_redirects_is_refused_and_nothing_is_cached(pki, server, relay, verifier, status):
+    redirecting = relay(status)
+    envelope = notification(pki, redirecting.base + CERT_PATH, ses("notification-bounce.json"))
+
+    for attempt in (1, 2):
+        with pytest.raises(SnsError, match="cannot load the signing certificate") as refused:
+            verifier.verify(envelope)
+        assert not isinstance(refused.value, SnsMalformed)
+        assert redirecting.hits(CERT_PATH) == attempt  # nothing cached: asked again
+
+    # The certificate it redirects to is valid, but it was never fetched.
+    assert server.requests == []
+    verifier.verify(notification(pki, server.base + CERT_PATH, ses("notification-bounce.json")))
 
 
 # --------------------------------------------------------------------------
@@ -584,7 +653,7 @@ def readers(store) -> dict:
 @pytest.fixture
 def client(store, secret_settings, verifier):
     settings = dataclasses.replace(secret_settings, sns_topic_arns=(TOPIC, SECOND_TOPIC))
-    return create_app(settings, store, sns_verifier=verifier).test_client()
+    return create_app(settings, store, sns_verifier=verifier, background=False).test_client()
 
 
 def post(client, envelope):
@@ -701,11 +770,15 @@ def refused_envelopes(pki, cert_url) -> dict[str, dict]:
         "unsigned": unsigned_one,
         "foreign topic": notification(pki, cert_url, bounce, topic=FOREIGN_TOPIC),
         "replayed": notification(pki, cert_url, bounce, at=utcnow() - dt.timedelta(hours=3)),
+        "dated a year ahead": notification(pki, cert_url, bounce, at=utcnow() + dt.timedelta(days=365)),
         "version 3": {**notification(pki, cert_url, bounce), "SignatureVersion": "3"},
     }
 
 
-@pytest.mark.parametrize("case", ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "version 3"])
+REFUSED = ["forged", "stranger's key", "unsigned", "foreign topic", "replayed", "dated a year ahead", "version 3"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
 def test_refused_messages_get_403_and_change_nothing(pki, cert_url, client, store, readers, case):
     envelope = refused_envelopes(pki, cert_url)[case]
     before = state(store)
@@ -732,14 +805,187 @@ def test_a_body_that_is_not_json_gets_400(client, store, body):
     assert count(store, sns_seen_table) == 0
 
 
-@pytest.mark.parametrize("body", ["[]", "\"x\"", "{}", "{\"Type\": \"Notification\"}"])
-def test_json_that_is_not_an_sns_message_gets_403(client, body):
-    assert client.post("/sns", data=body, content_type="text/plain").status_code == 403
+def malformed_envelopes(pki, cert_url) -> dict[str, dict]:
+    """Signed notifications (a genuine bounce for jane@example.com) with one
+    envelope field of the wrong type, missing or unusable. Some are signed
+    with the broken field, some broken after signing: either way the shape is
+    checked before the signature, and before anything is downloaded."""
+    bounce = ses("notification-bounce.json")
+    good = notification(pki, cert_url, bounce)
+
+    def signed(**fields) -> dict:
+        return sign({**unsigned(cert_url=cert_url, message=json.dumps(bounce)), **fields}, pki.key)
+
+    def without(name: str) -> dict:
+        return {k: v for k, v in good.items() if k != name}
+
+    return {
+        "TopicArn a list": {**good, "TopicArn": [TOPIC]},
+        "TopicArn an object": {**good, "TopicArn": {"arn": TOPIC}},
+        "Signature a number": {**good, "Signature": 12345},
+        "Signature a list": {**good, "Signature": [good["Signature"]]},
+        "SignatureVersion a number": {**good, "SignatureVersion": 2},
+        "SigningCertURL a list": {**good, "SigningCertURL": [cert_url]},
+        "Type a list": {**good, "Type": ["Notification"]},
+        "Type unknown": {**good, "Type": "Something"},
+        "Type null": {**good, "Type": None},
+        "MessageId a number": {**good, "MessageId": 42},
+        "MessageId null": {**good, "MessageId": None},
+        "Message an object": {**good, "Message": bounce},
+        "Timestamp a number": {**good, "Timestamp": 1700000000},
+        "Subject a boolean": {**good, "Subject": True},
+        "UnsubscribeURL a number": {**good, "UnsubscribeURL": 1},
+        "no Type": without("Type"),
+        "no MessageId": without("MessageId"),
+        "no Message": without("Message"),
+        "no Timestamp": without("Timestamp"),
+        "no TopicArn": without("TopicArn"),
+        "Timestamp not a time": signed(Timestamp="yesterday"),
+        "MessageId too long": signed(MessageId="x" * 101),
+        "NUL in MessageId": signed(MessageId="a\x00b"),
+        "lone surrogate in Message": {**good, "Message": "\ud800"},
+        "lone surrogate in TopicArn": {**good, "TopicArn": TOPIC + "\udfff"},
+    }
 
 
-def test_a_verified_notification_that_is_not_from_ses_is_refused(pki, cert_url, client, store, readers):
+MALFORMED = [
+    "TopicArn a list", "TopicArn an object", "Signature a number", "Signature a list", "SignatureVersion a number",
+    "SigningCertURL a list", "Type a list", "Type unknown", "Type null", "MessageId a number", "MessageId null",
+    "Message an object", "Timestamp a number", "Subject a boolean", "UnsubscribeURL a number", "no Type",
+    "no MessageId", "no Message", "no Timestamp", "no TopicArn", "Timestamp not a time", "MessageId too long",
+    "NUL in MessageId", "lone surrogate in Message", "lone surrogate in TopicArn",
+]
+
+
+def test_every_malformed_envelope_is_tested(pki, cert_url):
+    assert sorted(malformed_envelopes(pki, cert_url)) == sorted(MALFORMED)
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_envelope_is_refused_as_malformed_before_any_download(pki, cert_url, server, verifier, case):
+    with pytest.raises(SnsMalformed):
+        verifier.verify(malformed_envelopes(pki, cert_url)[case])
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_envelope_gets_400_and_changes_nothing(pki, cert_url, server, client, store, readers, case):
     before = state(store)
-    assert post(client, notification(pki, cert_url, "Hello world!")).status_code == 403
+
+    response = post(client, malformed_envelopes(pki, cert_url)[case])
+
+    assert response.status_code == 400
+    assert state(store) == before
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_well_formed_refused_message_is_not_called_malformed(pki, cert_url, verifier, case):
+    with pytest.raises(SnsError) as refused:
+        verifier.verify(refused_envelopes(pki, cert_url)[case])
+    assert not isinstance(refused.value, SnsMalformed)
+
+
+def deeply_nested(depth: int) -> list[bytes]:
+    """Bodies nested ``depth`` levels deep (far beyond Python's recursion
+    limit, within the 512 KB a request may have), bare and inside an
+    envelope."""
+    return [
+        b"[" * depth,
+        b"[" * depth + b"]" * depth,
+        b'{"a":' * depth + b"1" + b"}" * depth,
+        b'{"Type": "Notification", "TopicArn": ' + b"[" * depth + b"]" * depth + b"}",
+    ]
+
+
+@pytest.mark.parametrize("body", [
+    *deeply_nested(50_000),
+    b"\xff\xfe{}",
+    b'{"Type": "Notification", "Message": "\xff"}',
+    b"42", b"null", b'"Notification"', b"[{}]",
+], ids=lambda body: repr(body[:30]))
+def test_a_body_that_cannot_be_an_envelope_gets_400(client, store, server, readers, body):
+    before = state(store)
+    response = client.post("/sns", data=body, content_type="text/plain")
+    assert response.status_code == 400
+    assert state(store) == before
+    assert server.requests == []
+
+
+def test_a_signed_envelope_with_a_byte_that_is_not_utf8_gets_400(pki, cert_url, client, store, readers):
+    body = json.dumps(notification(pki, cert_url, ses("notification-bounce.json"))).encode()
+    broken = body.replace(b"jane@example.com", b"jane\xff@example.com", 1)
+    assert broken != body
+    before = state(store)
+    assert client.post("/sns", data=broken, content_type="text/plain").status_code == 400
+    assert state(store) == before
+    assert client.post("/sns", data=body, content_type="text/plain").status_code == 200
+
+
+def hostile_ses_payloads() -> dict[str, dict]:
+    """SES bounces with one field SES would never send: wrong types, NUL,
+    lone surrogates, values too long for the store."""
+    def bounce_with(change) -> dict:
+        payload = ses("notification-bounce.json")
+        change(payload)
+        return payload
+
+    def recipient(**fields):
+        return lambda p: p["bounce"]["bouncedRecipients"][0].update(fields)
+
+    return {
+        "bouncedRecipients a string": bounce_with(lambda p: p["bounce"].update(bouncedRecipients="jane@example.com")),
+        "a recipient a string": bounce_with(lambda p: p["bounce"].update(bouncedRecipients=["jane@example.com"])),
+        "emailAddress a number": bounce_with(recipient(emailAddress=5)),
+        "emailAddress a list": bounce_with(recipient(emailAddress=["jane@example.com"])),
+        "emailAddress missing": bounce_with(lambda p: p["bounce"]["bouncedRecipients"][0].pop("emailAddress")),
+        "emailAddress with NUL": bounce_with(recipient(emailAddress="jane\x00@example.com")),
+        "emailAddress with a lone surrogate": bounce_with(recipient(emailAddress="jane\udc80@example.com")),
+        "emailAddress too long": bounce_with(recipient(emailAddress="j" * 400 + "@example.com")),
+        "diagnosticCode an object": bounce_with(recipient(diagnosticCode={"smtp": 550})),
+        "bounceType an object": bounce_with(lambda p: p["bounce"].update(bounceType={"type": "Permanent"})),
+        "bounceType too long": bounce_with(lambda p: p["bounce"].update(bounceType="Permanent" * 10)),
+        "bounceSubType too long": bounce_with(lambda p: p["bounce"].update(bounceSubType="General" * 20)),
+        "bounce timestamp a number": bounce_with(lambda p: p["bounce"].update(timestamp=1453906778)),
+        "bounce a list": bounce_with(lambda p: p.update(bounce=[p["bounce"]])),
+        "notificationType a list": bounce_with(lambda p: p.update(notificationType=["Bounce"])),
+        "headers an object": bounce_with(lambda p: p["mail"].update(headers={"X-Newsletter-Issue": "2016-01-27"})),
+        "a header a string": bounce_with(lambda p: p["mail"]["headers"].append("X-Newsletter-Issue: 2016-01-27")),
+        "a header value a number": bounce_with(lambda p: p["mail"]["headers"].append({"name": "X", "value": 1})),
+        "deeply nested": bounce_with(lambda p: p["bounce"].update(bounceType=json.loads("[" * 500 + "]" * 500))),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(hostile_ses_payloads()))
+def test_a_signed_but_malformed_ses_notification_gets_400_and_changes_nothing(pki, cert_url, client, store,
+                                                                               readers, case):
+    envelope = notification(pki, cert_url, hostile_ses_payloads()[case])
+    before = state(store)
+
+    response = post(client, envelope)
+
+    assert response.status_code == 400
+    assert state(store) == before
+    assert store.get(email="jane@example.com").status == ACTIVE
+
+
+@pytest.mark.parametrize("message", ["[" * 100_000, '{"mail": ' * 20_000])
+def test_a_signed_message_nested_too_deeply_gets_400(pki, cert_url, client, store, readers, message):
+    before = state(store)
+    assert post(client, notification(pki, cert_url, message)).status_code == 400
+    assert state(store) == before
+
+
+@pytest.mark.parametrize("body", ["[]", "\"x\"", "{}", "{\"Type\": \"Notification\"}"])
+def test_json_that_is_not_an_sns_message_gets_400(client, store, server, body):
+    assert client.post("/sns", data=body, content_type="text/plain").status_code == 400
+    assert count(store, sns_seen_table) == 0
+    assert server.requests == []
+
+
+def test_a_verified_notification_that_is_not_from_ses_gets_400(pki, cert_url, client, store, readers):
+    before = state(store)
+    assert post(client, notification(pki, cert_url, "Hello world!")).status_code == 400
     assert state(store) == before
 
 
@@ -753,6 +999,32 @@ def test_a_subscription_confirmation_fetches_its_subscribe_url(pki, cert_url, se
     assert server.hits(CONFIRM_PATH) == 1
     assert [p for p in server.requests if p.startswith(CONFIRM_PATH)] == [url.removeprefix(server.base)]
     assert count(store, sns_seen_table) == 0  # nothing for the feedback tables
+
+
+def test_a_certificate_redirect_gets_403_and_changes_nothing(pki, server, relay, client, store, readers):
+    redirecting = relay(302)
+    before = state(store)
+
+    response = post(client, notification(pki, redirecting.base + CERT_PATH, ses("notification-bounce.json")))
+
+    assert response.status_code == 403
+    assert state(store) == before
+    assert redirecting.hits(CERT_PATH) == 1
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_subscribe_url_that_redirects_is_not_followed(pki, cert_url, server, relay, client, store, status):
+    redirecting = relay(status)
+    url = f"{redirecting.base}{CONFIRM_PATH}?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f37fb"
+    envelope = sign(unsigned("SubscriptionConfirmation", cert_url=cert_url, subscribe_url=url), pki.key)
+
+    response = post(client, envelope)
+
+    assert response.status_code == 403
+    assert redirecting.hits(CONFIRM_PATH) == 1
+    assert server.hits(CONFIRM_PATH) == 0  # where the redirect pointed
+    assert server.hits(CERT_PATH) == 1  # it was verified, and only then refused
 
 
 @pytest.mark.parametrize("subscribe_url", [
@@ -968,6 +1240,44 @@ def test_poll_once_ends_even_when_refused_messages_come_straight_back(pki, cert_
     bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
               .get("Messages", [])]
     assert bodies == [forged]
+
+
+def test_poll_counts_malformed_messages_as_refused_and_keeps_going(pki, cert_url, sqs, store, readers, verifier):
+    queue_url = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue_url, MessageBody="[" * 100_000)
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"TopicArn": ["x"]}))
+    enqueue(sqs, queue_url, malformed_envelopes(pki, cert_url)["Signature a number"])
+    enqueue(sqs, queue_url, notification(pki, cert_url, hostile_ses_payloads()["bouncedRecipients a string"]))
+    enqueue(sqs, queue_url, notification(pki, cert_url, hostile_ses_payloads()["bounceType too long"]))
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("event-complaint.json")))
+
+    report = poll(sqs, queue_url, verifier, store, once=True, stop=threading.Event(), wait=0)
+
+    assert (report.handled, report.refused) == (1, 5)
+    assert len([o for o in report.outcomes if o.startswith("refused ")]) == 5
+    assert store.get(email="recipient@example.com").status == COMPLAINED
+    assert store.get(email="jane@example.com").status == ACTIVE  # named by the malformed bounces
+    assert count(store, feedback_table) == count(store, sns_seen_table) == 1
+    assert queue_depth(sqs, queue_url) == (0, 5)  # refused ones stay for the dead-letter queue
+
+
+def test_poll_refuses_a_message_dated_in_the_future(pki, cert_url, sqs, store, readers, server):
+    # The poller's verifier accepts messages up to 14 days old, as the CLI's;
+    # none may be dated ahead.
+    verifier = SnsVerifier((TOPIC,), max_age=dt.timedelta(days=14), cert_host=LOOPBACK, cert_scheme="http")
+    queue_url = new_queue(sqs)
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("notification-bounce.json"),
+                                         at=utcnow() + dt.timedelta(days=365)))
+    enqueue(sqs, queue_url, notification(pki, cert_url, ses("event-complaint.json"),
+                                         at=utcnow() + dt.timedelta(minutes=6)))
+    before = state(store)
+
+    report = poll(sqs, queue_url, verifier, store, once=True, stop=threading.Event(), wait=0)
+
+    assert (report.handled, report.refused) == (0, 2)
+    assert all("ahead" in outcome for outcome in report.outcomes)
+    assert state(store) == before
+    assert queue_depth(sqs, queue_url) == (0, 2)
 
 
 def test_poll_of_a_redelivered_message_applies_it_once(pki, cert_url, sqs, store, readers, verifier):
