@@ -37,6 +37,7 @@ test: install
 bench: install
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/import_lock.py
 
 clean:
 	rm -rf $(VENV) out outbox *.egg-info .pytest_cache

@@ -6,7 +6,7 @@ Run from anywhere: ``python bench/import_lock.py [--rows 100000 1000000]``
 database of 5,000 readers:
 
 * a real ``newsletter serve`` answers one-click unsubscribe POSTs from a
-  client that sends one after another for as long as the import runs;
+  client that sends one every 20 ms for as long as the import runs;
 * a real ``newsletter subscribers import`` of that many new addresses runs
   meanwhile, and reports how long it held the database for writing (its
   bulk write transaction);
@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-Jq8vX2mN7pL4rT9wK3zB6yH1cF5dG0sA"
 READERS = 5_000
+CLICK_EVERY = 0.02  # seconds between one-click POSTs: 50 a second, for up to 100 s
 
 try:
     import newsletter  # noqa: F401
@@ -110,6 +111,7 @@ def run(rows: int, folder: Path) -> dict:
             sent = time.perf_counter() - started
             latencies.append((sent, one_click(signer.unsubscribe_url(base, readers[n].ref))))
             n += 1
+            time.sleep(max(0.0, sent + CLICK_EVERY - (time.perf_counter() - started)))
         out, err = importing.communicate()
         total = time.perf_counter() - started
         if importing.returncode != 0:
