@@ -139,6 +139,17 @@ def store(database_url):
 
 
 @pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Settings for a command run (NEWSLETTER_* variables): SQLite in tmp, a
+    strong key, an outbox in tmp."""
+    return {
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+
+
+@pytest.fixture
 def secret_settings(tmp_path) -> Settings:
     """Settings with a strong secret key and a SQLite database in tmp_path."""
     return Settings(secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'newsletter.db'}")

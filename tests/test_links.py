@@ -33,13 +33,9 @@ URL = re.compile(r"""https?://[^\s"'<>]+""")
 
 
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    return {
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
-        "NEWSLETTER_SECRET_KEY": SECRET,
-        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
-        "NEWSLETTER_BASE_URL": BASE,
-    }
+def env(env) -> dict[str, str]:
+    """The shared command settings, with a public base URL."""
+    return {**env, "NEWSLETTER_BASE_URL": BASE}
 
 
 @pytest.fixture

@@ -56,16 +56,6 @@ ONE_CLICK = b"List-Unsubscribe=One-Click"
 
 
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    """Settings for the command: SQLite in tmp, a strong key, an outbox in tmp."""
-    return {
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
-        "NEWSLETTER_SECRET_KEY": SECRET,
-        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
-    }
-
-
-@pytest.fixture
 def db(env):
     """The command's database, opened by the test."""
     store = open_store(env["NEWSLETTER_DATABASE_URL"])

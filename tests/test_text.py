@@ -31,15 +31,6 @@ CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u20
 DATE = "2025-03-11"
 
 
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    return {
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
-        "NEWSLETTER_SECRET_KEY": SECRET,
-        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
-    }
-
-
 def run(env: dict[str, str], *args: str):
     # color=True: click strips colour codes from what is not a terminal;
     # here the output is what a terminal would be given.
