@@ -42,8 +42,11 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from newsletter.store import UNSUBSCRIBED, open_store  # noqa: E402
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store  # noqa: E402
 from newsletter.tokens import Signer  # noqa: E402
+
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 
 def free_port() -> int:

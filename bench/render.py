@@ -35,9 +35,9 @@ except ImportError:  # run with a Python that does not have the package installe
     sys.path.insert(0, str(ROOT))
 
 from newsletter import render as render_module  # noqa: E402
+from newsletter.batches import load_batch  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.models import Batch, Issue, Paper  # noqa: E402
-from newsletter.papers import load_batch  # noqa: E402
 from newsletter.render import (  # noqa: E402
     GMAIL_CLIP_BYTES,
     PACKAGE_TEMPLATES,

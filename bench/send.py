@@ -77,15 +77,14 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
+from newsletter.batches import load_batch  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
-from newsletter.dispatch import Dispatcher, chunked  # noqa: E402
-from newsletter.papers import load_batch  # noqa: E402
 from newsletter.personalize import ONE_CLICK, PreparedMessage  # noqa: E402
 from newsletter.render import render_issue  # noqa: E402
-from newsletter.senders.ses import SesSender  # noqa: E402
+from newsletter.sending.dispatch import Dispatcher, chunked  # noqa: E402
+from newsletter.sending.senders.ses import SesSender  # noqa: E402
 from newsletter.store import Ledger, open_store  # noqa: E402
 from newsletter.tokens import Signer  # noqa: E402
-
 
 # --------------------------------------------------------------------------
 # set-up

@@ -24,8 +24,8 @@ import threading
 from typing import Callable
 
 from newsletter.errors import SendError, StoreBusy
-from newsletter.models import Subscriber
-from newsletter.store import ACTIVE, UNSUBSCRIBED, Store, now
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.store import Store
 
 log = logging.getLogger("newsletter.actions")
 
@@ -61,25 +61,25 @@ class ReaderActions:
         status when it is neither active nor unsubscribed (bounced,
         complained: left alone)."""
         status = self.store.pending_status(subscriber.id) or subscriber.status
-        if status != ACTIVE:
+        if status != SubscriberStatus.ACTIVE:
             return status
         payload = {"source": "one-click" if one_click else "web",
                    "reason": "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed on the web page",
                    "ref": subscriber.ref}
         self._submit("unsubscribe", payload, subscriber_id=subscriber.id)
-        return UNSUBSCRIBED
+        return SubscriberStatus.UNSUBSCRIBED
 
     def resubscribe(self, subscriber: Subscriber) -> bool:
         """Make ``subscriber`` active again if they unsubscribed themself;
         return whether they are (or will be, once it is applied) active."""
-        if (self.store.pending_status(subscriber.id) or subscriber.status) == ACTIVE:
+        if (self.store.pending_status(subscriber.id) or subscriber.status) == SubscriberStatus.ACTIVE:
             return True
         _found, allowed = self.store.signup_state(subscriber.email)
         if not allowed:
             return False
         if self._submit("resubscribe", {"ref": subscriber.ref}, subscriber_id=subscriber.id) is not False:
             return True
-        return self.store.get(ref=subscriber.ref).status == ACTIVE  # made active meanwhile
+        return self.store.get(ref=subscriber.ref).status == SubscriberStatus.ACTIVE  # made active meanwhile
 
     def confirm(self, email: str, name: str | None) -> str:
         """Apply a used confirmation link; return "subscribed",
@@ -88,7 +88,7 @@ class ReaderActions:
         complained since the link was sent). The address's status is
         checked when the confirmation is applied."""
         found, allowed = self.store.signup_state(email)
-        if found is not None and found.status == ACTIVE:
+        if found is not None and found.status == SubscriberStatus.ACTIVE:
             return "already"
         if not allowed:
             return "refused"
@@ -170,13 +170,13 @@ class ReaderActions:
                 continue
             email, name = action.payload["email"], action.payload.get("name")
             found, allowed = self.store.signup_state(email)
-            if not allowed or (found is not None and found.status == ACTIVE):
+            if not allowed or (found is not None and found.status == SubscriberStatus.ACTIVE):
                 self.store.finish_action(action.id, f"nothing sent: {found.status if found else 'new'}")
                 continue
             try:
                 self.send_confirmation(email, name)
             except SendError as exc:
-                if now() - action.received_at > GIVE_UP_AFTER:
+                if self.store.clock() - action.received_at > GIVE_UP_AFTER:
                     self.store.finish_action(action.id, f"gave up: {exc}")
                 else:
                     delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** action.attempts)
@@ -218,7 +218,7 @@ class ReaderActions:
         while not self._stop.wait(interval):
             try:
                 self.run_pending()
-                if (stamp := now().timestamp()) - last_purge > PURGE_EVERY_SECONDS:
+                if (stamp := self.store.clock().timestamp()) - last_purge > PURGE_EVERY_SECONDS:
                     self.store.purge_actions()
                     last_purge = stamp
             except Exception:  # a database hiccup: log it, the next round tries again

@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from newsletter import __version__
+from newsletter.batches import MAX_FILE_BYTES, parse_batch, write_canonical
 from newsletter.errors import FetchError, OutputError
 from newsletter.models import Batch
-from newsletter.papers import MAX_FILE_BYTES, parse_batch, write_canonical
 
 
 def daily_papers_url(api_base_url: str, date: dt.date) -> str:

@@ -1,10 +1,54 @@
-"""Plain, immutable data passed between the layers."""
+"""Plain, immutable data passed between the layers, and the one vocabulary
+of statuses: a subscriber's, a delivery's, and the kinds of SES feedback.
+
+The statuses are string enums: their values are what the database stores,
+and a member compares equal to its value.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from html import escape
 from dataclasses import dataclass
+from enum import StrEnum
+from html import escape
+
+
+class SubscriberStatus(StrEnum):
+    """Where a reader stands; only ``ACTIVE`` readers are sent issues."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"  # by the reader, or removed by the operator
+    BOUNCED = "bounced"  # suppressed: a permanent bounce, or repeated transient ones
+    COMPLAINED = "complained"  # suppressed: marked as spam
+
+
+class DeliveryStatus(StrEnum):
+    """What became of one issue for one reader.
+
+    The send ledger stores ``PENDING`` (the provider is being called),
+    ``SENT`` (accepted, with the provider's message id), ``FAILED``
+    (refused for good) and ``UNKNOWN`` (the answer was lost: never resent
+    blindly). ``RETRY`` is a sender's answer only, never stored: not sent
+    this time (throttled, a transient fault), try again.
+    """
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    RETRY = "retry"
+
+
+# The statuses a ledger row can have, in the order reports list them.
+LEDGER_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
+
+
+class FeedbackKind(StrEnum):
+    """What SES reported about one recipient."""
+
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    DELIVERY = "delivery"
 
 # Stands in for the reader's own unsubscribe link until an issue is
 # personalized; only letters and underscores, so no compiler or inliner changes it.
@@ -93,7 +137,7 @@ class Subscriber:
     ref: str
     email: str
     name: str | None
-    status: str  # active, unsubscribed, bounced, complained
+    status: SubscriberStatus
     source: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -109,3 +153,16 @@ class SubscriberEvent:
     source: str
     reason: str
 
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One recipient's bounce, complaint or delivery, as reported by SES."""
+
+    kind: FeedbackKind
+    email: str
+    issue_date: str | None  # from the X-Newsletter-Issue header, when SES included headers
+    bounce_type: str | None = None  # Permanent, Transient, Undetermined
+    bounce_subtype: str | None = None
+    detail: str | None = None  # the diagnostic code or complaint feedback type
+    at: dt.datetime | None = None

@@ -106,7 +106,7 @@ def _reset_postgres() -> None:
     """Drop the project's tables so each test starts from an empty database."""
     from sqlalchemy import create_engine
 
-    from newsletter.store import inbox_metadata, metadata
+    from newsletter.store.schema import inbox_metadata, metadata
 
     try:
         engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})

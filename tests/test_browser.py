@@ -18,9 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, PHONE, clean_env, free_port, newsletter_server, page_widths
+from conftest import (
+    EXAMPLE,
+    PHONE,
+    clean_env,
+    free_port,
+    newsletter_server,
+    page_widths,
+)
+from newsletter.batches import load_batch
 from newsletter.config import Settings
-from newsletter.papers import load_batch
 from newsletter.render import PACKAGE_TEMPLATES, render_issue
 
 pytestmark = pytest.mark.browser

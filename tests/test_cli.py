@@ -133,7 +133,7 @@ def test_a_stray_control_character_is_removed_with_one_warning_not_a_refusal(iso
 
 def test_preview_prints_the_warnings_before_serving(isolated, monkeypatch):
     served = []
-    monkeypatch.setattr("newsletter.cli._serve", lambda app, host, port, what: served.append(what))
+    monkeypatch.setattr("newsletter.cli.common.serve_app", lambda app, host, port, what: served.append(what))
     papers = [{"title": "Only", "abstract": "Text\u202e here."}]
     (isolated / "day.json").write_text(json.dumps({"date": "2025-03-11", "papers": papers}), encoding="utf-8")
     result = run("preview", "day.json")

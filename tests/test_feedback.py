@@ -19,8 +19,14 @@ from sqlalchemy import select
 
 from conftest import FIXTURES
 from newsletter.errors import SnsMalformed
-from newsletter.feedback import Feedback, parse_ses_notification
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, feedback_table
+from newsletter.feedback.events import parse_ses_notification
+from newsletter.models import Feedback, SubscriberStatus
+from newsletter.store.schema import feedback_table
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 SES = FIXTURES / "ses"
 

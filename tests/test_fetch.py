@@ -12,12 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
+from conftest import FIXTURES, SECRET, free_port
 from newsletter import fetch as fetch_module
+from newsletter.batches import load_batch
 from newsletter.errors import BatchError, FetchError, NewsletterError, OutputError
 from newsletter.fetch import daily_papers_url, fetch_day
-from newsletter.papers import load_batch
-
-from conftest import FIXTURES, SECRET, free_port
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 DAY = date(2025, 3, 11)

@@ -23,9 +23,12 @@ from click.testing import CliRunner
 from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
 from newsletter.config import Settings
-from newsletter.store import UNSUBSCRIBED, open_store
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store
 from newsletter.tokens import Signer
 from newsletter.web import create_app, create_preview_app
+
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 DATE = "2025-03-11"
 BASE = "https://papers.example.org"

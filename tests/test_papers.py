@@ -9,12 +9,11 @@ from datetime import date
 
 import pytest
 
-from newsletter import papers
+from conftest import EXAMPLE, FIXTURES
+from newsletter import batches as papers
+from newsletter.batches import find_code_url, load_batch, parse_batch, write_canonical
 from newsletter.errors import BatchError
 from newsletter.models import Batch
-from newsletter.papers import find_code_url, load_batch, parse_batch, write_canonical
-
-from conftest import EXAMPLE, FIXTURES
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 ATOM = FIXTURES / "atom" / "arxiv.xml"

@@ -32,9 +32,13 @@ import pytest
 from sqlalchemy import create_engine
 
 from conftest import SECRET, clean_env, free_port, newsletter_server, wait_until
+from newsletter.models import SubscriberStatus
 from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
-from newsletter.store import ACTIVE, UNSUBSCRIBED, open_store
+from newsletter.store import open_store
 from newsletter.tokens import Signer
+
+ACTIVE = SubscriberStatus.ACTIVE
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 ANSWER_WITHIN = 2.0  # seconds: what a reader's action may take, whatever holds the database
 

@@ -16,10 +16,10 @@ import lxml.html
 import pytest
 
 from conftest import EXAMPLE
+from newsletter.batches import load_batch, parse_batch
 from newsletter.config import Settings
 from newsletter.errors import BatchError, RenderError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
-from newsletter.papers import load_batch, parse_batch
 from newsletter.render import (
     MIN_CARDS,
     PACKAGE_TEMPLATES,

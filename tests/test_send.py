@@ -4,7 +4,7 @@ the rate limiter and per-reader personalization.
 
 Most tests drive the real command (click's CliRunner, settings from
 NEWSLETTER_* variables, a SQLite database in tmp); the rest drive
-:class:`newsletter.dispatch.Dispatcher` directly, on both databases where
+:class:`newsletter.sending.dispatch.Dispatcher` directly, on both databases where
 the ledger's behaviour is the point.
 """
 
@@ -33,16 +33,23 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET
+from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
-from newsletter.dispatch import Dispatcher, RateLimiter, SendOptions
-from newsletter.papers import load_batch
+from newsletter.models import SubscriberStatus
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.render import render_issue
-from newsletter.senders.outbox import OutboxSender
-from newsletter.store import BOUNCED, COMPLAINED, UNSUBSCRIBED, Ledger, open_store, send_locks_table
+from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.ratelimit import RateLimiter
+from newsletter.sending.senders.outbox import OutboxSender
+from newsletter.store import Ledger, open_store
+from newsletter.store.schema import send_locks_table
 from newsletter.tokens import Signer
 from newsletter.web import create_app
+
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 DAY = dt.date(2025, 3, 11)
 DATE = DAY.isoformat()
@@ -427,7 +434,7 @@ def test_a_lock_with_a_stale_heartbeat_is_taken_over(env, db):
 
 
 def test_the_heartbeat_goes_on_while_the_last_calls_drain(store, tmp_path, monkeypatch):
-    import newsletter.dispatch as dispatch
+    import newsletter.sending.dispatch as dispatch
 
     monkeypatch.setattr(dispatch, "HEARTBEAT_SECONDS", 0.05)
     add_readers(store, 5)

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, clean_env
 from newsletter.cli import cli
-from newsletter.dispatch import Dispatcher
+from newsletter.sending.dispatch import Dispatcher
 from newsletter.store import Ledger, open_store
 from sesv2_standin import SesV2StandIn
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port
-from sesv2_standin import SesV2StandIn
 from newsletter.store import Ledger, open_store
+from sesv2_standin import SesV2StandIn
 
 DATE = "2025-03-11"
 DAY = dt.date(2025, 3, 11)

@@ -25,12 +25,12 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, free_port, unavailable
+from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
-from newsletter.dispatch import Dispatcher, SendOptions
-from newsletter.papers import load_batch
 from newsletter.render import render_issue
-from newsletter.senders.ses import SesSender
+from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger, open_store
 from newsletter.tokens import Signer
 from sesv2_standin import SesV2StandIn
@@ -557,7 +557,7 @@ def test_raw_mode_against_moto(db):
 
         class MotoSes(SesSender):
             def quota(self):  # moto's SES v2 has no GetAccount
-                from newsletter.senders.base import Quota
+                from newsletter.sending.senders.base import Quota
 
                 return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
 

@@ -28,8 +28,9 @@ from conftest import EXAMPLE, SECRET, free_port
 from newsletter.cli import cli
 from newsletter.config import load_settings
 from newsletter.errors import AccountError, SendError, TransientError
-from newsletter.senders.smtp import SmtpSender
-from newsletter.store import Ledger, open_store, subscribers_table
+from newsletter.sending.senders.smtp import SmtpSender
+from newsletter.store import Ledger, open_store
+from newsletter.store.schema import subscribers_table
 from newsletter.tokens import Signer
 
 aiosmtpd = pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")

@@ -24,15 +24,19 @@ from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
-import newsletter.store
 from conftest import SECRET
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.errors import AccountError
+from newsletter.models import SubscriberStatus
 from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED
 from newsletter.tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, Signer
 from newsletter.web import create_app, mask_email
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 BASE = "https://papers.example.org"
 OTHER_SECRET = "ly12xlEa51C9FWaRReYCbCWzyprWlYLeTDXuVOCodx0"
@@ -85,7 +89,7 @@ def sign_up(client, address: str, name: str = "", website: str = "", remote: str
 
 def work(client) -> None:
     """Run the app's reader-action worker once, as its thread would."""
-    client.application.extensions["newsletter.actions"].run_pending()
+    client.application.extensions["newsletter"].actions.run_pending()
 
 
 def messages(outbox: Path) -> list[email.message.EmailMessage]:
@@ -268,12 +272,12 @@ def test_a_failed_send_gets_the_same_reply_and_is_tried_again_later(store, datab
     work(failing)
     assert FailingSender.calls == 1
     # ...but after a while, and once the provider works again the reader gets their email.
-    real_now = newsletter.store.now
-    monkeypatch.setattr(newsletter.store, "now", lambda: real_now() + dt.timedelta(minutes=5))
+    real_now = store.clock
+    monkeypatch.setattr(store, "clock", lambda: real_now() + dt.timedelta(minutes=5))
     work(failing)
     assert FailingSender.calls == 2
     assert sent_to(outbox, "unlucky@example.com") == []
-    monkeypatch.setattr(newsletter.store, "now", lambda: real_now() + dt.timedelta(minutes=10))
+    monkeypatch.setattr(store, "clock", lambda: real_now() + dt.timedelta(minutes=10))
     work(client)
     assert len(sent_to(outbox, "unlucky@example.com")) == 1
     work(client)
@@ -388,15 +392,15 @@ def test_eleventh_sign_up_from_a_client_in_an_hour_sends_nothing(store, client, 
 
 
 def test_limits_count_only_their_window(store, client, outbox, monkeypatch):
-    real_now = newsletter.store.now
+    real_now = store.clock
     # Sign-ups recorded 25 hours ago count for neither limit.
-    monkeypatch.setattr(newsletter.store, "now", lambda: real_now() - dt.timedelta(hours=27))
+    monkeypatch.setattr(store, "clock", lambda: real_now() - dt.timedelta(hours=27))
     for _ in range(PER_ADDRESS_PER_DAY):
         sign_up(client, "window@example.com", remote="198.51.100.9")
-    monkeypatch.setattr(newsletter.store, "now", lambda: real_now() - dt.timedelta(hours=25))
+    monkeypatch.setattr(store, "clock", lambda: real_now() - dt.timedelta(hours=25))
     for n in range(PER_CLIENT_PER_HOUR):
         sign_up(client, f"w{n}@example.com", remote="198.51.100.9")
-    monkeypatch.setattr(newsletter.store, "now", real_now)
+    monkeypatch.setattr(store, "clock", real_now)
     assert store.count_signups(email="window@example.com", since=real_now() - dt.timedelta(days=2)) == 3
     assert store.count_signups(client="198.51.100.9", since=real_now() - dt.timedelta(days=2)) == 13
     count = len(messages(outbox))

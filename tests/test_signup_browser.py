@@ -12,9 +12,20 @@ import re
 
 import pytest
 
-from conftest import PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
-from newsletter.store import ACTIVE, open_store
+from conftest import (
+    PHONE,
+    SECRET,
+    clean_env,
+    free_port,
+    newsletter_server,
+    page_widths,
+    wait_until,
+)
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store
 from newsletter.web import mask_email
+
+ACTIVE = SubscriberStatus.ACTIVE
 
 pytestmark = pytest.mark.browser
 

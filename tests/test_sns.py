@@ -1,11 +1,11 @@
-"""SNS message verification (``newsletter.sns``) and the two ways SES feedback
+"""SNS message verification (``newsletter.feedback.sns``) and the two ways SES feedback
 reaches the newsletter: ``POST /sns`` on the web app and an SQS queue read by
 ``newsletter bounces poll``.
 
 Nothing here contacts AWS or any host but 127.0.0.1. The tests make their own
 RSA keys and self-signed certificates, sign SNS envelopes themselves exactly
 as SNS documents it (the canonical string is rebuilt here, independently of
-``newsletter.sns.canonical_string``), and serve the certificate, plus a
+``newsletter.feedback.sns.canonical_string``), and serve the certificate, plus a
 stand-in ``SubscribeURL``, from a real HTTP server on 127.0.0.1 (the redirect
 tests start a second one that only redirects to it). The verifier under test
 trusts that host only because the tests pass ``cert_host`` and
@@ -35,15 +35,19 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-import newsletter.sns
+import newsletter.feedback.sns
 from conftest import FIXTURES, free_port
 from newsletter.cli import cli
 from newsletter.errors import SnsError, SnsMalformed
-from newsletter.feedback import Feedback
-from newsletter.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
-from newsletter.sqs import poll
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, events_table, feedback_table, sns_seen_table
+from newsletter.feedback.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
+from newsletter.feedback.sqs import poll
+from newsletter.models import Feedback, SubscriberStatus
+from newsletter.store.schema import events_table, feedback_table, sns_seen_table
 from newsletter.web import create_app
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 SECOND_TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"  # also configured
@@ -437,7 +441,7 @@ def test_a_message_dated_ahead_is_accepted_only_within_the_clock_skew(pki, cert_
         return SnsVerifier((TOPIC,), max_age=dt.timedelta(days=14), cert_host=LOOPBACK, cert_scheme="http",
                            clock=lambda: moment)
 
-    assert newsletter.sns.CLOCK_SKEW == dt.timedelta(minutes=5)
+    assert newsletter.feedback.sns.CLOCK_SKEW == dt.timedelta(minutes=5)
     verifier_at(signed_at - dt.timedelta(minutes=4, seconds=59)).verify(envelope)
     for ahead in (dt.timedelta(minutes=5, seconds=1), dt.timedelta(days=1), dt.timedelta(days=365)):
         with pytest.raises(SnsError, match="ahead") as refused:
@@ -1324,7 +1328,7 @@ def test_cli_poll_applies_verified_messages_and_deletes_them(pki, cert_url, sqs,
                                                              moto_url, monkeypatch):
     # The only way to give the real command a certificate it trusts without
     # AWS is to let its verifier accept http://127.0.0.1. The CLI imports
-    # SnsVerifier from newsletter.sns when it runs, so this subclass replaces
+    # SnsVerifier from newsletter.feedback.sns when it runs, so this subclass replaces
     # it for this test only, keeping every argument the CLI passes (the topic
     # list from NEWSLETTER_SNS_TOPIC_ARNS and its 14-day window) and changing
     # nothing but the certificate host and scheme.
@@ -1335,7 +1339,7 @@ def test_cli_poll_applies_verified_messages_and_deletes_them(pki, cert_url, sqs,
             made.append({"topic_arns": tuple(topic_arns), **options})
             super().__init__(topic_arns, cert_host=LOOPBACK, cert_scheme="http", **options)
 
-    monkeypatch.setattr(newsletter.sns, "SnsVerifier", LoopbackVerifier)
+    monkeypatch.setattr(newsletter.feedback.sns, "SnsVerifier", LoopbackVerifier)
     queue_url = new_queue(sqs)
     three_days_ago = utcnow() - dt.timedelta(days=3)  # queued messages may wait
     enqueue(sqs, queue_url, notification(pki, cert_url, ses("notification-bounce.json"), at=three_days_ago))

@@ -21,10 +21,6 @@ import threading
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from newsletter.sns import SnsVerifier
-from newsletter.sqs import poll
-from newsletter.store import sns_seen_table
 from test_sns import (  # noqa: F401 (fixtures: pki, _server, server, cert_url, verifier, client, readers)
     CONFIRM_PATH,
     LOOPBACK,
@@ -44,6 +40,10 @@ from test_sns import (  # noqa: F401 (fixtures: pki, _server, server, cert_url, 
     unsigned,
     verifier,
 )
+
+from newsletter.feedback.sns import SnsVerifier
+from newsletter.feedback.sqs import poll
+from newsletter.store.schema import sns_seen_table
 
 
 def fuzz(examples: int):
@@ -79,7 +79,7 @@ NOT_STRINGS = JSON.filter(lambda value: not isinstance(value, str) and value is 
 FIELDS = ["Type", "MessageId", "TopicArn", "Subject", "Message", "Timestamp", "SignatureVersion", "Signature",
           "SigningCertURL", "SubscribeURL", "Token", "UnsubscribeURL"]
 KINDS = st.sampled_from(["Notification", "SubscriptionConfirmation"])
-# What SNS signs for each kind (its documentation, not newsletter.sns).
+# What SNS signs for each kind (its documentation, not newsletter.feedback.sns).
 SIGNED = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),

@@ -1,4 +1,4 @@
-"""Per-issue delivery figures (``newsletter.stats``) and ``newsletter stats``.
+"""Per-issue delivery figures (``newsletter.feedback.stats``) and ``newsletter stats``.
 
 Sends are simulated through the real send ledger (``Ledger.mark_pending``
 then ``Ledger.record``, as a send does, then dated when the send is meant
@@ -15,11 +15,23 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from newsletter.cli import cli
-from newsletter.feedback import Feedback
-from newsletter.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, issue_stats
 from conftest import EXAMPLE, SECRET
-from newsletter.store import FAILED, SENT, UNKNOWN, UNSUBSCRIBED, Ledger, deliveries_table, events_table
+from newsletter.cli import cli
+from newsletter.feedback.stats import (
+    BOUNCE_REVIEW,
+    COMPLAINT_REVIEW,
+    WARN_SHARE,
+    IssueStats,
+    issue_stats,
+)
+from newsletter.models import DeliveryStatus, Feedback, SubscriberStatus
+from newsletter.store import Ledger
+from newsletter.store.schema import deliveries_table, events_table
+
+FAILED = DeliveryStatus.FAILED
+SENT = DeliveryStatus.SENT
+UNKNOWN = DeliveryStatus.UNKNOWN
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 _ids = itertools.count()
 

@@ -16,17 +16,12 @@ from sqlalchemy.engine import make_url
 from conftest import POSTGRES_URL, free_port
 from newsletter.config import Settings
 from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
 from newsletter.render import render_issue
-from newsletter.store import (
-    SCHEMA_VERSION,
-    STATUSES,
-    events_table,
-    issues_table,
-    meta_table,
-    open_store,
-    subscribers_table,
-)
+from newsletter.store import open_store
+from newsletter.store.schema import SCHEMA_VERSION, events_table, issues_table, meta_table, subscribers_table
+
+STATUSES = tuple(SubscriberStatus)
 
 UTC = dt.timezone.utc
 

@@ -18,8 +18,15 @@ from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.personalize import format_address
-from newsletter.store import open_store, subscribers_table
-from newsletter.text import clean_name, csv_safe, csv_unescape, strip_controls, terminal_safe
+from newsletter.store import open_store
+from newsletter.store.schema import subscribers_table
+from newsletter.text import (
+    clean_name,
+    csv_safe,
+    csv_unescape,
+    strip_controls,
+    terminal_safe,
+)
 from newsletter.web import create_app
 
 # NUL, BEL, ESC (a terminal's title, clear screen and colour), DEL, a C1 CSI,
@@ -138,7 +145,7 @@ def test_a_name_from_the_sign_up_form_is_stored_clean(store, database_url, tmp_p
     response = client.post("/subscribe", data={"email": "ada@example.com", "name": HOSTILE, "website": ""},
                            environ_base={"REMOTE_ADDR": "198.51.100.1"})
     assert response.status_code == 200
-    app.extensions["newsletter.actions"].run_pending()  # the worker sends the confirmation
+    app.extensions["newsletter"].actions.run_pending()  # the worker sends the confirmation
     (sent,) = (outbox / "single").iterdir()
     message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
     token = re.search(r"/confirm/([A-Za-z0-9_\-.]+)", message.get_body(("plain",)).get_content()).group(1)

@@ -17,7 +17,13 @@ from conftest import SECRET
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError, TokenError
 from newsletter.store import open_store
-from newsletter.tokens import MIN_SECRET_GUESSES_LOG10, UNSUBSCRIBE_SALT, Signer, check_secret, secret_guesses_log10
+from newsletter.tokens import (
+    MIN_SECRET_GUESSES_LOG10,
+    UNSUBSCRIBE_SALT,
+    Signer,
+    check_secret,
+    secret_guesses_log10,
+)
 
 OLD_SECRET = "4zXsAU5ho3LGIvk2kfS07YNedgdVSTzYe3VA5wnQUfc"
 OTHER_SECRET = secrets.token_urlsafe(32)

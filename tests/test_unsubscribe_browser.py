@@ -11,15 +11,19 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from test_web import serving
 
 from conftest import EXAMPLE, PHONE, SECRET, page_widths
+from newsletter.batches import load_batch
 from newsletter.config import Settings
-from newsletter.papers import load_batch
+from newsletter.models import SubscriberStatus
 from newsletter.render import PACKAGE_TEMPLATES, render_issue
-from newsletter.store import ACTIVE, UNSUBSCRIBED, open_store
+from newsletter.store import open_store
 from newsletter.tokens import Signer
 from newsletter.web import mask_email
-from test_web import serving
+
+ACTIVE = SubscriberStatus.ACTIVE
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 pytestmark = pytest.mark.browser
 

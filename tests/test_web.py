@@ -35,11 +35,16 @@ from itsdangerous import URLSafeSerializer
 from conftest import SECRET, clean_env, free_port, newsletter_server
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, StoreError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
 from newsletter.render import render_issue
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNSUBSCRIBED, open_store
+from newsletter.store import open_store
 from newsletter.tokens import UNSUBSCRIBE_SALT, Signer
 from newsletter.web import SECURITY_HEADERS, create_app, mask_email
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"  # exactly what RFC 8058 receivers POST
 FORM = "application/x-www-form-urlencoded"

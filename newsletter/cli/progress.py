@@ -1,6 +1,6 @@
 """How ``newsletter send`` shows a send in progress.
 
-The dispatcher calls back with its live :class:`~newsletter.dispatch.SendReport`
+The dispatcher calls back with its live :class:`~newsletter.sending.dispatch.SendReport`
 every couple of seconds; this module decides what a person sees:
 
 - on a terminal, a rich progress bar with the readers sent, failed and
@@ -19,7 +19,14 @@ from typing import TextIO
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 

@@ -22,9 +22,9 @@ import threading
 
 from newsletter.config import Settings
 from newsletter.errors import AccountError, SendError, TransientError
-from newsletter.models import Issue
+from newsletter.models import DeliveryStatus, Issue
 from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota, StoppedMidBatch
+from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 
 _LOST = (smtplib.SMTPServerDisconnected, socket.timeout, OSError)
 
@@ -140,7 +140,7 @@ class SmtpSender:
             code, reply = conn.rcpt(address)
             if code not in (250, 251):
                 self._end_transaction(conn, code)
-                return (RETRY if 400 <= code < 500 else FAILED), f"SMTP {code} {_text(reply)}"
+                return (DeliveryStatus.RETRY if 400 <= code < 500 else DeliveryStatus.FAILED), f"SMTP {code} {_text(reply)}"
         except _LOST as exc:
             conn.close()
             raise _LostBeforeData(str(exc) or type(exc).__name__) from None
@@ -148,15 +148,15 @@ class SmtpSender:
             code, reply = conn.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
             self._end_transaction(conn, exc.smtp_code)
-            return (RETRY if 400 <= exc.smtp_code < 500 else FAILED), f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
+            return (DeliveryStatus.RETRY if 400 <= exc.smtp_code < 500 else DeliveryStatus.FAILED), f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
         except _LOST as exc:
             # The message may have been accepted just before the line dropped.
             conn.close()
-            return UNKNOWN, f"SMTP connection lost during DATA ({exc})"
+            return DeliveryStatus.UNKNOWN, f"SMTP connection lost during DATA ({exc})"
         if code != 250:
             self._end_transaction(conn, code)
-            return (RETRY if 400 <= code < 500 else FAILED), f"SMTP {code} {_text(reply)}"
-        return SENT, None
+            return (DeliveryStatus.RETRY if 400 <= code < 500 else DeliveryStatus.FAILED), f"SMTP {code} {_text(reply)}"
+        return DeliveryStatus.SENT, None
 
     # ---------------------------------------------------------------- batches
 
@@ -168,7 +168,7 @@ class SmtpSender:
         AccountError raise StoppedMidBatch carrying them."""
         if not deliveries:
             raise error
-        done = deliveries + [Delivery(r, RETRY, reason=f"not tried: {error}") for r in rest]
+        done = deliveries + [Delivery(r, DeliveryStatus.RETRY, reason=f"not tried: {error}") for r in rest]
         if isinstance(error, AccountError):
             raise StoppedMidBatch(str(error), done) from None
         return done
@@ -185,7 +185,7 @@ class SmtpSender:
                 data = self.message.render(recipient, message_id)
             except UnicodeError:
                 reason = "the address is not ASCII (SMTPUTF8 is not supported)"
-                deliveries.append(Delivery(recipient, FAILED, reason=reason))
+                deliveries.append(Delivery(recipient, DeliveryStatus.FAILED, reason=reason))
                 continue
             for attempt in (1, 2):
                 try:
@@ -204,13 +204,13 @@ class SmtpSender:
                     continue  # a reused connection the server had closed: reopen it once
                 self._forget_if_closed()
                 break
-            if status == SENT:
-                deliveries.append(Delivery(recipient, SENT, message_id=f"<{message_id}@{self.message.domain}>"))
+            if status == DeliveryStatus.SENT:
+                deliveries.append(Delivery(recipient, DeliveryStatus.SENT, message_id=f"<{message_id}@{self.message.domain}>"))
                 continue
             deliveries.append(Delivery(recipient, status, reason=reason))
-            if status == UNKNOWN:
+            if status == DeliveryStatus.UNKNOWN:
                 untried = recipients[index + 1:]
-                deliveries.extend(Delivery(r, RETRY, reason="not tried: connection lost") for r in untried)
+                deliveries.extend(Delivery(r, DeliveryStatus.RETRY, reason="not tried: connection lost") for r in untried)
                 break
         return deliveries
 
@@ -232,10 +232,10 @@ class SmtpSender:
                     conn.quit()
                 except (OSError, smtplib.SMTPException):
                     conn.close()
-        if status == SENT:
+        if status == DeliveryStatus.SENT:
             header = email.parser.BytesHeaderParser().parsebytes(data).get("Message-ID", "")
             return str(header).strip()
-        if status == FAILED:
+        if status == DeliveryStatus.FAILED:
             raise SendError(f"{to_address} refused: {reason}")
         raise TransientError(f"not sent to {to_address}: {reason}")
 

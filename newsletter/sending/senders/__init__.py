@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
-from newsletter.senders.base import Sender
+from newsletter.sending.senders.base import Sender
 
 
 def create_sender(settings: Settings, name: str | None = None, ses_mode: str = "bulk") -> Sender:
@@ -15,16 +15,16 @@ def create_sender(settings: Settings, name: str | None = None, ses_mode: str = "
     """
     name = name or settings.sender
     if name == "outbox":
-        from newsletter.senders.outbox import OutboxSender
+        from newsletter.sending.senders.outbox import OutboxSender
 
         return OutboxSender(settings.outbox_dir)
     if name == "smtp":
-        from newsletter.senders.smtp import SmtpSender
+        from newsletter.sending.senders.smtp import SmtpSender
 
         return SmtpSender(settings)
     if name == "ses":
         try:
-            from newsletter.senders.ses import SesSender
+            from newsletter.sending.senders.ses import SesSender
         except ModuleNotFoundError as exc:  # boto3 is a dependency, but be clear if it is gone
             raise ConfigError(f"the ses sender needs {exc.name}: pip install boto3") from None
         return SesSender(settings, mode=ses_mode)

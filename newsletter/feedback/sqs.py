@@ -16,8 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from newsletter.config import Settings
 from newsletter.errors import AccountError, SnsError
-from newsletter.feedback import handle_sns
-from newsletter.sns import parse_envelope
+from newsletter.feedback.events import handle_sns
+from newsletter.feedback.sns import parse_envelope
 
 
 @dataclass

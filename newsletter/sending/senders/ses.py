@@ -22,13 +22,24 @@ import re
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+)
 
 from newsletter.config import Settings
 from newsletter.errors import AccountError, Throttled, TransientError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
-from newsletter.personalize import ISSUE_HEADER, ONE_CLICK, PreparedMessage, Recipient, format_address
-from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Quota, StoppedMidBatch
+from newsletter.models import UNSUBSCRIBE_URL_MARK, DeliveryStatus, Issue
+from newsletter.personalize import (
+    ISSUE_HEADER,
+    ONE_CLICK,
+    PreparedMessage,
+    Recipient,
+    format_address,
+)
+from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 
 THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
 ACCOUNT_CODES = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}
@@ -198,7 +209,7 @@ class SesSender:
                     raise
                 # The readers before this one were handled: keep their outcomes.
                 untried = recipients[len(deliveries):]
-                deliveries.extend(Delivery(r, RETRY, reason=str(exc)) for r in untried)
+                deliveries.extend(Delivery(r, DeliveryStatus.RETRY, reason=str(exc)) for r in untried)
                 raise StoppedMidBatch(str(exc), deliveries) from None
         return deliveries
 
@@ -234,27 +245,27 @@ class SesSender:
                 **self._extra,
             )
         except _LostAnswer as exc:
-            return [Delivery(r, UNKNOWN, reason=f"no answer from SES: {exc}") for r in recipients]
+            return [Delivery(r, DeliveryStatus.UNKNOWN, reason=f"no answer from SES: {exc}") for r in recipients]
         except ClientError as exc:
             code, message, _status = _describe(exc)
             raise AccountError(f"SES refused SendBulkEmail: {code}: {message}") from None
         results = answer.get("BulkEmailEntryResults", [])
         if len(results) != len(recipients):
-            return [Delivery(r, UNKNOWN, reason="SES answered for a different number of entries") for r in recipients]
+            return [Delivery(r, DeliveryStatus.UNKNOWN, reason="SES answered for a different number of entries") for r in recipients]
         deliveries = []
         stopped = None
         for recipient, result in zip(recipients, results):
             status = result.get("Status", "FAILED")
             reason = f"{status}: {result.get('Error', '')}".strip(": ")
             if status == "SUCCESS":
-                deliveries.append(Delivery(recipient, SENT, message_id=result.get("MessageId")))
+                deliveries.append(Delivery(recipient, DeliveryStatus.SENT, message_id=result.get("MessageId")))
             elif status in ENTRY_RETRY:
-                deliveries.append(Delivery(recipient, RETRY, reason=reason))
+                deliveries.append(Delivery(recipient, DeliveryStatus.RETRY, reason=reason))
             elif status in ENTRY_FAILED:
-                deliveries.append(Delivery(recipient, FAILED, reason=reason))
+                deliveries.append(Delivery(recipient, DeliveryStatus.FAILED, reason=reason))
             else:
                 # Not sent; other entries of the call may have been.
-                deliveries.append(Delivery(recipient, RETRY, reason=reason))
+                deliveries.append(Delivery(recipient, DeliveryStatus.RETRY, reason=reason))
                 stopped = stopped or f"SES stopped sending: {reason}"
         if stopped:
             raise StoppedMidBatch(stopped, deliveries)
@@ -270,17 +281,17 @@ class SesSender:
                 **self._extra,
             )
         except Throttled as exc:
-            return Delivery(recipient, RETRY, reason=str(exc))
+            return Delivery(recipient, DeliveryStatus.RETRY, reason=str(exc))
         except TransientError as exc:
-            return Delivery(recipient, RETRY, reason=str(exc))
+            return Delivery(recipient, DeliveryStatus.RETRY, reason=str(exc))
         except _LostAnswer as exc:
-            return Delivery(recipient, UNKNOWN, reason=f"no answer from SES: {exc}")
+            return Delivery(recipient, DeliveryStatus.UNKNOWN, reason=f"no answer from SES: {exc}")
         except ClientError as exc:
             code, message, _status = _describe(exc)
             if code in ("MessageRejected", "BadRequestException"):
-                return Delivery(recipient, FAILED, reason=f"{code}: {message}")
+                return Delivery(recipient, DeliveryStatus.FAILED, reason=f"{code}: {message}")
             raise AccountError(f"SES refused SendEmail: {code}: {message}") from None
-        return Delivery(recipient, SENT, message_id=answer.get("MessageId"))
+        return Delivery(recipient, DeliveryStatus.SENT, message_id=answer.get("MessageId"))
 
     def close(self, complete: bool) -> None:
         if self.mode != "bulk" or not complete or not self.template_name:

@@ -13,26 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
 
 from newsletter.errors import SnsError, SnsMalformed
+from newsletter.feedback.sns import is_text, shown
+from newsletter.models import Feedback, FeedbackKind
 from newsletter.personalize import ISSUE_HEADER
-from newsletter.sns import is_text, shown
 
-KINDS = {"Bounce": "bounce", "Complaint": "complaint", "Delivery": "delivery"}
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """One recipient's bounce, complaint or delivery, as reported by SES."""
-
-    kind: str  # bounce, complaint, delivery
-    email: str
-    issue_date: str | None  # from the X-Newsletter-Issue header, when SES included headers
-    bounce_type: str | None = None  # Permanent, Transient, Undetermined
-    bounce_subtype: str | None = None
-    detail: str | None = None  # the diagnostic code or complaint feedback type
-    at: dt.datetime | None = None
+KINDS = {"Bounce": FeedbackKind.BOUNCE, "Complaint": FeedbackKind.COMPLAINT, "Delivery": FeedbackKind.DELIVERY}
 
 
 # The longest values the store keeps (see newsletter.store.feedback_table):
@@ -136,7 +123,7 @@ def parse_ses_notification(message: str) -> list[Feedback]:
     if kind is None:
         return []
     issue = _issue_of(payload["mail"])
-    if kind == "bounce":
+    if kind == FeedbackKind.BOUNCE:
         bounce = _object(payload.get("bounce"), "bounce")
         bounce_type = _text(bounce.get("bounceType"), "bounce.bounceType", MAX_BOUNCE_TYPE)
         bounce_subtype = _text(bounce.get("bounceSubType"), "bounce.bounceSubType", MAX_BOUNCE_SUBTYPE)
@@ -152,7 +139,7 @@ def parse_ses_notification(message: str) -> list[Feedback]:
             records.append(Feedback(kind, email, issue, bounce_type=bounce_type, bounce_subtype=bounce_subtype,
                                     detail=detail, at=at))
         return records
-    if kind == "complaint":
+    if kind == FeedbackKind.COMPLAINT:
         complaint = _object(payload.get("complaint"), "complaint")
         detail = _text(complaint.get("complaintFeedbackType"), "complaint.complaintFeedbackType")
         at = _time(complaint.get("timestamp"), "complaint.timestamp")

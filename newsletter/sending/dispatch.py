@@ -17,9 +17,8 @@ How "exactly once" holds under cron, crashes and throttling:
 - Each chunk's readers are checked against the list just before sending, so
   an unsubscribe that arrives during the send is honoured.
 
-Pacing is a token bucket (GCRA) at the provider's rate, counting recipients,
-that slows down by 30% after a throttle and recovers by 2% of the maximum per
-successful call.
+Pacing is :class:`newsletter.sending.ratelimit.RateLimiter`, a token bucket
+at the provider's rate.
 """
 
 from __future__ import annotations
@@ -32,12 +31,19 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
-from newsletter.errors import AccountError, SendError, SendLocked, Throttled, TransientError
-from newsletter.models import Issue, Subscriber
+from newsletter.errors import (
+    AccountError,
+    SendError,
+    SendLocked,
+    Throttled,
+    TransientError,
+)
+from newsletter.models import DeliveryStatus, Issue, Subscriber
 from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.senders.base import FAILED, RETRY, SENT, UNKNOWN, Delivery, Sender
+from newsletter.sending.ratelimit import RateLimiter, chunked
+from newsletter.sending.senders.base import Delivery, Sender
 from newsletter.store import Ledger, Store
 from newsletter.tokens import Signer
 
@@ -88,52 +94,6 @@ class SendReport:
     def complete(self) -> bool:
         """Whether every targeted reader was handled (sent, failed or unknown)."""
         return self.left == 0 and not self.interrupted and self.stopped_by is None
-
-
-class RateLimiter:
-    """A token bucket, as a generic cell rate algorithm: ``take(n)`` waits
-    until ``n`` more recipients fit in the rate. No burst is banked: calls are
-    spread evenly, so a provider with a one-second bucket never sees more
-    than its rate. Thread-safe; the rate adapts (AIMD)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
-        self.max_rate = float(rate)
-        self.rate = float(rate)
-        self.clock = clock
-        self._next = clock()
-        self._lock = threading.Lock()
-
-    def take(self, count: int, stop: threading.Event) -> bool:
-        """Wait for room for ``count`` recipients; False if ``stop`` was set."""
-        with self._lock:
-            now = self.clock()
-            start = max(self._next, now)
-            self._next = start + count / self.rate
-            wait = start - now
-        return not stop.wait(wait) if wait > 0 else not stop.is_set()
-
-    def slow_down(self) -> None:
-        """The provider throttled: send 30% slower (down to 1/s, or to the
-        maximum when that is lower)."""
-        with self._lock:
-            self.rate = max(min(1.0, self.max_rate), self.rate * 0.7)
-
-    def speed_up(self) -> None:
-        """A call went through: recover towards the maximum."""
-        with self._lock:
-            self.rate = min(self.max_rate, self.rate + self.max_rate * 0.02)
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield lists of at most ``size`` items."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _owner_is_dead(owner: str) -> bool:
@@ -206,7 +166,7 @@ class Dispatcher:
         try:
             report.abandoned = ledger.resolve_abandoned()
             if self.options.resend_unknown:
-                self._was_unknown = {row[0] for row in ledger.rows(UNKNOWN)}
+                self._was_unknown = {row[0] for row in ledger.rows(DeliveryStatus.UNKNOWN)}
             to_send = ledger.count_unsent(self.options.resend_unknown)
             if self.options.limit is not None:
                 to_send = min(to_send, self.options.limit)
@@ -347,7 +307,7 @@ class Dispatcher:
             try:
                 deliveries = self.sender.send(recipients)
             except (Throttled, TransientError) as exc:
-                deliveries = [Delivery(r, RETRY, reason=str(exc)) for r in recipients]
+                deliveries = [Delivery(r, DeliveryStatus.RETRY, reason=str(exc)) for r in recipients]
             except AccountError as exc:
                 # A sender that stopped partway through the batch says what
                 # became of each reader (see senders.base.StoppedMidBatch).
@@ -362,10 +322,10 @@ class Dispatcher:
             except Exception:
                 # A bug or an unforeseen library error: the outcome of this
                 # call is unknown, so its readers must not be resent blindly.
-                ledger.record((r.subscriber_id, UNKNOWN, None, "unexpected error during the call") for r in recipients)
+                ledger.record((r.subscriber_id, DeliveryStatus.UNKNOWN, None, "unexpected error during the call") for r in recipients)
                 self._halt(AccountError("an unexpected error stopped the send; see the traceback"))
                 raise
-            retry = [d.recipient for d in deliveries if d.status == RETRY]
+            retry = [d.recipient for d in deliveries if d.status == DeliveryStatus.RETRY]
             self._record(ledger, deliveries)
             self._count(deliveries, report)
             if limiter:
@@ -393,14 +353,14 @@ class Dispatcher:
         earlier run may have sent (resent with --resend-unknown) stays
         "unknown", so a later run without that option leaves them alone."""
         if subscriber_id in self._was_unknown:
-            return subscriber_id, UNKNOWN, None, "an earlier run may have sent it; the resend did not go out"
+            return subscriber_id, DeliveryStatus.UNKNOWN, None, "an earlier run may have sent it; the resend did not go out"
         return subscriber_id, None, None, None
 
     def _record(self, ledger: Ledger, deliveries: list[Delivery]) -> None:
-        """Write the outcome of one call to the ledger (RETRY: not sent)."""
+        """Write the outcome of one call to the ledger (DeliveryStatus.RETRY: not sent)."""
         ledger.record(
             self._not_sent(d.recipient.subscriber_id)
-            if d.status == RETRY
+            if d.status == DeliveryStatus.RETRY
             else (d.recipient.subscriber_id, d.status, d.message_id, d.reason)
             for d in deliveries
         )
@@ -413,12 +373,12 @@ class Dispatcher:
         halt = None
         with self._lock:
             for d in deliveries:
-                if d.status == SENT:
+                if d.status == DeliveryStatus.SENT:
                     report.sent += 1
                     self._consecutive_failures = 0
-                elif d.status == UNKNOWN:
+                elif d.status == DeliveryStatus.UNKNOWN:
                     report.unknown += 1
-                elif d.status == FAILED:
+                elif d.status == DeliveryStatus.FAILED:
                     report.failed += 1
                     self._consecutive_failures += 1
                     if len(report.failures) < 20:

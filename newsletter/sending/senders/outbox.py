@@ -9,9 +9,9 @@ from pathlib import Path
 
 from newsletter.errors import AccountError
 from newsletter.files import atomic_write_bytes
-from newsletter.models import Issue
+from newsletter.models import DeliveryStatus, Issue
 from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.senders.base import SENT, Delivery, Quota
+from newsletter.sending.senders.base import Delivery, Quota
 
 
 class OutboxSender:
@@ -44,7 +44,7 @@ class OutboxSender:
                 atomic_write_bytes(self.folder / name, self.message.render(recipient))
             except OSError as exc:
                 raise AccountError(f"cannot write to the outbox {self.folder}: {exc.strerror or exc}") from None
-            deliveries.append(Delivery(recipient, SENT, message_id=name))
+            deliveries.append(Delivery(recipient, DeliveryStatus.SENT, message_id=name))
         return deliveries
 
     def close(self, complete: bool) -> None:

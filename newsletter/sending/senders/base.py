@@ -1,7 +1,7 @@
 """What every sender does, and what it answers.
 
 A sender delivers one issue to batches of recipients. The dispatcher
-(``newsletter.dispatch``) owns the loop, the pacing, the retries and the
+(``newsletter.sending.dispatch``) owns the loop, the pacing, the retries and the
 ledger; a sender only knows its provider. For each batch it returns one
 :class:`Delivery` per recipient, or raises for the whole batch:
 
@@ -16,13 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from newsletter.errors import AccountError
-from newsletter.models import Issue
+from newsletter.models import DeliveryStatus, Issue
 from newsletter.personalize import PreparedMessage, Recipient
-
-SENT = "sent"
-FAILED = "failed"  # permanently refused for this recipient
-RETRY = "retry"  # not sent this time (throttled or a transient fault): try again
-UNKNOWN = "unknown"  # may have been sent (the answer was lost): never resent blindly
 
 
 @dataclass(frozen=True)
@@ -30,7 +25,7 @@ class Delivery:
     """The outcome for one recipient of a batch."""
 
     recipient: Recipient
-    status: str  # SENT, FAILED, RETRY or UNKNOWN
+    status: DeliveryStatus  # SENT, FAILED, RETRY or UNKNOWN
     message_id: str | None = None
     reason: str | None = None
 

@@ -1,0 +1,38 @@
+"""The ``newsletter`` command. Thin: parse options, call the package, print.
+
+One module per group of commands: ``render`` (fetch, render, preview),
+``send``, ``serve``, ``subscribers``, ``feedback`` (bounces, stats). Expected
+failures arrive as :class:`NewsletterError` and leave as one line on stderr
+with the error's exit code (2 for bad input or configuration).
+"""
+
+from __future__ import annotations
+
+import click
+
+from newsletter import __version__
+from newsletter.cli import feedback, render, send, serve, subscribers
+from newsletter.cli.common import ErrorGroup
+
+
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Render the day's trending research papers as a responsive email and
+    deliver it to subscribers.
+
+    Settings come from the environment and from a .env file in the current
+    folder (see .env.example).
+    """
+    ctx.obj = None
+
+
+for command in (render.fetch, render.render, render.preview, send.send, serve.serve, subscribers.subscribers,
+                feedback.bounces, feedback.stats):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="newsletter")

@@ -1,0 +1,62 @@
+"""What the commands share: turning errors into one line and an exit code,
+the settings and database of a command, dates, batch warnings, serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
+from newsletter.models import Batch
+from newsletter.store import Store, open_store
+from newsletter.text import terminal_safe
+
+
+class ErrorGroup(click.Group):
+    """A group that turns the project's errors into a message and exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            # Messages quote input (addresses, file names, paper text): shown escaped.
+            click.echo(f"Error: {terminal_safe(exc)}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def day_of(value: dt.datetime | None) -> dt.date | None:
+    """The date of a ``DATE`` option's value (None when not given)."""
+    return value.date() if value else None
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings, loaded on first use, so --help works even with a broken setting."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = load_settings()
+    return root.obj
+
+
+def store_of(ctx: click.Context) -> Store:
+    """Open the configured database for this command; closed when it ends."""
+    store = open_store(settings_of(ctx).database_url)
+    ctx.call_on_close(store.close)
+    return store
+
+
+def warn(batch: Batch) -> None:
+    """Print the batch's warnings (text that was repaired while loading) to stderr."""
+    for warning in batch.warnings:
+        click.echo(f"Warning: {terminal_safe(warning)}", err=True)
+
+
+def serve_app(app, host: str, port: int, what: str) -> None:
+    """Run ``app`` under waitress until Ctrl-C or SIGTERM."""
+    from newsletter.web import run_server
+
+    run_server(app, host, port, lambda url: click.echo(f"{what} at {url}  (Ctrl-C to stop)"))

@@ -1,0 +1,188 @@
+"""``newsletter send``: render a batch and send it to every active reader,
+exactly once, with its progress on screen and an exit code for cron."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from newsletter.batches import load_batch
+from newsletter.cli import common
+from newsletter.config import SENDERS, Settings
+from newsletter.errors import AccountError, ReadersFailed, SendError
+from newsletter.models import DeliveryStatus, Issue
+from newsletter.render import render_issue
+from newsletter.store import Store
+from newsletter.text import terminal_safe
+
+
+@click.command()
+@click.argument("batch", required=False, type=click.Path(path_type=Path))
+@click.option("--date", "date", type=common.DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
+@click.option("--fetch", "fetch_first", is_flag=True,
+              help="Fetch the day's batch from the daily papers API first (then BATCH is not needed).")
+@click.option("--sender", "sender_name", type=click.Choice(SENDERS), help="How to deliver. Default: NEWSLETTER_SENDER.")
+@click.option("--ses-mode", type=click.Choice(["bulk", "raw"]), default="bulk", show_default=True,
+              help="SES: SendBulkEmail with a stored template, or one raw MIME SendEmail per reader.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent, and to how many readers; send nothing.")
+@click.option("--to", "test_address", metavar="EMAIL",
+              help="Send the issue to this one address as a test, outside the ledger.")
+@click.option("--limit", type=click.IntRange(1), help="Send to at most N readers in this run.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Also send to readers whose earlier send had an unknown outcome (they may get two copies).")
+@click.option("--allow-partial", is_flag=True,
+              help="When the 24-hour quota cannot cover everyone, send what it allows instead of nothing.")
+@click.pass_context
+def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool,
+         sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
+         resend_unknown: bool, allow_partial: bool) -> None:
+    """Render BATCH and send it to every active subscriber, exactly once.
+
+    Safe to run again: readers already sent this issue are skipped, so a
+    re-run after a crash or Ctrl-C finishes the job without duplicates.
+    On a terminal a progress bar shows the send; otherwise a timestamped
+    line every few seconds.
+
+    \b
+    Exit codes:
+      0  done: every reader handled (or already sent, or nothing to send)
+      1  some readers failed (refused for good) or were left for the next
+         run (interrupted, faults that persisted): see the summary
+      2  bad input or configuration
+      3  quota or account problem: the provider refuses to send
+      4  another run holds the lock for this issue: nothing was sent
+    """
+    from newsletter.cli.progress import SendProgress
+    from newsletter.sending.dispatch import Dispatcher, SendOptions
+    from newsletter.sending.senders import create_sender
+    from newsletter.tokens import Signer
+
+    settings = common.settings_of(ctx)
+    day = common.day_of(date)
+    if fetch_first:
+        from newsletter.fetch import fetch_day
+
+        day = day or dt.date.today()
+        fetched, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
+        common.warn(fetched)  # the saved copy is already repaired: loading it again warns of nothing
+    elif batch is None:
+        raise click.UsageError("give a BATCH file, or --fetch")
+    loaded = load_batch(batch, date=day)
+    common.warn(loaded)
+    if not loaded.papers:
+        click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: nothing sent.")
+        return
+    signer = Signer.from_settings(settings)
+    issue = render_issue(loaded, settings)
+    store = common.store_of(ctx)
+    store.save_issue(issue)
+    name = sender_name or settings.sender
+
+    if test_address:
+        _send_test(settings, store, signer, issue, name, test_address)
+        return
+    if dry_run:
+        from newsletter.store import Ledger
+
+        ledger = Ledger(store, issue.date)
+        waiting = ledger.count_unsent(resend_unknown)
+        if limit:
+            waiting = min(waiting, limit)
+        done = ledger.counts()
+        click.echo(f"Would send '{terminal_safe(issue.subject)}' to {waiting:,} readers via {name}"
+                   f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {done['sent']:,}, "
+                   f"failed {done['failed']:,}, unknown {done['unknown']:,}. HTML {issue.html_bytes:,} bytes. "
+                   "Nothing was sent.")
+        return
+
+    sender = create_sender(settings, name, ses_mode)
+    stop = threading.Event()
+
+    def interrupt(signum, _frame):
+        if not stop.is_set():
+            click.echo(f"{signal.Signals(signum).name}: finishing the calls in flight, then stopping...", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
+                          max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
+    try:
+        with SendProgress() as progress:
+            report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
+                                progress.update).run(issue)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _summarize(issue, name, settings, report)
+
+
+def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str, address: str) -> None:
+    """Send ``issue`` to ``address`` alone, outside the ledger. A subscriber
+    gets their own working unsubscribe link; anyone else gets no
+    List-Unsubscribe header (there is nothing for them to leave) and the
+    sign-up page in the footer. Raises :class:`SendError` when it was not sent."""
+    from newsletter.personalize import PreparedMessage, Recipient
+    from newsletter.sending.senders import create_sender
+    from newsletter.store import normalize_email
+
+    email = normalize_email(address)
+    subscriber = store.get(email=email)
+    # Subscriber id 0: the outbox names files by id, and a test must not
+    # overwrite the copy of the issue the real send wrote for this reader.
+    if subscriber is not None:
+        recipient = Recipient(0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref))
+    else:
+        recipient = Recipient(0, email, None, settings.signup_url)
+    sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
+    sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))
+    try:
+        if name != "outbox":
+            sender.quota()  # an account that cannot send says so now
+        delivery = sender.send([recipient])[0]
+    finally:
+        sender.close(complete=False)
+    if delivery.status != DeliveryStatus.SENT:
+        raise SendError(f"test message to {recipient.email} not sent: {delivery.status} {delivery.reason or ''}")
+    click.echo(f"Sent a test of '{terminal_safe(issue.subject)}' to {terminal_safe(recipient.email)} via {name} "
+               f"({terminal_safe(delivery.message_id)})")
+
+
+def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
+    where = f" → {settings.outbox_dir / issue.date.isoformat()}/" if name == "outbox" else ""
+    if report.already_sent:
+        totals = report.ledger
+        click.echo(f"The {issue.date} issue was already sent (sent {totals['sent']:,}, failed {totals['failed']:,}, "
+                   f"unknown {totals['unknown']:,}): nothing to do.")
+        if report.abandoned:
+            click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown; "
+                       "they are not resent unless you run again with --resend-unknown.", err=True)
+        return
+    if report.to_send == 0:
+        click.echo("No active subscribers waiting for this issue: nothing sent.")
+        return
+    rate = f" at up to {report.rate:g}/s" if report.rate else ""
+    click.echo(f"{terminal_safe(issue.subject)}: sent {report.sent:,}, failed {report.failed:,}, unknown {report.unknown:,}, "
+               f"skipped {report.skipped:,} (unsubscribed meanwhile), left {report.left:,}; "
+               f"{report.elapsed:.1f} s via {name}{rate}{terminal_safe(where)}")
+    for address, reason in report.failures[:5]:
+        click.echo(f"  failed: {terminal_safe(address)}: {terminal_safe(reason)}", err=True)
+    if report.abandoned:
+        click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown.", err=True)
+    if report.unknown or report.abandoned:
+        click.echo("Readers marked unknown may or may not have the issue; they are not resent unless you "
+                   "run again with --resend-unknown.", err=True)
+    if report.stopped_by:
+        error = AccountError if report.stopped_exit == AccountError.exit_code else SendError
+        raise error(f"stopped: {report.stopped_by}. {report.left:,} readers left; run again once fixed.")
+    if report.waiting and not (report.interrupted or report.left):
+        click.echo(f"{report.waiting:,} active readers are still waiting for this issue (quota or --limit); "
+                   "run the same command again to send to them.")
+    if report.interrupted or report.left:
+        raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
+    if report.failed:
+        who = "1 reader was" if report.failed == 1 else f"{report.failed:,} readers were"
+        raise ReadersFailed(f"{who} refused for good (marked failed, not retried); every other reader was handled.")

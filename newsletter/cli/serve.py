@@ -1,0 +1,21 @@
+"""``newsletter serve``: the web app under waitress."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli import common
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web app: unsubscribe pages (with RFC 8058 one-click), past
+    issues, their Atom feed and /healthz. Put it behind an HTTPS proxy.
+    """
+    from newsletter.web import create_app
+
+    # create_app checks the secret key before it opens the database.
+    common.serve_app(create_app(common.settings_of(ctx)), host, port, "Serving the web app")

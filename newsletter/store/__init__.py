@@ -1,0 +1,38 @@
+"""The store: subscribers and their history, imports, stored issues, the
+send ledger, SES feedback and the reader-action inbox, in one database.
+
+:class:`Store` is the one object the rest of the package holds; each of its
+parts lives in a module of its own (``subscribers``, ``imports``,
+``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
+``engine`` and the tables of ``schema``. :class:`Ledger` is the send ledger
+and lock of one issue.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.errors import StoreError
+from newsletter.store.engine import Database, now
+from newsletter.store.feedback import FeedbackRecords
+from newsletter.store.imports import ImportReport, Imports
+from newsletter.store.inbox import Inbox, ReaderAction
+from newsletter.store.issues import IssueArchive, StoredIssue
+from newsletter.store.ledger import Ledger
+from newsletter.store.stats import StatsQueries
+from newsletter.store.subscribers import Subscribers, normalize_email
+
+__all__ = ["ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "normalize_email", "now", "open_store"]
+
+
+class Store(Subscribers, Imports, IssueArchive, Inbox, FeedbackRecords, StatsQueries, Database):
+    """Subscribers, their events, stored issues, the ledger's tables, SES
+    feedback and the reader-action inbox of one database."""
+
+
+def open_store(database_url: str) -> Store:
+    """Return a :class:`Store` for ``database_url``; raises :class:`StoreError`."""
+    try:
+        return Store(database_url)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error: {exc.__class__.__name__}") from exc

@@ -1,0 +1,187 @@
+"""Opening the database: the engines, their settings, and short writes.
+
+SQLAlchemy Core over the embedded SQLite database by default, or PostgreSQL
+for deployments where the web app and the sender run on different hosts; the
+same code serves both. With SQLite, writers take the write lock up front and
+wait for another writer (a busy timeout); readers never wait (WAL); the
+reader-action inbox is a file of its own, so a long writer never holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Table, create_engine, event, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+
+from newsletter.errors import StoreBusy, StoreError
+from newsletter.store.schema import SCHEMA_VERSION, inbox_metadata, meta_table, metadata
+
+# How long a reader's action waits for the database before it is left to
+# the worker (the reader is answered within two seconds whatever holds it).
+QUICK_WAIT_SECONDS = 1.0
+BUSY_TIMEOUT_SECONDS = 15.0
+
+
+def now() -> dt.datetime:
+    """The current time in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` (as read from the database) as an aware UTC datetime."""
+    # SQLite hands back naive datetimes; everything stored is UTC. PostgreSQL
+    # hands back aware ones in the session's time zone: convert them to UTC.
+    return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def sqlite_engine(url, begin: str, busy_seconds: float = BUSY_TIMEOUT_SECONDS) -> Engine:
+    """An engine whose transactions start with ``BEGIN <begin>`` and whose
+    connections wait up to ``busy_seconds`` for another writer."""
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")  # wait for a writer instead of failing
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # A connection may ask for another mode (see Imports._bulk_add).
+        connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('sqlite_begin', begin)}")
+
+    return engine
+
+
+def inbox_url(url):
+    """The SQLite file of the reader-action inbox, beside the database file
+    (``subscribers/newsletter.db`` → ``subscribers/newsletter.inbox.db``)."""
+    path = Path(url.database)
+    return url.set(database=str(path.with_name(f"{path.stem}.inbox{path.suffix or '.db'}")))
+
+
+def dialect_insert(conn: Connection, table: Table):
+    """An INSERT of the connection's dialect (for ON CONFLICT clauses)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+def is_busy(exc: OperationalError) -> bool:
+    """Whether ``exc`` means another writer held the database too long
+    (SQLite's "database is locked", PostgreSQL's lock timeout)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "lock timeout" in text or "busy" in text
+
+
+class Database:
+    """The engines of one database: ``engine`` for writes (waiting up to the
+    busy timeout for another writer), ``reader`` for reads, ``inbox`` for
+    the reader-action inbox, and short writes through :meth:`_writing`.
+    ``clock`` gives the current time (UTC) to everything stored."""
+
+    clock = staticmethod(now)
+
+    def __init__(self, database_url: str):
+        """Open (and create on first use) the database at ``database_url``.
+
+        Raises :class:`StoreError` when the URL is malformed, the database
+        cannot be reached, or its schema is newer than this release.
+        """
+        try:
+            try:
+                url = make_url(database_url)
+            except ValueError:  # such as a port that is not a number
+                raise ArgumentError("malformed URL") from None
+            if url.get_backend_name() == "sqlite":
+                # Writers take the write lock up front: a deferred transaction
+                # that reads and then writes fails at once with "database is
+                # locked" when another process wrote in between, whatever the
+                # busy timeout. Readers need no lock at all under WAL.
+                self.engine = sqlite_engine(url, "IMMEDIATE")
+                self.reader = sqlite_engine(url, "DEFERRED")
+                self._quick = sqlite_engine(url, "IMMEDIATE", busy_seconds=QUICK_WAIT_SECONDS)
+                in_memory = not url.database or url.database == ":memory:"
+                self.inbox = self.engine if in_memory else sqlite_engine(inbox_url(url), "IMMEDIATE")
+            else:
+                self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
+            self._create_schema()
+        except ArgumentError:
+            raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
+        except (OperationalError, OSError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"cannot open the database: {str(reason).strip().splitlines()[0]}") from None
+        except ModuleNotFoundError as exc:
+            raise StoreError(f"the database driver is not installed ({exc.name})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _create_schema(self) -> None:
+        for schema, engine in ((metadata, self.engine), (inbox_metadata, self.inbox)):
+            try:
+                schema.create_all(engine)
+            except (IntegrityError, OperationalError):  # another process created them at the same moment
+                schema.create_all(engine)
+        with self.engine.begin() as conn:
+            version = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
+            if version is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                except IntegrityError:
+                    pass  # another process created it first
+            elif int(version) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {version}; this release knows up to {SCHEMA_VERSION}"
+                )
+
+    def ping(self) -> None:
+        """Run a trivial query; raises :class:`StoreError` when the database is unreachable."""
+        try:
+            with self.reader.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database unreachable ({exc.__class__.__name__})") from None
+
+    def close(self) -> None:
+        """Release every pooled connection (safe to call more than once)."""
+        for name in ("engine", "reader", "_quick", "inbox"):
+            engine = getattr(self, name, None)
+            if engine is not None:
+                engine.dispose()
+
+    @contextlib.contextmanager
+    def _writing(self, quick: bool = False) -> Iterator[Connection]:
+        """A write transaction. With ``quick``, it waits at most
+        :data:`QUICK_WAIT_SECONDS` for the database (held by a long import or
+        a migration) and then raises :class:`StoreBusy`; otherwise it waits
+        up to the busy timeout."""
+        engine = self._quick if quick else self.engine
+        try:
+            with engine.begin() as conn:
+                if quick and engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(QUICK_WAIT_SECONDS * 1000)}ms'")
+                yield conn
+        except OperationalError as exc:
+            if quick and is_busy(exc):
+                raise StoreBusy("the database is busy with a long operation") from exc
+            raise

@@ -1,0 +1,188 @@
+"""The send ledger and the send lock of one issue."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from newsletter.models import (
+    LEDGER_STATUSES,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.store.engine import as_utc
+from newsletter.store.schema import (
+    deliveries_table,
+    send_locks_table,
+    subscribers_table,
+)
+from newsletter.store.subscribers import subscriber_from_row
+
+if TYPE_CHECKING:
+    from newsletter.store import Store
+
+class Ledger:
+    """The send ledger and the send lock of one issue, in a :class:`Store`."""
+
+    def __init__(self, store: Store, issue_date: dt.date):
+        self.store = store
+        self.day = issue_date.isoformat()
+
+    # ---------------------------------------------------------------- lock
+
+    def acquire(self, owner: str, is_dead: Callable[[str], bool], stale_after: float = 120.0) -> str | None:
+        """Take the send lock of this issue for ``owner``.
+
+        A lock whose holder is dead (``is_dead(owner)``) or whose heartbeat is
+        older than ``stale_after`` seconds is taken over. Returns None when
+        the lock was taken, else the owner holding it.
+        """
+        engine = self.store.engine
+        stamp = self.store.clock()
+        with engine.begin() as conn:
+            row = conn.execute(select(send_locks_table).where(send_locks_table.c.issue_date == self.day)).first()
+            if row is None:
+                conn.execute(insert(send_locks_table).values(issue_date=self.day, owner=owner, heartbeat_at=stamp))
+                return None
+            age = (stamp - as_utc(row.heartbeat_at)).total_seconds()
+            if row.owner != owner and not is_dead(row.owner) and age < stale_after:
+                return row.owner
+            conn.execute(
+                update(send_locks_table)
+                .where(send_locks_table.c.issue_date == self.day, send_locks_table.c.owner == row.owner)
+                .values(owner=owner, heartbeat_at=stamp)
+            )
+        return None
+
+    def heartbeat(self, owner: str) -> None:
+        """Show that ``owner`` is still alive."""
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(send_locks_table)
+                .where(send_locks_table.c.issue_date == self.day, send_locks_table.c.owner == owner)
+                .values(heartbeat_at=self.store.clock())
+            )
+
+    def release(self, owner: str) -> None:
+        """Give the lock up (only if ``owner`` still holds it)."""
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                send_locks_table.delete().where(
+                    send_locks_table.c.issue_date == self.day, send_locks_table.c.owner == owner
+                )
+            )
+
+    # ---------------------------------------------------------------- rows
+
+    def _unsent_query(self, resend_unknown: bool):
+        d = deliveries_table
+        s = subscribers_table
+        join = s.outerjoin(d, (d.c.subscriber_id == s.c.id) & (d.c.issue_date == self.day))
+        unsent = d.c.status.is_(None)
+        if resend_unknown:
+            unsent = unsent | (d.c.status == DeliveryStatus.UNKNOWN)
+        return join, (s.c.status == SubscriberStatus.ACTIVE) & unsent
+
+    def count_unsent(self, resend_unknown: bool = False) -> int:
+        """Return how many active readers have not been sent this issue."""
+        join, where = self._unsent_query(resend_unknown)
+        with self.store.reader.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(join).where(where))
+
+    def iter_unsent(self, resend_unknown: bool = False, page: int = 1000) -> Iterator[Subscriber]:
+        """Yield the active readers not yet sent this issue, in id order, one
+        short read per page (so the rows written meanwhile are seen)."""
+        join, where = self._unsent_query(resend_unknown)
+        last_id = 0
+        while True:
+            query = (
+                select(subscribers_table).select_from(join)
+                .where(where, subscribers_table.c.id > last_id)
+                .order_by(subscribers_table.c.id).limit(page)
+            )
+            with self.store.reader.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield subscriber_from_row(row)
+            last_id = rows[-1].id
+
+    def mark_pending(self, subscriber_ids: Iterable[int]) -> None:
+        """Write "pending" rows for these readers in one transaction, just
+        before the provider is called (replacing an "unknown" being resent)."""
+        ids = list(subscriber_ids)
+        stamp = self.store.clock()
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                deliveries_table.delete().where(
+                    deliveries_table.c.issue_date == self.day,
+                    deliveries_table.c.subscriber_id.in_(ids),
+                    deliveries_table.c.status == DeliveryStatus.UNKNOWN,
+                )
+            )
+            conn.execute(
+                insert(deliveries_table),
+                [dict(issue_date=self.day, subscriber_id=i, status=DeliveryStatus.PENDING, updated_at=stamp) for i in ids],
+            )
+
+    def record(self, results: Iterable[tuple[int, str, str | None, str | None]]) -> None:
+        """Store (subscriber id, status, message id, reason) results in one
+        transaction. A status of None removes the row: that reader was
+        certainly not sent, and the next run sends to them."""
+        stamp = self.store.clock()
+        kept = []
+        dropped = []
+        for subscriber_id, status, message_id, reason in results:
+            if status is None:
+                dropped.append(subscriber_id)
+            else:
+                kept.append(dict(sid=subscriber_id, st=status, mid=message_id, why=(reason or "")[:1000] or None))
+        d = deliveries_table
+        with self.store.engine.begin() as conn:
+            if kept:
+                conn.execute(
+                    update(d)
+                    .where(d.c.issue_date == self.day, d.c.subscriber_id == bindparam("sid"))
+                    .values(status=bindparam("st"), message_id=bindparam("mid"), reason=bindparam("why"),
+                            updated_at=stamp),
+                    kept,
+                )
+            if dropped:
+                conn.execute(d.delete().where(d.c.issue_date == self.day, d.c.subscriber_id.in_(dropped)))
+
+    def resolve_abandoned(self) -> int:
+        """Turn "pending" rows left by a run that died into "unknown" (its
+        calls may or may not have gone out). Call only while holding the lock.
+        Returns how many rows changed."""
+        d = deliveries_table
+        with self.store.engine.begin() as conn:
+            return conn.execute(
+                update(d)
+                .where(d.c.issue_date == self.day, d.c.status == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.UNKNOWN, reason="the run sending it stopped before the outcome was known",
+                        updated_at=self.store.clock())
+            ).rowcount
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of ledger rows per status for this issue."""
+        d = deliveries_table
+        with self.store.reader.connect() as conn:
+            rows = conn.execute(
+                select(d.c.status, func.count()).where(d.c.issue_date == self.day).group_by(d.c.status)
+            ).all()
+        result = dict.fromkeys(LEDGER_STATUSES, 0)
+        result.update({status: count for status, count in rows})
+        return result
+
+    def rows(self, status: str | None = None) -> list[tuple[int, str, str | None, str | None]]:
+        """Return (subscriber id, status, message id, reason) rows, by id."""
+        d = deliveries_table
+        query = select(d.c.subscriber_id, d.c.status, d.c.message_id, d.c.reason).where(d.c.issue_date == self.day)
+        if status:
+            query = query.where(d.c.status == status)
+        with self.store.reader.connect() as conn:
+            return [tuple(r) for r in conn.execute(query.order_by(d.c.subscriber_id))]

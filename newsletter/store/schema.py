@@ -1,0 +1,148 @@
+"""The tables: subscribers and their events, stored issues, the send ledger
+and its locks, SES feedback, and the reader-action inbox.
+
+``metadata`` is the database's schema; ``inbox_metadata`` the inbox's, which
+lives in a file of its own with SQLite (see ``newsletter.store.engine``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta_table = Table(
+    "newsletter_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+subscribers_table = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Opaque, random: what signed links carry instead of the address.
+    Column("ref", String(32), nullable=False, unique=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased
+    Column("name", String(200)),
+    Column("status", String(16), nullable=False, index=True),
+    Column("source", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events_table = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("old_status", String(16)),  # None when the subscriber was created
+    Column("new_status", String(16), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("reason", String(1000), nullable=False),
+)
+
+issues_table = Table(
+    "issues",
+    metadata,
+    Column("date", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("subject", String(300), nullable=False),
+    Column("preheader", String(300), nullable=False),
+    Column("paper_count", Integer, nullable=False),
+    Column("web_html", Text, nullable=False),  # no personal link in it
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The send ledger: one row per (issue, subscriber), with a DeliveryStatus. A
+# row is written as "pending" just before the provider is called and becomes
+# "sent" (with the provider's message id) only after the provider accepted
+# that recipient, "failed" for a permanent refusal, or "unknown" when the
+# outcome could not be learned. A reader with no row has not been sent this
+# issue.
+deliveries_table = Table(
+    "deliveries",
+    metadata,
+    Column("issue_date", String(10), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("status", String(10), nullable=False),
+    Column("message_id", String(200)),
+    Column("reason", String(1000)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+send_locks_table = Table(
+    "send_locks",
+    metadata,
+    Column("issue_date", String(10), primary_key=True),
+    Column("owner", String(200), nullable=False),  # host:pid:random
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Bounces, complaints and deliveries reported by SES (through SNS), one row
+# per recipient of each notification.
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sns_message_id", String(100), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # bounce, complaint, delivery
+    Column("email_key", String(320), nullable=False, index=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
+    Column("issue_date", String(10), index=True),
+    Column("bounce_type", String(32)),  # Permanent, Transient, Undetermined
+    Column("bounce_subtype", String(64)),
+    Column("detail", String(1000)),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# SNS message ids already handled: a redelivery changes nothing.
+sns_seen_table = Table(
+    "sns_messages",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Reader actions from the web (sign-ups, confirmations, unsubscribes,
+# resubscribes), recorded before anything else is done with them: an action
+# is never lost, even while a long operation (an import, a migration) holds
+# the database. They are applied at once when the database allows, else as
+# soon as it is free (see newsletter.actions). With SQLite this table lives in
+# a file of its own beside the database, so recording one never waits for
+# the database's single writer; with PostgreSQL it is a table like the others.
+inbox_metadata = MetaData()
+
+actions_table = Table(
+    "reader_actions",
+    inbox_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # signup, confirm, unsubscribe, resubscribe
+    Column("subscriber_id", Integer, index=True),  # the reader acted upon, when known
+    Column("email_key", String(320), index=True),  # sign-up and confirm: the lower-cased address
+    Column("client", String(64), index=True),  # sign-up: the client address that asked
+    Column("payload", Text, nullable=False),  # JSON: what the action needs (name, source, ...)
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("done_at", DateTime(timezone=True), index=True),  # None while still to apply
+    Column("claimed_until", DateTime(timezone=True)),  # someone is applying it until then
+    Column("not_before", DateTime(timezone=True)),  # retry later (a failed confirmation email)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome", String(300)),
+)

@@ -1,0 +1,94 @@
+"""The web layer (Flask). Thin: each view loads, renders and returns.
+
+``create_app`` is the public web app, one blueprint per area:
+``unsubscribe`` (RFC 8058 one-click), ``issues`` (past issues and their
+feed), ``signup`` (confirmed sign-up), ``sns`` (SES notifications) and
+``health``; any WSGI server can run it. ``preview`` serves the local preview
+of an issue while templates are being edited; ``server`` runs an app under
+waitress.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter.actions import ReaderActions
+from newsletter.config import Settings, load_settings
+from newsletter.feedback.sns import SnsVerifier
+from newsletter.render import template_environment
+from newsletter.sending.senders import create_sender
+from newsletter.signup import confirmation_sender
+from newsletter.store import Store, open_store
+from newsletter.tokens import Signer
+from newsletter.web import health, issues, signup, sns, unsubscribe
+from newsletter.web.app import (
+    SECURITY_HEADERS,
+    App,
+    AppState,
+    add_security_headers,
+    mask_email,
+    page,
+)
+from newsletter.web.preview import create_preview_app
+from newsletter.web.server import run_server
+
+__all__ = ["SECURITY_HEADERS", "create_app", "create_preview_app", "mask_email", "run_server"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    sender=None,
+    sns_verifier: SnsVerifier | None = None,
+    background: bool = True,
+) -> Flask:
+    """Return the public web app.
+
+    ``settings`` default to the environment and ``.env``; ``store`` to the
+    configured database; ``sender`` (for sign-up confirmations) to the
+    configured sender; ``sns_verifier`` to one accepting the configured
+    topics from SNS hosts of AWS. Raises :class:`ConfigError` when the secret
+    key is missing or weak, and :class:`StoreError` when the database cannot
+    be opened.
+
+    Readers' actions go through :class:`ReaderActions` (recorded first, then
+    applied; see ``newsletter.actions``), kept with the rest of the app's
+    state in ``app.extensions["newsletter"]``. With ``background`` (the
+    default) its worker thread runs, applying what waited for the database
+    and sending sign-up confirmations; without it, call
+    ``app.extensions["newsletter"].actions.run_pending()``.
+    """
+    settings = settings or load_settings()
+    signer = Signer.from_settings(settings)
+    store = store or open_store(settings.database_url)
+    sender = sender or create_sender(settings)
+    actions = ReaderActions(store, confirmation_sender(settings, signer, sender))
+    app = App(__name__)
+    app.extensions["newsletter"] = AppState(
+        settings=settings, store=store, signer=signer, actions=actions,
+        verifier=sns_verifier or SnsVerifier(settings.sns_topic_arns),
+        templates=template_environment(settings.templates_dir),
+    )
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
+    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
+    app.after_request(add_security_headers)
+    for module in (unsubscribe, issues, signup, sns, health):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(404)
+    def not_found(_error) -> Response:
+        return page("web/not_found.html", 404)
+
+    @app.errorhandler(405)
+    def not_allowed(_error) -> Response:
+        return Response("Method not allowed\n", status=405, mimetype="text/plain")
+
+    @app.errorhandler(413)
+    def too_large(_error) -> Response:
+        return Response("Request too large\n", status=413, mimetype="text/plain")
+
+    if background:
+        actions.start()
+    return app

@@ -1,0 +1,50 @@
+"""Past issues: ``/issues/`` (newest first), ``/issues/<YYYY-MM-DD>`` (the
+web version: no personal link in it) and ``/issues/feed.xml`` (Atom)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Response, redirect
+
+from newsletter.web.app import page, state
+
+blueprint = Blueprint("issues", __name__)
+
+
+@blueprint.get("/")
+def home() -> Response:
+    return redirect("/issues/")
+
+
+@blueprint.get("/issues/")
+def issues() -> Response:
+    return page("web/issues.html", issues=state().store.list_issues())
+
+
+@blueprint.get("/issues/feed.xml")
+def feed() -> Response:
+    app = state()
+    latest = app.store.list_issues(limit=30)
+    updated = max((i.updated_at for i in latest), default=None)
+    return page(
+        "web/feed.xml",
+        mimetype="application/atom+xml",
+        issues=latest,
+        base_url=app.settings.web_base,
+        updated=(updated or dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+@blueprint.get("/issues/<day>")
+def issue(day: str) -> Response:
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        date = None
+    # Only the canonical YYYY-MM-DD address: fromisoformat also accepts
+    # other ISO 8601 forms (2025-W11-1, 20250310) of the same day.
+    stored = state().store.get_issue(date) if date and date.isoformat() == day else None
+    if stored is None:
+        return page("web/not_found.html", 404)
+    return Response(stored.web_html, mimetype="text/html")
