@@ -1,7 +1,10 @@
 """Configuration: the only module that reads the environment and ``.env``.
 
-Every setting is declared once in ``SETTINGS`` below and documented in
-``.env.example``; a test fails when the two drift apart. Everything else in
+Every setting is declared once, as a field of :class:`Settings` made with
+:func:`setting`: its environment variable, its type, its default, how its
+value is parsed and one line of help. ``.env.example`` and the README's
+configuration table show the same names and defaults (see
+:func:`shown_default`); tests fail when they drift apart. Everything else in
 the package receives values as arguments.
 """
 
@@ -9,58 +12,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
 from newsletter.errors import ConfigError
 
+# A parser takes the variable's name (for its error messages) and the raw,
+# non-empty value, and returns the field's value or raises ConfigError.
+Parser = Callable[[str, str], Any]
 
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration (see ``.env.example`` for what each one means)."""
 
-    name: str = "Daily Papers"
-    base_url: str = "http://127.0.0.1:8000"
-    postal_address: str = "Daily Papers · 1 Example Street · Example City"
-    templates_dir: Path = Path("templates")
-    api_base_url: str = "https://huggingface.co"
-    fetch_timeout: float = 20.0
-    database_url: str = "sqlite:///subscribers/newsletter.db"
-    # Secrets never appear in a repr, a log line or an error message.
-    secret_key: str = field(default="", repr=False)
-    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
-    sender: str = "outbox"
-    from_address: str = "Daily Papers <newsletter@example.com>"
-    outbox_dir: Path = Path("outbox")
-    max_send_rate: float | None = None  # None: the provider's quota decides
-    send_concurrency: int = 8
-    aws_region: str = "us-east-1"
-    ses_endpoint_url: str | None = None
-    ses_configuration_set: str | None = None
-    smtp_host: str = "localhost"
-    smtp_port: int = 587
-    smtp_username: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_starttls: bool = True
-    sns_topic_arns: tuple[str, ...] = ()
-    sqs_endpoint_url: str | None = None
-    proxy_count: int = 0
-
-    @property
-    def web_base(self) -> str:
-        """``base_url`` without a trailing slash, ready for joining paths."""
-        return self.base_url.rstrip("/")
-
-    @property
-    def signup_url(self) -> str:
-        """The web app's public sign-up page: the link a message that is not
-        meant for a subscriber (a rendered file, a preview, a test message to
-        an address not on the list) carries in place of an unsubscribe link."""
-        return f"{self.web_base}/subscribe"
+# --------------------------------------------------------------------------
+# parsers
 
 
 def _http_url(name: str, value: str) -> str:
@@ -158,36 +125,162 @@ def _optional_text(name: str, value: str) -> str | None:
     return _text(name, value) or None
 
 
-# environment variable -> (Settings field, parser)
-SETTINGS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "NEWSLETTER_NAME": ("name", _text),
-    "NEWSLETTER_BASE_URL": ("base_url", _http_url),
-    "NEWSLETTER_POSTAL_ADDRESS": ("postal_address", _text),
-    "NEWSLETTER_TEMPLATES_DIR": ("templates_dir", lambda _n, v: Path(v)),
-    "NEWSLETTER_API_BASE_URL": ("api_base_url", _http_url),
-    "NEWSLETTER_FETCH_TIMEOUT": ("fetch_timeout", _positive_float),
-    "NEWSLETTER_DATABASE_URL": ("database_url", _database_url),
-    "NEWSLETTER_SECRET_KEY": ("secret_key", _secret),
-    "NEWSLETTER_SECRET_KEY_FALLBACKS": ("secret_key_fallbacks", _list),
-    "NEWSLETTER_SENDER": ("sender", _sender),
-    "NEWSLETTER_FROM": ("from_address", _from_address),
-    "NEWSLETTER_OUTBOX_DIR": ("outbox_dir", lambda _n, v: Path(v)),
-    "NEWSLETTER_MAX_SEND_RATE": (
-        "max_send_rate", lambda n, v: _positive_float(n, v, high=1_000_000, unit="messages per second")
-    ),
-    "NEWSLETTER_SEND_CONCURRENCY": ("send_concurrency", _positive_int),
-    "AWS_REGION": ("aws_region", _text),
-    "NEWSLETTER_SES_ENDPOINT_URL": ("ses_endpoint_url", _http_url),
-    "NEWSLETTER_SES_CONFIGURATION_SET": ("ses_configuration_set", _optional_text),
-    "NEWSLETTER_SMTP_HOST": ("smtp_host", _text),
-    "NEWSLETTER_SMTP_PORT": ("smtp_port", _port),
-    "NEWSLETTER_SMTP_USERNAME": ("smtp_username", _optional_text),
-    "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _secret),
-    "NEWSLETTER_SMTP_STARTTLS": ("smtp_starttls", _flag),
-    "NEWSLETTER_SNS_TOPIC_ARNS": ("sns_topic_arns", _list),
-    "NEWSLETTER_SQS_ENDPOINT_URL": ("sqs_endpoint_url", _http_url),
-    "NEWSLETTER_PROXY_COUNT": ("proxy_count", lambda n, v: _positive_int(n, v, high=10) if v != "0" else 0),
-}
+def _path(_name: str, value: str) -> Path:
+    return Path(value)
+
+
+def _send_rate(name: str, value: str) -> float:
+    return _positive_float(name, value, high=1_000_000, unit="messages per second")
+
+
+def _proxy_count(name: str, value: str) -> int:
+    return _positive_int(name, value, high=10) if value != "0" else 0
+
+
+# --------------------------------------------------------------------------
+# the settings
+
+
+def setting(variable: str, default: Any, parse: Parser, help: str, *, secret: bool = False) -> Any:
+    """Declare one setting: a dataclass field with ``default`` whose metadata
+    holds the environment ``variable`` that sets it, the ``parse`` function for
+    its value and its ``help`` line (the README's configuration table shows
+    it). A ``secret`` never appears in a repr, a log line or an error message.
+
+    Returns the ``dataclasses.field`` to assign in :class:`Settings`.
+    """
+    return field(default=default, repr=not secret, metadata={"variable": variable, "parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; each field is one setting (see ``.env.example``)."""
+
+    name: str = setting("NEWSLETTER_NAME", "Daily Papers", _text, "Masthead, subject and page titles.")
+    base_url: str = setting(
+        "NEWSLETTER_BASE_URL", "http://127.0.0.1:8000", _http_url,
+        "Public address of the web app; the view-in-browser and unsubscribe links start with it.",
+    )
+    postal_address: str = setting(
+        "NEWSLETTER_POSTAL_ADDRESS", "Daily Papers · 1 Example Street · Example City", _text,
+        "The sender's postal address in every footer.",
+    )
+    templates_dir: Path = setting(
+        "NEWSLETTER_TEMPLATES_DIR", Path("templates"), _path, "Folder whose files override the packaged templates."
+    )
+    api_base_url: str = setting(
+        "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."
+    )
+    fetch_timeout: float = setting(
+        "NEWSLETTER_FETCH_TIMEOUT", 20.0, _positive_float, "Seconds before `fetch` gives up."
+    )
+    database_url: str = setting(
+        "NEWSLETTER_DATABASE_URL", "sqlite:///subscribers/newsletter.db", _database_url,
+        "The subscriber database: SQLite or `postgresql+psycopg://…`.",
+    )
+    secret_key: str = setting(
+        "NEWSLETTER_SECRET_KEY", "", _secret,
+        "Signs unsubscribe links; at least 32 random characters (repeated, sequential or word-like keys are"
+        " refused). Needed by `serve`.",
+        secret=True,
+    )
+    secret_key_fallbacks: tuple[str, ...] = setting(
+        "NEWSLETTER_SECRET_KEY_FALLBACKS", (), _list, "Older keys, comma-separated, still accepted for links.",
+        secret=True,
+    )
+    sender: str = setting("NEWSLETTER_SENDER", "outbox", _sender, "`outbox`, `ses` or `smtp`.")
+    from_address: str = setting(
+        "NEWSLETTER_FROM", "Daily Papers <newsletter@example.com>", _from_address,
+        "The From header; a verified SES identity for `ses`.",
+    )
+    outbox_dir: Path = setting("NEWSLETTER_OUTBOX_DIR", Path("outbox"), _path, "Where the outbox sender writes.")
+    max_send_rate: float | None = setting(
+        "NEWSLETTER_MAX_SEND_RATE", None, _send_rate,
+        "Messages per second at most; unset, the SES account's `MaxSendRate` decides (no limit for `outbox`"
+        " and `smtp`).",
+    )
+    send_concurrency: int = setting(
+        "NEWSLETTER_SEND_CONCURRENCY", 8, _positive_int, "Calls in flight at once while sending."
+    )
+    aws_region: str = setting("AWS_REGION", "us-east-1", _text, "The AWS region of SES and SQS.")
+    ses_configuration_set: str | None = setting(
+        "NEWSLETTER_SES_CONFIGURATION_SET", None, _optional_text, "SES configuration set for event publishing."
+    )
+    ses_endpoint_url: str | None = setting(
+        "NEWSLETTER_SES_ENDPOINT_URL", None, _http_url,
+        "Another SES endpoint (a local stand-in); unset, SES's own for `AWS_REGION`.",
+    )
+    smtp_host: str = setting("NEWSLETTER_SMTP_HOST", "localhost", _text, "The SMTP server.")
+    smtp_port: int = setting("NEWSLETTER_SMTP_PORT", 587, _port, "The SMTP server's port (587 for STARTTLS).")
+    smtp_username: str | None = setting(
+        "NEWSLETTER_SMTP_USERNAME", None, _optional_text, "SMTP login name; unset for a server that needs no login."
+    )
+    smtp_password: str | None = setting(
+        "NEWSLETTER_SMTP_PASSWORD", None, _secret, "SMTP password (SES SMTP credentials, not the AWS secret key).",
+        secret=True,
+    )
+    smtp_starttls: bool = setting(
+        "NEWSLETTER_SMTP_STARTTLS", True, _flag,
+        "Upgrade the SMTP connection with STARTTLS (`false` only for a local catcher).",
+    )
+    sns_topic_arns: tuple[str, ...] = setting(
+        "NEWSLETTER_SNS_TOPIC_ARNS", (), _list, "SNS topics whose SES notifications are accepted, comma-separated."
+    )
+    sqs_endpoint_url: str | None = setting(
+        "NEWSLETTER_SQS_ENDPOINT_URL", None, _http_url,
+        "Another SQS endpoint for `bounces poll` (a local stand-in); unset, SQS's own for `AWS_REGION`.",
+    )
+    proxy_count: int = setting(
+        "NEWSLETTER_PROXY_COUNT", 0, _proxy_count, "Reverse proxies in front of `serve` that set X-Forwarded-For."
+    )
+
+    @property
+    def web_base(self) -> str:
+        """``base_url`` without a trailing slash, ready for joining paths."""
+        return self.base_url.rstrip("/")
+
+    @property
+    def signup_url(self) -> str:
+        """The web app's public sign-up page: the link a message that is not
+        meant for a subscriber (a rendered file, a preview, a test message to
+        an address not on the list) carries in place of an unsubscribe link."""
+        return f"{self.web_base}/subscribe"
+
+
+class Setting(NamedTuple):
+    """One declared setting, as read back from its :class:`Settings` field."""
+
+    variable: str
+    field: str
+    default: Any
+    parse: Parser
+    help: str
+
+
+DECLARED: tuple[Setting, ...] = tuple(
+    Setting(f.metadata["variable"], f.name, f.default, f.metadata["parse"], f.metadata["help"])
+    for f in fields(Settings)
+)
+
+# environment variable -> (Settings field, parser): what load_settings reads
+SETTINGS: dict[str, tuple[str, Parser]] = {s.variable: (s.field, s.parse) for s in DECLARED}
+
+
+def shown_default(value: Any) -> str:
+    """Return a default as ``.env.example`` writes it after ``NAME=`` (and the
+    README's table between backticks): ``""`` for no value (``None``, an
+    empty string or list), ``true``/``false`` for a flag, a number without a
+    needless ``.0``, a list joined with ``", "``, anything else as ``str``.
+    Parsing the result gives the default back."""
+    if value is None or value == "" or value == ():
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)
 
 
 def read_environment(env_file: str | os.PathLike | None = ".env") -> dict[str, str]:

@@ -1,5 +1,7 @@
-"""Configuration: every setting is documented in .env.example, only config.py
-reads the environment, and load_settings parses, layers and rejects values."""
+"""Configuration: every setting is declared once in config.py and shown with
+the same name and default in .env.example and the README's table, only
+config.py reads the environment, and load_settings parses, layers and rejects
+values."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from newsletter.config import SETTINGS, Settings, load_settings, read_environment
+from newsletter.config import DECLARED, SETTINGS, Setting, Settings, load_settings, read_environment, shown_default
 from newsletter.errors import ConfigError
 
 PACKAGE = ROOT / "newsletter"
 ENV_EXAMPLE = ROOT / ".env.example"
+README = ROOT / "README.md"
 # A setting's name, not part of a longer identifier (such as the
 # __NEWSLETTER_UNSUBSCRIBE_URL__ mark, which is not a setting).
 SETTING_NAME = re.compile(r"(?<![A-Za-z0-9_])NEWSLETTER_[A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9_])")
@@ -86,6 +89,158 @@ def test_only_config_reads_the_environment():
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
     assert READS_ENVIRONMENT.search((PACKAGE / "config.py").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------
+# one declaration, shown the same way in .env.example and the README
+#
+# The rule for showing a default: shown_default(default) gives the text; in
+# .env.example it follows ``NAME=`` unquoted (nothing for no default), in the
+# README's table it stands between backticks, or is the word "none" when empty.
+
+
+def env_example_problems(text: str) -> list[str]:
+    """What in the text of an .env.example disagrees with the declarations:
+    each declared variable must be set exactly once, uncommented, to its shown
+    default, in the order of the declarations, and nothing else may be set."""
+    declared = {s.variable: s for s in DECLARED}
+    found: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not (match := ASSIGNMENT.match(line)):
+            continue
+        name, value = match.group(1), line.split("=", 1)[1].strip()
+        if name not in declared:
+            problems.append(f"line {number}: {name} is not a setting declared in newsletter/config.py")
+            continue
+        shown = shown_default(declared[name].default)
+        expected = f"{name}={shown}"
+        if name in found:
+            problems.append(f"line {number}: {name} is set a second time")
+        elif line.lstrip().startswith("#"):
+            problems.append(f"line {number}: {name} is commented out; write {expected}")
+        elif value != shown:
+            problems.append(f"line {number}: {name}={value} but its declared default is shown as {expected}")
+        found.setdefault(name, value)
+    problems += [f"{name} is declared but not in .env.example" for name in declared if name not in found]
+    if not problems and list(found) != list(declared):
+        problems.append(f"the settings are not in the declared order: {list(declared)}")
+    return problems
+
+
+def readme_default(value: object) -> str:
+    shown = shown_default(value)
+    return f"`{shown}`" if shown else "none"
+
+
+def readme_row(declared: Setting) -> str:
+    return f"| `{declared.variable}` | {readme_default(declared.default)} | {declared.help} |"
+
+
+README_TABLE_HEADER = "| variable | default | meaning |\n| --- | --- | --- |"
+
+
+def readme_table(readme: str) -> list[str]:
+    """The rows of the table in the README's Configuration section."""
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert README_TABLE_HEADER in section, "the Configuration section has no table of settings"
+    rows = []
+    for line in section.split(README_TABLE_HEADER, 1)[1].strip("\n").splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def readme_table_problems(readme: str) -> list[str]:
+    """What in the README's configuration table disagrees with the
+    declarations: one row per declared variable, in their order, showing its
+    default and its help."""
+    declared = {s.variable: s for s in DECLARED}
+    found: list[str] = []
+    problems = []
+    for row in readme_table(readme):
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) != 3 or not re.fullmatch(r"`[A-Z][A-Z0-9_]*`", cells[0]):
+            problems.append(f"not a row of one `VARIABLE`, its default and its meaning: {row}")
+            continue
+        name = cells[0].strip("`")
+        if name not in declared:
+            problems.append(f"{name} is in the table but is not a setting declared in newsletter/config.py")
+            continue
+        found.append(name)
+        default, meaning = cells[1], cells[2]
+        if default != (expected := readme_default(declared[name].default)):
+            problems.append(f"{name}: the table shows the default {default}, declared: {expected}")
+        if meaning != declared[name].help:
+            problems.append(f"{name}: the table says {meaning!r}, its declared help: {declared[name].help!r}")
+    problems += [f"{name} is declared but not in the table" for name in declared if name not in found]
+    if not problems and found != list(declared):
+        problems.append("the rows are not in the declared order")
+    return problems
+
+
+def test_every_field_is_a_declared_setting():
+    assert [s.field for s in DECLARED] == list(Settings.__dataclass_fields__)
+    assert len({s.variable for s in DECLARED}) == len(DECLARED)
+    for declared in DECLARED:
+        assert declared.help.strip() and "|" not in declared.help and "\n" not in declared.help, declared.variable
+        # The shown default is what the setting's parser reads back.
+        if shown := shown_default(declared.default):
+            assert declared.parse(declared.variable, shown) == declared.default, declared.variable
+
+
+def test_env_example_shows_every_declared_setting_with_its_default():
+    problems = env_example_problems(ENV_EXAMPLE.read_text(encoding="utf-8"))
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_table_is_made_from_the_declarations():
+    problems = readme_table_problems(README.read_text(encoding="utf-8"))
+    table = "\n".join([README_TABLE_HEADER, *map(readme_row, DECLARED)])
+    assert not problems, "\n".join(problems) + "\n\nThe table made from the declarations:\n" + table
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda t: t.replace("NEWSLETTER_SENDER=outbox\n", ""), "NEWSLETTER_SENDER is declared but not in"),
+        (lambda t: t + "NEWSLETTER_COLOUR=blue\n", "NEWSLETTER_COLOUR is not a setting declared"),
+        (lambda t: t.replace("NEWSLETTER_SMTP_PORT=587", "NEWSLETTER_SMTP_PORT=25"), "NEWSLETTER_SMTP_PORT=25 but"),
+        (lambda t: t.replace("NEWSLETTER_PROXY_COUNT=0", "# NEWSLETTER_PROXY_COUNT=0"), "commented out"),
+        (lambda t: t + "NEWSLETTER_NAME=Daily Papers\n", "NEWSLETTER_NAME is set a second time"),
+        (lambda t: t.replace("NEWSLETTER_SECRET_KEY=\n", "") + "NEWSLETTER_SECRET_KEY=\n", "declared order"),
+    ],
+)
+def test_env_example_check_finds_disagreements(change, problem):
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert not env_example_problems(text)
+    changed = change(text)
+    assert changed != text
+    assert any(problem in found for found in env_example_problems(changed)), env_example_problems(changed)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda t: t.replace("| `NEWSLETTER_SENDER` |", "| `NEWSLETTER_SENDERS` |"),
+         "NEWSLETTER_SENDER is declared but"),
+        (lambda t: t.replace("| `NEWSLETTER_SENDER` |", "| `NEWSLETTER_SENDERS` |"),
+         "NEWSLETTER_SENDERS is in the table"),
+        (lambda t: t.replace("| `NEWSLETTER_SMTP_PORT` | `587` |", "| `NEWSLETTER_SMTP_PORT` | `25` |"),
+         "NEWSLETTER_SMTP_PORT: the table shows the default `25`"),
+        (lambda t: t.replace("| `NEWSLETTER_SECRET_KEY` | none |", "| `NEWSLETTER_SECRET_KEY` | `` |"),
+         "NEWSLETTER_SECRET_KEY: the table shows the default"),
+        (lambda t: t.replace("Seconds before `fetch` gives up.", "Seconds to wait."),
+         "NEWSLETTER_FETCH_TIMEOUT: the table says"),
+    ],
+)
+def test_readme_table_check_finds_disagreements(change, problem):
+    text = README.read_text(encoding="utf-8")
+    assert not readme_table_problems(text)
+    changed = change(text)
+    assert changed != text
+    assert any(problem in found for found in readme_table_problems(changed)), readme_table_problems(changed)
 
 
 # --------------------------------------------------------------------------
