@@ -1,0 +1,208 @@
+"""The package's layout: imports point one way (the import-linter contracts
+in pyproject.toml are kept), every module has its place in the layers, and
+the README's Layout section names exactly the package's modules and states
+the contract's layers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import grimp
+import pytest
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "newsletter"
+README = ROOT / "README.md"
+PYPROJECT = ROOT / "pyproject.toml"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def contracts() -> dict[str, dict]:
+    config = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]
+    return {contract["id"]: contract for contract in config["contracts"]}
+
+
+def contract_layers() -> list[str]:
+    """The layers contract's layers, top first, as written (``a | b``)."""
+    return contracts()["layers"]["layers"]
+
+
+def layer_names(layers: list[str]) -> list[str]:
+    return [name.strip() for layer in layers for name in re.split(r"[|:]", layer)]
+
+
+def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the venv's lint-imports on the contracts in pyproject.toml."""
+    assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS} is missing: install the test extras (pip install -e '.[test]')"
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(PYPROJECT), "--no-cache"],
+        cwd=cwd, env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def package_entries(package: Path) -> set[str]:
+    """Every module and package under ``package``, as paths relative to it
+    (``store/``, ``store/engine.py``); ``__init__.py`` files go with their
+    package."""
+    entries = set()
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        if "__pycache__" in relative.parts:
+            continue
+        if path.name != "__init__.py":
+            entries.add(relative.as_posix())
+        elif path.parent != package:
+            entries.add(relative.parent.as_posix() + "/")
+    return entries
+
+
+def readme_layout(readme: str) -> tuple[dict[str, str], list[str]]:
+    """From the README's Layout section: what its tree lists under
+    ``newsletter/`` (path -> the line's description), and its numbered list of
+    layers with the backticks removed."""
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```", 2)[1]
+    listed: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []  # the folders the current line is in
+    inside = False
+    for line in tree.splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        name, _, description = line.strip().partition(" ")
+        if indent == 0:
+            inside = name == "newsletter/"
+            stack = []
+            continue
+        if not inside:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = "".join(folder for _, folder in stack) + name
+        listed[path] = description.strip()
+        if name.endswith("/"):
+            stack.append((indent, name))
+    layers = [
+        " ".join(match.group(1).replace("`", "").split())
+        for match in re.finditer(r"^\d+\. (.+)$", section, flags=re.MULTILINE)
+    ]
+    return listed, layers
+
+
+def layout_problems(readme: str, package: Path, layers: list[str]) -> list[str]:
+    """What the README's Layout section gets wrong about ``package`` and the
+    contract's ``layers``."""
+    listed, readme_layers = readme_layout(readme)
+    problems = [
+        f"newsletter/{entry} is not in the README's Layout" for entry in sorted(package_entries(package) - set(listed))
+    ]
+    for entry, text in listed.items():
+        if not (package / entry).exists():
+            problems.append(f"the README's Layout names newsletter/{entry}, which does not exist")
+        if not text:
+            problems.append(f"the README's Layout does not say what newsletter/{entry} is")
+    contract = [" ".join(layer.split()) for layer in layers]
+    if readme_layers != contract:
+        problems.append(f"the README's layers {readme_layers} are not the contract's {contract}")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# the contracts
+
+
+def test_import_contracts_are_kept():
+    run = lint_imports(ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(contracts())} kept, 0 broken" in run.stdout, run.stdout
+
+
+def test_import_contracts_catch_a_wrong_import(tmp_path):
+    """A copy of the package with imports that break each contract, and a
+    module with no place in the layers: lint-imports names every one."""
+    copy = tmp_path / "newsletter"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "models.py").open("a", encoding="utf-8") as models:
+        models.write("\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
+    with (copy / "tokens.py").open("a", encoding="utf-8") as tokens:
+        tokens.write("\nimport flask\nimport sqlalchemy\n")
+    (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
+
+    run = lint_imports(tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert f"0 kept, {len(contracts())} broken" in output, output
+    for expected in [
+        "newsletter.models -> newsletter.cli",
+        "newsletter.stray",
+        "newsletter.models -> click",
+        "newsletter.models -> boto3",
+        "newsletter.tokens -> flask",
+        "newsletter.tokens -> sqlalchemy",
+    ]:
+        assert expected in output, f"{expected!r} not reported:\n{output}"
+
+
+def test_every_module_has_its_place_in_the_layers():
+    layers = contracts()["layers"]
+    assert layers["type"] == "layers" and layers["containers"] == ["newsletter"]
+    assert layers.get("exhaustive") is True  # lint-imports itself refuses a module with no layer
+    names = layer_names(layers["layers"])
+    assert len(names) == len(set(names)), names
+    children = {path.stem for path in PACKAGE.glob("*.py") if path.name != "__init__.py"}
+    children |= {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert set(names) == children, (
+        f"not in the layers: {sorted(children - set(names))}; no such module: {sorted(set(names) - children)}"
+    )
+
+
+def test_package_root_imports_nothing_of_the_package():
+    """``newsletter/__init__.py`` is the layers' container, which the contract
+    does not place: cli and fetch import it for the version, so it must not
+    import any module of the package (or those would reach around the layers)."""
+    graph = grimp.build_graph("newsletter")
+    assert graph.find_modules_directly_imported_by("newsletter") == set()
+    assert graph.find_modules_that_directly_import("newsletter") >= {"newsletter.cli", "newsletter.fetch"}
+
+
+# --------------------------------------------------------------------------
+# the README
+
+
+def test_readme_layout_lists_every_module_and_states_the_layers():
+    problems = layout_problems(README.read_text(encoding="utf-8"), PACKAGE, contract_layers())
+    assert not problems, "\n".join(problems)
+    listed, _ = readme_layout(README.read_text(encoding="utf-8"))
+    assert {"store/", "store/engine.py", "sending/senders/ses.py", "__main__.py", "templates/"} <= set(listed)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda t: t.replace("    ledger.py ", "    ledgers.py "), "newsletter/store/ledger.py is not in"),
+        (lambda t: t.replace("    ledger.py ", "    ledgers.py "), "names newsletter/store/ledgers.py, which does not"),
+        (lambda t: t.replace("  fetch.py ", "  papers.py          the old batch loader\n  fetch.py "),
+         "names newsletter/papers.py, which does not exist"),
+        (lambda t: re.sub(r"\n +smtp\.py .*", "", t, count=1),
+         "newsletter/sending/senders/smtp.py is not in"),
+        (lambda t: re.sub(r"\n  sending/ .*", "", t, count=1), "newsletter/sending/ is not in"),
+        (lambda t: re.sub(r"\n  tokens\.py .*", "\n  tokens.py", t, count=1),
+         "does not say what newsletter/tokens.py is"),
+        (lambda t: t.replace("2. `cli`\n3. `web`", "2. `web`\n3. `cli`"), "are not the contract's"),
+        (lambda t: t.replace("`files` | `text`", "`files`"), "are not the contract's"),
+    ],
+)
+def test_readme_layout_check_finds_disagreements(change, problem):
+    text = README.read_text(encoding="utf-8")
+    changed = change(text)
+    assert changed != text
+    problems = layout_problems(changed, PACKAGE, contract_layers())
+    assert any(problem in found for found in problems), problems
