@@ -145,7 +145,8 @@ def setting(variable: str, default: Any, parse: Parser, help: str, *, secret: bo
     """Declare one setting: a dataclass field with ``default`` whose metadata
     holds the environment ``variable`` that sets it, the ``parse`` function for
     its value and its ``help`` line (the README's configuration table shows
-    it). A ``secret`` never appears in a repr, a log line or an error message.
+    it). A ``secret`` is left out of the repr: secrets never appear in a
+    repr, a log line or an error message.
 
     Returns the ``dataclasses.field`` to assign in :class:`Settings`.
     """
