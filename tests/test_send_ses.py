@@ -475,7 +475,7 @@ def test_a_quota_used_up_mid_call_keeps_what_was_accepted(standin, db, mode, all
             ses.set_quota(max_24_hour_send=ses.sent_last_24_hours + allowed)
 
     report = dispatch(db, ses, mode=mode, options=SendOptions(concurrency=1), after_call=quota_runs_out)
-    assert report.stopped_by and "quota" in report.stopped_by
+    assert report.stopped_by is not None and "quota" in str(report.stopped_by)
     first_call = 50 if mode == "bulk" else 10
     assert len(ses.sent) == first_call + allowed
     assert report.sent == first_call + allowed
