@@ -1,4 +1,4 @@
-"""A stand-in for the Amazon SES v2 API, for tests and benchmarks.
+"""A stand-in for the Amazon SES v2 API, for the newsletter's tests and benchmarks.
 
 ``SesV2StandIn`` is a small HTTP server on 127.0.0.1 that speaks the SES v2
 wire protocol (rest-json) well enough for a real boto3 ``sesv2`` client::
@@ -7,7 +7,7 @@ wire protocol (rest-json) well enough for a real boto3 ``sesv2`` client::
 
     with SesV2StandIn(max_send_rate=14) as ses:
         client = ses.client()
-        client.send_email(...)
+        client.send_email(Content={"Raw": {"Data": mime_bytes}})
         assert ses.sent[0].to == ["reader@example.com"]
 
 It never contacts AWS or any other host. Requests are routed and checked
@@ -16,14 +16,21 @@ method and ``requestUri``, and the request's members are checked against
 the operation's input shape (unknown or missing required members, types,
 enums, lengths, list sizes, ranges and patterns), and blobs are base64
 decoded, all as that model describes. A failing check is answered with a
-``BadRequestException``. Operations of the model that the stand-in does not
-implement are answered with HTTP 501 and error code ``NotImplemented``.
+``BadRequestException``.
 
-Implemented operations: GetAccount, CreateEmailTemplate, GetEmailTemplate,
-UpdateEmailTemplate, DeleteEmailTemplate, ListEmailTemplates, SendEmail
-(Simple, Raw or Template content) and SendBulkEmail.
+What is implemented is what the newsletter calls: GetAccount (its quota),
+CreateEmailTemplate, UpdateEmailTemplate and DeleteEmailTemplate (the
+issue's template), SendBulkEmail with a stored template (the bulk mode) and
+SendEmail with Raw content (the raw mode, sign-up confirmations). Anything
+else is answered with HTTP 501 and error code ``NotImplemented``: the
+model's other operations, SendEmail with Simple or Template content, a bulk
+call's inline template or template ARN, and Cc or Bcc recipients (in a
+Destination or in a raw message's headers). Reply-to addresses, tags and
+attachments are accepted and not recorded.
 
-Templates (SES templates are Handlebars; only this subset is implemented):
+Templates (SES templates are Handlebars; only this subset is implemented,
+enough to show whether text meant literally, such as a paper's ``{{``,
+reaches the template engine):
 
 * ``{{path}}`` is replaced by the value at ``path`` in the template data;
   in the Html part the value is HTML-escaped the way Handlebars escapes
@@ -31,11 +38,10 @@ Templates (SES templates are Handlebars; only this subset is implemented):
 * ``{{{path}}}`` and ``{{&path}}`` insert the value as is, in every part.
 * ``{{! comment }}`` is removed.
 * ``path`` is one or more names of letters, digits, ``_``, ``-`` or ``$``
-  joined by dots (``{{user.name}}``); a digit name indexes a list.
-  Whitespace inside the braces is allowed (``{{ name }}``).
-* Values: strings as they are; numbers as JSON prints them (``2.0`` ->
-  ``2``); ``true``/``false``; ``null`` -> empty; a list -> its items joined
-  with ``,``; an object -> ``[object Object]`` (as Handlebars does).
+  joined by dots (``{{user.name}}``). Whitespace inside the braces is
+  allowed (``{{ name }}``).
+* Template data is what the newsletter sends: a JSON object of strings, so
+  a dotted path never has a value. Any other value is answered 501.
 * A missing value renders as the empty string (as Handlebars does) and its
   path is listed in ``SentMessage.missing``. Real SES accepts such a
   message and drops it later with a rendering failure, so tests should
@@ -52,16 +58,15 @@ Templates (SES templates are Handlebars; only this subset is implemented):
 Sending rules. First, for the whole call, a ``BadRequestException`` if a
 sender (FromEmailAddress, or the From header for Raw) is missing, an
 address has no ``@``, a message has no recipients or more than 50, a bulk
-call has more than 50 entries, Content has not exactly one of Simple, Raw
-and Template, or the default TemplateData is not a JSON object. Then, in
-this order, for each message (a bulk entry, or a single SendEmail):
+call has more than 50 entries, a SendEmail's Content has not exactly one
+kind, or the default TemplateData is not a JSON object. Then, in this
+order, for each message (a bulk entry, or a single SendEmail):
 
 1. ``account_error(...)`` set: the whole call fails with that error.
-2. Template missing: ``NotFoundException`` (single) or ``TEMPLATE_NOT_FOUND``
-   for every entry (bulk).
+2. Template missing: ``TEMPLATE_NOT_FOUND`` for every entry.
 3. Bad per-entry template data (not a JSON object): ``INVALID_PARAMETER``.
-4. A recipient matched by ``reject_addresses(...)``: ``MessageRejected``
-   (single) or the configured per-entry status (bulk).
+4. A recipient matched by ``reject_addresses(...)``: ``MESSAGE_REJECTED``
+   (bulk) or ``MessageRejected`` (single).
 5. A header that may appear once (SES's list: From, Subject, Message-ID,
    List-Unsubscribe, ...) appears twice: ``MessageRejected`` /
    ``MESSAGE_REJECTED`` with "Duplicate header 'X'.".
@@ -71,37 +76,43 @@ this order, for each message (a bulk entry, or a single SendEmail):
    "-1") or ``inf`` means no daily quota.
 7. Rate: a token bucket refilled at ``max_send_rate`` tokens/s, holding at
    most ``max(1, max_send_rate)`` tokens, starting full. Each recipient
-   (To + Cc + Bcc) costs a token. A message fits when the bucket holds at
-   least ``min(recipients, capacity)`` tokens; it then takes all its
-   tokens, which may leave the bucket in debt (so a message with more
-   recipients than the burst capacity is accepted only from a full bucket,
-   and the long-run rate still holds). A single send that does not fit is
-   answered HTTP 429 ``TooManyRequestsException`` "Maximum sending rate
-   exceeded.". For bulk, ``throttle_style="entries"`` (default) accepts
-   entries in order while they fit and answers the rest ``ACCOUNT_THROTTLED``;
+   costs a token. A message fits when the bucket holds at least
+   ``min(recipients, capacity)`` tokens; it then takes all its tokens,
+   which may leave the bucket in debt (so a message with more recipients
+   than the burst capacity is accepted only from a full bucket, and the
+   long-run rate still holds). A single send that does not fit is answered
+   HTTP 429 ``TooManyRequestsException`` "Maximum sending rate exceeded.".
+   For bulk, ``throttle_style="entries"`` (default) accepts entries in
+   order while they fit and answers the rest ``ACCOUNT_THROTTLED``;
    ``throttle_style="call"`` answers the whole call 429 unless all its
-   remaining entries fit together. ``max_send_rate=inf`` disables it.
+   remaining entries fit together. ``max_send_rate=inf`` disables it. The
+   bucket reads the time from ``clock`` (``time.monotonic`` unless given),
+   so a test can move time on instead of sleeping.
 
 Everything accepted adds its recipients to ``SentLast24Hours`` (it only
 grows; there is no rolling 24-hour window) and is recorded as a
 ``SentMessage`` in ``.sent``. A message counts as accepted only if the
-stand-in answers success for it (or, with ``drop_next(after_accept=True)``,
-would have).
+stand-in answers success for it (or, with ``drop_next``, would have).
 
 Fault injection (thread-safe; ``operation`` is an operation name, a
 collection of names, or None for any request, GetAccount included):
 
-* ``fail_next(n, status=500, error_type="InternalFailure")``,
-  ``throttle_next(n)`` and ``drop_next(n, after_accept=False)`` queue
-  "terminal" faults: each request takes at most one, the oldest queued
-  rule that matches it, before the request is parsed, and nothing it asked
-  for is accepted (except with ``after_accept=True``: the request is
-  handled normally, then the connection is closed with no response).
-* ``slow_next(n, seconds)`` sleeps before handling; it combines with the
-  others. A client that times out meanwhile gets an error, but the server
-  still handles the request afterwards, so its message is accepted: the
-  other "outcome unknown" case.
+* ``fail_next(n, status=500, error_type="InternalFailure")`` and
+  ``throttle_next(n)`` answer the next ``n`` matching requests with that
+  error, before the request is parsed: nothing it asked for is accepted.
+* ``drop_next(n)`` handles the next ``n`` matching requests normally, then
+  closes the connection with no answer: what they sent is accepted and
+  recorded, and the client cannot know (an "outcome unknown").
+* ``hold_next(n)`` makes the next ``n`` matching requests wait, before
+  they are handled, until ``release()``; ``held`` is how many wait now. A
+  client that gives up meanwhile gets an error, but its request is still
+  handled once released, so its message is accepted: the other "outcome
+  unknown" case. A rule takes at most one request each of these kinds,
+  the oldest queued rule that matches.
 * ``reject_addresses(...)`` and ``account_error(...)`` last until cleared.
+
+``busy`` is how many requests the stand-in is handling at this moment
+(held ones included), so a test can wait until it is idle.
 
 Errors follow rest-json: the status code of the error shape in the model,
 an ``x-amzn-ErrorType`` header naming it and a JSON body
@@ -109,8 +120,7 @@ an ``x-amzn-ErrorType`` header naming it and a JSON body
 ``e.response["Error"]["Code"]`` set to the name.
 
 This module imports no pytest, so benchmarks can use it too (put the
-``tests`` folder on ``sys.path``). Run it on its own to serve until Ctrl-C:
-``python tests/sesv2_standin.py --port 4579``.
+``tests`` folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -145,7 +155,7 @@ MAX_BULK_ENTRIES = 50
 MAX_RECIPIENTS = 50
 RATE_MESSAGE = "Maximum sending rate exceeded."
 DAILY_MESSAGE = "Daily message quota exceeded."
-DEFAULT_REJECT_ERROR = (
+REJECT_ERROR = (
     "Email address is not verified. The following identities failed the "
     "check in region US-EAST-1: {address}"
 )
@@ -168,22 +178,6 @@ UNIQUE_HEADERS = frozenset(
     Subject Thread-Index Thread-Topic User-Agent VBR-Info""".split()
 )
 
-# Per-entry bulk status -> the error a single SendEmail gets instead.
-STATUS_TO_ERROR = {
-    "MESSAGE_REJECTED": "MessageRejected",
-    "MAIL_FROM_DOMAIN_NOT_VERIFIED": "MailFromDomainNotVerifiedException",
-    "CONFIGURATION_SET_NOT_FOUND": "NotFoundException",
-    "TEMPLATE_NOT_FOUND": "NotFoundException",
-    "ACCOUNT_SUSPENDED": "AccountSuspendedException",
-    "ACCOUNT_THROTTLED": "TooManyRequestsException",
-    "ACCOUNT_DAILY_QUOTA_EXCEEDED": "LimitExceededException",
-    "INVALID_SENDING_POOL_NAME": "BadRequestException",
-    "ACCOUNT_SENDING_PAUSED": "SendingPausedException",
-    "CONFIGURATION_SET_SENDING_PAUSED": "SendingPausedException",
-    "INVALID_PARAMETER": "BadRequestException",
-    "TRANSIENT_FAILURE": "InternalFailure",
-    "FAILED": "InternalFailure",
-}
 ACCOUNT_ERROR_MESSAGES = {
     "AccountSuspendedException": "Account is suspended.",
     "SendingPausedException": "Sending is paused for this account.",
@@ -457,13 +451,12 @@ _ESCAPE = str.maketrans(
         "=": "&#x3D;",
     }
 )
-_MISSING = object()
 
 
 class CompiledTemplate:
     """One template part split into literal text and placeholders.
 
-    ``keys`` are the distinct placeholders (path segments, escape?, path);
+    ``keys`` are the distinct placeholders (path, escape?);
     ``slots[i]`` is the key that goes between ``literals[i]`` and
     ``literals[i + 1]``, so a value used many times is looked up once.
     """
@@ -496,30 +489,22 @@ class CompiledTemplate:
         text.append(source[pos:])
         literals.append("".join(text))
         self.literals = tuple(literals)
-        self.keys = tuple((tuple(path.split(".")), esc, path) for path, esc in keys)
+        self.keys = tuple(keys)  # (path, escape?)
         self.slots = tuple(slots)
 
-    def resolve(self, data: dict) -> tuple[tuple[str, ...], list[str]]:
-        """Values of the distinct placeholders, and the paths with no value."""
+    def resolve(self, data: dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
+        """Values of the distinct placeholders, and the paths with no value.
+        Template data is flat (names to strings), so a dotted path has none."""
         values: list[str] = []
         missing: list[str] = []
-        for segments, escape, path in self.keys:
-            value: Any = data
-            for seg in segments:
-                if isinstance(value, dict) and seg in value:
-                    value = value[seg]
-                elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
-                    value = value[int(seg)]
-                else:
-                    value = _MISSING
-                    break
-            if value is _MISSING:
+        for path, escape in self.keys:
+            value = None if "." in path else data.get(path)
+            if value is None:
                 if path not in missing:
                     missing.append(path)
                 values.append("")
                 continue
-            text = value if isinstance(value, str) else _format(value)
-            values.append(text.translate(_ESCAPE) if escape else text)
+            values.append(value.translate(_ESCAPE) if escape else value)
         return tuple(values), missing
 
     def join(self, values: tuple[str, ...]) -> str:
@@ -529,26 +514,6 @@ class CompiledTemplate:
             out.append(values[slot])
             out.append(lit)
         return "".join(out)
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return ",".join(_format(v) for v in value)
-    return "[object Object]"
 
 
 @functools.lru_cache(maxsize=256)
@@ -615,13 +580,12 @@ class _Parts(NamedTuple):
 class SentMessage:
     """One message the stand-in accepted.
 
-    ``headers`` are the custom headers sent (Simple/Template ``Headers``,
-    bulk default headers merged with ``ReplacementHeaders``), or every
-    header of the MIME message for Raw. ``to``/``cc``/``bcc`` are as sent
-    in ``Destination``; for Raw without a Destination they are the
-    addresses of the MIME To/Cc/Bcc headers. For templated messages
-    ``subject``, ``text`` and ``html`` are rendered each time they are
-    read; ``template_data`` is the merged data they were rendered with.
+    ``headers`` are the custom headers sent (bulk default headers merged
+    with ``ReplacementHeaders``), or every header of the MIME message for
+    Raw. ``to`` is as sent in ``Destination``; for Raw without a
+    Destination, the addresses of the MIME To header. For templated
+    messages ``subject``, ``text`` and ``html`` are rendered each time they
+    are read; ``template_data`` is the merged data they were rendered with.
     """
 
     message_id: str
@@ -635,19 +599,10 @@ class SentMessage:
     raw: bytes | None
     configuration_set: str | None
     accepted_at: float  # time.time()
-    cc: list[str] = dataclasses.field(default_factory=list)
-    bcc: list[str] = dataclasses.field(default_factory=list)
-    reply_to: list[str] = dataclasses.field(default_factory=list)
-    content_kind: str = "Simple"  # "Simple", "Raw" or "Template"
+    content_kind: str = "Raw"  # "Raw" or "Template"
     template_name: str | None = None
     template_data: dict | None = None
     missing: tuple[str, ...] = ()
-    tags: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    attachments: list[dict] = dataclasses.field(default_factory=list)
-
-    @property
-    def recipients(self) -> list[str]:
-        return self.to + self.cc + self.bcc
 
     def header(self, name: str) -> str | None:
         """The value of the first header called ``name`` (any case)."""
@@ -690,32 +645,21 @@ class RequestRecord(NamedTuple):
 
 @dataclasses.dataclass
 class _Fault:
-    kind: str  # "fail", "throttle", "drop", "slow"
+    kind: str  # "fail", "throttle", "drop", "hold"
     remaining: int
     operations: frozenset[str] | None
     status: int = 500
     error_type: str = "InternalFailure"
     message: str = ""
-    seconds: float = 0.0
-    after_accept: bool = False
 
     def matches(self, operation: str) -> bool:
         return self.operations is None or operation in self.operations
-
-
-@dataclasses.dataclass
-class _Rejection:
-    test: Callable[[str], bool]
-    status: str
-    error: str
 
 
 class _Template(NamedTuple):
     name: str
     content: dict
     parts: _Parts
-    created: float
-    tags: list
 
 
 # --------------------------------------------------------------------------
@@ -781,6 +725,10 @@ class _Drop(Exception):
     """Close the connection without answering."""
 
 
+def _not_implemented(what: str) -> ApiError:
+    return ApiError("NotImplemented", f"SesV2StandIn does not implement {what}.", 501)
+
+
 class SesV2StandIn:
     """An SES v2 endpoint on 127.0.0.1 for tests (see the module docstring).
 
@@ -788,6 +736,7 @@ class SesV2StandIn:
     what GetAccount reports and what sends are checked against.
     ``throttle_style`` is how a bulk call beyond the rate is answered:
     ``"entries"`` (per-entry ``ACCOUNT_THROTTLED``) or ``"call"`` (HTTP 429).
+    ``clock`` gives the seconds the rate's token bucket counts with.
     """
 
     def __init__(
@@ -799,28 +748,34 @@ class SesV2StandIn:
         port: int = 0,
         *,
         throttle_style: str = "entries",
+        clock: Callable[[], float] = time.monotonic,
     ):
         if throttle_style not in ("entries", "call"):
             raise ValueError("throttle_style must be 'entries' or 'call'")
         self.host = host
         self.port = port
         self.throttle_style = throttle_style
+        self.clock = clock
         self.max_send_rate = float(max_send_rate)
         self.max_24_hour_send = float(max_24_hour_send)
         self._initial_sent_24h = float(sent_last_24_hours)
         self._sent_24h = float(sent_last_24_hours)
         self._router = _Router(service_model())
         self._lock = threading.RLock()
+        self._released = threading.Condition(self._lock)  # held requests wait on it
+        self._release_round = 0  # counts release() calls
+        self._held = 0
+        self._busy = 0
         self._templates: dict[str, _Template] = {}
         self._sent: list[SentMessage] = []
         self._requests: list[RequestRecord] = []
         self._faults: list[_Fault] = []
-        self._rejections: list[_Rejection] = []
+        self._rejections: list[Callable[[str], bool]] = []
         self._account_error: tuple[str, str] | None = None
         self._bytes_received = 0
         self._throttled = 0
         self._tokens = self._capacity()
-        self._refilled_at = time.monotonic()
+        self._refilled_at = clock()
         self._ids = itertools.count(1)
         self._id_prefix = "0100" + os.urandom(6).hex()
         self._local = threading.local()  # per request: recipients for the log
@@ -844,9 +799,11 @@ class SesV2StandIn:
         return self
 
     def stop(self) -> None:
+        """Stop serving: held requests are let go, open connections closed."""
         server, self._server = self._server, None
         if server is None:
             return
+        self.release()
         server.shutdown()
         server.server_close()
         server.close_connections()
@@ -929,13 +886,23 @@ class SesV2StandIn:
         with self._lock:
             return {name: dict(t.content) for name, t in self._templates.items()}
 
+    @property
+    def held(self) -> int:
+        """Requests waiting for ``release()`` right now (see ``hold_next``)."""
+        with self._lock:
+            return self._held
+
+    @property
+    def busy(self) -> int:
+        """Requests being handled right now, held ones included."""
+        with self._lock:
+            return self._busy
+
     def count_by_recipient(self) -> collections.Counter:
-        """How many accepted messages each address got (To, Cc and Bcc)."""
+        """How many accepted messages each address got."""
         counts: collections.Counter = collections.Counter()
         for message in self.sent:
             counts.update(message.to)
-            counts.update(message.cc)
-            counts.update(message.bcc)
         return counts
 
     def reset(self, templates: bool = False) -> None:
@@ -954,7 +921,7 @@ class SesV2StandIn:
             self._throttled = 0
             self._sent_24h = self._initial_sent_24h
             self._tokens = self._capacity()
-            self._refilled_at = time.monotonic()
+            self._refilled_at = self.clock()
             if templates:
                 self._templates.clear()
 
@@ -970,7 +937,7 @@ class SesV2StandIn:
             k: v for k, v in (("Subject", subject), ("Text", text), ("Html", html)) if v is not None
         }
         with self._lock:
-            self._templates[name] = _Template(name, content, _Parts.of(content), time.time(), [])
+            self._templates[name] = _Template(name, content, _Parts.of(content))
 
     def set_quota(
         self,
@@ -987,7 +954,7 @@ class SesV2StandIn:
             if sent_last_24_hours is not None:
                 self._sent_24h = float(sent_last_24_hours)
             self._tokens = self._capacity()
-            self._refilled_at = time.monotonic()
+            self._refilled_at = self.clock()
 
     # -- faults ------------------------------------------------------------
 
@@ -1027,52 +994,39 @@ class SesV2StandIn:
                    "TooManyRequestsException", RATE_MESSAGE)
         )
 
-    def drop_next(
-        self,
-        n: int = 1,
-        after_accept: bool = False,
-        operation: str | Collection[str] | None = None,
-    ) -> None:
-        """Close the connection with no answer for the next ``n`` requests.
+    def drop_next(self, n: int = 1, operation: str | Collection[str] | None = None) -> None:
+        """Handle the next ``n`` matching requests, then close the connection
+        with no answer: what they sent is accepted and recorded, and the
+        client cannot know."""
+        self._add_fault(_Fault("drop", n, self._operations(operation)))
 
-        With ``after_accept=True`` the request is handled first, so what it
-        sends is accepted and recorded: the client cannot know.
-        """
-        self._add_fault(
-            _Fault("drop", n, self._operations(operation), after_accept=after_accept)
-        )
+    def hold_next(self, n: int, operation: str | Collection[str] | None = None) -> None:
+        """Make each of the next ``n`` matching requests wait, before it is
+        handled, until ``release()``."""
+        self._add_fault(_Fault("hold", n, self._operations(operation)))
 
-    def slow_next(
-        self, n: int, seconds: float, operation: str | Collection[str] | None = None
-    ) -> None:
-        """Sleep ``seconds`` before handling each of the next ``n`` requests."""
-        self._add_fault(_Fault("slow", n, self._operations(operation), seconds=seconds))
+    def release(self) -> None:
+        """Let every request held now go on (holds still queued stay)."""
+        with self._released:
+            self._release_round += 1
+            self._released.notify_all()
 
-    def reject_addresses(
-        self,
-        predicate_or_set: Callable[[str], bool] | Iterable[str] | None,
-        status: str = "MESSAGE_REJECTED",
-        error: str = DEFAULT_REJECT_ERROR,
-    ) -> None:
+    def reject_addresses(self, addresses: Callable[[str], bool] | Iterable[str] | None) -> None:
         """Reject every message to these recipients until cleared.
 
         Give a set of addresses (matched case-insensitively, with or
-        without a display name) or a function of the address as sent.
-        Bulk entries get ``status``/``error``; a single send gets the
-        matching error (``MessageRejected`` for ``MESSAGE_REJECTED``).
-        ``{address}`` in ``error`` is replaced by the address. ``None``
-        clears every rejection.
+        without a display name) or a function of the address as sent. Bulk
+        entries get ``MESSAGE_REJECTED``, a single send ``MessageRejected``.
+        ``None`` clears every rejection.
         """
-        if predicate_or_set is None:
+        if addresses is None:
             with self._lock:
                 self._rejections.clear()
             return
-        if status not in STATUS_TO_ERROR:
-            raise ValueError(f"unknown bulk status {status!r}")
-        if callable(predicate_or_set):
-            test = predicate_or_set
+        if callable(addresses):
+            test = addresses
         else:
-            wanted = frozenset(a.lower() for a in predicate_or_set)
+            wanted = frozenset(a.lower() for a in addresses)
 
             def test(address: str) -> bool:
                 lower = address.lower()
@@ -1081,7 +1035,7 @@ class SesV2StandIn:
                 )
 
         with self._lock:
-            self._rejections.append(_Rejection(test, status, error))
+            self._rejections.append(test)
 
     def account_error(self, error_type: str | None, message: str | None = None) -> None:
         """Answer every send with this error (e.g. "SendingPausedException")
@@ -1114,13 +1068,23 @@ class SesV2StandIn:
                     return fault
         return None
 
+    def _wait_for_release(self) -> None:
+        with self._released:
+            round_held = self._release_round
+            self._held += 1
+            try:
+                while self._release_round == round_held:
+                    self._released.wait()
+            finally:
+                self._held -= 1
+
     # -- rate and quota (call with the lock held) --------------------------
 
     def _capacity(self) -> float:
         return max(1.0, self.max_send_rate)
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self._tokens = min(
             self._capacity(),
             self._tokens + (now - self._refilled_at) * self.max_send_rate,
@@ -1142,11 +1106,12 @@ class SesV2StandIn:
             self._tokens -= n
         self._sent_24h += n
 
-    def _rejection_for(self, addresses: Iterable[str]) -> tuple[_Rejection, str] | None:
-        for rejection in self._rejections:
+    def _rejected(self, addresses: Iterable[str]) -> str | None:
+        """The first of ``addresses`` a rejection matches, or None."""
+        for test in self._rejections:
             for address in addresses:
-                if rejection.test(address):
-                    return rejection, address
+                if test(address):
+                    return address
         return None
 
     def _new_id(self) -> str:
@@ -1155,6 +1120,15 @@ class SesV2StandIn:
     # -- HTTP --------------------------------------------------------------
 
     def _handle(self, h: _Handler) -> None:
+        with self._lock:
+            self._busy += 1
+        try:
+            self._handle_request(h)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _handle_request(self, h: _Handler) -> None:
         body = b""
         length = h.headers.get("Content-Length")
         if length:
@@ -1195,13 +1169,10 @@ class SesV2StandIn:
         except ValueError:
             decoded = None
         self._local.n_recipients = _count_recipients(operation, decoded)
-        slow = self._take_fault("slow", operation)
-        if slow is not None:
-            time.sleep(slow.seconds)
+        if self._take_fault("hold", operation) is not None:
+            self._wait_for_release()
         fault = self._take_fault("terminal", operation)
         if fault is not None:
-            if fault.kind == "drop" and not fault.after_accept:
-                raise _Drop()
             if fault.kind == "throttle":
                 with self._lock:
                     self._throttled += 1
@@ -1217,9 +1188,7 @@ class SesV2StandIn:
         params = parse_request(route, path_values, query, h.headers, decoded)
         handler = getattr(self, "_op_" + route.name, None)
         if handler is None:
-            raise ApiError(
-                "NotImplemented", f"SesV2StandIn does not implement {route.name}.", 501
-            )
+            raise _not_implemented(route.name)
         result = handler(params)
         if fault is not None and fault.kind == "drop":
             raise _Drop()
@@ -1267,27 +1236,17 @@ class SesV2StandIn:
         with self._lock:
             if name in self._templates:
                 raise ApiError("AlreadyExistsException", f"Template {name} already exists.")
-            self._templates[name] = _Template(
-                name, content, parts, time.time(), params.get("Tags", [])
-            )
+            self._templates[name] = _Template(name, content, parts)
         return {}
-
-    def _op_GetEmailTemplate(self, params: dict) -> dict:
-        template = self._template(params["TemplateName"])
-        out = {"TemplateName": template.name, "TemplateContent": template.content}
-        if template.tags:
-            out["Tags"] = template.tags
-        return out
 
     def _op_UpdateEmailTemplate(self, params: dict) -> dict:
         name = params["TemplateName"]
         content = params["TemplateContent"]
         parts = _Parts.of(content)
         with self._lock:
-            old = self._templates.get(name)
-            if old is None:
+            if name not in self._templates:
                 raise ApiError("NotFoundException", f"Template {name} does not exist.")
-            self._templates[name] = old._replace(content=content, parts=parts)
+            self._templates[name] = _Template(name, content, parts)
         return {}
 
     def _op_DeleteEmailTemplate(self, params: dict) -> dict:
@@ -1296,45 +1255,6 @@ class SesV2StandIn:
             if self._templates.pop(name, None) is None:
                 raise ApiError("NotFoundException", f"Template {name} does not exist.")
         return {}
-
-    def _op_ListEmailTemplates(self, params: dict) -> dict:
-        size = params.get("PageSize", 10)
-        start = 0
-        if "NextToken" in params:
-            try:
-                start = int(params["NextToken"])
-            except ValueError:
-                raise _bad("Invalid NextToken.") from None
-        with self._lock:
-            names = sorted(self._templates)
-            page = [
-                {"TemplateName": n, "CreatedTimestamp": self._templates[n].created}
-                for n in names[start : start + size]
-            ]
-        out: dict = {"TemplatesMetadata": page}
-        if start + size < len(names):
-            out["NextToken"] = str(start + size)
-        return out
-
-    def _template(self, name: str) -> _Template:
-        with self._lock:
-            template = self._templates.get(name)
-        if template is None:
-            raise ApiError("NotFoundException", f"Template {name} does not exist.")
-        return template
-
-    def _template_parts(self, spec: dict) -> tuple[str | None, _Parts | None]:
-        """(name, parts) for a Template member; parts None if not found."""
-        if "TemplateContent" in spec:
-            return spec.get("TemplateName"), _Parts.of(spec["TemplateContent"])
-        name = spec.get("TemplateName")
-        if name is None and "TemplateArn" in spec:
-            name = spec["TemplateArn"].rsplit("/", 1)[-1]
-        if name is None:
-            raise _bad("Template needs TemplateName, TemplateArn or TemplateContent.")
-        with self._lock:
-            template = self._templates.get(name)
-        return name, (template.parts if template else None)
 
     def _check_sendable(self) -> None:
         with self._lock:
@@ -1347,59 +1267,25 @@ class SesV2StandIn:
         kinds = [k for k in ("Simple", "Raw", "Template") if k in content]
         if len(kinds) != 1:
             raise _bad("Content must have exactly one of Simple, Raw or Template.")
-        kind = kinds[0]
-        dest = params.get("Destination", {})
-        to = list(dest.get("ToAddresses", ()))
-        cc = list(dest.get("CcAddresses", ()))
-        bcc = list(dest.get("BccAddresses", ()))
+        if kinds[0] != "Raw":
+            raise _not_implemented(f"SendEmail with {kinds[0]} content")
+        to = _to_addresses(params.get("Destination", {}))
         sender = params.get("FromEmailAddress")
-        raw = None
-        missing: tuple[str, ...] = ()
-        template_name = template_data = None
-        attachments: list[dict] = []
         self._check_sendable()
 
-        if kind == "Raw":
-            raw = content["Raw"]["Data"]
-            parsed = _parse_mime(raw)
-            if not (to or cc or bcc):
-                to, cc, bcc = parsed["to"], parsed["cc"], parsed["bcc"]
-            sender = sender or parsed["from"]
-            subject, text, html = parsed["subject"], parsed["text"], parsed["html"]
-            headers = parsed["headers"]
-            attachments = parsed["attachments"]
-        elif kind == "Simple":
-            simple = content["Simple"]
-            subject = simple["Subject"]["Data"]
-            body = simple["Body"]
-            text = body.get("Text", {}).get("Data")
-            html = body.get("Html", {}).get("Data")
-            headers = _header_pairs(simple.get("Headers", ()))
-            attachments = simple.get("Attachments", [])
-        else:
-            spec = content["Template"]
-            template_name, parts = self._template_parts(spec)
-            if parts is None:
-                raise ApiError("NotFoundException", f"Template {template_name} does not exist.")
-            template_data = _json_object(spec.get("TemplateData"))
-            if template_data is None:
-                raise _bad("TemplateData must be a JSON object.")
-            subject, text, html, missing = parts.render_lazily(template_data)
-            headers = _header_pairs(spec.get("Headers", ()))
-            attachments = spec.get("Attachments", [])
-
-        recipients = to + cc + bcc
-        self._local.n_recipients = len(recipients)
-        _check_addresses(sender, recipients)
-        n = len(recipients)
+        raw = content["Raw"]["Data"]
+        parsed = _parse_mime(raw)
+        if not to:
+            to = parsed["to"]
+        sender = sender or parsed["from"]
+        self._local.n_recipients = len(to)
+        _check_addresses(sender, to)
+        n = len(to)
         with self._lock:
-            rejected = self._rejection_for(recipients) if self._rejections else None
+            rejected = self._rejected(to) if self._rejections else None
             if rejected:
-                rule, address = rejected
-                raise ApiError(
-                    STATUS_TO_ERROR[rule.status], rule.error.replace("{address}", address)
-                )
-            duplicate = _duplicate_header(headers)
+                raise ApiError("MessageRejected", REJECT_ERROR.replace("{address}", rejected))
+            duplicate = _duplicate_header(parsed["headers"])
             if duplicate:
                 raise ApiError("MessageRejected", f"Duplicate header '{duplicate}'.")
             if not self._quota_fits(n):
@@ -1414,22 +1300,13 @@ class SesV2StandIn:
                 operation="SendEmail",
                 from_address=sender,
                 to=to,
-                subject=subject,
-                text=text,
-                html=html,
-                headers=headers,
+                subject=parsed["subject"],
+                text=parsed["text"],
+                html=parsed["html"],
+                headers=parsed["headers"],
                 raw=raw,
                 configuration_set=params.get("ConfigurationSetName"),
                 accepted_at=time.time(),
-                cc=cc,
-                bcc=bcc,
-                reply_to=list(params.get("ReplyToAddresses", ())),
-                content_kind=kind,
-                template_name=template_name,
-                template_data=template_data,
-                missing=missing,
-                tags=_tag_pairs(params.get("EmailTags", ())),
-                attachments=attachments,
             )
             self._sent.append(message)
         return {"MessageId": message.message_id}
@@ -1446,24 +1323,21 @@ class SesV2StandIn:
         spec = params["DefaultContent"].get("Template")
         if spec is None:
             raise _bad("DefaultContent must have a Template.")
+        template_name = spec.get("TemplateName")
+        if template_name is None:
+            raise _not_implemented("SendBulkEmail with an inline template or a template ARN")
         sender = params.get("FromEmailAddress")
-        default_data = _json_object(spec.get("TemplateData"))
+        default_data = _template_data(spec.get("TemplateData"))
         if default_data is None:
             raise _bad("TemplateData must be a JSON object.")
         default_headers = _header_pairs(spec.get("Headers", ()))
-        default_tags = _tag_pairs(params.get("DefaultEmailTags", ()))
-        reply_to = list(params.get("ReplyToAddresses", ()))
         config_set = params.get("ConfigurationSetName")
-        attachments = spec.get("Attachments", [])
 
         # Per-entry work that needs no lock: recipients, data, headers.
         prepared = []
         for entry in entries:
-            dest = entry["Destination"]
-            to = list(dest.get("ToAddresses", ()))
-            cc = list(dest.get("CcAddresses", ()))
-            bcc = list(dest.get("BccAddresses", ()))
-            _check_addresses(sender, to + cc + bcc)
+            to = _to_addresses(entry["Destination"])
+            _check_addresses(sender, to)
             replacement = (
                 entry.get("ReplacementEmailContent", {})
                 .get("ReplacementTemplate", {})
@@ -1472,48 +1346,42 @@ class SesV2StandIn:
             if replacement is None:
                 data = default_data
             else:
-                extra = _json_object(replacement)
+                extra = _template_data(replacement)
                 data = None if extra is None else {**default_data, **extra}
             headers = _merge_headers(default_headers, entry.get("ReplacementHeaders"))
-            tags = _merge_tags(default_tags, entry.get("ReplacementTags"))
-            prepared.append((to, cc, bcc, data, headers, tags))
+            prepared.append((to, data, headers))
 
         self._check_sendable()
-        template_name, parts = self._template_parts(spec)
+        with self._lock:
+            template = self._templates.get(template_name)
         results: list[dict] = []
         accepted: list[tuple[int, str]] = []  # (entry index, message id)
         with self._lock:
             self._refill()
-            if parts is None:
+            if template is None:
                 error = f"Template {template_name} does not exist."
                 results = [
                     {"Status": "TEMPLATE_NOT_FOUND", "Error": error} for _ in prepared
                 ]
                 return {"BulkEmailEntryResults": results}
             statuses: list[tuple[str, str] | None] = []
-            for to, cc, bcc, data, headers, _ in prepared:
-                recipients = to + cc + bcc
+            for to, data, headers in prepared:
                 status = None
                 if data is None:
                     status = ("INVALID_PARAMETER", "ReplacementTemplateData must be a JSON object.")
-                elif self._rejections and (hit := self._rejection_for(recipients)):
-                    rule, address = hit
-                    status = (rule.status, rule.error.replace("{address}", address))
+                elif self._rejections and (address := self._rejected(to)):
+                    status = ("MESSAGE_REJECTED", REJECT_ERROR.replace("{address}", address))
                 elif duplicate := _duplicate_header(headers):
                     status = ("MESSAGE_REJECTED", f"Duplicate header '{duplicate}'.")
                 statuses.append(status)
             if self.throttle_style == "call":
-                wanted = sum(
-                    len(p[0]) + len(p[1]) + len(p[2])
-                    for p, s in zip(prepared, statuses)
-                    if s is None
-                )
+                wanted = sum(len(p[0]) for p, s in zip(prepared, statuses) if s is None)
                 if wanted and not self._rate_fits(wanted):
                     self._throttled += 1
                     raise ApiError("TooManyRequestsException", RATE_MESSAGE)
             now = time.time()
             for i, (p, status) in enumerate(zip(prepared, statuses)):
-                n = len(p[0]) + len(p[1]) + len(p[2])
+                n = len(p[0])
                 if status is None:
                     if not self._quota_fits(n):
                         status = ("ACCOUNT_DAILY_QUOTA_EXCEEDED", DAILY_MESSAGE)
@@ -1530,8 +1398,8 @@ class SesV2StandIn:
 
         messages = []
         for i, message_id in accepted:
-            to, cc, bcc, data, headers, tags = prepared[i]
-            subject, text, html, missing = parts.render_lazily(data)
+            to, data, headers = prepared[i]
+            subject, text, html, missing = template.parts.render_lazily(data)
             messages.append(
                 SentMessage(
                     message_id=message_id,
@@ -1545,15 +1413,10 @@ class SesV2StandIn:
                     raw=None,
                     configuration_set=config_set,
                     accepted_at=now,
-                    cc=cc,
-                    bcc=bcc,
-                    reply_to=reply_to,
                     content_kind="Template",
                     template_name=template_name,
                     template_data=data,
                     missing=missing,
-                    tags=tags,
-                    attachments=attachments,
                 )
             )
         if messages:
@@ -1566,44 +1429,48 @@ class SesV2StandIn:
 # Helpers
 
 
+def _to_addresses(destination: dict) -> list[str]:
+    """A Destination's ToAddresses; Cc and Bcc are not modelled (501)."""
+    if destination.get("CcAddresses") or destination.get("BccAddresses"):
+        raise _not_implemented("Cc or Bcc recipients")
+    return list(destination.get("ToAddresses", ()))
+
+
 def _count_recipients(operation: str, body: Any) -> int:
     """Recipients a request asks for, from its JSON (tolerant of anything)."""
     if not isinstance(body, dict):
         return 0
     try:
         if operation == "SendEmail":
-            dest = body.get("Destination") or {}
-            return sum(len(dest.get(k) or ()) for k in ("ToAddresses", "CcAddresses", "BccAddresses"))
+            return len((body.get("Destination") or {}).get("ToAddresses") or ())
         if operation == "SendBulkEmail":
-            total = 0
-            for entry in body.get("BulkEmailEntries") or ():
-                dest = entry.get("Destination") or {}
-                total += sum(
-                    len(dest.get(k) or ()) for k in ("ToAddresses", "CcAddresses", "BccAddresses")
-                )
-            return total
+            return sum(
+                len((entry.get("Destination") or {}).get("ToAddresses") or ())
+                for entry in body.get("BulkEmailEntries") or ()
+            )
     except (AttributeError, TypeError):
         pass
     return 0
 
 
-def _json_object(text: str | None) -> dict | None:
-    """Template data: a JSON object in a string (absent -> {}), else None."""
+def _template_data(text: str | None) -> dict[str, str] | None:
+    """Template data: a JSON object in a string (absent -> {}), else None.
+    Raises NotImplemented (501) for a value that is not a string."""
     if text is None:
         return {}
     try:
         value = json.loads(text)
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    if not all(isinstance(v, str) for v in value.values()):
+        raise _not_implemented("template data values other than strings")
+    return value
 
 
 def _header_pairs(headers) -> list[tuple[str, str]]:
     return [(h["Name"], h["Value"]) for h in headers]
-
-
-def _tag_pairs(tags) -> list[tuple[str, str]]:
-    return [(t["Name"], t["Value"]) for t in tags]
 
 
 def _merge_headers(default: list[tuple[str, str]], replacement) -> list[tuple[str, str]]:
@@ -1612,14 +1479,6 @@ def _merge_headers(default: list[tuple[str, str]], replacement) -> list[tuple[st
     extra = _header_pairs(replacement)
     names = {name.lower() for name, _ in extra}
     return [h for h in default if h[0].lower() not in names] + extra
-
-
-def _merge_tags(default: list[tuple[str, str]], replacement) -> list[tuple[str, str]]:
-    if not replacement:
-        return default
-    extra = _tag_pairs(replacement)
-    names = {name for name, _ in extra}
-    return [t for t in default if t[0] not in names] + extra
 
 
 def _duplicate_header(headers: list[tuple[str, str]]) -> str | None:
@@ -1655,7 +1514,9 @@ def _parse_mime(data: bytes) -> dict:
     try:
         message = _MIME_PARSER.parsebytes(data)
     except Exception as e:  # the email package is lenient; be safe
-        raise ApiError("MessageRejected", f"Could not parse the raw message: {e}") from None
+        raise ApiError("MessageRejected", f"Could not parse the raw message: {e}") from e
+    if message.get_all("Cc") or message.get_all("Bcc"):
+        raise _not_implemented("Cc or Bcc recipients")
     headers = [(k, str(v)) for k, v in message.items()]
 
     def addresses(name):
@@ -1664,21 +1525,10 @@ def _parse_mime(data: bytes) -> dict:
 
     froms = addresses("From")
     text = html = None
-    attachments = []
     for part in message.walk():
-        if part.is_multipart():
+        if part.is_multipart() or part.get_content_disposition() in ("attachment", "inline"):
             continue
         kind = part.get_content_type()
-        disposition = part.get_content_disposition()
-        if disposition in ("attachment", "inline") and part.get_filename():
-            attachments.append(
-                {
-                    "FileName": part.get_filename(),
-                    "ContentType": kind,
-                    "RawContent": part.get_payload(decode=True) or b"",
-                }
-            )
-            continue
         try:
             if kind == "text/plain" and text is None:
                 text = part.get_content()
@@ -1690,37 +1540,8 @@ def _parse_mime(data: bytes) -> dict:
     return {
         "from": froms[0] if froms else None,
         "to": addresses("To"),
-        "cc": addresses("Cc"),
-        "bcc": addresses("Bcc"),
         "subject": None if subject is None else str(subject),
         "text": text,
         "html": html,
         "headers": headers,
-        "attachments": attachments,
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Serve the SES v2 stand-in until Ctrl-C.")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--max-send-rate", type=float, default=14)
-    parser.add_argument("--max-24-hour-send", type=float, default=50000)
-    parser.add_argument("--throttle-style", choices=("entries", "call"), default="entries")
-    args = parser.parse_args(argv)
-    standin = SesV2StandIn(
-        args.max_send_rate, args.max_24_hour_send, port=args.port,
-        throttle_style=args.throttle_style,
-    )
-    with standin:
-        print(standin.endpoint_url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()

@@ -17,13 +17,13 @@ import email.header
 import email.policy
 import email.utils
 import json
+import logging
 import os
 import re
 import socket
 import subprocess
 import sys
 import threading
-import time
 from html import escape
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,17 +32,19 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from conftest import EXAMPLE, SECRET
+from conftest import EXAMPLE, SECRET, wait_until
 from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
-from newsletter.models import SubscriberStatus
+from newsletter.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
+from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.render import render_issue
-from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
 from newsletter.sending.ratelimit import RateLimiter
 from newsletter.sending.senders.outbox import OutboxSender
 from newsletter.store import Ledger, open_store
+from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import send_locks_table
 from newsletter.tokens import Signer
 from newsletter.web import create_app
@@ -129,6 +131,7 @@ class Recording:
         self.batch_size = inner.batch_size
         self.after_call = after_call
         self.calls = 0
+        self.in_flight = 0  # calls that started and have not returned yet
         self.recipients: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
 
@@ -139,14 +142,20 @@ class Recording:
         return self.inner.open(issue, message)
 
     def send(self, recipients):
-        deliveries = self.inner.send(recipients)
         with self._lock:
-            self.calls += 1
-            call = self.calls
-            self.recipients.update(r.subscriber_id for r in recipients)
-        if self.after_call:
-            self.after_call(call, recipients)
-        return deliveries
+            self.in_flight += 1
+        try:
+            deliveries = self.inner.send(recipients)
+            with self._lock:
+                self.calls += 1
+                call = self.calls
+                self.recipients.update(r.subscriber_id for r in recipients)
+            if self.after_call:
+                self.after_call(call, recipients)
+            return deliveries
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def close(self, complete):
         return self.inner.close(complete)
@@ -433,23 +442,59 @@ def test_a_lock_with_a_stale_heartbeat_is_taken_over(env, db):
     assert counts(db)["sent"] == 10
 
 
-def test_the_heartbeat_goes_on_while_the_last_calls_drain(store, tmp_path, monkeypatch):
-    import newsletter.sending.dispatch as dispatch
+def lock_heartbeat(store) -> dt.datetime:
+    """When the issue's send lock last had a heartbeat."""
+    with store.reader.connect() as conn:
+        beat = conn.execute(send_locks_table.select()).one().heartbeat_at
+    return beat if beat.tzinfo else beat.replace(tzinfo=dt.timezone.utc)
 
-    monkeypatch.setattr(dispatch, "HEARTBEAT_SECONDS", 0.05)
+
+def test_the_heartbeat_goes_on_while_the_last_calls_drain(store, tmp_path):
     add_readers(store, 5)
-    ages = []
+    beats = []
 
     def slow_call(_call, _recipients):
-        time.sleep(0.6)  # the only call: everything has been submitted already
-        with store.reader.connect() as conn:
-            beat = conn.execute(send_locks_table.select()).one().heartbeat_at
-        beat = beat if beat.tzinfo else beat.replace(tzinfo=dt.timezone.utc)
-        ages.append((dt.datetime.now(dt.timezone.utc) - beat).total_seconds())
+        # The only call: every chunk has been submitted, so the run only
+        # waits for this call now. Three more beats while it is in flight
+        # (the run's main thread is done submitting long before the last).
+        beats.append(lock_heartbeat(store))
+        while len(beats) < 4:
+            wait_until(lambda: lock_heartbeat(store) != beats[-1], "the next heartbeat while the call is in flight")
+            beats.append(lock_heartbeat(store))
 
-    report = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"), slow_call)).run(the_issue())
+    sender = Recording(OutboxSender(tmp_path / "outbox"), slow_call)
+    report = dispatcher(store, sender, SendOptions(heartbeat_seconds=0.02)).run(the_issue())
+    assert report.complete and report.sent == 5 and sender.calls == 1
+    assert beats == sorted(beats) and len(set(beats)) == 4
+
+
+def test_a_failing_heartbeat_is_logged_and_the_next_beat_goes_on(store, tmp_path, monkeypatch, caplog):
+    add_readers(store, 5)
+    beat = Ledger.heartbeat
+    failures = [StoreError("database unreachable (OperationalError)")]
+
+    def one_failing_beat(self, owner):
+        if failures:
+            raise failures.pop()
+        beat(self, owner)
+
+    monkeypatch.setattr(Ledger, "heartbeat", one_failing_beat)
+
+    def warned() -> list[logging.LogRecord]:
+        return [r for r in list(caplog.records) if "heartbeat" in r.getMessage()]
+
+    def slow_call(_call, _recipients):
+        wait_until(warned, "the failed beat's warning")
+        after = lock_heartbeat(store)
+        wait_until(lambda: lock_heartbeat(store) != after, "a beat after the failed one")
+
+    with caplog.at_level(logging.WARNING, logger="newsletter.sending.dispatch"):
+        report = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"), slow_call),
+                            SendOptions(heartbeat_seconds=0.02)).run(the_issue())
     assert report.complete and report.sent == 5
-    assert ages and ages[0] < 0.4, ages
+    [record] = warned()
+    assert record.levelno == logging.WARNING
+    assert "StoreError: database unreachable (OperationalError)" in record.getMessage()
 
 
 # --------------------------------------------------------------------------
@@ -521,6 +566,121 @@ def test_an_interrupted_resend_keeps_the_unknown_readers_unknown(store, tmp_path
 
 
 # --------------------------------------------------------------------------
+# the ledger, the report, and runs one after another
+
+
+def test_the_ledger_records_outcomes_forgets_and_marks_unknown(store):
+    ids = [r.id for r in add_readers(store, 6)]
+    ledger = Ledger(store, DAY)
+    ledger.mark_pending(ids)
+    ledger.record([LedgerRow(ids[0], DeliveryStatus.SENT, "m-0"),
+                   LedgerRow(ids[1], DeliveryStatus.FAILED, reason="refused")], forget=[ids[2]])
+    ledger.forget([ids[3]])
+    ledger.mark_unknown([ids[4]], "no answer")
+    expected = [(ids[0], "sent", "m-0", None), (ids[1], "failed", None, "refused"),
+                (ids[4], "unknown", None, "no answer"), (ids[5], "pending", None, None)]
+    assert ledger.rows() == expected
+    assert ledger.rows("unknown")[0].reason == "no answer"
+    # A sender's "retry" (and "pending") is never an outcome to store.
+    with pytest.raises(ValueError):
+        ledger.record([LedgerRow(ids[5], DeliveryStatus.RETRY)])
+    assert ledger.rows() == expected
+
+    # The forgotten readers are the ones a run would send to.
+    plan = ledger.plan()
+    assert (plan.to_send, plan.sent, plan.failed, plan.unknown) == (2, 1, 1, 1)
+    assert ledger.plan(resend_unknown=True).to_send == 3
+    assert ledger.plan(resend_unknown=True, limit=2).to_send == 2
+
+
+def test_dry_run_shows_the_plan_after_a_partial_send(env, db):
+    add_readers(db, 25)
+    assert send(env, "--limit", "10").exit_code == 0
+    result = send(env, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "to 15 readers via outbox; already sent 10, failed 0, unknown 0." in result.stdout
+    assert "to 4 readers" in send(env, "--dry-run", "--limit", "4").stdout
+    assert counts(db)["sent"] == 10
+
+
+def test_the_report_gives_the_error_and_exit_code_of_the_run():
+    done = SendReport(DATE, to_send=5, sent=4, unknown=1)
+    assert done.error() is None and done.exit_code == 0
+
+    refused = AccountError("SES refuses to send for this account: AccountSuspendedException: suspended")
+    stopped = SendReport(DATE, to_send=5, sent=2, left=3, stopped_by=refused)
+    error = stopped.error()
+    assert type(error) is AccountError and stopped.exit_code == 3
+    assert str(error) == f"stopped: {refused}. 3 readers left; run again once fixed."
+    assert error.__cause__ is refused  # the root cause stays with the error
+
+    faults = SendReport(DATE, to_send=5, left=5, stopped_by=SendError("gave up after 12 attempts: HTTP 500"))
+    assert type(faults.error()) is SendError and faults.exit_code == 1
+    assert str(faults.error()).startswith("stopped: gave up after 12 attempts")
+
+    interrupted = SendReport(DATE, to_send=5, sent=2, left=3, interrupted=True)
+    assert type(interrupted.error()) is SendError and interrupted.exit_code == 1
+    assert str(interrupted.error()).startswith("stopped before the end: 3 readers left")
+
+    refusals = SendReport(DATE, to_send=5, sent=3, failed=2)
+    assert type(refusals.error()) is ReadersFailed and refusals.exit_code == 1
+    assert str(refusals.error()).startswith("2 readers were refused for good")
+
+
+class Unreachable(Recording):
+    """A sender whose provider cannot be reached."""
+
+    def quota(self):
+        raise TransientError("cannot reach SES: connection refused")
+
+
+def test_set_up_faults_that_persist_stop_the_run_with_their_cause(store, tmp_path):
+    add_readers(store, 3)
+    run = dispatcher(store, Unreachable(OutboxSender(tmp_path / "outbox")),
+                     SendOptions(max_attempts=2, backoff_base=0.001))
+    with pytest.raises(AccountError) as caught:
+        run.run(the_issue())
+    assert str(caught.value) == "gave up after 2 attempts: cannot reach SES: connection refused"
+    assert isinstance(caught.value.__cause__, TransientError)  # the root cause, for the logs
+    assert counts(store) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+    with store.reader.connect() as conn:  # the lock was released
+        assert conn.execute(send_locks_table.select()).all() == []
+
+
+class Refusing(Recording):
+    """A sender whose provider refuses the account while ``refusing`` is set."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.refusing = True
+
+    def send(self, recipients):
+        if self.refusing:
+            raise AccountError("SES refuses to send for this account: SendingPausedException: paused")
+        return super().send(recipients)
+
+
+def test_a_dispatcher_run_again_starts_afresh(store, tmp_path):
+    """What one run learns (the error that stopped it, its stop) stays with
+    that run: the same dispatcher's next run sends."""
+    add_readers(store, 30)
+    sender = Refusing(OutboxSender(tmp_path / "outbox"))
+    sender.batch_size = 10
+    again = dispatcher(store, sender, SendOptions(concurrency=1))
+
+    first = again.run(the_issue())
+    assert isinstance(first.stopped_by, AccountError) and "SendingPausedException" in str(first.stopped_by)
+    assert (first.sent, first.left, first.exit_code) == (0, 30, 3)
+    assert counts(store) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+    sender.refusing = False
+    second = again.run(the_issue())
+    assert second.complete and second.stopped_by is None and not second.interrupted
+    assert (second.sent, second.exit_code) == (30, 0)
+    assert counts(store) == {"pending": 0, "sent": 30, "failed": 0, "unknown": 0}
+
+
+# --------------------------------------------------------------------------
 # interruption (SIGTERM, Ctrl-C)
 
 
@@ -529,9 +689,12 @@ def test_a_stopped_run_finishes_its_calls_and_the_next_run_completes(store, tmp_
     stop = threading.Event()
 
     def stop_after_three(call, _recipients):
-        time.sleep(0.02)  # let other calls be in flight
         if call == 3:
-            stop.set()  # what the SIGTERM/SIGINT handler does
+            # What the SIGTERM/SIGINT handler does, while another call is in flight.
+            wait_until(lambda: first_sender.in_flight >= 2, "another call in flight")
+            stop.set()
+        elif call > 3:
+            stop.wait(60)  # still in flight when the stop comes
 
     first_sender = Recording(OutboxSender(tmp_path / "outbox"), stop_after_three)
     first = dispatcher(store, first_sender, SendOptions(concurrency=4), stop).run(the_issue())

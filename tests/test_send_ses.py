@@ -17,6 +17,7 @@ import email.policy
 import email.utils
 import html as htmllib
 import json
+import threading
 import urllib.request
 from html import escape
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE, SECRET, free_port, unavailable
+from conftest import EXAMPLE, SECRET, free_port, unavailable, wait_until
 from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
@@ -303,18 +304,32 @@ def test_faults_and_throttling_still_send_everyone_exactly_once(standin, store):
     ses.fail_next(1, 500, operation="GetAccount")
     ses.throttle_next(1, operation="CreateEmailTemplate")
     ses.reject_addresses(rejected)
+    both_held = []
+
+    def release_once_two_are_held():
+        # Two calls wait at the provider at once while the others go on.
+        try:
+            wait_until(lambda: ses.held == 2, "two calls held by SES")
+            both_held.append(True)
+        finally:
+            ses.release()
+
+    releaser = threading.Thread(target=release_once_two_are_held)
 
     def faults_after_a_few_calls(call):
         if call == 4:  # by then the paced calls have run into SES's rate
             ses.throttle_next(3, operation="SendBulkEmail")
             ses.fail_next(3, 500, operation="SendBulkEmail")
             ses.fail_next(1, 503, "ServiceUnavailable", "Service unavailable.", operation="SendBulkEmail")
-            ses.slow_next(2, 0.3, operation="SendBulkEmail")
+            ses.hold_next(2, operation="SendBulkEmail")
+            releaser.start()
 
     # Paced far faster than the account allows, so SES answers
     # ACCOUNT_THROTTLED for the entries beyond its rate.
     report = dispatch(store, ses, options=SendOptions(max_rate=1000, concurrency=4, backoff_base=0.05),
                       after_call=faults_after_a_few_calls)
+    releaser.join(timeout=60)
+    assert both_held == [True]
     assert report.complete, report
     assert (report.sent, report.failed, report.unknown, report.left) == (295, 5, 0, 0)
     assert report.throttles >= 7
@@ -350,7 +365,7 @@ def test_a_lost_answer_leaves_readers_unknown_until_resend_unknown(standin, data
     ses = standin(max_send_rate=1000)
     readers = add_readers(db, 100)  # two calls of 50
     env = cli_env(database_file, ses)
-    ses.drop_next(1, after_accept=True, operation="SendBulkEmail")
+    ses.drop_next(1, operation="SendBulkEmail")
 
     first = send(env)
     assert first.exit_code == 0, first.output
@@ -475,7 +490,7 @@ def test_a_quota_used_up_mid_call_keeps_what_was_accepted(standin, db, mode, all
             ses.set_quota(max_24_hour_send=ses.sent_last_24_hours + allowed)
 
     report = dispatch(db, ses, mode=mode, options=SendOptions(concurrency=1), after_call=quota_runs_out)
-    assert report.stopped_by and "quota" in report.stopped_by
+    assert report.stopped_by is not None and "quota" in str(report.stopped_by)
     first_call = 50 if mode == "bulk" else 10
     assert len(ses.sent) == first_call + allowed
     assert report.sent == first_call + allowed

@@ -26,6 +26,7 @@ from newsletter.feedback.stats import (
 )
 from newsletter.models import DeliveryStatus, Feedback, SubscriberStatus
 from newsletter.store import Ledger
+from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import deliveries_table, events_table
 
 FAILED = DeliveryStatus.FAILED
@@ -47,8 +48,8 @@ def send(store, day: dt.date, to: list, status: str = SENT, sent_at: dt.datetime
     when the send is meant to have happened."""
     ledger = Ledger(store, day)
     ledger.mark_pending([r.id for r in to])
-    ledger.record([(r.id, status, f"0100-{day}-{r.id}" if status == SENT else None,
-                    None if status == SENT else "refused") for r in to])
+    ledger.record([LedgerRow(r.id, status, f"0100-{day}-{r.id}" if status == SENT else None,
+                             None if status == SENT else "refused") for r in to])
     with store.engine.begin() as conn:
         conn.execute(update(deliveries_table)
                      .where(deliveries_table.c.issue_date == day.isoformat(),

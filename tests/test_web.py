@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import json
-import queue
 import random
 import secrets
 import socket
@@ -35,9 +33,11 @@ from itsdangerous import URLSafeSerializer
 from conftest import SECRET, clean_env, free_port, newsletter_server
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, StoreError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, DeliveryStatus, Paper, SubscriberStatus
 from newsletter.render import render_issue
-from newsletter.store import open_store
+from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.senders.base import Delivery, Quota
+from newsletter.store import Ledger, open_store
 from newsletter.tokens import UNSUBSCRIBE_SALT, Signer
 from newsletter.web import SECURITY_HEADERS, create_app, mask_email
 
@@ -723,10 +723,51 @@ def test_serve_without_a_usable_secret_exits_2_with_one_line(tmp_path, secret):
     assert "Serving" not in result.stdout
 
 
+class CheckedStore:
+    """The store, with ``before_check(ids)`` run just before each
+    ``active_ids``: the send loop's last look at a chunk before its call."""
+
+    def __init__(self, store, before_check):
+        self._store = store
+        self._before_check = before_check
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def active_ids(self, ids):
+        ids = list(ids)
+        self._before_check(ids)
+        return self._store.active_ids(ids)
+
+
+class MailingSender:
+    """A sender that only notes whom it mailed, ten readers a call."""
+
+    name = "test"
+    batch_size = 10
+
+    def __init__(self):
+        self.mailed: list[int] = []
+
+    def quota(self):
+        return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
+
+    def open(self, issue, message):
+        pass
+
+    def send(self, recipients):
+        self.mailed.extend(r.subscriber_id for r in recipients)
+        return [Delivery(r, DeliveryStatus.SENT, message_id=f"m-{r.subscriber_id}") for r in recipients]
+
+    def close(self, complete):
+        pass
+
+
 def test_unsubscribes_during_a_send_are_honoured(tmp_path):
-    """The send loop re-checks each chunk with ``active_ids`` just before
-    mailing it, while one-click POSTs reach the real server on the same
-    SQLite file (WAL, busy timeout)."""
+    """The send loop (the real Dispatcher, reading the list ten readers at
+    a time) re-checks each chunk with ``active_ids`` just before mailing
+    it, while one-click POSTs reach the real server on the same SQLite file
+    (WAL, busy timeout)."""
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
     store = open_store(database_url)
     readers = [store.add(f"reader{i:02d}@example.com")[0] for i in range(40)]
@@ -746,6 +787,8 @@ def test_unsubscribes_during_a_send_are_honoured(tmp_path):
     done_at: dict[int, float] = {}  # reader id -> when their POST got its 200
     statuses: dict[int, int] = {}
     lock = threading.Lock()
+    checks: list[tuple[float, list[int]]] = []  # (when checked, chunk ids)
+    sender = MailingSender()
 
     with serving(tmp_path, database_url) as base:
         signer = Signer(SECRET)
@@ -756,59 +799,44 @@ def test_unsubscribes_during_a_send_are_honoured(tmp_path):
                 status = post_one_click(signer.unsubscribe_url(base, ref))[0]
             except urllib.error.HTTPError as exc:
                 status = exc.code
-            except OSError as exc:  # recorded, so the coordinating thread never dies
+            except OSError as exc:  # recorded, so the send loop's thread never dies
                 status = repr(exc)
             with lock:
                 done_at[reader_id] = time.monotonic()
                 statuses[reader_id] = status
 
-        fetched: queue.Queue = queue.Queue()  # chunk ids, or None when the send ends
-        handled: queue.Queue = queue.Queue()
-
-        def coordinated() -> None:
-            seen: set[int] = set()
-            early_sent = False
+        def leave_all(ids: list[int]) -> None:
             with ThreadPoolExecutor(max_workers=4) as pool:
-                while (chunk := fetched.get()) is not None:
-                    seen.update(chunk)
-                    now_ids = [i for i in chunk if plan.get(i) == "same"]
-                    if not early_sent:
-                        now_ids += [i for i, how in plan.items() if how == "early" and i not in seen]
-                        early_sent = True
-                    list(pool.map(leave, now_ids))  # all answered before the check
-                    handled.put(None)
-                list(pool.map(leave, [i for i, how in plan.items() if how == "late"]))
+                list(pool.map(leave, ids))  # all answered before this returns
 
-        def free_running() -> None:
-            for reader_id in [i for i, how in plan.items() if how == "free"]:
-                time.sleep(0.03)
-                leave(reader_id)
+        free_running = threading.Thread(target=leave_all, args=([i for i, how in plan.items() if how == "free"],))
 
-        helper = threading.Thread(target=coordinated)
-        other = threading.Thread(target=free_running)
-        helper.start()
-        mailed: list[int] = []
-        checks: list[tuple[float, list[int]]] = []  # (when checked, chunk ids)
+        def before_check(chunk: list[int]) -> None:
+            # The chunk has been read. Its "same" leavers leave now; at the
+            # first check, so do the "early" ones, far down the list: their
+            # part of it is read only once this first call is done.
+            now_ids = [i for i in chunk if plan.get(i) == "same"]
+            if not checks:
+                now_ids += [i for i, how in plan.items() if how == "early"]
+            leave_all(now_ids)
+            if free_running.ident is None:
+                free_running.start()  # from now on, at moments of its own
+            checks.append((time.monotonic(), chunk))
+
+        settings = settings_for(database_url)
+        dispatcher = Dispatcher(CheckedStore(store, before_check), sender, signer, base, settings.from_address,
+                                SendOptions(concurrency=1, page_size=10))
         try:
-            subscribers = store.iter_subscribers(status=ACTIVE, page=10)
-            while chunk := [s.id for s in itertools.islice(subscribers, 10)]:
-                fetched.put(chunk)
-                if other.ident is None:
-                    other.start()  # from now on, at moments of its own
-                handled.get(timeout=60)
-                checked_at = time.monotonic()
-                allowed = store.active_ids(chunk)
-                checks.append((checked_at, chunk))
-                for reader_id in chunk:
-                    if reader_id in allowed:
-                        time.sleep(0.004)  # "sending"
-                        mailed.append(reader_id)
+            report = dispatcher.run(issue_of(DAY2, ["A paper"]))
         finally:
-            fetched.put(None)
-            helper.join(timeout=60)
-            if other.ident:
-                other.join(timeout=60)
+            if free_running.ident:
+                free_running.join(timeout=60)
+        leave_all([i for i, how in plan.items() if how == "late"])
 
+    mailed = sender.mailed
+    assert report.sent == len(mailed) and report.stopped_by is None and not report.interrupted, report
+    assert report.sent + report.skipped == sum(len(chunk) for _, chunk in checks)
+    assert {row.subscriber_id for row in Ledger(store, DAY2).rows()} == set(mailed)
     assert statuses == {i: 200 for i in plan}
     assert len(mailed) == len(set(mailed)), "someone was mailed twice"
     stayed = [r.id for r in readers if r.id not in plan]

@@ -7,17 +7,21 @@ import datetime as dt
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.batches import load_batch
 from newsletter.cli import common
 from newsletter.config import SENDERS, Settings
-from newsletter.errors import AccountError, ReadersFailed, SendError
+from newsletter.errors import SendError
 from newsletter.models import DeliveryStatus, Issue
 from newsletter.render import render_issue
 from newsletter.store import Store
 from newsletter.text import terminal_safe
+
+if TYPE_CHECKING:
+    from newsletter.sending.dispatch import SendReport
 
 
 @click.command()
@@ -88,14 +92,10 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     if dry_run:
         from newsletter.store import Ledger
 
-        ledger = Ledger(store, issue.date)
-        waiting = ledger.count_unsent(resend_unknown)
-        if limit:
-            waiting = min(waiting, limit)
-        done = ledger.counts()
-        click.echo(f"Would send '{terminal_safe(issue.subject)}' to {waiting:,} readers via {name}"
-                   f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {done['sent']:,}, "
-                   f"failed {done['failed']:,}, unknown {done['unknown']:,}. HTML {issue.html_bytes:,} bytes. "
+        plan = Ledger(store, issue.date).plan(resend_unknown, limit)
+        click.echo(f"Would send '{terminal_safe(issue.subject)}' to {plan.to_send:,} readers via {name}"
+                   f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {plan.sent:,}, "
+                   f"failed {plan.failed:,}, unknown {plan.unknown:,}. HTML {issue.html_bytes:,} bytes. "
                    "Nothing was sent.")
         return
 
@@ -118,6 +118,9 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _summarize(issue, name, settings, report)
+    error = report.error()
+    if error is not None:
+        raise error
 
 
 def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str, address: str) -> None:
@@ -151,7 +154,9 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str
                f"({terminal_safe(delivery.message_id)})")
 
 
-def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
+def _summarize(issue: Issue, name: str, settings: Settings, report: SendReport) -> None:
+    """Print what the run did: the summary line, the first refusals and
+    warnings about readers whose outcome is unknown."""
     where = f" → {settings.outbox_dir / issue.date.isoformat()}/" if name == "outbox" else ""
     if report.already_sent:
         totals = report.ledger
@@ -175,14 +180,6 @@ def _summarize(issue: Issue, name: str, settings: Settings, report) -> None:
     if report.unknown or report.abandoned:
         click.echo("Readers marked unknown may or may not have the issue; they are not resent unless you "
                    "run again with --resend-unknown.", err=True)
-    if report.stopped_by:
-        error = AccountError if report.stopped_exit == AccountError.exit_code else SendError
-        raise error(f"stopped: {report.stopped_by}. {report.left:,} readers left; run again once fixed.")
-    if report.waiting and not (report.interrupted or report.left):
+    if report.waiting and report.complete:
         click.echo(f"{report.waiting:,} active readers are still waiting for this issue (quota or --limit); "
                    "run the same command again to send to them.")
-    if report.interrupted or report.left:
-        raise SendError(f"stopped before the end: {report.left:,} readers left; run the same command again to finish.")
-    if report.failed:
-        who = "1 reader was" if report.failed == 1 else f"{report.failed:,} readers were"
-        raise ReadersFailed(f"{who} refused for good (marked failed, not retried); every other reader was handled.")

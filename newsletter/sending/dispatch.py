@@ -23,6 +23,7 @@ at the provider's rate.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import secrets
@@ -31,10 +32,11 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from newsletter.errors import (
     AccountError,
+    ReadersFailed,
     SendError,
     SendLocked,
     Throttled,
@@ -43,13 +45,19 @@ from newsletter.errors import (
 from newsletter.models import DeliveryStatus, Issue, Subscriber
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
-from newsletter.sending.senders.base import Delivery, Sender
+from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
 from newsletter.store import Ledger, Store
+from newsletter.store.ledger import LedgerRow
 from newsletter.tokens import Signer
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 HEARTBEAT_SECONDS = 15.0
+# How often a run waiting (for the rate, a backoff) looks at the operator's
+# stop event; an error that stops the run wakes it at once.
+STOP_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -65,6 +73,8 @@ class SendOptions:
     max_consecutive_failures: int = 50
     backoff_base: float = 0.2
     backoff_cap: float = 20.0
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # between two heartbeats of the send lock
+    page_size: int = 1000  # readers read from the list per query
 
 
 @dataclass
@@ -82,8 +92,7 @@ class SendReport:
     throttles: int = 0
     already_sent: bool = False
     interrupted: bool = False
-    stopped_by: str | None = None  # the error that stopped the run
-    stopped_exit: int = 0  # its exit code: 3 the provider refuses, 1 faults that may pass
+    stopped_by: SendError | None = None  # the error that stopped the run midway
     waiting: int = 0  # readers still without the issue after this run (quota, --limit, a stop)
     rate: float | None = None
     elapsed: float = 0.0
@@ -94,6 +103,36 @@ class SendReport:
     def complete(self) -> bool:
         """Whether every targeted reader was handled (sent, failed or unknown)."""
         return self.left == 0 and not self.interrupted and self.stopped_by is None
+
+    def error(self) -> SendError | None:
+        """Return the error a run that did this ends with, or None when it
+        is done: every targeted reader handled and none refused for good.
+
+        An error that stopped the run midway gives :class:`AccountError`
+        (the provider refuses: exit 3) or :class:`SendError` (faults that
+        may pass: exit 1), caused by that error; an interrupted run, or one
+        that left readers, gives :class:`SendError`; readers refused for
+        good give :class:`ReadersFailed`.
+        """
+        if self.stopped_by is not None:
+            kind = AccountError if isinstance(self.stopped_by, AccountError) else SendError
+            error = kind(f"stopped: {self.stopped_by}. {self.left:,} readers left; run again once fixed.")
+            error.__cause__ = self.stopped_by  # as "raise ... from": the root cause stays in logs
+            return error
+        if self.interrupted or self.left:
+            return SendError(f"stopped before the end: {self.left:,} readers left; "
+                             "run the same command again to finish.")
+        if self.failed:
+            who = "1 reader was" if self.failed == 1 else f"{self.failed:,} readers were"
+            return ReadersFailed(f"{who} refused for good (marked failed, not retried); "
+                                 "every other reader was handled.")
+        return None
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of ``newsletter send`` for this run (0: done)."""
+        error = self.error()
+        return 0 if error is None else error.exit_code
 
 
 def _owner_is_dead(owner: str) -> bool:
@@ -111,8 +150,130 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
+def _beat(ledger: Ledger, owner: str, done: threading.Event, seconds: float) -> None:
+    """Renew ``owner``'s send lock every ``seconds`` until ``done`` is set.
+    A beat that fails (a database hiccup) is logged and the next one tries
+    again; only two minutes without a beat let another run take over."""
+    while not done.wait(seconds):
+        try:
+            ledger.heartbeat(owner)
+        except Exception as exc:
+            log.warning("the send lock's heartbeat failed (%s: %s); the next beat tries again",
+                        type(exc).__name__, exc)
+
+
+class _RunStop:
+    """Whether a run must stop: it halted itself (an error that stops it)
+    or the operator asked (the dispatcher's ``stop`` event, set on SIGTERM
+    or Ctrl-C). Has an Event's ``is_set`` and ``wait``, so the rate limiter
+    can wait on it."""
+
+    def __init__(self, requested: threading.Event):
+        self.requested = requested
+        self._halted = threading.Event()
+
+    def halt(self) -> None:
+        self._halted.set()
+
+    def is_set(self) -> bool:
+        return self._halted.is_set() or self.requested.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; return True as soon as the run must stop
+        (within STOP_POLL_SECONDS of the operator's request), else False."""
+        deadline = time.monotonic() + seconds
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._halted.wait(min(left, STOP_POLL_SECONDS))
+        return True
+
+
+# The reason kept for a reader resent with --resend-unknown whose resend did not go out.
+RESEND_NOT_SENT = "an earlier run may have sent it; the resend did not go out"
+
+
+class _Run:
+    """The state of one :meth:`Dispatcher.run`, made afresh by each run so
+    nothing carries over to the next: its report (the counts), whether it
+    must stop and the error that stopped it, the refusals in a row, and the
+    "unknown" readers it resends (--resend-unknown). Its methods write the
+    outcomes of calls to the ledger and count them."""
+
+    def __init__(self, ledger: Ledger, report: SendReport, stop_requested: threading.Event,
+                 max_consecutive_failures: int):
+        self.ledger = ledger
+        self.report = report
+        self.stop = _RunStop(stop_requested)
+        self.error: SendError | None = None
+        self.resending: frozenset[int] = frozenset()
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0
+        self.lock = threading.Lock()  # guards the report's counts and the fields above
+
+    def halt(self, error: SendError) -> None:
+        """Stop the run because of ``error`` (the first such error is kept)."""
+        with self.lock:
+            if self.error is None:
+                self.error = error
+        self.stop.halt()
+
+    def record(self, deliveries: Iterable[Delivery]) -> None:
+        """Write the outcome of one call, in one transaction: sent, failed
+        and unknown readers as they are; readers not sent (RETRY) as
+        :meth:`leave` says."""
+        deliveries = list(deliveries)
+        self._write(
+            [d for d in deliveries if d.status != DeliveryStatus.RETRY],
+            [d.subscriber_id for d in deliveries if d.status == DeliveryStatus.RETRY],
+        )
+
+    def leave(self, recipients: Iterable[Recipient]) -> None:
+        """These readers were certainly not sent by this run: their rows are
+        removed, so the next run sends to them; but a reader an earlier run
+        may have sent (resent here with --resend-unknown) stays "unknown",
+        so a later run without that option leaves them alone."""
+        self._write([], [r.subscriber_id for r in recipients])
+
+    def _write(self, outcomes: list, not_sent: list[int]) -> None:
+        still_unknown = [LedgerRow(i, DeliveryStatus.UNKNOWN, None, RESEND_NOT_SENT)
+                         for i in not_sent if i in self.resending]
+        self.ledger.record(outcomes + still_unknown, forget=[i for i in not_sent if i not in self.resending])
+
+    def count(self, deliveries: Iterable[Delivery]) -> None:
+        """Add one call's outcomes to the report; too many refusals in a row
+        halt the run (to protect the sending reputation)."""
+        halt = None
+        report = self.report
+        with self.lock:
+            for d in deliveries:
+                if d.status == DeliveryStatus.SENT:
+                    report.sent += 1
+                    self.consecutive_failures = 0
+                elif d.status == DeliveryStatus.UNKNOWN:
+                    report.unknown += 1
+                elif d.status == DeliveryStatus.FAILED:
+                    report.failed += 1
+                    self.consecutive_failures += 1
+                    if len(report.failures) < 20:
+                        report.failures.append((d.recipient.email, d.reason or ""))
+            if self.consecutive_failures >= self.max_consecutive_failures:
+                halt = AccountError(
+                    f"{self.consecutive_failures} readers in a row were refused (last: {report.failures[-1][1]}); "
+                    "stopped to protect the sending reputation"
+                )
+        if halt:
+            self.halt(halt)
+
+
 class Dispatcher:
-    """Sends one issue to every active reader not yet sent it."""
+    """Sends one issue to every active reader not yet sent it.
+
+    It holds only what does not change from run to run (the store, the
+    sender, the options, the operator's ``stop`` event); what one run learns
+    lives in that run's own state, so a dispatcher can run again.
+    """
 
     def __init__(
         self,
@@ -131,12 +292,8 @@ class Dispatcher:
         self.base_url = base_url
         self.from_address = from_address
         self.options = options or SendOptions()
-        self.stop = stop or threading.Event()
+        self.stop = stop or threading.Event()  # the operator's request to stop (SIGTERM, Ctrl-C)
         self.progress = progress
-        self._lock = threading.Lock()
-        self._consecutive_failures = 0
-        self._fatal: SendError | None = None
-        self._was_unknown: set[int] = set()  # readers this run resends (--resend-unknown)
 
     # ---------------------------------------------------------------- entry
 
@@ -147,54 +304,53 @@ class Dispatcher:
         :class:`AccountError` (nothing sent) when the provider refuses at the
         start (sending disabled, template refused, set-up calls that keep
         failing) or the 24-hour quota cannot cover the send and partial
-        sends are not allowed. Errors that stop a run midway are reported in
-        ``stopped_by`` instead. The lock is held, with a heartbeat, until it
-        returns or raises.
+        sends are not allowed. An error that stops a run midway is the
+        report's ``stopped_by`` instead. The lock is held, with a heartbeat,
+        until it returns or raises.
         """
+        opts = self.options
         ledger = Ledger(self.store, issue.date)
-        report = SendReport(issue_date=issue.date.isoformat())
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         holder = ledger.acquire(owner, _owner_is_dead)
         if holder is not None:
             raise SendLocked(f"another run ({holder}) is sending the {issue.date} issue; it was not started twice")
+        run = _Run(ledger, SendReport(issue_date=issue.date.isoformat()), self.stop, opts.max_consecutive_failures)
+        report = run.report
         started = time.monotonic()
         # The lock's heartbeat, all through the run: also while the last
         # calls drain or wait out a backoff, so no other run takes over.
         beating = threading.Event()
-        heart = threading.Thread(target=self._beat, args=(ledger, owner, beating), name="send-heartbeat", daemon=True)
+        heart = threading.Thread(target=_beat, args=(ledger, owner, beating, opts.heartbeat_seconds),
+                                 name="send-heartbeat", daemon=True)
         heart.start()
         try:
             report.abandoned = ledger.resolve_abandoned()
-            if self.options.resend_unknown:
-                self._was_unknown = {row[0] for row in ledger.rows(DeliveryStatus.UNKNOWN)}
-            to_send = ledger.count_unsent(self.options.resend_unknown)
-            if self.options.limit is not None:
-                to_send = min(to_send, self.options.limit)
-            if to_send == 0:
-                report.ledger = ledger.counts()
-                report.already_sent = any(report.ledger.values())
+            if opts.resend_unknown:
+                run.resending = frozenset(row.subscriber_id for row in ledger.rows(DeliveryStatus.UNKNOWN))
+            plan = ledger.plan(opts.resend_unknown, opts.limit)
+            if plan.to_send == 0:
+                report.ledger = plan.counts
+                report.already_sent = any(plan.counts.values())
                 return report
-            quota = self._retrying(self.sender.quota)
+            to_send = plan.to_send
+            quota = self._retrying(run, self.sender.quota)
             remaining = quota.remaining_24_hours
             if remaining is not None and remaining < to_send:
-                if not self.options.allow_partial or remaining < 1:
+                if not opts.allow_partial or remaining < 1:
                     raise AccountError(
                         f"the SES 24-hour quota has {int(remaining):,} messages left and this issue needs "
                         f"{to_send:,}; nothing was sent (use --allow-partial to send what fits)"
                     )
                 to_send = int(remaining)
             report.to_send = to_send
-            rate = self.options.max_rate or quota.max_send_rate
+            rate = opts.max_rate or quota.max_send_rate
             report.rate = rate
             limiter = RateLimiter(rate) if rate else None
-            self._retrying(lambda: self.sender.open(issue, PreparedMessage(issue, self.from_address)))
-            self._loop(ledger, owner, to_send, limiter, report)
+            self._retrying(run, lambda: self.sender.open(issue, PreparedMessage(issue, self.from_address)))
+            self._loop(run, to_send, limiter)
             report.ledger = ledger.counts()
             report.waiting = ledger.count_unsent()
-            if report.complete and report.waiting == 0:
-                self.sender.close(complete=True)
-            else:
-                self.sender.close(complete=False)
+            self.sender.close(complete=report.complete and report.waiting == 0)
         finally:
             report.elapsed = time.monotonic() - started
             beating.set()
@@ -202,18 +358,11 @@ class Dispatcher:
             ledger.release(owner)
         return report
 
-    @staticmethod
-    def _beat(ledger: Ledger, owner: str, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_SECONDS):
-            try:
-                ledger.heartbeat(owner)
-            except Exception:  # a database hiccup: the next beat tries again
-                pass
-
     # ---------------------------------------------------------------- loop
 
-    def _loop(self, ledger: Ledger, owner: str, to_send: int, limiter: RateLimiter | None, report: SendReport):
+    def _loop(self, run: _Run, to_send: int, limiter: RateLimiter | None) -> None:
         opts = self.options
+        report = run.report
         slots = threading.BoundedSemaphore(opts.concurrency * 2)  # chunks queued or in flight
         futures: list[Future] = []
         submitted = 0
@@ -223,8 +372,8 @@ class Dispatcher:
             batch_size = self.sender.batch_size if limiter is None else max(
                 1, min(self.sender.batch_size, int(limiter.max_rate))
             )
-            for chunk in chunked(ledger.iter_unsent(opts.resend_unknown), batch_size):
-                if self.stop.is_set() or submitted >= to_send:
+            for chunk in chunked(run.ledger.iter_unsent(opts.resend_unknown, page=opts.page_size), batch_size):
+                if run.stop.is_set() or submitted >= to_send:
                     break
                 chunk = chunk[: to_send - submitted]
                 submitted += len(chunk)
@@ -232,11 +381,11 @@ class Dispatcher:
                 # just before the call, for unsubscribes made meanwhile.
                 recipients = [self._recipient(s) for s in chunk]
                 while not slots.acquire(timeout=0.5):
-                    if self.stop.is_set():
+                    if run.stop.is_set():
                         break
-                if self.stop.is_set():
+                if run.stop.is_set():
                     break
-                future = pool.submit(self._work, ledger, recipients, limiter, report)
+                future = pool.submit(self._work, run, recipients, limiter)
                 future.add_done_callback(lambda _f: slots.release())
                 futures.append(future)
                 now = time.monotonic()
@@ -247,25 +396,24 @@ class Dispatcher:
             future.result()  # surface a bug in a worker instead of hiding it
         handled = report.sent + report.failed + report.unknown + report.skipped
         report.left = max(0, to_send - handled)
-        if self._fatal is not None:
-            report.stopped_by = str(self._fatal)
-            report.stopped_exit = self._fatal.exit_code
-        elif self.stop.is_set():
+        if run.error is not None:
+            report.stopped_by = run.error
+        elif run.stop.is_set():
             report.interrupted = True
 
     def _backoff(self, attempt: int) -> float:
         opts = self.options
         return min(opts.backoff_cap, opts.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
-    def _retrying(self, call: Callable[[], T]) -> T:
+    def _retrying(self, run: _Run, call: Callable[[], T]) -> T:
         """Run a set-up call (quota, template), retrying throttles and
         transient faults; raises :class:`AccountError` when they persist."""
         for attempt in range(1, self.options.max_attempts + 1):
             try:
                 return call()
             except (Throttled, TransientError) as exc:
-                if attempt == self.options.max_attempts or self.stop.wait(self._backoff(attempt)):
-                    raise AccountError(f"gave up after {attempt} attempts: {exc}") from None
+                if attempt == self.options.max_attempts or run.stop.wait(self._backoff(attempt)):
+                    raise AccountError(f"gave up after {attempt} attempts: {exc}") from exc
         raise AssertionError("unreachable")
 
     def _recipient(self, subscriber: Subscriber) -> Recipient:
@@ -276,58 +424,53 @@ class Dispatcher:
             unsubscribe_url=self.signer.unsubscribe_url(self.base_url, subscriber.ref),
         )
 
-    def _halt(self, error: SendError) -> None:
-        with self._lock:
-            if self._fatal is None:
-                self._fatal = error
-        self.stop.set()
-
-    def _work(self, ledger: Ledger, recipients: list[Recipient], limiter: RateLimiter | None, report: SendReport):
+    def _work(self, run: _Run, recipients: list[Recipient], limiter: RateLimiter | None) -> None:
         """Send one chunk until every reader in it is sent, failed or unknown,
         or the run stops (then the rest is left for the next run). Readers
-        no longer active just before a call are skipped. An AccountError
-        carrying ``deliveries`` (a sender that stopped partway through the
-        batch) has those outcomes recorded before the run stops."""
+        no longer active just before a call are skipped."""
         opts = self.options
+        report = run.report
         attempt = 0
         while recipients:
-            if self.stop.is_set() or (limiter and not limiter.take(len(recipients), self.stop)):
-                self._leave(ledger, recipients)
+            if run.stop.is_set() or (limiter and not limiter.take(len(recipients), run.stop)):
+                run.leave(recipients)
                 return
             # Checked again here, just before the call: the chunk may have
             # waited in the queue, for the rate or for a retry meanwhile.
             active = self.store.active_ids(r.subscriber_id for r in recipients)
             if len(active) < len(recipients):
-                with self._lock:
+                with run.lock:
                     report.skipped += len(recipients) - len(active)
                 recipients = [r for r in recipients if r.subscriber_id in active]
                 if not recipients:
                     return
-            ledger.mark_pending(r.subscriber_id for r in recipients)
+            run.ledger.mark_pending(r.subscriber_id for r in recipients)
             try:
                 deliveries = self.sender.send(recipients)
             except (Throttled, TransientError) as exc:
                 deliveries = [Delivery(r, DeliveryStatus.RETRY, reason=str(exc)) for r in recipients]
-            except AccountError as exc:
-                # A sender that stopped partway through the batch says what
-                # became of each reader (see senders.base.StoppedMidBatch).
-                known = getattr(exc, "deliveries", None)
-                if known:
-                    self._record(ledger, known)
-                    self._count(known, report)
-                else:
-                    self._leave(ledger, recipients)
-                self._halt(exc)
+            except StoppedMidBatch as exc:
+                # The provider refused to go on partway through the batch:
+                # the readers it accepted before are kept, then the run stops.
+                run.record(exc.deliveries)
+                run.count(exc.deliveries)
+                run.halt(exc)
                 return
-            except Exception:
+            except AccountError as exc:
+                run.leave(recipients)
+                run.halt(exc)
+                return
+            except Exception as exc:
                 # A bug or an unforeseen library error: the outcome of this
                 # call is unknown, so its readers must not be resent blindly.
-                ledger.record((r.subscriber_id, DeliveryStatus.UNKNOWN, None, "unexpected error during the call") for r in recipients)
-                self._halt(AccountError("an unexpected error stopped the send; see the traceback"))
+                run.ledger.mark_unknown((r.subscriber_id for r in recipients), "unexpected error during the call")
+                stopped = AccountError("an unexpected error stopped the send; see the traceback")
+                stopped.__cause__ = exc
+                run.halt(stopped)
                 raise
             retry = [d.recipient for d in deliveries if d.status == DeliveryStatus.RETRY]
-            self._record(ledger, deliveries)
-            self._count(deliveries, report)
+            run.record(deliveries)
+            run.count(deliveries)
             if limiter:
                 if retry:
                     limiter.slow_down()
@@ -338,55 +481,11 @@ class Dispatcher:
             attempt += 1
             if attempt >= opts.max_attempts:
                 # Faults that may pass (exit 1): the next run retries these readers.
-                self._halt(SendError(f"gave up after {attempt} attempts: {deliveries[0].reason}"))
+                run.halt(SendError(f"gave up after {attempt} attempts: {deliveries[0].reason}"))
                 return
-            with self._lock:
+            with run.lock:
                 report.throttles += 1
-            if self.stop.wait(self._backoff(attempt)):
-                self._leave(ledger, retry)
+            if run.stop.wait(self._backoff(attempt)):
+                run.leave(retry)
                 return
             recipients = retry
-
-    def _not_sent(self, subscriber_id: int) -> tuple[int, str | None, None, str | None]:
-        """The ledger result for a reader this run certainly did not send: no
-        row (status None), so the next run sends them; but a reader an
-        earlier run may have sent (resent with --resend-unknown) stays
-        "unknown", so a later run without that option leaves them alone."""
-        if subscriber_id in self._was_unknown:
-            return subscriber_id, DeliveryStatus.UNKNOWN, None, "an earlier run may have sent it; the resend did not go out"
-        return subscriber_id, None, None, None
-
-    def _record(self, ledger: Ledger, deliveries: list[Delivery]) -> None:
-        """Write the outcome of one call to the ledger (DeliveryStatus.RETRY: not sent)."""
-        ledger.record(
-            self._not_sent(d.recipient.subscriber_id)
-            if d.status == DeliveryStatus.RETRY
-            else (d.recipient.subscriber_id, d.status, d.message_id, d.reason)
-            for d in deliveries
-        )
-
-    def _leave(self, ledger: Ledger, recipients: list[Recipient]) -> None:
-        """These readers were certainly not sent by this run (see _not_sent)."""
-        ledger.record(self._not_sent(r.subscriber_id) for r in recipients)
-
-    def _count(self, deliveries: list[Delivery], report: SendReport) -> None:
-        halt = None
-        with self._lock:
-            for d in deliveries:
-                if d.status == DeliveryStatus.SENT:
-                    report.sent += 1
-                    self._consecutive_failures = 0
-                elif d.status == DeliveryStatus.UNKNOWN:
-                    report.unknown += 1
-                elif d.status == DeliveryStatus.FAILED:
-                    report.failed += 1
-                    self._consecutive_failures += 1
-                    if len(report.failures) < 20:
-                        report.failures.append((d.recipient.email, d.reason or ""))
-            if self._consecutive_failures >= self.options.max_consecutive_failures:
-                halt = AccountError(
-                    f"{self._consecutive_failures} readers in a row were refused (last: {report.failures[-1][1]}); "
-                    "stopped to protect the sending reputation"
-                )
-        if halt:
-            self._halt(halt)

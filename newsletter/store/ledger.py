@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, update
 
@@ -23,6 +24,50 @@ from newsletter.store.subscribers import subscriber_from_row
 
 if TYPE_CHECKING:
     from newsletter.store import Store
+
+# The outcomes a send stores over a reader's "pending" row.
+OUTCOMES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
+
+
+class LedgerRow(NamedTuple):
+    """One reader's row in the ledger of an issue."""
+
+    subscriber_id: int
+    status: DeliveryStatus
+    message_id: str | None = None  # the provider's, once it accepted the message
+    reason: str | None = None  # why it failed, or why its outcome is unknown
+
+
+class Outcome(Protocol):
+    """What became of one reader's send: a :class:`LedgerRow`, or a sender's
+    ``Delivery``."""
+
+    subscriber_id: int
+    status: DeliveryStatus
+    message_id: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What a run of the issue would do now: send to ``to_send`` readers
+    (the limit applied), with ``counts`` the ledger's rows per status so far."""
+
+    to_send: int
+    counts: dict[str, int]
+
+    @property
+    def sent(self) -> int:
+        return self.counts[DeliveryStatus.SENT]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[DeliveryStatus.FAILED]
+
+    @property
+    def unknown(self) -> int:
+        return self.counts[DeliveryStatus.UNKNOWN]
+
 
 class Ledger:
     """The send ledger and the send lock of one issue, in a :class:`Store`."""
@@ -129,18 +174,23 @@ class Ledger:
                 [dict(issue_date=self.day, subscriber_id=i, status=DeliveryStatus.PENDING, updated_at=stamp) for i in ids],
             )
 
-    def record(self, results: Iterable[tuple[int, str, str | None, str | None]]) -> None:
-        """Store (subscriber id, status, message id, reason) results in one
-        transaction. A status of None removes the row: that reader was
-        certainly not sent, and the next run sends to them."""
+    def record(self, outcomes: Iterable[Outcome], forget: Iterable[int] = ()) -> None:
+        """Store each reader's outcome over their row ("sent" with the
+        provider's message id, "failed" or "unknown" with the reason), and
+        remove the rows of the readers in ``forget``, in one transaction, so
+        the outcomes of one call are written whole or not at all.
+
+        Raises ValueError for a status that is never stored as an outcome
+        (pending, retry).
+        """
         stamp = self.store.clock()
         kept = []
-        dropped = []
-        for subscriber_id, status, message_id, reason in results:
-            if status is None:
-                dropped.append(subscriber_id)
-            else:
-                kept.append(dict(sid=subscriber_id, st=status, mid=message_id, why=(reason or "")[:1000] or None))
+        for outcome in outcomes:
+            if outcome.status not in OUTCOMES:
+                raise ValueError(f"{outcome.status!r} is not an outcome the ledger stores")
+            kept.append(dict(sid=outcome.subscriber_id, st=outcome.status, mid=outcome.message_id,
+                             why=(outcome.reason or "")[:1000] or None))
+        dropped = list(forget)
         d = deliveries_table
         with self.store.engine.begin() as conn:
             if kept:
@@ -153,6 +203,16 @@ class Ledger:
                 )
             if dropped:
                 conn.execute(d.delete().where(d.c.issue_date == self.day, d.c.subscriber_id.in_(dropped)))
+
+    def forget(self, subscriber_ids: Iterable[int]) -> None:
+        """Remove these readers' rows: they were certainly not sent, and the
+        next run sends to them."""
+        self.record((), forget=subscriber_ids)
+
+    def mark_unknown(self, subscriber_ids: Iterable[int], reason: str) -> None:
+        """Mark these readers "unknown" (their message may or may not have
+        gone out): they are not resent unless asked."""
+        self.record(LedgerRow(i, DeliveryStatus.UNKNOWN, None, reason) for i in subscriber_ids)
 
     def resolve_abandoned(self) -> int:
         """Turn "pending" rows left by a run that died into "unknown" (its
@@ -178,11 +238,21 @@ class Ledger:
         result.update({status: count for status, count in rows})
         return result
 
-    def rows(self, status: str | None = None) -> list[tuple[int, str, str | None, str | None]]:
-        """Return (subscriber id, status, message id, reason) rows, by id."""
+    def rows(self, status: str | None = None) -> list[LedgerRow]:
+        """Return this issue's rows (only those with ``status``, if given), by subscriber id."""
         d = deliveries_table
         query = select(d.c.subscriber_id, d.c.status, d.c.message_id, d.c.reason).where(d.c.issue_date == self.day)
         if status:
             query = query.where(d.c.status == status)
         with self.store.reader.connect() as conn:
-            return [tuple(r) for r in conn.execute(query.order_by(d.c.subscriber_id))]
+            return [
+                LedgerRow(r.subscriber_id, DeliveryStatus(r.status), r.message_id, r.reason)
+                for r in conn.execute(query.order_by(d.c.subscriber_id))
+            ]
+
+    def plan(self, resend_unknown: bool = False, limit: int | None = None) -> SendPlan:
+        """Return what a run would do now (see :class:`SendPlan`), writing nothing."""
+        to_send = self.count_unsent(resend_unknown)
+        if limit is not None:
+            to_send = min(to_send, limit)
+        return SendPlan(to_send=to_send, counts=self.counts())

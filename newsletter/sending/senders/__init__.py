@@ -26,6 +26,6 @@ def create_sender(settings: Settings, name: str | None = None, ses_mode: str = "
         try:
             from newsletter.sending.senders.ses import SesSender
         except ModuleNotFoundError as exc:  # boto3 is a dependency, but be clear if it is gone
-            raise ConfigError(f"the ses sender needs {exc.name}: pip install boto3") from None
+            raise ConfigError(f"the ses sender needs {exc.name}: pip install boto3") from exc
         return SesSender(settings, mode=ses_mode)
     raise ConfigError(f"unknown sender {name!r}; choose outbox, ses or smtp")

@@ -7,7 +7,9 @@ ledger; a sender only knows its provider. For each batch it returns one
 
 - :class:`~newsletter.errors.Throttled` or
   :class:`~newsletter.errors.TransientError`: nothing was sent, try again;
-- :class:`~newsletter.errors.AccountError`: stop the run.
+- :class:`StoppedMidBatch`: the provider refused to go on partway through
+  the batch; it carries each recipient's outcome, then the run stops;
+- :class:`~newsletter.errors.AccountError`: nothing was sent; stop the run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class Delivery:
     status: DeliveryStatus  # SENT, FAILED, RETRY or UNKNOWN
     message_id: str | None = None
     reason: str | None = None
+
+    @property
+    def subscriber_id(self) -> int:
+        """The reader's id: with status, message id and reason, what the ledger stores."""
+        return self.recipient.subscriber_id
 
 
 class StoppedMidBatch(AccountError):

@@ -33,7 +33,7 @@ class OutboxSender:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AccountError(f"cannot create the outbox folder {self.folder}: {exc.strerror or exc}") from None
+            raise AccountError(f"cannot create the outbox folder {self.folder}: {exc.strerror or exc}") from exc
         self.message = message
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
@@ -43,7 +43,7 @@ class OutboxSender:
             try:
                 atomic_write_bytes(self.folder / name, self.message.render(recipient))
             except OSError as exc:
-                raise AccountError(f"cannot write to the outbox {self.folder}: {exc.strerror or exc}") from None
+                raise AccountError(f"cannot write to the outbox {self.folder}: {exc.strerror or exc}") from exc
             deliveries.append(Delivery(recipient, DeliveryStatus.SENT, message_id=name))
         return deliveries
 
@@ -56,5 +56,5 @@ class OutboxSender:
         try:
             atomic_write_bytes(self.outbox_dir / "single" / name, data)
         except OSError as exc:
-            raise AccountError(f"cannot write to the outbox {self.outbox_dir}: {exc.strerror or exc}") from None
+            raise AccountError(f"cannot write to the outbox {self.outbox_dir}: {exc.strerror or exc}") from exc
         return name

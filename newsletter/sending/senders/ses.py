@@ -131,29 +131,29 @@ class SesSender:
         except ClientError as exc:
             code, message, status = _describe(exc)
             if "daily message quota" in message.lower():
-                raise AccountError(f"SES: the 24-hour sending quota is used up ({message})") from None
+                raise AccountError(f"SES: the 24-hour sending quota is used up ({message})") from exc
             if code in THROTTLE_CODES or "maximum sending rate exceeded" in message.lower():
-                raise Throttled(f"SES throttled the call: {code}: {message}") from None
+                raise Throttled(f"SES throttled the call: {code}: {message}") from exc
             if code in ACCOUNT_CODES:
-                raise AccountError(f"SES refuses to send for this account: {code}: {message}") from None
+                raise AccountError(f"SES refuses to send for this account: {code}: {message}") from exc
             if status >= 500:
-                raise TransientError(f"SES answered HTTP {status}: {code}") from None
+                raise TransientError(f"SES answered HTTP {status}: {code}") from exc
             raise
         except EndpointConnectionError as exc:  # includes connect timeouts: nothing went out
-            raise TransientError(f"cannot reach SES: {exc}") from None
+            raise TransientError(f"cannot reach SES: {exc}") from exc
         except HTTPClientError as exc:  # read timeout, reset or closed connection after sending
-            raise _LostAnswer(str(exc)) from None
+            raise _LostAnswer(str(exc)) from exc
         except BotoCoreError as exc:  # credentials missing, bad region and the like
-            raise AccountError(f"SES client error: {exc}") from None
+            raise AccountError(f"SES client error: {exc}") from exc
 
     def quota(self) -> Quota:
         try:
             answer = self._call("get_account")
         except _LostAnswer as exc:
-            raise TransientError(f"GetAccount got no answer: {exc}") from None
+            raise TransientError(f"GetAccount got no answer: {exc}") from exc
         except ClientError as exc:
             code, message, _status = _describe(exc)
-            raise AccountError(f"SES GetAccount failed: {code}: {message}") from None
+            raise AccountError(f"SES GetAccount failed: {code}: {message}") from exc
         if answer.get("SendingEnabled") is False:
             raise AccountError("SES sending is disabled for this account (SendingEnabled is false)")
         quota = answer.get("SendQuota", {})
@@ -182,15 +182,15 @@ class SesSender:
         except ClientError as exc:
             code, message_text, _status = _describe(exc)
             if code != "AlreadyExistsException":
-                raise AccountError(f"SES refused the email template: {code}: {message_text}") from None
+                raise AccountError(f"SES refused the email template: {code}: {message_text}") from exc
             # A resumed run: make sure the stored template is this render.
             try:
                 self._call("update_email_template", TemplateName=self.template_name, TemplateContent=content)
             except ClientError as update_exc:
                 code, message_text, _status = _describe(update_exc)
-                raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from None
+                raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from update_exc
         except _LostAnswer as exc:
-            raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from None
+            raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from exc
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         """Return one Delivery per recipient, in order. Raises
@@ -210,7 +210,7 @@ class SesSender:
                 # The readers before this one were handled: keep their outcomes.
                 untried = recipients[len(deliveries):]
                 deliveries.extend(Delivery(r, DeliveryStatus.RETRY, reason=str(exc)) for r in untried)
-                raise StoppedMidBatch(str(exc), deliveries) from None
+                raise StoppedMidBatch(str(exc), deliveries) from exc
         return deliveries
 
     def _send_bulk(self, recipients: list[Recipient]) -> list[Delivery]:
@@ -248,7 +248,7 @@ class SesSender:
             return [Delivery(r, DeliveryStatus.UNKNOWN, reason=f"no answer from SES: {exc}") for r in recipients]
         except ClientError as exc:
             code, message, _status = _describe(exc)
-            raise AccountError(f"SES refused SendBulkEmail: {code}: {message}") from None
+            raise AccountError(f"SES refused SendBulkEmail: {code}: {message}") from exc
         results = answer.get("BulkEmailEntryResults", [])
         if len(results) != len(recipients):
             return [Delivery(r, DeliveryStatus.UNKNOWN, reason="SES answered for a different number of entries") for r in recipients]
@@ -290,7 +290,7 @@ class SesSender:
             code, message, _status = _describe(exc)
             if code in ("MessageRejected", "BadRequestException"):
                 return Delivery(recipient, DeliveryStatus.FAILED, reason=f"{code}: {message}")
-            raise AccountError(f"SES refused SendEmail: {code}: {message}") from None
+            raise AccountError(f"SES refused SendEmail: {code}: {message}") from exc
         return Delivery(recipient, DeliveryStatus.SENT, message_id=answer.get("MessageId"))
 
     def close(self, complete: bool) -> None:
@@ -313,8 +313,8 @@ class SesSender:
                 **self._extra,
             )
         except _LostAnswer as exc:
-            raise TransientError(f"no answer from SES: {exc}") from None
+            raise TransientError(f"no answer from SES: {exc}") from exc
         except ClientError as exc:
             code, message, _status = _describe(exc)
-            raise AccountError(f"SES refused SendEmail: {code}: {message}") from None
+            raise AccountError(f"SES refused SendEmail: {code}: {message}") from exc
         return answer.get("MessageId", "")

@@ -71,7 +71,7 @@ class SmtpSender:
         try:
             conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=self.timeout)
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from None
+            raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from exc
         try:
             if s.smtp_starttls:
                 conn.starttls(context=ssl.create_default_context())
@@ -80,14 +80,14 @@ class SmtpSender:
             conn.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
-            raise AccountError(f"SMTP login refused by {s.smtp_host}: {exc.smtp_code}") from None
-        except smtplib.SMTPNotSupportedError:
+            raise AccountError(f"SMTP login refused by {s.smtp_host}: {exc.smtp_code}") from exc
+        except smtplib.SMTPNotSupportedError as exc:
             conn.close()
             raise AccountError(f"{s.smtp_host} does not offer STARTTLS; set NEWSLETTER_SMTP_STARTTLS=false "
-                               "only for a local mail catcher") from None
+                               "only for a local mail catcher") from exc
         except (OSError, smtplib.SMTPException) as exc:
             conn.close()
-            raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from None
+            raise TransientError(f"cannot connect to SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from exc
         return conn
 
     def _connection(self) -> tuple[smtplib.SMTP, bool]:
@@ -143,7 +143,7 @@ class SmtpSender:
                 return (DeliveryStatus.RETRY if 400 <= code < 500 else DeliveryStatus.FAILED), f"SMTP {code} {_text(reply)}"
         except _LOST as exc:
             conn.close()
-            raise _LostBeforeData(str(exc) or type(exc).__name__) from None
+            raise _LostBeforeData(str(exc) or type(exc).__name__) from exc
         try:
             code, reply = conn.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
@@ -170,7 +170,7 @@ class SmtpSender:
             raise error
         done = deliveries + [Delivery(r, DeliveryStatus.RETRY, reason=f"not tried: {error}") for r in rest]
         if isinstance(error, AccountError):
-            raise StoppedMidBatch(str(error), done) from None
+            raise StoppedMidBatch(str(error), done) from error
         return done
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
@@ -225,7 +225,7 @@ class SmtpSender:
             try:
                 status, reason = self._exchange(conn, to_address, data)
             except _LostBeforeData as exc:
-                raise TransientError(f"SMTP connection lost ({exc})") from None
+                raise TransientError(f"SMTP connection lost ({exc})") from exc
         finally:
             if not _closed(conn):
                 try:
