@@ -366,6 +366,7 @@ class Dispatcher:
         slots = threading.BoundedSemaphore(opts.concurrency * 2)  # chunks queued or in flight
         futures: list[Future] = []
         submitted = 0
+        exhausted = False  # every unsent reader was read: none is left unread
         last_progress = time.monotonic()
         with ThreadPoolExecutor(max_workers=opts.concurrency, thread_name_prefix="send") as pool:
             # A call never carries more than one second's worth of recipients.
@@ -392,8 +393,15 @@ class Dispatcher:
                 if self.progress and now - last_progress > 2.0:
                     self.progress(report)
                     last_progress = now
+            else:
+                exhausted = True
         for future in futures:
             future.result()  # surface a bug in a worker instead of hiding it
+        if exhausted:
+            # Readers counted at the start who left the list before their
+            # page was read: unsubscribed meanwhile, not left for a next run.
+            with run.lock:
+                report.skipped += max(0, to_send - submitted)
         handled = report.sent + report.failed + report.unknown + report.skipped
         report.left = max(0, to_send - handled)
         if run.error is not None:
