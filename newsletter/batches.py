@@ -86,12 +86,12 @@ def load_batch(
             raise BatchError(source, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
         with open(path, "rb") as handle:
             data = handle.read()
-    except FileNotFoundError:
-        raise BatchError(source, "no such file") from None
-    except IsADirectoryError:
-        raise BatchError(source, "is a directory, not a batch file") from None
+    except FileNotFoundError as exc:
+        raise BatchError(source, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise BatchError(source, "is a directory, not a batch file") from exc
     except OSError as exc:
-        raise BatchError(source, f"cannot read: {exc.strerror or exc}") from None
+        raise BatchError(source, f"cannot read: {exc.strerror or exc}") from exc
     return parse_batch(data, source, date=date, today=today)
 
 
@@ -160,7 +160,7 @@ def _decode(data: bytes, source: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise BatchError(
             source, f"invalid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8", f"line {line}"
-        ) from None
+        ) from exc
 
 
 class _Checker:
@@ -425,8 +425,8 @@ def _resolve_page_date(
                 raise BatchError(source, f"{match.group(0)!r} is not a date", where)
     try:
         found = dt.date(year, month, day)
-    except ValueError:
-        raise BatchError(source, f"{match.group(0)!r} is not a date in {year}", where) from None
+    except ValueError as exc:
+        raise BatchError(source, f"{match.group(0)!r} is not a date in {year}", where) from exc
     if date is not None and date != found:
         raise BatchError(
             source, f"the file is for {found:%b %d} but --date is {date.isoformat()}", where
@@ -442,9 +442,9 @@ def _parse_json(text: str, source: str, date: dt.date | None) -> Batch:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BatchError(source, f"malformed JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}") from None
-    except RecursionError:
-        raise BatchError(source, "malformed JSON: nested too deeply") from None
+        raise BatchError(source, f"malformed JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise BatchError(source, "malformed JSON: nested too deeply") from exc
     if isinstance(doc, list):
         return _parse_api_json(doc, source, date)
     if isinstance(doc, dict) and isinstance(doc.get("papers"), list):

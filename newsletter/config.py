@@ -49,8 +49,8 @@ MAX_SECONDS = 3600
 def _positive_float(name: str, value: str, high: float = MAX_SECONDS, unit: str = "seconds") -> float:
     try:
         number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
     if not number > 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
     if not math.isfinite(number) or number > high:
@@ -101,8 +101,8 @@ def _from_address(name: str, value: str) -> str:
 def _positive_int(name: str, value: str, high: int = 1000) -> int:
     try:
         number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
     if not 1 <= number <= high:
         raise ConfigError(f"{name} must be between 1 and {high}, got {value!r}")
     return number
@@ -297,9 +297,9 @@ def read_environment(env_file: str | os.PathLike | None = ".env") -> dict[str, s
         try:
             found = dotenv_values(env_file, encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{env_file}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+            raise ConfigError(f"{env_file}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})") from exc
         except OSError as exc:
-            raise ConfigError(f"{env_file}: cannot read ({exc.strerror or exc})") from None
+            raise ConfigError(f"{env_file}: cannot read ({exc.strerror or exc})") from exc
         values.update({k: v for k, v in found.items() if v is not None})
     values.update({k: v for k, v in os.environ.items() if v.strip() or k not in values})
     return values

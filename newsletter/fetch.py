@@ -37,18 +37,18 @@ def download(url: str, timeout: float) -> bytes:
             body = response.read(MAX_FILE_BYTES + 1)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the connection open
-        raise FetchError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from None
+        raise FetchError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise FetchError(f"{url}: no answer within {timeout:g} s") from None
-        raise FetchError(f"{url}: cannot connect ({reason})") from None
-    except (socket.timeout, TimeoutError):
-        raise FetchError(f"{url}: no answer within {timeout:g} s") from None
+            raise FetchError(f"{url}: no answer within {timeout:g} s") from exc
+        raise FetchError(f"{url}: cannot connect ({reason})") from exc
+    except (socket.timeout, TimeoutError) as exc:
+        raise FetchError(f"{url}: no answer within {timeout:g} s") from exc
     except (OSError, ValueError) as exc:  # reset connections, bad URLs
-        raise FetchError(f"{url}: download failed ({exc})") from None
+        raise FetchError(f"{url}: download failed ({exc})") from exc
     except http.client.HTTPException as exc:  # cut-off bodies, answers that are not HTTP
-        raise FetchError(f"{url}: download failed ({type(exc).__name__})") from None
+        raise FetchError(f"{url}: download failed ({type(exc).__name__})") from exc
     if len(body) > MAX_FILE_BYTES:
         raise FetchError(f"{url}: the answer is larger than {MAX_FILE_BYTES:,} bytes")
     return body
@@ -66,13 +66,13 @@ def fetch_day(api_base_url: str, date: dt.date, out_dir: Path, timeout: float) -
     body = download(url, timeout)
     try:
         json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FetchError(f"{url}: the answer is not JSON") from None
-    except RecursionError:
-        raise FetchError(f"{url}: the answer is JSON nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FetchError(f"{url}: the answer is not JSON") from exc
+    except RecursionError as exc:
+        raise FetchError(f"{url}: the answer is JSON nested too deeply") from exc
     batch = parse_batch(body, source=url, date=date)
     try:
         path = write_canonical(batch, Path(out_dir) / f"{date.isoformat()}.json")
     except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from exc
     return batch, path

@@ -38,15 +38,15 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
             raise ListError(f"{source}: larger than {MAX_LIST_BYTES:,} bytes")
         with open(path, "rb") as handle:
             data = handle.read()
-    except FileNotFoundError:
-        raise ListError(f"{source}: no such file") from None
+    except FileNotFoundError as exc:
+        raise ListError(f"{source}: no such file") from exc
     except OSError as exc:
-        raise ListError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        raise ListError(f"{source}: cannot read ({exc.strerror or exc})") from exc
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ListError(f"{source}, line {line}: invalid UTF-8; save the file as UTF-8") from None
+        raise ListError(f"{source}, line {line}: invalid UTF-8; save the file as UTF-8") from exc
 
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     # Where the record being read begins: a quoted field can span lines, and
@@ -77,7 +77,7 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
             name = _cell(row[name_at]) if name_at is not None else None
             rows.append((line, _cell(row[email_at]), name or None))
     except csv.Error as exc:
-        raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from None
+        raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from exc
     return rows
 
 

@@ -71,13 +71,13 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template {exc.name!r} not found") from None
+        raise RenderError(f"template {exc.name!r} not found") from exc
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"template {exc.name or name}, line {exc.lineno}: {exc.message}") from None
+        raise RenderError(f"template {exc.name or name}, line {exc.lineno}: {exc.message}") from exc
     except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {name}: {exc.message}") from None
+        raise RenderError(f"template {name}: {exc.message}") from exc
     except Exception as exc:  # templates are user code: a filter may raise anything
-        raise RenderError(f"template {name} failed: {type(exc).__name__}: {exc}") from None
+        raise RenderError(f"template {name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def compile_mjml(source: str) -> str:
@@ -85,7 +85,7 @@ def compile_mjml(source: str) -> str:
     try:
         return mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
-        raise RenderError(f"MJML did not compile: {exc}") from None
+        raise RenderError(f"MJML did not compile: {exc}") from exc
 
 
 def inline_css(html: str) -> str:

@@ -98,8 +98,8 @@ class Signer:
         """
         try:
             ref = self._unsubscribe.loads(token)
-        except (BadData, UnicodeError, ValueError):
-            raise TokenError("invalid unsubscribe link") from None
+        except (BadData, UnicodeError, ValueError) as exc:
+            raise TokenError("invalid unsubscribe link") from exc
         if not isinstance(ref, str) or not ref:
             raise TokenError("invalid unsubscribe link")
         return ref
@@ -120,8 +120,8 @@ class Signer:
         forged, tampered, for another purpose or expired."""
         try:
             payload = self._confirm.loads(token, max_age=max_age_seconds)
-        except (BadData, UnicodeError, ValueError):
-            raise TokenError("invalid or expired confirmation link") from None
+        except (BadData, UnicodeError, ValueError) as exc:
+            raise TokenError("invalid or expired confirmation link") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("e"), str):
             raise TokenError("invalid or expired confirmation link")
         return payload["e"], payload.get("n") or None

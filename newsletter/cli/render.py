@@ -83,7 +83,7 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
         atomic_write_text(out_dir / "web.html", issue.web_html)
         atomic_write_text(out_dir / "issue.json", json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from exc
     share = facts["html_bytes"] / GMAIL_CLIP_BYTES
     click.echo(
         f"{terminal_safe(issue.subject)}: {issue.card_count} cards, {issue.listed_count} listed, "

@@ -113,8 +113,8 @@ def parse_ses_notification(message: str) -> list[Feedback]:
     returned, so a malformed notification changes nothing)."""
     try:
         payload = json.loads(message)
-    except (ValueError, TypeError, RecursionError):  # RecursionError: brackets nested too deeply
-        raise SnsMalformed("the notification's Message is not JSON") from None
+    except (ValueError, TypeError, RecursionError) as exc: # RecursionError: brackets nested too deeply
+        raise SnsMalformed("the notification's Message is not JSON") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("mail"), dict):
         raise SnsMalformed("the notification is not from SES (no mail object)")
     notification_type = _text(payload.get("notificationType"), "notificationType")
@@ -177,7 +177,7 @@ def handle_sns(envelope: dict, verifier, store, confirm: bool = True) -> str:
         try:
             verifier.download(url)
         except OSError as exc:
-            raise SnsError(f"could not confirm the subscription: {exc}") from None
+            raise SnsError(f"could not confirm the subscription: {exc}") from exc
         return f"confirmed the subscription to {envelope['TopicArn']}"
     if kind == "UnsubscribeConfirmation":
         return f"unsubscribed from {envelope['TopicArn']}"

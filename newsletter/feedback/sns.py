@@ -101,12 +101,12 @@ def parse_envelope(body: bytes | str) -> dict:
     if isinstance(body, bytes):
         try:
             body = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise SnsMalformed("the body is not UTF-8") from None
+        except UnicodeDecodeError as exc:
+            raise SnsMalformed("the body is not UTF-8") from exc
     try:
         envelope = json.loads(body)
-    except (ValueError, TypeError, RecursionError):  # RecursionError: brackets nested too deeply
-        raise SnsMalformed("the body is not JSON") from None
+    except (ValueError, TypeError, RecursionError) as exc: # RecursionError: brackets nested too deeply
+        raise SnsMalformed("the body is not JSON") from exc
     if not isinstance(envelope, dict):
         raise SnsMalformed("not an SNS message (not a JSON object)")
     return envelope
@@ -115,8 +115,8 @@ def parse_envelope(body: bytes | str) -> dict:
 def _timestamp(value: str) -> dt.datetime:
     try:
         sent = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SnsMalformed(f"the Timestamp {shown(value)} is not a time") from None
+    except ValueError as exc:
+        raise SnsMalformed(f"the Timestamp {shown(value)} is not a time") from exc
     return sent if sent.tzinfo else sent.replace(tzinfo=dt.timezone.utc)
 
 
@@ -183,7 +183,7 @@ def _download(url: str) -> bytes:
                 raise OSError(f"HTTP {response.status} from {url}")
             return response.read(64 * 1024)
     except (http.client.HTTPException, ValueError) as exc:  # a malformed answer, or a URL urllib cannot use
-        raise OSError(f"cannot fetch {url}: {exc}") from None
+        raise OSError(f"cannot fetch {url}: {exc}") from exc
 
 
 class SnsVerifier:
@@ -217,8 +217,8 @@ class SnsVerifier:
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError:
-            raise SnsError(f"{what} is not a URL") from None
+        except ValueError as exc:
+            raise SnsError(f"{what} is not a URL") from exc
         if parts.scheme != self.cert_scheme or not parts.hostname or not self.cert_host.match(parts.hostname):
             raise SnsError(f"{what} is not on an SNS host: {shown(parts.hostname or url)}")
         if parts.username or parts.password or (port is not None and self.cert_scheme == "https" and port != 443):
@@ -234,7 +234,7 @@ class SnsVerifier:
             try:
                 cert = x509.load_pem_x509_certificate(self.download(url))
             except (OSError, ValueError) as exc:
-                raise SnsError(f"cannot load the signing certificate: {exc}") from None
+                raise SnsError(f"cannot load the signing certificate: {exc}") from exc
             with self._lock:
                 self._certs[url] = cert
         return cert
@@ -254,15 +254,15 @@ class SnsVerifier:
             raise SnsError(f"unsupported SignatureVersion {shown(version)}")
         try:
             signature = base64.b64decode(message.get("Signature") or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise SnsError("the signature is not base64") from None
+        except (binascii.Error, ValueError) as exc:
+            raise SnsError("the signature is not base64") from exc
         if not signature:
             raise SnsError("the message is not signed")
         cert = self._certificate(message.get("SigningCertURL") or "")
         try:
             cert.public_key().verify(signature, canonical_string(message), padding.PKCS1v15(), HASHES[version]())
-        except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
-            raise SnsError("the signature does not match") from None
+        except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError) as exc:
+            raise SnsError("the signature does not match") from exc
         now = self.clock()
         if now - sent > self.max_age:
             raise SnsError(f"the message is older than {self.max_age} (a replay?)")

@@ -48,7 +48,7 @@ def poll(client, queue_url: str, verifier, store, once: bool, stop: threading.Ev
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=min(1, wait) if once else wait
             )
         except (ClientError, BotoCoreError) as exc:
-            raise AccountError(f"cannot read the queue {queue_url}: {exc}") from None
+            raise AccountError(f"cannot read the queue {queue_url}: {exc}") from exc
         messages = [m for m in answer.get("Messages") or [] if m.get("MessageId") not in refused_ids]
         if not messages and once:
             break
