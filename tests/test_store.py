@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.engine import make_url
 
 from conftest import POSTGRES_URL, free_port
