@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -32,7 +33,7 @@ from click.testing import CliRunner
 from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from conftest import FIXTURES, SECRET, clean_env, wait_until
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
@@ -523,8 +524,21 @@ def test_db_status_on_an_unreachable_database_is_one_clean_error(tmp_path):
 
 
 def test_the_help_describes_every_db_command(tmp_path):
-    for command in ("status", "upgrade"):
+    for command in ("status", "upgrade", "backup", "restore"):
         result = run(["db", command, "--help"], "sqlite:///unused.db", tmp_path)
         assert result.exit_code == 0
         assert len(result.stdout.split("\n\n")[1].strip()) > 20, result.stdout
 
+
+
+def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    load_release_1(database_url)
+    port = free_port()
+    env = clean_env(**cli_env(database_url, tmp_path), NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        with urllib.request.urlopen(f"{base}/issues/2025-03-10", timeout=30) as page:
+            assert page.status == 200 and "Sparse Attention at Scale" in page.read().decode()
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert log.splitlines().count(UPGRADED) == 1, log
+    assert schema_facts(database_url)["revision"] == HEAD

@@ -1,4 +1,4 @@
-"""``newsletter db``: the database's schema revision and upgrades."""
+"""``newsletter db``: the database's schema revision, upgrades, backups and restores."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from newsletter.text import terminal_safe
 
 @click.group()
 def db() -> None:
-    """The database: schema status and upgrade.
+    """The database: schema status and upgrade, backup and restore.
 
     Every command upgrades a database that is behind this release when it
-    opens it; these show and do it explicitly.
+    opens it; these show and do it explicitly, and copy the database.
     """
 
 
@@ -55,3 +55,51 @@ def db_upgrade(ctx: click.Context) -> None:
         click.echo(str(store.migration))
     else:
         click.echo(f"The database is current (revision {migrate.head()}); nothing to do.")
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def db_backup(ctx: click.Context, file: Path) -> None:
+    """Copy the SQLite database to FILE, consistently, while the web app
+    and sends keep running.
+
+    Reader actions still waiting are applied first, so the copy has them.
+    The copy is written beside FILE and checked before it replaces FILE.
+    PostgreSQL is backed up with pg_dump (the command is shown).
+    """
+    from newsletter.actions import ReaderActions
+    from newsletter.store.backup import backup, human_size, sqlite_path
+
+    sqlite_path(common.settings_of(ctx).database_url, "backup")  # PostgreSQL: explained before anything is opened
+    store = common.store_of(ctx)
+    applied = ReaderActions(store).apply_pending()
+    if applied:
+        click.echo(f"Applied {applied:,} waiting reader actions first.")
+    copy = backup(store, file)
+    click.echo(f"Backed up the database to {terminal_safe(file)}: {copy.subscribers:,} subscribers, "
+               f"{copy.issues:,} issues, revision {copy.revision}, {human_size(copy.size)}.")
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def db_restore(ctx: click.Context, file: Path) -> None:
+    """Replace the SQLite database with the backup FILE.
+
+    FILE is checked first. Stop the web app and any send first: the
+    restore refuses while another process has the database open. The
+    replaced database is kept beside it as
+    NAME.before-restore-<UTC time>.db. A backup older than this release is
+    upgraded when the database is next opened.
+    """
+    from newsletter.store import migrate
+    from newsletter.store.backup import restore
+
+    restored, kept = restore(common.settings_of(ctx).database_url, file)
+    click.echo(f"Restored {terminal_safe(file)} into {terminal_safe(restored.path)}: {restored.summary()}.")
+    if kept is not None:
+        click.echo(f"The replaced database is kept as {terminal_safe(kept)}.")
+    if restored.behind:
+        click.echo(f"It will be upgraded to revision {migrate.head()} when it is next opened "
+                   "(or now, with `newsletter db upgrade`).")
