@@ -318,11 +318,14 @@ def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_
 
 def test_a_restored_older_database_is_upgraded_when_next_opened(tmp_path, database, env):
     add_readers(database, 2)
+    before = digest(RELEASE_1_DB)
     restored = run(env, "db", "restore", str(RELEASE_1_DB))
     assert restored.exit_code == 0, restored.output
     assert "7 subscribers, 2 issues, revision 0001 (release 1)" in restored.stdout
     assert f"It will be upgraded to revision {migrate.head()} when it is next opened" in restored.stdout
-    assert digest(RELEASE_1_DB) == digest(FIXTURES / "release-1" / "release-1.db")  # the source is untouched
+    # The file restored from is left as it was, with nothing beside it.
+    assert digest(RELEASE_1_DB) == before
+    assert sorted(p.name for p in RELEASE_1_DB.parent.iterdir()) == ["make_fixture.py", "release-1.db", "release-1.sql"]
     counted = run(env, "subscribers", "count")
     assert counted.exit_code == 0
     assert counted.stderr == "Upgraded the database from 0001 to 0002.\n"

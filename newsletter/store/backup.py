@@ -118,7 +118,7 @@ def inspect_file(path: Path) -> DatabaseFile:
     with open(path, "rb") as file:
         if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise StoreError(f"{path}: not a SQLite database")
-    engine = migrate.read_only_sqlite(path)
+    engine = migrate.read_only_sqlite(path, immutable=True)  # leaves nothing beside the file
     try:
         with engine.connect() as conn:
             problems = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]

@@ -286,9 +286,14 @@ def status(database_url: str) -> SchemaState:
         raise StoreError(f"the database driver is not installed ({exc.name})") from None
 
 
-def read_only_sqlite(path: Path) -> Engine:
-    """An engine reading the SQLite file at ``path`` without ever writing it."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+def read_only_sqlite(path: Path, immutable: bool = False) -> Engine:
+    """An engine reading the SQLite file at ``path`` without ever writing it.
+
+    With ``immutable``, for a file nothing else writes (a backup), SQLite
+    takes no locks and leaves no -wal or -shm file beside it; without it
+    (a live database), a WAL database may keep those two, as it does for
+    any reader."""
+    uri = f"{path.resolve().as_uri()}?{'immutable=1' if immutable else 'mode=ro'}"
     return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
 
 
