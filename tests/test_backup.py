@@ -208,7 +208,7 @@ def test_the_web_app_writes_while_a_backup_holds_its_snapshot(tmp_path, database
     readers = add_readers(database, 300)
     # Small steps, so the copy pauses between them with its snapshot held.
     monkeypatch.setattr(backup_module, "STEP_PAGES", 2)
-    store = open_store(env["NEWSLETTER_DATABASE_URL"])
+    store = open_store(env["NEWSLETTER_DATABASE_URL"])  # to read the live database meanwhile
     clicked = readers[:3]
     paused = []
     with serve(tmp_path, env) as base:
@@ -224,7 +224,7 @@ def test_the_web_app_writes_while_a_backup_holds_its_snapshot(tmp_path, database
             wait_until(lambda: all(store.get(ref=r.ref).status == UNSUBSCRIBED for r in clicked),
                        "the unsubscribes to be written during the backup")
 
-        copy = backup_module.backup(store, tmp_path / "b.db", progress=meanwhile)
+        copy = backup_module.backup(database, tmp_path / "b.db", progress=meanwhile)
     store.close()
     assert paused, "the copy never paused"
     # The copy is the moment it began: before those unsubscribes.
@@ -259,12 +259,8 @@ def test_a_failed_backup_leaves_the_destination_as_it_was(tmp_path, database, en
         raise StoreError(f"{path}: the database is damaged (for the test)")
 
     monkeypatch.setattr(backup_module, "inspect_file", refuse)
-    store = open_store(env["NEWSLETTER_DATABASE_URL"])
-    try:
-        with pytest.raises(StoreError, match="damaged"):
-            backup_module.backup(store, destination)
-    finally:
-        store.close()
+    with pytest.raises(StoreError, match="damaged"):
+        backup_module.backup(database, destination)
     assert destination.read_bytes() == b"yesterday's backup"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
 
@@ -276,6 +272,30 @@ def test_a_backup_over_the_database_itself_is_refused(tmp_path, database, env):
     assert result.exit_code == 2
     assert result.stderr == f"Error: {database} is the database itself; give another file name\n"
     assert query(database, "SELECT count(*) FROM subscribers") == before
+
+
+def test_a_database_behind_this_release_is_backed_up_as_it_is(tmp_path, database, env):
+    database.parent.mkdir()
+    shutil.copyfile(RELEASE_1_DB, database)
+    result = run(env, "db", "backup", str(tmp_path / "before-upgrade.db"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no "Upgraded ..."
+    size = backup_module.human_size((tmp_path / "before-upgrade.db").stat().st_size)
+    assert result.stdout.splitlines() == [
+        f"Backed up the database to {tmp_path / 'before-upgrade.db'}: 7 subscribers, 2 issues, "
+        f"revision 0001 (release 1), {size}.",
+        f"The database was copied as it is, before its upgrade to revision {migrate.head()} "
+        "(which the next command to open it does).",
+    ]
+    assert migrate.status(env["NEWSLETTER_DATABASE_URL"]).release_1  # the database was not upgraded
+    assert migrate.status(f"sqlite:///{tmp_path / 'before-upgrade.db'}").release_1
+
+
+def test_no_database_no_backup(tmp_path, database, env):
+    result = run(env, "db", "backup", str(tmp_path / "b.db"))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: there is no database at {database} to back up\n"
+    assert not database.exists() and not (tmp_path / "b.db").exists()
 
 
 # --------------------------------------------------------------------------

@@ -66,19 +66,29 @@ def db_backup(ctx: click.Context, file: Path) -> None:
 
     Reader actions still waiting are applied first, so the copy has them.
     The copy is written beside FILE and checked before it replaces FILE.
-    PostgreSQL is backed up with pg_dump (the command is shown).
+    A database behind this release is copied as it is, not upgraded (a
+    copy to keep before the upgrade). PostgreSQL is backed up with pg_dump
+    (the command is shown).
     """
     from newsletter.actions import ReaderActions
-    from newsletter.store.backup import backup, human_size, sqlite_path
+    from newsletter.errors import StoreError
+    from newsletter.store import migrate
+    from newsletter.store.backup import backup, sqlite_path
 
-    sqlite_path(common.settings_of(ctx).database_url, "backup")  # PostgreSQL: explained before anything is opened
-    store = common.store_of(ctx)
-    applied = ReaderActions(store).apply_pending()
-    if applied:
-        click.echo(f"Applied {applied:,} waiting reader actions first.")
-    copy = backup(store, file)
-    click.echo(f"Backed up the database to {terminal_safe(file)}: {copy.subscribers:,} subscribers, "
-               f"{copy.issues:,} issues, revision {copy.revision}, {human_size(copy.size)}.")
+    database_url = common.settings_of(ctx).database_url
+    database = sqlite_path(database_url, "backup")  # PostgreSQL: explained before anything is opened
+    state = migrate.status(database_url)
+    if state.problem:
+        raise StoreError(state.problem)
+    if state.current:
+        applied = ReaderActions(common.store_of(ctx)).apply_pending()
+        if applied:
+            click.echo(f"Applied {applied:,} waiting reader actions first.")
+    copy = backup(database, file)
+    click.echo(f"Backed up the database to {terminal_safe(file)}: {copy.summary()}.")
+    if copy.behind:
+        click.echo(f"The database was copied as it is, before its upgrade to revision {migrate.head()} "
+                   "(which the next command to open it does).")
 
 
 @db.command("restore")

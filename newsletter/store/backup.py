@@ -142,14 +142,19 @@ def inspect_file(path: Path) -> DatabaseFile:
     return DatabaseFile(path, state.effective, state.release_1, subscribers, issues, path.stat().st_size)
 
 
-def backup(store, destination: Path, progress: Callable[[int, int, int], None] | None = None) -> DatabaseFile:
-    """Copy ``store``'s SQLite database to ``destination`` (replaced only
-    once the copy is complete and checked) and return what the copy holds.
-    ``progress(status, remaining, total)`` is called after each step of
-    the copy (pages), with the snapshot held. Raises :class:`StoreError`
-    for a PostgreSQL store, a destination that is the database itself or
-    a folder, or a copy that fails its check (then nothing is replaced)."""
-    source = sqlite_path(store.engine.url.render_as_string(hide_password=False), "backup")
+def backup(database: Path, destination: Path,
+           progress: Callable[[int, int, int], None] | None = None) -> DatabaseFile:
+    """Copy the SQLite database file ``database`` to ``destination``
+    (replaced only once the copy is complete and checked), as it is (a
+    database behind this release is not upgraded), and return what the
+    copy holds. ``progress(status, remaining, total)`` is called after each
+    step of the copy (pages), with the snapshot held. Raises
+    :class:`StoreError` when there is no database, when ``destination`` is
+    the database itself or a folder, or when the copy fails its check (then
+    nothing is replaced)."""
+    source = Path(database)
+    if not source.is_file():
+        raise StoreError(f"there is no database at {source} to back up")
     destination = Path(destination)
     if destination.is_dir():
         raise StoreError(f"{destination} is a folder; give the backup's file name")
