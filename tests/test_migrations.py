@@ -386,6 +386,21 @@ def test_a_partial_set_of_tables_is_refused_not_guessed(database_url):
     engine.dispose()
 
 
+def test_a_migration_that_fails_changes_nothing(database_url):
+    # An index made by hand under the name 0002 creates: its step fails,
+    # and the stamp and the steps before it are rolled back with it.
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_deliveries_updated_at ON deliveries (updated_at)"))
+    engine.dispose()
+    before = raw_rows(database_url), schema_facts(database_url)
+    with pytest.raises(StoreError, match="upgrading the database from 0001 to 0002 failed, and changed nothing: "):
+        open_store(database_url)
+    assert (raw_rows(database_url), schema_facts(database_url)) == before
+    assert "signup_requests" in before[1]["tables"] and before[1]["revision"] is None
+
+
 # --------------------------------------------------------------------------
 # two processes at once
 

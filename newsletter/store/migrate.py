@@ -40,7 +40,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from newsletter.errors import StoreError
 from newsletter.store.schema import inbox_metadata, meta_table
@@ -236,8 +236,9 @@ def upgrade(writer: Engine, reader: Engine) -> Migration | None:
     """Bring the database to :func:`head`; return what was done, or None
     when it was current (one query on ``reader``). Raises
     :class:`StoreError`, changing nothing, when the database is ahead of
-    this release or is not a newsletter database; database errors
-    (SQLAlchemy's) go to the caller."""
+    this release, is not a newsletter database, or a migration fails;
+    other database errors (unreachable, locked too long: SQLAlchemy's) go
+    to the caller."""
     revision = _quick_revision(reader)
     if revision == head():
         return None
@@ -250,9 +251,14 @@ def upgrade(writer: Engine, reader: Engine) -> Migration | None:
         if state.current:
             return None
         config = alembic_config(conn)
-        if state.release_1:
-            command.stamp(config, BASELINE)
-        command.upgrade(config, "head")
+        try:
+            if state.release_1:
+                command.stamp(config, BASELINE)
+            command.upgrade(config, "head")
+        except SQLAlchemyError as exc:  # rolled back as the exception leaves the lock's transaction
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"upgrading the database from {state.effective or 'nothing'} to {head()} failed, "
+                             f"and changed nothing: {reason}") from exc
         return Migration(state.effective, head())
 
 
