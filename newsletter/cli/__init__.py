@@ -1,7 +1,8 @@
 """The ``newsletter`` command. Thin: parse options, call the package, print.
 
 One module per group of commands: ``render`` (fetch, render, preview),
-``send``, ``serve``, ``subscribers``, ``feedback`` (bounces, stats). Expected
+``send``, ``serve``, ``subscribers``, ``feedback`` (bounces, stats), ``db``
+(schema revision, upgrade, backup, restore). Expected
 failures arrive as :class:`NewsletterError` and leave as one line on stderr
 with the error's exit code (2 for bad input or configuration).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import click
 
 from newsletter import __version__
-from newsletter.cli import feedback, render, send, serve, subscribers
+from newsletter.cli import db, feedback, render, send, serve, subscribers
 from newsletter.cli.common import ErrorGroup
 
 
@@ -29,7 +30,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (render.fetch, render.render, render.preview, send.send, serve.serve, subscribers.subscribers,
-                feedback.bounces, feedback.stats):
+                feedback.bounces, feedback.stats, db.db):
     cli.add_command(command)
 
 

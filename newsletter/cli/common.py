@@ -42,11 +42,22 @@ def settings_of(ctx: click.Context) -> Settings:
     return root.obj
 
 
-def store_of(ctx: click.Context) -> Store:
-    """Open the configured database for this command; closed when it ends."""
+def store_of(ctx: click.Context, report: bool = True) -> Store:
+    """Open the configured database for this command; closed when it ends.
+    Opening upgrades a database that is behind; with ``report``, that is
+    said in one line on stderr."""
     store = open_store(settings_of(ctx).database_url)
     ctx.call_on_close(store.close)
+    if report:
+        report_migration(store)
     return store
+
+
+def report_migration(store: Store) -> None:
+    """Say on stderr that opening ``store`` upgraded its database (a new
+    database, built on first use, goes without saying)."""
+    if store.migration is not None and store.migration.from_revision is not None:
+        click.echo(str(store.migration), err=True)
 
 
 def warn(batch: Batch) -> None:

@@ -18,4 +18,6 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     from newsletter.web import create_app
 
     # create_app checks the secret key before it opens the database.
-    common.serve_app(create_app(common.settings_of(ctx)), host, port, "Serving the web app")
+    app = create_app(common.settings_of(ctx))
+    common.report_migration(app.extensions["newsletter"].store)
+    common.serve_app(app, host, port, "Serving the web app")

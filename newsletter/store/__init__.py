@@ -5,7 +5,9 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
 ``engine`` and the tables of ``schema``. :class:`Ledger` is the send ledger
-and lock of one issue.
+and lock of one issue. ``migrate`` brings a database to this release's
+schema when it is opened (Alembic, ``migrations/``); ``backup`` copies and
+restores SQLite databases.
 """
 
 from __future__ import annotations

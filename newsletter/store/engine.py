@@ -14,7 +14,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Table, create_engine, event, insert, select
+from sqlalchemy import Table, create_engine, event, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -22,11 +22,13 @@ from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
     OperationalError,
+    ProgrammingError,
     SQLAlchemyError,
 )
 
 from newsletter.errors import StoreBusy, StoreError
-from newsletter.store.schema import SCHEMA_VERSION, inbox_metadata, meta_table, metadata
+from newsletter.store.migrate import Migration, upgrade
+from newsletter.store.schema import inbox_metadata
 
 # How long a reader's action waits for the database before it is left to
 # the worker (the reader is answered within two seconds whatever holds it).
@@ -96,15 +98,20 @@ class Database:
     """The engines of one database: ``engine`` for writes (waiting up to the
     busy timeout for another writer), ``reader`` for reads, ``inbox`` for
     the reader-action inbox, and short writes through :meth:`_writing`.
-    ``clock`` gives the current time (UTC) to everything stored."""
+    ``clock`` gives the current time (UTC) to everything stored.
+    ``migration`` says what opening it did to its schema (see
+    ``newsletter.store.migrate``): None when it was current; callers report it."""
 
     clock = staticmethod(now)
+    migration: Migration | None = None
 
     def __init__(self, database_url: str):
-        """Open (and create on first use) the database at ``database_url``.
+        """Open (and create on first use) the database at ``database_url``,
+        upgrading its schema when it is behind this release.
 
         Raises :class:`StoreError` when the URL is malformed, the database
-        cannot be reached, or its schema is newer than this release.
+        cannot be reached, or it was upgraded by a newer release (then
+        nothing is changed).
         """
         try:
             try:
@@ -123,7 +130,7 @@ class Database:
                 self.inbox = self.engine if in_memory else sqlite_engine(inbox_url(url), "IMMEDIATE")
             else:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
-            self._create_schema()
+            self._prepare_schema()
         except ArgumentError:
             raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
         except (OperationalError, OSError) as exc:
@@ -135,24 +142,15 @@ class Database:
             self.close()
             raise
 
-    def _create_schema(self) -> None:
-        for schema, engine in ((metadata, self.engine), (inbox_metadata, self.inbox)):
-            try:
-                schema.create_all(engine)
-            except (IntegrityError, OperationalError):  # another process created them at the same moment
-                schema.create_all(engine)
-        with self.engine.begin() as conn:
-            version = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
-            if version is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
-                except IntegrityError:
-                    pass  # another process created it first
-            elif int(version) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the database has schema version {version}; this release knows up to {SCHEMA_VERSION}"
-                )
+    def _prepare_schema(self) -> None:
+        """Upgrade the database to this release's schema when it is behind
+        (recording what was done in ``migration``), then create the
+        reader-action inbox if it is missing."""
+        self.migration = upgrade(self.engine, self.reader)
+        try:
+            inbox_metadata.create_all(self.inbox)
+        except (IntegrityError, OperationalError, ProgrammingError):  # another process created it at the same moment
+            inbox_metadata.create_all(self.inbox)
 
     def ping(self) -> None:
         """Run a trivial query; raises :class:`StoreError` when the database is unreachable."""

@@ -3,6 +3,11 @@ and its locks, SES feedback, and the reader-action inbox.
 
 ``metadata`` is the database's schema; ``inbox_metadata`` the inbox's, which
 lives in a file of its own with SQLite (see ``newsletter.store.engine``).
+
+``metadata`` must equal what the migrations in ``migrations/versions`` build
+(tests/test_migrations.py checks it): a change here needs a new revision
+(see ``newsletter.store.migrate``). The inbox is not migrated: it is a
+queue, created on first use.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+# Written to newsletter_meta by the migrations. Release 1 (before
+# migrations) refuses a database whose version is above 1; later releases
+# read alembic_version instead.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -84,7 +92,8 @@ deliveries_table = Table(
     Column("status", String(10), nullable=False),
     Column("message_id", String(200)),
     Column("reason", String(1000)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Indexed: statistics select the issues sent in a period by this time.
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 send_locks_table = Table(

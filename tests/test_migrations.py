@@ -1,0 +1,559 @@
+"""Schema migrations, on SQLite and PostgreSQL:
+
+- a database made by release 1 (tests/fixtures/release-1: see its
+  make_fixture.py) is upgraded when it is opened, keeps every row, and the
+  next issue goes to exactly its active readers, once;
+- the migrations build exactly ``schema.metadata`` (a drift between the two
+  fails here);
+- a database upgraded by a newer release is refused and left alone;
+- two processes opening a release-1 database together upgrade it once;
+- ``db status`` shows what is pending and changes nothing; ``db upgrade``
+  says what it did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from newsletter.batches import load_batch
+from newsletter.cli import cli
+from newsletter.config import Settings
+from newsletter.errors import StoreError
+from newsletter.render import render_issue
+from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.senders.outbox import OutboxSender
+from newsletter.store import Ledger, migrate, open_store
+from newsletter.store.backup import processes_holding
+from newsletter.store.schema import metadata
+from newsletter.tokens import Signer
+
+RELEASE_1 = FIXTURES / "release-1"
+HEAD = migrate.head()
+UPGRADED = "Upgraded the database from 0001 to 0002."
+
+# What release 1 left in the fixture (see its make_fixture.py).
+RELEASE_1_SUBSCRIBERS = {
+    "ada@example.com": ("active", "Ada Lovelace"),
+    "Bob@example.org": ("active", "Bób Ñoño"),
+    "carol@example.com": ("unsubscribed", None),
+    "dave@example.net": ("bounced", "Dave"),
+    "erin@example.com": ("complained", "Erin"),
+    "frank@example.com": ("unsubscribed", "Frank"),
+    "grace@example.com": ("active", "Grace Hopper"),
+}
+ACTIVE_IDS = {1, 2, 7}  # ada, bob, grace
+LEDGER = {
+    ("2025-03-10", 1): "sent", ("2025-03-10", 2): "sent", ("2025-03-10", 7): "sent",
+    ("2025-03-11", 1): "sent", ("2025-03-11", 2): "sent", ("2025-03-11", 7): "failed",
+}
+# Tables whose rows must all survive the upgrade, with an order for reading them.
+KEPT_TABLES = {
+    "subscribers": "id", "subscriber_events": "id", "issues": "date", "deliveries": "issue_date, subscriber_id",
+    "send_locks": "issue_date", "feedback": "id", "sns_messages": "message_id",
+}
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def sql_statements(dump: str):
+    """The statements of a pg_dump file, split at semicolons outside quoted
+    strings and comments (the issues' HTML holds plenty of both)."""
+    start, i, quoted = 0, 0, False
+    while i < len(dump):
+        char = dump[i]
+        if quoted:
+            if char == "'":
+                if dump.startswith("''", i):
+                    i += 1  # an escaped quote
+                else:
+                    quoted = False
+        elif char == "'":
+            quoted = True
+        elif dump.startswith("--", i):
+            end = dump.find("\n", i)
+            i = len(dump) if end < 0 else end
+            continue
+        elif char == ";":
+            statement = dump[start:i]
+            if re.sub(r"--[^\n]*", "", statement).strip():
+                yield statement.strip()
+            start = i + 1
+        i += 1
+
+
+def load_release_1(database_url: str) -> None:
+    """Put release 1's database at ``database_url`` (an empty database):
+    the SQLite file as release 1 wrote it, or the PostgreSQL dump loaded
+    statement by statement."""
+    if database_url.startswith("sqlite"):
+        path = Path(make_url(database_url).database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RELEASE_1 / "release-1.db", path)
+        return
+    conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for statement in sql_statements((RELEASE_1 / "release-1.sql").read_text(encoding="utf-8")):
+            conn.execute(statement)
+
+
+def raw_rows(database_url: str) -> dict[str, list[tuple]]:
+    """Every row of the tables that must survive, as the database holds them."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
+                    for table, order in KEPT_TABLES.items()}
+    finally:
+        engine.dispose()
+
+
+def schema_facts(database_url: str) -> dict:
+    """The tables, the revision and the schema version of a database."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            revision = (conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+                        if "alembic_version" in tables else None)
+            version = conn.execute(text("SELECT value FROM newsletter_meta WHERE key = 'schema_version'")).scalar()
+            indexes = {ix["name"] for ix in inspect(conn).get_indexes("deliveries")}
+        return {"tables": tables, "revision": revision, "schema_version": version, "delivery_indexes": indexes}
+    finally:
+        engine.dispose()
+
+
+def differences(database_url: str, target: MetaData = metadata) -> list:
+    """What Alembic finds different between the database and ``target``."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_name": migrate.include_name})
+            return compare_metadata(context, target)
+    finally:
+        engine.dispose()
+
+
+def sqlite_file(database_url: str) -> Path:
+    return Path(make_url(database_url).database)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+            "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox")}
+
+
+def run(args: list[str], database_url: str, tmp_path: Path):
+    return CliRunner().invoke(cli, args, env=cli_env(database_url, tmp_path), catch_exceptions=False)
+
+
+def batch_file(folder: Path, day: dt.date) -> Path:
+    """A batch of two papers dated ``day``."""
+    path = folder / f"{day}.json"
+    path.write_text(json.dumps({"format": "newsletter-batch/1", "date": day.isoformat(), "papers": [
+        {"title": f"Paper one of {day}", "abstract": "We study it."},
+        {"title": f"Paper two of {day}", "abstract": "We study it too."},
+    ]}), encoding="utf-8")
+    return path
+
+
+def send_issue(store, day: dt.date, outbox: Path):
+    """Send a batch dated ``day`` with the outbox sender."""
+    settings = Settings(secret_key=SECRET)
+    issue = render_issue(load_batch(batch_file(outbox.parent, day), date=day), settings)
+    store.save_issue(issue)
+    return Dispatcher(store, OutboxSender(outbox), Signer.from_settings(settings), settings.base_url,
+                      settings.from_address, SendOptions(), threading.Event()).run(issue)
+
+
+def outbox_ids(outbox: Path, day: dt.date) -> list[int]:
+    return sorted(int(p.stem) for p in (outbox / day.isoformat()).glob("*.eml"))
+
+
+# --------------------------------------------------------------------------
+# the release-1 fixture
+
+
+def test_the_fixture_is_release_1s(database_url):
+    load_release_1(database_url)
+    facts = schema_facts(database_url)
+    assert facts["tables"] == migrate.RELEASE_1_TABLES
+    assert (facts["revision"], facts["schema_version"]) == (None, "1")
+    state = migrate.status(database_url)
+    assert state.release_1 and state.pending == ["0002"]
+
+
+def test_a_release_1_database_is_upgraded_on_open_and_keeps_every_row(database_url):
+    load_release_1(database_url)
+    before = raw_rows(database_url)
+    store = open_store(database_url)
+    try:
+        assert str(store.migration) == UPGRADED
+        subscribers = {s.email: (s.status, s.name) for s in store.iter_subscribers()}
+        assert subscribers == RELEASE_1_SUBSCRIBERS
+        history = {s.email: [(e.old_status, e.new_status, e.source) for e in store.events(s.id)]
+                   for s in store.iter_subscribers()}
+        assert history["carol@example.com"][-1] == ("active", "unsubscribed", "one-click")
+        assert history["frank@example.com"][-1][1:] == ("unsubscribed", "cli")
+        assert history["dave@example.net"][-1][1] == "bounced"
+        assert history["erin@example.com"][-1][1] == "complained"
+        assert [i.date.isoformat() for i in store.list_issues()] == ["2025-03-11", "2025-03-10"]
+        assert store.get_issue(dt.date(2025, 3, 10)).preheader.startswith("Sparse Attention at Scale")
+        ledger = {(day, subscriber): status for day in ("2025-03-10", "2025-03-11")
+                  for subscriber, status, *_ in Ledger(store, dt.date.fromisoformat(day)).rows()}
+        assert ledger == LEDGER
+        assert store.feedback_counts(["2025-03-10"]) == {"2025-03-10": {"bounce": 1, "complaint": 1}}
+    finally:
+        store.close()
+    # Row for row, as release 1 wrote them.
+    assert raw_rows(database_url) == before
+    assert [row[0] for row in before["sns_messages"]] == ["sns-bounce-1", "sns-complaint-1"]
+    facts = schema_facts(database_url)
+    assert facts["revision"] == HEAD and facts["schema_version"] == "2"
+    assert "signup_requests" not in facts["tables"]
+    assert "ix_deliveries_updated_at" in facts["delivery_indexes"]
+    # Opening it again changes nothing.
+    again = open_store(database_url)
+    assert again.migration is None
+    again.close()
+
+
+def test_the_upgraded_database_sends_the_next_issue_to_exactly_its_active_readers_once(database_url, tmp_path):
+    load_release_1(database_url)
+    outbox = tmp_path / "outbox"
+    store = open_store(database_url)
+    try:
+        day = dt.date(2025, 3, 12)
+        report = send_issue(store, day, outbox)
+        assert report.sent == len(ACTIVE_IDS)
+        assert outbox_ids(outbox, day) == sorted(ACTIVE_IDS)
+        again = send_issue(store, day, outbox)
+        assert again.sent == 0 and again.already_sent
+        assert outbox_ids(outbox, day) == sorted(ACTIVE_IDS)
+        # The issues release 1 sent are not sent again (grace's refusal stays "failed").
+        old = send_issue(store, dt.date(2025, 3, 11), outbox)
+        assert old.sent == 0
+        assert not (outbox / "2025-03-11").exists()
+        # A reader added after the upgrade gets the next id (PostgreSQL: the
+        # sequence kept its place) and the next issue.
+        newcomer, _ = store.add("new@example.com", "New Reader", source="cli")
+        assert newcomer.id == 8
+        later = dt.date(2025, 3, 13)
+        assert send_issue(store, later, outbox).sent == len(ACTIVE_IDS) + 1
+        assert outbox_ids(outbox, later) == sorted(ACTIVE_IDS | {8})
+    finally:
+        store.close()
+
+
+def test_the_send_command_on_a_release_1_database_upgrades_it_and_says_so_once(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    load_release_1(database_url)
+    env = cli_env(database_url, tmp_path)
+    runner = CliRunner()
+    batch = batch_file(tmp_path, dt.date(2025, 3, 12))
+    first = runner.invoke(cli, ["send", str(batch)], env=env, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert first.stderr.splitlines().count(UPGRADED) == 1
+    assert outbox_ids(tmp_path / "outbox", dt.date(2025, 3, 12)) == sorted(ACTIVE_IDS)
+    rerun = runner.invoke(cli, ["send", str(batch)], env=env, catch_exceptions=False)
+    assert rerun.exit_code == 0, rerun.output
+    assert "already sent" in rerun.stdout
+    assert "Upgraded" not in rerun.stderr
+    assert outbox_ids(tmp_path / "outbox", dt.date(2025, 3, 12)) == sorted(ACTIVE_IDS)
+
+
+# --------------------------------------------------------------------------
+# models and migrations
+
+
+def test_the_migrations_build_exactly_the_models(database_url):
+    open_store(database_url).close()  # an empty database, built by the migrations
+    assert schema_facts(database_url)["revision"] == HEAD
+    assert differences(database_url) == []
+
+
+def test_an_upgraded_release_1_database_equals_the_models(database_url):
+    load_release_1(database_url)
+    open_store(database_url).close()
+    assert differences(database_url) == []
+
+
+def test_the_comparison_sees_a_drift(database_url):
+    # The check above would catch a model changed without a migration: a
+    # column added, a type changed, an index dropped.
+    open_store(database_url).close()
+    drifted = MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(drifted)
+    drifted.tables["subscribers"].append_column(Column("nickname", String(50)))
+    drifted.tables["issues"].c.subject.type = String(500)
+    index = next(ix for ix in drifted.tables["deliveries"].indexes if ix.name == "ix_deliveries_updated_at")
+    drifted.tables["deliveries"].indexes.discard(index)
+    found = differences(database_url, drifted)
+    kinds = {diff[0][0] if isinstance(diff, list) else diff[0] for diff in found}
+    assert {"add_column", "modify_type", "remove_index"} <= kinds, found
+
+
+# --------------------------------------------------------------------------
+# a database ahead of the code
+
+
+def test_a_database_upgraded_by_a_newer_release_is_refused_and_left_alone(database_url):
+    open_store(database_url).close()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'a1b2c3d4'"))
+        conn.execute(text("UPDATE newsletter_meta SET value = '3' WHERE key = 'schema_version'"))
+    engine.dispose()
+    before = schema_facts(database_url)
+    with pytest.raises(StoreError) as refused:
+        open_store(database_url)
+    assert str(refused.value) == ("the database was upgraded by a newer release (revision a1b2c3d4); "
+                                  f"this release knows up to {HEAD}")
+    assert schema_facts(database_url) == before
+    assert migrate.status(database_url).problem == str(refused.value)
+
+
+def test_a_newer_database_is_refused_by_every_command_with_exit_2_and_unchanged(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    open_store(database_url).close()
+    path = sqlite_file(database_url)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'a1b2c3d4'")
+    conn.close()
+    before = digest(path)
+    for args in (["subscribers", "count"], ["db", "upgrade"], ["subscribers", "add", "x@example.com"]):
+        result = run(args, database_url, tmp_path)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == ("Error: the database was upgraded by a newer release (revision a1b2c3d4); "
+                                 f"this release knows up to {HEAD}\n")
+        assert "Traceback" not in result.output
+    assert digest(path) == before
+    status = run(["db", "status"], database_url, tmp_path)
+    assert status.exit_code == 0
+    assert "Current revision: a1b2c3d4 (the database was upgraded by a newer release" in status.stdout
+    assert "Pending migrations: none (this release cannot upgrade it)" in status.stdout
+
+
+def test_a_schema_version_above_release_1_without_a_revision_is_refused(database_url):
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE newsletter_meta SET value = '3' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="schema version 3 but no revision"):
+        open_store(database_url)
+    assert schema_facts(database_url)["revision"] is None
+
+
+def test_a_partial_set_of_tables_is_refused_not_guessed(database_url):
+    if database_url.startswith("sqlite"):
+        sqlite_file(database_url).parent.mkdir(parents=True)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE subscribers (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="holds some of the newsletter's tables but not all"):
+        open_store(database_url)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) == {"subscribers"}
+    engine.dispose()
+
+
+def test_a_migration_that_fails_changes_nothing(database_url):
+    # An index made by hand under the name 0002 creates: its step fails,
+    # and the stamp and the steps before it are rolled back with it.
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_deliveries_updated_at ON deliveries (updated_at)"))
+    engine.dispose()
+    before = raw_rows(database_url), schema_facts(database_url)
+    with pytest.raises(StoreError, match="upgrading the database from 0001 to 0002 failed, and changed nothing: "):
+        open_store(database_url)
+    assert (raw_rows(database_url), schema_facts(database_url)) == before
+    assert "signup_requests" in before[1]["tables"] and before[1]["revision"] is None
+
+
+# --------------------------------------------------------------------------
+# two processes at once
+
+
+class HeldMigrationLock:
+    """Holds what an upgrade must get first (SQLite: the write lock;
+    PostgreSQL: the migration's advisory lock), so processes started
+    meanwhile all wait for it and then race."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+
+    def __enter__(self):
+        if self.database_url.startswith("sqlite"):
+            self.conn = sqlite3.connect(sqlite_file(self.database_url), isolation_level=None)
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.engine = create_engine(self.database_url)
+            self.conn = self.engine.connect()
+            self.transaction = self.conn.begin()
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate.MIGRATION_LOCK_KEY})
+        return self
+
+    def waiting(self, pids: list[int]) -> bool:
+        """Whether every process in ``pids`` has reached the lock (SQLite:
+        has the database open; PostgreSQL: is queued on the lock)."""
+        if self.database_url.startswith("sqlite"):
+            holding = {pid for pid, _ in processes_holding(sqlite_file(self.database_url))}
+            return set(pids) <= holding
+        with self.engine.connect() as conn:
+            queued = conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar_one()
+        return queued >= len(pids)
+
+    def __exit__(self, *exc):
+        if self.database_url.startswith("sqlite"):
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+        else:
+            self.transaction.rollback()
+            self.conn.close()
+            self.engine.dispose()
+
+
+def test_two_processes_opening_a_release_1_database_at_once_upgrade_it_once(database_url, tmp_path):
+    load_release_1(database_url)
+    env = clean_env(**cli_env(database_url, tmp_path))
+    with HeldMigrationLock(database_url) as lock:
+        processes = [subprocess.Popen([sys.executable, "-m", "newsletter", "db", "upgrade"], cwd=tmp_path, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        wait_until(lambda: lock.waiting([p.pid for p in processes]) or any(p.poll() is not None for p in processes),
+                   "both upgrades to wait for the migration lock")
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    said = sorted(out.strip() for out, _err in outputs)
+    assert said == sorted([UPGRADED, f"The database is current (revision {HEAD}); nothing to do."]), outputs
+    assert all(err == "" for _out, err in outputs), outputs
+    assert schema_facts(database_url)["revision"] == HEAD
+    store = open_store(database_url)
+    try:
+        assert {s.email: (s.status, s.name) for s in store.iter_subscribers()} == RELEASE_1_SUBSCRIBERS
+    finally:
+        store.close()
+
+
+def test_two_commands_opening_a_release_1_database_together_both_work(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    load_release_1(database_url)
+    env = clean_env(**cli_env(database_url, tmp_path))
+    with HeldMigrationLock(database_url) as lock:
+        processes = [subprocess.Popen([sys.executable, "-m", "newsletter", "subscribers", "count"], cwd=tmp_path,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2)]
+        wait_until(lambda: lock.waiting([p.pid for p in processes]) or any(p.poll() is not None for p in processes),
+                   "both commands to open the database")
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert [err for _out, err in outputs].count(UPGRADED + "\n") == 1, outputs
+    assert sorted(err for _out, err in outputs) == ["", UPGRADED + "\n"]
+    for out, _err in outputs:
+        assert re.search(r"^active\s+3$", out, re.M) and re.search(r"^total\s+7$", out, re.M), out
+
+
+# --------------------------------------------------------------------------
+# db status, db upgrade
+
+
+def test_db_status_shows_the_pending_migration_and_changes_nothing(database_url, tmp_path):
+    load_release_1(database_url)
+    before = raw_rows(database_url), schema_facts(database_url)
+    digest_before = digest(sqlite_file(database_url)) if database_url.startswith("sqlite") else None
+    result = run(["db", "status"], database_url, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "Current revision: none: made by release 1, which counts as 0001",
+        f"Latest revision:  {HEAD}",
+        f"Pending migrations: 0002 ({migrate.describe('0002')})",
+    ]
+    assert (raw_rows(database_url), schema_facts(database_url)) == before
+    if digest_before is not None:
+        assert digest(sqlite_file(database_url)) == digest_before
+        assert not sqlite_file(database_url).with_name("newsletter.inbox.db").exists()
+    upgraded = run(["db", "upgrade"], database_url, tmp_path)
+    assert (upgraded.exit_code, upgraded.stdout, upgraded.stderr) == (0, UPGRADED + "\n", "")
+    current = run(["db", "upgrade"], database_url, tmp_path)
+    assert current.stdout == f"The database is current (revision {HEAD}); nothing to do.\n"
+    after = run(["db", "status"], database_url, tmp_path)
+    assert after.stdout.splitlines() == [f"Current revision: {HEAD}", f"Latest revision:  {HEAD}",
+                                         "Pending migrations: none"]
+
+
+def test_db_status_of_a_database_not_made_yet_creates_nothing(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    result = run(["db", "status"], database_url, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "Current revision: none: the database is new or empty"
+    assert result.stdout.splitlines()[2] == "Pending migrations: 0001 ({}), 0002 ({})".format(
+        migrate.describe("0001"), migrate.describe("0002"))
+    assert not (tmp_path / "db").exists()
+    created = run(["db", "upgrade"], database_url, tmp_path)
+    assert created.stdout == f"Created the database at revision {HEAD}.\n"
+
+
+def test_a_new_database_is_created_silently_by_other_commands(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    result = run(["subscribers", "count"], database_url, tmp_path)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert schema_facts(database_url)["revision"] == HEAD
+
+
+def test_db_status_on_an_unreachable_database_is_one_clean_error(tmp_path):
+    result = run(["db", "status"], "postgresql+psycopg://nobody:pw@127.0.0.1:1/none", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: cannot read the database:")
+    assert "Traceback" not in result.output and "pw" not in result.stderr
+
+
+def test_the_help_describes_every_db_command(tmp_path):
+    for command in ("status", "upgrade", "backup", "restore"):
+        result = run(["db", command, "--help"], "sqlite:///unused.db", tmp_path)
+        assert result.exit_code == 0
+        assert len(result.stdout.split("\n\n")[1].strip()) > 20, result.stdout
+
+
+
+def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+    load_release_1(database_url)
+    port = free_port()
+    env = clean_env(**cli_env(database_url, tmp_path), NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        with urllib.request.urlopen(f"{base}/issues/2025-03-10", timeout=30) as page:
+            assert page.status == 200 and "Sparse Attention at Scale" in page.read().decode()
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert log.splitlines().count(UPGRADED) == 1, log
+    assert schema_facts(database_url)["revision"] == HEAD
