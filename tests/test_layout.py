@@ -51,11 +51,15 @@ def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Com
 def package_entries(package: Path) -> set[str]:
     """Every module and package under ``package``, as paths relative to it
     (``store/``, ``store/engine.py``); ``__init__.py`` files go with their
-    package."""
+    package, and a ``migrations/`` folder stands for the scripts in it."""
     entries = set()
     for path in package.rglob("*.py"):
         relative = path.relative_to(package)
         if "__pycache__" in relative.parts:
+            continue
+        if "migrations" in relative.parts[:-1]:
+            # Alembic's scripts: the folder is listed, not each revision.
+            entries.add("/".join(relative.parts[: relative.parts.index("migrations") + 1]) + "/")
             continue
         if path.name != "__init__.py":
             entries.add(relative.as_posix())
