@@ -53,13 +53,22 @@ def _listed(store: Store, email: str):
 @click.pass_context
 def subscribers_remove(ctx: click.Context, email: str) -> None:
     """Mark EMAIL unsubscribed (kept, with the reason, so it is never re-added by accident)."""
+    _change(ctx, email, SubscriberStatus.UNSUBSCRIBED, "removed by the operator", (SubscriberStatus.ACTIVE,),
+            done="Unsubscribed {email}")
+
+
+def _change(ctx: click.Context, email: str, status: SubscriberStatus, reason: str,
+            only_from: tuple[SubscriberStatus, ...] | None, done: str) -> None:
+    """Give the subscriber ``email`` the ``status`` as the operator, and say
+    so with ``done`` (its ``{email}`` and ``{was}`` filled in), or say that
+    nothing changed. Raises :class:`Refused` when the address is not listed."""
     store = common.store_of(ctx)
     subscriber = _listed(store, email)
-    if store.change_status(subscriber.id, SubscriberStatus.UNSUBSCRIBED, source="cli",
-                           reason="removed by the operator", only_from=(SubscriberStatus.ACTIVE,)):
-        click.echo(f"Unsubscribed {terminal_safe(subscriber.email)}")
+    address = terminal_safe(subscriber.email)
+    if store.change_status(subscriber.id, status, source="cli", reason=reason, only_from=only_from):
+        click.echo(done.format(email=address, was=terminal_safe(subscriber.status)))
     else:
-        click.echo(f"{terminal_safe(subscriber.email)} is already {terminal_safe(subscriber.status)}")
+        click.echo(f"{address} is already {terminal_safe(subscriber.status)}")
 
 
 @subscribers.command("list")
@@ -127,9 +136,5 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
 def subscribers_reactivate(ctx: click.Context, email: str) -> None:
     """Make EMAIL active again, whatever its status (an operator's decision:
     use it for an address that complained or bounced only when you know why)."""
-    store = common.store_of(ctx)
-    subscriber = _listed(store, email)
-    if store.change_status(subscriber.id, SubscriberStatus.ACTIVE, source="cli", reason="reactivated by the operator"):
-        click.echo(f"Reactivated {terminal_safe(subscriber.email)} (was {terminal_safe(subscriber.status)})")
-    else:
-        click.echo(f"{terminal_safe(subscriber.email)} is already active")
+    _change(ctx, email, SubscriberStatus.ACTIVE, "reactivated by the operator", None,
+            done="Reactivated {email} (was {was})")

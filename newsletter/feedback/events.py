@@ -104,6 +104,23 @@ def _time(value, where: str) -> dt.datetime | None:
         return None
 
 
+def _recipients(section: dict, name: str, field: str):
+    """Yield (where, recipient object, address) for each recipient listed in
+    ``section[field]`` (``name`` is the section's name, for messages);
+    raises :class:`SnsMalformed` for a recipient that is not as SES sends it."""
+    for i, recipient in enumerate(_list(section.get(field), f"{name}.{field}")):
+        where = f"{name}.{field}[{i}]"
+        recipient = _object(recipient, where, optional=False)
+        yield where, recipient, _address(recipient.get("emailAddress"), f"{where}.emailAddress")
+
+
+def _bounce_detail(recipient: dict, where: str) -> str | None:
+    """A bounced recipient's diagnostic code, else its status (both checked)."""
+    diagnostic = _text(recipient.get("diagnosticCode"), f"{where}.diagnosticCode")
+    status = _text(recipient.get("status"), f"{where}.status")
+    return diagnostic or status
+
+
 def parse_ses_notification(message: str) -> list[Feedback]:
     """Return one :class:`Feedback` per recipient named in the SES
     notification ``message`` (the SNS ``Message`` string); an empty list for
@@ -128,28 +145,17 @@ def parse_ses_notification(message: str) -> list[Feedback]:
         bounce_type = _text(bounce.get("bounceType"), "bounce.bounceType", MAX_BOUNCE_TYPE)
         bounce_subtype = _text(bounce.get("bounceSubType"), "bounce.bounceSubType", MAX_BOUNCE_SUBTYPE)
         at = _time(bounce.get("timestamp"), "bounce.timestamp")
-        records = []
-        for i, recipient in enumerate(_list(bounce.get("bouncedRecipients"), "bounce.bouncedRecipients")):
-            where = f"bounce.bouncedRecipients[{i}]"
-            recipient = _object(recipient, where, optional=False)
-            email = _address(recipient.get("emailAddress"), f"{where}.emailAddress")
-            diagnostic = _text(recipient.get("diagnosticCode"), f"{where}.diagnosticCode")
-            status = _text(recipient.get("status"), f"{where}.status")
-            detail = diagnostic or status
-            records.append(Feedback(kind, email, issue, bounce_type=bounce_type, bounce_subtype=bounce_subtype,
-                                    detail=detail, at=at))
-        return records
+        return [
+            Feedback(kind, email, issue, bounce_type=bounce_type, bounce_subtype=bounce_subtype, at=at,
+                     detail=_bounce_detail(recipient, where))
+            for where, recipient, email in _recipients(bounce, "bounce", "bouncedRecipients")
+        ]
     if kind == FeedbackKind.COMPLAINT:
         complaint = _object(payload.get("complaint"), "complaint")
         detail = _text(complaint.get("complaintFeedbackType"), "complaint.complaintFeedbackType")
         at = _time(complaint.get("timestamp"), "complaint.timestamp")
-        records = []
-        for i, recipient in enumerate(_list(complaint.get("complainedRecipients"), "complaint.complainedRecipients")):
-            where = f"complaint.complainedRecipients[{i}]"
-            recipient = _object(recipient, where, optional=False)
-            email = _address(recipient.get("emailAddress"), f"{where}.emailAddress")
-            records.append(Feedback(kind, email, issue, detail=detail, at=at))
-        return records
+        return [Feedback(kind, email, issue, detail=detail, at=at)
+                for _where, _recipient, email in _recipients(complaint, "complaint", "complainedRecipients")]
     delivery = _object(payload.get("delivery"), "delivery")
     at = _time(delivery.get("timestamp"), "delivery.timestamp")
     return [Feedback(kind, _address(address, f"delivery.recipients[{i}]"), issue, at=at)

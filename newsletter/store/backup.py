@@ -19,6 +19,8 @@ instead of pretending.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -26,7 +28,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -82,8 +84,8 @@ def sqlite_path(database_url: str, doing: str) -> Path:
     ``doing``, "backup" or "restore")."""
     try:
         url = make_url(database_url)
-    except (ArgumentError, ValueError):
-        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
     if url.get_backend_name() == "postgresql":
         raise StoreError(postgresql_advice(url, doing))
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
@@ -136,7 +138,7 @@ def inspect_file(path: Path) -> DatabaseFile:
             issues = conn.exec_driver_sql("SELECT count(*) FROM issues").scalar_one()
     except (sqlite3.Error, DBAPIError) as exc:
         reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"{path}: not a usable SQLite database ({reason})") from None
+        raise StoreError(f"{path}: not a usable SQLite database ({reason})") from exc
     finally:
         engine.dispose()
     return DatabaseFile(path, state.effective, state.release_1, subscribers, issues, path.stat().st_size)
@@ -163,19 +165,30 @@ def backup(database: Path, destination: Path,
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot write the backup: {exc}") from None
-    temporary = _beside(destination, "backup")
-    try:
+        raise StoreError(f"cannot write the backup: {exc}") from exc
+    with _replacing(destination, "backup", "cannot write the backup") as temporary:
         _copy_snapshot(source, temporary, progress)
-        _fsync(temporary)
         copy = inspect_file(temporary)
-        os.replace(temporary, destination)
-        _fsync_folder(destination.parent)
+    return dataclasses.replace(copy, path=destination)
+
+
+@contextlib.contextmanager
+def _replacing(target: Path, purpose: str, failure: str) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` to write the new file to;
+    when the block ends without an error, the file is synced and renamed
+    over ``target`` (so ``target`` is at every moment the old file or the
+    new one); the temporary file never stays behind. An ``OSError`` becomes
+    a :class:`StoreError` starting with ``failure``."""
+    temporary = _beside(target, purpose)
+    try:
+        yield temporary
+        _fsync(temporary)
+        os.replace(temporary, target)
+        _fsync_folder(target.parent)
     except OSError as exc:
-        raise StoreError(f"cannot write the backup: {exc}") from None
+        raise StoreError(f"{failure}: {exc}") from exc
     finally:
         temporary.unlink(missing_ok=True)
-    return DatabaseFile(destination, copy.revision, copy.release_1, copy.subscribers, copy.issues, copy.size)
 
 
 def _copy_snapshot(source: Path, target: Path, progress) -> None:
@@ -200,7 +213,7 @@ def _copy_snapshot(source: Path, target: Path, progress) -> None:
         finally:
             reading.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"the backup failed: {exc}") from None
+        raise StoreError(f"the backup failed: {exc}") from exc
 
 
 def restore(database_url: str, source: Path) -> tuple[DatabaseFile, Path | None]:
@@ -227,11 +240,9 @@ def restore(database_url: str, source: Path) -> tuple[DatabaseFile, Path | None]
         raise StoreError(f"the database {database} is open in process {pid} ({command}); stop it (the web app, "
                          "a send, a cron job) and restore again")
     database.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _beside(database, "restore")
     kept = None
-    try:
+    with _replacing(database, "restore", "cannot restore") as temporary:
         shutil.copyfile(source, temporary)
-        _fsync(temporary)
         inspect_file(temporary)  # the copy itself, not only its original
         if database.exists():
             kept = _keep(database)
@@ -239,14 +250,7 @@ def restore(database_url: str, source: Path) -> tuple[DatabaseFile, Path | None]
         # be applied to the new one.
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
-        os.replace(temporary, database)
-        _fsync_folder(database.parent)
-    except OSError as exc:
-        raise StoreError(f"cannot restore: {exc}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return DatabaseFile(database, restored.revision, restored.release_1, restored.subscribers, restored.issues,
-                        restored.size), kept
+    return dataclasses.replace(restored, path=database), kept
 
 
 def _keep(database: Path) -> Path:
@@ -259,7 +263,7 @@ def _keep(database: Path) -> Path:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot restore: the current database cannot be read ({exc})") from None
+        raise StoreError(f"cannot restore: the current database cannot be read ({exc})") from exc
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     kept = database.with_name(f"{database.stem}.before-restore-{stamp}{database.suffix or '.db'}")
     counter = 1

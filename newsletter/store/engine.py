@@ -116,8 +116,8 @@ class Database:
         try:
             try:
                 url = make_url(database_url)
-            except ValueError:  # such as a port that is not a number
-                raise ArgumentError("malformed URL") from None
+            except ValueError as exc: # such as a port that is not a number
+                raise ArgumentError("malformed URL") from exc
             if url.get_backend_name() == "sqlite":
                 # Writers take the write lock up front: a deferred transaction
                 # that reads and then writes fails at once with "database is
@@ -131,13 +131,13 @@ class Database:
             else:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
             self._prepare_schema()
-        except ArgumentError:
-            raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
+        except ArgumentError as exc:
+            raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
         except (OperationalError, OSError) as exc:
             reason = getattr(exc, "orig", None) or exc
-            raise StoreError(f"cannot open the database: {str(reason).strip().splitlines()[0]}") from None
+            raise StoreError(f"cannot open the database: {str(reason).strip().splitlines()[0]}") from exc
         except ModuleNotFoundError as exc:
-            raise StoreError(f"the database driver is not installed ({exc.name})") from None
+            raise StoreError(f"the database driver is not installed ({exc.name})") from exc
         except BaseException:
             self.close()
             raise
@@ -158,7 +158,7 @@ class Database:
             with self.reader.connect() as conn:
                 conn.execute(select(1))
         except SQLAlchemyError as exc:
-            raise StoreError(f"database unreachable ({exc.__class__.__name__})") from None
+            raise StoreError(f"database unreachable ({exc.__class__.__name__})") from exc
 
     def close(self) -> None:
         """Release every pooled connection (safe to call more than once)."""

@@ -20,7 +20,7 @@ from newsletter.store.schema import (
     send_locks_table,
     subscribers_table,
 )
-from newsletter.store.subscribers import subscriber_from_row
+from newsletter.store.subscribers import paged_subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -141,20 +141,7 @@ class Ledger:
         """Yield the active readers not yet sent this issue, in id order, one
         short read per page (so the rows written meanwhile are seen)."""
         join, where = self._unsent_query(resend_unknown)
-        last_id = 0
-        while True:
-            query = (
-                select(subscribers_table).select_from(join)
-                .where(where, subscribers_table.c.id > last_id)
-                .order_by(subscribers_table.c.id).limit(page)
-            )
-            with self.store.reader.connect() as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
-            for row in rows:
-                yield subscriber_from_row(row)
-            last_id = rows[-1].id
+        return paged_subscribers(self.store.reader, select(subscribers_table).select_from(join).where(where), page)
 
     def mark_pending(self, subscriber_ids: Iterable[int]) -> None:
         """Write "pending" rows for these readers in one transaction, just

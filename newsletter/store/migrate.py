@@ -269,8 +269,8 @@ def status(database_url: str) -> SchemaState:
     try:
         try:
             url = make_url(database_url)
-        except ValueError:
-            raise ArgumentError("malformed URL") from None
+        except ValueError as exc:
+            raise ArgumentError("malformed URL") from exc
         if url.get_backend_name() == "sqlite":
             path = Path(url.database or "")
             if not url.database or url.database == ":memory:" or not path.exists():
@@ -283,13 +283,13 @@ def status(database_url: str) -> SchemaState:
                 return read_state(conn)
         finally:
             engine.dispose()
-    except ArgumentError:
-        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from None
+    except ArgumentError as exc:
+        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
     except (OperationalError, ProgrammingError, sqlite3.Error) as exc:
         reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"cannot read the database: {str(reason).strip().splitlines()[0]}") from None
+        raise StoreError(f"cannot read the database: {str(reason).strip().splitlines()[0]}") from exc
     except ModuleNotFoundError as exc:
-        raise StoreError(f"the database driver is not installed ({exc.name})") from None
+        raise StoreError(f"the database driver is not installed ({exc.name})") from exc
 
 
 def read_only_sqlite(path: Path, immutable: bool = False) -> Engine:

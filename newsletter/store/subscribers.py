@@ -12,7 +12,8 @@ from typing import Iterable, Iterator
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.errors import InvalidEmail
@@ -35,7 +36,7 @@ def normalize_email(address: str) -> str:
         valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
         return valid.ascii_email or valid.normalized
     except EmailNotValidError as exc:
-        raise InvalidEmail(f"{address.strip()!r} is not a valid email address: {exc}") from None
+        raise InvalidEmail(f"{address.strip()!r} is not a valid email address: {exc}") from exc
 
 
 def subscriber_from_row(row) -> Subscriber:
@@ -50,6 +51,24 @@ def subscriber_from_row(row) -> Subscriber:
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
     )
+
+
+def paged_subscribers(engine: Engine, query: Select, page: int) -> Iterator[Subscriber]:
+    """Yield the subscribers ``query`` selects, in id order, reading one page
+    of ``page`` rows per short transaction (keyset paging on the id): a long
+    iteration (a send) never holds a lock and sees what was committed since
+    the last page."""
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                query.where(subscribers_table.c.id > last_id).order_by(subscribers_table.c.id).limit(page)
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield subscriber_from_row(row)
+        last_id = rows[-1].id
 
 
 def _last_source(conn: Connection, subscriber_id: int) -> str | None:
@@ -105,19 +124,10 @@ class Subscribers:
         Reads one page per short transaction, so a long iteration (a send)
         never holds a lock, and sees changes committed since the last page.
         """
-        last_id = 0
-        while True:
-            query = select(subscribers_table).where(subscribers_table.c.id > last_id)
-            if status:
-                query = query.where(subscribers_table.c.status == status)
-            query = query.order_by(subscribers_table.c.id).limit(page)
-            with self.reader.connect() as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
-            for row in rows:
-                yield subscriber_from_row(row)
-            last_id = rows[-1].id
+        query = select(subscribers_table)
+        if status:
+            query = query.where(subscribers_table.c.status == status)
+        return paged_subscribers(self.reader, query, page)
 
     def active_ids(self, ids: Iterable[int]) -> set[int]:
         """Return those of ``ids`` that are active right now (checked just

@@ -19,4 +19,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
+    # Going back is restoring the backup taken before upgrading (newsletter
+    # db backup): the releases before this one refuse a newer database.
+    raise NotImplementedError("downgrades are not supported: restore a backup taken before the upgrade")

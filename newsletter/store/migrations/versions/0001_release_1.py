@@ -126,6 +126,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("feedback", "deliveries", "subscriber_events", "signup_requests", "sns_messages", "send_locks",
-                  "issues", "subscribers", "newsletter_meta"):
-        op.drop_table(table)
+    # Going back is restoring the backup taken before upgrading (newsletter
+    # db backup): the releases before this one refuse a newer database.
+    raise NotImplementedError("downgrades are not supported: restore a backup taken before the upgrade")

@@ -35,15 +35,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
-    op.drop_index("ix_deliveries_updated_at", table_name="deliveries")
-    op.create_table(
-        "signup_requests",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("email_key", sa.String(320), nullable=False),
-        sa.Column("client", sa.String(64), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index("ix_signup_requests_email_key", "signup_requests", ["email_key"])
-    op.create_index("ix_signup_requests_client", "signup_requests", ["client"])
+    # Going back is restoring the backup taken before upgrading (newsletter
+    # db backup): the releases before this one refuse a newer database.
+    raise NotImplementedError("downgrades are not supported: restore a backup taken before the upgrade")
