@@ -114,7 +114,9 @@ class Issue:
 
     @property
     def html_bytes(self) -> int:
-        """Size of the email's HTML part in UTF-8 bytes (what Gmail measures)."""
+        """Size of the email's HTML in UTF-8 bytes, as a client decodes it. On
+        the wire it is quoted-printable and larger: ``render.encoded_bytes``
+        gives that size, which the size budget counts."""
         return len(self.html.encode("utf-8"))
 
     @property
