@@ -49,6 +49,9 @@ MAX_ABSTRACT_CHARS = 20_000
 MAX_AUTHOR_CHARS = 200
 MAX_AUTHORS = 2_000
 MAX_URL_CHARS = 2_000
+MAX_SUMMARY_CHARS = 5_000
+MAX_TERMS = 100  # keywords or categories of one paper
+MAX_TERM_CHARS = 100
 
 _ARXIV_ID = re.compile(
     r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
@@ -132,6 +135,12 @@ def batch_to_canonical(batch: Batch) -> dict[str, Any]:
                 "url": p.url,
                 "upvotes": p.upvotes,
                 "code_url": p.code_url,
+                "project_url": p.project_url,
+                "ai_summary": p.ai_summary,
+                "keywords": list(p.keywords),
+                "categories": list(p.categories),
+                "github_stars": p.github_stars,
+                "comment_count": p.comment_count,
             }
             for p in batch.papers
         ],
@@ -229,11 +238,30 @@ class _Checker:
             raise self.fail(f"{value.strip()[:60]!r} is not an arXiv id")
         return match.group(1)
 
-    def upvotes(self, value: Any) -> int | None:
+    def terms(self, values: Any, field: str) -> tuple[str, ...]:
+        """Return a list of short terms (keywords, categories) as a tuple of
+        cleaned text, empty and repeated ones dropped; raises
+        :class:`BatchError` when ``values`` is not a list of text or is too long."""
+        if values is None:
+            return ()
+        if not isinstance(values, (list, tuple)):
+            raise self.fail(f"{field} must be a list, not {type(values).__name__}")
+        if len(values) > MAX_TERMS:
+            raise self.fail(f"{len(values):,} {field}; the limit is {MAX_TERMS:,}")
+        result: list[str] = []
+        for value in values:
+            cleaned = self.text(value, field, MAX_TERM_CHARS, required=False)
+            if cleaned and cleaned not in result:
+                result.append(cleaned)
+        return tuple(result)
+
+    def count(self, value: Any, field: str) -> int | None:
+        """Return a count (upvotes, stars, comments): None when absent, else a
+        whole number ≥ 0; raises :class:`BatchError` for anything else."""
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(f"upvotes must be a whole number ≥ 0, got {value!r}")
+            raise self.fail(f"{field} must be a whole number ≥ 0, got {value!r}")
         return value
 
     def url(self, value: Any, field: str) -> str | None:
@@ -252,8 +280,18 @@ class _Checker:
         url: Any = None,
         upvotes: Any = None,
         code_url: Any = None,
+        project_url: Any = None,
+        ai_summary: Any = None,
+        keywords: Any = None,
+        categories: Any = None,
+        github_stars: Any = None,
+        comment_count: Any = None,
     ) -> Paper:
-        """Build a normalized :class:`Paper`; raises :class:`BatchError`."""
+        """Build a normalized :class:`Paper`; raises :class:`BatchError`.
+
+        A code link or project page the source does not give is looked for in
+        the abstract (see :func:`find_code_url` and :func:`find_project_url`).
+        """
         title = self.text(title, "title", MAX_TITLE_CHARS)
         if abstract is None or (isinstance(abstract, str) and not abstract.strip()):
             raise self.fail(f"paper {title[:60]!r} has no abstract")
@@ -268,14 +306,22 @@ class _Checker:
             page = f"https://arxiv.org/abs/{paper_id}"
         elif not page:
             page = "https://arxiv.org/search/?searchtype=title&query=" + quote_plus(title)
+        code = self.url(code_url, "code_url") or find_code_url(abstract)
+        project = self.url(project_url, "project_url") or find_project_url(abstract)
         paper = Paper(
             title=title,
             abstract=abstract,
             authors=self.authors(authors),
             arxiv_id=paper_id,
             url=page,
-            upvotes=self.upvotes(upvotes),
-            code_url=self.url(code_url, "code_url") or find_code_url(abstract),
+            upvotes=self.count(upvotes, "upvotes"),
+            code_url=code,
+            ai_summary=self.text(ai_summary, "ai_summary", MAX_SUMMARY_CHARS, required=False) or None,
+            keywords=self.terms(keywords, "keywords"),
+            categories=self.terms(categories, "categories"),
+            project_url=project if project != code else None,
+            github_stars=self.count(github_stars, "GitHub stars"),
+            comment_count=self.count(comment_count, "comment count"),
         )
         self.warn_if_repaired(title)
         return paper
@@ -288,6 +334,10 @@ _FIELD_NAMES = {
     "author name": "the author names",
     "url": "the link",
     "code_url": "the code link",
+    "project_url": "the project link",
+    "ai_summary": "the AI summary",
+    "keywords": "the keywords",
+    "categories": "the categories",
 }
 
 
@@ -299,26 +349,29 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def find_code_url(abstract: str) -> str | None:
-    """Return the code or project link mentioned in ``abstract``, if any.
-
-    A repository on a code host wins over any other page; arXiv and DOI links
-    are references, not project pages, and are skipped.
-    """
-    urls = []
+def _links_in(abstract: str) -> list[tuple[str, str]]:
+    """The http(s) links in ``abstract`` with their host (without ``www.``),
+    in order, the punctuation of the sentence around them left out."""
+    links = []
     for match in _URL_IN_TEXT.finditer(abstract):
         url = match.group().rstrip(".,;:!?)]}'\"")
         if _is_http_url(url):
-            urls.append(url)
-    for url in urls:
-        host = (urlsplit(url).hostname or "").removeprefix("www.")
-        if host in _CODE_HOSTS:
-            return url
-    for url in urls:
-        host = (urlsplit(url).hostname or "").removeprefix("www.")
-        if host not in _NOT_PROJECT_PAGES:
-            return url
-    return None
+            links.append((url, (urlsplit(url).hostname or "").removeprefix("www.")))
+    return links
+
+
+def find_code_url(abstract: str) -> str | None:
+    """Return the first link to a repository on a code host (GitHub, GitLab,
+    Bitbucket, Codeberg) mentioned in ``abstract``, or None."""
+    return next((url for url, host in _links_in(abstract) if host in _CODE_HOSTS), None)
+
+
+def find_project_url(abstract: str) -> str | None:
+    """Return the first project page mentioned in ``abstract``, or None: a
+    link that is neither on a code host (see :func:`find_code_url`) nor a
+    reference (arXiv, DOI)."""
+    skipped = _CODE_HOSTS + _NOT_PROJECT_PAGES
+    return next((url for url, host in _links_in(abstract) if host not in skipped), None)
 
 
 def _finish(source: str, date: dt.date, papers: list[Paper], warnings: list[str]) -> Batch:
@@ -477,7 +530,13 @@ def _parse_api_json(entries: list, source: str, date: dt.date | None) -> Batch:
                 authors=names,
                 arxiv_id=paper.get("id"),
                 upvotes=paper.get("upvotes"),
-                code_url=paper.get("githubRepo") or paper.get("projectPage"),
+                code_url=paper.get("githubRepo"),
+                project_url=paper.get("projectPage"),
+                ai_summary=paper.get("ai_summary"),
+                keywords=paper.get("ai_keywords"),
+                github_stars=paper.get("githubStars"),
+                # The API counts comments on the entry; accept it on the paper too.
+                comment_count=entry["numComments"] if "numComments" in entry else paper.get("numComments"),
             )
         )
         day = _iso_date(entry.get("publishedAt") or paper.get("publishedAt"))
@@ -515,6 +574,12 @@ def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
                 url=item.get("url"),
                 upvotes=item.get("upvotes"),
                 code_url=item.get("code_url"),
+                project_url=item.get("project_url"),
+                ai_summary=item.get("ai_summary"),
+                keywords=item.get("keywords"),
+                categories=item.get("categories"),
+                github_stars=item.get("github_stars"),
+                comment_count=item.get("comment_count"),
             )
         )
     return _finish(source, date or found, papers, warnings)
@@ -558,12 +623,21 @@ def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) ->
                 arxiv_id=match.group(1) if match else None,
                 url=entry.get("link") or (entry_id if _is_http_url(entry_id) else None),
                 code_url=None,
+                categories=_categories(entry),
             )
         )
         day = _feed_date(entry.get("published_parsed") or _own(entry, "updated_parsed"))
         if day:
             latest = max(latest, day) if latest else day
     return _finish(source, date or latest or today, papers, warnings)
+
+
+def _categories(entry: dict) -> list[Any]:
+    """The category terms of an arXiv entry, its primary category first."""
+    primary = entry.get("arxiv_primary_category")
+    terms = [primary.get("term")] if isinstance(primary, dict) else []
+    terms += [tag.get("term") for tag in entry.get("tags", []) if isinstance(tag, dict)]
+    return [term for term in terms if term is not None]
 
 
 def _feed_date(stamp: Any) -> dt.date | None:

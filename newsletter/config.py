@@ -98,6 +98,15 @@ def _from_address(name: str, value: str) -> str:
     return value
 
 
+TEASERS = ("summary", "abstract")
+
+
+def _teaser(name: str, value: str) -> str:
+    if value not in TEASERS:
+        raise ConfigError(f"{name} must be one of {', '.join(TEASERS)}, got {value!r}")
+    return value
+
+
 def _positive_int(name: str, value: str, high: int = 1000) -> int:
     try:
         number = int(value)
@@ -168,6 +177,11 @@ class Settings:
     )
     templates_dir: Path = setting(
         "NEWSLETTER_TEMPLATES_DIR", Path("templates"), _path, "Folder whose files override the packaged templates."
+    )
+    teaser: str = setting(
+        "NEWSLETTER_TEASER", "summary", _teaser,
+        "What a card's teaser shows: `summary` (the source's AI summary when it has one, else the abstract's"
+        " first sentences) or `abstract` (always the abstract's first sentences).",
     )
     api_base_url: str = setting(
         "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."

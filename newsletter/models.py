@@ -57,7 +57,7 @@ UNSUBSCRIBE_URL_MARK = "__NEWSLETTER_UNSUBSCRIBE_URL__"
 
 @dataclass(frozen=True)
 class Paper:
-    """One paper of a day's batch, already normalized (see ``papers.py``)."""
+    """One paper of a day's batch, already normalized (see ``batches.py``)."""
 
     title: str
     abstract: str
@@ -65,7 +65,13 @@ class Paper:
     arxiv_id: str | None = None  # without version, e.g. "2406.11614"
     url: str | None = None  # the paper's page (arXiv abstract page when known)
     upvotes: int | None = None
-    code_url: str | None = None
+    code_url: str | None = None  # the code repository (githubRepo, or a code host link in the abstract)
+    ai_summary: str | None = None  # the source's machine-written one-line summary
+    keywords: tuple[str, ...] = ()  # the source's keywords (the daily papers API's ai_keywords)
+    categories: tuple[str, ...] = ()  # arXiv categories, the primary one first
+    project_url: str | None = None  # the project page, apart from the code
+    github_stars: int | None = None
+    comment_count: int | None = None  # comments on the daily papers page
 
     @property
     def pdf_url(self) -> str | None:
@@ -108,7 +114,9 @@ class Issue:
 
     @property
     def html_bytes(self) -> int:
-        """Size of the email's HTML part in UTF-8 bytes (what Gmail measures)."""
+        """Size of the email's HTML in UTF-8 bytes, as a client decodes it. On
+        the wire it is quoted-printable and larger: ``render.encoded_bytes``
+        gives that size, which the size budget counts."""
         return len(self.html.encode("utf-8"))
 
     @property

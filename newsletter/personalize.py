@@ -9,7 +9,6 @@ personal values (the address, the unsubscribe link, a Message-ID).
 from __future__ import annotations
 
 import base64
-import binascii
 import email.policy
 import email.utils
 import secrets
@@ -18,7 +17,7 @@ from email.message import EmailMessage
 from html import escape
 
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
-from newsletter.text import clean_name
+from newsletter.text import clean_name, quoted_printable
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -43,16 +42,10 @@ class Recipient:
     unsubscribe_url: str
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable bytes of ``text`` with CRLF line ends."""
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
 def _qp_around_mark(text: str) -> list[bytes]:
     """Encode the parts of ``text`` between unsubscribe marks, so the link can
     be put in per recipient without encoding the whole body again."""
-    return [_qp(part) for part in text.split(UNSUBSCRIBE_URL_MARK)]
+    return [quoted_printable(part) for part in text.split(UNSUBSCRIBE_URL_MARK)]
 
 
 def _join_qp(parts: list[bytes], url_qp: bytes) -> bytes:
@@ -143,8 +136,8 @@ class PreparedMessage:
             _URL: recipient.unsubscribe_url.encode("ascii"),
         }
         head = b"".join(values.get(piece, piece) for piece in self._head)
-        text_url = _qp(recipient.unsubscribe_url)
-        html_url = _qp(escape(recipient.unsubscribe_url))
+        text_url = quoted_printable(recipient.unsubscribe_url)
+        html_url = quoted_printable(escape(recipient.unsubscribe_url))
         return b"".join(
             (
                 head,

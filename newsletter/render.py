@@ -3,10 +3,13 @@ premailer inlines the CSS (never touching the network).
 
 The email's HTML is kept under ``HTML_LIMIT_BYTES`` because Gmail clips a
 message whose HTML is over about 102 KB and hides everything after the cut,
-the unsubscribe link included. When the whole day does not fit as cards, the
-top papers get cards, the next ones a compact list of linked titles, and any
-left after that are counted and linked through the web version: no paper
-disappears silently.
+the unsubscribe link included. The size that counts is the HTML part as it
+is sent: quoted-printable (see :func:`encoded_bytes`), a few per cent more
+than the HTML itself for English text and up to three times as much for
+text outside ASCII. When the whole day does not fit as cards, the top papers
+get cards, the next ones a compact list of linked titles, and any left after
+that are counted and linked through the web version: no paper disappears
+silently.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +29,7 @@ from premailer import Premailer
 from newsletter.config import Settings
 from newsletter.errors import BatchError, RenderError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Issue, Paper
+from newsletter.text import quoted_printable
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -36,8 +41,10 @@ TEXT_TEMPLATE = "email.txt"
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
 TEASER_CHARS = 240
+TEXT_COLUMNS = 78  # the plain-text part's longest line, URLs apart (RFC 5322's advice)
 MIN_CARDS = 3  # even a huge day shows its top papers in full
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_URL_START = re.compile(r"\(?https?://", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------
@@ -56,13 +63,16 @@ def template_environment(templates_dir: Path | None) -> jinja2.Environment:
     # folder created later is seen once the environment is made anew.
     search = [str(templates_dir)] if templates_dir else []
     search.append(str(PACKAGE_TEMPLATES))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
         autoescape=lambda name: not (name or "").endswith(".txt"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         auto_reload=True,
     )
+    env.filters["wrap"] = wrap_text
+    env.filters["link_line"] = link_line
+    return env
 
 
 def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
@@ -86,6 +96,26 @@ def compile_mjml(source: str) -> str:
         return mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
         raise RenderError(f"MJML did not compile: {exc}") from exc
+
+
+def encoded_bytes(html: str) -> int:
+    """Return the size of ``html`` as the message carries it: its
+    quoted-printable bytes, encoded as ``personalize.py`` encodes the HTML
+    part (before the reader's own link goes in; ``PERSONAL_LINK_RESERVE``
+    keeps room for it)."""
+    return len(quoted_printable(html))
+
+
+def with_main_landmark(html: str) -> str:
+    """Return the compiled page ``html`` with its body's content inside a
+    ``<main>`` element, the landmark a web page's readers (and screen
+    readers) look for. MJML has no element for it; an email keeps its plain
+    ``<body>``, as not every mail client keeps HTML5 elements."""
+    opened = re.sub(r"(<body\b[^>]*>)", r"\1<main>", html, count=1, flags=re.IGNORECASE)
+    if opened == html:
+        raise RenderError("the compiled email has no <body>")
+    head, sep, tail = opened.rpartition("</body>")
+    return f"{head}</main>{sep}{tail}" if sep else opened + "</main>"
 
 
 def inline_css(html: str) -> str:
@@ -125,6 +155,54 @@ def teaser(abstract: str, limit: int = TEASER_CHARS) -> str:
     return cut.rstrip(" ,;:.-–—") + "…"
 
 
+def card_teaser(paper: Paper, source: str = "summary") -> str:
+    """Return the teaser a card shows for ``paper``: with ``source``
+    ``"summary"`` its AI summary when it has one, else (and always with
+    ``"abstract"``) the first sentences of its abstract; cut by :func:`teaser`."""
+    if source == "summary" and paper.ai_summary:
+        return teaser(paper.ai_summary)
+    return teaser(paper.abstract)
+
+
+def wrap_text(text: str, width: int = TEXT_COLUMNS, indent: str = "", first: str | None = None) -> str:
+    """Return ``text`` wrapped to lines of at most ``width`` characters, each
+    starting with ``indent`` (the first with ``first`` when given, such as a
+    number). A URL is never split: one longer than a line keeps a line of
+    its own. Any other run longer than a line (text without spaces, such as
+    Chinese) is cut to fit."""
+    first = indent if first is None else first
+    room = max(1, width - max(len(indent), len(first)))
+    words = []
+    for word in text.split():
+        if len(word) > room and not _URL_START.match(word):
+            words.extend(word[i : i + room] for i in range(0, len(word), room))
+        else:
+            words.append(word)
+    return textwrap.fill(
+        " ".join(words),
+        width=width,
+        initial_indent=first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def link_line(url: str, label: str = "", indent: str = "", width: int = TEXT_COLUMNS) -> str:
+    """Return ``label: url`` on one line when it fits in ``width``,
+    else the label on one line and the whole URL alone on the next (so a
+    long URL is never broken, and stays clickable)."""
+    if not label:
+        return indent + url
+    line = f"{indent}{label}: {url}"
+    return line if len(line) <= width else f"{indent}{label}:\n{indent}{url}"
+
+
+def plural(count: int, noun: str) -> str:
+    """Return ``"1 upvote"``, ``"12 upvotes"``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:
     """Return ``"A, B and C"`` or, for a long list, ``"A, B, C and 9 others"``."""
     if len(authors) <= 1:
@@ -134,19 +212,32 @@ def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:
     return f"{', '.join(authors[:shown])} and {len(authors) - shown} others"
 
 
-def _paper_view(paper: Paper) -> dict[str, Any]:
+def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
+    """What the templates show of ``paper``: its links as (label, URL) pairs
+    and its counts as words (``"12 upvotes"``), among the rest."""
     links = []
     if paper.pdf_url:
         links.append(("PDF", paper.pdf_url))
     if paper.code_url:
         links.append(("Code", paper.code_url))
+    if paper.project_url:
+        links.append(("Project page", paper.project_url))
+    counts = []
+    if paper.upvotes is not None:
+        counts.append("▲ " + plural(paper.upvotes, "upvote"))
+    if paper.comment_count is not None:
+        counts.append(plural(paper.comment_count, "comment"))
     return {
         "title": paper.title,
         "url": paper.url,
         "authors": short_authors(paper.authors) if paper.authors else "",
-        "teaser": teaser(paper.abstract),
+        "teaser": card_teaser(paper, teaser_source),
         "links": links,
         "upvotes": paper.upvotes,
+        "comments": paper.comment_count,
+        "counts": " · ".join(counts),
+        "keywords": paper.keywords,
+        "categories": paper.categories,
     }
 
 
@@ -177,7 +268,7 @@ def preheader_for(papers: tuple[Paper, ...], limit: int = 140) -> str:
 
 def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES) -> Issue:
     """Render ``batch`` into an :class:`Issue` whose email HTML, once
-    personalized, is at most ``limit`` bytes.
+    personalized and quoted-printable encoded, is at most ``limit`` bytes.
 
     Raises :class:`BatchError` when the batch has no papers and
     :class:`RenderError` when the templates are broken or cannot fit the
@@ -187,7 +278,7 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         raise BatchError(batch.source or "batch", "no papers to render")
     env = template_environment(settings.templates_dir)
     limit -= PERSONAL_LINK_RESERVE
-    views = [_paper_view(p) for p in batch.papers]
+    views = [_paper_view(p, settings.teaser) for p in batch.papers]
     total = len(views)
     web_url = f"{settings.web_base}/issues/{batch.date.isoformat()}"
     base = {
@@ -217,7 +308,7 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     def compiled_size(cards: int, listed: int) -> int:
         if (cards, listed) not in sizes:
             html = compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed)))
-            sizes[cards, listed] = len(html.encode("utf-8"))
+            sizes[cards, listed] = encoded_bytes(html)
         return sizes[cards, listed]
 
     # Inlining adds style attributes, so aim a little under the limit before
@@ -226,14 +317,14 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     for _attempt in range(5):
         cards, listed = _fit(compiled_size, total, budget)
         html = inline_css(compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed))))
-        size = len(html.encode("utf-8"))
+        size = encoded_bytes(html)
         if size <= limit:
             break
         budget -= size - limit + 500
     else:
         raise RenderError(f"could not fit the email under {limit:,} bytes; simplify the templates")
 
-    web_html = compile_mjml(render_template(env, EMAIL_TEMPLATE, context(total, 0, web=True)))
+    web_html = with_main_landmark(compile_mjml(render_template(env, EMAIL_TEMPLATE, context(total, 0, web=True))))
     text = render_template(env, TEXT_TEMPLATE, context(cards, listed))
     return Issue(
         date=batch.date,

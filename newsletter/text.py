@@ -1,5 +1,5 @@
-"""Text hygiene for untrusted text: names, paper text, terminal output and
-CSV cells.
+"""Text hygiene for untrusted text (names, paper text, terminal output and
+CSV cells), and the quoted-printable form an email's text takes on the wire.
 
 Names come from a web form, the command line and CSV files; paper text from
 files and an API. None of it may carry characters that act instead of
@@ -11,6 +11,7 @@ encoded, so they would crash a write far from where they came in).
 
 from __future__ import annotations
 
+import binascii
 import re
 
 NAME_MAX_CHARS = 200
@@ -84,3 +85,13 @@ def csv_unescape(cell: str) -> str:
     if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS):
         return cell[1:]
     return cell
+
+
+def quoted_printable(text: str) -> bytes:
+    """Return ``text`` as UTF-8 quoted-printable bytes with CRLF line ends:
+    how a message's text and HTML parts are sent (lines of at most 76
+    characters joined by ``=`` soft breaks, ``=`` and each byte outside
+    printable ASCII written as three characters, so a CJK character takes
+    nine)."""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

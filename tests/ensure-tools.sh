@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Python packages, when it is missing:
 # Debian's Chromium for the browser tests (Playwright drives it; it cannot
-# download a browser of its own here).
+# download a browser of its own here), the npm packages of the email checks
+# and a PostgreSQL server.
 set -euo pipefail
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -10,6 +11,29 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will be skipped" >&2
+  fi
+fi
+
+# The checkers the email tests run (axe-core and html-validate, npm
+# packages pinned in tests/js/package-lock.json), installed once with
+# `npm ci` from the npm registry; the tests themselves never download.
+js_dir="$(cd "$(dirname "$0")" && pwd)/js"
+if [ ! -d "$js_dir/node_modules" ]; then
+  if ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "Installing Debian's nodejs and npm for the email checks..."
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+  fi
+  if command -v npm >/dev/null; then
+    echo "Installing the email checkers (npm ci in tests/js)..."
+    (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || {
+      rm -rf "$js_dir/node_modules"
+      echo "npm ci failed in tests/js: email checks will be skipped" >&2
+    }
+  else
+    echo "npm is missing and cannot be installed here (needs root and apt-get): email checks will be skipped" >&2
   fi
 fi
 

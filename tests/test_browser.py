@@ -230,11 +230,11 @@ def test_edits_to_the_batch_and_templates_show_on_reload(own_server, example, ne
 
     # A template copied into the templates folder after the server started.
     template = (PACKAGE_TEMPLATES / "email.mjml").read_text(encoding="utf-8")
-    masthead = '<div class="mh">{{ name }}</div>'
+    masthead = ">{{ name }}</h1>"
     assert masthead in template
     rewrite(
         own_server.templates / "email.mjml",
-        template.replace(masthead, '<div class="mh">{{ name }} · Edited Masthead</div>'),
+        template.replace(masthead, ">{{ name }} · Edited Masthead</h1>"),
     )
     page.goto(own_server.url + "/email.html")
     expect(page.locator(".mh")).to_have_text("Daily Papers · Edited Masthead")

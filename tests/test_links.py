@@ -95,7 +95,7 @@ def assert_all_resolve(site, links: set[str]) -> None:
 
 
 def footer_link(html: str) -> str:
-    [href] = re.findall(r'<a href="([^"]+)"[^>]*>Unsubscribe</a>', html)
+    [href] = re.findall(r'<a\b[^>]*\bhref="([^"]+)"[^>]*>Unsubscribe</a>', html)
     return htmllib.unescape(href)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import EXAMPLE, FIXTURES
 from newsletter import batches as papers
-from newsletter.batches import find_code_url, load_batch, parse_batch, write_canonical
+from newsletter.batches import find_code_url, find_project_url, load_batch, parse_batch, write_canonical
 from newsletter.errors import BatchError
 from newsletter.models import Batch
 
@@ -359,6 +359,138 @@ def test_canonical_arxiv_url_gives_the_id():
 
 
 # --------------------------------------------------------------------------
+# the richer fields: AI summary, keywords, categories, project page, counts
+
+
+def test_api_rich_fields(api):
+    by_id = {p.arxiv_id: p for p in api.papers}
+    seap = by_id["2503.07605"]
+    # Whitespace collapsed as in every text field; empty and repeated keywords dropped.
+    assert seap.ai_summary == "SEAP prunes the experts a task does not need, cutting inference cost without any training."
+    assert seap.keywords == ("sparse activation", "pruning")
+    # githubRepo is the code and projectPage the project page: two links, not one.
+    assert seap.code_url == "https://github.com/IAAR-Shanghai/SEAP"
+    assert seap.project_url == "https://iaar-shanghai.github.io/SEAP/"
+    assert seap.github_stars == 1234
+    assert seap.comment_count == 2  # numComments of the entry (the copy kept, not the v2's 0)
+    bare = by_id["2503.08120"]
+    assert (bare.ai_summary, bare.keywords, bare.categories) == (None, (), ())
+    assert (bare.project_url, bare.github_stars, bare.comment_count) == (None, None, None)
+    assert by_id["2503.07703"].comment_count == 5
+    assert all(p.categories == () for p in api.papers)  # the API gives none
+
+
+def test_api_project_page_alone_is_not_the_code_link():
+    entry = api_entry(projectPage="https://example.org/demo", summary="An abstract without links.")
+    paper = parse_batch(api_json(entry), "api.json").papers[0]
+    assert paper.project_url == "https://example.org/demo"
+    assert paper.code_url is None
+    # The same page given as both is shown once, as the code.
+    entry = api_entry(githubRepo="https://github.com/a/b", projectPage="https://github.com/a/b")
+    paper = parse_batch(api_json(entry), "api.json").papers[0]
+    assert (paper.code_url, paper.project_url) == ("https://github.com/a/b", None)
+
+
+def test_api_comment_count_on_the_paper_is_taken_too():
+    entry = api_entry(numComments=4)  # on "paper" only
+    assert parse_batch(api_json(entry), "api.json").papers[0].comment_count == 4
+
+
+def test_atom_categories_primary_first(atom):
+    assert atom.papers[0].categories == ("cs.CL", "cs.LG", "I.2.7")
+    assert atom.papers[1].categories == ("cs.CV",)
+    assert atom.papers[2].categories == ("hep-th",)
+    assert all(p.ai_summary is None and p.keywords == () and p.comment_count is None for p in atom.papers)
+
+
+def test_page_text_finds_a_project_page_in_the_abstract(example):
+    by_title = {p.title: p for p in example.papers}
+    negtome = by_title["Negative Token Merging: Image-based Adversarial Feature Guidance"]
+    assert negtome.project_url == "https://negtome.github.io"
+    assert negtome.code_url is None  # a project page is not labelled as code
+    assert example.papers[0].project_url is None  # its one link is on GitHub: the code
+
+
+def test_canonical_keeps_the_rich_fields(isolated):
+    batch = load_batch(API_JSON)
+    doc = json.loads(write_canonical(batch, isolated / "day.json").read_text(encoding="utf-8"))
+    assert doc["format"] == "newsletter-batch/1"
+    seap = next(item for item in doc["papers"] if item["arxiv_id"] == "2503.07605")
+    assert seap["ai_summary"].startswith("SEAP prunes")
+    assert seap["keywords"] == ["sparse activation", "pruning"]
+    assert seap["project_url"] == "https://iaar-shanghai.github.io/SEAP/"
+    assert (seap["github_stars"], seap["comment_count"], seap["categories"]) == (1234, 2, [])
+    atom = load_batch(ATOM)
+    reloaded = load_batch(write_canonical(atom, isolated / "atom.json"))
+    assert reloaded.papers[0].categories == ("cs.CL", "cs.LG", "I.2.7")
+
+
+def test_canonical_without_the_new_keys_still_loads():
+    """A batch written before the richer fields existed loads, with their defaults."""
+    data = canonical({
+        "title": "T", "abstract": "An abstract.", "authors": ["A"], "arxiv_id": "2503.07605",
+        "url": None, "upvotes": 3, "code_url": "https://github.com/a/b",
+    })
+    paper = parse_batch(data, "old.json").papers[0]
+    assert (paper.ai_summary, paper.keywords, paper.categories) == (None, (), ())
+    assert (paper.project_url, paper.github_stars, paper.comment_count) == (None, None, None)
+    assert paper.code_url == "https://github.com/a/b" and paper.upvotes == 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ai_summary": 12}, "ai_summary must be text"),
+        ({"ai_summary": "x" * 5_001}, "ai_summary is 5,001 characters long"),
+        ({"keywords": "one, two"}, "keywords must be a list"),
+        ({"keywords": ["ok", 3]}, "keywords must be text"),
+        ({"keywords": ["k"] * 101}, "101 keywords; the limit is 100"),
+        ({"categories": [{"term": "cs.CL"}]}, "categories must be text"),
+        ({"categories": ["c" * 101]}, "categories is 101 characters long"),
+        ({"github_stars": -1}, "GitHub stars must be a whole number"),
+        ({"github_stars": "12"}, "GitHub stars must be a whole number"),
+        ({"comment_count": 2.5}, "comment count must be a whole number"),
+        ({"comment_count": True}, "comment count must be a whole number"),
+        ({"project_url": ["https://example.org"]}, "project_url must be text"),
+    ],
+)
+def test_canonical_rich_fields_are_checked(fields, message):
+    error = raises_batch_error(canonical({"title": "T", "abstract": "A.", **fields}), "c.json")
+    assert error.where == "papers[0]"
+    assert message in str(error)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ai_keywords": {"a": 1}}, "keywords must be a list"),
+        ({"githubStars": 1.5}, "GitHub stars must be a whole number"),
+        ({"ai_summary": ["a"]}, "ai_summary must be text"),
+    ],
+)
+def test_api_rich_fields_are_checked(fields, message):
+    error = raises_batch_error(api_json(api_entry(**fields)), "api.json")
+    assert error.where == "entry 1" and message in str(error)
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,x", "ftp://x.org/a", "http://"])
+def test_only_http_project_pages_are_kept(link):
+    assert parse_batch(api_json(api_entry(projectPage=link)), "api.json").papers[0].project_url is None
+    data = canonical({"title": "T", "abstract": "A.", "project_url": link})
+    assert parse_batch(data, "c.json").papers[0].project_url is None
+
+
+def test_control_characters_in_the_rich_fields_are_removed_with_a_warning():
+    entry = api_entry(title="T", ai_summary="A\x1b[2Jsummary.", ai_keywords=["k\u202eey"], projectPage="https://e.org/\x07p")
+    batch = parse_batch(api_json(entry), "api.json")
+    paper = batch.papers[0]
+    assert (paper.ai_summary, paper.keywords, paper.project_url) == ("A[2Jsummary.", ("key",), "https://e.org/p")
+    assert batch.warnings == (
+        'api.json, entry 1 ("T"): removed 3 control characters from the project link, the AI summary and the keywords',
+    )
+
+
+# --------------------------------------------------------------------------
 # links and untrusted text
 
 
@@ -385,9 +517,13 @@ def test_find_code_url_prefers_code_hosts_and_skips_references():
         "https://example.org/project). Code: (https://github.com/a/b)."
     )
     assert find_code_url(abstract) == "https://github.com/a/b"
-    assert find_code_url("Demo at https://example.org/demo!") == "https://example.org/demo"
-    assert find_code_url("Prior work: https://arxiv.org/abs/2401.00001.") is None
-    assert find_code_url("Run javascript:alert(1) now.") is None
+    assert find_project_url(abstract) == "https://example.org/project"
+    # A page that is not on a code host is a project page, never the code.
+    assert find_code_url("Demo at https://example.org/demo!") is None
+    assert find_project_url("Demo at https://example.org/demo!") == "https://example.org/demo"
+    assert find_project_url("Code: https://github.com/a/b.") is None
+    for links in ("Prior work: https://arxiv.org/abs/2401.00001.", "Run javascript:alert(1) now."):
+        assert find_code_url(links) is None and find_project_url(links) is None
 
 
 def test_template_syntax_and_tex_are_kept_verbatim():

@@ -14,7 +14,7 @@ from newsletter.cli import common
 from newsletter.errors import OutputError
 from newsletter.files import atomic_write_text
 from newsletter.models import Issue
-from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, render_issue
+from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
 from newsletter.text import terminal_safe
 
 
@@ -38,7 +38,8 @@ def fetch(ctx: click.Context, date: dt.datetime | None, out_dir: Path) -> None:
 
 def describe(issue: Issue, html: str, text: str) -> dict:
     """Return the facts that ``render`` saves as issue.json, with the sizes of
-    the ``html`` and ``text`` parts as written."""
+    the ``html`` and ``text`` parts as written, and of the HTML part as sent
+    (quoted-printable: what the limit applies to)."""
     return {
         "date": issue.date.isoformat(),
         "subject": issue.subject,
@@ -48,6 +49,7 @@ def describe(issue: Issue, html: str, text: str) -> dict:
         "listed": issue.listed_count,
         "web_only": issue.more_count,
         "html_bytes": len(html.encode("utf-8")),
+        "html_encoded_bytes": encoded_bytes(html),
         "html_limit_bytes": HTML_LIMIT_BYTES,
         "text_bytes": len(text.encode("utf-8")),
         "web_url": issue.web_url,
@@ -84,11 +86,12 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
         atomic_write_text(out_dir / "issue.json", json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from exc
-    share = facts["html_bytes"] / GMAIL_CLIP_BYTES
+    share = facts["html_encoded_bytes"] / GMAIL_CLIP_BYTES
     click.echo(
         f"{terminal_safe(issue.subject)}: {issue.card_count} cards, {issue.listed_count} listed, "
-        f"{issue.more_count} web-only; HTML {facts['html_bytes']:,} bytes ({share:.0%} of Gmail's "
-        f"{GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes → {terminal_safe(out_dir)}/"
+        f"{issue.more_count} web-only; HTML {facts['html_bytes']:,} bytes, {facts['html_encoded_bytes']:,} as sent "
+        f"({share:.0%} of Gmail's {GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes "
+        f"→ {terminal_safe(out_dir)}/"
     )
 
 
