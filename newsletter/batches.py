@@ -35,7 +35,7 @@ import feedparser
 
 from newsletter.errors import BatchError
 from newsletter.files import atomic_write_text
-from newsletter.models import Batch, Paper
+from newsletter.models import Batch, Paper, paper_key
 from newsletter.text import strip_controls
 
 CANONICAL_FORMAT = "newsletter-batch/1"
@@ -380,7 +380,7 @@ def _finish(source: str, date: dt.date, papers: list[Paper], warnings: list[str]
         raise BatchError(source, f"{len(papers):,} papers; the limit is {MAX_PAPERS:,}")
     by_key: dict[str, Paper] = {}  # first position wins, the copy with most upvotes stays
     for paper in papers:
-        key = paper.arxiv_id or "title:" + paper.title.casefold()
+        key = paper_key(paper)
         kept = by_key.get(key)
         if kept is None or (paper.upvotes or 0) > (kept.upvotes or 0):
             by_key[key] = paper

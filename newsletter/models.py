@@ -8,6 +8,8 @@ and a member compares equal to its value.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from html import escape
@@ -174,3 +176,69 @@ class Feedback:
     bounce_subtype: str | None = None
     detail: str | None = None  # the diagnostic code or complaint feedback type
     at: dt.datetime | None = None
+
+
+def paper_key(paper: Paper) -> str:
+    """A paper's identity across days and sources: its arXiv id without a
+    version, or, for a source without ids, ``title:`` and its title
+    normalized (case, accents and punctuation ignored)."""
+    if paper.arxiv_id:
+        return paper.arxiv_id
+    plain = "".join(c for c in unicodedata.normalize("NFKD", paper.title) if not unicodedata.combining(c))
+    return "title:" + "-".join(re.findall(r"\w+", plain.casefold()))[:200]
+
+
+DEFAULT_PICKS = 5  # picks per reader unless they choose otherwise
+MAX_PICKS = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one reader told us they read (all optional)."""
+
+    subscriber_id: int
+    interests: tuple[str, ...] = ()  # free phrases
+    authors: tuple[str, ...] = ()  # followed authors' names
+    categories: tuple[str, ...] = ()  # arXiv categories, e.g. cs.CV
+    seeds: tuple[str, ...] = ()  # keys of papers they like (see models.paper_key)
+    liked: tuple[str, ...] = ()  # keys of papers they voted 👍
+    disliked: tuple[str, ...] = ()  # keys of papers they voted 👎
+    picks: int = DEFAULT_PICKS  # how many picks they want (0: none)
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether there is nothing to pick by: no interest, author,
+        category, seed paper or 👍 (a reader only of 👎 has none either)."""
+        return not (self.interests or self.authors or self.categories or self.seeds or self.liked)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a paper was picked: ``kind`` is "interest", "author", "seed",
+    "liked" or "category"; ``subject`` the phrase, author name, paper title
+    or category."""
+
+    kind: str
+    subject: str
+
+    def text(self) -> str:
+        """The reason in words, emphasis marked with asterisks
+        (``matches *concept erasure*``)."""
+        return {
+            "interest": f"matches *{self.subject}*",
+            "author": f"by {self.subject}, whom you follow",
+            "seed": f"like *{self.subject}*, which you like",
+            "liked": f"like *{self.subject}*, which you liked",
+            "category": f"in {self.subject}, which you follow",
+        }[self.kind]
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One paper picked for a reader: its position in the edition and its
+    key, its relevance (before the upvotes prior) and why."""
+
+    position: int
+    key: str
+    score: float
+    reason: Reason

@@ -9,13 +9,22 @@ it and every fallback.
 
 from __future__ import annotations
 
+import hmac
+
 from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import Signer as ItsdangerousSigner
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TokenError
 
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 CONFIRM_SALT = "newsletter.confirm.v1"
+PREFERENCES_SALT = "newsletter.preferences.v1"
+FEEDBACK_SALT = "newsletter.feedback.v1"
+FEEDBACK_PAPER_SALT = "newsletter.feedback-paper.v1"
+# Characters of a paper's code in a feedback token (base64: 36 bits).
+PAPER_CODE_CHARS = 6
+VOTES = ("up", "down")
 MIN_SECRET_CHARS = 32
 MIN_SECRET_DISTINCT_CHARS = 12
 # Anyone who receives one issue holds a token signed with the key, so the key
@@ -79,6 +88,9 @@ class Signer:
         # itsdangerous signs with the last key and verifies with all of them.
         self._unsubscribe = URLSafeSerializer([*fallbacks, secret_key], salt=UNSUBSCRIBE_SALT)
         self._confirm = URLSafeTimedSerializer([*fallbacks, secret_key], salt=CONFIRM_SALT)
+        self._preferences = URLSafeSerializer([*fallbacks, secret_key], salt=PREFERENCES_SALT)
+        self._feedback = ItsdangerousSigner([*fallbacks, secret_key], salt=FEEDBACK_SALT)
+        self._paper_codes = [ItsdangerousSigner(key, salt=FEEDBACK_PAPER_SALT) for key in (secret_key, *fallbacks)]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Signer":
@@ -108,6 +120,70 @@ class Signer:
         """Return the reader's personal unsubscribe address under ``base_url``:
         the link in the email's footer and its ``List-Unsubscribe`` header."""
         return f"{base_url.rstrip('/')}/u/{self.unsubscribe_token(subscriber_ref)}"
+
+    def preferences_token(self, subscriber_ref: str) -> str:
+        """Return the never-expiring token of the reader's preferences page."""
+        return self._preferences.dumps(subscriber_ref)
+
+    def preferences_ref(self, token: str) -> str:
+        """Return the subscriber reference inside a preferences token.
+        Raises :class:`TokenError` for a forged, tampered or other-purpose token."""
+        try:
+            ref = self._preferences.loads(token)
+        except (BadData, UnicodeError, ValueError) as exc:
+            raise TokenError("invalid preferences link") from exc
+        if not isinstance(ref, str) or not ref:
+            raise TokenError("invalid preferences link")
+        return ref
+
+    def preferences_url(self, base_url: str, subscriber_ref: str) -> str:
+        """Return the reader's personal preferences page under ``base_url``."""
+        return f"{base_url.rstrip('/')}/p/{self.preferences_token(subscriber_ref)}"
+
+    # A feedback token is "<position>-<code>.<reader part>": the reader part
+    # is signed for one reader and one edition (the same in every link of
+    # their email); the code signs that edition's paper at that position, so
+    # a token only ever names a paper of an edition the reader was sent, and
+    # a changed character anywhere is refused. No address is in it.
+
+    def feedback_reader_part(self, subscriber_ref: str, edition: str) -> str:
+        """Return the part of a reader's feedback tokens shared by every
+        paper of ``edition`` (what each email carries once)."""
+        return self._feedback.sign(f"{subscriber_ref}~{edition}").decode("ascii")
+
+    def paper_code(self, edition: str, position: int, paper_key: str) -> str:
+        """Return the code of the paper ``paper_key`` at ``position`` in
+        ``edition``, the same for every reader."""
+        return self._paper_codes[0].get_signature(f"{edition}:{position}:{paper_key}").decode("ascii")[
+            :PAPER_CODE_CHARS]
+
+    def feedback_token(self, subscriber_ref: str, edition: str, position: int, paper_key: str) -> str:
+        """Return the feedback token of one reader for one paper of ``edition``."""
+        return (f"{position}-{self.paper_code(edition, position, paper_key)}."
+                f"{self.feedback_reader_part(subscriber_ref, edition)}")
+
+    def feedback_target(self, token: str) -> tuple[str, str, int, str]:
+        """Return (subscriber reference, edition, position, paper code) of a
+        feedback token whose reader part is genuine; the caller checks the
+        paper with :meth:`paper_matches`. Raises :class:`TokenError` for a
+        forged, tampered, truncated or other-purpose token."""
+        paper, _, reader = token.partition(".")
+        position, _, code = paper.partition("-")
+        try:
+            value = self._feedback.unsign(reader).decode("utf-8")
+        except (BadData, UnicodeError, ValueError) as exc:
+            raise TokenError("invalid feedback link") from exc
+        ref, _, edition = value.partition("~")
+        if not (ref and edition and position.isdigit() and len(code) == PAPER_CODE_CHARS):
+            raise TokenError("invalid feedback link")
+        return ref, edition, int(position), code
+
+    def paper_matches(self, code: str, edition: str, position: int, paper_key: str) -> bool:
+        """Whether ``code`` is the code of ``paper_key`` at ``position`` in
+        ``edition`` (under the current key or a previous one)."""
+        value = f"{edition}:{position}:{paper_key}"
+        return any(hmac.compare_digest(signer.get_signature(value).decode("ascii")[:PAPER_CODE_CHARS], code)
+                   for signer in self._paper_codes)
 
     def confirm_token(self, email: str, name: str | None) -> str:
         """Return a sign-up confirmation token for ``email`` (timestamped: it

@@ -137,7 +137,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     with (copy / "models.py").open("a", encoding="utf-8") as models:
         models.write("\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
     with (copy / "tokens.py").open("a", encoding="utf-8") as tokens:
-        tokens.write("\nimport flask\nimport sqlalchemy\n")
+        tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\n")
     (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
 
     run = lint_imports(tmp_path, env={"PYTHONPATH": str(tmp_path)})
@@ -151,6 +151,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
         "newsletter.models -> boto3",
         "newsletter.tokens -> flask",
         "newsletter.tokens -> sqlalchemy",
+        "newsletter.tokens -> sklearn",
     ]:
         assert expected in output, f"{expected!r} not reported:\n{output}"
 

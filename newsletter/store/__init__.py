@@ -4,7 +4,8 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 :class:`Store` is the one object the rest of the package holds; each of its
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
-``engine`` and the tables of ``schema``. :class:`Ledger` is the send ledger
+``engine`` and the tables of ``schema``; ``papers``, ``profiles`` and
+``picks`` keep what personal picks need. :class:`Ledger` is the send ledger
 and lock of one issue. ``migrate`` brings a database to this release's
 schema when it is opened (Alembic, ``migrations/``); ``backup`` copies and
 restores SQLite databases.
@@ -21,13 +22,17 @@ from newsletter.store.imports import ImportReport, Imports
 from newsletter.store.inbox import Inbox, ReaderAction
 from newsletter.store.issues import IssueArchive, StoredIssue
 from newsletter.store.ledger import Ledger
+from newsletter.store.papers import PaperArchive
+from newsletter.store.picks import PickRecords
+from newsletter.store.profiles import Profiles, Vote
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "normalize_email", "now", "open_store"]
+__all__ = ["ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
 
 
-class Store(Subscribers, Imports, IssueArchive, Inbox, FeedbackRecords, StatsQueries, Database):
+class Store(Subscribers, Imports, IssueArchive, PaperArchive, Profiles, PickRecords, Inbox, FeedbackRecords,
+            StatsQueries, Database):
     """Subscribers, their events, stored issues, the ledger's tables, SES
     feedback and the reader-action inbox of one database."""
 

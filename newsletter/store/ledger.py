@@ -11,10 +11,12 @@ from sqlalchemy import bindparam, func, insert, select, update
 from newsletter.models import (
     LEDGER_STATUSES,
     DeliveryStatus,
+    Pick,
     Subscriber,
     SubscriberStatus,
 )
 from newsletter.store.engine import as_utc
+from newsletter.store.picks import write_picks
 from newsletter.store.schema import (
     deliveries_table,
     send_locks_table,
@@ -143,12 +145,15 @@ class Ledger:
         join, where = self._unsent_query(resend_unknown)
         return paged_subscribers(self.store.reader, select(subscribers_table).select_from(join).where(where), page)
 
-    def mark_pending(self, subscriber_ids: Iterable[int]) -> None:
+    def mark_pending(self, subscriber_ids: Iterable[int], picks: dict[int, list[Pick]] | None = None) -> None:
         """Write "pending" rows for these readers in one transaction, just
-        before the provider is called (replacing an "unknown" being resent)."""
+        before the provider is called (replacing an "unknown" being resent),
+        with the papers picked for them in this edition (kept once written:
+        a rerun sends the same picks)."""
         ids = list(subscriber_ids)
         stamp = self.store.clock()
         with self.store.engine.begin() as conn:
+            write_picks(conn, self.day, picks or {})
             conn.execute(
                 deliveries_table.delete().where(
                     deliveries_table.c.issue_date == self.day,

@@ -15,7 +15,9 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,7 +28,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -128,6 +130,84 @@ sns_seen_table = Table(
     metadata,
     Column("message_id", String(100), primary_key=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every paper the newsletter has carried, one row per paper (its key: the
+# arXiv id without version, or "title:" and its normalized title; see
+# models.paper_key), with its richest text; and the days it appeared, with
+# its rank (0 first) and upvotes that day. Seed papers, votes and picks refer
+# to papers by key.
+papers_table = Table(
+    "papers",
+    metadata,
+    Column("key", String(220), primary_key=True),
+    Column("arxiv_id", String(32), index=True),
+    Column("title", String(500), nullable=False),
+    Column("abstract", Text, nullable=False),
+    Column("authors", Text, nullable=False),  # JSON list of names
+    Column("url", String(2000)),
+    Column("code_url", String(2000)),
+    Column("project_url", String(2000)),
+    Column("ai_summary", Text),
+    Column("keywords", Text, nullable=False),  # JSON list
+    Column("categories", Text, nullable=False),  # JSON list
+    Column("github_stars", Integer),
+    Column("comment_count", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+appearances_table = Table(
+    "appearances",
+    metadata,
+    Column("date", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("rank", Integer, primary_key=True),  # the paper's position in that day's batch, 0 first
+    Column("paper_key", String(220), ForeignKey("papers.key"), nullable=False, index=True),
+    Column("upvotes", Integer),
+)
+
+# What each reader told us they read (see newsletter.ranking.Profile). The
+# lists are JSON; "liked" and "disliked" repeat the votes below, so ranking
+# a reader reads one row.
+profiles_table = Table(
+    "profiles",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("interests", Text, nullable=False),
+    Column("authors", Text, nullable=False),
+    Column("categories", Text, nullable=False),
+    Column("seeds", Text, nullable=False),  # paper keys
+    Column("picks", Integer, nullable=False),  # how many picks (0: none)
+    Column("liked", Text, nullable=False),  # paper keys voted up, newest first
+    Column("disliked", Text, nullable=False),  # paper keys voted down, newest first
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+votes_table = Table(
+    "votes",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("paper_key", String(220), primary_key=True, index=True),
+    Column("vote", Integer, nullable=False),  # +1 or -1
+    Column("edition", String(24), nullable=False),  # the edition the vote came from
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# The papers picked for each reader in each edition, in pick order: written
+# with the reader's ledger row, kept when that row is forgotten (so a rerun
+# sends the same picks), and read for the rule that a paper is not picked
+# for a reader again within 30 days.
+picks_table = Table(
+    "picks",
+    metadata,
+    Column("edition", String(24), primary_key=True),  # YYYY-MM-DD for a daily edition
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),  # 0 first
+    Column("paper_key", String(220), nullable=False),
+    Column("paper_rank", Integer, nullable=False),  # the paper's position in the edition
+    Column("score", Float, nullable=False),
+    Column("why_kind", String(16), nullable=False),
+    Column("why_subject", String(500), nullable=False),
+    Index("ix_picks_paper_key_edition", "paper_key", "edition"),
 )
 
 # Reader actions from the web (sign-ups, confirmations, unsubscribes,

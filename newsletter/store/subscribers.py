@@ -13,8 +13,8 @@ from typing import Iterable, Iterator
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import Select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 
 from newsletter.errors import InvalidEmail
 from newsletter.models import Subscriber, SubscriberEvent, SubscriberStatus

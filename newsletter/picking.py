@@ -1,0 +1,62 @@
+"""Personal picks for one edition: which papers go at the top of each
+reader's email, and why; computed for readers in chunks, from their profiles
+(see newsletter.ranking), never a paper they rated or were picked in the
+last 30 days (see newsletter.store.picks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from newsletter.models import Paper, Pick
+from newsletter.ranking import EditionIndex
+from newsletter.store import Store
+
+
+@dataclass(frozen=True)
+class ReaderPicks:
+    """What one reader's email says of picks: ``state`` is "picks" (see
+    ``picks``), "none" (they have interests, nothing matched today),
+    "invite" (they told us nothing yet) or "off" (they want no picks)."""
+
+    state: str
+    picks: tuple[Pick, ...] = ()
+
+
+@dataclass
+class EditionPicks:
+    """Picks for the readers of one edition (``edition`` as the ledger names
+    it, of ``day``, whose papers are ``papers`` in the edition's order)."""
+
+    store: Store
+    edition: str
+    day: dt.date
+    papers: Sequence[Paper]
+    index: EditionIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = EditionIndex(self.papers, lookup=self.store.papers)
+        self._position = {key: i for i, key in enumerate(self.index.keys)}
+        self._never: dict[int, set[int]] = {}
+        for source in (self.store.rated(self.index.keys), self.store.recently_picked(self.day, self.index.keys)):
+            for subscriber_id, keys in source.items():
+                self._never.setdefault(subscriber_id, set()).update(self._position[k] for k in keys)
+
+    def for_readers(self, subscriber_ids: Iterable[int]) -> dict[int, ReaderPicks]:
+        """Return each reader's picks: those stored for this edition (a
+        rerun sends the same picks), else ranked now."""
+        ids = list(subscriber_ids)
+        stored = self.store.picks_of(self.edition, ids)
+        profiles = self.store.profiles(i for i in ids if i not in stored)
+        self.index.prepare(profiles.values())
+        found = {i: ReaderPicks("picks", tuple(picks)) for i, picks in stored.items()}
+        for subscriber_id, profile in profiles.items():
+            if profile.picks <= 0:
+                found[subscriber_id] = ReaderPicks("off")
+            elif profile.is_empty:
+                found[subscriber_id] = ReaderPicks("invite")
+            else:
+                picks = self.index.rank(profile, exclude=self._never.get(subscriber_id, ()))
+                found[subscriber_id] = ReaderPicks("picks", tuple(picks)) if picks else ReaderPicks("none")
+        return found

@@ -1,0 +1,109 @@
+"""Every paper the newsletter has carried: one row per paper with its
+richest text, and the days it appeared, with its rank and upvotes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Iterable
+
+from sqlalchemy import delete, insert, select, update
+
+from newsletter.models import Batch, Paper, paper_key
+from newsletter.store.schema import appearances_table, papers_table
+
+# The columns a paper's text fills, in Paper's names.
+_TEXT = ("arxiv_id", "title", "abstract", "url", "code_url", "project_url", "ai_summary", "github_stars",
+         "comment_count")
+
+
+def _richest(stored: dict, paper: Paper) -> dict:
+    """The row for ``paper`` given what is ``stored`` of it: a field the new
+    copy lacks keeps its stored value, a longer abstract or summary wins,
+    lists are merged (stored first)."""
+    row = {name: getattr(paper, name) for name in _TEXT}
+    row["authors"] = list(paper.authors)
+    row["keywords"] = list(paper.keywords)
+    row["categories"] = list(paper.categories)
+    for name in _TEXT:
+        if row[name] in (None, "") and stored.get(name) not in (None, ""):
+            row[name] = stored[name]
+    for name in ("abstract", "ai_summary"):
+        if len(stored.get(name) or "") > len(row[name] or ""):
+            row[name] = stored[name]
+    for name in ("authors", "keywords", "categories"):
+        known = json.loads(stored[name]) if stored.get(name) else []
+        if name == "authors" and len(known) > len(row[name]):
+            row[name] = known
+        elif name != "authors":
+            row[name] = known + [item for item in row[name] if item not in known]
+    return {**row, **{name: json.dumps(row[name], ensure_ascii=False) for name in ("authors", "keywords", "categories")}}
+
+
+def paper_from_row(row) -> Paper:
+    """The :class:`Paper` of a ``papers`` row."""
+    return Paper(
+        title=row.title, abstract=row.abstract, authors=tuple(json.loads(row.authors)), arxiv_id=row.arxiv_id,
+        url=row.url, code_url=row.code_url, project_url=row.project_url, ai_summary=row.ai_summary,
+        keywords=tuple(json.loads(row.keywords)), categories=tuple(json.loads(row.categories)),
+        github_stars=row.github_stars, comment_count=row.comment_count,
+    )
+
+
+class PaperArchive:
+    """The paper part of :class:`newsletter.store.Store`."""
+
+    def store_batch(self, batch: Batch) -> int:
+        """Keep ``batch``'s papers and make them that day's appearances, in
+        one transaction; return how many papers were new or richer.
+
+        Idempotent: storing the same day again changes nothing; a corrected
+        batch for a day replaces that day's appearances. A paper's rank is
+        its position in the batch, which is its position in that day's
+        edition.
+        """
+        p, a = papers_table, appearances_table
+        day = batch.date.isoformat()
+        keyed: dict[str, tuple[int, Paper]] = {}  # a batch holds each paper once (see batches)
+        for rank, paper in enumerate(batch.papers):
+            keyed.setdefault(paper_key(paper), (rank, paper))
+        stamp = self.clock()
+        changed = 0
+        with self.engine.begin() as conn:
+            stored = {row.key: row._asdict() for row in conn.execute(select(p).where(p.c.key.in_(list(keyed))))}
+            for key, (_rank, paper) in keyed.items():
+                before = stored.get(key)
+                row = _richest(before or {}, paper)
+                if before is None:
+                    conn.execute(insert(p).values(key=key, updated_at=stamp, **row))
+                elif any(before[name] != value for name, value in row.items()):
+                    conn.execute(update(p).where(p.c.key == key).values(updated_at=stamp, **row))
+                else:
+                    continue
+                changed += 1
+            wanted = [(rank, key, paper.upvotes) for key, (rank, paper) in keyed.items()]
+            present = [(r.rank, r.paper_key, r.upvotes) for r in conn.execute(
+                select(a.c.rank, a.c.paper_key, a.c.upvotes).where(a.c.date == day).order_by(a.c.rank))]
+            if present != wanted:
+                conn.execute(delete(a).where(a.c.date == day))
+                if wanted:
+                    conn.execute(insert(a), [dict(date=day, rank=r, paper_key=k, upvotes=u) for r, k, u in wanted])
+        return changed
+
+    def papers(self, keys: Iterable[str]) -> dict[str, Paper]:
+        """Return ``{key: Paper}`` for those of ``keys`` that are stored."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Paper] = {}
+        with self.reader.connect() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                for row in conn.execute(select(papers_table).where(papers_table.c.key.in_(chunk))):
+                    found[row.key] = paper_from_row(row)
+        return found
+
+    def edition_papers(self, day: dt.date) -> list[str]:
+        """The keys of the papers of ``day``'s batch, in its order (empty
+        when no batch of that day is stored)."""
+        a = appearances_table
+        with self.reader.connect() as conn:
+            return list(conn.scalars(select(a.c.paper_key).where(a.c.date == day.isoformat()).order_by(a.c.rank)))

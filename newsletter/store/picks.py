@@ -1,0 +1,73 @@
+"""The papers picked for each reader in each edition (see newsletter.ranking)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+
+from newsletter.models import DeliveryStatus, Pick, Reason
+from newsletter.store.schema import deliveries_table, picks_table
+
+# A paper picked for a reader is not picked for them again within this window.
+REPEAT_WINDOW = dt.timedelta(days=30)
+# Ledger statuses of an edition that reached (or may have reached) the reader.
+_WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING)
+
+
+def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) -> None:
+    """Store each reader's ``picks`` of ``edition`` inside the caller's
+    transaction, unless that reader's picks of this edition are stored
+    already (a rerun sends the same picks)."""
+    if not picks:
+        return
+    p = picks_table
+    known = set(conn.scalars(select(p.c.subscriber_id).where(
+        p.c.edition == edition, p.c.subscriber_id.in_(list(picks))).distinct()))
+    rows = [
+        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=pick.key, paper_rank=pick.position,
+             score=pick.score, why_kind=pick.reason.kind, why_subject=pick.reason.subject[:500])
+        for subscriber_id, chosen in picks.items() if subscriber_id not in known
+        for n, pick in enumerate(chosen)
+    ]
+    if rows:
+        conn.execute(insert(p), rows)
+
+
+class PickRecords:
+    """The picks part of :class:`newsletter.store.Store`."""
+
+    def picks_of(self, edition: str, subscriber_ids: Iterable[int]) -> dict[int, list[Pick]]:
+        """Return the stored picks of ``edition`` of each of
+        ``subscriber_ids`` that has some, in pick order."""
+        p = picks_table
+        ids = list(subscriber_ids)
+        found: dict[int, list[Pick]] = {}
+        with self.reader.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(select(p).where(p.c.edition == edition, p.c.subscriber_id.in_(ids[start:start + 500]))
+                                    .order_by(p.c.subscriber_id, p.c.position))
+                for r in rows:
+                    found.setdefault(r.subscriber_id, []).append(
+                        Pick(r.paper_rank, r.paper_key, r.score, Reason(r.why_kind, r.why_subject)))
+        return found
+
+    def recently_picked(self, day: dt.date, paper_keys: Iterable[str]) -> dict[int, set[str]]:
+        """Return ``{subscriber id: keys}``: which of ``paper_keys`` were
+        picked for which readers in the :data:`REPEAT_WINDOW` before ``day``,
+        in an edition that went out to them (or may have)."""
+        p, d = picks_table, deliveries_table
+        since = (day - REPEAT_WINDOW).isoformat()
+        query = (
+            select(p.c.subscriber_id, p.c.paper_key)
+            .select_from(p.join(d, (d.c.issue_date == p.c.edition) & (d.c.subscriber_id == p.c.subscriber_id)))
+            .where(p.c.paper_key.in_(list(paper_keys)), p.c.edition >= since, p.c.edition < day.isoformat(),
+                   d.c.status.in_(_WENT_OUT))
+        )
+        found: dict[int, set[str]] = {}
+        with self.reader.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+        return found

@@ -1,0 +1,145 @@
+"""Readers' profiles (what they told us they read) and their votes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from newsletter.models import Profile
+from newsletter.store.engine import as_utc
+from newsletter.store.schema import papers_table, profiles_table, votes_table
+
+# Votes kept in a profile as ranking signal, newest first (all are kept in
+# the votes table, and a rated paper is never picked whatever its age).
+SIGNAL_VOTES = 100
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One reader's 👍 (+1) or 👎 (-1) on a paper; ``title`` when the paper
+    is stored."""
+
+    paper_key: str
+    vote: int
+    edition: str
+    at: object
+    title: str | None
+
+
+def _profile(row, subscriber_id: int) -> Profile:
+    if row is None:
+        return Profile(subscriber_id)
+    return Profile(
+        subscriber_id=subscriber_id,
+        interests=tuple(json.loads(row.interests)), authors=tuple(json.loads(row.authors)),
+        categories=tuple(json.loads(row.categories)), seeds=tuple(json.loads(row.seeds)),
+        liked=tuple(json.loads(row.liked)), disliked=tuple(json.loads(row.disliked)), picks=row.picks,
+    )
+
+
+def _lists(profile: Profile) -> dict:
+    return {name: json.dumps(list(getattr(profile, name)), ensure_ascii=False)
+            for name in ("interests", "authors", "categories", "seeds", "liked", "disliked")}
+
+
+class Profiles:
+    """The profile and vote part of :class:`newsletter.store.Store`."""
+
+    def profile(self, subscriber_id: int) -> Profile:
+        """Return the reader's profile (an empty one with the default number
+        of picks when they never set any)."""
+        return self.profiles([subscriber_id])[subscriber_id]
+
+    def profiles(self, subscriber_ids: Iterable[int]) -> dict[int, Profile]:
+        """Return ``{subscriber id: Profile}`` for ``subscriber_ids``, in one
+        read per 500 readers (readers without a profile get an empty one)."""
+        ids = list(subscriber_ids)
+        found: dict[int, Profile] = {}
+        p = profiles_table
+        with self.reader.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows = {row.subscriber_id: row for row in conn.execute(select(p).where(p.c.subscriber_id.in_(chunk)))}
+                for subscriber_id in chunk:
+                    found[subscriber_id] = _profile(rows.get(subscriber_id), subscriber_id)
+        return found
+
+    def save_profile(self, profile: Profile, quick: bool = False) -> Profile:
+        """Store what the reader told us (interests, authors, categories,
+        seeds, number of picks); their votes stay as they are. Returns the
+        stored profile. Raises :class:`StoreBusy` when ``quick`` and the
+        database is held."""
+        with self._writing(quick) as conn:
+            current = self._current(conn, profile.subscriber_id)
+            votes = current or Profile(profile.subscriber_id)
+            merged = Profile(profile.subscriber_id, profile.interests, profile.authors, profile.categories,
+                             profile.seeds, votes.liked, votes.disliked, profile.picks)
+            self._put(conn, merged, exists=current is not None)
+        return merged
+
+    def record_vote(self, subscriber_id: int, paper_key: str, vote: int, edition: str,
+                    quick: bool = False) -> int | None:
+        """Record the reader's ``vote`` (+1 or -1) on a paper, replacing an
+        earlier one (idempotent); ``vote`` 0 removes their vote (undo).
+        Returns the vote it replaced (None when there was none). Raises
+        :class:`StoreBusy` when ``quick`` and the database is held."""
+        if vote not in (-1, 0, 1):
+            raise ValueError(f"a vote is +1, -1 or 0 (undo), not {vote!r}")
+        v = votes_table
+        with self._writing(quick) as conn:
+            before = conn.scalar(select(v.c.vote).where(v.c.subscriber_id == subscriber_id,
+                                                        v.c.paper_key == paper_key))
+            if before == (vote or None):
+                return before
+            conn.execute(delete(v).where(v.c.subscriber_id == subscriber_id, v.c.paper_key == paper_key))
+            if vote:
+                conn.execute(insert(v).values(subscriber_id=subscriber_id, paper_key=paper_key, vote=vote,
+                                              edition=edition, at=self.clock()))
+            stored = self._current(conn, subscriber_id)
+            current = stored or Profile(subscriber_id)
+            liked = [k for k in current.liked if k != paper_key]
+            disliked = [k for k in current.disliked if k != paper_key]
+            (liked if vote > 0 else disliked if vote < 0 else []).insert(0, paper_key)
+            updated = Profile(subscriber_id, current.interests, current.authors, current.categories, current.seeds,
+                              tuple(liked[:SIGNAL_VOTES]), tuple(disliked[:SIGNAL_VOTES]), current.picks)
+            self._put(conn, updated, exists=stored is not None)
+        return before
+
+    def votes(self, subscriber_id: int) -> list[Vote]:
+        """Return the reader's votes, newest first, with the papers' titles."""
+        v, p = votes_table, papers_table
+        query = (select(v, p.c.title).select_from(v.outerjoin(p, p.c.key == v.c.paper_key))
+                 .where(v.c.subscriber_id == subscriber_id).order_by(v.c.at.desc(), v.c.paper_key))
+        with self.reader.connect() as conn:
+            return [Vote(r.paper_key, r.vote, r.edition, as_utc(r.at), r.title) for r in conn.execute(query)]
+
+    def rated(self, paper_keys: Iterable[str]) -> dict[int, set[str]]:
+        """Return ``{subscriber id: keys}`` of the readers who voted on any
+        of ``paper_keys`` (those papers are never picked for them)."""
+        keys = list(paper_keys)
+        found: dict[int, set[str]] = {}
+        with self.reader.connect() as conn:
+            for row in conn.execute(select(votes_table.c.subscriber_id, votes_table.c.paper_key)
+                                    .where(votes_table.c.paper_key.in_(keys))):
+                found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+        return found
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _current(conn: Connection, subscriber_id: int) -> Profile | None:
+        row = conn.execute(select(profiles_table).where(profiles_table.c.subscriber_id == subscriber_id)).first()
+        return _profile(row, subscriber_id) if row else None
+
+    def _put(self, conn: Connection, profile: Profile, exists: bool) -> None:
+        values = dict(_lists(profile), picks=profile.picks, updated_at=self.clock())
+        p = profiles_table
+        if exists:
+            conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))
+        else:
+            conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
+
