@@ -52,9 +52,25 @@ class FeedbackKind(StrEnum):
     COMPLAINT = "complaint"
     DELIVERY = "delivery"
 
-# Stands in for the reader's own unsubscribe link until an issue is
-# personalized; only letters and underscores, so no compiler or inliner changes it.
+# Stand in for a reader's own values until an issue is personalized: their
+# unsubscribe link, their preferences page, the reader part of their
+# feedback tokens (see tokens.Signer.feedback_token) and their picks. Only
+# letters and underscores, so no compiler or inliner changes them.
 UNSUBSCRIBE_URL_MARK = "__NEWSLETTER_UNSUBSCRIBE_URL__"
+PREFERENCES_URL_MARK = "__NEWSLETTER_PREFERENCES_URL__"
+FEEDBACK_MARK = "__NEWSLETTER_FEEDBACK__"
+PICKS_MARK = "__NEWSLETTER_PICKS__"
+PERSONAL_MARKS = (UNSUBSCRIBE_URL_MARK, PREFERENCES_URL_MARK, FEEDBACK_MARK, PICKS_MARK)
+
+# The fields of a pick card before it is filled (see PicksLayout).
+PICK_NUMBER = "XNLPICKNUMBERX"
+PICK_TITLE = "XNLPICKTITLEX"
+PICK_URL = "XNLPICKURLX"
+PICK_CODE = "XNLPICKCODEX"  # the paper's part of its feedback token
+PICK_WHY = "XNLPICKWHYX"  # the reason's sentence, one of PicksLayout.why
+PICK_SUBJECT = "XNLPICKSUBJECTX"  # inside a reason: the phrase, author, title or category
+REASON_KINDS = ("interest", "author", "seed", "liked", "category")
+PICK_SUBJECT_CHARS = 100  # a reason's subject as an email shows it, at most
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,31 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class PicksPart:
+    """The "Picked for you" section of one part (HTML or text) of an issue,
+    rendered once, to be filled per reader: ``head`` + one ``card`` per pick
+    + ``tail``, or the ``no_match`` line (interests, none matched today) or the
+    ``invite`` line (no interests yet). A card holds the ``PICK_*`` fields;
+    ``why`` has, for each kind of reason (see Reason), the sentence in which
+    ``PICK_SUBJECT`` stands for its subject."""
+
+    head: str
+    card: str
+    tail: str
+    no_match: str
+    invite: str
+    why: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PicksLayout:
+    """The picks section of an issue, in its HTML and text parts."""
+
+    html: PicksPart
+    text: PicksPart
+
+
+@dataclass(frozen=True)
 class Issue:
     """A rendered issue: everything needed to send or show it.
 
@@ -113,6 +154,10 @@ class Issue:
     card_count: int  # papers shown as full cards in the email
     listed_count: int  # papers shown as linked titles in the compact list
     web_url: str = ""
+    edition: str = ""  # what the ledger and feedback tokens call it: the date, YYYY-MM-DD
+    picks: PicksLayout | None = None  # the section each reader's picks fill (None: no picks section)
+    papers: tuple[Paper, ...] = ()  # the edition's papers, in its order (a pick's position is an index)
+    paper_codes: tuple[str, ...] = ()  # each paper's code in its feedback tokens (see tokens.Signer.paper_code)
 
     @property
     def html_bytes(self) -> int:
@@ -131,12 +176,16 @@ class Issue:
         """Papers counted in the email but shown only in the web version."""
         return self.paper_count - self.card_count - self.listed_count
 
-    def personalized(self, unsubscribe_url: str) -> tuple[str, str]:
-        """Return (html, text) with the reader's unsubscribe link filled in."""
-        return (
-            self.html.replace(UNSUBSCRIBE_URL_MARK, escape(unsubscribe_url)),
-            self.text.replace(UNSUBSCRIBE_URL_MARK, unsubscribe_url),
-        )
+    def personalized(self, unsubscribe_url: str, preferences_url: str = "", feedback: str = "",
+                     picks: tuple[str, str] = ("", "")) -> tuple[str, str]:
+        """Return (html, text) with a reader's values filled in: their
+        unsubscribe link, preferences page, feedback token part and picks
+        section (its HTML and text). For files no reader gets, pass stand-ins."""
+        html_values = {UNSUBSCRIBE_URL_MARK: escape(unsubscribe_url), PREFERENCES_URL_MARK: escape(preferences_url),
+                       FEEDBACK_MARK: escape(feedback), PICKS_MARK: picks[0]}
+        text_values = {UNSUBSCRIBE_URL_MARK: unsubscribe_url, PREFERENCES_URL_MARK: preferences_url,
+                       FEEDBACK_MARK: feedback, PICKS_MARK: picks[1]}
+        return fill_marks(self.html, html_values), fill_marks(self.text, text_values)
 
 
 @dataclass(frozen=True)
@@ -242,3 +291,22 @@ class Pick:
     key: str
     score: float
     reason: Reason
+
+
+_MARKS = re.compile("|".join(re.escape(mark) for mark in PERSONAL_MARKS))
+
+
+def fill_marks(text: str, values: dict[str, str]) -> str:
+    """Return ``text`` with each personal mark replaced by its value, in one
+    pass (a value holding a mark is not filled again)."""
+    return _MARKS.sub(lambda match: values[match.group()], text)
+
+
+_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_TITLE, PICK_URL, PICK_CODE, PICK_WHY, PICK_SUBJECT)))
+
+
+def fill_picks(piece: str, values: dict[str, str]) -> str:
+    """Return a piece of the picks section with its ``PICK_*`` fields
+    replaced by ``values``, in one pass (a value holding a field's name is
+    not filled again)."""
+    return _PICK_FIELDS.sub(lambda match: values[match.group()], piece)

@@ -3,7 +3,8 @@
 The expensive work (MJML, CSS inlining, building the MIME structure,
 encoding the bodies) happens once per issue in :class:`PreparedMessage`; what
 is left per recipient is joining pre-encoded byte strings around the few
-personal values (the address, the unsubscribe link, a Message-ID).
+personal values (the address, their links, a Message-ID) and their picks,
+spliced from pick cards rendered once per issue (:func:`picks_section`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,31 @@ from __future__ import annotations
 import base64
 import email.policy
 import email.utils
+import re
 import secrets
 from dataclasses import dataclass
 from email.message import EmailMessage
 from html import escape
 
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
-from newsletter.text import clean_name, quoted_printable
+from newsletter.models import (
+    FEEDBACK_MARK,
+    PERSONAL_MARKS,
+    PICK_CODE,
+    PICK_NUMBER,
+    PICK_SUBJECT,
+    PICK_SUBJECT_CHARS,
+    PICK_TITLE,
+    PICK_URL,
+    PICK_WHY,
+    PICKS_MARK,
+    PREFERENCES_URL_MARK,
+    UNSUBSCRIBE_URL_MARK,
+    Issue,
+    Pick,
+    fill_marks,
+    fill_picks,
+)
+from newsletter.text import clean_name, html_escape, quoted_printable, wrap_text
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -34,24 +53,92 @@ _SOFT_BREAK = b"=\r\n"
 
 @dataclass(frozen=True)
 class Recipient:
-    """One reader of one send: who, and their personal unsubscribe link."""
+    """One reader of one send: who, their personal links (unsubscribe,
+    preferences), the reader part of their feedback tokens, and their picks
+    (``picks_state`` as in ``picking.ReaderPicks``: "picks", "none",
+    "invite" or "off")."""
 
     subscriber_id: int
     email: str
     name: str | None
     unsubscribe_url: str
+    preferences_url: str = ""
+    feedback: str = ""
+    picks_state: str = "off"
+    picks: tuple[Pick, ...] = ()
 
 
-def _qp_around_mark(text: str) -> list[bytes]:
-    """Encode the parts of ``text`` between unsubscribe marks, so the link can
-    be put in per recipient without encoding the whole body again."""
-    return [quoted_printable(part) for part in text.split(UNSUBSCRIBE_URL_MARK)]
+def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
+    """The values of one of a reader's pick cards in ``issue``, not yet
+    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link, ``c``
+    the paper's part of its feedback token (``<position>-<code>``), ``k``
+    and ``s`` the reason's kind and subject (cut to
+    :data:`PICK_SUBJECT_CHARS`), ``y`` the reason as the text part words
+    it. The title and ``y`` come wrapped for the text part (the title
+    follows the card's number, the reason has lines of its own, both
+    indented by four spaces); the HTML part shows the same text, its line
+    breaks read as spaces."""
+    paper = issue.papers[pick.position]
+    kind, subject = pick.reason.kind, pick.reason.subject
+    if len(subject) > PICK_SUBJECT_CHARS:
+        subject = subject[: PICK_SUBJECT_CHARS - 1] + "…"
+    return {
+        "n": str(number),
+        "t": wrap_text(paper.title, indent="    ")[4:],
+        "u": paper.url or paper.pdf_url or issue.web_url,
+        "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
+        "k": kind,
+        "s": subject,
+        "y": wrap_text(fill_picks(issue.picks.text.why[kind], {PICK_SUBJECT: subject}), indent="    ")[4:],
+    }
 
 
-def _join_qp(parts: list[bytes], url_qp: bytes) -> bytes:
-    # Soft line breaks around the link keep every line within the limit.
-    glue = _SOFT_BREAK + url_qp + _SOFT_BREAK
-    return glue.join(parts)
+def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
+    """Return the (HTML, text) of ``recipient``'s "Picked for you" section,
+    filled from the pieces rendered once per issue (empty when the issue or
+    the reader has no picks section). Values go in escaped as Handlebars
+    escapes them, so this reads exactly as SES renders its template."""
+    layout = issue.picks
+    if layout is None or recipient.picks_state == "off":
+        return "", ""
+    html, text = layout.html, layout.text
+    marks_html = {PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
+                  FEEDBACK_MARK: html_escape(recipient.feedback)}
+    marks_text = {PREFERENCES_URL_MARK: recipient.preferences_url, FEEDBACK_MARK: recipient.feedback}
+    if recipient.picks_state == "picks" and recipient.picks:
+        cards_html, cards_text = [], []
+        for number, pick in enumerate(recipient.picks, start=1):
+            v = pick_values(number, pick, issue)
+            why_html = fill_picks(html.why[v["k"]], {PICK_SUBJECT: html_escape(v["s"])})
+            cards_html.append(fill_picks(html.card, {PICK_NUMBER: v["n"], PICK_TITLE: html_escape(v["t"]),
+                                                     PICK_URL: html_escape(v["u"]), PICK_CODE: html_escape(v["c"]),
+                                                     PICK_WHY: why_html}))
+            cards_text.append(fill_picks(text.card, {PICK_NUMBER: v["n"], PICK_TITLE: v["t"], PICK_URL: v["u"],
+                                                     PICK_CODE: v["c"], PICK_WHY: v["y"]}))
+        return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),
+                fill_marks(text.head + "".join(cards_text) + text.tail, marks_text))
+    piece = "invite" if recipient.picks_state == "invite" else "no_match"
+    return fill_marks(getattr(html, piece), marks_html), fill_marks(getattr(text, piece), marks_text)
+
+
+def _qp_around_marks(text: str) -> tuple[list[bytes], list[str]]:
+    """Encode the parts of ``text`` between personal marks, so each reader's
+    values can be put in without encoding the whole body again; return the
+    encoded parts and the marks between them, in order."""
+    pieces = _MARK_SPLIT.split(text)
+    return [quoted_printable(part) for part in pieces[0::2]], pieces[1::2]
+
+
+_MARK_SPLIT = re.compile("(" + "|".join(re.escape(mark) for mark in PERSONAL_MARKS) + ")")
+
+
+def _join_qp(parts: list[bytes], marks: list[str], values: dict[str, bytes]) -> bytes:
+    """Join the encoded ``parts`` with the encoded value of each mark between
+    them; soft line breaks around each value keep every line within the limit."""
+    joined = [parts[0]]
+    for mark, part in zip(marks, parts[1:]):
+        joined += (_SOFT_BREAK, values[mark], _SOFT_BREAK, part)
+    return b"".join(joined)
 
 
 def format_address(email_address: str, name: str | None) -> str:
@@ -121,8 +208,8 @@ class PreparedMessage:
         between, after_html = after_text.split(_HTML.encode() + b"\r\n", 1)
         self._before_text, self._between, self._after_html = before_text, between, after_html
         # The part's own line break comes from the skeleton.
-        self._text_parts = _qp_around_mark(issue.text.rstrip("\r\n"))
-        self._html_parts = _qp_around_mark(issue.html.rstrip("\r\n"))
+        self._text_parts, self._text_marks = _qp_around_marks(issue.text.rstrip("\r\n"))
+        self._html_parts, self._html_marks = _qp_around_marks(issue.html.rstrip("\r\n"))
 
     def message_id(self, recipient: Recipient) -> str:
         """A fresh, unique Message-ID local part for ``recipient``."""
@@ -136,16 +223,22 @@ class PreparedMessage:
             _URL: recipient.unsubscribe_url.encode("ascii"),
         }
         head = b"".join(values.get(piece, piece) for piece in self._head)
-        text_url = quoted_printable(recipient.unsubscribe_url)
-        html_url = quoted_printable(escape(recipient.unsubscribe_url))
+        picks_html, picks_text = picks_section(self.issue, recipient)
+        text_values = {UNSUBSCRIBE_URL_MARK: recipient.unsubscribe_url, PREFERENCES_URL_MARK: recipient.preferences_url,
+                       FEEDBACK_MARK: recipient.feedback, PICKS_MARK: picks_text}
+        html_values = {UNSUBSCRIBE_URL_MARK: escape(recipient.unsubscribe_url),
+                       PREFERENCES_URL_MARK: escape(recipient.preferences_url),
+                       FEEDBACK_MARK: escape(recipient.feedback), PICKS_MARK: picks_html}
         return b"".join(
             (
                 head,
                 self._before_text,
-                _join_qp(self._text_parts, text_url),
+                _join_qp(self._text_parts, self._text_marks,
+                         {mark: quoted_printable(value) for mark, value in text_values.items()}),
                 b"\r\n",
                 self._between,
-                _join_qp(self._html_parts, html_url),
+                _join_qp(self._html_parts, self._html_marks,
+                         {mark: quoted_printable(value) for mark, value in html_values.items()}),
                 b"\r\n",
                 self._after_html,
             )

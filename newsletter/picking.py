@@ -38,6 +38,9 @@ class EditionPicks:
     def __post_init__(self) -> None:
         self.index = EditionIndex(self.papers, lookup=self.store.papers)
         self._position = {key: i for i, key in enumerate(self.index.keys)}
+        # Picks stored for this edition belong to a run that stopped: reuse
+        # them. A first run has none, and skips looking for each reader's.
+        self._rerun = self.store.has_picks(self.edition)
         self._never: dict[int, set[int]] = {}
         for source in (self.store.rated(self.index.keys), self.store.recently_picked(self.day, self.index.keys)):
             for subscriber_id, keys in source.items():
@@ -47,9 +50,9 @@ class EditionPicks:
         """Return each reader's picks: those stored for this edition (a
         rerun sends the same picks), else ranked now."""
         ids = list(subscriber_ids)
-        stored = self.store.picks_of(self.edition, ids)
+        stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
         profiles = self.store.profiles(i for i in ids if i not in stored)
-        self.index.prepare(profiles.values())
+        ranked = self.index.rank_many(profiles.values(), self._never)
         found = {i: ReaderPicks("picks", tuple(picks)) for i, picks in stored.items()}
         for subscriber_id, profile in profiles.items():
             if profile.picks <= 0:
@@ -57,6 +60,6 @@ class EditionPicks:
             elif profile.is_empty:
                 found[subscriber_id] = ReaderPicks("invite")
             else:
-                picks = self.index.rank(profile, exclude=self._never.get(subscriber_id, ()))
+                picks = ranked[subscriber_id]
                 found[subscriber_id] = ReaderPicks("picks", tuple(picks)) if picks else ReaderPicks("none")
         return found

@@ -117,8 +117,13 @@ class EditionIndex:
                 self._by_author.setdefault(normalize_name(author), []).append(i)
             for category in getattr(paper, "categories", ()) or ():
                 self._by_category.setdefault(category.casefold(), []).append(i)
-        self._phrases: dict[str, np.ndarray] = {}
-        self._others: dict[str, tuple[np.ndarray, str] | None] = {}
+        # Similarity rows of phrases and papers (seeds, votes), computed once
+        # per edition and shared by every reader; row 0 means "no signal".
+        self._rows: list[np.ndarray] = [np.full(len(self.papers), -np.inf)]
+        self._row_reasons: list[Reason | None] = [None]
+        self._phrase_rows: dict[str, int] = {}
+        self._paper_rows: dict[str, tuple[int, int] | None] = {}  # key -> its (seed, liked) rows
+        self._stacked: np.ndarray | None = None
 
     # ---------------------------------------------------------------- similarities
 
@@ -127,109 +132,131 @@ class EditionIndex:
         vectors = self._vectors @ _embedder().embed(texts, norm=True).T
         return (words + EMBEDDING_WEIGHT * vectors).T  # one row per text
 
-    def phrase_scores(self, phrase: str) -> np.ndarray:
-        """The similarity of each paper of the edition to ``phrase``."""
-        found = self._phrases.get(phrase)
-        if found is None:
-            found = self._phrases[phrase] = self._similarity([phrase])[0]
-        return found
+    def _add_row(self, scores: np.ndarray, reason: Reason) -> int:
+        self._rows.append(scores)
+        self._row_reasons.append(reason)
+        return len(self._rows) - 1
 
     def prepare(self, profiles: Iterable[Profile]) -> None:
         """Compute, in bulk, the similarities ``profiles`` need that are not
         known yet (their phrases and the papers they point at): much faster
-        than one at a time. Optional: :meth:`rank` computes what is missing."""
+        than one at a time. :meth:`rank_many` calls it."""
         phrases, keys = set(), set()
         for profile in profiles:
-            phrases.update(p for p in profile.interests if p not in self._phrases)
-            keys.update(k for k in (*profile.seeds, *profile.liked, *profile.disliked) if k not in self._others)
+            phrases.update(p for p in profile.interests if p not in self._phrase_rows)
+            keys.update(k for k in (*profile.seeds, *profile.liked, *profile.disliked) if k not in self._paper_rows)
         if phrases:
             ordered = sorted(phrases)
             for phrase, row in zip(ordered, self._similarity(ordered)):
-                self._phrases[phrase] = row
-        self._resolve(keys)
+                self._phrase_rows[phrase] = self._add_row(row, Reason("interest", phrase))
+        if keys:
+            inside = {k: self.papers[self._position[k]] for k in keys if k in self._position}
+            outside = self.lookup(sorted(keys - set(inside))) if keys - set(inside) else {}
+            found = {**outside, **inside}
+            ordered = sorted(found)
+            if ordered:
+                for key, row in zip(ordered, self._similarity([paper_text(found[k]) for k in ordered])):
+                    title = found[key].title
+                    # One row per way of knowing the paper, for the reason it gives.
+                    self._paper_rows[key] = (self._add_row(row, Reason("seed", title)),
+                                             self._add_row(row, Reason("liked", title)))
+            for key in keys - set(found):
+                self._paper_rows[key] = None  # unknown: ignored
 
-    def _resolve(self, keys: set[str]) -> None:
-        inside = {k: self.papers[self._position[k]] for k in keys if k in self._position}
-        outside = self.lookup(sorted(keys - set(inside))) if keys - set(inside) else {}
-        found = {**outside, **inside}
-        ordered = sorted(found)
-        if ordered:
-            rows = self._similarity([paper_text(found[k]) for k in ordered])
-            for key, row in zip(ordered, rows):
-                self._others[key] = (row, found[key].title)
-        for key in keys - set(found):
-            self._others[key] = None  # unknown: ignored
-
-    def paper_scores(self, key: str) -> tuple[np.ndarray, str] | None:
-        """(similarity of each paper to the paper ``key``, its title), or
-        None when the paper is unknown."""
-        if key not in self._others:
-            self._resolve({key})
-        return self._others[key]
+    def _matrix(self) -> np.ndarray:
+        """Every known similarity row, stacked; row 0 is -inf (no signal)."""
+        if self._stacked is None or len(self._stacked) != len(self._rows):
+            self._stacked = np.vstack(self._rows)
+        return self._stacked
 
     # ---------------------------------------------------------------- ranking
 
     def rank(self, profile: Profile, exclude: Iterable[int] = (), limit: int | None = None,
              threshold: float = THRESHOLD) -> list[Pick]:
         """Return up to ``limit`` (default: the reader's own count) picks for
-        ``profile``, best first, none of the positions in ``exclude`` (papers
-        picked for them recently) nor any paper they rated or gave as a seed,
-        and none less relevant than ``threshold``."""
-        limit = profile.picks if limit is None else limit
-        if limit <= 0 or profile.is_empty or not self.papers:
-            return []
-        n = len(self.papers)
-        best = np.full(n, -np.inf)
-        reason_of = np.full(n, -1)
-        reasons: list[Reason] = []
+        ``profile``, best first; see :meth:`rank_many`."""
+        return self.rank_many([profile], {profile.subscriber_id: exclude}, limit, threshold)[profile.subscriber_id]
 
-        def consider(scores: np.ndarray, reason: Reason) -> None:
-            better = scores > best
-            if better.any():
-                best[better] = scores[better]
-                reason_of[better] = len(reasons)
-                reasons.append(reason)
+    def rank_many(self, profiles: Iterable[Profile], exclude: dict[int, Iterable[int]] | None = None,
+                  limit: int | None = None, threshold: float = THRESHOLD) -> dict[int, list[Pick]]:
+        """Return ``{subscriber id: picks}`` for ``profiles``, each reader's
+        up to ``limit`` (default: their own count) best first, none of the
+        positions in their ``exclude`` (papers picked for them recently) nor
+        any paper they rated or gave as a seed, none less relevant than
+        ``threshold``.
 
-        for phrase in profile.interests:
-            consider(self.phrase_scores(phrase), Reason("interest", phrase))
-        for kind, keys in (("seed", profile.seeds), ("liked", profile.liked)):
-            for key in keys:
-                found = self.paper_scores(key)
-                if found is not None:
-                    consider(found[0], Reason(kind, found[1]))
-        best[np.isneginf(best)] = 0.0
-        relevance = best.copy()
-        for author in profile.authors:
-            for i in self._by_author.get(normalize_name(author), ()):
-                relevance[i] += AUTHOR_BOOST
-                if best[i] < AUTHOR_BOOST:  # the author is the better reason
-                    reason_of[i] = len(reasons)
-                    best[i] = AUTHOR_BOOST
-                    reasons.append(Reason("author", self.papers[i].authors[self._author_index(i, author)]))
-        for category in profile.categories:
-            for i in self._by_category.get(category.casefold(), ()):
-                relevance[i] += CATEGORY_BOOST
-                if reason_of[i] < 0:
-                    reason_of[i] = len(reasons)
-                    reasons.append(Reason("category", category))
-        for key in profile.disliked:
-            found = self.paper_scores(key)
-            if found is not None:
-                relevance -= DISLIKE_WEIGHT * np.maximum(found[0], 0.0)
-        never = set(exclude)
-        for key in (*profile.seeds, *profile.liked, *profile.disliked):
-            if key in self._position:
-                never.add(self._position[key])
-        eligible = (relevance >= threshold) & (reason_of >= 0)
-        if never:
-            eligible[list(never)] = False
-        candidates = np.flatnonzero(eligible)
-        if not len(candidates):
-            return []
-        order = candidates[np.argsort(-(relevance[candidates] + self._prior[candidates]), kind="stable")]
-        return [Pick(int(i), self.keys[i], float(relevance[i]), reasons[reason_of[i]]) for i in order[:limit]]
+        Readers are scored together, as arrays: each reader's signals (their
+        phrases and papers) index rows of one matrix of similarities, the
+        best one per paper is the relevance and its row the reason.
+        """
+        profiles = list(profiles)
+        exclude = exclude or {}
+        found: dict[int, list[Pick]] = {p.subscriber_id: [] for p in profiles}
+        wanted = [p for p in profiles if (p.picks if limit is None else limit) > 0 and not p.is_empty]
+        if not wanted or not self.papers:
+            return found
+        self.prepare(wanted)
+        positive, negative = [], []
+        for profile in wanted:
+            rows = [self._phrase_rows[p] for p in profile.interests]
+            rows += [known[0] for k in profile.seeds if (known := self._paper_rows[k])]
+            rows += [known[1] for k in profile.liked if (known := self._paper_rows[k])]
+            positive.append(rows)
+            negative.append([known[0] for k in profile.disliked if (known := self._paper_rows[k])])
+        matrix = self._matrix()
+        signals = _padded(positive)
+        block = matrix[signals]  # readers × signals × papers
+        which = block.argmax(axis=1)
+        best = np.take_along_axis(block, which[:, None, :], axis=1)[:, 0, :]
+        reason_of = np.take_along_axis(signals, which, axis=1)  # the row of the best signal; 0: none
+        relevance = np.where(reason_of > 0, best, 0.0)
+        if any(negative):
+            disliked = matrix[_padded(negative)].max(axis=1)
+            relevance -= DISLIKE_WEIGHT * np.maximum(disliked, 0.0)
+        eligible = reason_of > 0
+        extra: dict[tuple[int, int], Reason] = {}  # (reader, paper) -> a followed author or category
+        for r, profile in enumerate(wanted):
+            for author in profile.authors:
+                for i in self._by_author.get(normalize_name(author), ()):
+                    relevance[r, i] += AUTHOR_BOOST
+                    eligible[r, i] = True
+                    # The author is the better reason: no similarity reaches the boost.
+                    extra[r, i] = Reason("author", self._author_name(i, author))
+            for category in profile.categories:
+                for i in self._by_category.get(category.casefold(), ()):
+                    relevance[r, i] += CATEGORY_BOOST
+                    if not eligible[r, i]:
+                        eligible[r, i] = True
+                        extra[r, i] = Reason("category", category)
+            never = set(exclude.get(profile.subscriber_id, ()))
+            never.update(self._position[k] for k in (*profile.seeds, *profile.liked, *profile.disliked)
+                         if k in self._position)
+            if never:
+                eligible[r, list(never)] = False
+        eligible &= relevance >= threshold
+        score = np.where(eligible, relevance + self._prior, -np.inf)
+        most = max(p.picks if limit is None else limit for p in wanted)
+        order = np.argsort(-score, axis=1, kind="stable")[:, :most]
+        for r, profile in enumerate(wanted):
+            picks = []
+            for i in order[r, : profile.picks if limit is None else limit]:
+                if not eligible[r, i]:
+                    break
+                reason = extra.get((r, int(i))) or self._row_reasons[reason_of[r, i]]
+                picks.append(Pick(int(i), self.keys[i], float(relevance[r, i]), reason))
+            found[profile.subscriber_id] = picks
+        return found
 
-    def _author_index(self, position: int, author: str) -> int:
+    def _author_name(self, position: int, author: str) -> str:
+        """The followed ``author`` as the paper at ``position`` spells the name."""
         wanted = normalize_name(author)
-        names = self.papers[position].authors
-        return next(i for i, name in enumerate(names) if normalize_name(name) == wanted)
+        return next(name for name in self.papers[position].authors if normalize_name(name) == wanted)
+
+
+def _padded(lists: list[list[int]]) -> np.ndarray:
+    """The lists as one array of rows, padded with 0 (the row of no signal)."""
+    width = max(1, max(len(items) for items in lists))
+    padded = np.zeros((len(lists), width), dtype=np.int64)
+    for r, items in enumerate(lists):
+        padded[r, : len(items)] = items
+    return padded

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -28,23 +27,45 @@ from premailer import Premailer
 
 from newsletter.config import Settings
 from newsletter.errors import BatchError, RenderError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Issue, Paper
-from newsletter.text import quoted_printable
+from newsletter.models import (
+    FEEDBACK_MARK,
+    MAX_PICKS,
+    PICK_CODE,
+    PICK_NUMBER,
+    PICK_SUBJECT,
+    PICK_SUBJECT_CHARS,
+    PICK_TITLE,
+    PICK_URL,
+    PICK_WHY,
+    PICKS_MARK,
+    PREFERENCES_URL_MARK,
+    REASON_KINDS,
+    UNSUBSCRIBE_URL_MARK,
+    Batch,
+    Issue,
+    Paper,
+    PicksLayout,
+    PicksPart,
+    fill_marks,
+    fill_picks,
+    paper_key,
+)
+from newsletter.text import TEXT_COLUMNS, html_escape, quoted_printable, wrap_text
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
-# Room kept free for the reader's unsubscribe link, which is longer than the
-# mark it replaces, so a personalized email is still under the limit.
-PERSONAL_LINK_RESERVE = 500
 EMAIL_TEMPLATE = "email.mjml"
 TEXT_TEMPLATE = "email.txt"
+PICKS_HTML_TEMPLATE = "email_picks.html"
+PICKS_TEXT_TEMPLATE = "email_picks.txt"
+# The longest a reader's personal values can be (links with their signed
+# tokens, the feedback token's reader part), for the size budget.
+PERSONAL_URL_CHARS = 120  # after the base URL
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
 TEASER_CHARS = 240
-TEXT_COLUMNS = 78  # the plain-text part's longest line, URLs apart (RFC 5322's advice)
 MIN_CARDS = 3  # even a huge day shows its top papers in full
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_URL_START = re.compile(r"\(?https?://", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------
@@ -101,8 +122,7 @@ def compile_mjml(source: str) -> str:
 def encoded_bytes(html: str) -> int:
     """Return the size of ``html`` as the message carries it: its
     quoted-printable bytes, encoded as ``personalize.py`` encodes the HTML
-    part (before the reader's own link goes in; ``PERSONAL_LINK_RESERVE``
-    keeps room for it)."""
+    part."""
     return len(quoted_printable(html))
 
 
@@ -164,30 +184,6 @@ def card_teaser(paper: Paper, source: str = "summary") -> str:
     return teaser(paper.abstract)
 
 
-def wrap_text(text: str, width: int = TEXT_COLUMNS, indent: str = "", first: str | None = None) -> str:
-    """Return ``text`` wrapped to lines of at most ``width`` characters, each
-    starting with ``indent`` (the first with ``first`` when given, such as a
-    number). A URL is never split: one longer than a line keeps a line of
-    its own. Any other run longer than a line (text without spaces, such as
-    Chinese) is cut to fit."""
-    first = indent if first is None else first
-    room = max(1, width - max(len(indent), len(first)))
-    words = []
-    for word in text.split():
-        if len(word) > room and not _URL_START.match(word):
-            words.extend(word[i : i + room] for i in range(0, len(word), room))
-        else:
-            words.append(word)
-    return textwrap.fill(
-        " ".join(words),
-        width=width,
-        initial_indent=first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
 def link_line(url: str, label: str = "", indent: str = "", width: int = TEXT_COLUMNS) -> str:
     """Return ``label: url`` on one line when it fits in ``width``,
     else the label on one line and the whole URL alone on the next (so a
@@ -238,6 +234,8 @@ def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
         "counts": " · ".join(counts),
         "keywords": paper.keywords,
         "categories": paper.categories,
+        "up": None,  # 👍 and 👎 links, in a reader's email (see render_issue)
+        "down": None,
     }
 
 
@@ -266,9 +264,17 @@ def preheader_for(papers: tuple[Paper, ...], limit: int = 140) -> str:
 # the issue
 
 
-def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES) -> Issue:
+def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES,
+                 paper_code: Callable[[int, str], str] | None = None, feedback_chars: int = 64) -> Issue:
     """Render ``batch`` into an :class:`Issue` whose email HTML, once
-    personalized and quoted-printable encoded, is at most ``limit`` bytes.
+    personalized for any reader (their links, the most picks any reader can
+    get) and quoted-printable encoded, is at most ``limit`` bytes.
+
+    With ``paper_code(position, key)`` (the paper's part of its feedback
+    tokens, see ``tokens.Signer.paper_code``), every paper gets 👍 and 👎
+    links and the email a "Picked for you" slot that each reader's picks
+    fill; without it (a rendering no reader gets), neither.
+    ``feedback_chars`` is the longest a reader's part of those tokens is.
 
     Raises :class:`BatchError` when the batch has no papers and
     :class:`RenderError` when the templates are broken or cannot fit the
@@ -277,10 +283,15 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     if not batch.papers:
         raise BatchError(batch.source or "batch", "no papers to render")
     env = template_environment(settings.templates_dir)
-    limit -= PERSONAL_LINK_RESERVE
+    edition = batch.date.isoformat()
+    personal = paper_code is not None
     views = [_paper_view(p, settings.teaser) for p in batch.papers]
+    codes = tuple(paper_code(i, paper_key(p)) for i, p in enumerate(batch.papers)) if personal else ()
+    for position, (view, code) in enumerate(zip(views, codes)):
+        base_link = f"{settings.web_base}/f/{position}-{code}.{FEEDBACK_MARK}"
+        view["up"], view["down"] = f"{base_link}/up", f"{base_link}/down"
     total = len(views)
-    web_url = f"{settings.web_base}/issues/{batch.date.isoformat()}"
+    web_url = f"{settings.web_base}/issues/{edition}"
     base = {
         "name": settings.name,
         "subject": subject_for(settings.name, batch.date, total),
@@ -290,6 +301,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         "paper_count": total,
         "web_url": web_url,
         "unsubscribe_url": UNSUBSCRIBE_URL_MARK,
+        "preferences_url": PREFERENCES_URL_MARK if personal else "",
+        "picks_slot": PICKS_MARK if personal else "",
         "postal_address": settings.postal_address,
     }
 
@@ -303,12 +316,25 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
             "more_count": total - cards - listed,
         }
 
+    picks = picks_layout(env, settings) if personal else None
+    # Every mark stood in for by the longest value a reader can have: the
+    # budget holds for every reader's email.
+    longest = {
+        UNSUBSCRIBE_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
+        PREFERENCES_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
+        FEEDBACK_MARK: "x" * feedback_chars,
+        PICKS_MARK: _largest_picks(picks.html, batch, settings) if picks else "",
+    }
+
+    def personalized_bytes(html: str) -> int:
+        return encoded_bytes(fill_marks(html, longest))
+
     sizes: dict[tuple[int, int], int] = {}
 
     def compiled_size(cards: int, listed: int) -> int:
         if (cards, listed) not in sizes:
             html = compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed)))
-            sizes[cards, listed] = encoded_bytes(html)
+            sizes[cards, listed] = personalized_bytes(html)
         return sizes[cards, listed]
 
     # Inlining adds style attributes, so aim a little under the limit before
@@ -316,15 +342,21 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     budget = int(limit * 0.95)
     for _attempt in range(5):
         cards, listed = _fit(compiled_size, total, budget)
+        # "{{" written "{&#123;" (shown the same): no paper's text can reach
+        # the template engine of an SES template, and every sender sends the
+        # same bytes.
         html = inline_css(compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed))))
-        size = encoded_bytes(html)
+        html = html.replace("{{", "{&#123;")
+        size = personalized_bytes(html)
         if size <= limit:
             break
         budget -= size - limit + 500
     else:
         raise RenderError(f"could not fit the email under {limit:,} bytes; simplify the templates")
 
-    web_html = with_main_landmark(compile_mjml(render_template(env, EMAIL_TEMPLATE, context(total, 0, web=True))))
+    web = context(total, 0, web=True)
+    web["cards"] = [{**view, "up": None, "down": None} for view in web["cards"]]  # no reader, no votes
+    web_html = with_main_landmark(compile_mjml(render_template(env, EMAIL_TEMPLATE, web)))
     text = render_template(env, TEXT_TEMPLATE, context(cards, listed))
     return Issue(
         date=batch.date,
@@ -337,7 +369,49 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         card_count=cards,
         listed_count=listed,
         web_url=web_url,
+        edition=edition,
+        picks=picks,
+        papers=batch.papers,
+        paper_codes=codes,
     )
+
+
+def picks_layout(env: jinja2.Environment, settings: Settings) -> PicksLayout:
+    """Render the "Picked for you" section's pieces (``email_picks.html`` and
+    ``email_picks.txt``) with stand-ins for each reader's values."""
+    values = {"base_url": settings.web_base, "preferences_url": PREFERENCES_URL_MARK, "feedback": FEEDBACK_MARK}
+
+    def part(name: str) -> PicksPart:
+        try:
+            macros = env.get_template(name).make_module(values)
+            return PicksPart(
+                head=str(macros.head()),
+                card=str(macros.card(PICK_NUMBER, PICK_TITLE, PICK_URL, PICK_CODE, PICK_WHY)),
+                tail=str(macros.tail()),
+                no_match=str(macros.no_match()),
+                invite=str(macros.invite()),
+                why={kind: str(macros.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
+            )
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {name}: {exc}") from exc
+        except AttributeError as exc:  # a macro missing from an overriding template
+            raise RenderError(f"template {name} lacks a macro: {exc}") from exc
+
+    return PicksLayout(html=part(PICKS_HTML_TEMPLATE), text=part(PICKS_TEXT_TEMPLATE))
+
+
+def _largest_picks(part: PicksPart, batch: Batch, settings: Settings) -> str:
+    """The largest "Picked for you" HTML a reader can get from ``batch``:
+    :data:`MAX_PICKS` cards with its longest titles and links, and the
+    longest reasons."""
+    longest_why = max(part.why.values(), key=len).replace(PICK_SUBJECT, "W" * PICK_SUBJECT_CHARS)
+    papers = sorted(batch.papers, key=lambda p: len(p.title) + len(p.url or ""), reverse=True)[:MAX_PICKS]
+    cards = [
+        fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_TITLE: html_escape(p.title), PICK_URL: p.url or "",
+                               PICK_CODE: "9" * 4 + "-" + "x" * 6, PICK_WHY: longest_why})
+        for p in papers
+    ]
+    return part.head + "".join(cards) + part.tail
 
 
 def _fit(size: Callable[[int, int], int], total: int, budget: int) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import textwrap
 
 NAME_MAX_CHARS = 200
 
@@ -95,3 +96,41 @@ def quoted_printable(text: str) -> bytes:
     nine)."""
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
     return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def html_escape(text: str) -> str:
+    """``text`` escaped for HTML as Handlebars escapes ``{{x}}`` (what SES does
+    to a reader's values), so every sender's message reads the same."""
+    return text.translate(_HANDLEBARS_ESCAPES)
+
+
+_HANDLEBARS_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;",
+                                     "`": "&#x60;"})
+
+
+TEXT_COLUMNS = 78  # the plain-text part's longest line, URLs apart (RFC 5322's advice)
+_URL_START = re.compile(r"\(?https?://", re.IGNORECASE)
+
+
+def wrap_text(text: str, width: int = TEXT_COLUMNS, indent: str = "", first: str | None = None) -> str:
+    """Return ``text`` wrapped to lines of at most ``width`` characters, each
+    starting with ``indent`` (the first with ``first`` when given, such as a
+    number). A URL is never split: one longer than a line keeps a line of
+    its own. Any other run longer than a line (text without spaces, such as
+    Chinese) is cut to fit."""
+    first = indent if first is None else first
+    room = max(1, width - max(len(indent), len(first)))
+    words = []
+    for word in text.split():
+        if len(word) > room and not _URL_START.match(word):
+            words.extend(word[i : i + room] for i in range(0, len(word), room))
+        else:
+            words.append(word)
+    return textwrap.fill(
+        " ".join(words),
+        width=width,
+        initial_indent=first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

@@ -238,3 +238,26 @@ def page_widths(target) -> dict:
     return target.locator("html").evaluate(
         "el => ({scroll: el.scrollWidth, inner: el.ownerDocument.defaultView.innerWidth})"
     )
+
+
+# --------------------------------------------------------------------------
+# a reader's copy of an issue
+
+
+def reader_parts(issue, subscriber, picks_state: str = "invite", picks=(), base: str = "http://127.0.0.1:8000",
+                 secret: str = SECRET) -> tuple[str, str]:
+    """The (HTML, text) of ``issue`` as ``subscriber`` gets it from every
+    sender: their links, feedback token part and picks section (a reader who
+    never set an interest gets the invitation)."""
+    from newsletter.personalize import Recipient, picks_section
+    from newsletter.tokens import Signer
+
+    signer = Signer(secret)
+    recipient = Recipient(
+        subscriber.id, subscriber.email, subscriber.name, signer.unsubscribe_url(base, subscriber.ref),
+        preferences_url=signer.preferences_url(base, subscriber.ref),
+        feedback=signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
+        picks_state=picks_state if issue.picks else "off", picks=tuple(picks),
+    )
+    return issue.personalized(recipient.unsubscribe_url, recipient.preferences_url, recipient.feedback,
+                              picks_section(issue, recipient))

@@ -40,15 +40,18 @@ reaches the template engine):
 * ``path`` is one or more names of letters, digits, ``_``, ``-`` or ``$``
   joined by dots (``{{user.name}}``). Whitespace inside the braces is
   allowed (``{{ name }}``).
-* Template data is what the newsletter sends: a JSON object of strings, so
-  a dotted path never has a value. Any other value is answered 501.
+* Template data is a JSON object. A template without blocks is rendered by
+  this subset, where only string values count (a dotted path never has a
+  value); a template with blocks anywhere (``{{#if}}``, ``{{#each}}``,
+  ``{{else}}``, ``../``: the issue's picks section) is rendered by pybars3,
+  a port of Handlebars.js, whole.
 * A missing value renders as the empty string (as Handlebars does) and its
   path is listed in ``SentMessage.missing``. Real SES accepts such a
   message and drops it later with a rendering failure, so tests should
   assert ``missing == ()``.
-* Anything else in braces (block helpers ``{{#if}}``/``{{#each}}``,
-  ``{{else}}``, partials, helpers with arguments) is left in the output
-  verbatim, so a test can see it was not understood.
+* In a template without blocks, anything else in braces (partials,
+  helpers with arguments) is left in the output verbatim, so a test can
+  see it was not understood.
 * Bulk sends use the entry's ``ReplacementTemplateData`` merged over the
   default ``TemplateData`` (top-level keys; the entry wins). Headers are
   merged as SES documents it: an entry's ``ReplacementHeaders`` replace
@@ -543,16 +546,56 @@ def render(source: str | None, data: dict, html: bool = False) -> str | None:
     return compiled.join(values)
 
 
+# Handlebars beyond placeholders: blocks ({{#if}}, {{#each}}), parent paths.
+_BLOCKS = re.compile(r"\{\{\s*[#/^]|\{\{\s*else\s*\}\}|\.\./")
+
+
+class HandlebarsTemplate:
+    """A template part that uses blocks, rendered by pybars3 (a port of
+    Handlebars.js): ``{{x}}`` HTML-escaped in every part, as Handlebars does,
+    ``{{{x}}}`` as is. Its missing values are not tracked."""
+
+    slots = (True,)  # never a literal-only part
+
+    def __init__(self, source: str):
+        import pybars
+
+        self.render = pybars.Compiler().compile(source)
+
+
+@functools.lru_cache(maxsize=64)
+def compile_handlebars(source: str) -> HandlebarsTemplate:
+    return HandlebarsTemplate(source)
+
+
+class _HandlebarsRendered:
+    """A part rendered by pybars3 only when read."""
+
+    __slots__ = ("template", "data")
+
+    def __init__(self, template: HandlebarsTemplate, data: dict):
+        self.template = template
+        self.data = data
+
+    def render(self) -> str:
+        return str(self.template.render(self.data))
+
+
 class _Parts(NamedTuple):
-    subject: CompiledTemplate | None
-    text: CompiledTemplate | None
-    html: CompiledTemplate | None
+    subject: CompiledTemplate | HandlebarsTemplate | None
+    text: CompiledTemplate | HandlebarsTemplate | None
+    html: CompiledTemplate | HandlebarsTemplate | None
 
     @classmethod
     def of(cls, content: dict) -> "_Parts":
+        # A template with blocks anywhere is Handlebars through and through.
+        handlebars = any(_BLOCKS.search(content.get(key) or "") for key in ("Subject", "Text", "Html"))
+
         def part(key, html):
             src = content.get(key)
-            return None if src is None else compile_template(src, html)
+            if src is None:
+                return None
+            return compile_handlebars(src) if handlebars else compile_template(src, html)
 
         return cls(part("Subject", False), part("Text", False), part("Html", True))
 
@@ -563,6 +606,8 @@ class _Parts(NamedTuple):
         for compiled in self:
             if compiled is None:
                 out.append(None)
+            elif isinstance(compiled, HandlebarsTemplate):
+                out.append(_HandlebarsRendered(compiled, data))
             elif not compiled.slots:
                 out.append(compiled.literals[0])
             else:
@@ -618,7 +663,7 @@ def _lazy_field(name: str) -> property:
 
     def get(self):
         value = self.__dict__[key]
-        return value.render() if type(value) is _Rendered else value
+        return value.render() if type(value) in (_Rendered, _HandlebarsRendered) else value
 
     def set(self, value):
         self.__dict__[key] = value
@@ -1453,20 +1498,16 @@ def _count_recipients(operation: str, body: Any) -> int:
     return 0
 
 
-def _template_data(text: str | None) -> dict[str, str] | None:
+def _template_data(text: str | None) -> dict | None:
     """Template data: a JSON object in a string (absent -> {}), else None.
-    Raises NotImplemented (501) for a value that is not a string."""
+    Values may be any JSON (lists and objects for Handlebars blocks)."""
     if text is None:
         return {}
     try:
         value = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(value, dict):
-        return None
-    if not all(isinstance(v, str) for v in value.values()):
-        raise _not_implemented("template data values other than strings")
-    return value
+    return value if isinstance(value, dict) else None
 
 
 def _header_pairs(headers) -> list[tuple[str, str]]:

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port
+from newsletter.models import Profile
 from newsletter.store import Ledger, open_store
 from sesv2_standin import SesV2StandIn
 
@@ -42,6 +43,8 @@ DAY = dt.date(2025, 3, 11)
 READERS = 2000
 RATE = 400  # messages per second the send paces itself to (50 per call: 8 calls/s)
 DEADLINE = 60  # seconds: a run or a wait that takes longer is a hang
+INTERESTS = ["machine unlearning", "contrastive learning", "neural architecture search", "open-vocabulary detection",
+             "concept bottleneck models"]
 
 
 # --------------------------------------------------------------------------
@@ -61,6 +64,10 @@ def template_db(tmp_path_factory) -> Path:
             rows.append((i + 1, f"reader{i:04d}@example.org", name))
         report = store.import_subscribers(rows)
         assert len(report.added) == READERS
+        # Half the readers have interests, so most of them get picks.
+        for subscriber in store.iter_subscribers():
+            if subscriber.id % 2 == 0:
+                store.save_profile(Profile(subscriber.id, interests=(INTERESTS[subscriber.id % len(INTERESTS)],)))
     finally:
         store.close()  # checkpoints the WAL into the file
     return path
@@ -264,6 +271,25 @@ def assert_exactly_once(ses: SesV2StandIn, ledger: LedgerView) -> None:
 # SIGKILL
 
 
+def assert_picks_as_stored(db: Path, ses: SesV2StandIn) -> None:
+    """Every message carries its reader's picks as the ledger's picks table
+    holds them (written with the reader's row, before the call), whichever
+    run sent it: a rerun after a kill sends the same picks."""
+    store = open_store(f"sqlite:///{db}")
+    try:
+        ids = {s.email: s.id for s in store.iter_subscribers()}
+        stored = store.picks_of(DATE, ids.values())
+    finally:
+        store.close()
+    with_picks = 0
+    for message in ses.sent:
+        reader = ids[email.utils.parseaddr(message.to[0])[1].lower()]
+        carried = [int(p["c"].split("-")[0]) for p in message.template_data.get("picks", [])]
+        assert carried == [pick.position for pick in stored.get(reader, [])], reader
+        with_picks += bool(carried)
+    assert with_picks > READERS // 4  # the test means something
+
+
 def test_kill_9_at_several_points_then_rerun_sends_each_reader_exactly_once(ses, db, ledger, tmp_path):
     env = send_env(ses, db, tmp_path)
     abandoned_total = last_pending = 0  # "pending" rows found by the next run (each becomes "unknown")
@@ -343,6 +369,8 @@ def test_kill_9_at_several_points_then_rerun_sends_each_reader_exactly_once(ses,
     assert in_flight_at_kill <= unknown
     assert all(counts[a] == 1 for a in in_flight_at_kill)
 
+    assert_picks_as_stored(db, ses)
+
     if not unknown_never_sent:
         # Every "unknown" reader did get the issue: one message each, for all.
         assert set(counts) == readers
@@ -366,6 +394,7 @@ def test_kill_9_at_several_points_then_rerun_sends_each_reader_exactly_once(ses,
     assert all(after[a] == 2 for a in unknown_sent_once)
     assert all(after[a] == before[a] for a in sent)
     assert ledger.counts() == {"pending": 0, "sent": READERS, "failed": 0, "unknown": 0}
+    assert_picks_as_stored(db, ses)  # a second copy carries the same picks as the first
     warnings.warn(f"{len(unknown_never_sent)} readers were 'unknown' with no message (a kill between "
                   f"'pending' and the request going out), {len(unknown_sent_once)} 'unknown' with one: "
                   "--resend-unknown delivered the first once and the second a second copy")

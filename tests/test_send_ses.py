@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE, SECRET, free_port, unavailable, wait_until
+from conftest import reader_parts, EXAMPLE, SECRET, free_port, unavailable, wait_until
 from newsletter.batches import load_batch
 from newsletter.cli import cli
 from newsletter.config import Settings
-from newsletter.render import render_issue
+from newsletter.cli.common import render_for_readers
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger, open_store
@@ -117,7 +117,8 @@ def add_readers(store, count: int, start: int = 0) -> list:
 
 
 def the_issue(batch=EXAMPLE):
-    return render_issue(load_batch(batch, date=DAY), Settings(secret_key=SECRET))
+    """The issue as the send command renders it for readers."""
+    return render_for_readers(load_batch(batch, date=DAY), Settings(secret_key=SECRET), Signer(SECRET))
 
 
 def links(readers) -> dict[str, str]:
@@ -204,6 +205,7 @@ def test_bulk_sends_one_template_in_calls_of_50_every_reader_once(standin, db):
 
     assert received(ses) == collections.Counter({r.email: 1 for r in readers})
     own = links(readers)
+    by_address = {r.email: r for r in readers}
     names = {r.email: r.name for r in readers}
     for message in ses.sent:
         to = address(message.to[0])
@@ -217,7 +219,7 @@ def test_bulk_sends_one_template_in_calls_of_50_every_reader_once(standin, db):
         assert message.header("X-Newsletter-Issue") == DATE
         assert message.subject == issue.subject
         # Exactly the email the outbox would carry for this reader.
-        html, text = issue.personalized(url)
+        html, text = reader_parts(issue, by_address[to], picks_state="off")  # no picker given
         assert message.text == text and message.text.count(url) == 1
         assert message.html == html and message.html.count(escape(url)) == 1
     assert_ledger_matches(db, ses, readers)
@@ -242,10 +244,11 @@ def test_literal_braces_in_paper_text_are_delivered_as_text(standin, database_fi
     issue = the_issue(batch)
     assert "{{ x }}" in issue.text and "{{{y}}}" in issue.html  # the test means something
     own = links(readers)
+    by_address = {r.email: r for r in readers}
     for message in ses.sent:
         url = own[address(message.to[0])]
         assert message.missing == ()
-        html, text = issue.personalized(url)
+        html, text = reader_parts(issue, by_address[address(message.to[0])])
         assert message.text == text
         assert htmllib.unescape(message.html) == htmllib.unescape(html)
         assert "Braces {{ x }} and {{{y}}} in a title" in message.text
@@ -273,6 +276,7 @@ def test_raw_mode_sends_one_raw_message_per_reader(standin, database_file, db):
 
     issue = the_issue()
     own = links(readers)
+    by_address = {r.email: r for r in readers}
     for message in ses.sent:
         assert message.content_kind == "Raw"
         parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
@@ -285,7 +289,7 @@ def test_raw_mode_sends_one_raw_message_per_reader(standin, database_file, db):
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert parsed["X-Newsletter-Issue"] == DATE
         assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
-        html, text = issue.personalized(url)
+        html, text = reader_parts(issue, by_address[to.addr_spec])
         assert message.text.replace("\r\n", "\n").rstrip("\n") == text.rstrip("\n")
         assert message.html.replace("\r\n", "\n").rstrip("\n") == html.rstrip("\n")
         assert max(len(line) for line in message.raw.split(b"\r\n")) <= 998

@@ -243,13 +243,21 @@ def test_render_subset_of_handlebars():
     assert render(None, data) is None
 
 
-def test_template_data_other_than_strings_is_not_implemented(ses, client):
-    ses.add_template("daily", subject="{{n}}")
-    for data in ({"n": 2}, {"n": {"k": "v"}}):
-        with pytest.raises(botocore.exceptions.ClientError) as e:
-            client.send_bulk_email(**bulk(["a@example.com"], data=data))
-        assert (error_code(e), http_status(e)) == ("NotImplemented", 501)
-    assert ses.sent == []
+def test_a_template_with_blocks_is_rendered_as_handlebars_with_nested_data(ses, client):
+    ses.add_template(
+        "daily",
+        subject="{{n}} papers",
+        text="{{#each picks}}{{n}}. {{{t}}} ({{../who}})\n{{/each}}{{#if invite}}tell us{{/if}}",
+        html="{{#each picks}}<b>{{t}}</b>{{/each}}{{#if invite}}<i>tell us</i>{{/if}}",
+    )
+    data = {"n": "2", "who": "Ada", "picks": [{"n": "1", "t": "<Erasure & Co>"}, {"n": "2", "t": "Plain"}]}
+    client.send_bulk_email(**bulk(["a@example.com"], data=data))
+    client.send_bulk_email(**bulk(["b@example.com"], data={"n": "0", "invite": True}))
+    first, second = ses.sent
+    assert first.subject == "2 papers"
+    assert first.text == "1. <Erasure & Co> (Ada)\n2. Plain (Ada)\n"
+    assert first.html == "<b>&lt;Erasure &amp; Co&gt;</b><b>Plain</b>"
+    assert (second.text, second.html) == ("tell us", "<i>tell us</i>")
 
 
 # -- SendBulkEmail ------------------------------------------------------------

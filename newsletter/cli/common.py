@@ -9,7 +9,7 @@ import click
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.models import Batch
+from newsletter.models import Batch, Issue
 from newsletter.store import Store, open_store
 from newsletter.text import terminal_safe
 
@@ -71,3 +71,14 @@ def serve_app(app, host: str, port: int, what: str) -> None:
     from newsletter.web import run_server
 
     run_server(app, host, port, lambda url: click.echo(f"{what} at {url}  (Ctrl-C to stop)"))
+
+
+def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
+    """Render ``batch`` as readers get it: 👍/👎 links with the papers' codes
+    signed by ``signer``, and the "Picked for you" slot."""
+    from newsletter.render import render_issue
+
+    edition = batch.date.isoformat()
+    longest = len(signer.feedback_reader_part("x" * 32, edition))  # a reader's ref is 22 characters
+    return render_issue(batch, settings, paper_code=lambda position, key: signer.paper_code(edition, position, key),
+                        feedback_chars=longest)

@@ -16,7 +16,6 @@ from newsletter.cli import common
 from newsletter.config import SENDERS, Settings
 from newsletter.errors import SendError
 from newsletter.models import DeliveryStatus, Issue
-from newsletter.render import render_issue
 from newsletter.store import Store
 from newsletter.text import terminal_safe
 
@@ -61,6 +60,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       4  another run holds the lock for this issue: nothing was sent
     """
     from newsletter.cli.progress import SendProgress
+    from newsletter.picking import EditionPicks
     from newsletter.sending.dispatch import Dispatcher, SendOptions
     from newsletter.sending.senders import create_sender
     from newsletter.tokens import Signer
@@ -81,13 +81,14 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: nothing sent.")
         return
     signer = Signer.from_settings(settings)
-    issue = render_issue(loaded, settings)
+    issue = common.render_for_readers(loaded, settings, signer)
     store = common.store_of(ctx)
+    store.store_batch(loaded)  # the papers and their ranks, which feedback links point at
     store.save_issue(issue)
     name = sender_name or settings.sender
 
     if test_address:
-        _send_test(settings, store, signer, issue, name, test_address)
+        _send_test(settings, store, signer, issue, loaded, name, test_address)
         return
     if dry_run:
         from newsletter.store import Ledger
@@ -111,9 +112,10 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
     try:
+        picks = EditionPicks(store, issue.edition, issue.date, issue.papers)
         with SendProgress() as progress:
             report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
-                                progress.update).run(issue)
+                                progress.update).run(issue, picks.for_readers)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -123,12 +125,16 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         raise error
 
 
-def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str, address: str) -> None:
+def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, name: str, address: str) -> None:
     """Send ``issue`` to ``address`` alone, outside the ledger. A subscriber
-    gets their own working unsubscribe link; anyone else gets no
-    List-Unsubscribe header (there is nothing for them to leave) and the
-    sign-up page in the footer. Raises :class:`SendError` when it was not sent."""
+    gets exactly their own copy: their working links and their picks
+    (recorded nowhere). Anyone else gets the issue with no personal link:
+    no List-Unsubscribe header (there is nothing for them to leave), no
+    👍/👎 links, the sign-up page in the footer. Raises :class:`SendError`
+    when it was not sent."""
     from newsletter.personalize import PreparedMessage, Recipient
+    from newsletter.picking import EditionPicks
+    from newsletter.render import render_issue
     from newsletter.sending.senders import create_sender
     from newsletter.store import normalize_email
 
@@ -137,8 +143,15 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, name: str
     # Subscriber id 0: the outbox names files by id, and a test must not
     # overwrite the copy of the issue the real send wrote for this reader.
     if subscriber is not None:
-        recipient = Recipient(0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref))
+        picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
+        recipient = Recipient(
+            0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref),
+            preferences_url=signer.preferences_url(settings.base_url, subscriber.ref),
+            feedback=signer.feedback_reader_part(subscriber.ref, issue.edition),
+            picks_state=picks.state, picks=picks.picks,
+        )
     else:
+        issue = render_issue(loaded, settings)
         recipient = Recipient(0, email, None, settings.signup_url)
     sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
     sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))

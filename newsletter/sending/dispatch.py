@@ -297,8 +297,11 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- entry
 
-    def run(self, issue: Issue) -> SendReport:
-        """Send ``issue``; return the report.
+    def run(self, issue: Issue, picker: Callable[[list[int]], dict] | None = None) -> SendReport:
+        """Send ``issue``; return the report. ``picker(subscriber ids)``
+        gives each reader's picks (``picking.EditionPicks.for_readers``);
+        they are written with the readers' ledger rows just before the call
+        that sends them.
 
         Raises :class:`SendLocked` when another run holds the issue, and
         :class:`AccountError` (nothing sent) when the provider refuses at the
@@ -347,7 +350,7 @@ class Dispatcher:
             report.rate = rate
             limiter = RateLimiter(rate) if rate else None
             self._retrying(run, lambda: self.sender.open(issue, PreparedMessage(issue, self.from_address)))
-            self._loop(run, to_send, limiter)
+            self._loop(run, issue, to_send, limiter, picker)
             report.ledger = ledger.counts()
             report.waiting = ledger.count_unsent()
             self.sender.close(complete=report.complete and report.waiting == 0)
@@ -360,7 +363,8 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- loop
 
-    def _loop(self, run: _Run, to_send: int, limiter: RateLimiter | None) -> None:
+    def _loop(self, run: _Run, issue: Issue, to_send: int, limiter: RateLimiter | None,
+              picker: Callable[[list[int]], dict] | None) -> None:
         opts = self.options
         report = run.report
         slots = threading.BoundedSemaphore(opts.concurrency * 2)  # chunks queued or in flight
@@ -380,7 +384,8 @@ class Dispatcher:
                 submitted += len(chunk)
                 # The page query read only active readers; _work checks again
                 # just before the call, for unsubscribes made meanwhile.
-                recipients = [self._recipient(s) for s in chunk]
+                picks = picker([s.id for s in chunk]) if picker else {}
+                recipients = [self._recipient(s, issue, picks.get(s.id)) for s in chunk]
                 while not slots.acquire(timeout=0.5):
                     if run.stop.is_set():
                         break
@@ -424,12 +429,18 @@ class Dispatcher:
                     raise AccountError(f"gave up after {attempt} attempts: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def _recipient(self, subscriber: Subscriber) -> Recipient:
+    def _recipient(self, subscriber: Subscriber, issue: Issue, picks=None) -> Recipient:
+        """The reader as the sender needs them: their links, the reader part
+        of their feedback tokens, and their picks (``picking.ReaderPicks``)."""
         return Recipient(
             subscriber_id=subscriber.id,
             email=subscriber.email,
             name=subscriber.name,
             unsubscribe_url=self.signer.unsubscribe_url(self.base_url, subscriber.ref),
+            preferences_url=self.signer.preferences_url(self.base_url, subscriber.ref),
+            feedback=self.signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
+            picks_state=picks.state if picks is not None else "off",
+            picks=picks.picks if picks is not None else (),
         )
 
     def _work(self, run: _Run, recipients: list[Recipient], limiter: RateLimiter | None) -> None:
@@ -452,7 +463,8 @@ class Dispatcher:
                 recipients = [r for r in recipients if r.subscriber_id in active]
                 if not recipients:
                     return
-            run.ledger.mark_pending(r.subscriber_id for r in recipients)
+            run.ledger.mark_pending((r.subscriber_id for r in recipients),
+                                    picks={r.subscriber_id: list(r.picks) for r in recipients if r.picks})
             try:
                 deliveries = self.sender.send(recipients)
             except (Throttled, TransientError) as exc:

@@ -39,6 +39,11 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) ->
 class PickRecords:
     """The picks part of :class:`newsletter.store.Store`."""
 
+    def has_picks(self, edition: str) -> bool:
+        """Whether any reader's picks of ``edition`` are stored (a rerun)."""
+        with self.reader.connect() as conn:
+            return conn.scalar(select(picks_table.c.edition).where(picks_table.c.edition == edition).limit(1)) is not None
+
     def picks_of(self, edition: str, subscriber_ids: Iterable[int]) -> dict[int, list[Pick]]:
         """Return the stored picks of ``edition`` of each of
         ``subscriber_ids`` that has some, in pick order."""

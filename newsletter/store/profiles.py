@@ -30,20 +30,19 @@ class Vote:
     title: str | None
 
 
+_LISTS = ("interests", "authors", "categories", "seeds", "liked", "disliked")
+
+
 def _profile(row, subscriber_id: int) -> Profile:
     if row is None:
         return Profile(subscriber_id)
-    return Profile(
-        subscriber_id=subscriber_id,
-        interests=tuple(json.loads(row.interests)), authors=tuple(json.loads(row.authors)),
-        categories=tuple(json.loads(row.categories)), seeds=tuple(json.loads(row.seeds)),
-        liked=tuple(json.loads(row.liked)), disliked=tuple(json.loads(row.disliked)), picks=row.picks,
-    )
+    lists = json.loads(row.lists)
+    return Profile(subscriber_id, *(tuple(lists.get(name, ())) for name in _LISTS), picks=row.picks)
 
 
-def _lists(profile: Profile) -> dict:
-    return {name: json.dumps(list(getattr(profile, name)), ensure_ascii=False)
-            for name in ("interests", "authors", "categories", "seeds", "liked", "disliked")}
+def _lists(profile: Profile) -> str:
+    return json.dumps({name: list(getattr(profile, name)) for name in _LISTS if getattr(profile, name)},
+                      ensure_ascii=False, separators=(",", ":"))
 
 
 class Profiles:
@@ -63,7 +62,8 @@ class Profiles:
         with self.reader.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                rows = {row.subscriber_id: row for row in conn.execute(select(p).where(p.c.subscriber_id.in_(chunk)))}
+                rows = {row.subscriber_id: row for row in conn.execute(
+                    select(p.c.subscriber_id, p.c.lists, p.c.picks).where(p.c.subscriber_id.in_(chunk)))}
                 for subscriber_id in chunk:
                     found[subscriber_id] = _profile(rows.get(subscriber_id), subscriber_id)
         return found
@@ -136,7 +136,7 @@ class Profiles:
         return _profile(row, subscriber_id) if row else None
 
     def _put(self, conn: Connection, profile: Profile, exists: bool) -> None:
-        values = dict(_lists(profile), picks=profile.picks, updated_at=self.clock())
+        values = dict(lists=_lists(profile), picks=profile.picks, updated_at=self.clock())
         p = profiles_table
         if exists:
             conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))

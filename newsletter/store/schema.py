@@ -165,20 +165,16 @@ appearances_table = Table(
     Column("upvotes", Integer),
 )
 
-# What each reader told us they read (see newsletter.ranking.Profile). The
-# lists are JSON; "liked" and "disliked" repeat the votes below, so ranking
-# a reader reads one row.
+# What each reader told us they read (see models.Profile): their lists in
+# one JSON object (interests, authors, categories, seeds, and the keys of the
+# papers they liked and disliked, newest first, repeating the votes below),
+# so ranking a reader reads and decodes one row.
 profiles_table = Table(
     "profiles",
     metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
-    Column("interests", Text, nullable=False),
-    Column("authors", Text, nullable=False),
-    Column("categories", Text, nullable=False),
-    Column("seeds", Text, nullable=False),  # paper keys
+    Column("lists", Text, nullable=False),
     Column("picks", Integer, nullable=False),  # how many picks (0: none)
-    Column("liked", Text, nullable=False),  # paper keys voted up, newest first
-    Column("disliked", Text, nullable=False),  # paper keys voted down, newest first
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

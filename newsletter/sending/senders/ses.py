@@ -31,13 +31,32 @@ from botocore.exceptions import (
 
 from newsletter.config import Settings
 from newsletter.errors import AccountError, Throttled, TransientError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, DeliveryStatus, Issue
+from newsletter.models import (
+    FEEDBACK_MARK,
+    PICK_CODE,
+    PICK_NUMBER,
+    PICK_SUBJECT,
+    PICK_TITLE,
+    PICK_URL,
+    PICK_WHY,
+    PICKS_MARK,
+    PREFERENCES_URL_MARK,
+    REASON_KINDS,
+    UNSUBSCRIBE_URL_MARK,
+    DeliveryStatus,
+    Issue,
+    PicksLayout,
+    PicksPart,
+    fill_marks,
+    fill_picks,
+)
 from newsletter.personalize import (
     ISSUE_HEADER,
     ONE_CLICK,
     PreparedMessage,
     Recipient,
     format_address,
+    pick_values,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 
@@ -75,12 +94,87 @@ def template_content(issue: Issue) -> dict[str, str]:
     and subject parts, which are not HTML, every ``{`` and backslash becomes
     ``{{open_brace}}`` or ``{{backslash}}``, filled from :data:`LITERALS`
     (a backslash escape such as ``\\{{`` is not used: a backslash in the
-    paper text before it would undo it). Then the unsubscribe mark becomes
-    ``{{unsubscribe_url}}``.
+    paper text before it would undo it). Then each reader's values go where
+    the issue has their marks: ``{{unsubscribe_url}}``, ``{{p}}`` (their
+    preferences page), ``{{f}}`` (the reader part of their feedback tokens)
+    and their picks (:func:`picks_template`), which each entry's data fills
+    (:func:`template_data`).
     """
-    html = issue.html.replace("{{", "{&#123;").replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
-    text = _literal_text(issue.text).replace(UNSUBSCRIBE_URL_MARK, PLACEHOLDER)
+    html_picks, text_picks = picks_template(issue.picks) if issue.picks else ("", "")
+    html = fill_marks(_literal_html(issue.html), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER, PREFERENCES_URL_MARK: "{{p}}",
+                                                 FEEDBACK_MARK: "{{f}}", PICKS_MARK: html_picks})
+    text = fill_marks(_literal_text(issue.text), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
+                                                  PREFERENCES_URL_MARK: "{{{p}}}", FEEDBACK_MARK: "{{{f}}}",
+                                                  PICKS_MARK: text_picks})
     return {"Subject": _literal_text(issue.subject), "Html": html, "Text": text}
+
+
+def _literal_html(html: str) -> str:
+    """``html`` with every ``{{`` written ``{&#123;`` (shown the same), so
+    none of it reaches the template engine."""
+    return html.replace("{{", "{&#123;")
+
+
+# A reason's subject, by its kind, in a pick's data (one letter each: every
+# entry carries them).
+WHY_KEYS = {kind: "w" + kind[0] for kind in REASON_KINDS}
+
+
+def picks_template(layout: PicksLayout) -> tuple[str, str]:
+    """Return the (HTML, text) Handlebars of the "Picked for you" section,
+    made of the same pieces every other sender fills in Python
+    (``personalize.picks_section``), so both read the same: ``{{#each
+    picks}}`` one card per pick (``n`` its number, ``t`` the title, ``u``
+    its link, ``c`` the paper's feedback token part, ``y`` the reason as
+    text, ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its
+    kind), or the ``no_match`` or ``invite`` line. Values are escaped by
+    Handlebars in the HTML part (``{{x}}``) and inserted as they are in the
+    text part (``{{{x}}}``); the pieces' own text is made literal first."""
+
+    def section(part: PicksPart, html: bool) -> str:
+        literal = _literal_html if html else _literal_text
+        tag = (lambda name: "{{" + name + "}}") if html else (lambda name: "{{{" + name + "}}}")
+        outside = {PREFERENCES_URL_MARK: tag("p"), FEEDBACK_MARK: tag("f")}
+        inside = {PREFERENCES_URL_MARK: tag("../p"), FEEDBACK_MARK: tag("../f")}
+        if html:
+            why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: tag(key)})}{{{{/if}}}}"
+                          for kind, key in WHY_KEYS.items())
+        else:
+            why = tag("y")
+        card = fill_picks(literal(part.card), {PICK_NUMBER: tag("n"), PICK_TITLE: tag("t"), PICK_URL: tag("u"),
+                                               PICK_CODE: tag("c"), PICK_WHY: why})
+        return "".join((
+            "{{#if picks}}", fill_marks(literal(part.head), outside), "{{#each picks}}", fill_marks(card, inside),
+            "{{/each}}", fill_marks(literal(part.tail), outside), "{{/if}}",
+            "{{#if no_match}}", fill_marks(literal(part.no_match), outside), "{{/if}}",
+            "{{#if invite}}", fill_marks(literal(part.invite), outside), "{{/if}}",
+        ))
+
+    return section(layout.html, True), section(layout.text, False)
+
+
+def template_data(recipient: Recipient, issue: Issue) -> dict:
+    """The template data of one entry: the reader's links and picks (see
+    :func:`picks_template`), plus :data:`LITERALS` (SES may use an entry's
+    data instead of the default, not over it)."""
+    data = {"unsubscribe_url": recipient.unsubscribe_url, **LITERALS}
+    if recipient.preferences_url:
+        data["p"] = recipient.preferences_url
+    if recipient.feedback:
+        data["f"] = recipient.feedback
+    if issue.picks is None or recipient.picks_state == "off":
+        return data
+    if recipient.picks_state == "picks" and recipient.picks:
+        data["picks"] = []
+        for number, pick in enumerate(recipient.picks, start=1):
+            v = pick_values(number, pick, issue)
+            data["picks"].append({"n": v["n"], "t": v["t"], "u": v["u"], "c": v["c"], WHY_KEYS[v["k"]]: v["s"],
+                                  "y": v["y"]})
+    elif recipient.picks_state == "invite":
+        data["invite"] = True
+    else:
+        data["no_match"] = True
+    return data
 
 
 def _describe(exc: ClientError) -> tuple[str, str, int]:
@@ -219,8 +313,8 @@ class SesSender:
                 "Destination": {"ToAddresses": [format_address(r.email, r.name)]},
                 "ReplacementEmailContent": {
                     "ReplacementTemplate": {
-                        # LITERALS again: SES may use an entry's data instead of the default, not over it.
-                        "ReplacementTemplateData": json.dumps({"unsubscribe_url": r.unsubscribe_url, **LITERALS})
+                        "ReplacementTemplateData": json.dumps(template_data(r, self.issue), ensure_ascii=False,
+                                                              separators=(",", ":"))
                     }
                 },
                 "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": f"<{r.unsubscribe_url}>"}],

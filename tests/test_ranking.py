@@ -1,0 +1,206 @@
+"""Personal picks: the ranking (newsletter.ranking) and the picks of an
+edition (newsletter.picking) on real stores: relevant picks for clear
+interests on the example day, votes that move papers, rated papers and
+recent picks never picked again, one paper whatever its arXiv version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import statistics
+import sys
+
+import pytest
+from sqlalchemy import update
+
+from conftest import EXAMPLE, ROOT
+from newsletter.batches import load_batch
+from newsletter.models import Batch, DeliveryStatus, Paper, Pick, Profile, Reason, paper_key
+from newsletter.picking import EditionPicks
+from newsletter.ranking import THRESHOLD, EditionIndex
+from newsletter.store import Ledger
+from newsletter.store.schema import deliveries_table
+
+DAY = dt.date(2025, 3, 11)
+
+
+def eval_set():
+    """The hand-made evaluation set of bench/picks_eval.py."""
+    spec = importlib.util.spec_from_file_location("picks_eval", ROOT / "bench" / "picks_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("picks_eval", module)
+    spec.loader.exec_module(module)
+    return module.READERS
+
+
+@pytest.fixture(scope="module")
+def example():
+    batch = load_batch(EXAMPLE, date=DAY)
+    return batch, EditionIndex(batch.papers)
+
+
+def positions(picks) -> list[int]:
+    return [p.position for p in picks]
+
+
+def test_readers_with_clear_interests_get_relevant_picks(example):
+    batch, index = example
+    keys = [paper_key(p) for p in batch.papers]
+    precision = []
+    for spec, wanted in eval_set():
+        if isinstance(spec, int):
+            profile = Profile(1, seeds=(keys[spec],))
+        else:
+            profile = Profile(1, interests=tuple(spec))
+        picks = index.rank(profile)
+        assert len(picks) <= 5
+        assert all(p.score >= THRESHOLD for p in picks)
+        precision.append(sum(1 for p in picks if p.position in wanted) / 5)
+    # A random order gets 0.056 on this set (bench/picks_eval.py).
+    assert statistics.mean(precision) >= 0.5, precision
+
+
+def test_a_reason_says_why(example):
+    batch, index = example
+    picks = index.rank(Profile(1, interests=("concept erasure", "quantum chemistry")))
+    assert picks and all(p.reason == Reason("interest", "concept erasure") for p in picks)
+    assert picks[0].reason.text() == "matches *concept erasure*"
+    seed = paper_key(batch.papers[31])  # Score Forgetting Distillation
+    liked = index.rank(Profile(1, seeds=(seed,)))
+    assert liked[0].reason == Reason("seed", batch.papers[31].title)
+    assert 31 not in positions(liked)  # a seed paper is already known
+
+
+def test_no_filler_for_an_interest_nothing_matches(example):
+    _batch, index = example
+    assert index.rank(Profile(1, interests=("marine biology of coral reefs",))) == []
+    assert index.rank(Profile(1)) == []  # nothing told: nothing to pick by
+    assert index.rank(Profile(1, interests=("concept erasure",), picks=0)) == []
+
+
+def test_votes_move_papers(example):
+    batch, index = example
+    keys = [paper_key(p) for p in batch.papers]
+    base = Profile(1, interests=("diffusion models",), picks=10)
+    before = positions(index.rank(base, threshold=float("-inf"), limit=85))
+    # 👍 a paper on concept erasure: the other erasure papers come up.
+    liked = Profile(1, interests=base.interests, liked=(keys[34],), picks=10)
+    after_up = positions(index.rank(liked, threshold=float("-inf"), limit=85))
+    assert after_up.index(30) < before.index(30)
+    # 👎 it instead: they go down.
+    disliked = Profile(1, interests=base.interests, disliked=(keys[34],), picks=10)
+    after_down = positions(index.rank(disliked, threshold=float("-inf"), limit=85))
+    assert after_down.index(30) > before.index(30)
+    # A reader with only votes and no typed interest still gets picks.
+    only_votes = index.rank(Profile(1, liked=(keys[31],)))
+    assert only_votes and {0, 32} & set(positions(only_votes))
+    assert all(p.reason.kind == "liked" for p in only_votes)
+
+
+def test_a_followed_author_and_a_category(example):
+    papers = (
+        Paper("Quiet results on graphs", "We study graphs.", authors=("Ada Lovelace", "B. C."), arxiv_id="2503.00001",
+              categories=("cs.DM",)),
+        Paper("Loud results on vision", "We study images.", authors=("D. E.",), arxiv_id="2503.00002",
+              categories=("cs.CV",)),
+        Paper("Other", "Nothing.", arxiv_id="2503.00003", categories=("math.CO",)),
+    )
+    index = EditionIndex(papers)
+    picks = index.rank(Profile(1, authors=("ada lovelace",)))  # any case, any accents
+    assert [(p.position, p.reason.text()) for p in picks] == [(0, "by Ada Lovelace, whom you follow")]
+    by_category = index.rank(Profile(1, categories=("cs.CV",)), threshold=0.0)
+    assert positions(by_category) == [1] and by_category[0].reason.kind == "category"
+
+
+# --------------------------------------------------------------------------
+# an edition's picks, with the store
+
+
+def day_batch(day: dt.date, ids: list[str], version: str = "") -> Batch:
+    titles = {
+        "2503.00001": ("Concept erasure for diffusion models", "We erase concepts from diffusion models."),
+        "2503.00002": ("Machine unlearning at scale", "Unlearning data from trained models, machine unlearning."),
+        "2503.00003": ("Open-vocabulary object detection", "Detecting objects of any class."),
+        "2503.00004": ("Faster tokenizers", "Tokenizers made fast."),
+    }
+    return Batch(day, tuple(Paper(titles[i][0], titles[i][1], arxiv_id=i, url=f"https://arxiv.org/abs/{i}{version}")
+                            for i in ids), source="test")
+
+
+def sent(store, day: dt.date, picks: dict[int, list[Pick]]) -> None:
+    """Record the edition of ``day`` as sent to these readers, with their
+    picks, as the send loop does (pending with the picks, then sent)."""
+    Ledger(store, day).mark_pending(picks, picks=picks)
+    with store.engine.begin() as conn:
+        conn.execute(update(deliveries_table).where(deliveries_table.c.issue_date == day.isoformat())
+                     .values(status=DeliveryStatus.SENT))
+
+
+def test_a_paper_picked_yesterday_or_rated_is_not_picked_today(store):
+    reader, _ = store.add("ada@example.com")
+    other, _ = store.add("bob@example.com")
+    interests = ("concept erasure", "machine unlearning")
+    for subscriber in (reader, other):
+        store.save_profile(Profile(subscriber.id, interests=interests))
+    monday, tuesday = dt.date(2025, 3, 10), dt.date(2025, 3, 11)
+    first = day_batch(monday, ["2503.00001", "2503.00004"])
+    store.store_batch(first)
+    picks_monday = EditionPicks(store, monday.isoformat(), monday, first.papers).for_readers([reader.id])
+    assert [p.key for p in picks_monday[reader.id].picks] == ["2503.00001"]
+    sent(store, monday, {reader.id: list(picks_monday[reader.id].picks)})
+
+    # Tuesday the same paper trends again (as v2), with another one.
+    second = day_batch(tuesday, ["2503.00001", "2503.00002", "2503.00003"], version="v2")
+    store.store_batch(second)
+    store.record_vote(other.id, "2503.00002", 1, monday.isoformat())
+    today = EditionPicks(store, tuesday.isoformat(), tuesday, second.papers).for_readers([reader.id, other.id])
+    assert [p.key for p in today[reader.id].picks] == ["2503.00002"]  # not the one picked yesterday
+    assert [p.key for p in today[other.id].picks] == ["2503.00001"]  # never a paper they rated
+    # The same edition asked again (a rerun) gives the stored picks, even if
+    # the reader's interests changed meanwhile.
+    Ledger(store, tuesday).mark_pending([reader.id], picks={reader.id: list(today[reader.id].picks)})
+    store.save_profile(Profile(reader.id, interests=("open-vocabulary detection",)))
+    again = EditionPicks(store, tuesday.isoformat(), tuesday, second.papers).for_readers([reader.id])
+    assert again[reader.id].picks == today[reader.id].picks
+
+
+def test_the_30_day_rule_ends(store):
+    reader, _ = store.add("ada@example.com")
+    store.save_profile(Profile(reader.id, interests=("concept erasure",)))
+    long_ago = dt.date(2025, 2, 1)
+    batch = day_batch(long_ago, ["2503.00001"])
+    store.store_batch(batch)
+    chosen = EditionPicks(store, long_ago.isoformat(), long_ago, batch.papers).for_readers([reader.id])
+    sent(store, long_ago, {reader.id: list(chosen[reader.id].picks)})
+    later = dt.date(2025, 3, 11)
+    again = day_batch(later, ["2503.00001"])
+    store.store_batch(again)
+    picks = EditionPicks(store, later.isoformat(), later, again.papers).for_readers([reader.id])
+    assert [p.key for p in picks[reader.id].picks] == ["2503.00001"]  # 38 days later: may be picked again
+
+
+def test_states_of_readers(store):
+    keen, _ = store.add("keen@example.com")
+    unmatched, _ = store.add("unmatched@example.com")
+    off, _ = store.add("off@example.com")
+    new, _ = store.add("new@example.com")
+    store.save_profile(Profile(keen.id, interests=("concept erasure",)))
+    store.save_profile(Profile(unmatched.id, interests=("marine biology",)))
+    store.save_profile(Profile(off.id, interests=("concept erasure",), picks=0))
+    batch = day_batch(DAY, ["2503.00001", "2503.00004"])
+    store.store_batch(batch)
+    found = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers([keen.id, unmatched.id, off.id, new.id])
+    assert {i: r.state for i, r in found.items()} == {keen.id: "picks", unmatched.id: "none", off.id: "off",
+                                                       new.id: "invite"}
+
+
+def test_versions_of_one_paper_are_one_paper(store):
+    monday = dt.date(2025, 3, 10)
+    store.store_batch(day_batch(monday, ["2503.00001"], version="v1"))
+    store.store_batch(day_batch(DAY, ["2503.00001", "2503.00002"], version="v2"))
+    assert paper_key(Paper("x", "y", arxiv_id="2503.00001")) == "2503.00001"
+    assert store.edition_papers(monday) == ["2503.00001"]
+    assert store.edition_papers(DAY) == ["2503.00001", "2503.00002"]
+    assert set(store.papers(["2503.00001", "2503.00002"])) == {"2503.00001", "2503.00002"}
+    # Storing a day again changes nothing.
+    assert store.store_batch(day_batch(DAY, ["2503.00001", "2503.00002"], version="v2")) == 0
