@@ -136,10 +136,16 @@ class Profiles:
         return _profile(row, subscriber_id) if row else None
 
     def _put(self, conn: Connection, profile: Profile, exists: bool) -> None:
-        values = dict(_lists(profile), picks=profile.picks, updated_at=self.clock())
-        p = profiles_table
-        if exists:
-            conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))
-        else:
-            conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
+        put_profile(conn, profile, exists, self.clock())
+
+
+def put_profile(conn: Connection, profile: Profile, exists: bool, stamp) -> None:
+    """Write ``profile`` inside the caller's transaction: an update when
+    the reader's row ``exists``, else an insert."""
+    values = dict(_lists(profile), picks=profile.picks, updated_at=stamp)
+    p = profiles_table
+    if exists:
+        conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))
+    else:
+        conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
 
