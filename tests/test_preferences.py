@@ -323,7 +323,7 @@ def pending_fetches(store) -> list[str]:
     return sorted(a.payload["arxiv_id"] for a in store.due_actions(("fetch_paper",)))
 
 
-def test_seed_papers_not_stored_are_fetched_in_the_background(site, monkeypatch):
+def test_seed_papers_not_stored_are_fetched_in_the_background(site):
     store, alice, _bob, client = site
     with ArxivStandIn(papers={"2311.12092": NEW_PAPER}) as arxiv:
         app = client(arxiv_api_url=arxiv.url)
@@ -440,7 +440,7 @@ def test_interests_given_at_sign_up_become_the_new_readers_profile(site, tmp_pat
     assert len(profile.interests) == MAX_INTERESTS and profile.picks == 5
 
 
-def test_a_returning_reader_keeps_the_profile_they_had(site, tmp_path):
+def test_a_returning_reader_keeps_the_profile_they_had(site):
     store, alice, _bob, client = site
     store.save_profile(Profile(alice.id, ("video generation",)))
     store.change_status(alice.id, "unsubscribed", source="web", reason="left")
@@ -462,8 +462,7 @@ def test_a_sign_up_without_interests_makes_no_profile_and_a_short_link(site, tmp
     assert store.profile(store.get(email="plain@example.com").id) == Profile(store.get(email="plain@example.com").id)
 
 
-def test_a_confirmation_link_with_interests_changed_is_refused(site):
-    _store, _alice, _bob, _client = site
+def test_a_confirmation_link_with_interests_changed_is_refused():
     signer = Signer(SECRET)
     token = signer.confirm_token("x@example.com", None, ("a", "b"))
     for i in range(len(token)):
