@@ -4,16 +4,20 @@ database allows, else as soon as it is free; never lost.
 An unsubscribe is a legal obligation, and it may arrive while a long
 operation (an import of a million rows, a migration) holds the database.
 So every reader action (unsubscribe, resubscribe, a confirmed sign-up, a
-sign-up request: see ``newsletter.signup``) is first recorded in the store's action inbox, which a
-long operation never holds, and only then applied: at once, waiting at most
-a second for the database, or later by the worker. Until it is applied, an
-unsubscribe already counts: the send loop never mails a reader whose
-unsubscribe is waiting (``Store.active_ids``).
+sign-up request: see ``newsletter.signup``; saved preferences, a 👍 or 👎)
+is first recorded in the store's action inbox, which a long operation never
+holds, and only then applied: at once, waiting at most a second for the
+database, or later by the worker. Until it is applied, an unsubscribe
+already counts: the send loop never mails a reader whose unsubscribe is
+waiting (``Store.active_ids``), and the reader's pages show their saved
+preferences and votes (:meth:`ReaderActions.profile_of`, :meth:`ReaderActions.votes_of`).
 
 Sign-up requests are never handled in the request itself: the worker sends
 the confirmation emails. So a sign-up does the same work whether or not the
 address is on the list (nothing to learn from its timing), and a request
 that was accepted is mailed even if the server stops right after answering.
+Likewise, a seed paper a reader names that is not in the database is
+fetched from the arXiv API by the worker, never while the reader waits.
 """
 
 from __future__ import annotations
@@ -21,35 +25,48 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Callable
 
-from newsletter.errors import SendError, StoreBusy
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.store import Store
+from newsletter.errors import BatchError, FetchError, SendError, StoreBusy
+from newsletter.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
+from newsletter.models import Profile, Subscriber, SubscriberStatus
+from newsletter.store import ReaderAction, Store, Vote
 
 log = logging.getLogger("newsletter.actions")
 
-# Actions the store applies by itself (a sign-up needs an email sent).
-STORE_KINDS = ("unsubscribe", "resubscribe", "confirm")
-# A confirmation email that failed is tried again after these many seconds
-# (doubling, at most an hour) until its link would have expired.
+# Actions the store applies by itself (a sign-up needs an email sent, a
+# seed paper a download).
+STORE_KINDS = ("unsubscribe", "resubscribe", "confirm", "preferences", "vote")
+# A confirmation email or a seed paper's download that failed is tried again
+# after these many seconds (doubling, at most an hour) for 7 days (when the
+# email's link would have expired).
 RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 3600.0
 GIVE_UP_AFTER = dt.timedelta(days=7)
 PURGE_EVERY_SECONDS = 3600.0
+# The arXiv API is asked with a short timeout (the worker waits for it), and
+# at most once every three seconds, as arXiv asks of its API's clients.
+ARXIV_TIMEOUT_SECONDS = 10.0
+ARXIV_SPACING_SECONDS = 3.0
 
 
 class ReaderActions:
     """Records and applies reader actions on ``store``.
 
-    ``send_confirmation(email, name)`` sends a sign-up's confirmation email
-    (raising a :class:`SendError` subclass when it could not); without it,
-    sign-up requests wait for a worker that has one.
+    ``send_confirmation(email, name, interests)`` sends a sign-up's
+    confirmation email (raising a :class:`SendError` subclass when it could
+    not); without it, sign-up requests wait for a worker that has one.
+    Seed papers are fetched from the arXiv API at ``arxiv_api_url``; without
+    it, they wait for a worker that has one.
     """
 
-    def __init__(self, store: Store, send_confirmation: Callable[[str, str | None], None] | None = None):
+    def __init__(self, store: Store, send_confirmation: Callable[..., None] | None = None,
+                 arxiv_api_url: str | None = None):
         self.store = store
         self.send_confirmation = send_confirmation
+        self.arxiv_api_url = arxiv_api_url
+        self._next_fetch = 0.0  # time.monotonic() before which arXiv is not asked again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,21 +98,82 @@ class ReaderActions:
             return True
         return self.store.get(ref=subscriber.ref).status == SubscriberStatus.ACTIVE  # made active meanwhile
 
-    def confirm(self, email: str, name: str | None) -> str:
-        """Apply a used confirmation link; return "subscribed",
-        "resubscribed", "already" or "refused" (the address may not be
-        made active from the web: the operator removed it, or it bounced or
-        complained since the link was sent). The address's status is
-        checked when the confirmation is applied."""
+    def confirm(self, email: str, name: str | None, interests: tuple[str, ...] = ()) -> str:
+        """Apply a used confirmation link (a new reader's profile starts
+        with ``interests``); return "subscribed", "resubscribed", "already"
+        or "refused" (the address may not be made active from the web: the
+        operator removed it, or it bounced or complained since the link was
+        sent). The address's status is checked when the confirmation is
+        applied."""
         found, allowed = self.store.signup_state(email)
         if found is not None and found.status == SubscriberStatus.ACTIVE:
             return "already"
         if not allowed:
             return "refused"
-        outcome = self._submit("confirm", {"email": email, "name": name}, email=email)
+        outcome = self._submit("confirm", {"email": email, "name": name, "interests": list(interests)}, email=email)
         if outcome is None:  # applied later: say what it will do
             return "subscribed" if found is None else "resubscribed"
         return outcome
+
+    def save_preferences(self, subscriber: Subscriber, profile: Profile) -> bool:
+        """Save what the reader told us: ``profile``'s interests, authors,
+        categories, seed papers and number of picks (their votes stay as
+        they are). Seed papers that are not in the database are queued for
+        the worker to fetch from arXiv. Returns whether it is saved now
+        (False: it will be as soon as the database is free)."""
+        payload = {"subscriber_id": subscriber.id, "interests": list(profile.interests),
+                   "authors": list(profile.authors), "categories": list(profile.categories),
+                   "seeds": list(profile.seeds), "picks": profile.picks}
+        outcome = self._submit("preferences", payload, subscriber_id=subscriber.id)
+        self.queue_papers(profile.seeds)
+        return outcome is not None
+
+    def queue_papers(self, arxiv_ids: tuple[str, ...]) -> list[str]:
+        """Queue those of ``arxiv_ids`` that are not in the database for the
+        worker to fetch from arXiv (once: one already queued is not queued
+        again); return them."""
+        known = self.store.papers(arxiv_ids)
+        missing = [arxiv_id for arxiv_id in arxiv_ids if arxiv_id not in known]
+        for arxiv_id in missing:
+            # Recorded with no reader: a download that fails and waits to be
+            # retried must not hold up the reader's own actions.
+            if not self.store.action_pending("fetch_paper", {"arxiv_id": arxiv_id}):
+                self.store.record_action("fetch_paper", payload={"arxiv_id": arxiv_id})
+        return missing
+
+    def vote(self, subscriber: Subscriber, paper_key: str, vote: int, edition: str) -> bool:
+        """Record the reader's ``vote`` on a paper: +1 (👍), -1 (👎) or 0
+        (undo). Idempotent; a new vote replaces the old one. Returns whether
+        it is recorded now (False: as soon as the database is free)."""
+        if vote not in (-1, 0, 1):
+            raise ValueError(f"a vote is +1, -1 or 0 (undo), not {vote!r}")
+        payload = {"subscriber_id": subscriber.id, "paper_key": paper_key, "vote": vote, "edition": edition}
+        return self._submit("vote", payload, subscriber_id=subscriber.id) is not None
+
+    # ---------------------------------------------------------------- views
+
+    def profile_of(self, subscriber_id: int) -> Profile:
+        """The reader's profile as it is once their waiting preferences are
+        applied: a form saved while the database was held shows as saved."""
+        profile = self.store.profile(subscriber_id)
+        for action in self.store.pending_actions(subscriber_id, ("preferences",)):
+            profile = _with_preferences(profile, action.payload)
+        return profile
+
+    def votes_of(self, subscriber_id: int) -> list[Vote]:
+        """The reader's votes, newest first, as they are once their waiting
+        votes are applied (see ``Store.votes``)."""
+        votes = {vote.paper_key: vote for vote in self.store.votes(subscriber_id)}
+        waiting = self.store.pending_actions(subscriber_id, ("vote",))
+        papers = self.store.papers(action.payload["paper_key"] for action in waiting) if waiting else {}
+        for action in waiting:
+            key, value = action.payload["paper_key"], action.payload["vote"]
+            votes.pop(key, None)
+            if value:
+                paper = papers.get(key)
+                votes[key] = Vote(key, value, action.payload["edition"], action.received_at,
+                                  paper.title if paper else None)
+        return sorted(votes.values(), key=lambda vote: vote.at, reverse=True)
 
     # ---------------------------------------------------------------- applying
 
@@ -130,13 +208,21 @@ class ReaderActions:
             _subscriber, changed = self.store.resubscribe(payload["ref"], source="web", quick=quick)
             return changed
         if kind == "confirm":
-            return self.store.confirm_signup(payload["email"], payload.get("name"), quick=quick)
+            return self.store.confirm_signup(payload["email"], payload.get("name"),
+                                             tuple(payload.get("interests") or ()), quick=quick)
+        if kind == "preferences":
+            self.store.save_profile(_with_preferences(Profile(payload["subscriber_id"]), payload), quick=quick)
+            return "saved"
+        if kind == "vote":
+            before = self.store.record_vote(payload["subscriber_id"], payload["paper_key"], payload["vote"],
+                                            payload["edition"], quick=quick)
+            return f"vote {payload['vote']} (was {before})"
         raise ValueError(f"unknown reader action {kind!r}")
 
     def apply_pending(self) -> int:
         """Apply every waiting store action (unsubscribes, resubscribes,
-        confirmations), oldest first; return how many were applied. Waits
-        for the database as long as any writer does."""
+        confirmations, preferences, votes), oldest first; return how many
+        were applied. Waits for the database as long as any writer does."""
         applied = 0
         while True:
             due = self.store.due_actions(STORE_KINDS)
@@ -174,13 +260,9 @@ class ReaderActions:
                 self.store.finish_action(action.id, f"nothing sent: {found.status if found else 'new'}")
                 continue
             try:
-                self.send_confirmation(email, name)
+                self.send_confirmation(email, name, tuple(action.payload.get("interests") or ()))
             except SendError as exc:
-                if self.store.clock() - action.received_at > GIVE_UP_AFTER:
-                    self.store.finish_action(action.id, f"gave up: {exc}")
-                else:
-                    delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** action.attempts)
-                    self.store.release_action(action.id, retry_in=delay, outcome=f"not sent: {exc}")
+                self._retry_later(action, f"not sent: {exc}")
                 log.error("sign-up confirmation not sent: %s", exc)
                 continue
             except BaseException:
@@ -190,10 +272,59 @@ class ReaderActions:
             sent += 1
         return sent
 
+    def fetch_pending_papers(self) -> int:
+        """Fetch the seed papers waiting for it from the arXiv API (up to
+        :data:`ARXIV_MAX_IDS` in one request, at most one request every
+        :data:`ARXIV_SPACING_SECONDS`) and store those it knows; return how
+        many were stored. When arXiv cannot be reached or answers nonsense,
+        they are tried again later, with a growing delay, for 7 days."""
+        if self.arxiv_api_url is None or time.monotonic() < self._next_fetch:
+            return 0
+        claimed = [a for a in self.store.due_actions(("fetch_paper",), limit=ARXIV_MAX_IDS)
+                   if self.store.claim_action(a.id)]
+        if not claimed:
+            return 0
+        try:
+            ids = sorted({action.payload["arxiv_id"] for action in claimed})
+            known = self.store.papers(ids)  # stored meanwhile (by a batch, or an earlier fetch)
+            missing = [arxiv_id for arxiv_id in ids if arxiv_id not in known]
+            found = {}
+            if missing:
+                self._next_fetch = time.monotonic() + ARXIV_SPACING_SECONDS
+                try:
+                    found = fetch_arxiv_papers(self.arxiv_api_url, missing, ARXIV_TIMEOUT_SECONDS)
+                except (FetchError, BatchError) as exc:
+                    log.warning("seed papers not fetched from arXiv, tried again later: %s", exc)
+                    for action in claimed:
+                        self._retry_later(action, f"not fetched: {exc}")
+                    return 0
+                self.store.store_papers(found.values())
+        except BaseException:
+            for action in claimed:
+                self.store.release_action(action.id)
+            raise
+        for action in claimed:
+            arxiv_id = action.payload["arxiv_id"]
+            self.store.finish_action(action.id, "fetched" if arxiv_id in found else
+                                     "already stored" if arxiv_id in known else "not on arXiv")
+        return len(found)
+
+    def _retry_later(self, action: ReaderAction, outcome: str) -> None:
+        """Give back a claimed action that failed, to be tried again after
+        a delay that doubles with each attempt; finish it (given up) once it
+        is older than :data:`GIVE_UP_AFTER`."""
+        if self.store.clock() - action.received_at > GIVE_UP_AFTER:
+            self.store.finish_action(action.id, f"gave up: {outcome}")
+        else:
+            delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** action.attempts)
+            self.store.release_action(action.id, retry_in=delay, outcome=outcome)
+
     def run_pending(self) -> None:
-        """Apply waiting actions and send waiting confirmations."""
+        """Apply waiting actions, send waiting confirmations and fetch
+        waiting seed papers."""
         self.apply_pending()
         self.send_pending_confirmations()
+        self.fetch_pending_papers()
 
     # ---------------------------------------------------------------- worker
 
@@ -223,3 +354,11 @@ class ReaderActions:
                     last_purge = stamp
             except Exception:  # a database hiccup: log it, the next round tries again
                 log.exception("applying reader actions failed; retrying")
+
+
+def _with_preferences(profile: Profile, payload: dict) -> Profile:
+    """``profile`` with the preferences of a "preferences" action's
+    ``payload`` in place of its own (its votes kept)."""
+    return Profile(profile.subscriber_id, tuple(payload["interests"]), tuple(payload["authors"]),
+                   tuple(payload["categories"]), tuple(payload["seeds"]), profile.liked, profile.disliked,
+                   payload["picks"])

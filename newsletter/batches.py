@@ -35,7 +35,7 @@ import feedparser
 
 from newsletter.errors import BatchError
 from newsletter.files import atomic_write_text
-from newsletter.models import Batch, Paper, paper_key
+from newsletter.models import ARXIV_ID, Batch, Paper, paper_key
 from newsletter.text import strip_controls
 
 CANONICAL_FORMAT = "newsletter-batch/1"
@@ -53,10 +53,6 @@ MAX_SUMMARY_CHARS = 5_000
 MAX_TERMS = 100  # keywords or categories of one paper
 MAX_TERM_CHARS = 100
 
-_ARXIV_ID = re.compile(
-    r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
-    re.IGNORECASE,
-)
 _ARXIV_URL = re.compile(r"^https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(.+?)(?:\.pdf)?$")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`{}|\\^]+")
 _CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org")
@@ -233,7 +229,7 @@ class _Checker:
             return None
         if not isinstance(value, str):
             raise self.fail(f"arXiv id must be text, not {type(value).__name__}")
-        match = _ARXIV_ID.match(value.strip())
+        match = ARXIV_ID.match(value.strip())
         if not match:
             raise self.fail(f"{value.strip()[:60]!r} is not an arXiv id")
         return match.group(1)

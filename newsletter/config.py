@@ -189,6 +189,10 @@ class Settings:
     fetch_timeout: float = setting(
         "NEWSLETTER_FETCH_TIMEOUT", 20.0, _positive_float, "Seconds before `fetch` gives up."
     )
+    arxiv_api_url: str = setting(
+        "NEWSLETTER_ARXIV_API_URL", "https://export.arxiv.org/api/query", _http_url,
+        "The arXiv API that seed papers missing from the database are fetched from (in the background).",
+    )
     database_url: str = setting(
         "NEWSLETTER_DATABASE_URL", "sqlite:///subscribers/newsletter.db", _database_url,
         "The subscriber database: SQLite or `postgresql+psycopg://…`.",

@@ -66,6 +66,12 @@ class TokenError(NewsletterError):
     purpose. Its message never says who the link was for."""
 
 
+class InvalidProfile(NewsletterError):
+    """What a reader told us they read is malformed: a category or seed
+    paper that is not one, a number of picks out of range (see
+    ``newsletter.interests``)."""
+
+
 class ListError(NewsletterError):
     """A subscriber list file (CSV) is missing, unreadable or malformed."""
 

@@ -14,6 +14,7 @@ import os
 from typing import Iterable, TextIO
 
 from newsletter.errors import ListError
+from newsletter.interests import parse_authors, parse_interests
 from newsletter.models import Subscriber
 from newsletter.text import csv_safe, csv_unescape
 
@@ -21,13 +22,18 @@ MAX_LIST_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at")
 
 
-def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | None]]:
+def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) -> list[tuple]:
     """Return the (line, email, name) rows, ``line`` being where the row
     begins, of a CSV with an ``email`` column and an optional ``name`` column
     (a header row is required; other columns are ignored; blank lines are
     skipped). A cell that :func:`write_subscriber_csv` protected from
     spreadsheets (``'`` before ``=``, ``+``, ``-``, ``@``, tab or CR) is read
     without that ``'``.
+
+    With ``with_profiles``, each row is (line, email, name, interests,
+    authors): the optional ``interests`` and ``authors`` columns, separated
+    by semicolons, read and cut as ``newsletter.interests`` does (empty
+    tuples when a column is absent).
 
     Raises :class:`ListError` naming the file and line for a missing file,
     invalid UTF-8, a missing header or ``email`` column, or a malformed row.
@@ -66,6 +72,8 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
             )
         email_at = columns.index("email")
         name_at = columns.index("name") if "name" in columns else None
+        interests_at = columns.index("interests") if "interests" in columns else None
+        authors_at = columns.index("authors") if "authors" in columns else None
         rows = []
         start = reader.line_num + 1
         for row in reader:
@@ -75,7 +83,12 @@ def read_subscriber_csv(path: str | os.PathLike) -> list[tuple[int, str, str | N
             if len(row) != len(columns):
                 raise ListError(f"{source}, line {line}: {len(row)} fields, but the header has {len(columns)}")
             name = _cell(row[name_at]) if name_at is not None else None
-            rows.append((line, _cell(row[email_at]), name or None))
+            if with_profiles:
+                interests = parse_interests(_cell(row[interests_at])).values if interests_at is not None else ()
+                authors = parse_authors(_cell(row[authors_at])).values if authors_at is not None else ()
+                rows.append((line, _cell(row[email_at]), name or None, interests, authors))
+            else:
+                rows.append((line, _cell(row[email_at]), name or None))
     except csv.Error as exc:
         raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from exc
     return rows

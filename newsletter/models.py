@@ -227,6 +227,31 @@ class Feedback:
     at: dt.datetime | None = None
 
 
+# An arXiv identifier: new style (2403.01234; four digits after the dot
+# before 2015) or old style (hep-th/9901001), optionally with "arXiv:" before
+# it and a version after it; group 1 is the id without either.
+ARXIV_ID = re.compile(
+    r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$",
+    re.IGNORECASE,
+)
+# An arxiv.org abstract or PDF page, with or without the scheme, a query or
+# a fragment; group 1 is what names the paper.
+_ARXIV_PAGE = re.compile(
+    r"^(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/([^?#]+?)(?:\.pdf)?/?(?:[?#].*)?$",
+    re.IGNORECASE,
+)
+
+
+def arxiv_id_of(text: str) -> str | None:
+    """The arXiv id, without its version, that ``text`` names: an id
+    (``2403.01234v2``, ``arXiv:2403.01234``, ``hep-th/9901001``) or an
+    arxiv.org abstract or PDF link; None when it names none."""
+    value = text.strip()
+    page = _ARXIV_PAGE.match(value)
+    match = ARXIV_ID.match(page.group(1) if page else value)
+    return match.group(1) if match else None
+
+
 def paper_key(paper: Paper) -> str:
     """A paper's identity across days and sources: its arXiv id without a
     version, or, for a source without ids, ``title:`` and its title

@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from newsletter.interests import MAX_PHRASE_CHARS  # interests are phrases, not essays
 from newsletter.models import Paper, Pick, Profile, Reason, paper_key
 
 EMBEDDING_WEIGHT = 0.3
@@ -44,8 +45,6 @@ AUTHOR_BOOST = 1.0
 CATEGORY_BOOST = 0.08
 DISLIKE_WEIGHT = 0.5
 PRIOR_WEIGHT = 0.02
-# Interests are phrases, not essays: what is kept of each.
-MAX_PHRASE_CHARS = 100
 
 
 def normalize_name(name: str) -> str:

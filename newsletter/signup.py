@@ -47,25 +47,31 @@ def confirmation_message(settings: Settings, address: str, confirm_url: str) -> 
     return message.as_bytes()
 
 
-def confirmation_sender(settings: Settings, signer: Signer, sender) -> Callable[[str, str | None], None]:
-    """Return a function that sends ``address`` its confirmation email
-    (a link signed now, valid for 7 days) through ``sender``; it raises a
-    :class:`SendError` subclass when the email could not go."""
+def confirmation_sender(settings: Settings, signer: Signer, sender) -> Callable[..., None]:
+    """Return a function ``send(address, name, interests=())`` that sends
+    ``address`` its confirmation email (a link signed now, valid for 7 days,
+    carrying the interests given with the sign-up) through ``sender``; it
+    raises a :class:`SendError` subclass when the email could not go."""
 
-    def send(address: str, name: str | None) -> None:
-        url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name)}"
+    def send(address: str, name: str | None, interests: tuple[str, ...] = ()) -> None:
+        url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name, interests)}"
         sender.send_single(address, confirmation_message(settings, address, url))
 
     return send
 
 
-def request_signup(store: Store, address: str, name: str | None, client: str) -> bool:
+def request_signup(store: Store, address: str, name: str | None, client: str,
+                   interests: tuple[str, ...] = ()) -> bool:
     """Record a sign-up form for the worker that sends confirmation emails
-    (``newsletter.actions``); return whether it was recorded (False: a limit
-    was reached). The work is the same whatever the address's state, so
+    (``newsletter.actions``), with the ``interests`` it gave (see
+    ``newsletter.interests``: the confirmation link carries them, and the
+    reader's profile starts with them); return whether it was recorded
+    (False: a limit was reached). The work is the same whatever the
+    address's state, so
     neither the reply nor its timing tells who is on the list. Raises
     :class:`InvalidEmail` for a malformed address or one that is not ASCII
     (no sender supports SMTPUTF8, so it could be sent neither this email nor
     any issue)."""
     return store.record_signup(normalize_email(address), clean_name(name), client,
-                               per_address_per_day=PER_ADDRESS_PER_DAY, per_client_per_hour=PER_CLIENT_PER_HOUR)
+                               per_address_per_day=PER_ADDRESS_PER_DAY, per_client_per_hour=PER_CLIENT_PER_HOUR,
+                               interests=interests)

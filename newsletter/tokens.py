@@ -13,6 +13,7 @@ import hmac
 
 from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous import Signer as ItsdangerousSigner
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TokenError
@@ -57,6 +58,19 @@ def secret_guesses_log10(value: str) -> float:
         zxcvbn(value[start:start + _ZXCVBN_MAX_CHARS], user_inputs=["newsletter", "secret", "key"])["guesses_log10"]
         for start in starts
     )
+
+
+def canonical_signature(token: str) -> bool:
+    """Whether the signature that ends ``token`` (after its last dot) is
+    written as it is signed. Base64 leaves the low bits of a signature's
+    last character unused, so that character can change and still decode
+    to the same signature; such a second spelling is refused, so that a
+    token with any character changed is."""
+    signature = token.rpartition(".")[2]
+    try:
+        return base64_encode(base64_decode(signature)).decode("ascii") == signature
+    except (BadData, ValueError, UnicodeError):
+        return False
 
 
 def check_secret(name: str, value: str) -> str:
@@ -112,7 +126,7 @@ class Signer:
             ref = self._unsubscribe.loads(token)
         except (BadData, UnicodeError, ValueError) as exc:
             raise TokenError("invalid unsubscribe link") from exc
-        if not isinstance(ref, str) or not ref:
+        if not isinstance(ref, str) or not ref or not canonical_signature(token):
             raise TokenError("invalid unsubscribe link")
         return ref
 
@@ -132,7 +146,7 @@ class Signer:
             ref = self._preferences.loads(token)
         except (BadData, UnicodeError, ValueError) as exc:
             raise TokenError("invalid preferences link") from exc
-        if not isinstance(ref, str) or not ref:
+        if not isinstance(ref, str) or not ref or not canonical_signature(token):
             raise TokenError("invalid preferences link")
         return ref
 
@@ -174,7 +188,11 @@ class Signer:
         except (BadData, UnicodeError, ValueError) as exc:
             raise TokenError("invalid feedback link") from exc
         ref, _, edition = value.partition("~")
-        if not (ref and edition and position.isdigit() and len(code) == PAPER_CODE_CHARS):
+        # Only the digits written here: no other script's digits, no leading
+        # zero (no second spelling of a token), and not thousands of them.
+        canonical = (position.isascii() and position.isdigit() and len(position) <= 6
+                     and (position == "0" or not position.startswith("0")))
+        if not (ref and edition and canonical and len(code) == PAPER_CODE_CHARS and canonical_signature(reader)):
             raise TokenError("invalid feedback link")
         return ref, edition, int(position), code
 
@@ -185,20 +203,28 @@ class Signer:
         return any(hmac.compare_digest(signer.get_signature(value).decode("ascii")[:PAPER_CODE_CHARS], code)
                    for signer in self._paper_codes)
 
-    def confirm_token(self, email: str, name: str | None) -> str:
+    def confirm_token(self, email: str, name: str | None, interests: tuple[str, ...] = ()) -> str:
         """Return a sign-up confirmation token for ``email`` (timestamped: it
-        expires, see :meth:`confirmed`)."""
-        return self._confirm.dumps({"e": email, "n": name or ""})
+        expires, see :meth:`confirmed`), carrying the ``interests`` given
+        with the sign-up (the caller keeps them short: see
+        ``newsletter.interests``)."""
+        payload = {"e": email, "n": name or ""}
+        if interests:
+            payload["i"] = list(interests)
+        return self._confirm.dumps(payload)
 
-    def confirmed(self, token: str, max_age_seconds: int) -> tuple[str, str | None]:
-        """Return (email, name) from a confirmation token at most
+    def confirmed(self, token: str, max_age_seconds: int) -> tuple[str, str | None, tuple[str, ...]]:
+        """Return (email, name, interests) from a confirmation token at most
         ``max_age_seconds`` old. Raises :class:`TokenError` when it is
         forged, tampered, for another purpose or expired."""
         try:
             payload = self._confirm.loads(token, max_age=max_age_seconds)
         except (BadData, UnicodeError, ValueError) as exc:
             raise TokenError("invalid or expired confirmation link") from exc
-        if not isinstance(payload, dict) or not isinstance(payload.get("e"), str):
+        if not isinstance(payload, dict) or not isinstance(payload.get("e"), str) or not canonical_signature(token):
             raise TokenError("invalid or expired confirmation link")
-        return payload["e"], payload.get("n") or None
+        interests = payload.get("i", [])
+        if not isinstance(interests, list) or not all(isinstance(i, str) for i in interests):
+            raise TokenError("invalid or expired confirmation link")
+        return payload["e"], payload.get("n") or None, tuple(interests)
 

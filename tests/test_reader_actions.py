@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine
 
-from conftest import SECRET, clean_env, free_port, newsletter_server, wait_until
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from newsletter.batches import load_batch
 from newsletter.models import SubscriberStatus
 from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.store import open_store
@@ -87,10 +88,12 @@ def server(tmp_path, database_url):
 class HeldDatabase:
     """Holds the database's write lock from another connection, as a long
     import's write does: SQLite's single writer lock; on PostgreSQL the lock
-    the import takes on the subscribers table."""
+    the import takes on the subscribers table (and on the other ``tables``,
+    as a migration would)."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, tables: tuple[str, ...] = ()):
         self.database_url = database_url
+        self.tables = ("subscribers", *tables)
 
     def __enter__(self):
         if self.database_url.startswith("sqlite"):
@@ -101,7 +104,7 @@ class HeldDatabase:
             self.engine = create_engine(self.database_url)
             self.conn = self.engine.connect()
             self.transaction = self.conn.begin()
-            self.conn.exec_driver_sql("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE")
+            self.conn.exec_driver_sql(f"LOCK TABLE {', '.join(self.tables)} IN SHARE ROW EXCLUSIVE MODE")
         return self
 
     def __exit__(self, *exc):
@@ -159,6 +162,37 @@ def test_a_resubscribe_and_a_confirmation_while_the_database_is_held(store, data
         wait_until(lambda: store.get(email="back@example.com").status == ACTIVE, "the resubscribe applied")
         new = wait_until(lambda: store.get(email="new@example.com"), "the confirmation applied")
         assert (new.status, new.name, new.source) == (ACTIVE, "New Reader", "signup")
+
+
+def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_shown_and_applied(
+        store, database_url, server):
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    reader, _ = store.add("voter@example.com")
+    other, _ = store.add("other@example.com")
+    signer = Signer(SECRET)
+    feedback = signer.feedback_token(reader.ref, "2025-03-11", 2, store.edition_papers(dt.date(2025, 3, 11))[2])
+    preferences = signer.preferences_token(reader.ref)
+    form = {"interests": "concept erasure", "authors": "", "categories": "cs.CV", "seeds": "2503.00004", "picks": "4"}
+    with server() as base:
+        assert post(f"{base}/p/{signer.preferences_token(other.ref)}", form)[0] == 200  # the server is warm
+        with HeldDatabase(database_url, tables=("profiles", "votes")):
+            status, body, seconds = post(f"{base}/f/{feedback}/up", {})
+            assert status == 200 and "Papers like this will come first in your picks." in body
+            assert seconds < ANSWER_WITHIN, seconds
+            status, body, seconds = post(f"{base}/p/{preferences}", form)
+            assert status == 200 and "Saved." in body
+            assert seconds < ANSWER_WITHIN, seconds
+            # Not applied yet, but the reader's page already shows both.
+            assert store.votes(reader.id) == [] and store.profile(reader.id).interests == ()
+            page = urllib.request.urlopen(f"{base}/p/{preferences}", timeout=30).read().decode()
+            assert ">\nconcept erasure</textarea>" in page and "Scaling Laws for Video Generation" in page
+        # Applied as soon as the database is free, in the order they came.
+        wait_until(lambda: store.profile(reader.id).interests == ("concept erasure",), "the preferences applied")
+        profile = store.profile(reader.id)
+        assert (profile.categories, profile.seeds, profile.picks, profile.liked) == (
+            ("cs.CV",), ("2503.00004",), 4, ("2503.00003",))
+        assert [(v.paper_key, v.vote) for v in store.votes(reader.id)] == [("2503.00003", 1)]
+        assert store.votes(other.id) == []
 
 
 def test_unsubscribes_during_a_real_import_are_answered_fast_and_all_applied(tmp_path):

@@ -112,6 +112,64 @@ def test_every_changed_signature_character_is_rejected(signer):
     assert rejected >= len(signature) - 1
 
 
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def second_spelling(token: str) -> str:
+    """``token`` with the unused low bit of its signature's last character
+    set the other way: the same signature bytes, written differently."""
+    last = ALPHABET.index(token[-1])
+    changed = token[:-1] + ALPHABET[last ^ 1]
+    assert base64_decode(changed.rpartition(".")[2]) == base64_decode(token.rpartition(".")[2])
+    return changed
+
+
+def test_a_second_spelling_of_a_signature_is_refused_for_every_purpose(signer):
+    # Before, such a token was accepted: a changed last character could
+    # leave the signature as it was.
+    unsubscribe = signer.unsubscribe_token(REF)
+    preferences = signer.preferences_token(REF)
+    feedback = signer.feedback_token(REF, "2025-03-11", 4, "2503.00001")
+    confirm = signer.confirm_token("ada@example.com", "Ada", ("graphs",))
+    assert signer.subscriber_ref(unsubscribe) == signer.preferences_ref(preferences) == REF
+    assert signer.feedback_target(feedback)[0] == REF
+    assert signer.confirmed(confirm, 60) == ("ada@example.com", "Ada", ("graphs",))
+    invalid(signer, second_spelling(unsubscribe))
+    for check, token in ((signer.preferences_ref, preferences), (signer.feedback_target, feedback),
+                         (lambda t: signer.confirmed(t, 60), confirm)):
+        with pytest.raises(TokenError):
+            check(second_spelling(token))
+
+
+@pytest.mark.parametrize("position", ["04", "+4", "٤", "4 ", "-4", "", "9" * 5000])
+def test_a_feedback_token_with_another_spelling_of_its_position_is_refused(signer, position):
+    token = signer.feedback_token(REF, "2025-03-11", 4, "2503.00001")
+    assert signer.feedback_target(token) == (REF, "2025-03-11", 4, token.split("-")[1].split(".")[0])
+    with pytest.raises(TokenError):
+        signer.feedback_target(position + token[1:])
+
+
+def test_tokens_of_one_purpose_are_refused_for_every_other(signer):
+    tokens = {
+        "unsubscribe": signer.unsubscribe_token(REF),
+        "preferences": signer.preferences_token(REF),
+        "feedback": signer.feedback_token(REF, "2025-03-11", 0, "2503.00001"),
+        "confirm": signer.confirm_token(REF, None),
+    }
+    checks = {
+        "unsubscribe": signer.subscriber_ref,
+        "preferences": signer.preferences_ref,
+        "feedback": signer.feedback_target,
+        "confirm": lambda t: signer.confirmed(t, 60),
+    }
+    for purpose, token in tokens.items():
+        checks[purpose](token)
+        for other, check in checks.items():
+            if other != purpose:
+                with pytest.raises(TokenError):
+                    check(token)
+
+
 @pytest.mark.parametrize("cut", [1, 5, 20])
 def test_truncated_tokens_are_rejected(signer, cut):
     token = signer.unsubscribe_token(REF)

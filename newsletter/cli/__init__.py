@@ -1,7 +1,8 @@
 """The ``newsletter`` command. Thin: parse options, call the package, print.
 
 One module per group of commands: ``render`` (fetch, render, preview),
-``send``, ``serve``, ``subscribers``, ``feedback`` (bounces, stats), ``db``
+``send``, ``serve``, ``subscribers`` (the list and readers' interests),
+``picks`` (readers' personal picks), ``feedback`` (bounces, stats), ``db``
 (schema revision, upgrade, backup, restore). Expected
 failures arrive as :class:`NewsletterError` and leave as one line on stderr
 with the error's exit code (2 for bad input or configuration).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import click
 
 from newsletter import __version__
-from newsletter.cli import db, feedback, render, send, serve, subscribers
+from newsletter.cli import db, feedback, picks, render, send, serve, subscribers
 from newsletter.cli.common import ErrorGroup
 
 
@@ -30,7 +31,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (render.fetch, render.render, render.preview, send.send, serve.serve, subscribers.subscribers,
-                feedback.bounces, feedback.stats, db.db):
+                picks.picks, feedback.bounces, feedback.stats, db.db):
     cli.add_command(command)
 
 

@@ -1,16 +1,19 @@
-"""``newsletter subscribers``: the list, by hand and from CSV files."""
+"""``newsletter subscribers``: the list, by hand and from CSV files, and
+each reader's interests."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
 from newsletter.cli import common
-from newsletter.errors import Refused
+from newsletter.errors import InvalidProfile, Refused
+from newsletter.interests import PARSERS
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import SubscriberStatus
+from newsletter.models import MAX_PICKS, Profile, SubscriberStatus
 from newsletter.store import Store
 from newsletter.text import terminal_safe
 
@@ -105,16 +108,17 @@ def subscribers_export(ctx: click.Context, status: str | None) -> None:
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
 @click.pass_context
 def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
-    """Import FILE.csv (a header row with an `email` column and an optional
-    `name` column), all or nothing, in one transaction.
+    """Import FILE.csv (a header row with an `email` column and optional
+    `name`, `interests` and `authors` columns, the last two separated by
+    semicolons), all or nothing, in one transaction.
 
-    Addresses already present are left as they are: one that unsubscribed,
-    bounced or complained is never reactivated. Invalid addresses are
-    reported with their line and skipped.
+    Addresses already present are left as they are, profile included: one
+    that unsubscribed, bounced or complained is never reactivated. Invalid
+    addresses are reported with their line and skipped.
     """
     from newsletter.actions import ReaderActions
 
-    rows = read_subscriber_csv(csv_file)
+    rows = read_subscriber_csv(csv_file, with_profiles=True)
     store = common.store_of(ctx)
     report = store.import_subscribers(rows, source=f"import:{csv_file.name}"[:32])
     # Readers who unsubscribed while the import held the database: now.
@@ -138,3 +142,66 @@ def subscribers_reactivate(ctx: click.Context, email: str) -> None:
     use it for an address that complained or bounced only when you know why)."""
     _change(ctx, email, SubscriberStatus.ACTIVE, "reactivated by the operator", None,
             done="Reactivated {email} (was {was})")
+
+
+# The options of `subscribers interests`, by profile field.
+_PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categories": "--categories",
+                    "seeds": "--seed-papers", "picks": "--picks"}
+
+
+@subscribers.command("interests")
+@click.argument("email")
+@click.option("--keywords", "interests", metavar="'A; B'", help="Interests: phrases separated by semicolons.")
+@click.option("--authors", metavar="'X; Y'", help="Followed authors, separated by semicolons.")
+@click.option("--categories", metavar="cs.CV,…", help="arXiv categories, separated by commas, such as cs.CV,stat.ML.")
+@click.option("--seed-papers", "seeds", metavar="ID,…",
+              help="Papers the reader likes: arXiv ids or arxiv.org links, separated by commas.")
+@click.option("--picks", metavar="N", help=f"How many picks, 0 (none) to {MAX_PICKS}.")
+@click.pass_context
+def subscribers_interests(ctx: click.Context, email: str, **given: str | None) -> None:
+    """Show EMAIL's interests, or replace the parts given as options (the
+    others stay as they are; an empty value empties that part).
+
+    Read and cut to the same limits as the reader's preferences page: 20
+    interests, 50 authors, 20 categories and 20 seed papers. Seed papers
+    not in the database yet are fetched from arXiv by `newsletter serve`.
+    """
+    from newsletter.actions import ReaderActions
+
+    store = common.store_of(ctx)
+    subscriber = _listed(store, email)
+    profile = store.profile(subscriber.id)
+    changes, notes = {}, []
+    for field, value in given.items():
+        if value is None:
+            continue
+        parsed = PARSERS[field](value)
+        if parsed.error:
+            raise InvalidProfile(f"{_PROFILE_OPTIONS[field]}: {parsed.error}")
+        notes += [f"{_PROFILE_OPTIONS[field]}: {note}" for note in parsed.notes]
+        changes[field] = parsed.values[0] if field == "picks" else parsed.values
+    if changes:
+        profile = store.save_profile(dataclasses.replace(profile, **changes))
+        for note in notes:
+            click.echo(f"Warning: {terminal_safe(note)}", err=True)
+        ReaderActions(store).queue_papers(profile.seeds)
+    _show_profile(store, subscriber.email, profile)
+
+
+def _show_profile(store: Store, email: str, profile: Profile) -> None:
+    """Print ``profile``, one part a line, every stored value terminal-safe."""
+    papers = store.papers(profile.seeds)
+    seeds = [f"{key} ({papers[key].title})" if key in papers else f"{key} (not in the database yet)"
+             for key in profile.seeds]
+    votes = [vote.vote for vote in store.votes(profile.subscriber_id)]
+    lines = [
+        ("interests", "; ".join(profile.interests)),
+        ("authors", "; ".join(profile.authors)),
+        ("categories", ", ".join(profile.categories)),
+        ("seed papers", ", ".join(seeds)),
+        ("picks", f"{profile.picks}" + (" (off)" if profile.picks == 0 else "")),
+        ("votes", f"{votes.count(1)} up, {votes.count(-1)} down"),
+    ]
+    click.echo(terminal_safe(email))
+    for label, value in lines:
+        click.echo(f"  {label + ':':<13}{terminal_safe(value) or '(none)'}")

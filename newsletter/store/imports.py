@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     select,
     true,
@@ -22,9 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import SubscriberStatus
+from newsletter.models import DEFAULT_PICKS, Profile, SubscriberStatus
 from newsletter.store.engine import dialect_insert
-from newsletter.store.schema import events_table, subscribers_table
+from newsletter.store.profiles import profile_lists
+from newsletter.store.schema import events_table, profiles_table, subscribers_table
 from newsletter.store.subscribers import normalize_email
 from newsletter.text import clean_name
 
@@ -43,8 +45,10 @@ class ImportReport:
 class Imports:
     """The import part of :class:`newsletter.store.Store`."""
 
-    def import_subscribers(self, rows: Iterable[tuple[int, str, str | None]], source: str = "import") -> ImportReport:
-        """Add the (line, email, name) rows, all or nothing.
+    def import_subscribers(self, rows: Iterable[tuple], source: str = "import") -> ImportReport:
+        """Add the (line, email, name) rows, all or nothing; a row may also
+        carry the reader's interests and authors, (line, email, name,
+        interests, authors), cut to the limits of ``newsletter.interests``.
 
         Addresses already present are counted, never reactivated (those
         unsubscribed, bounced or complained are reported as refused);
@@ -52,14 +56,16 @@ class Imports:
         checked and prepared first, without holding the database; then the
         new addresses are written in bulk in one short transaction (its
         duration is ``write_seconds`` in the report), so readers'
-        unsubscribes wait as little as possible. An address that someone
-        else added in the meantime is reported as present (or refused).
+        unsubscribes wait as little as possible. A new reader's interests
+        and authors become their profile in that same write; an address
+        already present keeps its profile. An address that someone else
+        added in the meantime is reported as present (or refused).
         Raises :class:`StoreError` when the write fails (nothing is imported).
         """
         report = ImportReport()
         lines: dict[str, list[int]] = {}  # lower-cased address -> its lines in the file, first first
-        new: dict[str, tuple[str, str | None]] = {}  # key -> (address, name) of first appearance
-        for line, email, name in rows:
+        new: dict[str, tuple[str, str | None, tuple]] = {}  # key -> (address, name, profile) of first appearance
+        for line, email, name, *profile in rows:
             try:
                 address = normalize_email(email)
             except InvalidEmail as exc:
@@ -67,16 +73,20 @@ class Imports:
                 continue
             key = address.lower()
             lines.setdefault(key, []).append(line)
-            new.setdefault(key, (address, name))
+            new.setdefault(key, (address, name, tuple(profile)))
         statuses = self._statuses(list(new))
         stamp = self.clock()
         staged = [
             dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
                  name=clean_name(name), status=SubscriberStatus.ACTIVE, source=source,
                  created_at=stamp, updated_at=stamp)
-            for key, (address, name) in new.items() if key not in statuses
+            for key, (address, name, _profile) in new.items() if key not in statuses
         ]
-        added = self._bulk_add(staged, report) if staged else set()
+        profiles = [
+            dict(email_key=key, lists=profile_lists(Profile(0, interests=tuple(profile[0]), authors=tuple(profile[1]))))
+            for key, (_address, _name, profile) in new.items() if key not in statuses and any(profile)
+        ]
+        added = self._bulk_add(staged, profiles, report) if staged else set()
         if len(added) < len(staged):  # someone else added some of them meanwhile
             statuses.update(self._statuses([row["email_key"] for row in staged if row["email_key"] not in added]))
         for key, at in lines.items():
@@ -100,27 +110,35 @@ class Imports:
                 found.update(conn.execute(select(s.c.email_key, s.c.status).where(s.c.email_key.in_(part))).all())
         return found
 
-    def _bulk_add(self, staged: list[dict], report: ImportReport, chunk: int = 20_000) -> set[str]:
+    def _bulk_add(self, staged: list[dict], profiles: list[dict], report: ImportReport,
+                  chunk: int = 20_000) -> set[str]:
         """Insert the ``staged`` subscriber rows (and a "subscribed" event for
-        each) in one transaction; skip addresses present by then. Returns the
-        email keys added; sets ``report.write_seconds``.
+        each, and the ``profiles`` of those that have one: email_key,
+        interests, authors) in one transaction; skip addresses present by
+        then. Returns the email keys added; sets ``report.write_seconds``.
 
-        The rows go first into a temporary table of this connection, which
-        needs no lock on the database; the write transaction then copies
-        them with two INSERT ... SELECT statements, which is what keeps it
+        The rows go first into temporary tables of this connection, which
+        need no lock on the database; the write transaction then copies
+        them with INSERT ... SELECT statements, which is what keeps it
         short (a 100,000-row file: well under a second).
         """
-        s, e = subscribers_table, events_table
+        s, e, p = subscribers_table, events_table, profiles_table
         staging = Table("import_staging", MetaData(), *(Column(c.name, c.type) for c in s.columns if c.name != "id"),
                         prefixes=["TEMPORARY"])
+        staged_profiles = Table("import_profiles", MetaData(), Column("email_key", s.c.email_key.type),
+                                Column("lists", p.c.lists.type), prefixes=["TEMPORARY"])
         columns = [c.name for c in staging.columns]
         with self.reader.connect() as conn:
             try:
-                with conn.begin():  # only the connection's own temporary table: no lock on the database
+                with conn.begin():  # only the connection's own temporary tables: no lock on the database
                     conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS import_profiles")
                     staging.create(conn)
+                    staged_profiles.create(conn)
                     for start in range(0, len(staged), chunk):
                         conn.execute(insert(staging), staged[start:start + chunk])
+                    for start in range(0, len(profiles), chunk):
+                        conn.execute(insert(staged_profiles), profiles[start:start + chunk])
                 started = time.monotonic()
                 with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
                     if conn.dialect.name == "postgresql":
@@ -138,6 +156,13 @@ class Imports:
                         select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal("subscribed"))
                         .where(s.c.id > last_id),
                     ))
+                    if profiles:
+                        conn.execute(insert(p).from_select(
+                            ["subscriber_id", "lists", "picks", "updated_at"],
+                            select(s.c.id, staged_profiles.c.lists, literal_column(str(DEFAULT_PICKS)), s.c.created_at)
+                            .select_from(s.join(staged_profiles, staged_profiles.c.email_key == s.c.email_key))
+                            .where(s.c.id > last_id),
+                        ))
                     new_last_id = conn.scalar(select(func.max(s.c.id)))
                 report.write_seconds = time.monotonic() - started
                 with conn.execution_options(sqlite_begin="DEFERRED").begin():
@@ -150,4 +175,5 @@ class Imports:
                     conn.rollback()
                 with conn.execution_options(sqlite_begin="DEFERRED").begin():
                     conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS import_profiles")
         return added

@@ -35,6 +35,13 @@ class ReaderAction:
     attempts: int
 
 
+def _action(row) -> ReaderAction:
+    """The :class:`ReaderAction` of a ``reader_actions`` row."""
+    return ReaderAction(id=row.id, kind=row.kind, subscriber_id=row.subscriber_id, email_key=row.email_key,
+                        client=row.client, payload=json.loads(row.payload), received_at=as_utc(row.received_at),
+                        attempts=row.attempts)
+
+
 class Inbox:
     """The reader-action part of :class:`newsletter.store.Store`."""
 
@@ -52,13 +59,15 @@ class Inbox:
             )).inserted_primary_key[0]
 
     def record_signup(self, email: str, name: str | None, client: str, *, per_address_per_day: int,
-                      per_client_per_hour: int) -> bool:
-        """Record a sign-up request for ``email`` from ``client`` unless it
-        would exceed a limit: at most ``per_address_per_day`` requests per
-        address in 24 hours and ``per_client_per_hour`` per client in an
-        hour. Counting and recording are one atomic step (one writer at a
-        time), so parallel requests cannot exceed a limit. Returns whether
-        it was recorded. ``client`` is kept to its first 64 characters."""
+                      per_client_per_hour: int, interests: tuple[str, ...] = ()) -> bool:
+        """Record a sign-up request for ``email`` from ``client`` (with the
+        ``interests`` the form gave, for the confirmation link to carry)
+        unless it would exceed a limit: at most ``per_address_per_day``
+        requests per address in 24 hours and ``per_client_per_hour`` per
+        client in an hour. Counting and recording are one atomic step (one
+        writer at a time), so parallel requests cannot exceed a limit.
+        Returns whether it was recorded. ``client`` is kept to its first 64
+        characters."""
         key = email.strip().lower()
         client = client[:64]
         a = actions_table
@@ -74,8 +83,9 @@ class Inbox:
             if conn.scalar(signups.where(a.c.client == client,
                                          a.c.received_at >= stamp - dt.timedelta(hours=1))) >= per_client_per_hour:
                 return False
+            payload = {"email": email.strip(), "name": name, **({"interests": list(interests)} if interests else {})}
             conn.execute(insert(a).values(kind="signup", email_key=key, client=client, received_at=stamp, attempts=0,
-                                          payload=json.dumps({"email": email.strip(), "name": name})))
+                                          payload=json.dumps(payload)))
         return True
 
     def count_signups(self, *, email: str | None = None, client: str | None = None,
@@ -92,6 +102,23 @@ class Inbox:
         with self.inbox.connect() as conn:
             return conn.scalar(query)
 
+    def action_pending(self, kind: str, payload: dict) -> bool:
+        """Whether an action of ``kind`` with exactly ``payload`` is still to
+        apply (so the same paper is not queued for fetching twice)."""
+        a = actions_table
+        with self.inbox.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(a).where(
+                a.c.kind == kind, a.c.payload == json.dumps(payload), a.c.done_at.is_(None))) > 0
+
+    def pending_actions(self, subscriber_id: int, kinds: Iterable[str]) -> list[ReaderAction]:
+        """Return the reader's actions of ``kinds`` not applied yet, oldest
+        first (what a page shows on top of what is stored)."""
+        a = actions_table
+        query = (select(a).where(a.c.subscriber_id == subscriber_id, a.c.kind.in_(list(kinds)),
+                                 a.c.done_at.is_(None)).order_by(a.c.id))
+        with self.inbox.connect() as conn:
+            return [_action(r) for r in conn.execute(query)]
+
     def due_actions(self, kinds: Iterable[str], limit: int = 100) -> list[ReaderAction]:
         """Return up to ``limit`` actions of ``kinds`` still to apply that no
         one is applying and that are not waiting for a retry, oldest first."""
@@ -104,12 +131,7 @@ class Inbox:
             .order_by(a.c.id).limit(limit)
         )
         with self.inbox.connect() as conn:
-            rows = conn.execute(query).all()
-        return [
-            ReaderAction(id=r.id, kind=r.kind, subscriber_id=r.subscriber_id, email_key=r.email_key, client=r.client,
-                         payload=json.loads(r.payload), received_at=as_utc(r.received_at), attempts=r.attempts)
-            for r in rows
-        ]
+            return [_action(r) for r in conn.execute(query)]
 
     def claim_action(self, action_id: int) -> bool:
         """Make this caller the one applying the action, for the next

@@ -1,5 +1,6 @@
-"""Every paper the newsletter has carried: one row per paper with its
-richest text, and the days it appeared, with its rank and upvotes."""
+"""Every paper the newsletter has carried, or that a reader named as a seed
+paper (fetched from arXiv): one row per paper with its richest text, and
+the days it appeared, with its rank and upvotes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from typing import Iterable
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
 
 from newsletter.models import Batch, Paper, paper_key
 from newsletter.store.schema import appearances_table, papers_table
@@ -62,25 +64,13 @@ class PaperArchive:
         its position in the batch, which is its position in that day's
         edition.
         """
-        p, a = papers_table, appearances_table
+        a = appearances_table
         day = batch.date.isoformat()
         keyed: dict[str, tuple[int, Paper]] = {}  # a batch holds each paper once (see batches)
         for rank, paper in enumerate(batch.papers):
             keyed.setdefault(paper_key(paper), (rank, paper))
-        stamp = self.clock()
-        changed = 0
         with self.engine.begin() as conn:
-            stored = {row.key: row._asdict() for row in conn.execute(select(p).where(p.c.key.in_(list(keyed))))}
-            for key, (_rank, paper) in keyed.items():
-                before = stored.get(key)
-                row = _richest(before or {}, paper)
-                if before is None:
-                    conn.execute(insert(p).values(key=key, updated_at=stamp, **row))
-                elif any(before[name] != value for name, value in row.items()):
-                    conn.execute(update(p).where(p.c.key == key).values(updated_at=stamp, **row))
-                else:
-                    continue
-                changed += 1
+            changed = self._keep(conn, {key: paper for key, (_rank, paper) in keyed.items()})
             wanted = [(rank, key, paper.upvotes) for key, (rank, paper) in keyed.items()]
             present = [(r.rank, r.paper_key, r.upvotes) for r in conn.execute(
                 select(a.c.rank, a.c.paper_key, a.c.upvotes).where(a.c.date == day).order_by(a.c.rank))]
@@ -88,6 +78,37 @@ class PaperArchive:
                 conn.execute(delete(a).where(a.c.date == day))
                 if wanted:
                     conn.execute(insert(a), [dict(date=day, rank=r, paper_key=k, upvotes=u) for r, k, u in wanted])
+        return changed
+
+    def store_papers(self, papers: Iterable[Paper]) -> int:
+        """Keep ``papers`` (such as seed papers fetched from arXiv) without
+        making them any day's appearances; return how many were new or
+        richer. Idempotent."""
+        keyed: dict[str, Paper] = {}
+        for paper in papers:
+            keyed.setdefault(paper_key(paper), paper)
+        if not keyed:
+            return 0
+        with self.engine.begin() as conn:
+            return self._keep(conn, keyed)
+
+    def _keep(self, conn: Connection, keyed: dict[str, Paper]) -> int:
+        """Insert or enrich the ``{key: Paper}`` rows inside the caller's
+        transaction; return how many were new or richer."""
+        p = papers_table
+        stamp = self.clock()
+        changed = 0
+        stored = {row.key: row._asdict() for row in conn.execute(select(p).where(p.c.key.in_(list(keyed))))}
+        for key, paper in keyed.items():
+            before = stored.get(key)
+            row = _richest(before or {}, paper)
+            if before is None:
+                conn.execute(insert(p).values(key=key, updated_at=stamp, **row))
+            elif any(before[name] != value for name, value in row.items()):
+                conn.execute(update(p).where(p.c.key == key).values(updated_at=stamp, **row))
+            else:
+                continue
+            changed += 1
         return changed
 
     def papers(self, keys: Iterable[str]) -> dict[str, Paper]:

@@ -40,7 +40,8 @@ def _profile(row, subscriber_id: int) -> Profile:
     return Profile(subscriber_id, *(tuple(lists.get(name, ())) for name in _LISTS), picks=row.picks)
 
 
-def _lists(profile: Profile) -> str:
+def profile_lists(profile: Profile) -> str:
+    """The ``lists`` column of ``profile``: its non-empty lists as one JSON object."""
     return json.dumps({name: list(getattr(profile, name)) for name in _LISTS if getattr(profile, name)},
                       ensure_ascii=False, separators=(",", ":"))
 
@@ -136,10 +137,16 @@ class Profiles:
         return _profile(row, subscriber_id) if row else None
 
     def _put(self, conn: Connection, profile: Profile, exists: bool) -> None:
-        values = dict(lists=_lists(profile), picks=profile.picks, updated_at=self.clock())
-        p = profiles_table
-        if exists:
-            conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))
-        else:
-            conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
+        put_profile(conn, profile, exists, self.clock())
+
+
+def put_profile(conn: Connection, profile: Profile, exists: bool, stamp) -> None:
+    """Write ``profile`` inside the caller's transaction: an update when
+    the reader's row ``exists``, else an insert."""
+    values = dict(lists=profile_lists(profile), picks=profile.picks, updated_at=stamp)
+    p = profiles_table
+    if exists:
+        conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))
+    else:
+        conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
 

@@ -207,7 +207,8 @@ picks_table = Table(
 )
 
 # Reader actions from the web (sign-ups, confirmations, unsubscribes,
-# resubscribes), recorded before anything else is done with them: an action
+# resubscribes, saved preferences, votes, and seed papers to fetch from
+# arXiv), recorded before anything else is done with them: an action
 # is never lost, even while a long operation (an import, a migration) holds
 # the database. They are applied at once when the database allows, else as
 # soon as it is free (see newsletter.actions). With SQLite this table lives in
@@ -219,7 +220,8 @@ actions_table = Table(
     "reader_actions",
     inbox_metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # signup, confirm, unsubscribe, resubscribe
+    # signup, confirm, unsubscribe, resubscribe, preferences, vote, fetch_paper
+    Column("kind", String(16), nullable=False),
     Column("subscriber_id", Integer, index=True),  # the reader acted upon, when known
     Column("email_key", String(320), index=True),  # sign-up and confirm: the lower-cased address
     Column("client", String(64), index=True),  # sign-up: the client address that asked

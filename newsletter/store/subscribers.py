@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from newsletter.errors import InvalidEmail
-from newsletter.models import Subscriber, SubscriberEvent, SubscriberStatus
+from newsletter.models import Profile, Subscriber, SubscriberEvent, SubscriberStatus
 from newsletter.policy import reader_may_reactivate
 from newsletter.store.engine import as_utc
+from newsletter.store.profiles import put_profile
 from newsletter.store.schema import events_table, subscribers_table
 from newsletter.text import clean_name
 
@@ -273,12 +274,14 @@ class Subscribers:
         with self.reader.connect() as conn:
             return found, reader_may_reactivate(found.status, _last_source(conn, found.id))
 
-    def confirm_signup(self, email: str, name: str | None, quick: bool = False) -> str:
+    def confirm_signup(self, email: str, name: str | None, interests: tuple[str, ...] = (),
+                       quick: bool = False) -> str:
         """Make ``email`` active after its confirmation link was used, with
         the rules of a new sign-up checked at this moment, inside the
-        transaction: a new address is added, one that unsubscribed itself is
-        reactivated; one the operator removed, or that bounced or complained
-        since, is refused.
+        transaction: a new address is added (with ``interests`` as its
+        profile's, when there are some), one that unsubscribed itself is
+        reactivated (its profile left as it is); one the operator removed,
+        or that bounced or complained since, is refused.
 
         Returns "subscribed", "resubscribed", "already" (active) or
         "refused". Raises :class:`StoreBusy` when ``quick`` and the database
@@ -291,7 +294,9 @@ class Subscribers:
                 select(subscribers_table.c.id, subscribers_table.c.status).where(subscribers_table.c.email_key == key)
             ).first()
             if row is None:
-                self._insert_subscriber(conn, address, name, "signup")
+                subscriber_id = self._insert_subscriber(conn, address, name, "signup")
+                if interests:
+                    put_profile(conn, Profile(subscriber_id, interests=tuple(interests)), False, self.clock())
                 return "subscribed"
             if row.status == SubscriberStatus.ACTIVE:
                 return "already"

@@ -1,9 +1,10 @@
 """The web layer (Flask). Thin: each view loads, renders and returns.
 
 ``create_app`` is the public web app, one blueprint per area:
-``unsubscribe`` (RFC 8058 one-click), ``issues`` (past issues and their
-feed), ``signup`` (confirmed sign-up), ``sns`` (SES notifications) and
-``health``; any WSGI server can run it. ``preview`` serves the local preview
+``unsubscribe`` (RFC 8058 one-click), ``preferences`` (a reader's
+interests and votes), ``feedback`` (the 👍/👎 links of emails), ``issues``
+(past issues and their feed), ``signup`` (confirmed sign-up), ``sns`` (SES
+notifications) and ``health``; any WSGI server can run it. ``preview`` serves the local preview
 of an issue while templates are being edited; ``server`` runs an app under
 waitress.
 """
@@ -21,7 +22,7 @@ from newsletter.sending.senders import create_sender
 from newsletter.signup import confirmation_sender
 from newsletter.store import Store, open_store
 from newsletter.tokens import Signer
-from newsletter.web import health, issues, signup, sns, unsubscribe
+from newsletter.web import feedback, health, issues, preferences, signup, sns, unsubscribe
 from newsletter.web.app import (
     SECURITY_HEADERS,
     App,
@@ -55,15 +56,15 @@ def create_app(
     Readers' actions go through :class:`ReaderActions` (recorded first, then
     applied; see ``newsletter.actions``), kept with the rest of the app's
     state in ``app.extensions["newsletter"]``. With ``background`` (the
-    default) its worker thread runs, applying what waited for the database
-    and sending sign-up confirmations; without it, call
-    ``app.extensions["newsletter"].actions.run_pending()``.
+    default) its worker thread runs, applying what waited for the database,
+    sending sign-up confirmations and fetching seed papers from arXiv;
+    without it, call ``app.extensions["newsletter"].actions.run_pending()``.
     """
     settings = settings or load_settings()
     signer = Signer.from_settings(settings)
     store = store or open_store(settings.database_url)
     sender = sender or create_sender(settings)
-    actions = ReaderActions(store, confirmation_sender(settings, signer, sender))
+    actions = ReaderActions(store, confirmation_sender(settings, signer, sender), settings.arxiv_api_url)
     app = App(__name__)
     app.extensions["newsletter"] = AppState(
         settings=settings, store=store, signer=signer, actions=actions,
@@ -74,7 +75,7 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
     app.after_request(add_security_headers)
-    for module in (unsubscribe, issues, signup, sns, health):
+    for module in (unsubscribe, preferences, feedback, issues, signup, sns, health):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(404)

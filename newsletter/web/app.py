@@ -65,6 +65,15 @@ def page(template: str, status: int = 200, mimetype: str = "text/html", **contex
     return Response(body, status=status, mimetype=mimetype)
 
 
+def invalid_link() -> Response:
+    """The page (400) for any link to a reader's page that is forged,
+    tampered with, truncated, made for another purpose, or for an unknown
+    reader: the same page whatever the link and the reason, so it tells
+    nothing about who is subscribed."""
+    return page("web/unsubscribe.html", 400, heading="Invalid link", state="invalid", masked="", action="",
+                preferences="")
+
+
 def mask_email(address: str) -> str:
     """Return ``address`` partly hidden, e.g. ``a•••e@e•••.com``: enough for
     its owner to recognise it, too little for anyone else to learn it."""

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 
 from newsletter.errors import TokenError
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.web.app import mask_email, page, state
+from newsletter.web.app import invalid_link, mask_email, page, state
 
 blueprint = Blueprint("unsubscribe", __name__)
 
@@ -34,12 +34,14 @@ def reader(token: str) -> Subscriber | None:
 
 
 def unsubscribe_page(token: str, subscriber: Subscriber | None, state_name: str) -> Response:
-    """The unsubscribe page in ``state_name`` (see :data:`HEADINGS`), or
-    the invalid-link page (400) when there is no ``subscriber``."""
+    """The unsubscribe page in ``state_name`` (see :data:`HEADINGS`), with
+    a link to the reader's preferences page, or the invalid-link page (400)
+    when there is no ``subscriber``."""
     if subscriber is None:
-        return page("web/unsubscribe.html", 400, heading="Invalid link", state="invalid", masked="", action="")
+        return invalid_link()
     return page("web/unsubscribe.html", heading=HEADINGS[state_name], state=state_name,
-                masked=mask_email(subscriber.email), action=f"/u/{token}")
+                masked=mask_email(subscriber.email), action=f"/u/{token}",
+                preferences=f"/p/{state().signer.preferences_token(subscriber.ref)}")
 
 
 @blueprint.get("/u/<token>")

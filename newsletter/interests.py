@@ -1,0 +1,171 @@
+"""What a reader tells us they read, as typed: interests, followed authors,
+arXiv categories, seed papers and the number of picks, read the same way
+and cut to the same limits wherever they come from (the preferences page,
+the sign-up form, ``newsletter subscribers interests``, a CSV import).
+
+All of it is untrusted text. Control and bidirectional control characters
+are removed and whitespace collapsed, so a phrase is printable text on one
+line; each entry and each list is cut to a limit (and a note says so),
+so no field can grow the database, a page or a token without bound.
+Categories and seed papers are checked: an entry that is not one is an
+error, which names it (cut short), and nothing of that field is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from newsletter.models import MAX_PICKS, arxiv_id_of
+from newsletter.text import strip_controls
+
+MAX_INTERESTS = 20
+MAX_PHRASE_CHARS = 100  # an interest is a phrase, not an essay
+MAX_AUTHORS = 50
+MAX_AUTHOR_CHARS = 100
+MAX_CATEGORIES = 20
+MAX_SEEDS = 20
+# How much of a wrong entry an error message quotes.
+QUOTED_CHARS = 40
+
+# arXiv's archives (https://arxiv.org/category_taxonomy): those whose
+# categories always have a subject class (cs.CV), those that may have one
+# (astro-ph, astro-ph.CO), and those that never do (hep-th).
+_WITH_CLASS = {"cs", "econ", "eess", "math", "physics", "q-bio", "q-fin", "stat"}
+_MAYBE_CLASS = {"astro-ph", "cond-mat", "nlin"}
+_NO_CLASS = {"gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math-ph", "nucl-ex", "nucl-th", "quant-ph"}
+# A subject class: two letters (CV, ML, NC) or a word or two (comp-ph, mes-hall).
+_CATEGORY = re.compile(r"^([a-z]+(?:-[a-z]+)?)(?:\.([a-z]{2}|[a-z]{3,}(?:-[a-z]+)?))?$", re.IGNORECASE)
+CATEGORY_EXAMPLES = "such as cs.CV, stat.ML or q-bio.NC"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What one field gave: the ``values`` kept, or an ``error`` (then no
+    value is kept), and ``notes`` saying what was cut."""
+
+    values: tuple = ()
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _clean(value: str) -> str:
+    """``value`` as printable text on one line: controls removed, whitespace collapsed."""
+    return " ".join(strip_controls(value)[0].split())
+
+
+def _quoted(value: str) -> str:
+    """A wrong entry as an error message shows it: cut short, in quotes."""
+    shown = value if len(value) <= QUOTED_CHARS else value[:QUOTED_CHARS - 1] + "…"
+    return f"“{shown}”"
+
+
+def _entries(text: str, separators: str) -> list[str]:
+    """The non-empty entries of ``text`` split at ``separators`` (a regex
+    character class), cleaned."""
+    return [entry for entry in (_clean(part) for part in re.split(separators, strip_controls(text)[0])) if entry]
+
+
+def _limited(entries: list[str], limit: int, what: str, key: Callable[[str], str] = str.casefold,
+             notes: list[str] | None = None) -> Parsed:
+    """``entries`` without repeats (by ``key``), the first ``limit`` of
+    them, with a note when some were left out."""
+    notes = notes or []
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if key(entry) not in seen:
+            seen.add(key(entry))
+            unique.append(entry)
+    if len(unique) > limit:
+        notes.append(f"Only the first {limit} {what} are kept.")
+    return Parsed(tuple(unique[:limit]), notes=tuple(notes))
+
+
+def _phrases(text: str, limit: int, chars: int, what: str) -> Parsed:
+    entries = _entries(text, r"[\n\r;\u2028\u2029]")
+    cut = [entry[:chars].rstrip() for entry in entries]
+    notes = [f"{what.capitalize()} longer than {chars} characters are cut short."] if cut != entries else []
+    return _limited(cut, limit, what, notes=notes)
+
+
+def parse_interests(text: str) -> Parsed:
+    """Interests: free phrases, one per line or separated by semicolons;
+    at most :data:`MAX_INTERESTS` of at most :data:`MAX_PHRASE_CHARS`
+    characters, repeats (any case) left out. Never an error."""
+    return _phrases(text, MAX_INTERESTS, MAX_PHRASE_CHARS, "interests")
+
+
+def parse_authors(text: str) -> Parsed:
+    """Followed authors' names, one per line or separated by semicolons; at
+    most :data:`MAX_AUTHORS` of at most :data:`MAX_AUTHOR_CHARS`
+    characters. Never an error."""
+    return _phrases(text, MAX_AUTHORS, MAX_AUTHOR_CHARS, "authors")
+
+
+def category_of(text: str) -> str | None:
+    """The arXiv category ``text`` names, written as arXiv writes it
+    (``cs.cv`` → ``cs.CV``, ``physics.comp-ph``, ``hep-th``), or None when
+    it names none."""
+    match = _CATEGORY.match(text)
+    if not match:
+        return None
+    archive, subject = match.group(1).lower(), match.group(2)
+    if subject is None:
+        return archive if archive in _NO_CLASS | _MAYBE_CLASS else None
+    if archive not in _WITH_CLASS | _MAYBE_CLASS:
+        return None
+    return f"{archive}.{subject.upper() if len(subject) == 2 else subject.lower()}"
+
+
+def _checked(entries: list[str], check: Callable[[str], str | None], what: tuple[str, str], example: str) -> \
+        tuple[list[str], str | None]:
+    """``entries`` as ``check`` reads them, or an error naming the first
+    few it cannot read (``what``: what an entry should be, in the singular
+    and the plural)."""
+    found = [check(entry) for entry in entries]
+    wrong = [entry for entry, value in zip(entries, found) if value is None]
+    if not wrong:
+        return found, None
+    more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+    shown = ", ".join(_quoted(entry) for entry in wrong[:3])
+    said = f"is not {what[0]}" if len(wrong) == 1 else f"are not {what[1]}"
+    return [], f"{shown}{more} {said} ({example})."
+
+
+def parse_categories(text: str) -> Parsed:
+    """arXiv categories separated by commas, semicolons or spaces, checked
+    against arXiv's archives; at most :data:`MAX_CATEGORIES`."""
+    found, error = _checked(_entries(text, r"[\s,;]+"), category_of, ("an arXiv category", "arXiv categories"),
+                            CATEGORY_EXAMPLES)
+    return Parsed(error=error) if error else _limited(found, MAX_CATEGORIES, "categories")
+
+
+def parse_seeds(text: str) -> Parsed:
+    """Seed papers: arXiv ids or arxiv.org abstract or PDF links, one per
+    line (or separated by commas, semicolons or spaces), as bare ids
+    without version; at most :data:`MAX_SEEDS`."""
+    found, error = _checked(_entries(text, r"[\s,;]+"), arxiv_id_of, ("an arXiv paper", "arXiv papers"),
+                            "an id such as 2403.01234 or an arxiv.org link")
+    return Parsed(error=error) if error else _limited(found, MAX_SEEDS, "seed papers", key=str.lower)
+
+
+def parse_picks(text: str) -> Parsed:
+    """The number of picks: a whole number from 0 (no picks) to
+    :data:`MAX_PICKS`."""
+    value = _clean(text)
+    # Checked as text first: int() of thousands of digits is refused (or slow).
+    if not (value.isascii() and value.isdigit() and len(value) <= 3) or int(value) > MAX_PICKS:
+        return Parsed(error=f"The number of picks is a whole number from 0 to {MAX_PICKS} (0: no picks).")
+    return Parsed((int(value),))
+
+
+# What each field of a profile is read with, in the order forms show them.
+PARSERS: dict[str, Callable[[str], Parsed]] = {
+    "interests": parse_interests,
+    "authors": parse_authors,
+    "categories": parse_categories,
+    "seeds": parse_seeds,
+    "picks": parse_picks,
+}
