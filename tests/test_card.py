@@ -13,6 +13,7 @@ import random
 import re
 
 import pytest
+from test_render import parse, synthetic_batch, text_of
 
 from conftest import EXAMPLE
 from newsletter.batches import load_batch
@@ -29,7 +30,6 @@ from newsletter.render import (
     render_issue,
     teaser,
 )
-from test_render import parse, synthetic_batch, text_of
 
 DAY = dt.date(2025, 3, 11)
 WHITE = "#ffffff"

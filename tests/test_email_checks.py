@@ -20,12 +20,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_render import synthetic_batch
 
 from conftest import EXAMPLE, FIXTURES, unavailable
 from newsletter.batches import load_batch
 from newsletter.config import Settings
 from newsletter.render import render_issue
-from test_render import synthetic_batch
 
 JS = Path(__file__).resolve().parent / "js"
 MODULES = JS / "node_modules"

@@ -16,9 +16,9 @@ import re
 
 import lxml.html
 import pytest
-from arxiv_standin import ArxivStandIn
 from itsdangerous import URLSafeSerializer
 
+from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET
 from newsletter.actions import ARXIV_SPACING_SECONDS, RETRY_BASE_SECONDS, ReaderActions
 from newsletter.batches import load_batch

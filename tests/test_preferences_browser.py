@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from arxiv_standin import ArxivStandIn
 
+from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
 from newsletter.batches import load_batch
 from newsletter.models import Profile
