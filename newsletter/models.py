@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from html import escape
+from typing import NamedTuple
 
 
 class SubscriberStatus(StrEnum):
@@ -307,10 +308,11 @@ class Reason:
         }[self.kind]
 
 
-@dataclass(frozen=True)
-class Pick:
+class Pick(NamedTuple):
     """One paper picked for a reader: its position in the edition and its
-    key, its relevance (before the upvotes prior) and why."""
+    key, its relevance (before the upvotes prior) and why. (A named tuple:
+    a million readers' picks are made per edition, and it is the quickest
+    to build.)"""
 
     position: int
     key: str

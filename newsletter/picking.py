@@ -41,10 +41,6 @@ class EditionPicks:
         # Picks stored for this edition belong to a run that stopped: reuse
         # them. A first run has none, and skips looking for each reader's.
         self._rerun = self.store.has_picks(self.edition)
-        self._never: dict[int, set[int]] = {}
-        for source in (self.store.rated(self.index.keys), self.store.recently_picked(self.day, self.index.keys)):
-            for subscriber_id, keys in source.items():
-                self._never.setdefault(subscriber_id, set()).update(self._position[k] for k in keys)
 
     def for_readers(self, subscriber_ids: Iterable[int]) -> dict[int, ReaderPicks]:
         """Return each reader's picks: those stored for this edition (a
@@ -52,7 +48,14 @@ class EditionPicks:
         ids = list(subscriber_ids)
         stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
         profiles = self.store.profiles(i for i in ids if i not in stored)
-        ranked = self.index.rank_many(profiles.values(), self._never)
+        # Looked up per chunk, so that a million readers never sit in memory.
+        never: dict[int, set[int]] = {}
+        keys = self.index.keys
+        wanted = [i for i, profile in profiles.items() if profile.picks > 0 and not profile.is_empty]
+        for source in (self.store.rated(keys, wanted), self.store.recently_picked(self.day, keys, wanted)):
+            for subscriber_id, rated_or_picked in source.items():
+                never.setdefault(subscriber_id, set()).update(self._position[k] for k in rated_or_picked)
+        ranked = self.index.rank_many(profiles.values(), never)
         found = {i: ReaderPicks("picks", tuple(picks)) for i, picks in stored.items()}
         for subscriber_id, profile in profiles.items():
             if profile.picks <= 0:

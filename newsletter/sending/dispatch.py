@@ -58,6 +58,9 @@ HEARTBEAT_SECONDS = 15.0
 # How often a run waiting (for the rate, a backoff) looks at the operator's
 # stop event; an error that stops the run wakes it at once.
 STOP_POLL_SECONDS = 0.1
+# Readers ranked for their picks at a time: ranking costs per call as well
+# as per reader, and 50 at a time (a bulk call) costs twice as much each.
+RANK_PAGE = 500
 
 
 @dataclass
@@ -377,14 +380,13 @@ class Dispatcher:
             batch_size = self.sender.batch_size if limiter is None else max(
                 1, min(self.sender.batch_size, int(limiter.max_rate))
             )
-            for chunk in chunked(run.ledger.iter_unsent(opts.resend_unknown, page=opts.page_size), batch_size):
+            for chunk, picks in self._chunks(run, batch_size, picker):
                 if run.stop.is_set() or submitted >= to_send:
                     break
                 chunk = chunk[: to_send - submitted]
                 submitted += len(chunk)
                 # The page query read only active readers; _work checks again
                 # just before the call, for unsubscribes made meanwhile.
-                picks = picker([s.id for s in chunk]) if picker else {}
                 recipients = [self._recipient(s, issue, picks.get(s.id)) for s in chunk]
                 while not slots.acquire(timeout=0.5):
                     if run.stop.is_set():
@@ -413,6 +415,17 @@ class Dispatcher:
             report.stopped_by = run.error
         elif run.stop.is_set():
             report.interrupted = True
+
+    def _chunks(self, run: _Run, batch_size: int, picker: Callable[[list[int]], dict] | None):
+        """Yield the unsent readers in chunks of ``batch_size``, each with
+        ``{subscriber id: picks}`` for (at least) its readers, ranked
+        :data:`RANK_PAGE` readers at a time."""
+        opts = self.options
+        unsent = run.ledger.iter_unsent(opts.resend_unknown, page=opts.page_size)
+        for page in chunked(unsent, max(batch_size, RANK_PAGE) if picker else batch_size):
+            picks = picker([s.id for s in page]) if picker else {}
+            for chunk in chunked(page, batch_size):
+                yield chunk, picks
 
     def _backoff(self, attempt: int) -> float:
         opts = self.options

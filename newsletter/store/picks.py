@@ -59,20 +59,23 @@ class PickRecords:
                         Pick(r.paper_rank, r.paper_key, r.score, Reason(r.why_kind, r.why_subject)))
         return found
 
-    def recently_picked(self, day: dt.date, paper_keys: Iterable[str]) -> dict[int, set[str]]:
+    def recently_picked(self, day: dt.date, paper_keys: Iterable[str],
+                        subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
         """Return ``{subscriber id: keys}``: which of ``paper_keys`` were
-        picked for which readers in the :data:`REPEAT_WINDOW` before ``day``,
-        in an edition that went out to them (or may have)."""
+        picked for which of ``subscriber_ids`` in the :data:`REPEAT_WINDOW`
+        before ``day``, in an edition that went out to them (or may have)."""
         p, d = picks_table, deliveries_table
         since = (day - REPEAT_WINDOW).isoformat()
-        query = (
-            select(p.c.subscriber_id, p.c.paper_key)
-            .select_from(p.join(d, (d.c.issue_date == p.c.edition) & (d.c.subscriber_id == p.c.subscriber_id)))
-            .where(p.c.paper_key.in_(list(paper_keys)), p.c.edition >= since, p.c.edition < day.isoformat(),
-                   d.c.status.in_(_WENT_OUT))
-        )
+        keys, ids = list(paper_keys), list(subscriber_ids)
         found: dict[int, set[str]] = {}
         with self.reader.connect() as conn:
-            for row in conn.execute(query):
-                found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+            for start in range(0, len(ids), 500):
+                query = (
+                    select(p.c.subscriber_id, p.c.paper_key)
+                    .select_from(p.join(d, (d.c.issue_date == p.c.edition) & (d.c.subscriber_id == p.c.subscriber_id)))
+                    .where(p.c.subscriber_id.in_(ids[start:start + 500]), p.c.edition >= since,
+                           p.c.edition < day.isoformat(), p.c.paper_key.in_(keys), d.c.status.in_(_WENT_OUT))
+                )
+                for row in conn.execute(query):
+                    found.setdefault(row.subscriber_id, set()).add(row.paper_key)
         return found

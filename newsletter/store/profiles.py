@@ -118,15 +118,17 @@ class Profiles:
         with self.reader.connect() as conn:
             return [Vote(r.paper_key, r.vote, r.edition, as_utc(r.at), r.title) for r in conn.execute(query)]
 
-    def rated(self, paper_keys: Iterable[str]) -> dict[int, set[str]]:
-        """Return ``{subscriber id: keys}`` of the readers who voted on any
-        of ``paper_keys`` (those papers are never picked for them)."""
-        keys = list(paper_keys)
+    def rated(self, paper_keys: Iterable[str], subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
+        """Return ``{subscriber id: keys}``: which of ``paper_keys`` each of
+        ``subscriber_ids`` voted on (those papers are never picked for them)."""
+        v = votes_table
+        keys, ids = list(paper_keys), list(subscriber_ids)
         found: dict[int, set[str]] = {}
         with self.reader.connect() as conn:
-            for row in conn.execute(select(votes_table.c.subscriber_id, votes_table.c.paper_key)
-                                    .where(votes_table.c.paper_key.in_(keys))):
-                found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+            for start in range(0, len(ids), 500):
+                for row in conn.execute(select(v.c.subscriber_id, v.c.paper_key).where(
+                        v.c.subscriber_id.in_(ids[start:start + 500]), v.c.paper_key.in_(keys))):
+                    found.setdefault(row.subscriber_id, set()).add(row.paper_key)
         return found
 
     # ---------------------------------------------------------------- helpers

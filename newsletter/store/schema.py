@@ -203,7 +203,7 @@ picks_table = Table(
     Column("score", Float, nullable=False),
     Column("why_kind", String(16), nullable=False),
     Column("why_subject", String(500), nullable=False),
-    Index("ix_picks_paper_key_edition", "paper_key", "edition"),
+    Index("ix_picks_subscriber_edition", "subscriber_id", "edition"),  # a reader's last 30 days
 )
 
 # Reader actions from the web (sign-ups, confirmations, unsubscribes,

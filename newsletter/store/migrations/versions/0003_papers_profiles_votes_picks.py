@@ -86,7 +86,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscribers.id"]),
         sa.PrimaryKeyConstraint("edition", "subscriber_id", "position"),
     )
-    op.create_index("ix_picks_paper_key_edition", "picks", ["paper_key", "edition"])
+    op.create_index("ix_picks_subscriber_edition", "picks", ["subscriber_id", "edition"])
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="3"))
 
 
