@@ -6,10 +6,10 @@ last 30 days (see newsletter.store.picks)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from newsletter.models import Paper, Pick
+from newsletter.models import Paper, Pick, paper_key
 from newsletter.ranking import EditionIndex
 from newsletter.store import Store
 
@@ -33,14 +33,23 @@ class EditionPicks:
     edition: str
     day: dt.date
     papers: Sequence[Paper]
-    index: EditionIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.index = EditionIndex(self.papers, lookup=self.store.papers)
-        self._position = {key: i for i, key in enumerate(self.index.keys)}
+        self._keys = [paper_key(p) for p in self.papers]
+        self._position = {key: i for i, key in enumerate(self._keys)}
+        # Built for the first reader who has something to pick by: a list
+        # where nobody does never loads the ranking's libraries and model.
+        self._index: EditionIndex | None = None
         # Picks stored for this edition belong to a run that stopped: reuse
         # them. A first run has none, and skips looking for each reader's.
         self._rerun = self.store.has_picks(self.edition)
+
+    @property
+    def index(self) -> EditionIndex:
+        """The edition's papers, indexed for ranking (built on first use)."""
+        if self._index is None:
+            self._index = EditionIndex(self.papers, lookup=self.store.papers)
+        return self._index
 
     def for_readers(self, subscriber_ids: Iterable[int]) -> dict[int, ReaderPicks]:
         """Return each reader's picks: those stored for this edition (a
@@ -48,14 +57,15 @@ class EditionPicks:
         ids = list(subscriber_ids)
         stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
         profiles = self.store.profiles(i for i in ids if i not in stored)
+        wanted = [p for p in profiles.values() if p.picks > 0 and not p.is_empty]
         # Looked up per chunk, so that a million readers never sit in memory.
         never: dict[int, set[int]] = {}
-        keys = self.index.keys
-        wanted = [i for i, profile in profiles.items() if profile.picks > 0 and not profile.is_empty]
-        for source in (self.store.rated(keys, wanted), self.store.recently_picked(self.day, keys, wanted)):
+        ids_wanted = [p.subscriber_id for p in wanted]
+        for source in (self.store.rated(self._keys, ids_wanted),
+                       self.store.recently_picked(self.day, self._keys, ids_wanted)):
             for subscriber_id, rated_or_picked in source.items():
                 never.setdefault(subscriber_id, set()).update(self._position[k] for k in rated_or_picked)
-        ranked = self.index.rank_many(profiles.values(), never)
+        ranked = self.index.rank_many(wanted, never) if wanted else {}
         found = {i: ReaderPicks("picks", tuple(picks)) for i, picks in stored.items()}
         for subscriber_id, profile in profiles.items():
             if profile.picks <= 0:

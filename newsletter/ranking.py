@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import threading
+from itertools import chain
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -128,6 +129,8 @@ class EditionIndex:
         self._row_positions: list[int] = [-1]
         self._phrase_rows: dict[str, int] = {}
         self._paper_rows: dict[str, tuple[int, int] | None] = {}  # key -> its (seed, liked) rows
+        self._seed_rows: dict[str, int] = {}  # the same, for the papers known, one dict per use
+        self._liked_rows: dict[str, int] = {}
         self._stacked: np.ndarray | None = None
 
     # ---------------------------------------------------------------- similarities
@@ -168,6 +171,7 @@ class EditionIndex:
                     # One row per way of knowing the paper, for the reason it gives.
                     self._paper_rows[key] = (self._add_row(row, Reason("seed", title), key),
                                              self._add_row(row, Reason("liked", title), key))
+                    self._seed_rows[key], self._liked_rows[key] = self._paper_rows[key]
             for key in keys - set(found):
                 self._paper_rows[key] = None  # unknown: ignored
 
@@ -205,14 +209,12 @@ class EditionIndex:
         if not wanted or not self.papers:
             return found
         self.prepare(wanted)
-        phrase_rows, paper_rows = self._phrase_rows, self._paper_rows
-        positive, negative = [], []
-        for profile in wanted:
-            rows = [phrase_rows[p] for p in profile.interests]
-            rows += [known[0] for k in profile.seeds if (known := paper_rows[k])]
-            rows += [known[1] for k in profile.liked if (known := paper_rows[k])]
-            positive.append(rows)
-            negative.append([known[0] for k in profile.disliked if (known := paper_rows[k])])
+        # Each reader's signals as rows of the matrix (unknown papers dropped:
+        # row numbers are positive, so filter(None) drops exactly those).
+        phrase_row, seed_row, liked_row = self._phrase_rows.__getitem__, self._seed_rows.get, self._liked_rows.get
+        positive = [[*map(phrase_row, p.interests), *filter(None, map(seed_row, p.seeds)),
+                     *filter(None, map(liked_row, p.liked))] for p in wanted]
+        negative = [[*filter(None, map(seed_row, p.disliked))] for p in wanted]
         matrix = self._matrix()
         signals = _padded(positive)
         block = matrix[signals]  # readers × signals × papers
@@ -253,22 +255,21 @@ class EditionIndex:
                 eligible[r, never] = False
         eligible &= relevance >= threshold
         score = np.where(eligible, relevance + self._prior, -np.inf)
-        most = max(p.picks if limit is None else limit for p in wanted)
+        wants = np.array([p.picks if limit is None else limit for p in wanted])
+        most = int(wants.max())
         order = np.argsort(-score, axis=1, kind="stable")[:, :most]
+        # Each reader's picks: their best papers up to the first one not eligible.
+        chosen = np.take_along_axis(eligible, order, axis=1)
+        counts = np.minimum(np.where(chosen.all(axis=1), chosen.shape[1], chosen.argmin(axis=1)), wants)
         # Plain lists from here: indexing numpy arrays one element at a time is slow.
-        chosen = np.take_along_axis(eligible, order, axis=1).tolist()
         scores = np.take_along_axis(relevance, order, axis=1).tolist()
         reasons = np.take_along_axis(reason_of, order, axis=1).tolist()
         keys, row_reasons = self.keys, self._row_reasons
-        for r, (profile, positions) in enumerate(zip(wanted, order.tolist())):
-            picks = []
-            for n in range(min(len(positions), profile.picks if limit is None else limit)):
-                if not chosen[r][n]:
-                    break
-                i = positions[n]
-                reason = extra.get((r, i)) or row_reasons[reasons[r][n]]
-                picks.append(Pick(i, keys[i], scores[r][n], reason))
-            found[profile.subscriber_id] = picks
+        for r, (profile, positions, count) in enumerate(zip(wanted, order.tolist(), counts.tolist())):
+            found[profile.subscriber_id] = [
+                Pick(i, keys[i], score, extra.get((r, i)) or row_reasons[why] if extra else row_reasons[why])
+                for i, score, why in zip(positions[:count], scores[r], reasons[r])
+            ]
         return found
 
     def _author_name(self, position: int, author: str) -> str:
@@ -279,8 +280,7 @@ class EditionIndex:
 
 def _padded(lists: list[list[int]]) -> np.ndarray:
     """The lists as one array of rows, padded with 0 (the row of no signal)."""
-    width = max(1, max(len(items) for items in lists))
-    padded = np.zeros((len(lists), width), dtype=np.int64)
-    for r, items in enumerate(lists):
-        padded[r, : len(items)] = items
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    padded = np.zeros((len(lists), max(1, int(lengths.max()))), dtype=np.int64)
+    padded[np.arange(padded.shape[1]) < lengths[:, None]] = np.fromiter(chain.from_iterable(lists), dtype=np.int64)
     return padded

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from conftest import EXAMPLE, ROOT
+from newsletter import picking
 from newsletter.batches import load_batch
 from newsletter.models import Batch, DeliveryStatus, Paper, Pick, Profile, Reason, paper_key
 from newsletter.picking import EditionPicks
@@ -192,6 +193,20 @@ def test_states_of_readers(store):
     found = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers([keen.id, unmatched.id, off.id, new.id])
     assert {i: r.state for i, r in found.items()} == {keen.id: "picks", unmatched.id: "none", off.id: "off",
                                                        new.id: "invite"}
+
+
+def test_a_list_where_nobody_said_anything_never_builds_the_ranking(store, monkeypatch):
+    new, _ = store.add("new@example.com")
+    off, _ = store.add("off@example.com")
+    store.save_profile(Profile(off.id, interests=("concept erasure",), picks=0))
+    batch = day_batch(DAY, ["2503.00001", "2503.00004"])
+
+    def no_index(*args, **kwargs):
+        raise AssertionError("the ranking was built for readers who need none")
+
+    monkeypatch.setattr(picking, "EditionIndex", no_index)
+    found = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers([new.id, off.id])
+    assert {i: r.state for i, r in found.items()} == {new.id: "invite", off.id: "off"}
 
 
 def test_versions_of_one_paper_are_one_paper(store):

