@@ -15,6 +15,7 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from email.message import EmailMessage
 from html import escape
 
@@ -68,6 +69,21 @@ class Recipient:
     picks: tuple[Pick, ...] = ()
 
 
+@lru_cache(maxsize=4096)
+def _card_lines(text: str) -> str:
+    """``text`` wrapped for a pick card of the text part, lines indented by
+    four spaces but the first. Cached: the same titles and reasons recur
+    from reader to reader, and wrapping is most of a pick's cost."""
+    return wrap_text(text, indent="    ")[4:]
+
+
+@lru_cache(maxsize=4096)
+def _reason_lines(why: str, subject: str) -> str:
+    """The text part's reason (``why`` with ``subject`` filled in), wrapped
+    as :func:`_card_lines` wraps."""
+    return _card_lines(fill_picks(why, {PICK_SUBJECT: subject}))
+
+
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
     escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link, ``c``
@@ -84,12 +100,12 @@ def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
         subject = subject[: PICK_SUBJECT_CHARS - 1] + "…"
     return {
         "n": str(number),
-        "t": wrap_text(paper.title, indent="    ")[4:],
+        "t": _card_lines(paper.title),
         "u": paper.url or paper.pdf_url or issue.web_url,
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
         "k": kind,
         "s": subject,
-        "y": wrap_text(fill_picks(issue.picks.text.why[kind], {PICK_SUBJECT: subject}), indent="    ")[4:],
+        "y": _reason_lines(issue.picks.text.why[kind], subject),
     }
 
 
