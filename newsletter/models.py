@@ -71,7 +71,9 @@ PICK_CODE = "XNLPICKCODEX"  # the paper's part of its feedback token
 PICK_WHY = "XNLPICKWHYX"  # the reason's sentence, one of PicksLayout.why
 PICK_SUBJECT = "XNLPICKSUBJECTX"  # inside a reason: the phrase, author, title or category
 REASON_KINDS = ("interest", "author", "seed", "liked", "category")
-PICK_SUBJECT_CHARS = 100  # a reason's subject as an email shows it, at most
+# A reason's subject as an email shows it, at most: so the plain-text part's
+# longest reason line, "    (like *…*, which you liked)", fits in 78 columns.
+PICK_SUBJECT_CHARS = 48
 
 
 @dataclass(frozen=True)

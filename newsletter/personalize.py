@@ -34,6 +34,7 @@ from newsletter.models import (
     UNSUBSCRIBE_URL_MARK,
     Issue,
     Pick,
+    Reason,
     fill_marks,
     fill_picks,
 )
@@ -72,40 +73,44 @@ class Recipient:
 @lru_cache(maxsize=4096)
 def _card_lines(text: str) -> str:
     """``text`` wrapped for a pick card of the text part, lines indented by
-    four spaces but the first. Cached: the same titles and reasons recur
-    from reader to reader, and wrapping is most of a pick's cost."""
+    four spaces but the first. Cached: the same titles recur from reader
+    to reader, and wrapping is most of a pick's cost."""
     return wrap_text(text, indent="    ")[4:]
 
 
-@lru_cache(maxsize=4096)
-def _reason_lines(why: str, subject: str) -> str:
-    """The text part's reason (``why`` with ``subject`` filled in), wrapped
-    as :func:`_card_lines` wraps."""
-    return _card_lines(fill_picks(why, {PICK_SUBJECT: subject}))
+def shown_subject(reason: Reason) -> str:
+    """The subject of ``reason`` as an email shows it: a paper's title up to
+    its colon ("Score Forgetting Distillation"), anything longer than
+    :data:`PICK_SUBJECT_CHARS` cut at a word with an ellipsis."""
+    subject = reason.subject
+    if reason.kind in ("seed", "liked"):
+        head = subject.split(": ", 1)[0]
+        if len(head) >= 8:
+            subject = head
+    if len(subject) > PICK_SUBJECT_CHARS:
+        cut = subject[: PICK_SUBJECT_CHARS - 1]
+        if " " in cut[PICK_SUBJECT_CHARS // 2:]:
+            cut = cut[: cut.rindex(" ")]
+        subject = cut.rstrip() + "…"
+    return subject
 
 
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
     escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link, ``c``
     the paper's part of its feedback token (``<position>-<code>``), ``k``
-    and ``s`` the reason's kind and subject (cut to
-    :data:`PICK_SUBJECT_CHARS`), ``y`` the reason as the text part words
-    it. The title and ``y`` come wrapped for the text part (the title
-    follows the card's number, the reason has lines of its own, both
-    indented by four spaces); the HTML part shows the same text, its line
-    breaks read as spaces."""
+    and ``s`` the reason's kind and subject (:func:`shown_subject`). The
+    title comes wrapped for the text part (it follows the card's number,
+    its next lines indented by four spaces); the HTML part shows the same
+    text, its line breaks read as spaces."""
     paper = issue.papers[pick.position]
-    kind, subject = pick.reason.kind, pick.reason.subject
-    if len(subject) > PICK_SUBJECT_CHARS:
-        subject = subject[: PICK_SUBJECT_CHARS - 1] + "…"
     return {
         "n": str(number),
         "t": _card_lines(paper.title),
         "u": paper.url or paper.pdf_url or issue.web_url,
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
-        "k": kind,
-        "s": subject,
-        "y": _reason_lines(issue.picks.text.why[kind], subject),
+        "k": pick.reason.kind,
+        "s": shown_subject(pick.reason),
     }
 
 
@@ -129,8 +134,9 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
             cards_html.append(fill_picks(html.card, {PICK_NUMBER: v["n"], PICK_TITLE: html_escape(v["t"]),
                                                      PICK_URL: html_escape(v["u"]), PICK_CODE: html_escape(v["c"]),
                                                      PICK_WHY: why_html}))
+            why_text = fill_picks(text.why[v["k"]], {PICK_SUBJECT: v["s"]})
             cards_text.append(fill_picks(text.card, {PICK_NUMBER: v["n"], PICK_TITLE: v["t"], PICK_URL: v["u"],
-                                                     PICK_CODE: v["c"], PICK_WHY: v["y"]}))
+                                                     PICK_CODE: v["c"], PICK_WHY: why_text}))
         return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),
                 fill_marks(text.head + "".join(cards_text) + text.tail, marks_text))
     piece = "invite" if recipient.picks_state == "invite" else "no_match"

@@ -47,8 +47,8 @@ CATEGORY_BOOST = 0.08
 DISLIKE_WEIGHT = 0.5
 PRIOR_WEIGHT = 0.02
 # Texts embedded at a time: WordLlama pads each batch to its longest text, and
-# 64 abstracts at once take 40 MB; 16 take a quarter, no slower.
-EMBED_BATCH = 16
+# 64 abstracts at once take 40 MB; 4 take 2 MB, no slower.
+EMBED_BATCH = 4
 
 
 def normalize_name(name: str) -> str:

@@ -50,7 +50,7 @@ RELEASE_1 = FIXTURES / "release-1"
 HEAD = migrate.head()
 UPGRADED = f"Upgraded the database from 0001 to {HEAD}."
 # The revisions after release 1's baseline, and how db status lists them.
-AFTER_BASELINE = migrate.known_revisions()[1:]
+AFTER_BASELINE = list(migrate.known_revisions()[1:])
 
 
 def pending_line(revisions: list[str]) -> str:
@@ -295,6 +295,23 @@ def test_the_send_command_on_a_release_1_database_upgrades_it_and_says_so_once(t
 
 # --------------------------------------------------------------------------
 # models and migrations
+
+
+def test_the_revisions_known_without_alembic_are_alembics():
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.known_revisions() == tuple(s.revision for s in reversed(list(scripts.walk_revisions())))
+    assert migrate.head() == scripts.get_current_head()
+
+
+def test_opening_a_current_database_does_not_import_alembic(tmp_path):
+    url = f"sqlite:///{tmp_path / 'news.db'}"
+    open_store(url).close()  # made, and migrated, here
+    code = ("import sys; from newsletter.store import open_store; "
+            f"open_store({url!r}).close(); print('alembic' in sys.modules)")
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == "False"
 
 
 def test_the_migrations_build_exactly_the_models(database_url):

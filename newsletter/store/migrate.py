@@ -33,17 +33,18 @@ import functools
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from newsletter.errors import StoreError
 from newsletter.store.schema import inbox_metadata, meta_table
+
+if TYPE_CHECKING:  # Alembic is imported when a database is migrated, not by every open (11 MB)
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
@@ -72,6 +73,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     """An Alembic configuration for the migrations shipped in the package
     (no alembic.ini): on ``connection`` (used as it is, inside its
     transaction) or, without one, on the database at ``url``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url is not None:
@@ -83,17 +86,22 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
+
+
+@functools.cache
+def known_revisions() -> tuple[str, ...]:
+    """Every revision this release knows, oldest first: the revisions are
+    one line, each file named after its revision (``0003_….py``), so this
+    needs no Alembic (a test checks it against Alembic's own walk)."""
+    return tuple(sorted(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py")))
 
 
 def head() -> str:
     """The latest revision this release knows."""
-    return _scripts().get_current_head()
-
-
-def known_revisions() -> list[str]:
-    """Every revision this release knows, oldest first."""
-    return [script.revision for script in reversed(list(_scripts().walk_revisions()))]
+    return known_revisions()[-1]
 
 
 def describe(revision: str) -> str:
@@ -139,7 +147,7 @@ class SchemaState:
             return []
         revisions = known_revisions()
         start = self.effective
-        return revisions if start is None else revisions[revisions.index(start) + 1:]
+        return list(revisions if start is None else revisions[revisions.index(start) + 1:])
 
 
 def read_state(conn: Connection) -> SchemaState:
@@ -250,6 +258,8 @@ def upgrade(writer: Engine, reader: Engine) -> Migration | None:
             raise StoreError(state.problem)
         if state.current:
             return None
+        from alembic import command
+
         config = alembic_config(conn)
         try:
             if state.release_1:
@@ -307,4 +317,6 @@ def new_revision(database_url: str, rev_id: str, message: str) -> None:
     """Write a new revision file comparing ``schema.metadata`` with the
     database at ``database_url`` (which must be at :func:`head`). For
     developers; the result is to be read and corrected by hand."""
+    from alembic import command
+
     command.revision(alembic_config(url=database_url), message=message, autogenerate=True, rev_id=rev_id)

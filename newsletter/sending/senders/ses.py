@@ -125,9 +125,10 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
     made of the same pieces every other sender fills in Python
     (``personalize.picks_section``), so both read the same: ``{{#each
     picks}}`` one card per pick (``n`` its number, ``t`` the title, ``u``
-    its link, ``c`` the paper's feedback token part, ``y`` the reason as
-    text, ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its
-    kind), or the ``no_match`` or ``invite`` line. Values are escaped by
+    its link, ``c`` the paper's feedback token part,
+    ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its kind,
+    which says which reason's words are shown), or the ``no_match`` or
+    ``invite`` line. Values are escaped by
     Handlebars in the HTML part (``{{x}}``) and inserted as they are in the
     text part (``{{{x}}}``); the pieces' own text is made literal first."""
 
@@ -136,11 +137,8 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
         tag = (lambda name: "{{" + name + "}}") if html else (lambda name: "{{{" + name + "}}}")
         outside = {PREFERENCES_URL_MARK: tag("p"), FEEDBACK_MARK: tag("f")}
         inside = {PREFERENCES_URL_MARK: tag("../p"), FEEDBACK_MARK: tag("../f")}
-        if html:
-            why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: tag(key)})}{{{{/if}}}}"
-                          for kind, key in WHY_KEYS.items())
-        else:
-            why = tag("y")
+        why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: tag(key)})}{{{{/if}}}}"
+                      for kind, key in WHY_KEYS.items())
         card = fill_picks(literal(part.card), {PICK_NUMBER: tag("n"), PICK_TITLE: tag("t"), PICK_URL: tag("u"),
                                                PICK_CODE: tag("c"), PICK_WHY: why})
         return "".join((
@@ -168,8 +166,7 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
         data["picks"] = []
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
-            data["picks"].append({"n": v["n"], "t": v["t"], "u": v["u"], "c": v["c"], WHY_KEYS[v["k"]]: v["s"],
-                                  "y": v["y"]})
+            data["picks"].append({"n": v["n"], "t": v["t"], "u": v["u"], "c": v["c"], WHY_KEYS[v["k"]]: v["s"]})
     elif recipient.picks_state == "invite":
         data["invite"] = True
     else:
