@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/import_lock.py
+	$(BIN)/python bench/picks_eval.py
+	$(BIN)/python bench/picks.py
 
 clean:
 	rm -rf $(VENV) out outbox *.egg-info .pytest_cache
