@@ -12,7 +12,10 @@ that fills the template cache) of:
 then the sizes of what was rendered (the email's HTML also as sent,
 quoted-printable: what the size budget measures), and the render time of a
 synthetic day of 500 papers, big enough that the email must fall back to
-listed titles.
+listed titles. Each day is rendered twice: as the web version and ``render``
+show it (no reader), and as readers get it (``newsletter send``: 👍/👎
+links on every paper, room for a "Picked for you" section), with the size
+of the largest copy a reader can get (10 picks, the day's longest titles).
 Nothing here asserts a time: the figures are for people to compare.
 """
 
@@ -38,8 +41,10 @@ except ImportError:  # run with a Python that does not have the package installe
 
 from newsletter import render as render_module  # noqa: E402
 from newsletter.batches import load_batch  # noqa: E402
+from newsletter.cli.common import render_for_readers  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
-from newsletter.models import Batch, Issue, Paper  # noqa: E402
+from newsletter.models import MAX_PICKS, Batch, Issue, Paper, Pick, Reason, paper_key  # noqa: E402
+from newsletter.personalize import Recipient, picks_section  # noqa: E402
 from newsletter.render import (  # noqa: E402
     GMAIL_CLIP_BYTES,
     PACKAGE_TEMPLATES,
@@ -48,6 +53,7 @@ from newsletter.render import (  # noqa: E402
     inline_css,
     render_issue,
 )
+from newsletter.tokens import Signer  # noqa: E402
 
 
 def timed(function: Callable[[], object], runs: int) -> tuple[list[float], object]:
@@ -133,6 +139,25 @@ def layout(issue: Issue) -> str:
     )
 
 
+SECRET = "dxtEQZMdnn6B4mWzyuJiERci05PjOKsu7h92_qLYz9M"
+
+
+def largest_copy(issue: Issue, settings: Settings) -> int:
+    """Bytes as sent (quoted-printable) of the largest HTML a reader gets
+    of ``issue``: 10 picks of the papers with the longest titles, each with
+    the longest reason, their links as long as real ones."""
+    signer = Signer(SECRET)
+    ref = "R" * 22
+    longest = sorted(range(len(issue.papers)), key=lambda i: len(issue.papers[i].title), reverse=True)[:MAX_PICKS]
+    picks = tuple(Pick(i, paper_key(issue.papers[i]), 1.0, Reason("liked", "W" * 200)) for i in longest)
+    recipient = Recipient(1, "reader@example.org", None, signer.unsubscribe_url(settings.base_url, ref),
+                          preferences_url=signer.preferences_url(settings.base_url, ref),
+                          feedback=signer.feedback_reader_part(ref, issue.edition), picks_state="picks", picks=picks)
+    html, _text = issue.personalized(recipient.unsubscribe_url, recipient.preferences_url, recipient.feedback,
+                                     picks_section(issue, recipient))
+    return encoded_bytes(html)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=30, help="timed runs per measure (default: 30)")
@@ -156,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     big = synthetic_batch(batch)
     big_times, big_issue = timed(lambda: render_issue(big, settings), runs)
     _, _, big_spent = email_steps(big, settings)
+    signer = Signer(SECRET)
+    reader_times, reader_issue = timed(lambda: render_for_readers(batch, settings, signer), runs)
+    big_reader = render_for_readers(big, settings, signer)
 
     print(f"Render benchmark: {EXAMPLE.relative_to(ROOT)}, {runs} runs each after 1 warm-up")
     print(f"Python {sys.version.split()[0]}, templates: {args.templates}")
@@ -167,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(row("  inline_css (the compiled email)", inline_times))
     print(row("load + render", total_times))
     print(row(f"render_issue, synthetic {SYNTHETIC_PAPERS} papers", big_times))
+    print(row("render as readers get it", reader_times))
     print()
     for name, day, steps in (("example day", issue, spent), (f"synthetic {SYNTHETIC_PAPERS}", big_issue, big_spent)):
         print(f"  {name}: {layout(day)}")
@@ -181,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             f"({steps['compile_s'] * 1000:.1f} ms), {steps['inline_calls']} inline_css "
             f"({steps['inline_s'] * 1000:.1f} ms)"
         )
+    for name, day in (("example day", reader_issue), (f"synthetic {SYNTHETIC_PAPERS}", big_reader)):
+        largest = largest_copy(day, settings)
+        print(f"  {name}, as readers get it: {layout(day)}; the largest copy a reader can get (10 picks) "
+              f"{largest:,} bytes as sent, {largest / GMAIL_CLIP_BYTES:.0%} of the clip")
     return 0
 
 

@@ -218,11 +218,9 @@ class EditionIndex:
         matrix = self._matrix()
         signals = _padded(positive)
         block = matrix[signals]  # readers × signals × papers
-        which = block.argmax(axis=1)
-        best = np.take_along_axis(block, which[:, None, :], axis=1)[:, 0, :]
-        reason_of = np.take_along_axis(signals, which, axis=1)  # the row of the best signal; 0: none
-        relevance = np.where(reason_of > 0, best, np.float32(0.0))
-        eligible = reason_of > 0
+        best = block.max(axis=1)  # -inf where the reader has no signal (row 0 only)
+        eligible = best > -np.inf
+        relevance = np.where(eligible, best, np.float32(0.0))
         # Never a paper the reader gave as a seed, liked or disliked.
         row_positions = np.array(self._row_positions)
         never_signals = [signals]
@@ -263,7 +261,10 @@ class EditionIndex:
         counts = np.minimum(np.where(chosen.all(axis=1), chosen.shape[1], chosen.argmin(axis=1)), wants)
         # Plain lists from here: indexing numpy arrays one element at a time is slow.
         scores = np.take_along_axis(relevance, order, axis=1).tolist()
-        reasons = np.take_along_axis(reason_of, order, axis=1).tolist()
+        # The reason of a pick: the row of its best signal, looked for only
+        # among the picks (an argmax over every paper costs eight maxes).
+        which = block[np.arange(len(wanted))[:, None], :, order].argmax(axis=2)
+        reasons = np.take_along_axis(signals, which, axis=1).tolist()  # row 0: none
         keys, row_reasons = self.keys, self._row_reasons
         for r, (profile, positions, count) in enumerate(zip(wanted, order.tolist(), counts.tolist())):
             found[profile.subscriber_id] = [

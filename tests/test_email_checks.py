@@ -18,14 +18,18 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_render import synthetic_batch
 
-from conftest import EXAMPLE, FIXTURES, unavailable
+from conftest import EXAMPLE, FIXTURES, SECRET, reader_parts, unavailable
 from newsletter.batches import load_batch
+from newsletter.cli.common import render_for_readers
 from newsletter.config import Settings
+from newsletter.models import Pick, Reason, paper_key
 from newsletter.render import render_issue
+from newsletter.tokens import Signer
 
 JS = Path(__file__).resolve().parent / "js"
 MODULES = JS / "node_modules"
@@ -51,7 +55,10 @@ def documents(tmp_path_factory) -> dict[str, Path]:
     """The email and the web version of three days, written to files as a
     reader's browser or mail client would get them: the example day (all
     cards), the daily papers API fixture (every rich field) and a
-    synthetic 300-paper day (cards, then the compact list)."""
+    synthetic 300-paper day (cards, then the compact list); and the example
+    day as a reader gets it, with 👍/👎 links and "Picked for you" (five
+    picks, one of each kind of reason), or the invitation to say what they
+    read."""
     folder = tmp_path_factory.mktemp("documents")
     settings = Settings()
     days = {
@@ -67,6 +74,17 @@ def documents(tmp_path_factory) -> dict[str, Path]:
             path = folder / f"{name}-{kind}.html"
             path.write_text(markup, encoding="utf-8")
             files[f"{name}-{kind}"] = path
+    reader = SimpleNamespace(id=1, email="ada@example.com", name="Ada", ref="a-reader-ref-of-22-chars")
+    issue = render_for_readers(days["example"], settings, Signer(SECRET))
+    subjects = {"interest": "machine unlearning", "author": "Ada Lovelace", "seed": "Score Forgetting Distillation",
+                "liked": "MarvelOVD", "category": "cs.CV"}
+    picks = [Pick(position, paper_key(issue.papers[position]), 0.5, Reason(kind, subject))
+             for position, (kind, subject) in zip((31, 0, 77, 36, 3), subjects.items())]
+    for name, state in (("picks", "picks"), ("invite", "invite")):
+        html, _text = reader_parts(issue, reader, state, picks if state == "picks" else ())
+        path = folder / f"{name}-email.html"
+        path.write_text(html, encoding="utf-8")
+        files[f"{name}-email"] = path
     return files
 
 
@@ -152,7 +170,8 @@ def axe_violations(page, markup: str) -> list[dict]:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("document", ["example-email", "example-web", "api-email", "big-email"])
+@pytest.mark.parametrize("document", ["example-email", "example-web", "api-email", "big-email", "picks-email",
+                                      "invite-email"])
 def test_axe_finds_no_serious_or_critical_violation(documents, new_page, scheme, document):
     node_tools()
     page = new_page(viewport={"width": 600, "height": 900}, color_scheme=scheme)

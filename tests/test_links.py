@@ -14,13 +14,17 @@ import email
 import email.policy
 import html as htmllib
 import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE, SECRET
+from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.models import SubscriberStatus
@@ -173,3 +177,77 @@ def test_every_link_of_the_preview_resolves(env, db, site):
     assert f"{BASE}/subscribe" in links
     assert "/unsubscribe" not in "".join(documents)
     assert_all_resolve(site, links)
+
+
+# --------------------------------------------------------------------------
+# a reader who never said what they read, on the running site
+
+
+def post(url: str, data: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8")
+
+
+def test_every_link_works_for_a_reader_who_never_set_an_interest(tmp_path):
+    """A real send to readers with no profile, then each kind of link of
+    one reader's email followed on a running `newsletter serve`: the
+    invitation and footer's preferences page (saved), a 👍 (recorded), and
+    the one-click unsubscribe (done)."""
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    store = open_store(database_url)
+    store.import_subscribers([(1, "ada@example.org", "Ada"), (2, "bob@example.org", None)])
+    ada = store.get(email="ada@example.org")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET, NEWSLETTER_BASE_URL=base,
+                    NEWSLETTER_SENDER="outbox", NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"))
+    try:
+        sent = subprocess.run([sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", DATE],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        [message] = [m for m in (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                                 for p in (tmp_path / "outbox" / DATE).iterdir()) if "ada@" in m["To"]]
+        text, html = bodies(message)
+        assert "Tell us what you read" in text and "Tell us what you read" in htmllib.unescape(html)
+        links = {link.replace(base, "") for link in own_links(text, html)}
+        preferences = {link for link in links if link.startswith("/p/")}
+        ups = sorted(link for link in links if link.startswith("/f/") and link.endswith("/up"))
+        unsubscribe = message["List-Unsubscribe"].strip("<>")
+        assert len(preferences) == 1 and len(ups) == 85
+        signer = Signer(SECRET)
+        assert preferences == {urlsplit(signer.preferences_url(base, ada.ref)).path}
+        assert unsubscribe == signer.unsubscribe_url(base, ada.ref)
+
+        with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
+            [page] = preferences
+            status, body = get(base + page)
+            assert status == 200 and "a•••@e•••" in body
+            status, body = post(base + page, b"interests=concept+erasure&authors=&categories=&seeds=&picks=5")
+            assert status == 200 and "Saved." in body
+            wait_until(lambda: store.profile(ada.id).interests == ("concept erasure",), "the saved interests")
+
+            status, body = get(base + ups[0])
+            assert status == 200 and store.votes(ada.id) == []  # a GET changes nothing
+            status, body = post(base + ups[0], b"")
+            assert status == 200
+            wait_until(lambda: [v.vote for v in store.votes(ada.id)] == [1], "the recorded vote")
+
+            status, _body = post(unsubscribe, b"List-Unsubscribe=One-Click")
+            assert status == 200
+            wait_until(lambda: store.get(email="ada@example.org").status == UNSUBSCRIBED, "the unsubscribe")
+        assert store.get(email="bob@example.org").status == "active"
+        assert store.profile(store.get(email="bob@example.org").id).is_empty
+    finally:
+        store.close()

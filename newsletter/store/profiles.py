@@ -36,8 +36,11 @@ _LISTS = ("interests", "authors", "categories", "seeds", "liked", "disliked")
 def _profile(row, subscriber_id: int) -> Profile:
     if row is None:
         return Profile(subscriber_id)
-    lists = json.loads(row.lists)
-    return Profile(subscriber_id, *(tuple(lists.get(name, ())) for name in _LISTS), picks=row.picks)
+    get = json.loads(row.lists).get
+    # Spelled out: read for every reader of every send, this is the quickest.
+    return Profile(subscriber_id, tuple(get("interests", ())), tuple(get("authors", ())),
+                   tuple(get("categories", ())), tuple(get("seeds", ())), tuple(get("liked", ())),
+                   tuple(get("disliked", ())), row.picks)
 
 
 def profile_lists(profile: Profile) -> str:
