@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 import resource
 import secrets
@@ -33,6 +34,7 @@ def create_subscribers(path: Path, count: int) -> float:
     random refs are sorted, so every index grows at its end. Returns the
     seconds it took."""
     started = time.perf_counter()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its progress lines are not figures
     open_store(database_url(path)).close()  # the schema, as the app makes it
     stamp = "2025-03-01 00:00:00.000000"  # SQLAlchemy's DateTime format on SQLite
     refs = sorted(secrets.token_urlsafe(16) for _ in range(count))

@@ -74,16 +74,20 @@ def probe(db: Path) -> None:
     gc.freeze()  # as `newsletter send` does before sending
     floor = peak_rss_mb()
     readers = picks = without = 0
+    rank = 0.0
     began = time.perf_counter()
     for page in chunked(Ledger(store, DATE).iter_unsent(), RANK_PAGE):
-        for found in edition.for_readers(s.id for s in page).values():
+        ranking_began = time.perf_counter()
+        found = edition.for_readers(s.id for s in page)
+        rank += time.perf_counter() - ranking_began
+        for reader in found.values():
             readers += 1
-            picks += len(found.picks)
-            without += not found.picks
-    rank = time.perf_counter() - began
+            picks += len(reader.picks)
+            without += not reader.picks
+    listing = time.perf_counter() - began - rank
     store.close()
-    print(json.dumps({"readers": readers, "start_up": start_up, "index": index, "rank": rank, "picks": picks,
-                      "without": without, "floor_mb": floor, "peak_mb": peak_rss_mb()}))
+    print(json.dumps({"readers": readers, "start_up": start_up, "index": index, "rank": rank, "listing": listing,
+                      "picks": picks, "without": without, "floor_mb": floor, "peak_mb": peak_rss_mb()}))
 
 
 def run_probe(db: Path) -> dict:
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{size:,} readers with profiles in {built:.0f} s", flush=True)
             # Timed several times where that is quick; the median is printed.
             probes = [run_probe(db) for _ in range(args.runs if size <= 200_000 else 1)]
-            middle = {key: statistics.median(p[key] for p in probes) for key in ("start_up", "index", "rank")}
+            middle = {key: statistics.median(p[key] for p in probes)
+                      for key in ("start_up", "index", "rank", "listing")}
             rows.append((size, {**probes[0], **middle, "runs": len(probes),
                                 "peak_mb": max(p["peak_mb"] for p in probes)}))
             if not args.keep:
@@ -129,18 +134,21 @@ def main(argv: list[str] | None = None) -> None:
             print(f"(kept {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    head = ("readers", "runs", "start-up", "index", "rank", "per reader", "picks/reader", "no pick", "floor", "peak")
-    widths = (10, 5, 9, 7, 8, 11, 13, 8, 9, 9)
+    head = ("readers", "runs", "start-up", "index", "rank", "per reader", "picks/reader", "no pick", "list read",
+            "floor", "peak")
+    widths = (10, 5, 9, 7, 8, 11, 13, 8, 10, 9, 9)
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for size, r in rows:
         assert r["readers"] == size, r
         cells = (f"{size:,}", r["runs"], f"{r['start_up']:.2f} s", f"{r['index']:.2f} s", f"{r['rank']:.2f} s",
                  f"{r['rank'] / size * 1e6:.1f} us", f"{r['picks'] / size:.2f}", f"{r['without'] / size:.1%}",
+                 f"{r['listing']:.2f} s",
                  f"{r['floor_mb']:.0f} MB", f"{r['peak_mb']:.0f} MB")
         print("  ".join(str(c).rjust(w) for c, w in zip(cells, widths)))
     print("   start-up: importing scikit-learn and loading WordLlama's weights, once per send; index: the "
           "edition's TF-IDF and embeddings; rank: profiles, votes and recent picks read from the database "
-          "and every reader ranked (medians of the runs); floor: peak RSS before ranking anyone")
+          "and every reader ranked (medians of the runs); list read: reading the readers themselves from "
+          "the ledger's pager, which a send does with or without picks; floor: peak RSS before ranking anyone")
     for size, r in rows:
         if size == 100_000:
             total = r["start_up"] + r["index"] + r["rank"]
