@@ -15,8 +15,8 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
 from email.message import EmailMessage
+from functools import lru_cache
 from html import escape
 
 from newsletter.models import (

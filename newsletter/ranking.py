@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import re
 import threading
-from itertools import chain
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable, Iterable, Sequence
 
 import numpy as np

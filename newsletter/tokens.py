@@ -73,6 +73,19 @@ def canonical_signature(token: str) -> bool:
         return False
 
 
+def _reference(serializer: URLSafeSerializer, token: str, purpose: str) -> str:
+    """Return the subscriber reference signed in ``token`` by ``serializer``.
+    Raises :class:`TokenError` ("invalid <purpose> link") for a forged,
+    truncated, tampered or other-purpose token."""
+    try:
+        ref = serializer.loads(token)
+    except (BadData, UnicodeError, ValueError) as exc:
+        raise TokenError(f"invalid {purpose} link") from exc
+    if not isinstance(ref, str) or not ref or not canonical_signature(token):
+        raise TokenError(f"invalid {purpose} link")
+    return ref
+
+
 def check_secret(name: str, value: str) -> str:
     """Return ``value`` if it is usable as a signing key.
 
@@ -122,13 +135,7 @@ class Signer:
         Raises :class:`TokenError` for a forged, truncated, tampered or
         other-purpose token.
         """
-        try:
-            ref = self._unsubscribe.loads(token)
-        except (BadData, UnicodeError, ValueError) as exc:
-            raise TokenError("invalid unsubscribe link") from exc
-        if not isinstance(ref, str) or not ref or not canonical_signature(token):
-            raise TokenError("invalid unsubscribe link")
-        return ref
+        return _reference(self._unsubscribe, token, "unsubscribe")
 
     def unsubscribe_url(self, base_url: str, subscriber_ref: str) -> str:
         """Return the reader's personal unsubscribe address under ``base_url``:
@@ -142,13 +149,7 @@ class Signer:
     def preferences_ref(self, token: str) -> str:
         """Return the subscriber reference inside a preferences token.
         Raises :class:`TokenError` for a forged, tampered or other-purpose token."""
-        try:
-            ref = self._preferences.loads(token)
-        except (BadData, UnicodeError, ValueError) as exc:
-            raise TokenError("invalid preferences link") from exc
-        if not isinstance(ref, str) or not ref or not canonical_signature(token):
-            raise TokenError("invalid preferences link")
-        return ref
+        return _reference(self._preferences, token, "preferences")
 
     def preferences_url(self, base_url: str, subscriber_ref: str) -> str:
         """Return the reader's personal preferences page under ``base_url``."""

@@ -198,7 +198,7 @@ def test_picks_of_all_active_readers_as_json_in_pick_order(store, run, readers, 
         return real(self, ids)
 
     monkeypatch.setattr(EditionPicks, "for_readers", counted)
-    monkeypatch.setattr(picks_command, "CHUNK", 2)
+    monkeypatch.setattr(picks_command, "RANK_PAGE", 2)
     result = run("picks", str(BATCH), "--all", "--json")
     found = json.loads(ok(result))
     assert [entry["email"] for entry in found] == ["ada@example.com", "bob@example.com", "carl@example.com"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import click
 
@@ -14,24 +14,12 @@ from newsletter.cli import common
 from newsletter.errors import BatchError, Refused
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.picking import EditionPicks, ReaderPicks
+from newsletter.sending.dispatch import RANK_PAGE
+from newsletter.sending.ratelimit import chunked
 from newsletter.text import terminal_safe
 
-# Readers ranked at a time with --all: the list is never all in memory.
-CHUNK = 500
 # What a reader's state says when they have no picks.
 NO_PICKS = {"none": "nothing matched their interests", "invite": "no interests yet", "off": "picks turned off"}
-
-
-def chunks(readers: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:
-    """``readers`` in lists of at most ``size``."""
-    chunk: list[Subscriber] = []
-    for reader in readers:
-        chunk.append(reader)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 @click.command("picks")
@@ -65,11 +53,11 @@ def picks(ctx: click.Context, batch_file: Path, date, email: str | None, everyon
             raise Refused(f"{email.strip()} is not on the list")
         readers: Iterable[Subscriber] = [reader]
     else:
-        readers = store.iter_subscribers(status=SubscriberStatus.ACTIVE, page=CHUNK)
+        readers = store.iter_subscribers(status=SubscriberStatus.ACTIVE, page=RANK_PAGE)
     first = True
     if as_json:
         click.echo("[", nl=False)
-    for chunk in chunks(readers, CHUNK):
+    for chunk in chunked(readers, RANK_PAGE):
         found = edition.for_readers(reader.id for reader in chunk)
         for reader in chunk:
             if as_json:
