@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from newsletter.errors import ConfigError
+from newsletter.models import WEEKDAYS, parse_weekday
 
 # A parser takes the variable's name (for its error messages) and the raw,
 # non-empty value, and returns the field's value or raises ConfigError.
@@ -128,6 +129,13 @@ def _flag(name: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _weekday(name: str, value: str) -> str:
+    try:
+        return WEEKDAYS[parse_weekday(value)]
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _optional_text(name: str, value: str) -> str | None:
@@ -252,6 +260,14 @@ class Settings:
     proxy_count: int = setting(
         "NEWSLETTER_PROXY_COUNT", 0, _proxy_count, "Reverse proxies in front of `serve` that set X-Forwarded-For."
     )
+    weekly_day: str = setting(
+        "NEWSLETTER_WEEKLY_DAY", "mon", _weekday, "The weekly edition's day for readers who chose none (`mon` … `sun`)."
+    )
+
+    @property
+    def weekly_weekday(self) -> int:
+        """``weekly_day`` as ``date.weekday()`` numbers it (0 Monday)."""
+        return WEEKDAYS.index(self.weekly_day)
 
     @property
     def web_base(self) -> str:

@@ -46,6 +46,104 @@ class DeliveryStatus(StrEnum):
 LEDGER_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
 
 
+class EditionKind(StrEnum):
+    """Which edition of a date: the day's papers, or the seven days ending
+    on it."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class Frequency(StrEnum):
+    """How often a reader wants the newsletter (a pause, until a date, is
+    kept apart: see :class:`Schedule`)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as date.weekday() numbers them
+WEEK_DAYS = 7  # a weekly edition of D covers D-6 … D
+
+
+def parse_weekday(value: str) -> int:
+    """Return the weekday (0 Monday … 6 Sunday) named by ``value``: its
+    first three letters or its English name, in any case ("mon",
+    "Monday"). Raises ValueError for anything else."""
+    name = value.strip().lower()
+    if len(name) >= 3 and name[:3] in WEEKDAYS:
+        number = WEEKDAYS.index(name[:3])
+        if name in (WEEKDAYS[number], f"{dt.date(2024, 1, 1 + number):%A}".lower()):  # 1 Jan 2024: a Monday
+            return number
+    raise ValueError(f"not a weekday: {value!r} (use mon, tue, wed, thu, fri, sat or sun)")
+
+
+@dataclass(frozen=True, order=True)
+class Edition:
+    """One edition: the daily or weekly edition of ``date``. Its ``key`` is
+    what the ledger, the stored issues, picks, feedback tokens and SES's
+    ``X-Newsletter-Issue`` header call it: ``2026-03-15`` for a daily,
+    ``2026-03-15-weekly`` for a weekly (keys sort by date, a daily first)."""
+
+    date: dt.date
+    kind: EditionKind = EditionKind.DAILY
+
+    @property
+    def key(self) -> str:
+        """The edition's name in storage and links."""
+        day = self.date.isoformat()
+        return day if self.kind == EditionKind.DAILY else f"{day}-{self.kind}"
+
+    @property
+    def first_date(self) -> dt.date:
+        """The first day whose papers the edition carries."""
+        return self.date - dt.timedelta(days=WEEK_DAYS - 1) if self.kind == EditionKind.WEEKLY else self.date
+
+    @property
+    def days(self) -> list[dt.date]:
+        """Every day whose papers the edition carries, oldest first."""
+        return [self.first_date + dt.timedelta(days=n) for n in range((self.date - self.first_date).days + 1)]
+
+    @classmethod
+    def parse(cls, key: str) -> "Edition":
+        """Return the edition named ``key``. Raises ValueError for anything
+        that is not an edition's key."""
+        weekly = key.endswith("-weekly")
+        day = key[:-len("-weekly")] if weekly else key
+        if len(day) != 10:  # fromisoformat also takes 20260315
+            raise ValueError(f"not an edition: {key!r}")
+        return cls(dt.date.fromisoformat(day), EditionKind.WEEKLY if weekly else EditionKind.DAILY)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a reader gets the newsletter: ``frequency``, the ``weekday``
+    of a weekly reader (0 Monday … 6 Sunday; None: the list's default day),
+    and a pause: no edition dated before ``paused_until``."""
+
+    frequency: Frequency = Frequency.DAILY
+    weekday: int | None = None
+    paused_until: dt.date | None = None
+
+    def gets(self, edition: Edition, default_weekday: int) -> bool:
+        """Whether a reader on this schedule is sent ``edition``."""
+        if self.paused_until is not None and edition.date < self.paused_until:
+            return False
+        if edition.kind == EditionKind.DAILY:
+            return self.frequency == Frequency.DAILY
+        weekday = default_weekday if self.weekday is None else self.weekday
+        return self.frequency == Frequency.WEEKLY and edition.date.weekday() == weekday
+
+    def describe(self, default_weekday: int) -> str:
+        """The schedule in words: "daily", "weekly on Monday", "paused until
+        2026-03-20, then daily"."""
+        words = "daily"
+        if self.frequency == Frequency.WEEKLY:
+            weekday = default_weekday if self.weekday is None else self.weekday
+            words = f"weekly on {dt.date(2024, 1, 1 + weekday):%A}"  # 1 Jan 2024 was a Monday
+        return f"paused until {self.paused_until}, then {words}" if self.paused_until else words
+
+
 class FeedbackKind(StrEnum):
     """What SES reported about one recipient."""
 
@@ -157,10 +255,16 @@ class Issue:
     card_count: int  # papers shown as full cards in the email
     listed_count: int  # papers shown as linked titles in the compact list
     web_url: str = ""
-    edition: str = ""  # what the ledger and feedback tokens call it: the date, YYYY-MM-DD
+    kind: EditionKind = EditionKind.DAILY
     picks: PicksLayout | None = None  # the section each reader's picks fill (None: no picks section)
     papers: tuple[Paper, ...] = ()  # the edition's papers, in its order (a pick's position is an index)
     paper_codes: tuple[str, ...] = ()  # each paper's code in its feedback tokens (see tokens.Signer.paper_code)
+
+    @property
+    def edition(self) -> str:
+        """What the ledger, stored issues and feedback tokens call this
+        issue: its edition's key (see :class:`Edition`)."""
+        return Edition(self.date, self.kind).key
 
     @property
     def html_bytes(self) -> int:
@@ -203,6 +307,7 @@ class Subscriber:
     source: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    schedule: Schedule = Schedule()  # when they get the newsletter
 
 
 @dataclass(frozen=True)

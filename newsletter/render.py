@@ -369,7 +369,6 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         card_count=cards,
         listed_count=listed,
         web_url=web_url,
-        edition=edition,
         picks=picks,
         papers=batch.papers,
         paper_codes=codes,

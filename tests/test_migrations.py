@@ -123,12 +123,14 @@ def load_release_1(database_url: str) -> None:
             conn.execute(statement)
 
 
-def raw_rows(database_url: str) -> dict[str, list[tuple]]:
-    """Every row of the tables that must survive, as the database holds them."""
+def raw_rows(database_url: str, columns: bool = False) -> dict[str, list]:
+    """Every row of the tables that must survive, as the database holds them:
+    tuples, or ``{column: value}`` with ``columns``."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return {table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
+            return {table: [dict(row._mapping) if columns else tuple(row)
+                            for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
                     for table, order in KEPT_TABLES.items()}
     finally:
         engine.dispose()
@@ -217,6 +219,8 @@ def test_the_fixture_is_release_1s(database_url):
 def test_a_release_1_database_is_upgraded_on_open_and_keeps_every_row(database_url):
     load_release_1(database_url)
     before = raw_rows(database_url)
+    before_columns = {table: list(rows[0].keys()) for table, rows in raw_rows(database_url, columns=True).items()
+                      if rows}
     store = open_store(database_url)
     try:
         assert str(store.migration) == UPGRADED
@@ -236,8 +240,14 @@ def test_a_release_1_database_is_upgraded_on_open_and_keeps_every_row(database_u
         assert store.feedback_counts(["2025-03-10"]) == {"2025-03-10": {"bounce": 1, "complaint": 1}}
     finally:
         store.close()
-    # Row for row, as release 1 wrote them.
-    assert raw_rows(database_url) == before
+    # Row for row, as release 1 wrote them; the columns added since hold
+    # their defaults (every reader daily, every stored issue a daily).
+    after = raw_rows(database_url, columns=True)
+    assert {table: [tuple(row[name] for name in before_columns[table]) for row in rows]
+            for table, rows in after.items()} == before
+    assert {row["frequency"] for row in after["subscribers"]} == {"daily"}
+    assert {(row["weekday"], row["paused_until"]) for row in after["subscribers"]} == {(None, None)}
+    assert {row["kind"] for row in after["issues"]} == {"daily"}
     assert [row[0] for row in before["sns_messages"]] == ["sns-bounce-1", "sns-complaint-1"]
     facts = schema_facts(database_url)
     assert facts["revision"] == HEAD and facts["schema_version"] == str(SCHEMA_VERSION)

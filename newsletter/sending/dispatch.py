@@ -42,7 +42,7 @@ from newsletter.errors import (
     Throttled,
     TransientError,
 )
-from newsletter.models import DeliveryStatus, Issue, Subscriber
+from newsletter.models import DeliveryStatus, Edition, Issue, Subscriber
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
 from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
@@ -78,13 +78,14 @@ class SendOptions:
     backoff_cap: float = 20.0
     heartbeat_seconds: float = HEARTBEAT_SECONDS  # between two heartbeats of the send lock
     page_size: int = 1000  # readers read from the list per query
+    weekly_day: int = 0  # the day (0 Monday) of weekly readers who chose none
 
 
 @dataclass
 class SendReport:
     """What a run did. Counts are readers; ``ledger`` holds the issue's totals."""
 
-    issue_date: str
+    edition: str  # the edition's key (see models.Edition)
     to_send: int = 0
     sent: int = 0
     failed: int = 0
@@ -315,12 +316,12 @@ class Dispatcher:
         until it returns or raises.
         """
         opts = self.options
-        ledger = Ledger(self.store, issue.date)
+        ledger = Ledger(self.store, Edition(issue.date, issue.kind), opts.weekly_day)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         holder = ledger.acquire(owner, _owner_is_dead)
         if holder is not None:
-            raise SendLocked(f"another run ({holder}) is sending the {issue.date} issue; it was not started twice")
-        run = _Run(ledger, SendReport(issue_date=issue.date.isoformat()), self.stop, opts.max_consecutive_failures)
+            raise SendLocked(f"another run ({holder}) is sending the {issue.edition} edition; it was not started twice")
+        run = _Run(ledger, SendReport(edition=issue.edition), self.stop, opts.max_consecutive_failures)
         report = run.report
         started = time.monotonic()
         # The lock's heartbeat, all through the run: also while the last

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import DEFAULT_PICKS, Profile, SubscriberStatus
+from newsletter.models import DEFAULT_PICKS, Frequency, Profile, SubscriberStatus
 from newsletter.store.engine import dialect_insert
 from newsletter.store.profiles import profile_lists
 from newsletter.store.schema import events_table, profiles_table, subscribers_table
@@ -79,7 +79,7 @@ class Imports:
         staged = [
             dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
                  name=clean_name(name), status=SubscriberStatus.ACTIVE, source=source,
-                 created_at=stamp, updated_at=stamp)
+                 created_at=stamp, updated_at=stamp, frequency=Frequency.DAILY, weekday=None, paused_until=None)
             for key, (address, name, _profile) in new.items() if key not in statuses
         ]
         profiles = [

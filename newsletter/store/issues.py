@@ -1,73 +1,103 @@
-"""Rendered issues kept for the web: each one's web version and text, with
-no personal link in either."""
+"""Rendered editions kept for the web: each one's web version and text, with
+no personal link in either, keyed by date and kind (see models.Edition)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Issue
+from newsletter.models import UNSUBSCRIBE_URL_MARK, Edition, EditionKind, Issue, paper_key
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import issues_table
 
 
 @dataclass(frozen=True)
 class StoredIssue:
-    """An issue as the web app shows it."""
+    """An edition as the web app shows it."""
 
     date: dt.date
+    kind: EditionKind
     subject: str
     preheader: str
     paper_count: int
     web_html: str
     text: str
     updated_at: dt.datetime
+    finished_at: dt.datetime | None = None  # when a send of it last left no reader waiting
+
+    @property
+    def edition(self) -> Edition:
+        """The edition this is."""
+        return Edition(self.date, self.kind)
 
 
 class IssueArchive:
     """The stored-issue part of :class:`newsletter.store.Store`."""
 
     def save_issue(self, issue: Issue) -> None:
-        """Insert or replace the stored copy of ``issue`` (by date): its web
-        version and its text, with no personal link in either."""
+        """Insert or replace the stored copy of ``issue`` (by date and kind):
+        its web version and its text, with no personal link in either, and
+        a weekly edition's papers in its order."""
         values = dict(
             subject=issue.subject,
             preheader=issue.preheader,
             paper_count=issue.paper_count,
             web_html=issue.web_html,
             text=issue.text.replace(UNSUBSCRIBE_URL_MARK, "(your personal link is in the email)"),
+            paper_keys=json.dumps([paper_key(p) for p in issue.papers]) if issue.kind == EditionKind.WEEKLY else None,
         )
-        day = issue.date.isoformat()
+        where = (issues_table.c.date == issue.date.isoformat()) & (issues_table.c.kind == issue.kind.value)
         stamp = self.clock()
         with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(issues_table).where(issues_table.c.date == day).values(**values, updated_at=stamp)
-            ).rowcount
+            changed = conn.execute(update(issues_table).where(where).values(**values, updated_at=stamp)).rowcount
             if not changed:
-                conn.execute(insert(issues_table).values(date=day, created_at=stamp, updated_at=stamp, **values))
+                conn.execute(insert(issues_table).values(date=issue.date.isoformat(), kind=issue.kind.value,
+                                                         created_at=stamp, updated_at=stamp, **values))
 
-    def get_issue(self, date: dt.date) -> StoredIssue | None:
-        """Return the stored issue of ``date``, or None."""
+    def finish_issue(self, edition: Edition) -> None:
+        """Note that a send of ``edition`` ended with no active reader left
+        waiting for it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(issues_table).where(issues_table.c.date == edition.date.isoformat(),
+                                                    issues_table.c.kind == edition.kind.value)
+                         .values(finished_at=self.clock()))
+
+    def get_issue(self, date: dt.date, kind: EditionKind = EditionKind.DAILY) -> StoredIssue | None:
+        """Return the stored edition of ``date`` and ``kind``, or None."""
         with self.reader.connect() as conn:
-            row = conn.execute(select(issues_table).where(issues_table.c.date == date.isoformat())).first()
+            row = conn.execute(select(issues_table).where(issues_table.c.date == date.isoformat(),
+                                                          issues_table.c.kind == kind.value)).first()
         return self._issue(row) if row else None
 
     def list_issues(self, limit: int = 100) -> list[StoredIssue]:
-        """Return the latest ``limit`` stored issues, newest first."""
+        """Return the latest ``limit`` stored editions, newest first (of one
+        date, the weekly before the daily)."""
         with self.reader.connect() as conn:
-            rows = conn.execute(select(issues_table).order_by(issues_table.c.date.desc()).limit(limit)).all()
+            rows = conn.execute(select(issues_table)
+                                .order_by(issues_table.c.date.desc(), issues_table.c.kind.desc()).limit(limit)).all()
         return [self._issue(row) for row in rows]
+
+    def weekly_paper_keys(self, date: dt.date) -> list[str]:
+        """The keys of the papers of the stored weekly edition of ``date``,
+        in its order (empty when it is not stored)."""
+        with self.reader.connect() as conn:
+            keys = conn.scalar(select(issues_table.c.paper_keys).where(
+                issues_table.c.date == date.isoformat(), issues_table.c.kind == EditionKind.WEEKLY.value))
+        return json.loads(keys) if keys else []
 
     @staticmethod
     def _issue(row) -> StoredIssue:
         return StoredIssue(
             date=dt.date.fromisoformat(row.date),
+            kind=EditionKind(row.kind),
             subject=row.subject,
             preheader=row.preheader,
             paper_count=row.paper_count,
             web_html=row.web_html,
             text=row.text,
             updated_at=as_utc(row.updated_at),
+            finished_at=as_utc(row.finished_at) if row.finished_at else None,
         )

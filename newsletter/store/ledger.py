@@ -1,4 +1,4 @@
-"""The send ledger and the send lock of one issue."""
+"""The send ledger and the send lock of one edition."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from sqlalchemy import bindparam, func, insert, select, update
 from newsletter.models import (
     LEDGER_STATUSES,
     DeliveryStatus,
+    Edition,
+    EditionKind,
+    Frequency,
     Pick,
     Subscriber,
     SubscriberStatus,
@@ -72,11 +75,16 @@ class SendPlan:
 
 
 class Ledger:
-    """The send ledger and the send lock of one issue, in a :class:`Store`."""
+    """The send ledger and the send lock of one edition, in a :class:`Store`:
+    ``edition`` is an :class:`Edition`, or a date for its daily edition.
+    ``default_weekday`` is the day (0 Monday) of weekly readers who chose
+    none."""
 
-    def __init__(self, store: Store, issue_date: dt.date):
+    def __init__(self, store: Store, edition: Edition | dt.date, default_weekday: int = 0):
         self.store = store
-        self.day = issue_date.isoformat()
+        self.edition = edition if isinstance(edition, Edition) else Edition(edition)
+        self.day = self.edition.key  # the ledger's issue_date column holds the edition's key
+        self.default_weekday = default_weekday
 
     # ---------------------------------------------------------------- lock
 
@@ -125,13 +133,28 @@ class Ledger:
     # ---------------------------------------------------------------- rows
 
     def _unsent_query(self, resend_unknown: bool):
+        """The join and condition selecting the readers this edition is for
+        (see models.Schedule) who have no row for it, nor for the other
+        edition of its date: a reader who changed their frequency gets one
+        edition a date, never two."""
         d = deliveries_table
         s = subscribers_table
         join = s.outerjoin(d, (d.c.subscriber_id == s.c.id) & (d.c.issue_date == self.day))
         unsent = d.c.status.is_(None)
         if resend_unknown:
             unsent = unsent | (d.c.status == DeliveryStatus.UNKNOWN)
-        return join, (s.c.status == SubscriberStatus.ACTIVE) & unsent
+        edition = self.edition
+        if edition.kind == EditionKind.DAILY:
+            scheduled = s.c.frequency == Frequency.DAILY
+        else:
+            scheduled = (s.c.frequency == Frequency.WEEKLY) & (
+                func.coalesce(s.c.weekday, self.default_weekday) == edition.date.weekday())
+        date = edition.date.isoformat()
+        awake = s.c.paused_until.is_(None) | (s.c.paused_until <= date)
+        other = Edition(edition.date, next(k for k in EditionKind if k != edition.kind)).key
+        o = deliveries_table.alias("other_edition")
+        other_sent = select(o.c.subscriber_id).where(o.c.issue_date == other, o.c.subscriber_id == s.c.id).exists()
+        return join, (s.c.status == SubscriberStatus.ACTIVE) & scheduled & awake & ~other_sent & unsent
 
     def count_unsent(self, resend_unknown: bool = False) -> int:
         """Return how many active readers have not been sent this issue."""

@@ -11,7 +11,7 @@ from typing import Iterable
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Batch, Paper, paper_key
+from newsletter.models import Batch, Edition, EditionKind, Paper, paper_key
 from newsletter.store.schema import appearances_table, papers_table
 
 # The columns a paper's text fills, in Paper's names.
@@ -122,9 +122,14 @@ class PaperArchive:
                     found[row.key] = paper_from_row(row)
         return found
 
-    def edition_papers(self, day: dt.date) -> list[str]:
-        """The keys of the papers of ``day``'s batch, in its order (empty
-        when no batch of that day is stored)."""
+    def edition_papers(self, edition: Edition | dt.date) -> list[str]:
+        """The keys of ``edition``'s papers (a date: its daily edition), in
+        its order: a daily edition's are its day's stored batch, a weekly
+        one's those it was stored with (empty when nothing is stored)."""
+        edition = edition if isinstance(edition, Edition) else Edition(edition)
+        if edition.kind == EditionKind.WEEKLY:
+            return self.weekly_paper_keys(edition.date)
         a = appearances_table
         with self.reader.connect() as conn:
-            return list(conn.scalars(select(a.c.paper_key).where(a.c.date == day.isoformat()).order_by(a.c.rank)))
+            return list(conn.scalars(select(a.c.paper_key).where(a.c.date == edition.date.isoformat())
+                                     .order_by(a.c.rank)))

@@ -28,7 +28,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -52,6 +52,12 @@ subscribers_table = Table(
     Column("source", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # When they get the newsletter (see models.Schedule): daily or weekly,
+    # the weekday of a weekly reader (0 Monday; None: the list's default),
+    # and no edition dated before paused_until (YYYY-MM-DD).
+    Column("frequency", String(8), nullable=False, default="daily", server_default="daily"),
+    Column("weekday", Integer),
+    Column("paused_until", String(10)),
 )
 
 events_table = Table(
@@ -66,21 +72,30 @@ events_table = Table(
     Column("reason", String(1000), nullable=False),
 )
 
+# One row per edition (see models.Edition): its date and kind.
 issues_table = Table(
     "issues",
     metadata,
     Column("date", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("kind", String(8), primary_key=True),  # daily, weekly
     Column("subject", String(300), nullable=False),
     Column("preheader", String(300), nullable=False),
     Column("paper_count", Integer, nullable=False),
     Column("web_html", Text, nullable=False),  # no personal link in it
     Column("text", Text, nullable=False),
+    # A weekly edition's papers, in its order, as a JSON list of keys (a
+    # daily edition's are its day's appearances).
+    Column("paper_keys", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # When a send of it last ended with no active reader left waiting.
+    Column("finished_at", DateTime(timezone=True)),
 )
 
 
-# The send ledger: one row per (issue, subscriber), with a DeliveryStatus. A
+# The send ledger: one row per (edition, subscriber), with a DeliveryStatus;
+# ``issue_date`` holds the edition's key (models.Edition.key: the date, with
+# "-weekly" after it for a weekly edition), here and in the tables below. A
 # row is written as "pending" just before the provider is called and becomes
 # "sent" (with the provider's message id) only after the provider accepted
 # that recipient, "failed" for a permanent refusal, or "unknown" when the
@@ -89,7 +104,7 @@ issues_table = Table(
 deliveries_table = Table(
     "deliveries",
     metadata,
-    Column("issue_date", String(10), primary_key=True),
+    Column("issue_date", String(24), primary_key=True),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
     Column("status", String(10), nullable=False),
     Column("message_id", String(200)),
@@ -101,7 +116,7 @@ deliveries_table = Table(
 send_locks_table = Table(
     "send_locks",
     metadata,
-    Column("issue_date", String(10), primary_key=True),
+    Column("issue_date", String(24), primary_key=True),
     Column("owner", String(200), nullable=False),  # host:pid:random
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
@@ -117,7 +132,7 @@ feedback_table = Table(
     Column("kind", String(16), nullable=False),  # bounce, complaint, delivery
     Column("email_key", String(320), nullable=False, index=True),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
-    Column("issue_date", String(10), index=True),
+    Column("issue_date", String(24), index=True),
     Column("bounce_type", String(32)),  # Permanent, Transient, Undetermined
     Column("bounce_subtype", String(64)),
     Column("detail", String(1000)),

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from newsletter.errors import InvalidEmail
-from newsletter.models import Profile, Subscriber, SubscriberEvent, SubscriberStatus
+from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberEvent, SubscriberStatus
 from newsletter.policy import reader_may_reactivate
 from newsletter.store.engine import as_utc
 from newsletter.store.profiles import put_profile
@@ -51,6 +51,8 @@ def subscriber_from_row(row) -> Subscriber:
         source=row.source,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        schedule=Schedule(Frequency(row.frequency), row.weekday,
+                          dt.date.fromisoformat(row.paused_until) if row.paused_until else None),
     )
 
 

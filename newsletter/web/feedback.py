@@ -8,14 +8,12 @@ touch that reader's vote on that paper."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass
 
 from flask import Blueprint, Response
 
 from newsletter.errors import TokenError
-from newsletter.models import Paper, Subscriber
+from newsletter.models import Edition, Paper, Subscriber
 from newsletter.web.app import invalid_link, page, state
 
 blueprint = Blueprint("feedback", __name__)
@@ -23,8 +21,6 @@ blueprint = Blueprint("feedback", __name__)
 VOTES = {"up": 1, "down": -1}
 HEADINGS = {"confirm": "Rate this paper", "up": "More like this", "down": "Fewer like this",
             "undone": "Vote removed"}
-# A daily edition is named by its date.
-_EDITION = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Authors a page names before "and N more".
 SHOWN_AUTHORS = 6
 
@@ -50,16 +46,14 @@ def target(token: str) -> Target | None:
         ref, edition, position, code = app.signer.feedback_target(token)
     except TokenError:
         return None
-    if not _EDITION.fullmatch(edition):
-        return None
     try:
-        day = dt.date.fromisoformat(edition)
+        named = Edition.parse(edition)
     except ValueError:
         return None
     subscriber = app.store.get(ref=ref)
     if subscriber is None:
         return None
-    keys = app.store.edition_papers(day)
+    keys = app.store.edition_papers(named)
     if position >= len(keys) or not app.signer.paper_matches(code, edition, position, keys[position]):
         return None
     paper = app.store.papers([keys[position]]).get(keys[position])
