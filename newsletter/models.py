@@ -104,6 +104,19 @@ class Edition:
         """Every day whose papers the edition carries, oldest first."""
         return [self.first_date + dt.timedelta(days=n) for n in range((self.date - self.first_date).days + 1)]
 
+    def describe(self) -> str:
+        """The days the edition covers, in words: "Sun 15 Mar 2026" for a
+        daily edition, "9–15 Mar 2026" for a weekly one (or "27 Feb – 5 Mar
+        2026", "29 Dec 2025 – 4 Jan 2026" across a month or a year)."""
+        first, last = self.first_date, self.date
+        if self.kind == EditionKind.DAILY:
+            return f"{last:%a} {last.day} {last:%b %Y}"
+        if (first.year, first.month) == (last.year, last.month):
+            return f"{first.day}–{last.day} {last:%b %Y}"
+        if first.year == last.year:
+            return f"{first.day} {first:%b} – {last.day} {last:%b %Y}"
+        return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
+
     @classmethod
     def parse(cls, key: str) -> "Edition":
         """Return the edition named ``key``. Raises ValueError for anything
@@ -200,7 +213,9 @@ class Paper:
 
 @dataclass(frozen=True)
 class Batch:
-    """A day's papers, in the order they should appear."""
+    """An edition's papers, in the order they should appear: a day's (as
+    loaded from a file), or a week's (built from the store: see
+    newsletter.editions)."""
 
     date: dt.date
     papers: tuple[Paper, ...]
@@ -208,6 +223,13 @@ class Batch:
     # What the loader repaired, one line per affected entry (such as control
     # characters removed from an abstract), for the commands to show.
     warnings: tuple[str, ...] = ()
+    kind: EditionKind = EditionKind.DAILY
+    missing_days: tuple[dt.date, ...] = ()  # a weekly edition's days with no stored batch
+
+    @property
+    def edition(self) -> Edition:
+        """The edition these papers make."""
+        return Edition(self.date, self.kind)
 
 
 @dataclass(frozen=True)

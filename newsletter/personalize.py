@@ -219,7 +219,7 @@ class PreparedMessage:
         if list_unsubscribe:
             skeleton["List-Unsubscribe"] = f"<{_URL.decode()}>"
             skeleton["List-Unsubscribe-Post"] = ONE_CLICK
-        skeleton[ISSUE_HEADER] = issue.date.isoformat()
+        skeleton[ISSUE_HEADER] = issue.edition
         skeleton.set_content(_TEXT, subtype="plain", charset="utf-8", cte="quoted-printable")
         skeleton.add_alternative(_HTML, subtype="html", charset="utf-8", cte="quoted-printable")
         raw = skeleton.as_bytes()
@@ -235,7 +235,7 @@ class PreparedMessage:
 
     def message_id(self, recipient: Recipient) -> str:
         """A fresh, unique Message-ID local part for ``recipient``."""
-        return f"{self.issue.date:%Y%m%d}.{recipient.subscriber_id}.{secrets.token_hex(6)}"
+        return f"{self.issue.edition.replace('-', '')}.{recipient.subscriber_id}.{secrets.token_hex(6)}"
 
     def render(self, recipient: Recipient, message_id: str | None = None) -> bytes:
         """Return the whole message for ``recipient`` as bytes (CRLF lines)."""

@@ -14,7 +14,6 @@ silently.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 from functools import lru_cache
@@ -42,6 +41,8 @@ from newsletter.models import (
     REASON_KINDS,
     UNSUBSCRIBE_URL_MARK,
     Batch,
+    Edition,
+    EditionKind,
     Issue,
     Paper,
     PicksLayout,
@@ -244,10 +245,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def subject_for(name: str, date: dt.date, count: int) -> str:
-    """Return e.g. ``"Daily Papers · Tue 11 Mar 2025 · 85 papers"``."""
-    plural = "paper" if count == 1 else "papers"
-    return one_line(f"{name} · {date:%a} {date.day} {date:%b %Y} · {count} {plural}")
+def subject_for(name: str, edition: Edition, count: int) -> str:
+    """Return e.g. ``"Daily Papers · Tue 11 Mar 2025 · 85 papers"``, or for
+    a weekly edition ``"Daily Papers · Weekly · 9–15 Mar 2026 · 312 papers"``."""
+    weekly = "Weekly · " if edition.kind == EditionKind.WEEKLY else ""
+    return one_line(f"{name} · {weekly}{edition.describe()} · {plural(count, 'paper')}")
 
 
 def preheader_for(papers: tuple[Paper, ...], limit: int = 140) -> str:
@@ -283,7 +285,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     if not batch.papers:
         raise BatchError(batch.source or "batch", "no papers to render")
     env = template_environment(settings.templates_dir)
-    edition = batch.date.isoformat()
+    edition = batch.edition
+    weekly = edition.kind == EditionKind.WEEKLY
     personal = paper_code is not None
     views = [_paper_view(p, settings.teaser) for p in batch.papers]
     codes = tuple(paper_code(i, paper_key(p)) for i, p in enumerate(batch.papers)) if personal else ()
@@ -291,13 +294,16 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         base_link = f"{settings.web_base}/f/{position}-{code}.{FEEDBACK_MARK}"
         view["up"], view["down"] = f"{base_link}/up", f"{base_link}/down"
     total = len(views)
-    web_url = f"{settings.web_base}/issues/{edition}"
+    web_url = f"{settings.web_base}/issues/{batch.date.isoformat()}{'/weekly' if weekly else ''}"
     base = {
         "name": settings.name,
-        "subject": subject_for(settings.name, batch.date, total),
+        "subject": subject_for(settings.name, edition, total),
         "preheader": preheader_for(batch.papers),
         "date": batch.date,
-        "date_long": f"{batch.date:%A} {batch.date.day} {batch.date:%B %Y}",
+        "date_long": (f"Weekly · {edition.describe()}" if weekly
+                      else f"{batch.date:%A} {batch.date.day} {batch.date:%B %Y}"),
+        "weekly": weekly,
+        "missing_days": [f"{day:%a} {day.day} {day:%b}" for day in batch.missing_days],
         "paper_count": total,
         "web_url": web_url,
         "unsubscribe_url": UNSUBSCRIBE_URL_MARK,
@@ -369,6 +375,7 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         card_count=cards,
         listed_count=listed,
         web_url=web_url,
+        kind=batch.kind,
         picks=picks,
         papers=batch.papers,
         paper_codes=codes,

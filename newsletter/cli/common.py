@@ -78,7 +78,7 @@ def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
     signed by ``signer``, and the "Picked for you" slot."""
     from newsletter.render import render_issue
 
-    edition = batch.date.isoformat()
+    edition = batch.edition.key
     longest = len(signer.feedback_reader_part("x" * 32, edition))  # a reader's ref is 22 characters
     return render_issue(batch, settings, paper_code=lambda position, key: signer.paper_code(edition, position, key),
                         feedback_chars=longest)

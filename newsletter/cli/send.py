@@ -15,9 +15,9 @@ import click
 from newsletter.batches import load_batch
 from newsletter.cli import common
 from newsletter.config import SENDERS, Settings
-from newsletter.errors import SendError
-from newsletter.models import DeliveryStatus, Issue
-from newsletter.store import Store
+from newsletter.errors import NewsletterError, SendError
+from newsletter.models import Batch, DeliveryStatus, Edition, EditionKind, Issue
+from newsletter.store import Ledger, Store
 from newsletter.text import terminal_safe
 
 if TYPE_CHECKING:
@@ -26,81 +26,152 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("batch", required=False, type=click.Path(path_type=Path))
-@click.option("--date", "date", type=common.DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
+@click.option("--date", "date", type=common.DATE,
+              help="Edition date (YYYY-MM-DD); gives the year to a text page. Without BATCH: send what is stored.")
 @click.option("--fetch", "fetch_first", is_flag=True,
               help="Fetch the day's batch from the daily papers API first (then BATCH is not needed).")
+@click.option("--weekly", "weekly_only", is_flag=True,
+              help="Only the weekly edition of the date (with --to: send that one as the test).")
 @click.option("--sender", "sender_name", type=click.Choice(SENDERS), help="How to deliver. Default: NEWSLETTER_SENDER.")
 @click.option("--ses-mode", type=click.Choice(["bulk", "raw"]), default="bulk", show_default=True,
               help="SES: SendBulkEmail with a stored template, or one raw MIME SendEmail per reader.")
-@click.option("--dry-run", is_flag=True, help="Show what would be sent, and to how many readers; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Show each edition that would go out, and to how many readers; send nothing.")
 @click.option("--to", "test_address", metavar="EMAIL",
-              help="Send the issue to this one address as a test, outside the ledger.")
-@click.option("--limit", type=click.IntRange(1), help="Send to at most N readers in this run.")
+              help="Send the edition to this one address as a test, outside the ledger.")
+@click.option("--limit", type=click.IntRange(1), help="Send each edition to at most N readers in this run.")
 @click.option("--resend-unknown", is_flag=True,
               help="Also send to readers whose earlier send had an unknown outcome (they may get two copies).")
 @click.option("--allow-partial", is_flag=True,
               help="When the 24-hour quota cannot cover everyone, send what it allows instead of nothing.")
 @click.pass_context
-def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool,
+def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool, weekly_only: bool,
          sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
          resend_unknown: bool, allow_partial: bool) -> None:
-    """Render BATCH and send it to every active subscriber, exactly once.
+    """Send the day's editions to their readers, each exactly once: the
+    daily edition of BATCH to daily readers and, when the date is the
+    weekly day of some readers, the weekly edition (the papers stored for
+    the seven days ending on it) to them. A weekly edition whose day was
+    missed (the machine was down) goes out with the next run within two
+    days.
 
-    Safe to run again: readers already sent this issue are skipped, so a
+    Without BATCH and --fetch, give --date: the editions are made from the
+    papers stored for those days.
+
+    Safe to run again: readers already sent an edition are skipped, so a
     re-run after a crash or Ctrl-C finishes the job without duplicates.
     On a terminal a progress bar shows the send; otherwise a timestamped
     line every few seconds.
 
     \b
-    Exit codes:
+    Exit codes (the worst of the editions sent):
       0  done: every reader handled (or already sent, or nothing to send)
       1  some readers failed (refused for good) or were left for the next
          run (interrupted, faults that persisted): see the summary
       2  bad input or configuration
       3  quota or account problem: the provider refuses to send
-      4  another run holds the lock for this issue: nothing was sent
+      4  another run holds the lock for this edition: it was not sent
     """
-    from newsletter.cli.progress import SendProgress
-    from newsletter.picking import EditionPicks
-    from newsletter.sending.dispatch import Dispatcher, SendOptions
-    from newsletter.sending.senders import create_sender
+    from newsletter.editions import edition_batch
     from newsletter.tokens import Signer
 
     settings = common.settings_of(ctx)
     day = common.day_of(date)
+    loaded = None
     if fetch_first:
         from newsletter.fetch import fetch_day
 
         day = day or dt.date.today()
         fetched, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
         common.warn(fetched)  # the saved copy is already repaired: loading it again warns of nothing
-    elif batch is None:
-        raise click.UsageError("give a BATCH file, or --fetch")
-    loaded = load_batch(batch, date=day)
-    common.warn(loaded)
-    if not loaded.papers:
-        click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: nothing sent.")
-        return
+    elif batch is None and day is None:
+        raise click.UsageError("give a BATCH file, or --fetch, or --date to send what is stored for that day")
+    if batch is not None:
+        loaded = load_batch(batch, date=day)
+        common.warn(loaded)
+        day = loaded.date
     signer = Signer.from_settings(settings)
-    issue = common.render_for_readers(loaded, settings, signer)
     store = common.store_of(ctx)
-    store.store_batch(loaded)  # the papers and their ranks, which feedback links point at
-    store.save_issue(issue)
-    name = sender_name or settings.sender
+    if loaded is not None and loaded.papers:
+        store.store_batch(loaded)  # the papers and their ranks, which feedback links and weeklies read
 
+    editions: list[Batch] = []
+    if not weekly_only:
+        if loaded is not None and not loaded.papers:
+            click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: no daily edition, nothing sent.")
+        daily = loaded if loaded is not None else edition_batch(store, Edition(day))
+        if daily.papers:
+            editions.append(daily)
+        elif loaded is None:
+            click.echo(f"No papers stored for {day}: no daily edition.")
+    for edition in weekly_editions(store, settings, day, resend_unknown, every=weekly_only or bool(test_address)):
+        week = edition_batch(store, edition)
+        if week.papers:
+            editions.append(week)
+        else:
+            click.echo(f"No papers stored for {edition.describe()}: no weekly edition.")
     if test_address:
-        _send_test(settings, store, signer, issue, loaded, name, test_address)
+        if not editions:
+            raise SendError("nothing to send as a test: no papers for this edition")
+        issue = common.render_for_readers(editions[0], settings, signer)
+        _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
         return
-    if dry_run:
-        from newsletter.store import Ledger
 
-        plan = Ledger(store, issue.date).plan(resend_unknown, limit)
-        click.echo(f"Would send '{terminal_safe(issue.subject)}' to {plan.to_send:,} readers via {name}"
-                   f"{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {plan.sent:,}, "
+    errors = []
+    for papers in editions:
+        issue = common.render_for_readers(papers, settings, signer)
+        store.save_issue(issue)
+        try:
+            _send_edition(ctx, settings, store, signer, issue, sender_name or settings.sender, ses_mode, dry_run,
+                          limit, resend_unknown, allow_partial)
+        except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
+            click.echo(f"Error: {terminal_safe(error)}", err=True)
+            errors.append(error)
+    if errors:
+        worst = max(errors, key=lambda error: error.exit_code)
+        ctx.exit(worst.exit_code)
+
+
+def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unknown: bool = False,
+                    every: bool = False) -> list[Edition]:
+    """Return the weekly editions a run on ``day`` sends: the weekly edition
+    of ``day`` when some readers have it as their weekly day (with
+    ``every``: whether or not), and that of either of the two days before
+    when it is overdue: its send was begun and never finished, or no
+    edition at all was made that day (the machine was down)."""
+    due = []
+    for back in (2, 1, 0):
+        edition = Edition(day - dt.timedelta(days=back), EditionKind.WEEKLY)
+        stored = store.get_issue(edition.date, EditionKind.WEEKLY)
+        if back:
+            if every:
+                continue
+            missed = stored is None and store.get_issue(edition.date) is None
+            if not (missed or (stored is not None and stored.finished_at is None)):
+                continue
+        waiting = Ledger(store, edition, settings.weekly_weekday).count_unsent(resend_unknown)
+        if waiting or stored is not None or (every and not back):
+            due.append(edition)
+    return due
+
+
+def _send_edition(ctx: click.Context, settings: Settings, store: Store, signer, issue: Issue, name: str,
+                  ses_mode: str, dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool) -> None:
+    """Send ``issue`` to its readers (or, with ``dry_run``, say what would
+    be sent), and note it finished when no reader is left waiting. Raises
+    the run's error (see ``SendReport.error``)."""
+    from newsletter.cli.progress import SendProgress
+    from newsletter.picking import EditionPicks
+    from newsletter.sending.dispatch import Dispatcher, SendOptions
+    from newsletter.sending.senders import create_sender
+
+    edition = Edition(issue.date, issue.kind)
+    if dry_run:
+        plan = Ledger(store, edition, settings.weekly_weekday).plan(resend_unknown, limit)
+        click.echo(f"Would send the {issue.kind} edition '{terminal_safe(issue.subject)}' to {plan.to_send:,} readers "
+                   f"via {name}{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {plan.sent:,}, "
                    f"failed {plan.failed:,}, unknown {plan.unknown:,}. HTML {issue.html_bytes:,} bytes. "
                    "Nothing was sent.")
         return
-
     sender = create_sender(settings, name, ses_mode)
     stop = threading.Event()
 
@@ -111,7 +182,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
-                          max_rate=settings.max_send_rate, concurrency=settings.send_concurrency)
+                          max_rate=settings.max_send_rate, concurrency=settings.send_concurrency,
+                          weekly_day=settings.weekly_weekday)
     try:
         picks = EditionPicks(store, issue.edition, issue.date, issue.papers)
         # What is loaded by now (libraries, the issue, the ranking's index)
@@ -128,6 +200,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
             signal.signal(sig, handler)
     _summarize(issue, name, settings, report)
     error = report.error()
+    if error is None and report.waiting == 0:
+        store.finish_issue(edition)
     if error is not None:
         raise error
 
@@ -177,10 +251,11 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
 def _summarize(issue: Issue, name: str, settings: Settings, report: SendReport) -> None:
     """Print what the run did: the summary line, the first refusals and
     warnings about readers whose outcome is unknown."""
-    where = f" → {settings.outbox_dir / issue.date.isoformat()}/" if name == "outbox" else ""
+    where = f" → {settings.outbox_dir / issue.edition}/" if name == "outbox" else ""
+    which = f"{issue.date}{' weekly' if issue.kind == EditionKind.WEEKLY else ''}"
     if report.already_sent:
         totals = report.ledger
-        click.echo(f"The {issue.date} issue was already sent (sent {totals['sent']:,}, failed {totals['failed']:,}, "
+        click.echo(f"The {which} issue was already sent (sent {totals['sent']:,}, failed {totals['failed']:,}, "
                    f"unknown {totals['unknown']:,}): nothing to do.")
         if report.abandoned:
             click.echo(f"Warning: {report.abandoned:,} readers from a run that died mid-call are marked unknown; "

@@ -16,7 +16,7 @@ import re
 
 from newsletter.errors import SnsError, SnsMalformed
 from newsletter.feedback.sns import is_text, shown
-from newsletter.models import Feedback, FeedbackKind
+from newsletter.models import Edition, Feedback, FeedbackKind
 from newsletter.personalize import ISSUE_HEADER
 
 KINDS = {"Bounce": FeedbackKind.BOUNCE, "Complaint": FeedbackKind.COMPLAINT, "Delivery": FeedbackKind.DELIVERY}
@@ -74,8 +74,8 @@ def _address(value, where: str) -> str:
 
 
 def _issue_of(mail: dict) -> str | None:
-    """Return the issue date from the X-Newsletter-Issue header in ``mail``,
-    or None when SES sent no headers or the header holds no date. Raises
+    """Return the edition key from the X-Newsletter-Issue header in ``mail``,
+    or None when SES sent no headers or the header holds no edition. Raises
     :class:`SnsMalformed` when the headers are not a list of name and value
     strings."""
     issue, found = None, False
@@ -85,9 +85,17 @@ def _issue_of(mail: dict) -> str | None:
         value = _text(header.get("value"), f"mail.headers[{i}].value", optional=False)
         if not found and name.lower() == ISSUE_HEADER.lower():
             found = True
-            date = value.strip()[:10]
-            issue = date if ISSUE_DATE.fullmatch(date) else None
+            issue = _edition_key(value.strip())
     return issue
+
+
+def _edition_key(value: str) -> str | None:
+    """The edition key (see models.Edition) in a header's ``value`` (else
+    the date it starts with: a daily edition), or None."""
+    try:
+        return Edition.parse(value).key
+    except ValueError:
+        return value[:10] if ISSUE_DATE.fullmatch(value[:10]) else None
 
 
 def _time(value, where: str) -> dt.datetime | None:

@@ -320,7 +320,7 @@ class Dispatcher:
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         holder = ledger.acquire(owner, _owner_is_dead)
         if holder is not None:
-            raise SendLocked(f"another run ({holder}) is sending the {issue.edition} edition; it was not started twice")
+            raise SendLocked(f"another run ({holder}) is sending the {issue.edition} issue; it was not started twice")
         run = _Run(ledger, SendReport(edition=issue.edition), self.stop, opts.max_consecutive_failures)
         report = run.report
         started = time.monotonic()

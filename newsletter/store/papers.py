@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -50,6 +50,15 @@ def paper_from_row(row) -> Paper:
         keywords=tuple(json.loads(row.keywords)), categories=tuple(json.loads(row.categories)),
         github_stars=row.github_stars, comment_count=row.comment_count,
     )
+
+
+class Appearance(NamedTuple):
+    """One paper on one day's list: its rank there (0 first) and upvotes."""
+
+    date: dt.date
+    rank: int
+    key: str
+    upvotes: int | None
 
 
 class PaperArchive:
@@ -133,3 +142,13 @@ class PaperArchive:
         with self.reader.connect() as conn:
             return list(conn.scalars(select(a.c.paper_key).where(a.c.date == edition.date.isoformat())
                                      .order_by(a.c.rank)))
+
+    def appearances(self, first: dt.date, last: dt.date) -> list[Appearance]:
+        """Every paper's appearances on the days from ``first`` to ``last``
+        (both included), by date, then rank."""
+        a = appearances_table
+        with self.reader.connect() as conn:
+            rows = conn.execute(select(a.c.date, a.c.rank, a.c.paper_key, a.c.upvotes)
+                                .where(a.c.date >= first.isoformat(), a.c.date <= last.isoformat())
+                                .order_by(a.c.date, a.c.rank))
+            return [Appearance(dt.date.fromisoformat(r.date), r.rank, r.paper_key, r.upvotes) for r in rows]

@@ -29,7 +29,7 @@ class OutboxSender:
         return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
 
     def open(self, issue: Issue, message: PreparedMessage) -> None:
-        self.folder = self.outbox_dir / issue.date.isoformat()
+        self.folder = self.outbox_dir / issue.edition
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

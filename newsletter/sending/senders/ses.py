@@ -266,7 +266,7 @@ class SesSender:
         self.message = message
         if self.mode != "bulk":
             return
-        self.template_name = f"newsletter-{issue.date.isoformat()}"
+        self.template_name = f"newsletter-{issue.edition}"
         content = template_content(issue)
         try:
             self._call("create_email_template", TemplateName=self.template_name, TemplateContent=content)
@@ -328,7 +328,7 @@ class SesSender:
                         "TemplateData": json.dumps(LITERALS),
                         "Headers": [
                             {"Name": "List-Unsubscribe-Post", "Value": ONE_CLICK},
-                            {"Name": ISSUE_HEADER, "Value": self.issue.date.isoformat()},
+                            {"Name": ISSUE_HEADER, "Value": self.issue.edition},
                         ],
                     }
                 },

@@ -1,0 +1,56 @@
+"""The papers of an edition built from the store: a day's stored batch, or a
+week's (the seven days ending on the edition's date), deduplicated and
+ranked by the week's community signal."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import NamedTuple
+
+from newsletter.models import Batch, Edition, EditionKind
+from newsletter.store import Store
+
+
+class _Week(NamedTuple):
+    """One paper's week: its best upvotes, the days it was on the list, its
+    best rank and its first day (what orders the weekly edition)."""
+
+    upvotes: int
+    days: int
+    best_rank: int
+    first_day: dt.date
+
+
+def edition_batch(store: Store, edition: Edition) -> Batch:
+    """Return ``edition``'s papers as the store has them, in the edition's
+    order, with the days that have no stored batch (``missing_days``).
+
+    A daily edition is its day's stored batch, each paper with that day's
+    upvotes. A weekly edition has each paper of its seven days once, with
+    the most upvotes it had that week, ordered by those upvotes, then by the
+    days it was on the list, then by its best rank and its first day. The
+    batch has no papers when nothing of those days is stored.
+    """
+    seen = store.appearances(edition.first_date, edition.date)
+    week: dict[str, _Week] = {}
+    upvotes: dict[str, int | None] = {}
+    for day, rank, key, votes in seen:
+        before = week.get(key)
+        if before is None:
+            week[key] = _Week(votes or 0, 1, rank, day)
+        else:
+            week[key] = _Week(max(before.upvotes, votes or 0), before.days + 1, min(before.best_rank, rank),
+                              before.first_day)
+        if votes is not None:
+            upvotes[key] = max(votes, upvotes.get(key) or 0)
+    if edition.kind == EditionKind.DAILY:
+        order = [key for _day, _rank, key, _votes in seen]
+    else:
+        order = sorted(week, key=lambda k: (-week[k].upvotes, -week[k].days, week[k].best_rank, week[k].first_day))
+    stored = store.papers(order)
+    papers = tuple(dataclasses.replace(stored[key], upvotes=upvotes.get(key)) for key in order if key in stored)
+    days = {day for day, *_ in seen}
+    where = f"the papers stored for {edition.describe()}"
+    return Batch(date=edition.date, papers=papers, source=where, kind=edition.kind,
+                 missing_days=tuple(day for day in edition.days if day not in days))
