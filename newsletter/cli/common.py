@@ -43,10 +43,14 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 def store_of(ctx: click.Context, report: bool = True) -> Store:
-    """Open the configured database for this command; closed when it ends.
-    Opening upgrades a database that is behind; with ``report``, that is
-    said in one line on stderr."""
+    """Open the configured database for this command (once: later calls
+    return the same store); closed when it ends. Opening upgrades a
+    database that is behind; with ``report``, that is said in one line on
+    stderr."""
+    if "store" in ctx.meta:
+        return ctx.meta["store"]
     store = open_store(settings_of(ctx).database_url)
+    ctx.meta["store"] = store
     ctx.call_on_close(store.close)
     if report:
         report_migration(store)

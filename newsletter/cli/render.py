@@ -11,9 +11,9 @@ import click
 
 from newsletter.batches import load_batch
 from newsletter.cli import common
-from newsletter.errors import OutputError
+from newsletter.errors import BatchError, OutputError
 from newsletter.files import atomic_write_text
-from newsletter.models import Issue
+from newsletter.models import Batch, Edition, EditionKind, Issue
 from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
 from newsletter.text import terminal_safe
 
@@ -42,6 +42,8 @@ def describe(issue: Issue, html: str, text: str) -> dict:
     (quoted-printable: what the limit applies to)."""
     return {
         "date": issue.date.isoformat(),
+        "edition": issue.edition,
+        "kind": issue.kind.value,
         "subject": issue.subject,
         "preheader": issue.preheader,
         "paper_count": issue.paper_count,
@@ -56,29 +58,60 @@ def describe(issue: Issue, html: str, text: str) -> dict:
     }
 
 
+def edition_to_render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool) -> Batch:
+    """The batch ``render`` and ``preview`` show: BATCH, or with ``weekly``
+    the weekly edition of the date (BATCH's, else --date) from the papers
+    stored for its seven days, BATCH's papers stored first. Raises
+    :class:`click.UsageError` without BATCH or a weekly date, and
+    :class:`BatchError` when nothing is stored for that week."""
+    from newsletter.editions import edition_batch
+
+    day = common.day_of(date)
+    if batch is None and not (weekly and day):
+        raise click.UsageError("give a BATCH file (or --weekly --date YYYY-MM-DD)")
+    loaded = load_batch(batch, date=day) if batch is not None else None
+    if loaded is not None:
+        common.warn(loaded)
+        if not weekly:
+            return loaded
+    store = common.store_of(ctx)
+    if loaded is not None and loaded.papers:
+        store.store_batch(loaded)
+    edition = Edition(loaded.date if loaded is not None else day, EditionKind.WEEKLY)
+    week = edition_batch(store, edition)
+    if not week.papers:
+        raise BatchError(week.source, "nothing is stored for these days (send or render their batches first)")
+    return week
+
+
 @click.command()
-@click.argument("batch", type=click.Path(path_type=Path))
+@click.argument("batch", required=False, type=click.Path(path_type=Path))
 @click.option("--date", "date", type=common.DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
+@click.option("--weekly", is_flag=True, help="Render the weekly edition of the date, from the stored papers.")
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder. Default: out/<date>/.",
+    help="Output folder. Default: out/<date>/ (out/<date>-weekly/ for a weekly edition).",
 )
 @click.pass_context
-def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: Path | None) -> None:
+def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, out_dir: Path | None) -> None:
     """Render BATCH into issue.html, issue.txt, web.html and issue.json.
 
     BATCH is a daily papers page saved as text, a daily papers API answer,
-    an arXiv Atom feed or a batch written by `newsletter fetch`.
+    an arXiv Atom feed or a batch written by `newsletter fetch`. With
+    --weekly, the weekly edition of the date (the seven days ending on it)
+    from the papers stored for those days.
     """
     settings = common.settings_of(ctx)
-    loaded = load_batch(batch, date=common.day_of(date))
-    common.warn(loaded)
-    issue = render_issue(loaded, settings)
-    out_dir = out_dir or Path("out") / issue.date.isoformat()
+    papers = edition_to_render(ctx, batch, date, weekly)
+    issue = render_issue(papers, settings)
+    out_dir = out_dir or Path("out") / issue.edition
     # No reader's link in a file anyone may open: the sign-up page stands in.
     html, text = issue.personalized(settings.signup_url)
     facts = describe(issue, html, text)
-    common.store_of(ctx).save_issue(issue)  # the web app shows it at /issues/<date>
+    store = common.store_of(ctx)
+    if papers.kind == EditionKind.DAILY:
+        store.store_batch(papers)  # its papers join the archive
+    store.save_issue(issue)  # the web app shows it at /issues/<date> (or /issues/<date>/weekly)
     try:
         atomic_write_text(out_dir / "issue.html", html)
         atomic_write_text(out_dir / "issue.txt", text)
@@ -96,18 +129,28 @@ def render(ctx: click.Context, batch: Path, date: dt.datetime | None, out_dir: P
 
 
 @click.command()
-@click.argument("batch", type=click.Path(path_type=Path))
+@click.argument("batch", required=False, type=click.Path(path_type=Path))
 @click.option("--date", "date", type=common.DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
+@click.option("--weekly", is_flag=True, help="Preview the weekly edition of the date, from the stored papers.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1.")
 @click.pass_context
-def preview(ctx: click.Context, batch: Path, date: dt.datetime | None, port: int) -> None:
-    """Show the rendered BATCH in the browser at desktop and phone widths.
+def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, port: int) -> None:
+    """Show the rendered BATCH (or with --weekly, the weekly edition of the
+    date) in the browser at desktop and phone widths.
 
     The page re-renders when the batch or a template changes: edit, then reload.
     """
+    from newsletter.editions import edition_batch
     from newsletter.web import create_preview_app
 
     settings = common.settings_of(ctx)
-    common.warn(load_batch(batch, date=common.day_of(date)))  # fail now, with a clear message, not on first request
-    common.serve_app(create_preview_app(batch, settings, date=common.day_of(date)), "127.0.0.1", port,
-           f"Previewing {terminal_safe(batch)}")
+    first = edition_to_render(ctx, batch, date, weekly)  # fail now, with a clear message, not on first request
+    if weekly:
+        store = common.store_of(ctx)
+        app = create_preview_app(None, settings, load=lambda: edition_batch(store, first.edition),
+                                 label=f"the weekly edition of {first.edition.describe()}")
+        what = f"Previewing the weekly edition of {first.edition.describe()}"
+    else:
+        app = create_preview_app(batch, settings, date=common.day_of(date))
+        what = f"Previewing {terminal_safe(batch)}"
+    common.serve_app(app, "127.0.0.1", port, what)

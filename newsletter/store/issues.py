@@ -33,6 +33,12 @@ class StoredIssue:
         """The edition this is."""
         return Edition(self.date, self.kind)
 
+    @property
+    def path(self) -> str:
+        """Its address under the web app's ``/issues/``: ``2026-03-15`` or
+        ``2026-03-15/weekly``."""
+        return self.date.isoformat() + ("/weekly" if self.kind == EditionKind.WEEKLY else "")
+
 
 class IssueArchive:
     """The stored-issue part of :class:`newsletter.store.Store`."""

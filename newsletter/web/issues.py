@@ -1,5 +1,7 @@
-"""Past issues: ``/issues/`` (newest first), ``/issues/<YYYY-MM-DD>`` (the
-web version: no personal link in it) and ``/issues/feed.xml`` (Atom)."""
+"""Past editions: ``/issues/`` (newest first), ``/issues/<YYYY-MM-DD>`` and
+``/issues/<YYYY-MM-DD>/weekly`` (the web versions of the daily and weekly
+editions: no personal link in either) and ``/issues/feed.xml`` (Atom, both
+kinds)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, redirect
 
+from newsletter.models import EditionKind
 from newsletter.web.app import page, state
 
 blueprint = Blueprint("issues", __name__)
@@ -38,13 +41,24 @@ def feed() -> Response:
 
 @blueprint.get("/issues/<day>")
 def issue(day: str) -> Response:
+    return _stored(day, EditionKind.DAILY)
+
+
+@blueprint.get("/issues/<day>/weekly")
+def weekly_issue(day: str) -> Response:
+    return _stored(day, EditionKind.WEEKLY)
+
+
+def _stored(day: str, kind: EditionKind) -> Response:
+    """The web version of the stored edition of ``day`` and ``kind``, or
+    the not-found page."""
     try:
         date = dt.date.fromisoformat(day)
     except ValueError:
         date = None
     # Only the canonical YYYY-MM-DD address: fromisoformat also accepts
     # other ISO 8601 forms (2025-W11-1, 20250310) of the same day.
-    stored = state().store.get_issue(date) if date and date.isoformat() == day else None
+    stored = state().store.get_issue(date, kind) if date and date.isoformat() == day else None
     if stored is None:
         return page("web/not_found.html", 404)
     return Response(stored.web_html, mimetype="text/html")

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
+from typing import Callable
 
 from flask import Flask, Response
 
 from newsletter.batches import load_batch
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
-from newsletter.models import Issue
+from newsletter.models import Batch, Issue
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
     HTML_LIMIT_BYTES,
@@ -29,18 +30,22 @@ from newsletter.web.app import App, add_security_headers
 
 class PreviewSource:
     """Renders a batch and renders it again when the batch or a template
-    file changes (compared by modification time and size)."""
+    file changes (compared by modification time and size). ``load``, when
+    given, makes the batch instead of reading ``batch_path`` (a weekly
+    edition, from the store)."""
 
-    def __init__(self, batch_path: Path, settings: Settings, date: dt.date | None = None):
-        self.batch_path = Path(batch_path)
+    def __init__(self, batch_path: Path | None, settings: Settings, date: dt.date | None = None,
+                 load: Callable[[], Batch] | None = None):
+        self.batch_path = Path(batch_path) if batch_path else None
         self.settings = settings
         self.date = date
+        self.load = load or (lambda: load_batch(self.batch_path, date=self.date))
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._result: Issue | NewsletterError | None = None
 
     def _current_stamp(self) -> tuple:
-        files = [self.batch_path]
+        files = [self.batch_path] if self.batch_path else []
         for folder in (Path(self.settings.templates_dir), PACKAGE_TEMPLATES):
             if folder.is_dir():
                 files.extend(sorted(p for p in folder.rglob("*") if p.is_file()))
@@ -65,27 +70,28 @@ class PreviewSource:
                 # later) would be ignored until a restart.
                 template_environment.cache_clear()
                 try:
-                    batch = load_batch(self.batch_path, date=self.date)
-                    self._result = render_issue(batch, self.settings)
+                    self._result = render_issue(self.load(), self.settings)
                 except NewsletterError as exc:
                     self._result = exc
                 self._stamp = stamp
             return self._result
 
 
-def create_preview_app(batch_path: Path, settings: Settings, date: dt.date | None = None) -> Flask:
-    """Return a WSGI app previewing ``batch_path``: ``/`` (subject, sizes, the
-    email at two widths, the text part), ``/email.html`` and ``/web.html``."""
+def create_preview_app(batch_path: Path | None, settings: Settings, date: dt.date | None = None,
+                       load: Callable[[], Batch] | None = None, label: str = "") -> Flask:
+    """Return a WSGI app previewing ``batch_path`` (or the batch ``load``
+    makes, called ``label``): ``/`` (subject, sizes, the email at two
+    widths, the text part), ``/email.html`` and ``/web.html``."""
     app = App(__name__)
     app.after_request(add_security_headers)
-    source = PreviewSource(batch_path, settings, date)
+    source = PreviewSource(batch_path, settings, date, load)
     placeholder = settings.signup_url  # a page that exists, in place of a reader's own link
 
     def page(issue: Issue | None, error: str | None, status: int = 200) -> Response:
         env = template_environment(settings.templates_dir)
         body = render_template(env, "web/preview.html", {
             "name": settings.name,
-            "batch_path": str(batch_path),
+            "batch_path": label or str(batch_path),
             "issue": issue,
             "text": issue.personalized(placeholder)[1] if issue else "",
             "encoded_bytes": encoded_bytes(issue.html) if issue else 0,
