@@ -1,5 +1,6 @@
 """Plain, immutable data passed between the layers, and the one vocabulary
-of statuses: a subscriber's, a delivery's, and the kinds of SES feedback.
+of statuses: a subscriber's, a delivery's, a readiness check's, and the kinds
+of SES feedback.
 
 The statuses are string enums: their values are what the database stores,
 and a member compares equal to its value.
@@ -60,6 +61,16 @@ class Frequency(StrEnum):
 
     DAILY = "daily"
     WEEKLY = "weekly"
+
+
+class CheckStatus(StrEnum):
+    """The outcome of one readiness check of ``newsletter doctor``, from
+    best to worst but ``SKIP`` (not checked: nothing to say)."""
+
+    OK = "ok"
+    WARN = "warn"  # a send goes out, but something should be fixed
+    FAIL = "fail"  # a send would fail, or its mail be refused or junked
+    SKIP = "skip"  # not checked: does not apply, or could not be looked at
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as date.weekday() numbers them

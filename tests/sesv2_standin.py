@@ -18,10 +18,12 @@ enums, lengths, list sizes, ranges and patterns), and blobs are base64
 decoded, all as that model describes. A failing check is answered with a
 ``BadRequestException``.
 
-What is implemented is what the newsletter calls: GetAccount (its quota),
-CreateEmailTemplate, UpdateEmailTemplate and DeleteEmailTemplate (the
-issue's template), SendBulkEmail with a stored template (the bulk mode) and
-SendEmail with Raw content (the raw mode, sign-up confirmations). Anything
+What is implemented is what the newsletter calls: GetAccount (its quota,
+and whether it left the sandbox), CreateEmailTemplate, UpdateEmailTemplate
+and DeleteEmailTemplate (the issue's template), SendBulkEmail with a stored
+template (the bulk mode), SendEmail with Raw content (the raw mode, sign-up
+confirmations), and for ``newsletter doctor`` GetEmailIdentity,
+GetConfigurationSet and GetConfigurationSetEventDestinations. Anything
 else is answered with HTTP 501 and error code ``NotImplemented``: the
 model's other operations, SendEmail with Simple or Template content, a bulk
 call's inline template or template ARN, and Cc or Bcc recipients (in a
@@ -91,6 +93,28 @@ order, for each message (a bulk entry, or a single SendEmail):
    remaining entries fit together. ``max_send_rate=inf`` disables it. The
    bucket reads the time from ``clock`` (``time.monotonic`` unless given),
    so a test can move time on instead of sleeping.
+
+The account's set-up (read by ``newsletter doctor``; none of it is
+created through the API, a test sets it):
+
+* ``production_access`` and ``sending_enabled`` (constructor keywords, or
+  ``set_account(...)``) are GetAccount's ``ProductionAccessEnabled`` and
+  ``SendingEnabled``. With sending disabled every send is answered
+  ``SendingPausedException``, as with ``account_error(...)``; the sandbox
+  itself is only reported (recipients are not checked).
+* ``add_identity(name, verified=, dkim=, dkim_signing=, mail_from=,
+  mail_from_status=, behavior_on_mx_failure=)``: a domain, or an address
+  when the name has an ``@``, answered by GetEmailIdentity (names match
+  case-insensitively). An identity with no custom MAIL FROM domain is
+  answered with an empty ``MailFromDomain`` (the model makes the three
+  ``MailFromAttributes`` members required). ``remove_identity(name)``.
+* ``add_configuration_set(name, sending_enabled=)`` and
+  ``add_event_destination(set, name, event_types, sns_topic_arn=,
+  enabled=)``: answered by GetConfigurationSet and
+  GetConfigurationSetEventDestinations. ``remove_configuration_set(name)``.
+* An unknown identity or configuration set is answered 404
+  ``NotFoundException``, as SES does. Statuses and event types are checked
+  against the model's enums when they are set.
 
 Everything accepted adds its recipients to ``SentLast24Hours`` (it only
 grows; there is no rolling 24-hour window) and is recorded as a
@@ -794,6 +818,8 @@ class SesV2StandIn:
         *,
         throttle_style: str = "entries",
         clock: Callable[[], float] = time.monotonic,
+        production_access: bool = True,
+        sending_enabled: bool = True,
     ):
         if throttle_style not in ("entries", "call"):
             raise ValueError("throttle_style must be 'entries' or 'call'")
@@ -817,6 +843,10 @@ class SesV2StandIn:
         self._faults: list[_Fault] = []
         self._rejections: list[Callable[[str], bool]] = []
         self._account_error: tuple[str, str] | None = None
+        self._production_access = bool(production_access)
+        self._sending_enabled = bool(sending_enabled)
+        self._identities: dict[str, dict] = {}  # lower-case name -> GetEmailIdentity's answer
+        self._configuration_sets: dict[str, dict] = {}  # name -> {"sending_enabled", "destinations"}
         self._bytes_received = 0
         self._throttled = 0
         self._tokens = self._capacity()
@@ -983,6 +1013,104 @@ class SesV2StandIn:
         }
         with self._lock:
             self._templates[name] = _Template(name, content, _Parts.of(content))
+
+    def set_account(self, production_access: bool | None = None, sending_enabled: bool | None = None) -> None:
+        """Change what GetAccount says about the account: out of the sandbox
+        (``ProductionAccessEnabled``) and sending enabled (with sending
+        disabled, every send is answered ``SendingPausedException``)."""
+        with self._lock:
+            if production_access is not None:
+                self._production_access = bool(production_access)
+            if sending_enabled is not None:
+                self._sending_enabled = bool(sending_enabled)
+
+    def add_identity(
+        self,
+        name: str,
+        *,
+        verified: bool = True,
+        dkim: str | None = None,
+        dkim_signing: bool = True,
+        mail_from: str | None = None,
+        mail_from_status: str = "SUCCESS",
+        behavior_on_mx_failure: str = "USE_DEFAULT_VALUE",
+    ) -> None:
+        """Create or replace an identity directly (no request): a domain, or
+        an email address when ``name`` has an ``@``. ``dkim`` is its DKIM
+        status (``SUCCESS`` for a domain and ``NOT_STARTED`` for an address
+        unless given), ``mail_from`` its custom MAIL FROM domain (None: SES's
+        own) with ``mail_from_status`` and ``behavior_on_mx_failure``."""
+        dkim = dkim or ("NOT_STARTED" if "@" in name else "SUCCESS")
+        _check_enum("DkimStatus", dkim)
+        _check_enum("MailFromDomainStatus", mail_from_status)
+        _check_enum("BehaviorOnMxFailure", behavior_on_mx_failure)
+        tokens = [] if dkim == "NOT_STARTED" else [f"{name.partition('@')[2] or name}-dkim{i}" for i in (1, 2, 3)]
+        answer = {
+            "IdentityType": "EMAIL_ADDRESS" if "@" in name else "DOMAIN",
+            "FeedbackForwardingStatus": True,
+            "VerifiedForSendingStatus": bool(verified),
+            "VerificationStatus": "SUCCESS" if verified else "PENDING",
+            "DkimAttributes": {
+                "SigningEnabled": bool(dkim_signing),
+                "Status": dkim,
+                "Tokens": tokens,
+                "SigningAttributesOrigin": "AWS_SES",
+                "CurrentSigningKeyLength": "RSA_2048_BIT",
+                "NextSigningKeyLength": "RSA_2048_BIT",
+            },
+            "MailFromAttributes": {
+                "MailFromDomain": mail_from or "",
+                "MailFromDomainStatus": mail_from_status if mail_from else "FAILED",
+                "BehaviorOnMxFailure": behavior_on_mx_failure,
+            },
+            "Policies": {},
+            "Tags": [],
+        }
+        with self._lock:
+            self._identities[name.lower()] = answer
+
+    def remove_identity(self, name: str) -> None:
+        """Forget an identity (GetEmailIdentity then answers NotFoundException)."""
+        with self._lock:
+            self._identities.pop(name.lower(), None)
+
+    def add_configuration_set(self, name: str, *, sending_enabled: bool = True) -> None:
+        """Create or replace a configuration set directly (no request), with
+        no event destinations."""
+        with self._lock:
+            self._configuration_sets[name] = {"sending_enabled": bool(sending_enabled), "destinations": []}
+
+    def add_event_destination(
+        self,
+        configuration_set: str,
+        name: str,
+        event_types: Iterable[str],
+        *,
+        sns_topic_arn: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        """Add an event destination to ``configuration_set`` (which must
+        exist): the ``event_types`` it publishes (``BOUNCE``, ``COMPLAINT``,
+        ...) to the SNS topic ``sns_topic_arn`` (None: a CloudWatch
+        destination)."""
+        event_types = list(event_types)
+        for event_type in event_types:
+            _check_enum("EventType", event_type)
+        destination: dict[str, Any] = {"Name": name, "Enabled": bool(enabled), "MatchingEventTypes": event_types}
+        if sns_topic_arn:
+            destination["SnsDestination"] = {"TopicArn": sns_topic_arn}
+        else:
+            destination["CloudWatchDestination"] = {"DimensionConfigurations": [{
+                "DimensionName": "ses:configuration-set", "DimensionValueSource": "MESSAGE_TAG",
+                "DefaultDimensionValue": configuration_set,
+            }]}
+        with self._lock:
+            self._configuration_sets[configuration_set]["destinations"].append(destination)
+
+    def remove_configuration_set(self, name: str) -> None:
+        """Forget a configuration set and its event destinations."""
+        with self._lock:
+            self._configuration_sets.pop(name, None)
 
     def set_quota(
         self,
@@ -1268,8 +1396,8 @@ class SesV2StandIn:
                     "MaxSendRate": self.max_send_rate,
                     "SentLast24Hours": self._sent_24h,
                 },
-                "SendingEnabled": self._account_error is None,
-                "ProductionAccessEnabled": True,
+                "SendingEnabled": self._sending_enabled and self._account_error is None,
+                "ProductionAccessEnabled": self._production_access,
                 "DedicatedIpAutoWarmupEnabled": False,
                 "EnforcementStatus": "HEALTHY",
             }
@@ -1301,9 +1429,42 @@ class SesV2StandIn:
                 raise ApiError("NotFoundException", f"Template {name} does not exist.")
         return {}
 
+    def _op_GetEmailIdentity(self, params: dict) -> dict:
+        name = params["EmailIdentity"]
+        with self._lock:
+            answer = self._identities.get(name.lower())
+        if answer is None:
+            raise ApiError("NotFoundException", f"Email identity {name} does not exist.")
+        return json.loads(json.dumps(answer))  # a copy
+
+    def _configuration_set(self, name: str) -> dict:
+        found = self._configuration_sets.get(name)
+        if found is None:
+            raise ApiError("NotFoundException", f"Configuration set <{name}> does not exist.")
+        return found
+
+    def _op_GetConfigurationSet(self, params: dict) -> dict:
+        name = params["ConfigurationSetName"]
+        with self._lock:
+            found = self._configuration_set(name)
+            return {
+                "ConfigurationSetName": name,
+                "SendingOptions": {"SendingEnabled": found["sending_enabled"]},
+                "ReputationOptions": {"ReputationMetricsEnabled": False},
+                "DeliveryOptions": {"TlsPolicy": "OPTIONAL"},
+                "Tags": [],
+            }
+
+    def _op_GetConfigurationSetEventDestinations(self, params: dict) -> dict:
+        with self._lock:
+            found = self._configuration_set(params["ConfigurationSetName"])
+            return {"EventDestinations": json.loads(json.dumps(found["destinations"]))}
+
     def _check_sendable(self) -> None:
         with self._lock:
             error = self._account_error
+            if error is None and not self._sending_enabled:
+                error = ("SendingPausedException", ACCOUNT_ERROR_MESSAGES["SendingPausedException"])
         if error is not None:
             raise ApiError(error[0], error[1])
 
@@ -1472,6 +1633,13 @@ class SesV2StandIn:
 
 # --------------------------------------------------------------------------
 # Helpers
+
+
+def _check_enum(shape_name: str, value: str) -> None:
+    """Raise ValueError unless ``value`` is one of the model's ``shape_name`` values."""
+    allowed = service_model().shape_for(shape_name).metadata.get("enum", [])
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not a {shape_name}: one of {', '.join(allowed)}")
 
 
 def _to_addresses(destination: dict) -> list[str]:

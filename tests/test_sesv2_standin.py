@@ -2,7 +2,9 @@
 
 Everything runs against 127.0.0.1; nothing here talks to AWS. The stand-in
 models what the newsletter calls (GetAccount, its template, SendBulkEmail,
-raw SendEmail) and the faults its tests inject; these tests hold it to that.
+raw SendEmail, and the identity and configuration-set reads of
+``newsletter doctor``) and the faults its tests inject; these tests hold it
+to that.
 """
 
 from __future__ import annotations
@@ -127,6 +129,81 @@ def test_get_account_reports_quota_and_counts_sends():
         client.send_email(**raw(to=["a@example.com", "b@example.com"]))
         assert client.get_account()["SendQuota"]["SentLast24Hours"] == 9.0
         assert ses.endpoint_url.startswith("http://127.0.0.1:")
+
+
+def test_account_sandbox_and_sending_are_settable():
+    with SesV2StandIn(production_access=False) as ses:
+        client = ses.client()
+        account = client.get_account()
+        assert account["ProductionAccessEnabled"] is False and account["SendingEnabled"] is True
+        client.send_email(**raw())  # the sandbox is only reported
+        ses.set_account(production_access=True, sending_enabled=False)
+        account = client.get_account()
+        assert account["ProductionAccessEnabled"] is True and account["SendingEnabled"] is False
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            client.send_email(**raw())
+        assert error_code(e) == "SendingPausedException"
+        assert len(ses.sent) == 1
+        ses.set_account(sending_enabled=True)
+        client.send_email(**raw())
+        assert len(ses.sent) == 2
+
+
+def test_email_identities(ses, client):
+    with pytest.raises(client.exceptions.NotFoundException) as e:
+        client.get_email_identity(EmailIdentity="example.org")
+    assert http_status(e) == 404
+
+    ses.add_identity("Example.org", mail_from="bounce.example.org", mail_from_status="PENDING",
+                     behavior_on_mx_failure="REJECT_MESSAGE")
+    domain = client.get_email_identity(EmailIdentity="example.org")  # names match in any case
+    assert domain["IdentityType"] == "DOMAIN" and domain["VerifiedForSendingStatus"] is True
+    assert domain["DkimAttributes"]["Status"] == "SUCCESS" and domain["DkimAttributes"]["SigningEnabled"] is True
+    assert len(domain["DkimAttributes"]["Tokens"]) == 3
+    assert domain["MailFromAttributes"] == {
+        "MailFromDomain": "bounce.example.org", "MailFromDomainStatus": "PENDING",
+        "BehaviorOnMxFailure": "REJECT_MESSAGE",
+    }
+
+    ses.add_identity("papers@example.com", verified=False)
+    address = client.get_email_identity(EmailIdentity="papers@example.com")
+    assert address["IdentityType"] == "EMAIL_ADDRESS" and address["VerifiedForSendingStatus"] is False
+    assert address["VerificationStatus"] == "PENDING"
+    assert address["DkimAttributes"]["Status"] == "NOT_STARTED"
+    assert address["MailFromAttributes"]["MailFromDomain"] == ""
+
+    ses.remove_identity("example.org")
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_email_identity(EmailIdentity="example.org")
+    with pytest.raises(ValueError):
+        ses.add_identity("example.net", dkim="VERIFIED")  # not a DkimStatus
+
+
+def test_configuration_sets_and_event_destinations(ses, client):
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_configuration_set(ConfigurationSetName="news")
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_configuration_set_event_destinations(ConfigurationSetName="news")
+
+    ses.add_configuration_set("news", sending_enabled=False)
+    answer = client.get_configuration_set(ConfigurationSetName="news")
+    assert answer["ConfigurationSetName"] == "news" and answer["SendingOptions"] == {"SendingEnabled": False}
+    assert client.get_configuration_set_event_destinations(ConfigurationSetName="news")["EventDestinations"] == []
+
+    topic = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
+    ses.add_event_destination("news", "to-sns", ["BOUNCE", "COMPLAINT"], sns_topic_arn=topic)
+    ses.add_event_destination("news", "metrics", ["SEND", "DELIVERY"], enabled=False)
+    first, second = client.get_configuration_set_event_destinations(ConfigurationSetName="news")["EventDestinations"]
+    assert first == {"Name": "to-sns", "Enabled": True, "MatchingEventTypes": ["BOUNCE", "COMPLAINT"],
+                     "SnsDestination": {"TopicArn": topic}}
+    assert second["Name"] == "metrics" and second["Enabled"] is False and "SnsDestination" not in second
+    assert "CloudWatchDestination" in second
+
+    with pytest.raises(ValueError):
+        ses.add_event_destination("news", "bad", ["BOUNCES"])
+    ses.remove_configuration_set("news")
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.get_configuration_set(ConfigurationSetName="news")
 
 
 def test_template_create_update_delete(ses, client):
@@ -468,7 +545,9 @@ def test_hold_next_waits_for_release(ses, client):
     ses.release()
     held.join(timeout=30)
     assert statuses(outcome["result"]) == ["SUCCESS"]
-    assert ses.held == 0 and ses.busy == 0
+    # The answer is written before the handler counts itself done: wait for it.
+    wait_until(lambda: ses.busy == 0, "the stand-in to be idle")
+    assert ses.held == 0
     assert [m.to for m in ses.sent] == [["reader@example.com"], ["a@example.com"]]
 
 
@@ -593,7 +672,7 @@ def test_unknown_members_and_paths_over_raw_http(ses):
     assert post("/v2/email/outbound-emails", "{not json")[:2] == (400, "BadRequestException")
     assert post("/v2/nowhere", "{}")[:2] == (404, "UnknownOperationException")
     # In the model, not implemented here:
-    assert post("/v2/email/configuration-sets/news", "", "GET")[:2] == (501, "NotImplemented")
+    assert post("/v2/email/contact-lists/news", "", "GET")[:2] == (501, "NotImplemented")
 
 
 def test_request_log_and_bytes(ses, client):

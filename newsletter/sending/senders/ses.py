@@ -180,6 +180,25 @@ def _describe(exc: ClientError) -> tuple[str, str, int]:
     return error.get("Code", "Unknown"), error.get("Message", ""), status
 
 
+def ses_client(settings: Settings):
+    """Return a boto3 ``sesv2`` client for ``AWS_REGION`` (or the endpoint
+    ``NEWSLETTER_SES_ENDPOINT_URL``), credentials from the standard AWS
+    chain, making one attempt per call. Building it contacts nothing."""
+    return boto3.client(
+        "sesv2",
+        region_name=settings.aws_region,
+        endpoint_url=settings.ses_endpoint_url,
+        config=Config(
+            # The dispatcher retries, knowing what is safe to retry:
+            # botocore's own retries would resend a call whose answer was lost.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=max(10, settings.send_concurrency * 2),
+        ),
+    )
+
+
 class SesSender:
     """Sends through SES v2; see the module docstring."""
 
@@ -191,19 +210,7 @@ class SesSender:
         self.settings = settings
         self.mode = mode
         self.batch_size = MAX_BULK_ENTRIES if mode == "bulk" else 10
-        self.client = client or boto3.client(
-            "sesv2",
-            region_name=settings.aws_region,
-            endpoint_url=settings.ses_endpoint_url,
-            config=Config(
-                # The dispatcher retries, knowing what is safe to retry:
-                # botocore's own retries would resend a call whose answer was lost.
-                retries={"mode": "standard", "total_max_attempts": 1},
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=max(10, settings.send_concurrency * 2),
-            ),
-        )
+        self.client = client or ses_client(settings)
         self.issue: Issue | None = None
         self.message: PreparedMessage | None = None
         self.template_name = ""
