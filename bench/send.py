@@ -28,6 +28,10 @@ in one run:
      without picks, then with them; achieved rate over the window,
      throttles, and stand-in accepted vs ledger "sent" (nothing may be
      lost);
+   - mixed: every third reader weekly on the issue's day (six earlier days
+     stored, so the weekly edition is a full week's); one ``newsletter
+     send --limit N`` to completion, daily edition then weekly, the rate
+     over the whole run with the switch between editions;
    - raw: ``newsletter send --ses-mode raw`` stopped with SIGTERM after
      ``--raw-seconds``;
    - baseline: one thread, one ``SendEmail`` Raw per reader with the naive
@@ -57,6 +61,7 @@ of the quota with no message lost to throttling, bulk with 5 picks under
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -90,6 +95,7 @@ from common import create_readers, create_subscribers, database_url, peak_rss_mb
 from newsletter.batches import load_batch  # noqa: E402
 from newsletter.cli.common import render_for_readers  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
+from newsletter.models import Batch, Edition  # noqa: E402
 from newsletter.personalize import ONE_CLICK, PreparedMessage  # noqa: E402
 from newsletter.picking import EditionPicks  # noqa: E402
 from newsletter.sending.dispatch import RANK_PAGE, Dispatcher, chunked  # noqa: E402
@@ -375,10 +381,10 @@ def startup_cpu(env: dict[str, str], workdir: Path) -> float:
     return wait_cpu(process)[1]
 
 
-def ledger_counts(db: Path) -> dict[str, int]:
+def ledger_counts(db: Path, edition: str | None = None) -> dict[str, int]:
     store = open_store(database_url(db))
     try:
-        return Ledger(store, DATE).counts()
+        return Ledger(store, Edition.parse(edition) if edition else DATE).counts()
     finally:
         store.close()
 
@@ -402,6 +408,47 @@ def run_bulk(ses, env, workdir: Path, db: Path, seconds: float, rate: float, sta
     stats.update(code=code, limit=limit, log=log.read_text(encoding="utf-8"),
                  ledger={k: after[k] - before[k] for k in after},
                  cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6)
+    return stats
+
+
+def mixed_list(db: Path, copy: Path, batch) -> Path:
+    """A copy of ``db`` where every third reader is weekly on the issue's
+    weekday (the others daily), with six earlier days of the example's
+    papers stored, so that one `send` makes the daily edition and the
+    weekly edition of a full week."""
+    shutil.copyfile(db, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        with conn:
+            conn.execute("UPDATE subscribers SET frequency = 'weekly', weekday = ? WHERE id % 3 = 0",
+                         (DATE.weekday(),))
+    finally:
+        conn.close()
+    store = open_store(database_url(copy))
+    try:
+        for back in range(1, 7):
+            day = DATE - dt.timedelta(days=back)
+            store.store_batch(Batch(day, tuple(replace(p, arxiv_id=f"{back}{p.arxiv_id or i}", url=None)
+                                               for i, p in enumerate(batch.papers)), source="earlier"))
+    finally:
+        store.close()
+    return copy
+
+
+def run_mixed(ses, env, workdir: Path, db: Path, per_edition: int, rate: float) -> dict:
+    """One `send` of a mixed list to completion (``per_edition`` readers of
+    each edition at most): the daily edition, then the weekly one; the rate
+    is over the whole run, the switch between editions included."""
+    ses.reset(templates=True)
+    before = {key: ledger_counts(db, key) for key in (DATE.isoformat(), f"{DATE.isoformat()}-weekly")}
+    process, log = start_send(env, workdir, "mixed", "--limit", str(per_edition))
+    code, _cpu = wait_cpu(process)
+    stats = phase_stats(ses, float("inf"), rate)
+    after = {key: ledger_counts(db, key) for key in before}
+    sent = {key: after[key]["sent"] - before[key]["sent"] for key in after}
+    editions = collections.Counter(m.header("X-Newsletter-Issue") for m in ses.sent)
+    stats.update(code=code, log=log.read_text(encoding="utf-8"), ledger={"sent": sum(sent.values())},
+                 per_edition=sent, accepted_per_edition=dict(editions))
     return stats
 
 
@@ -602,6 +649,24 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
           f"on the example day; with arXiv ids -> {'met' if offline['ids'] < 2048 else 'MISSED'}\n", flush=True)
 
 
+def mixed_report(db: Path, workdir: Path, args) -> None:
+    """The mixed send: daily and weekly readers, one run (see run_mixed)."""
+    from sesv2_standin import SesV2StandIn
+
+    mixed_db = mixed_list(db, workdir / "send-mixed.db", load_batch(EXAMPLE, date=DATE))
+    with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
+        env = send_env(ses.endpoint_url, mixed_db, workdir)
+        r = run_mixed(ses, env, workdir, mixed_db, args.mixed_per_edition, args.rate)
+    ok = r["share"] >= 0.95 and r["accepted"] == r["ledger"]["sent"]
+    print(f"2b. Mixed send against MaxSendRate {args.rate:,.0f}/s: every third reader weekly on the issue's day, "
+          f"one run (the daily edition, then the weekly one), at most {args.mixed_per_edition:,} readers each, "
+          "with picks")
+    print(f"   {r['accepted']:,} accepted in {r['window']:.1f} s: {r['rate']:,.1f}/s = {r['share']:.1%} of the quota, "
+          f"the switch between editions included; accepted per edition {r['accepted_per_edition']}, "
+          f"ledger sent {r['per_edition']}, throttled {r['throttled']:,}, exit {r['code']}")
+    print(f"   target: >= 95% of the quota, nothing lost -> {'met' if ok else 'MISSED'}\n", flush=True)
+
+
 def memory_report(sizes: list[int], workdir: Path) -> None:
     print("4. Peak memory (peak RSS, VmHWM, of a fresh process), streaming the whole list through the "
           "dispatcher's path without HTTP, readers without profiles (the ranking is never loaded) and with "
@@ -640,13 +705,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", type=int, default=100_000, help="subscribers in the send database")
     parser.add_argument("--seconds", type=float, default=60.0, help="bulk sending window (s)")
     parser.add_argument("--rate", type=float, default=1000.0, help="the stand-in's MaxSendRate (messages/s)")
+    parser.add_argument("--mixed-per-edition", type=int, default=40_000,
+                        help="readers of each edition in the mixed send (0: skip it)")
     parser.add_argument("--raw-seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--prep-recipients", type=int, default=20_000)
     parser.add_argument("--baseline-recipients", type=int, default=300)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--memory-sizes", default="100000,1000000", help="comma-separated; empty to skip")
-    parser.add_argument("--phases", default="prep,send,memory", help="which of prep,send,memory to run")
+    parser.add_argument("--phases", default="prep,send,mixed,memory", help="which of prep,send,mixed,memory to run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
     parser.add_argument("--probe", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -662,7 +729,7 @@ def main(argv: list[str] | None = None) -> None:
         issue = the_issue(settings)
         print(f"Send benchmark: {issue.subject!r} (HTML {issue.html_bytes:,} B, text {issue.text_bytes:,} B), "
               f"SES v2 stand-in on 127.0.0.1, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-        if phases & {"prep", "send"}:
+        if phases & {"prep", "send", "mixed"}:
             db = workdir / "send.db"
             took = create_readers(db, args.subscribers)
             print(f"{args.subscribers:,} subscribers with profiles in SQLite, inserted in {took:.1f} s\n", flush=True)
@@ -670,6 +737,8 @@ def main(argv: list[str] | None = None) -> None:
                 prepare_report(settings, issue, db, args)
             if "send" in phases:
                 send_report(settings, issue, db, without_picks(db, workdir / "send-no-picks.db"), workdir, args)
+            if "mixed" in phases and args.mixed_per_edition:
+                mixed_report(db, workdir, args)
         if "memory" in phases and sizes:
             memory_report(sizes, workdir)
     finally:

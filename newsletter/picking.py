@@ -51,6 +51,14 @@ class EditionPicks:
             self._index = EditionIndex(self.papers, lookup=self.store.papers)
         return self._index
 
+    def prepare(self) -> None:
+        """Build the ranking's index now when some reader may need it (a
+        profile with picks exists), rather than on the first reader: a run
+        sending several editions does this work before its first message,
+        not between its editions."""
+        if self._index is None and self.store.any_profiles():
+            _ = self.index
+
     def for_readers(self, subscriber_ids: Iterable[int]) -> dict[int, ReaderPicks]:
         """Return each reader's picks: those stored for this edition (a
         rerun sends the same picks), else ranked now."""

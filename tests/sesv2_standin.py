@@ -582,9 +582,17 @@ class HandlebarsTemplate:
     slots = (True,)  # never a literal-only part
 
     def __init__(self, source: str):
+        self.source = source
+
+    @functools.cached_property
+    def render(self):
+        # Compiled on first use, not when the template is stored: pybars3
+        # takes seconds over an issue's template (and holds the GIL), which
+        # SES's own CreateEmailTemplate does not; a send whose messages are
+        # never read compiles nothing.
         import pybars
 
-        self.render = pybars.Compiler().compile(source)
+        return pybars.Compiler().compile(self.source)
 
 
 @functools.lru_cache(maxsize=64)

@@ -72,6 +72,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       4  another run holds the lock for this edition: it was not sent
     """
     from newsletter.editions import edition_batch
+    from newsletter.picking import EditionPicks
     from newsletter.tokens import Signer
 
     settings = common.settings_of(ctx)
@@ -116,12 +117,19 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
         return
 
-    errors = []
-    for papers in editions:
-        issue = common.render_for_readers(papers, settings, signer)
+    # Every edition rendered, stored and its ranking index built before the
+    # first message: the sending of one edition runs into the next's.
+    issues = [common.render_for_readers(papers, settings, signer) for papers in editions]
+    picks = []
+    for issue in issues:
         store.save_issue(issue)
+        picks.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
+        if not dry_run:
+            picks[-1].prepare()
+    errors = []
+    for issue, picker in zip(issues, picks):
         try:
-            _send_edition(ctx, settings, store, signer, issue, sender_name or settings.sender, ses_mode, dry_run,
+            _send_edition(settings, store, signer, issue, picker, sender_name or settings.sender, ses_mode, dry_run,
                           limit, resend_unknown, allow_partial)
         except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
             click.echo(f"Error: {terminal_safe(error)}", err=True)
@@ -154,13 +162,13 @@ def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unkno
     return due
 
 
-def _send_edition(ctx: click.Context, settings: Settings, store: Store, signer, issue: Issue, name: str,
-                  ses_mode: str, dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool) -> None:
-    """Send ``issue`` to its readers (or, with ``dry_run``, say what would
-    be sent), and note it finished when no reader is left waiting. Raises
-    the run's error (see ``SendReport.error``)."""
+def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks, name: str, ses_mode: str,
+                  dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool) -> None:
+    """Send ``issue`` to its readers, with their ``picks`` (its
+    ``EditionPicks``), or with ``dry_run`` say what would be sent; note it
+    finished when no reader is left waiting. Raises the run's error (see
+    ``SendReport.error``)."""
     from newsletter.cli.progress import SendProgress
-    from newsletter.picking import EditionPicks
     from newsletter.sending.dispatch import Dispatcher, SendOptions
     from newsletter.sending.senders import create_sender
 
@@ -185,7 +193,6 @@ def _send_edition(ctx: click.Context, settings: Settings, store: Store, signer, 
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency,
                           weekly_day=settings.weekly_weekday)
     try:
-        picks = EditionPicks(store, issue.edition, issue.date, issue.papers)
         # What is loaded by now (libraries, the issue, the ranking's index)
         # lives to the end: out of the collector's sight, its collections
         # during the send scan only the send's own objects (ranking a fifth

@@ -72,6 +72,14 @@ class Profiles:
                     found[subscriber_id] = _profile(rows.get(subscriber_id), subscriber_id)
         return found
 
+    def any_profiles(self) -> bool:
+        """Whether any reader wants picks and told us something to pick by
+        (a profile row with picks; an empty one may count: it is cheap to
+        be wrong that way)."""
+        with self.reader.connect() as conn:
+            return conn.scalar(select(profiles_table.c.subscriber_id).where(profiles_table.c.picks > 0).limit(1)) \
+                is not None
+
     def save_profile(self, profile: Profile, quick: bool = False) -> Profile:
         """Store what the reader told us (interests, authors, categories,
         seeds, number of picks); their votes stay as they are. Returns the
