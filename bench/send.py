@@ -447,8 +447,14 @@ def run_mixed(ses, env, workdir: Path, db: Path, per_edition: int, rate: float) 
     after = {key: ledger_counts(db, key) for key in before}
     sent = {key: after[key]["sent"] - before[key]["sent"] for key in after}
     editions = collections.Counter(m.header("X-Newsletter-Issue") for m in ses.sent)
+    spans = {}
+    for message in ses.sent:
+        first, last = spans.get(message.header("X-Newsletter-Issue"), (message.accepted_at, message.accepted_at))
+        spans[message.header("X-Newsletter-Issue")] = (min(first, message.accepted_at), max(last, message.accepted_at))
+    daily, weekly = (spans.get(key, (0.0, 0.0)) for key in before)
     stats.update(code=code, log=log.read_text(encoding="utf-8"), ledger={"sent": sum(sent.values())},
-                 per_edition=sent, accepted_per_edition=dict(editions))
+                 per_edition=sent, accepted_per_edition=dict(editions), switch=weekly[0] - daily[1],
+                 edition_rates={key: editions[key] / max(end - start, 1e-9) for key, (start, end) in spans.items()})
     return stats
 
 
@@ -664,6 +670,8 @@ def mixed_report(db: Path, workdir: Path, args) -> None:
     print(f"   {r['accepted']:,} accepted in {r['window']:.1f} s: {r['rate']:,.1f}/s = {r['share']:.1%} of the quota, "
           f"the switch between editions included; accepted per edition {r['accepted_per_edition']}, "
           f"ledger sent {r['per_edition']}, throttled {r['throttled']:,}, exit {r['code']}")
+    print(f"   the switch (the daily's last message to the weekly's first) {r['switch']:.2f} s; each edition's own "
+          f"rate {', '.join(f'{key} {rate:,.1f}/s' for key, rate in r['edition_rates'].items())}")
     print(f"   target: >= 95% of the quota, nothing lost -> {'met' if ok else 'MISSED'}\n", flush=True)
 
 
