@@ -97,11 +97,12 @@ def search() -> Response:
     shown = query.strip()
     try:
         found = state().store.search_papers(shown, min(number, MAX_PAGE + 1), PER_PAGE)
-    except InvalidQuery as exc:
+    except InvalidQuery:
         # The form keeps what fits, for the reader to shorten.
         return page("web/papers.html", 400, query=shown[:MAX_QUERY_CHARS], max_chars=MAX_QUERY_CHARS,
-                    error=f"Your search is too long: {exc}. Please shorten it.", found=None, results=[],
-                    previous=None, next=None)
+                    error=f"Your search is too long: {len(shown):,} characters, and at most {MAX_QUERY_CHARS} "
+                          "are searched. Please shorten it.",
+                    found=None, results=[], previous=None, next=None)
     return page(
         "web/papers.html", query=shown, max_chars=MAX_QUERY_CHARS, error=None, found=found,
         results=results(found),
