@@ -3,7 +3,8 @@
 phone (375 px) and desktop (1,280 px) width: the search form from the past
 issues page, results marked and linked to the issues they were in and to
 their own pages (title keys and old-style arXiv keys), paging, and a search
-that is too long; never a horizontal scroll.
+that is too long; never a horizontal scroll; and no serious or critical
+axe-core violation on any of these pages, in light and dark colour schemes.
 
 One server on a SQLite database shared by the tests of this module: the
 example day and the day after it (three of its papers again, and a paper
@@ -16,6 +17,7 @@ import datetime as dt
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from test_email_checks import BLOCKING, axe_violations, node_tools
 
 from conftest import DESKTOP, EXAMPLE, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths
 from newsletter.batches import load_batch
@@ -149,3 +151,16 @@ def test_paging_and_a_search_that_is_too_long(site, new_page, viewport):
     expect(page.get_by_role("alert")).to_contain_text("Your search is too long")
     assert fits(page)
     assert page.csp == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_archive_pages_have_no_serious_accessibility_violation(site, new_page, scheme):
+    node_tools()
+    base, _store = site
+    page = new_page(color_scheme=scheme)
+    for path in ("/papers", '/papers?q="concept bottleneck"', "/papers?q=learning&page=2", "/papers?q=zyzzyva",
+                 "/papers/hep-th/9901001", f"/papers?q={'x' * 600}"):
+        markup = page.request.get(f"{base}{path}").text()
+        violations = axe_violations(page, markup)
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        assert blocking == [], (path, blocking)
