@@ -191,10 +191,12 @@ appearances_table = Table(
 # ``papers`` (title, then authors, then abstract in weight) with a GIN
 # index. Both are made by migration 0005 and, for a database made from this
 # metadata, by the DDL below, run after ``papers`` is created; the migration
-# comparison leaves them out (``migrate.include_name``). The FTS5 index
-# finds rows by ``papers``' rowid: a migration that copies ``papers`` into a
-# new table (SQLite's batch mode) must rebuild it afterwards
-# (``INSERT INTO papers_search(papers_search) VALUES ('rebuild')``).
+# comparison leaves them out (``migrate.include_name``; tests/test_search.py
+# checks that both ways build the same). A migration that copies ``papers``
+# into a new table (SQLite's batch mode) drops the triggers with the old
+# table, and the FTS5 index finds rows by ``papers``' rowid, which a copy
+# may change: such a migration must create the triggers again and rebuild
+# the index (``INSERT INTO papers_search(papers_search) VALUES ('rebuild')``).
 SEARCH_TABLE = "papers_search"  # SQLite: the FTS5 table (and its shadow tables, papers_search_*)
 SEARCH_COLUMN = "search"  # PostgreSQL: the tsvector column of papers
 SEARCH_INDEX = "ix_papers_search"  # PostgreSQL: its GIN index
