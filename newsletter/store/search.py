@@ -196,7 +196,7 @@ class PaperSearch:
             # the abstract, the authors five times.
             sql = (
                 "SELECT key, rid, count(*) OVER () AS total FROM ("
-                f" SELECT p.key AS key, p.rowid AS rid, bm25(papers_search, 10.0, 1.0, 5.0) AS score,"
+                " SELECT p.key AS key, p.rowid AS rid, bm25(papers_search, 10.0, 1.0, 5.0) AS score,"
                 f" {last_seen} AS last"
                 " FROM papers_search JOIN papers p ON p.rowid = papers_search.rowid"
                 " WHERE papers_search MATCH :match"
