@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/picks_eval.py
 	$(BIN)/python bench/picks.py
 	$(BIN)/python bench/weekly.py
+	$(BIN)/python bench/search.py
 
 clean:
 	rm -rf $(VENV) out outbox *.egg-info .pytest_cache

@@ -72,6 +72,10 @@ class InvalidProfile(NewsletterError):
     ``newsletter.interests``)."""
 
 
+class InvalidQuery(NewsletterError):
+    """A search of the paper archive cannot be run as asked (too long)."""
+
+
 class ListError(NewsletterError):
     """A subscriber list file (CSV) is missing, unreadable or malformed."""
 

@@ -5,7 +5,7 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
 ``engine`` and the tables of ``schema``; ``papers``, ``profiles`` and
-``picks`` keep what personal picks need. :class:`Ledger` is the send ledger
+``picks`` keep what personal picks need; ``search`` searches the papers. :class:`Ledger` is the send ledger
 and lock of one issue. ``migrate`` brings a database to this release's
 schema when it is opened (Alembic, ``migrations/``); ``backup`` copies and
 restores SQLite databases.
@@ -25,16 +25,19 @@ from newsletter.store.ledger import Ledger
 from newsletter.store.papers import PaperArchive
 from newsletter.store.picks import PickRecords
 from newsletter.store.profiles import Profiles, Vote
+from newsletter.store.search import Appearance, PaperSearch, SearchHit, SearchPage
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["Appearance", "ImportReport", "Ledger", "ReaderAction", "SearchHit", "SearchPage", "Store", "StoredIssue",
+           "Vote", "normalize_email", "now", "open_store"]
 
 
-class Store(Subscribers, Imports, IssueArchive, PaperArchive, Profiles, PickRecords, Inbox, FeedbackRecords,
-            StatsQueries, Database):
-    """Subscribers, their events, stored issues, the ledger's tables, SES
-    feedback and the reader-action inbox of one database."""
+class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, PickRecords, Inbox,
+            FeedbackRecords, StatsQueries, Database):
+    """Subscribers, their events, stored issues and papers (searchable), the
+    ledger's tables, SES feedback and the reader-action inbox of one
+    database."""
 
 
 def open_store(database_url: str) -> Store:

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from newsletter.errors import StoreError
-from newsletter.store.schema import inbox_metadata, meta_table
+from newsletter.store.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE, inbox_metadata, meta_table
 
 if TYPE_CHECKING:  # Alembic is imported when a database is migrated, not by every open (11 MB)
     from alembic.config import Config
@@ -63,10 +63,19 @@ INBOX_TABLES = frozenset(inbox_metadata.tables)
 MIGRATION_LOCK_KEY = 0x6E6C4D494752  # "nlMIGR"
 
 
-def include_name(name: str | None, type_: str, _parent_names) -> bool:
+def include_name(name: str | None, type_: str, parent_names) -> bool:
     """Alembic's filter of what it compares: everything but the
-    reader-action inbox (created on first use, never migrated)."""
-    return not (type_ == "table" and name in INBOX_TABLES)
+    reader-action inbox (created on first use, never migrated) and the
+    papers' full-text search, which SQLAlchemy's tables do not describe
+    (SQLite's FTS5 table and its shadow tables, PostgreSQL's tsvector
+    column and its index: see ``schema.SEARCH_DDL``)."""
+    if type_ == "table":
+        return name not in INBOX_TABLES and name != SEARCH_TABLE and not (name or "").startswith(SEARCH_TABLE + "_")
+    if type_ == "column":
+        return not (name == SEARCH_COLUMN and parent_names.get("table_name") == "papers")
+    if type_ == "index":
+        return name != SEARCH_INDEX
+    return True
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:

@@ -13,6 +13,7 @@ queue, created on first use.
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     Column,
     DateTime,
     Float,
@@ -23,12 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
 )
 
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -179,6 +181,56 @@ appearances_table = Table(
     Column("paper_key", String(220), ForeignKey("papers.key"), nullable=False, index=True),
     Column("upvotes", Integer),
 )
+
+# Full-text search over the papers (see newsletter.store.search), with each
+# database's own machinery, which SQLAlchemy's tables do not describe: with
+# SQLite, an FTS5 index over the title, abstract and authors of ``papers``
+# (an external-content table: it holds the index, not a copy of the text,
+# and is kept up to date by triggers), English stemming and accents
+# ignored; with PostgreSQL, a stored generated tsvector column of
+# ``papers`` (title, then authors, then abstract in weight) with a GIN
+# index. Both are made by migration 0005 and, for a database made from this
+# metadata, by the DDL below, run after ``papers`` is created; the migration
+# comparison leaves them out (``migrate.include_name``; tests/test_search.py
+# checks that both ways build the same). A migration that copies ``papers``
+# into a new table (SQLite's batch mode) drops the triggers with the old
+# table, and the FTS5 index finds rows by ``papers``' rowid, which a copy
+# may change: such a migration must create the triggers again and rebuild
+# the index (``INSERT INTO papers_search(papers_search) VALUES ('rebuild')``).
+SEARCH_TABLE = "papers_search"  # SQLite: the FTS5 table (and its shadow tables, papers_search_*)
+SEARCH_COLUMN = "search"  # PostgreSQL: the tsvector column of papers
+SEARCH_INDEX = "ix_papers_search"  # PostgreSQL: its GIN index
+SEARCH_DDL = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE papers_search USING fts5(title, abstract, authors, content='papers', "
+        "content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER papers_search_insert AFTER INSERT ON papers BEGIN "
+        "INSERT INTO papers_search(rowid, title, abstract, authors) "
+        "VALUES (new.rowid, new.title, new.abstract, new.authors); END",
+        "CREATE TRIGGER papers_search_delete AFTER DELETE ON papers BEGIN "
+        "INSERT INTO papers_search(papers_search, rowid, title, abstract, authors) "
+        "VALUES ('delete', old.rowid, old.title, old.abstract, old.authors); END",
+        # Only when the indexed text changed: storing a day again rewrites
+        # its papers' rows (stars, comments) with the same text.
+        "CREATE TRIGGER papers_search_update AFTER UPDATE OF title, abstract, authors ON papers "
+        "WHEN old.title IS NOT new.title OR old.abstract IS NOT new.abstract OR old.authors IS NOT new.authors "
+        "BEGIN "
+        "INSERT INTO papers_search(papers_search, rowid, title, abstract, authors) "
+        "VALUES ('delete', old.rowid, old.title, old.abstract, old.authors); "
+        "INSERT INTO papers_search(rowid, title, abstract, authors) "
+        "VALUES (new.rowid, new.title, new.abstract, new.authors); END",
+    ),
+    "postgresql": (
+        "ALTER TABLE papers ADD COLUMN search tsvector GENERATED ALWAYS AS ("
+        "setweight(to_tsvector('english'::regconfig, title), 'A') || "
+        "setweight(to_tsvector('english'::regconfig, authors), 'B') || "
+        "setweight(to_tsvector('english'::regconfig, abstract), 'C')) STORED",
+        "CREATE INDEX ix_papers_search ON papers USING gin (search)",
+    ),
+}
+for _dialect, _statements in SEARCH_DDL.items():
+    for _statement in _statements:
+        event.listen(papers_table, "after_create", DDL(_statement).execute_if(dialect=_dialect))
 
 # What each reader told us they read (see models.Profile): their lists in
 # one JSON object (interests, authors, categories, seeds, and the keys of the

@@ -3,8 +3,9 @@
 ``create_app`` is the public web app, one blueprint per area:
 ``unsubscribe`` (RFC 8058 one-click), ``preferences`` (a reader's
 interests and votes), ``feedback`` (the 👍/👎 links of emails), ``issues``
-(past issues and their feed), ``signup`` (confirmed sign-up), ``sns`` (SES
-notifications) and ``health``; any WSGI server can run it. ``preview`` serves the local preview
+(past issues and their feed), ``papers`` (the searchable paper archive),
+``signup`` (confirmed sign-up), ``sns`` (SES notifications) and
+``health``; any WSGI server can run it. ``preview`` serves the local preview
 of an issue while templates are being edited; ``server`` runs an app under
 waitress.
 """
@@ -22,7 +23,7 @@ from newsletter.sending.senders import create_sender
 from newsletter.signup import confirmation_sender
 from newsletter.store import Store, open_store
 from newsletter.tokens import Signer
-from newsletter.web import feedback, health, issues, preferences, signup, sns, unsubscribe
+from newsletter.web import feedback, health, issues, papers, preferences, signup, sns, unsubscribe
 from newsletter.web.app import (
     SECURITY_HEADERS,
     App,
@@ -75,7 +76,7 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
     app.after_request(add_security_headers)
-    for module in (unsubscribe, preferences, feedback, issues, signup, sns, health):
+    for module in (unsubscribe, preferences, feedback, issues, papers, signup, sns, health):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(404)

@@ -1,0 +1,129 @@
+"""The paper archive: ``/papers?q=…&page=N`` searches every paper the
+newsletter carried (with no query: the latest first), and
+``/papers/<key>`` shows one with the days it appeared.
+
+A paper's key may hold a slash (old-style arXiv ids such as
+``hep-th/9901001``) or a colon (``title:…``): the route takes the rest of
+the path as the key, and links quote everything else
+(:func:`paper_path`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote, urlencode
+
+from flask import Blueprint, Response, redirect, request
+
+from newsletter.errors import InvalidQuery
+from newsletter.models import Paper
+from newsletter.store import Appearance, SearchPage
+from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
+from newsletter.web.app import page, state
+
+blueprint = Blueprint("papers", __name__)
+
+PER_PAGE = 20
+# Authors a result names before "and N more" (a paper's page names all).
+SHOWN_AUTHORS = 6
+# The start of the abstract shown for a paper listed with no search.
+TEASER_CHARS = 240
+
+
+def paper_path(key: str) -> str:
+    """The address of the page of the paper ``key``: every character but
+    letters, digits, ``-._~``, ``/`` and ``:`` percent-encoded (UTF-8)."""
+    return "/papers/" + quote(key, safe="/:")
+
+
+def day_label(date: dt.date) -> str:
+    """``Tue 11 Mar 2025``."""
+    return f"{date:%a} {date.day} {date:%b %Y}"
+
+
+def link(url: str | None) -> str | None:
+    """``url`` when it is a web address, else None (only those are linked)."""
+    return url if url and url.lower().startswith(("https://", "http://")) else None
+
+
+def days(appearances: tuple[Appearance, ...]) -> list[dict]:
+    """What a page shows of each day a paper appeared: the day, the link
+    to that day's issue (when it is stored), its rank from 1, its upvotes."""
+    return [{"label": day_label(a.date), "iso": a.date.isoformat(),
+             "href": f"/issues/{a.date.isoformat()}" if a.issue else None,
+             "rank": a.rank + 1, "upvotes": a.upvotes} for a in appearances]
+
+
+def authors_line(paper: Paper, shown: int | None = None) -> str:
+    """The authors, the first ``shown`` of them and how many more."""
+    names = paper.authors if shown is None else paper.authors[:shown]
+    line = ", ".join(names)
+    if len(paper.authors) > len(names):
+        line += f" and {len(paper.authors) - len(names)} more"
+    return line
+
+
+def teaser(abstract: str) -> tuple[tuple[str, bool], ...]:
+    """The start of ``abstract``, cut at a word, as one snippet piece."""
+    if len(abstract) <= TEASER_CHARS:
+        return ((abstract, False),)
+    return ((abstract[:TEASER_CHARS].rsplit(" ", 1)[0] + "…", False),)
+
+
+def page_url(query: str, number: int) -> str:
+    """The address of page ``number`` of the results for ``query``."""
+    params = {"q": query} if query else {}
+    if number > 1:
+        params["page"] = str(number)
+    return "/papers" + ("?" + urlencode(params) if params else "")
+
+
+def results(found: SearchPage) -> list[dict]:
+    """What the results page shows of each hit."""
+    return [{
+        "title": hit.paper.title,
+        "href": link(hit.paper.url) or paper_path(hit.key),
+        "path": paper_path(hit.key),
+        "authors": authors_line(hit.paper, SHOWN_AUTHORS),
+        "snippet": hit.snippet or teaser(hit.paper.abstract),
+        "days": days(hit.appearances),
+    } for hit in found.hits]
+
+
+@blueprint.get("/papers")
+def search() -> Response:
+    query = request.args.get("q", "")
+    number = request.args.get("page", default=1, type=int)  # None when it is not a number
+    number = number if number and number >= 1 else 1
+    shown = query.strip()
+    try:
+        found = state().store.search_papers(shown, min(number, MAX_PAGE + 1), PER_PAGE)
+    except InvalidQuery:
+        # The form keeps what fits, for the reader to shorten.
+        return page("web/papers.html", 400, query=shown[:MAX_QUERY_CHARS], max_chars=MAX_QUERY_CHARS,
+                    error=f"Your search is too long: {len(shown):,} characters, and at most {MAX_QUERY_CHARS} "
+                          "are searched. Please shorten it.",
+                    found=None, results=[], previous=None, next=None)
+    return page(
+        "web/papers.html", query=shown, max_chars=MAX_QUERY_CHARS, error=None, found=found,
+        results=results(found),
+        previous=page_url(shown, min(number - 1, found.pages)) if number > 1 else None,
+        next=page_url(shown, number + 1) if found.has_more else None,
+    )
+
+
+@blueprint.get("/papers/")
+def search_slash() -> Response:
+    return redirect(page_url(request.args.get("q", "").strip(), 1))
+
+
+@blueprint.get("/papers/<path:key>")
+def paper(key: str) -> Response:
+    archived = state().store.paper(key)
+    if archived is None:
+        return page("web/not_found.html", 404)
+    paper, appearances = archived
+    links = [(label, href) for label, href in (
+        ("Paper", link(paper.url)), ("PDF", link(paper.pdf_url)), ("Code", link(paper.code_url)),
+        ("Project page", link(paper.project_url))) if href]
+    return page("web/paper.html", title=paper.title, authors=authors_line(paper), abstract=paper.abstract,
+                links=links, days=days(appearances))
