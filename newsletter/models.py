@@ -63,6 +63,7 @@ class Frequency(StrEnum):
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as date.weekday() numbers them
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 WEEK_DAYS = 7  # a weekly edition of D covers D-6 … D
 
 
@@ -142,6 +143,14 @@ class Schedule:
             weekday = default_weekday if self.weekday is None else self.weekday
             words = f"weekly on {dt.date(2024, 1, 1 + weekday):%A}"  # 1 Jan 2024 was a Monday
         return f"paused until {self.paused_until}, then {words}" if self.paused_until else words
+
+    def as_of(self, today: dt.date) -> "Schedule":
+        """This schedule as it stands on ``today``: without its pause once
+        the pause is over (a pause until ``today`` is over: today's
+        edition is sent)."""
+        if self.paused_until is not None and self.paused_until <= today:
+            return Schedule(self.frequency, self.weekday)
+        return self
 
 
 class FeedbackKind(StrEnum):
