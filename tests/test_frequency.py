@@ -1,7 +1,8 @@
 """How often each reader gets the newsletter (daily, weekly on a day, or
-paused until a date), as the operator sets it: ``newsletter subscribers
-interests`` and the CSV import and export; stored on both databases (the
-``store`` fixture: SQLite, then PostgreSQL).
+paused until a date), wherever it is set: ``newsletter subscribers
+interests``, the CSV import and export, the preferences page and the
+sign-up form; stored on both databases (the ``store`` fixture: SQLite, then
+PostgreSQL) and honoured by the send ledger.
 
 A pause is not a frequency: it keeps the one the reader resumes, and
 choosing daily or weekly ends it.
@@ -11,19 +12,31 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import email
+import email.policy
 import io
+import re
 
+import lxml.html
 import pytest
 from click.testing import CliRunner
+from itsdangerous import URLSafeTimedSerializer
 
+from conftest import SECRET
 from newsletter.cli import cli
+from newsletter.config import Settings
+from newsletter.errors import TokenError
 from newsletter.interests import choose_schedule, parse_schedule_cells
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import Frequency, Profile, Schedule, Subscriber
-from newsletter.store import open_store
+from newsletter.models import Edition, EditionKind, Frequency, Profile, Schedule, Subscriber
+from newsletter.store import Ledger, open_store
+from newsletter.tokens import CONFIRM_SALT, Signer
+from newsletter.web import create_app
 
 DAILY, WEEKLY = Frequency.DAILY, Frequency.WEEKLY
 MON, THU, FRI, SAT = 0, 3, 4, 5
+FORM = {"interests": "concept erasure", "authors": "", "categories": "", "seeds": "", "picks": "5"}
+CONFIRM_LINK = re.compile(r"https://papers\.example\.org/confirm/([A-Za-z0-9_\-.]+)")
 
 
 def today_of(store) -> dt.date:
@@ -305,3 +318,262 @@ def test_the_export_writes_schedules_as_the_import_reads_them():
                           for n, schedule in enumerate(readers)], out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [parse_schedule_cells(r["frequency"], r["paused_until"]).values[0] for r in rows] == readers
+
+
+# --------------------------------------------------------------------------
+# the preferences page
+
+
+@pytest.fixture
+def site(store, database_url, tmp_path):
+    """Two readers and a function making a test client of the app."""
+    alice, _ = store.add("alice@example.com", "Alice")
+    bob, _ = store.add("bob@example.org", "Bob")
+
+    def client(**overrides):
+        settings = Settings(**{"secret_key": SECRET, "database_url": database_url, "outbox_dir": tmp_path / "outbox",
+                               "base_url": "https://papers.example.org", **overrides})
+        return create_app(settings, store, background=False).test_client(use_cookies=False)
+
+    return store, alice, bob, client
+
+
+def path_of(reader) -> str:
+    return f"/p/{Signer(SECRET).preferences_token(reader.ref)}"
+
+
+def html_of(response):
+    return lxml.html.document_fromstring(response.get_data(as_text=True))
+
+
+def chosen(response) -> dict[str, str]:
+    """The "How often" fields as the page shows them: the checked choice,
+    the selected day, the date, and the line saying what it is now."""
+    page = html_of(response)
+    [checked] = page.cssselect("input[name=frequency][checked]")
+    [day] = page.cssselect("#weekday option[selected]")
+    return {"frequency": checked.get("value"), "weekday": day.get("value"),
+            "paused_until": page.get_element_by_id("paused_until").get("value"),
+            "now": page.get_element_by_id("frequency-hint").text_content()}
+
+
+def test_the_page_shows_how_often_in_an_accessible_fieldset(site):
+    store, alice, _bob, client = site
+    response = client(weekly_day="thu").get(path_of(alice))
+    assert chosen(response) == {"frequency": "daily", "weekday": "thu", "paused_until": "", "now": "Now: daily."}
+    page = html_of(response)
+    [fieldset] = page.cssselect("fieldset")
+    assert fieldset.cssselect("legend")[0].text_content() == "How often"
+    assert fieldset.get("aria-describedby") == "frequency-hint frequency-about"
+    for value in ("daily", "weekly", "paused"):
+        radio = page.get_element_by_id(f"frequency-{value}")
+        assert radio.get("type") == "radio" and page.cssselect(f"label[for=frequency-{value}]")
+    assert page.get_element_by_id("weekday").get("aria-label") and page.get_element_by_id("paused_until").get(
+        "aria-label")
+    tomorrow = today_of(store) + dt.timedelta(days=1)
+    assert page.get_element_by_id("paused_until").get("min") == tomorrow.isoformat()
+    assert [o.text_content() for o in page.cssselect("#weekday option")][:2] == ["Monday", "Tuesday"]
+    # A weekly reader on the list's day, then on a day of their own, then paused.
+    store.set_schedule(alice.id, Schedule(WEEKLY))
+    assert chosen(client(weekly_day="thu").get(path_of(alice)))["now"] == "Now: weekly on Thursday."
+    until = today_of(store) + dt.timedelta(days=3)
+    store.set_schedule(alice.id, Schedule(WEEKLY, SAT, until))
+    assert chosen(client().get(path_of(alice))) == {
+        "frequency": "paused", "weekday": "sat", "paused_until": until.isoformat(),
+        "now": f"Now: paused until {until}, then weekly on Saturday."}
+    # Once the pause is over, the page shows what they got back to.
+    store.set_schedule(alice.id, Schedule(WEEKLY, SAT, today_of(store)))
+    assert chosen(client().get(path_of(alice)))["frequency"] == "weekly"
+
+
+def test_choosing_weekly_on_a_day_then_a_pause_then_daily(site):
+    store, alice, bob, client = site
+    app = client()
+    response = app.post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "fri", "paused_until": ""})
+    assert response.status_code == 200
+    assert html_of(response).cssselect("[role=status]")[0].text_content().startswith("Saved.")
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, FRI)
+    assert store.profile(alice.id).interests == ("concept erasure",)  # the same POST saves both
+    assert chosen(response) == {"frequency": "weekly", "weekday": "fri", "paused_until": "",
+                                "now": "Now: weekly on Friday."}
+    until = today_of(store) + dt.timedelta(days=20)
+    response = app.post(path_of(alice), data={**FORM, "frequency": "paused", "weekday": "fri",
+                                              "paused_until": until.isoformat()})
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, FRI, until)
+    assert chosen(response)["now"] == f"Now: paused until {until}, then weekly on Friday."
+    response = app.post(path_of(alice), data={**FORM, "frequency": "daily", "weekday": "fri",
+                                              "paused_until": until.isoformat()})
+    assert schedule_of(store, alice.email) == Schedule(DAILY)
+    assert chosen(response) == {"frequency": "daily", "weekday": "mon", "paused_until": "", "now": "Now: daily."}
+    assert schedule_of(store, bob.email) == Schedule(DAILY)
+
+
+def test_the_day_the_page_showed_keeps_a_reader_on_the_lists_day(site):
+    store, alice, _bob, client = site
+    # Weekly with the day shown (the list's): they follow the list's day.
+    client(weekly_day="thu").post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "thu"})
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, None)
+    client(weekly_day="thu").post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "thu"})
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, None)
+    # Another day is theirs.
+    client(weekly_day="thu").post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "mon"})
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, MON)
+
+
+def test_a_form_without_the_choice_leaves_the_schedule_as_it_is(site):
+    store, alice, _bob, client = site
+    until = today_of(store) + dt.timedelta(days=4)
+    store.set_schedule(alice.id, Schedule(WEEKLY, FRI, until))
+    assert client().post(path_of(alice), data=FORM).status_code == 200
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, FRI, until)
+    assert store.profile(alice.id).interests == ("concept erasure",)
+
+
+@pytest.mark.parametrize("choice, field, message", [
+    ({"frequency": "paused", "paused_until": ""}, "paused_until", "A pause needs the day it ends (YYYY-MM-DD)."),
+    ({"frequency": "paused", "paused_until": "2020-01-01"}, "paused_until", "2020-01-01 is in the past"),
+    ({"frequency": "paused", "paused_until": "01/02/2099"}, "paused_until", "“01/02/2099” is not a date"),
+    ({"frequency": "weekly", "weekday": "someday"}, "weekday", "“someday” is not a day of the week"),
+    ({"frequency": "monthly"}, "frequency", "Choose daily, weekly or a pause."),
+])
+def test_a_wrong_choice_saves_nothing_and_shows_the_error_and_the_form_as_chosen(site, choice, field, message):
+    store, alice, _bob, client = site
+    store.set_schedule(alice.id, Schedule(WEEKLY, SAT))
+    response = client().post(path_of(alice), data={**FORM, "weekday": "sat", **choice})
+    assert response.status_code == 400
+    page = html_of(response)
+    assert "Nothing was saved" in page.cssselect("[role=alert]")[0].text_content()
+    assert message in page.get_element_by_id("frequency-error").text_content()
+    assert "frequency-error" in page.cssselect("fieldset")[0].get("aria-describedby")
+    if field != "frequency":
+        assert page.get_element_by_id(field).get("aria-invalid") == "true"
+        assert page.cssselect("input[name=frequency][checked]")[0].get("value") == choice["frequency"]
+    assert page.get_element_by_id("paused_until").get("value") == choice.get("paused_until", "")
+    # Nothing of the form is saved, the interests neither.
+    assert (schedule_of(store, alice.email), store.profile(alice.id)) == (Schedule(WEEKLY, SAT), Profile(alice.id))
+
+
+def test_a_pause_ending_today_is_refused_and_tomorrow_is_not(site):
+    store, alice, _bob, client = site
+    today = today_of(store)
+    response = client().post(path_of(alice), data={**FORM, "frequency": "paused", "paused_until": today.isoformat()})
+    assert response.status_code == 400
+    assert f"{today} is today" in html_of(response).get_element_by_id("frequency-error").text_content()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    assert client().post(path_of(alice), data={**FORM, "frequency": "paused", "paused_until": tomorrow}).status_code \
+        == 200
+    assert schedule_of(store, alice.email) == Schedule(DAILY, None, dt.date.fromisoformat(tomorrow))
+
+
+# --------------------------------------------------------------------------
+# sign-up
+
+
+def confirmation_token(outbox) -> str:
+    [path] = sorted((outbox / "single").glob("*.eml"))
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return CONFIRM_LINK.search(message.get_body(("plain",)).get_content()).group(1)
+
+
+def test_a_weekly_sign_up_survives_the_confirmation_and_the_reader_is_weekly(site, tmp_path):
+    store, _alice, _bob, client = site
+    app = client(weekly_day="fri")
+    page = html_of(app.get("/subscribe"))
+    assert "on Fridays" in page.cssselect("label[for=frequency-weekly]")[0].text_content()
+    response = app.post("/subscribe", data={"email": "weekly.reader@example.com", "frequency": "weekly",
+                                            "interests": "graphs"})
+    assert response.status_code == 200 and "Check your inbox" in response.get_data(as_text=True)
+    app.application.extensions["newsletter"].actions.run_pending()
+    token = confirmation_token(tmp_path / "outbox")
+    assert Signer(SECRET).confirmed(token, 3600) == ("weekly.reader@example.com", None, ("graphs",), WEEKLY)
+    confirm_page = html_of(app.get(f"/confirm/{token}"))
+    assert "weekly" in confirm_page.get_element_by_id("frequency").text_content()
+    assert store.get(email="weekly.reader@example.com") is None  # a GET changes nothing
+    done = app.post(f"/confirm/{token}")
+    assert "Your first weekly issue arrives on Friday." in done.get_data(as_text=True)
+    reader = store.get(email="weekly.reader@example.com")
+    assert reader.schedule == Schedule(WEEKLY, None)  # on the list's day
+    assert store.profile(reader.id).interests == ("graphs",)
+
+
+def test_a_daily_sign_up_carries_no_frequency_and_makes_a_daily_reader(site, tmp_path):
+    store, _alice, _bob, client = site
+    app = client()
+    app.post("/subscribe", data={"email": "daily.reader@example.com"})  # a form with no choice: daily
+    app.application.extensions["newsletter"].actions.run_pending()
+    token = confirmation_token(tmp_path / "outbox")
+    payload = URLSafeTimedSerializer(SECRET, salt=CONFIRM_SALT).loads(token)
+    assert payload == {"e": "daily.reader@example.com", "n": ""}  # as short as before frequencies
+    assert not html_of(app.get(f"/confirm/{token}")).cssselect("#frequency")
+    app.post(f"/confirm/{token}")
+    assert schedule_of(store, "daily.reader@example.com") == Schedule(DAILY)
+
+
+def test_a_sign_up_with_an_unknown_frequency_records_nothing(site, tmp_path):
+    store, _alice, _bob, client = site
+    app = client()
+    response = app.post("/subscribe", data={"email": "x@example.com", "name": "X", "frequency": "hourly"})
+    assert response.status_code == 400
+    page = html_of(response)
+    assert page.cssselect("[role=alert]")[0].text_content() == "Please choose daily or weekly."
+    assert page.get_element_by_id("email").get("value") == "x@example.com"
+    assert store.count_signups(email="x@example.com", since=store.clock() - dt.timedelta(hours=1)) == 0
+
+
+def test_a_returning_reader_keeps_their_schedule(site):
+    store, alice, _bob, client = site
+    store.set_schedule(alice.id, Schedule(WEEKLY, SAT))
+    store.change_status(alice.id, "unsubscribed", source="web", reason="left")
+    token = Signer(SECRET).confirm_token(alice.email, None, (), DAILY)
+    assert client().post(f"/confirm/{token}").status_code == 200
+    assert store.get(ref=alice.ref).status == "active"
+    assert schedule_of(store, alice.email) == Schedule(WEEKLY, SAT)
+
+
+def test_a_confirmation_link_with_a_frequency_that_is_none_is_refused():
+    forged = URLSafeTimedSerializer(SECRET, salt=CONFIRM_SALT).dumps({"e": "x@example.com", "n": "", "f": "hourly"})
+    with pytest.raises(TokenError):
+        Signer(SECRET).confirmed(forged, 3600)
+
+
+# --------------------------------------------------------------------------
+# the ledger
+
+
+def test_the_ledger_sends_each_edition_to_the_readers_who_chose_it(site, run, tmp_path):
+    """Schedules set by every surface: each edition goes to its readers,
+    the daily one only to daily readers who are not paused."""
+    store, alice, bob, client = site
+    today = today_of(store)
+    until = today + dt.timedelta(days=10)
+    # The operator: carl weekly on Friday, dora paused (daily after).
+    store.add("carl@example.com")
+    store.add("dora@example.com")
+    ok(run("subscribers", "interests", "carl@example.com", "--frequency", "weekly", "--weekday", "fri"))
+    ok(run("subscribers", "interests", "dora@example.com", "--frequency", "paused", "--until", until.isoformat()))
+    # A list: erin weekly on Saturday, fred daily.
+    path = tmp_path / "list.csv"
+    path.write_text("email,frequency\nerin@example.com,weekly:sat\nfred@example.com,daily\n", encoding="utf-8")
+    ok(run("subscribers", "import", str(path)))
+    # The readers: alice weekly on the list's day (Monday) on her page, bob stays daily.
+    app = client()
+    app.post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "mon"})
+    # A sign-up, weekly.
+    app.post("/subscribe", data={"email": "gina@example.com", "frequency": "weekly"})
+    app.application.extensions["newsletter"].actions.run_pending()
+    app.post(f"/confirm/{confirmation_token(tmp_path / 'outbox')}")
+
+    def daily(day: dt.date) -> list[str]:
+        return [s.email for s in Ledger(store, day).iter_unsent()]
+
+    def weekly(day: dt.date) -> list[str]:
+        return [s.email for s in Ledger(store, Edition(day, EditionKind.WEEKLY), MON).iter_unsent()]
+
+    tomorrow = today + dt.timedelta(days=1)
+    assert daily(tomorrow) == ["bob@example.org", "fred@example.com"]
+    assert daily(until) == ["bob@example.org", "dora@example.com", "fred@example.com"]  # the pause is over
+    next_day = {weekday: tomorrow + dt.timedelta(days=(weekday - tomorrow.weekday()) % 7) for weekday in range(7)}
+    assert weekly(next_day[MON]) == ["alice@example.com", "gina@example.com"]
+    assert weekly(next_day[FRI]) == ["carl@example.com"]
+    assert weekly(next_day[SAT]) == ["erin@example.com"]
+    assert weekly(next_day[THU]) == []
