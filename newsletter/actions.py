@@ -10,7 +10,8 @@ holds, and only then applied: at once, waiting at most a second for the
 database, or later by the worker. Until it is applied, an unsubscribe
 already counts: the send loop never mails a reader whose unsubscribe is
 waiting (``Store.active_ids``), and the reader's pages show their saved
-preferences and votes (:meth:`ReaderActions.profile_of`, :meth:`ReaderActions.votes_of`).
+preferences, schedule and votes (:meth:`ReaderActions.profile_of`,
+:meth:`ReaderActions.schedule_of`, :meth:`ReaderActions.votes_of`).
 
 Sign-up requests are never handled in the request itself: the worker sends
 the confirmation emails. So a sign-up does the same work whether or not the
@@ -30,7 +31,7 @@ from typing import Callable
 
 from newsletter.errors import BatchError, FetchError, SendError, StoreBusy
 from newsletter.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
-from newsletter.models import Profile, Subscriber, SubscriberStatus
+from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberStatus
 from newsletter.store import ReaderAction, Store, Vote
 
 log = logging.getLogger("newsletter.actions")
@@ -54,7 +55,7 @@ ARXIV_SPACING_SECONDS = 3.0
 class ReaderActions:
     """Records and applies reader actions on ``store``.
 
-    ``send_confirmation(email, name, interests)`` sends a sign-up's
+    ``send_confirmation(email, name, interests, frequency)`` sends a sign-up's
     confirmation email (raising a :class:`SendError` subclass when it could
     not); without it, sign-up requests wait for a worker that has one.
     Seed papers are fetched from the arXiv API at ``arxiv_api_url``; without
@@ -98,32 +99,40 @@ class ReaderActions:
             return True
         return self.store.get(ref=subscriber.ref).status == SubscriberStatus.ACTIVE  # made active meanwhile
 
-    def confirm(self, email: str, name: str | None, interests: tuple[str, ...] = ()) -> str:
+    def confirm(self, email: str, name: str | None, interests: tuple[str, ...] = (),
+                frequency: Frequency = Frequency.DAILY) -> str:
         """Apply a used confirmation link (a new reader's profile starts
-        with ``interests``); return "subscribed", "resubscribed", "already"
-        or "refused" (the address may not be made active from the web: the
-        operator removed it, or it bounced or complained since the link was
-        sent). The address's status is checked when the confirmation is
-        applied."""
+        with ``interests``, and they get the newsletter at ``frequency``);
+        return "subscribed", "resubscribed", "already" or "refused" (the
+        address may not be made active from the web: the operator removed
+        it, or it bounced or complained since the link was sent). The
+        address's status is checked when the confirmation is applied."""
         found, allowed = self.store.signup_state(email)
         if found is not None and found.status == SubscriberStatus.ACTIVE:
             return "already"
         if not allowed:
             return "refused"
-        outcome = self._submit("confirm", {"email": email, "name": name, "interests": list(interests)}, email=email)
+        payload = {"email": email, "name": name, "interests": list(interests)}
+        if frequency != Frequency.DAILY:  # kept out otherwise: an action recorded before frequencies means daily
+            payload["frequency"] = str(frequency)
+        outcome = self._submit("confirm", payload, email=email)
         if outcome is None:  # applied later: say what it will do
             return "subscribed" if found is None else "resubscribed"
         return outcome
 
-    def save_preferences(self, subscriber: Subscriber, profile: Profile) -> bool:
+    def save_preferences(self, subscriber: Subscriber, profile: Profile, schedule: Schedule | None = None) -> bool:
         """Save what the reader told us: ``profile``'s interests, authors,
         categories, seed papers and number of picks (their votes stay as
-        they are). Seed papers that are not in the database are queued for
-        the worker to fetch from arXiv. Returns whether it is saved now
-        (False: it will be as soon as the database is free)."""
+        they are), and their ``schedule`` when given, together. Seed papers
+        that are not in the database are queued for the worker to fetch
+        from arXiv. Returns whether it is saved now (False: it will be as
+        soon as the database is free)."""
         payload = {"subscriber_id": subscriber.id, "interests": list(profile.interests),
                    "authors": list(profile.authors), "categories": list(profile.categories),
                    "seeds": list(profile.seeds), "picks": profile.picks}
+        if schedule is not None:
+            payload["schedule"] = {"frequency": str(schedule.frequency), "weekday": schedule.weekday,
+                                   "paused_until": schedule.paused_until.isoformat() if schedule.paused_until else None}
         outcome = self._submit("preferences", payload, subscriber_id=subscriber.id)
         self.queue_papers(profile.seeds)
         return outcome is not None
@@ -159,6 +168,15 @@ class ReaderActions:
         for action in self.store.pending_actions(subscriber_id, ("preferences",)):
             profile = _with_preferences(profile, action.payload)
         return profile
+
+    def schedule_of(self, subscriber: Subscriber) -> Schedule:
+        """The reader's schedule as it is once their waiting preferences are
+        applied (read again: a form saved a moment ago shows as saved)."""
+        stored = self.store.get(ref=subscriber.ref)
+        schedule = (stored or subscriber).schedule
+        for action in self.store.pending_actions(subscriber.id, ("preferences",)):
+            schedule = _schedule_of(action.payload) or schedule
+        return schedule
 
     def votes_of(self, subscriber_id: int) -> list[Vote]:
         """The reader's votes, newest first, as they are once their waiting
@@ -209,9 +227,11 @@ class ReaderActions:
             return changed
         if kind == "confirm":
             return self.store.confirm_signup(payload["email"], payload.get("name"),
-                                             tuple(payload.get("interests") or ()), quick=quick)
+                                             tuple(payload.get("interests") or ()), quick=quick,
+                                             frequency=Frequency(payload.get("frequency", Frequency.DAILY)))
         if kind == "preferences":
-            self.store.save_profile(_with_preferences(Profile(payload["subscriber_id"]), payload), quick=quick)
+            self.store.save_profile(_with_preferences(Profile(payload["subscriber_id"]), payload), quick=quick,
+                                    schedule=_schedule_of(payload))
             return "saved"
         if kind == "vote":
             before = self.store.record_vote(payload["subscriber_id"], payload["paper_key"], payload["vote"],
@@ -260,7 +280,8 @@ class ReaderActions:
                 self.store.finish_action(action.id, f"nothing sent: {found.status if found else 'new'}")
                 continue
             try:
-                self.send_confirmation(email, name, tuple(action.payload.get("interests") or ()))
+                self.send_confirmation(email, name, tuple(action.payload.get("interests") or ()),
+                                       Frequency(action.payload.get("frequency", Frequency.DAILY)))
             except SendError as exc:
                 self._retry_later(action, f"not sent: {exc}")
                 log.error("sign-up confirmation not sent: %s", exc)
@@ -362,3 +383,15 @@ def _with_preferences(profile: Profile, payload: dict) -> Profile:
     return Profile(profile.subscriber_id, tuple(payload["interests"]), tuple(payload["authors"]),
                    tuple(payload["categories"]), tuple(payload["seeds"]), profile.liked, profile.disliked,
                    payload["picks"])
+
+
+def _schedule_of(payload: dict) -> Schedule | None:
+    """The schedule a "preferences" action's ``payload`` saves (None: it
+    leaves the schedule as it is, as the actions recorded before schedules
+    were part of the form do)."""
+    saved = payload.get("schedule")
+    if saved is None:
+        return None
+    paused_until = saved.get("paused_until")
+    return Schedule(Frequency(saved["frequency"]), saved.get("weekday"),
+                    dt.date.fromisoformat(paused_until) if paused_until else None)

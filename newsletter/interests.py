@@ -1,7 +1,9 @@
 """What a reader tells us they read, as typed: interests, followed authors,
 arXiv categories, seed papers and the number of picks, read the same way
 and cut to the same limits wherever they come from (the preferences page,
-the sign-up form, ``newsletter subscribers interests``, a CSV import).
+the sign-up form, ``newsletter subscribers interests``, a CSV import); and
+how often they want the newsletter (daily, weekly on a day, or paused
+until a date), read and checked the same way everywhere too.
 
 All of it is untrusted text. Control and bidirectional control characters
 are removed and whitespace collapsed, so a phrase is printable text on one
@@ -13,11 +15,12 @@ error, which names it (cut short), and nothing of that field is kept.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Callable
 
-from newsletter.models import MAX_PICKS, arxiv_id_of
+from newsletter.models import MAX_PICKS, WEEKDAYS, Frequency, Schedule, arxiv_id_of, parse_weekday
 from newsletter.text import strip_controls
 
 MAX_INTERESTS = 20
@@ -169,3 +172,109 @@ PARSERS: dict[str, Callable[[str], Parsed]] = {
     "seeds": parse_seeds,
     "picks": parse_picks,
 }
+
+
+# --------------------------------------------------------------------------
+# how often
+
+# What a reader chooses: a frequency, or a pause (which keeps the frequency
+# they come back to: "paused" is never stored as one).
+SCHEDULE_CHOICES = ("daily", "weekly", "paused")
+FREQUENCY_EXAMPLES = "daily, weekly or weekly:<day>, such as weekly:fri"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+
+
+def _iso_date(value: str) -> dt.date | None:
+    """The date ``value`` writes as YYYY-MM-DD, or None (no other spelling:
+    ``fromisoformat`` would also take 20260401)."""
+    if not _ISO_DATE.match(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:  # 2026-02-30
+        return None
+
+
+def parse_day_of_week(text: str) -> Parsed:
+    """A day of the week for a weekly reader: ``mon`` … ``sun`` or its
+    English name, in any case; the value is its number (0 Monday)."""
+    value = _clean(text)
+    try:
+        return Parsed((parse_weekday(value),))
+    except ValueError:
+        return Parsed(error=f"{_quoted(value)} is not a day of the week ({', '.join(WEEKDAYS)}).")
+
+
+def parse_pause_end(text: str, today: dt.date) -> Parsed:
+    """The day a pause ends, YYYY-MM-DD, after ``today`` (the reader gets
+    the editions from that day on); the value is a date."""
+    value = _clean(text)
+    if not value:
+        return Parsed(error="A pause needs the day it ends (YYYY-MM-DD).")
+    day = _iso_date(value)
+    if day is None:
+        return Parsed(error=f"{_quoted(value)} is not a date (YYYY-MM-DD, such as {today + dt.timedelta(days=14)}).")
+    if day <= today:
+        when = "in the past" if day < today else "today"
+        return Parsed(error=f"{value} is {when}: a pause ends on a day after today ({today}).")
+    return Parsed((day,))
+
+
+def choose_schedule(current: Schedule, choice: str | None, weekday: int | None = None,
+                    paused_until: dt.date | None = None) -> Schedule:
+    """The schedule of a reader on ``current`` who chooses ``choice``:
+
+    - "daily": every day's edition (no weekday, no pause);
+    - "weekly": the weekly edition on ``weekday``, else on the day they
+      had, else on the list's day (None); any pause ends;
+    - "paused": nothing before ``paused_until``, then the frequency (and
+      day) they had;
+    - None: their frequency and pause as they are.
+
+    ``weekday`` counts only for a reader who is weekly or becomes so.
+    Raises ValueError for another choice, or "paused" without its end.
+    """
+    if choice == "daily":
+        return Schedule(Frequency.DAILY)
+    if choice == "weekly":
+        return Schedule(Frequency.WEEKLY, current.weekday if weekday is None else weekday)
+    if choice not in ("paused", None):
+        raise ValueError(f"not a choice of how often: {choice!r}")
+    if choice == "paused" and paused_until is None:
+        raise ValueError("a pause needs the day it ends")
+    day = weekday if weekday is not None and current.frequency == Frequency.WEEKLY else current.weekday
+    return Schedule(current.frequency, day, paused_until if choice == "paused" else current.paused_until)
+
+
+def parse_schedule_cells(frequency: str, paused_until: str = "") -> Parsed:
+    """The schedule of a subscriber list's row: its ``frequency`` cell
+    (daily, weekly on the list's day, or weekly:<day> such as weekly:fri;
+    empty: daily) and ``paused_until`` cell (YYYY-MM-DD, or empty: no
+    pause; a day already past is accepted and means no pause any more).
+    The value is a :class:`Schedule`; an error names the column."""
+    kind, colon, day = _clean(frequency).lower().partition(":")
+    kind = kind.strip()
+    schedule = None
+    if kind in ("", Frequency.DAILY) and not colon:
+        schedule = Schedule(Frequency.DAILY)
+    elif kind == Frequency.WEEKLY:
+        weekday = parse_day_of_week(day) if colon else Parsed((None,))
+        schedule = None if weekday.error else Schedule(Frequency.WEEKLY, weekday.values[0])
+    if schedule is None:
+        return Parsed(error=f"frequency: {_quoted(_clean(frequency))} is not a frequency ({FREQUENCY_EXAMPLES}).")
+    pause = _clean(paused_until)
+    if pause:
+        day_ends = _iso_date(pause)
+        if day_ends is None:
+            return Parsed(error=f"paused_until: {_quoted(pause)} is not a date (YYYY-MM-DD).")
+        schedule = Schedule(schedule.frequency, schedule.weekday, day_ends)
+    return Parsed((schedule,))
+
+
+def schedule_cells(schedule: Schedule) -> tuple[str, str]:
+    """The ``frequency`` and ``paused_until`` cells of ``schedule`` in a
+    subscriber list, as :func:`parse_schedule_cells` reads them back."""
+    frequency = str(schedule.frequency)
+    if schedule.frequency == Frequency.WEEKLY and schedule.weekday is not None:
+        frequency += f":{WEEKDAYS[schedule.weekday]}"
+    return frequency, schedule.paused_until.isoformat() if schedule.paused_until else ""

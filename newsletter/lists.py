@@ -1,5 +1,9 @@
 """Subscriber lists as CSV files: reading an import, writing an export.
 
+An export writes each reader's schedule in the ``frequency`` and
+``paused_until`` columns an import reads (see
+``interests.parse_schedule_cells``), so it imports back with them.
+
 An export is opened in spreadsheets, so a cell that a spreadsheet would run
 as a formula (a name such as ``=HYPERLINK(...)``) is written with a leading
 ``'`` (see :func:`newsletter.text.csv_safe`); an import removes that ``'``
@@ -14,12 +18,12 @@ import os
 from typing import Iterable, TextIO
 
 from newsletter.errors import ListError
-from newsletter.interests import parse_authors, parse_interests
+from newsletter.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
 from newsletter.models import Subscriber
 from newsletter.text import csv_safe, csv_unescape
 
 MAX_LIST_BYTES = 200 * 1024 * 1024
-EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at")
+EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at", "frequency", "paused_until")
 
 
 def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) -> list[tuple]:
@@ -31,9 +35,14 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
     without that ``'``.
 
     With ``with_profiles``, each row is (line, email, name, interests,
-    authors): the optional ``interests`` and ``authors`` columns, separated
-    by semicolons, read and cut as ``newsletter.interests`` does (empty
-    tuples when a column is absent).
+    authors, schedule): the optional ``interests`` and ``authors`` columns,
+    separated by semicolons, read and cut as ``newsletter.interests`` does
+    (empty tuples when a column is absent), and the optional ``frequency``
+    (daily, weekly or weekly:<day>) and ``paused_until`` (YYYY-MM-DD)
+    columns as ``interests.parse_schedule_cells`` reads them: a ``Parsed``
+    holding the reader's schedule, or the error that makes the line invalid
+    (the import reports it with the line, as it does a malformed address);
+    None when neither column is there (the default schedule: daily).
 
     Raises :class:`ListError` naming the file and line for a missing file,
     invalid UTF-8, a missing header or ``email`` column, or a malformed row.
@@ -74,6 +83,8 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
         name_at = columns.index("name") if "name" in columns else None
         interests_at = columns.index("interests") if "interests" in columns else None
         authors_at = columns.index("authors") if "authors" in columns else None
+        frequency_at = columns.index("frequency") if "frequency" in columns else None
+        paused_at = columns.index("paused_until") if "paused_until" in columns else None
         rows = []
         start = reader.line_num + 1
         for row in reader:
@@ -86,7 +97,11 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
             if with_profiles:
                 interests = parse_interests(_cell(row[interests_at])).values if interests_at is not None else ()
                 authors = parse_authors(_cell(row[authors_at])).values if authors_at is not None else ()
-                rows.append((line, _cell(row[email_at]), name or None, interests, authors))
+                schedule = None  # neither column: the default schedule, without reading anything per row
+                if frequency_at is not None or paused_at is not None:
+                    schedule = parse_schedule_cells(_cell(row[frequency_at]) if frequency_at is not None else "",
+                                                    _cell(row[paused_at]) if paused_at is not None else "")
+                rows.append((line, _cell(row[email_at]), name or None, interests, authors, schedule))
             else:
                 rows.append((line, _cell(row[email_at]), name or None))
     except csv.Error as exc:
@@ -111,7 +126,8 @@ def write_subscriber_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for s in subscribers:
-        cells = (s.email, s.name or "", s.status, s.source, s.created_at.isoformat(), s.updated_at.isoformat())
+        cells = (s.email, s.name or "", s.status, s.source, s.created_at.isoformat(), s.updated_at.isoformat(),
+                 *schedule_cells(s.schedule))
         cells = [csv_safe(cell) for cell in cells]
         (quoting_all if any("\r" in cell for cell in cells) else writer).writerow(cells)
         count += 1

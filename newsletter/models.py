@@ -74,6 +74,7 @@ class CheckStatus(StrEnum):
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as date.weekday() numbers them
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 WEEK_DAYS = 7  # a weekly edition of D covers D-6 … D
 
 
@@ -84,7 +85,7 @@ def parse_weekday(value: str) -> int:
     name = value.strip().lower()
     if len(name) >= 3 and name[:3] in WEEKDAYS:
         number = WEEKDAYS.index(name[:3])
-        if name in (WEEKDAYS[number], f"{dt.date(2024, 1, 1 + number):%A}".lower()):  # 1 Jan 2024: a Monday
+        if name in (WEEKDAYS[number], WEEKDAY_NAMES[number].lower()):
             return number
     raise ValueError(f"not a weekday: {value!r} (use mon, tue, wed, thu, fri, sat or sun)")
 
@@ -164,8 +165,16 @@ class Schedule:
         words = "daily"
         if self.frequency == Frequency.WEEKLY:
             weekday = default_weekday if self.weekday is None else self.weekday
-            words = f"weekly on {dt.date(2024, 1, 1 + weekday):%A}"  # 1 Jan 2024 was a Monday
+            words = f"weekly on {WEEKDAY_NAMES[weekday]}"
         return f"paused until {self.paused_until}, then {words}" if self.paused_until else words
+
+    def as_of(self, today: dt.date) -> "Schedule":
+        """This schedule as it stands on ``today``: without its pause once
+        the pause is over (a pause until ``today`` is over: today's
+        edition is sent)."""
+        if self.paused_until is not None and self.paused_until <= today:
+            return Schedule(self.frequency, self.weekday)
+        return self
 
 
 class FeedbackKind(StrEnum):

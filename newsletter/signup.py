@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from typing import Callable
 
 from newsletter.config import Settings
+from newsletter.models import Frequency
 from newsletter.render import render_template, template_environment
 from newsletter.store import Store, normalize_email
 from newsletter.text import clean_name
@@ -48,24 +49,26 @@ def confirmation_message(settings: Settings, address: str, confirm_url: str) -> 
 
 
 def confirmation_sender(settings: Settings, signer: Signer, sender) -> Callable[..., None]:
-    """Return a function ``send(address, name, interests=())`` that sends
-    ``address`` its confirmation email (a link signed now, valid for 7 days,
-    carrying the interests given with the sign-up) through ``sender``; it
-    raises a :class:`SendError` subclass when the email could not go."""
+    """Return a function ``send(address, name, interests=(), frequency=DAILY)``
+    that sends ``address`` its confirmation email (a link signed now, valid
+    for 7 days, carrying the interests and frequency given with the
+    sign-up) through ``sender``; it raises a :class:`SendError` subclass
+    when the email could not go."""
 
-    def send(address: str, name: str | None, interests: tuple[str, ...] = ()) -> None:
-        url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name, interests)}"
+    def send(address: str, name: str | None, interests: tuple[str, ...] = (),
+             frequency: Frequency = Frequency.DAILY) -> None:
+        url = f"{settings.web_base}/confirm/{signer.confirm_token(address, name, interests, frequency)}"
         sender.send_single(address, confirmation_message(settings, address, url))
 
     return send
 
 
 def request_signup(store: Store, address: str, name: str | None, client: str,
-                   interests: tuple[str, ...] = ()) -> bool:
+                   interests: tuple[str, ...] = (), frequency: Frequency = Frequency.DAILY) -> bool:
     """Record a sign-up form for the worker that sends confirmation emails
-    (``newsletter.actions``), with the ``interests`` it gave (see
-    ``newsletter.interests``: the confirmation link carries them, and the
-    reader's profile starts with them); return whether it was recorded
+    (``newsletter.actions``), with the ``interests`` and ``frequency`` it
+    gave (see ``newsletter.interests``: the confirmation link carries them,
+    and the reader's profile and schedule start with them); return whether it was recorded
     (False: a limit was reached). The work is the same whatever the
     address's state, so
     neither the reply nor its timing tells who is on the list. Raises
@@ -74,4 +77,4 @@ def request_signup(store: Store, address: str, name: str | None, client: str,
     any issue)."""
     return store.record_signup(normalize_email(address), clean_name(name), client,
                                per_address_per_day=PER_ADDRESS_PER_DAY, per_client_per_hour=PER_CLIENT_PER_HOUR,
-                               interests=interests)
+                               interests=interests, frequency=frequency)

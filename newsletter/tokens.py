@@ -10,6 +10,7 @@ it and every fallback.
 from __future__ import annotations
 
 import hmac
+from typing import NamedTuple
 
 from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous import Signer as ItsdangerousSigner
@@ -17,6 +18,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, TokenError
+from newsletter.models import Frequency
 
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 CONFIRM_SALT = "newsletter.confirm.v1"
@@ -103,6 +105,17 @@ def check_secret(name: str, value: str) -> str:
             f"{name} is too weak (repeated, sequential or made of words: it must be random); {GENERATE_HINT}"
         )
     return value
+
+
+class Confirmation(NamedTuple):
+    """What a sign-up confirmation link carries: the address, the name and
+    the interests given with the sign-up, and how often the reader wants
+    the newsletter."""
+
+    email: str
+    name: str | None
+    interests: tuple[str, ...]
+    frequency: Frequency
 
 
 class Signer:
@@ -204,20 +217,24 @@ class Signer:
         return any(hmac.compare_digest(signer.get_signature(value).decode("ascii")[:PAPER_CODE_CHARS], code)
                    for signer in self._paper_codes)
 
-    def confirm_token(self, email: str, name: str | None, interests: tuple[str, ...] = ()) -> str:
+    def confirm_token(self, email: str, name: str | None, interests: tuple[str, ...] = (),
+                      frequency: Frequency = Frequency.DAILY) -> str:
         """Return a sign-up confirmation token for ``email`` (timestamped: it
         expires, see :meth:`confirmed`), carrying the ``interests`` given
         with the sign-up (the caller keeps them short: see
-        ``newsletter.interests``)."""
+        ``newsletter.interests``) and the ``frequency`` chosen."""
         payload = {"e": email, "n": name or ""}
         if interests:
             payload["i"] = list(interests)
+        if frequency != Frequency.DAILY:  # left out for daily: such links are as short as before
+            payload["f"] = str(frequency)
         return self._confirm.dumps(payload)
 
-    def confirmed(self, token: str, max_age_seconds: int) -> tuple[str, str | None, tuple[str, ...]]:
-        """Return (email, name, interests) from a confirmation token at most
-        ``max_age_seconds`` old. Raises :class:`TokenError` when it is
-        forged, tampered, for another purpose or expired."""
+    def confirmed(self, token: str, max_age_seconds: int) -> Confirmation:
+        """Return what a confirmation token at most ``max_age_seconds`` old
+        carries (a link without a frequency is for daily). Raises
+        :class:`TokenError` when it is forged, tampered, for another
+        purpose or expired."""
         try:
             payload = self._confirm.loads(token, max_age=max_age_seconds)
         except (BadData, UnicodeError, ValueError) as exc:
@@ -227,5 +244,8 @@ class Signer:
         interests = payload.get("i", [])
         if not isinstance(interests, list) or not all(isinstance(i, str) for i in interests):
             raise TokenError("invalid or expired confirmation link")
-        return payload["e"], payload.get("n") or None, tuple(interests)
+        frequency = payload.get("f", Frequency.DAILY)
+        if frequency not in tuple(Frequency):
+            raise TokenError("invalid or expired confirmation link")
+        return Confirmation(payload["e"], payload.get("n") or None, tuple(interests), Frequency(frequency))
 

@@ -56,7 +56,7 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, ru
     out = ok(run("subscribers", "interests", "ada@example.com"))
     assert out.splitlines() == ["ada@example.com", "  interests:   (none)", "  authors:     (none)",
                                 "  categories:  (none)", "  seed papers: (none)", "  picks:       5",
-                                "  votes:       0 up, 1 down"]
+                                "  votes:       0 up, 1 down", "  frequency:   daily"]
     out = ok(run("subscribers", "interests", "ADA@example.com", "--keywords", "concept erasure; video generation",
                  "--authors", "Grace Hopper;Alan Turing", "--categories", "cs.cv,cs.LG",
                  "--seed-papers", "2503.00002,https://arxiv.org/abs/2311.12092v2", "--picks", "3"))

@@ -183,7 +183,8 @@ def test_export(three):
     active = list(csv.DictReader(io.StringIO(ok(three("subscribers", "export", "--status", "active")))))
     assert [r["email"] for r in active] == ["ada@example.com", "alan@example.com"]
     nobody = ok(three("subscribers", "export", "--status", "complained"))
-    assert list(csv.reader(io.StringIO(nobody))) == [["email", "name", "status", "source", "created_at", "updated_at"]]
+    assert list(csv.reader(io.StringIO(nobody))) == [["email", "name", "status", "source", "created_at", "updated_at",
+                                                      "frequency", "paused_until"]]
 
 
 def test_export_neutralises_formulas_and_imports_back(run, url, tmp_path):

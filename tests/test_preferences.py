@@ -457,7 +457,7 @@ def test_a_sign_up_without_interests_makes_no_profile_and_a_short_link(site, tmp
     app.post("/subscribe", data={"email": "plain@example.com"})
     app.application.extensions["newsletter"].actions.run_pending()
     token = confirmation_token(tmp_path / "outbox")
-    assert Signer(SECRET).confirmed(token, 3600) == ("plain@example.com", None, ())
+    assert Signer(SECRET).confirmed(token, 3600) == ("plain@example.com", None, (), "daily")
     app.post(f"/confirm/{token}")
     assert store.profile(store.get(email="plain@example.com").id) == Profile(store.get(email="plain@example.com").id)
 
@@ -468,4 +468,4 @@ def test_a_confirmation_link_with_interests_changed_is_refused():
     for i in range(len(token)):
         with pytest.raises(TokenError):
             signer.confirmed(_flip(token, i), 3600)
-    assert signer.confirmed(token, 3600) == ("x@example.com", None, ("a", "b"))
+    assert signer.confirmed(token, 3600) == ("x@example.com", None, ("a", "b"), "daily")

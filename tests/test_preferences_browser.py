@@ -1,8 +1,9 @@
 """The preferences page and the feedback links in a real headless Chromium,
 against a real ``newsletter serve`` (with the app's Content-Security-Policy
-in force): setting interests, voting from an email's link, undoing, at
-desktop and phone width (375 px, no horizontal scroll). Seed papers are
-fetched by the server's worker from an arXiv stand-in on 127.0.0.1.
+in force): setting interests, choosing how often (daily, weekly on a day,
+paused until a date), voting from an email's link, undoing, at desktop and
+phone width (375 px, no horizontal scroll). Seed papers are fetched by the
+server's worker from an arXiv stand-in on 127.0.0.1.
 
 One server on a SQLite database shared by the tests of this module; each
 test uses readers of its own.
@@ -16,8 +17,9 @@ import pytest
 
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
+from test_email_checks import BLOCKING, axe_violations, node_tools
 from newsletter.batches import load_batch
-from newsletter.models import Profile
+from newsletter.models import Frequency, Profile, Schedule
 from newsletter.store import open_store
 from newsletter.tokens import Signer
 from newsletter.web import mask_email
@@ -160,5 +162,68 @@ def test_the_preferences_page_fits_a_phone_with_long_text_and_errors(site, new_p
     page.get_by_role("link", name="Choose what Daily Papers picks for you").click()
     expect(page.locator("#heading")).to_have_text("Your preferences")
     assert store.get(ref=reader.ref).status == "active"
+    assert fits(page)
+    assert page.csp == []
+
+
+def test_choosing_how_often_on_the_preferences_page(site, new_page):
+    base, store, add = site
+    reader = add("olga.often@example.com")
+    page = new_page()
+    assert page.goto(preferences_url(base, reader)).status == 200
+    how_often = page.get_by_role("group", name="How often")
+    expect(how_often).to_be_visible()
+    expect(how_often.get_by_role("radio", name="Daily", exact=True)).to_be_checked()
+    expect(page.get_by_label("Day of the weekly email")).to_have_value("mon")  # the list's day
+    expect(page.locator("#frequency-hint")).to_have_text("Now: daily.")
+    # Weekly on Friday.
+    how_often.get_by_role("radio", name="Weekly on", exact=True).check()
+    page.get_by_label("Day of the weekly email").select_option(label="Friday")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved.")
+    expect(page.locator("#frequency-hint")).to_have_text("Now: weekly on Friday.")
+    assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4)
+    # A pause without its day: the error beside the choice, nothing saved.
+    page.get_by_role("radio", name="Paused until").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#frequency-error")).to_have_text("A pause needs the day it ends (YYYY-MM-DD).")
+    expect(page.get_by_role("radio", name="Paused until")).to_be_checked()
+    expect(page.get_by_label("Day the emails start again")).to_have_attribute("aria-invalid", "true")
+    assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4)
+    # With the day: paused, then weekly on Friday again.
+    until = store.clock().date() + dt.timedelta(days=14)
+    page.get_by_label("Day the emails start again").fill(until.isoformat())
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#frequency-hint")).to_have_text(f"Now: paused until {until}, then weekly on Friday.")
+    expect(page.get_by_role("radio", name="Paused until")).to_be_checked()
+    expect(page.get_by_label("Day the emails start again")).to_have_value(until.isoformat())
+    assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4, until)
+    # The page, as the reader sees it, passes axe-core (fieldset, legend, labels, names).
+    node_tools()
+    violations = axe_violations(new_page(), page.content())
+    assert [v for v in violations if v["impact"] in BLOCKING] == [], violations
+    # Daily ends the pause.
+    page.get_by_role("radio", name="Daily", exact=True).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#frequency-hint")).to_have_text("Now: daily.")
+    assert store.get(ref=reader.ref).schedule == Schedule()
+    assert page.csp == []
+
+
+def test_how_often_fits_a_phone(site, new_page):
+    base, store, add = site
+    reader = add("phoebe.phone@example.com")
+    store.set_schedule(reader.id, Schedule(Frequency.WEEKLY, 2, store.clock().date() + dt.timedelta(days=30)))
+    page = new_page(PHONE)
+    assert page.goto(preferences_url(base, reader)).status == 200
+    expect(page.get_by_role("radio", name="Paused until")).to_be_checked()
+    expect(page.get_by_label("Day of the weekly email")).to_have_value("wed")
+    for element in ("#weekday", "#paused_until"):  # within the phone's width, beside or under their choice
+        box = page.locator(element).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (element, box)
+    assert fits(page)
+    page.get_by_role("radio", name="Weekly on", exact=True).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#frequency-hint")).to_have_text("Now: weekly on Wednesday.")
     assert fits(page)
     assert page.csp == []

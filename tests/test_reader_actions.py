@@ -33,7 +33,7 @@ from sqlalchemy import create_engine
 
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.batches import load_batch
-from newsletter.models import SubscriberStatus
+from newsletter.models import Frequency, Schedule, SubscriberStatus
 from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.store import open_store
 from newsletter.tokens import Signer
@@ -172,7 +172,8 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
     signer = Signer(SECRET)
     feedback = signer.feedback_token(reader.ref, "2025-03-11", 2, store.edition_papers(dt.date(2025, 3, 11))[2])
     preferences = signer.preferences_token(reader.ref)
-    form = {"interests": "concept erasure", "authors": "", "categories": "cs.CV", "seeds": "2503.00004", "picks": "4"}
+    form = {"interests": "concept erasure", "authors": "", "categories": "cs.CV", "seeds": "2503.00004", "picks": "4",
+            "frequency": "weekly", "weekday": "fri"}
     with server() as base:
         assert post(f"{base}/p/{signer.preferences_token(other.ref)}", form)[0] == 200  # the server is warm
         with HeldDatabase(database_url, tables=("profiles", "votes")):
@@ -184,13 +185,16 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
             assert seconds < ANSWER_WITHIN, seconds
             # Not applied yet, but the reader's page already shows both.
             assert store.votes(reader.id) == [] and store.profile(reader.id).interests == ()
+            assert store.get(ref=reader.ref).schedule == Schedule()
             page = urllib.request.urlopen(f"{base}/p/{preferences}", timeout=30).read().decode()
             assert ">\nconcept erasure</textarea>" in page and "Scaling Laws for Video Generation" in page
+            assert 'value="weekly" checked' in page and "Now: weekly on Friday." in page
         # Applied as soon as the database is free, in the order they came.
         wait_until(lambda: store.profile(reader.id).interests == ("concept erasure",), "the preferences applied")
         profile = store.profile(reader.id)
         assert (profile.categories, profile.seeds, profile.picks, profile.liked) == (
             ("cs.CV",), ("2503.00004",), 4, ("2503.00003",))
+        assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4)
         assert [(v.paper_key, v.vote) for v in store.votes(reader.id)] == [("2503.00003", 1)]
         assert store.votes(other.id) == []
 

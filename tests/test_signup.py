@@ -166,7 +166,11 @@ def test_form_has_email_name_and_a_hidden_honeypot(client):
     (form,) = page.xpath("//form")
     assert form.get("method") == "post" and form.get("action") == "/subscribe"
     fields = {i.get("name"): i for i in form.xpath(".//input")}
-    assert set(fields) == {"email", "name", "website"}
+    assert set(fields) == {"email", "name", "website", "frequency"}
+    # How often: daily unless weekly is chosen.
+    choices = {i.get("value"): i for i in form.xpath(".//input[@name='frequency']")}
+    assert set(choices) == {"daily", "weekly"} and all(i.get("type") == "radio" for i in choices.values())
+    assert choices["daily"].get("checked") is not None and choices["weekly"].get("checked") is None
     assert fields["email"].get("type") == "email" and fields["email"].get("required") is not None
     assert fields["name"].get("type") == "text"
     trap = fields["website"]

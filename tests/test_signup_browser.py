@@ -1,7 +1,8 @@
 """Confirmed sign-up in a real headless Chromium against ``newsletter serve``
-(waitress, SQLite, the outbox sender): fill in the form, read the
-confirmation email from the outbox folder, open its link, press the button;
-and the pages at phone width, with the app's Content-Security-Policy in force.
+(waitress, SQLite, the outbox sender): fill in the form (daily or weekly),
+read the confirmation email from the outbox folder, open its link, press
+the button; and the pages at phone width, with the app's
+Content-Security-Policy in force.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conftest import (
     page_widths,
     wait_until,
 )
-from newsletter.models import SubscriberStatus
+from newsletter.models import Frequency, Schedule, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.web import mask_email
 
@@ -132,4 +133,24 @@ def test_sign_up_pages_fit_a_phone(site, new_page):
     expect(page.get_by_role("alert")).to_contain_text("not valid or has expired")
     assert no_horizontal_scroll(page)
     assert store.get(email=address) is None
+    assert page.csp == []
+
+
+def test_a_weekly_sign_up_in_the_browser(site, new_page):
+    base, store, outbox = site
+    address = "wendy.weekly@example.com"
+    page = new_page()
+    page.goto(f"{base}/subscribe")
+    how_often = page.get_by_role("group", name="How often?")
+    expect(how_often.get_by_role("radio", name="Daily: each morning, that day's papers")).to_be_checked()
+    page.get_by_label("Email address").fill(address)
+    how_often.get_by_role("radio", name="Weekly: the week's papers in one email, on Mondays").check()
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("status")).to_contain_text("Check your inbox")
+    page.goto(confirmation_link(outbox, address))
+    expect(page.locator("#frequency")).to_contain_text("weekly")
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page.get_by_role("status")).to_have_text("You are subscribed. Your first weekly issue arrives on Monday.")
+    reader = store.get(email=address)
+    assert (reader.status, reader.schedule) == (ACTIVE, Schedule(Frequency.WEEKLY))
     assert page.csp == []

@@ -133,7 +133,7 @@ def test_a_second_spelling_of_a_signature_is_refused_for_every_purpose(signer):
     confirm = signer.confirm_token("ada@example.com", "Ada", ("graphs",))
     assert signer.subscriber_ref(unsubscribe) == signer.preferences_ref(preferences) == REF
     assert signer.feedback_target(feedback)[0] == REF
-    assert signer.confirmed(confirm, 60) == ("ada@example.com", "Ada", ("graphs",))
+    assert signer.confirmed(confirm, 60) == ("ada@example.com", "Ada", ("graphs",), "daily")
     invalid(signer, second_spelling(unsubscribe))
     for check, token in ((signer.preferences_ref, preferences), (signer.feedback_target, feedback),
                          (lambda t: signer.confirmed(t, 60), confirm)):

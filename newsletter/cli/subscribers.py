@@ -11,9 +11,9 @@ import click
 
 from newsletter.cli import common
 from newsletter.errors import InvalidProfile, Refused
-from newsletter.interests import PARSERS
+from newsletter.interests import PARSERS, SCHEDULE_CHOICES, choose_schedule, parse_day_of_week, parse_pause_end
 from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import MAX_PICKS, Profile, SubscriberStatus
+from newsletter.models import MAX_PICKS, Frequency, Profile, Schedule, Subscriber, SubscriberStatus
 from newsletter.store import Store
 from newsletter.text import terminal_safe
 
@@ -109,12 +109,16 @@ def subscribers_export(ctx: click.Context, status: str | None) -> None:
 @click.pass_context
 def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     """Import FILE.csv (a header row with an `email` column and optional
-    `name`, `interests` and `authors` columns, the last two separated by
-    semicolons), all or nothing, in one transaction.
+    `name`, `interests`, `authors`, `frequency` and `paused_until` columns),
+    all or nothing, in one transaction.
 
-    Addresses already present are left as they are, profile included: one
-    that unsubscribed, bounced or complained is never reactivated. Invalid
-    addresses are reported with their line and skipped.
+    Interests and authors are separated by semicolons; a frequency is
+    daily, weekly (on NEWSLETTER_WEEKLY_DAY) or weekly:<day> such as
+    weekly:fri (empty: daily); paused_until is YYYY-MM-DD (empty: no
+    pause). Addresses already present are left as they are, profile and
+    schedule included: one that unsubscribed, bounced or complained is
+    never reactivated. Lines with an invalid address, frequency or date are
+    reported with their line number and skipped.
     """
     from newsletter.actions import ReaderActions
 
@@ -157,20 +161,38 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.option("--seed-papers", "seeds", metavar="ID,…",
               help="Papers the reader likes: arXiv ids or arxiv.org links, separated by commas.")
 @click.option("--picks", metavar="N", help=f"How many picks, 0 (none) to {MAX_PICKS}.")
+@click.option("--frequency", type=click.Choice(SCHEDULE_CHOICES, case_sensitive=False),
+              help="How often: daily, weekly (on --weekday, else the day they had, else NEWSLETTER_WEEKLY_DAY), "
+                   "or paused until --until (then as before). Daily or weekly ends a pause.")
+@click.option("--weekday", metavar="mon…sun", help="The day of a weekly reader's email (with --frequency weekly, "
+                                                   "or for a reader who is weekly).")
+@click.option("--until", metavar="YYYY-MM-DD", help="With --frequency paused: the day emails start again "
+                                                    "(after today).")
 @click.pass_context
-def subscribers_interests(ctx: click.Context, email: str, **given: str | None) -> None:
-    """Show EMAIL's interests, or replace the parts given as options (the
-    others stay as they are; an empty value empties that part).
+def subscribers_interests(ctx: click.Context, email: str, frequency: str | None, weekday: str | None,
+                          until: str | None, **given: str | None) -> None:
+    """Show EMAIL's interests and how often they get the newsletter, or
+    replace the parts given as options (the others stay as they are; an
+    empty value empties that part).
 
     Read and cut to the same limits as the reader's preferences page: 20
     interests, 50 authors, 20 categories and 20 seed papers. Seed papers
     not in the database yet are fetched from arXiv by `newsletter serve`.
+    A pause keeps the reader's frequency, which resumes on the --until day.
     """
     from newsletter.actions import ReaderActions
 
+    if frequency == "paused" and until is None:
+        raise click.UsageError("--frequency paused needs --until YYYY-MM-DD")
+    if until is not None and frequency != "paused":
+        raise click.UsageError("--until goes with --frequency paused")
+    if weekday is not None and frequency == "daily":
+        raise click.UsageError("--weekday goes with --frequency weekly (a daily reader has no day)")
     store = common.store_of(ctx)
     subscriber = _listed(store, email)
     profile = store.profile(subscriber.id)
+    today = store.clock().date()
+    schedule = _chosen_schedule(subscriber, frequency, weekday, until, today)
     changes, notes = {}, []
     for field, value in given.items():
         if value is None:
@@ -181,15 +203,45 @@ def subscribers_interests(ctx: click.Context, email: str, **given: str | None) -
         notes += [f"{_PROFILE_OPTIONS[field]}: {note}" for note in parsed.notes]
         changes[field] = parsed.values[0] if field == "picks" else parsed.values
     if changes:
-        profile = store.save_profile(dataclasses.replace(profile, **changes))
+        profile = store.save_profile(dataclasses.replace(profile, **changes), schedule=schedule)
         for note in notes:
             click.echo(f"Warning: {terminal_safe(note)}", err=True)
         ReaderActions(store).queue_papers(profile.seeds)
-    _show_profile(store, subscriber.email, profile)
+    elif schedule is not None:
+        store.set_schedule(subscriber.id, schedule)
+    words = (schedule or subscriber.schedule).as_of(today).describe(common.settings_of(ctx).weekly_weekday)
+    _show_profile(store, subscriber.email, profile, words)
 
 
-def _show_profile(store: Store, email: str, profile: Profile) -> None:
-    """Print ``profile``, one part a line, every stored value terminal-safe."""
+def _chosen_schedule(subscriber: Subscriber, frequency: str | None, weekday: str | None, until: str | None,
+                     today) -> Schedule | None:
+    """The schedule the options choose for ``subscriber`` (None: they
+    change nothing). Raises a usage error for a --weekday of a reader who
+    is not and does not become weekly, and :class:`InvalidProfile` naming
+    the option for a malformed day or date."""
+    if frequency is None and weekday is None:
+        return None
+    current = subscriber.schedule.as_of(today)
+    if weekday is not None and frequency != "weekly" and current.frequency != Frequency.WEEKLY:
+        raise click.UsageError(f"--weekday goes with --frequency weekly ({subscriber.email} is not weekly)")
+    day = None
+    if weekday is not None:
+        found = parse_day_of_week(weekday)
+        if found.error:
+            raise InvalidProfile(f"--weekday: {found.error}")
+        day = found.values[0]
+    paused_until = None
+    if until is not None:
+        found = parse_pause_end(until, today)
+        if found.error:
+            raise InvalidProfile(f"--until: {found.error}")
+        paused_until = found.values[0]
+    return choose_schedule(current, frequency, day, paused_until)
+
+
+def _show_profile(store: Store, email: str, profile: Profile, schedule: str) -> None:
+    """Print ``profile`` and the reader's ``schedule`` in words, one part a
+    line, every stored value terminal-safe."""
     papers = store.papers(profile.seeds)
     seeds = [f"{key} ({papers[key].title})" if key in papers else f"{key} (not in the database yet)"
              for key in profile.seeds]
@@ -201,6 +253,7 @@ def _show_profile(store: Store, email: str, profile: Profile) -> None:
         ("seed papers", ", ".join(seeds)),
         ("picks", f"{profile.picks}" + (" (off)" if profile.picks == 0 else "")),
         ("votes", f"{votes.count(1)} up, {votes.count(-1)} down"),
+        ("frequency", schedule),
     ]
     click.echo(terminal_safe(email))
     for label, value in lines:

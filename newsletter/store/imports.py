@@ -23,9 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import DEFAULT_PICKS, Frequency, Profile, SubscriberStatus
+from newsletter.models import DEFAULT_PICKS, Profile, Schedule, SubscriberStatus
 from newsletter.store.engine import dialect_insert
-from newsletter.store.profiles import profile_lists
+from newsletter.store.profiles import profile_lists, schedule_columns
 from newsletter.store.schema import events_table, profiles_table, subscribers_table
 from newsletter.store.subscribers import normalize_email
 from newsletter.text import clean_name
@@ -48,43 +48,54 @@ class Imports:
     def import_subscribers(self, rows: Iterable[tuple], source: str = "import") -> ImportReport:
         """Add the (line, email, name) rows, all or nothing; a row may also
         carry the reader's interests and authors, (line, email, name,
-        interests, authors), cut to the limits of ``newsletter.interests``.
+        interests, authors), cut to the limits of ``newsletter.interests``,
+        and then their schedule: what ``interests.parse_schedule_cells``
+        read (a ``Parsed`` holding a :class:`Schedule`, or an error).
 
         Addresses already present are counted, never reactivated (those
         unsubscribed, bounced or complained are reported as refused);
-        malformed addresses are reported with their line. Everything is
+        malformed addresses and schedules are reported with their line
+        (the error as it was read). Everything is
         checked and prepared first, without holding the database; then the
         new addresses are written in bulk in one short transaction (its
         duration is ``write_seconds`` in the report), so readers'
-        unsubscribes wait as little as possible. A new reader's interests
-        and authors become their profile in that same write; an address
-        already present keeps its profile. An address that someone else
+        unsubscribes wait as little as possible. A new reader's interests,
+        authors and schedule are theirs from that same write; an address
+        already present keeps its profile and schedule. An address that someone else
         added in the meantime is reported as present (or refused).
         Raises :class:`StoreError` when the write fails (nothing is imported).
         """
         report = ImportReport()
         lines: dict[str, list[int]] = {}  # lower-cased address -> its lines in the file, first first
-        new: dict[str, tuple[str, str | None, tuple]] = {}  # key -> (address, name, profile) of first appearance
-        for line, email, name, *profile in rows:
+        # key -> (address, name, interests, authors, schedule) of its first appearance
+        new: dict[str, tuple[str, str | None, tuple, tuple, Schedule]] = {}
+        for line, email, name, *more in rows:
+            # The optional parts a shorter row leaves out: no profile, the default schedule.
+            interests, authors, schedule = (*more, *((), (), None)[len(more):])
             try:
                 address = normalize_email(email)
             except InvalidEmail as exc:
                 report.invalid.append((line, str(exc)))
                 continue
+            if schedule is not None and schedule.error:
+                report.invalid.append((line, schedule.error))
+                continue
             key = address.lower()
             lines.setdefault(key, []).append(line)
-            new.setdefault(key, (address, name, tuple(profile)))
+            new.setdefault(key, (address, name, tuple(interests), tuple(authors),
+                                 schedule.values[0] if schedule is not None else Schedule()))
         statuses = self._statuses(list(new))
         stamp = self.clock()
         staged = [
             dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
                  name=clean_name(name), status=SubscriberStatus.ACTIVE, source=source,
-                 created_at=stamp, updated_at=stamp, frequency=Frequency.DAILY, weekday=None, paused_until=None)
-            for key, (address, name, _profile) in new.items() if key not in statuses
+                 created_at=stamp, updated_at=stamp, **schedule_columns(schedule))
+            for key, (address, name, _interests, _authors, schedule) in new.items() if key not in statuses
         ]
         profiles = [
-            dict(email_key=key, lists=profile_lists(Profile(0, interests=tuple(profile[0]), authors=tuple(profile[1]))))
-            for key, (_address, _name, profile) in new.items() if key not in statuses and any(profile)
+            dict(email_key=key, lists=profile_lists(Profile(0, interests=interests, authors=authors)))
+            for key, (_address, _name, interests, authors, _schedule) in new.items()
+            if key not in statuses and (interests or authors)
         ]
         added = self._bulk_add(staged, profiles, report) if staged else set()
         if len(added) < len(staged):  # someone else added some of them meanwhile

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from sqlalchemy import func, insert, select, update
 
-from newsletter.models import SubscriberStatus
+from newsletter.models import Frequency, SubscriberStatus
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import actions_table
 
@@ -59,10 +59,11 @@ class Inbox:
             )).inserted_primary_key[0]
 
     def record_signup(self, email: str, name: str | None, client: str, *, per_address_per_day: int,
-                      per_client_per_hour: int, interests: tuple[str, ...] = ()) -> bool:
+                      per_client_per_hour: int, interests: tuple[str, ...] = (),
+                      frequency: Frequency = Frequency.DAILY) -> bool:
         """Record a sign-up request for ``email`` from ``client`` (with the
-        ``interests`` the form gave, for the confirmation link to carry)
-        unless it would exceed a limit: at most ``per_address_per_day``
+        ``interests`` and ``frequency`` the form gave, for the confirmation
+        link to carry) unless it would exceed a limit: at most ``per_address_per_day``
         requests per address in 24 hours and ``per_client_per_hour`` per
         client in an hour. Counting and recording are one atomic step (one
         writer at a time), so parallel requests cannot exceed a limit.
@@ -83,7 +84,8 @@ class Inbox:
             if conn.scalar(signups.where(a.c.client == client,
                                          a.c.received_at >= stamp - dt.timedelta(hours=1))) >= per_client_per_hour:
                 return False
-            payload = {"email": email.strip(), "name": name, **({"interests": list(interests)} if interests else {})}
+            payload = {"email": email.strip(), "name": name, **({"interests": list(interests)} if interests else {}),
+                       **({"frequency": str(frequency)} if frequency != Frequency.DAILY else {})}
             conn.execute(insert(a).values(kind="signup", email_key=key, client=client, received_at=stamp, attempts=0,
                                           payload=json.dumps(payload)))
         return True

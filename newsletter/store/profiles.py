@@ -1,7 +1,9 @@
-"""Readers' profiles (what they told us they read) and their votes."""
+"""Readers' profiles (what they told us they read), their schedules (how
+often they want the newsletter) and their votes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Iterable
@@ -9,9 +11,9 @@ from typing import Iterable
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Profile
+from newsletter.models import Frequency, Profile, Schedule
 from newsletter.store.engine import as_utc
-from newsletter.store.schema import papers_table, profiles_table, votes_table
+from newsletter.store.schema import papers_table, profiles_table, subscribers_table, votes_table
 
 # Votes kept in a profile as ranking signal, newest first (all are kept in
 # the votes table, and a rated paper is never picked whatever its age).
@@ -80,18 +82,34 @@ class Profiles:
             return conn.scalar(select(profiles_table.c.subscriber_id).where(profiles_table.c.picks > 0).limit(1)) \
                 is not None
 
-    def save_profile(self, profile: Profile, quick: bool = False) -> Profile:
+    def save_profile(self, profile: Profile, quick: bool = False, schedule: Schedule | None = None) -> Profile:
         """Store what the reader told us (interests, authors, categories,
-        seeds, number of picks); their votes stay as they are. Returns the
-        stored profile. Raises :class:`StoreBusy` when ``quick`` and the
-        database is held."""
+        seeds, number of picks), and their ``schedule`` when given, in one
+        transaction; their votes stay as they are. Returns the stored
+        profile. Raises :class:`StoreBusy` when ``quick`` and the database
+        is held, and ValueError for a malformed schedule (see
+        :meth:`set_schedule`)."""
+        if schedule is not None:
+            check_schedule(schedule)
         with self._writing(quick) as conn:
             current = self._current(conn, profile.subscriber_id)
             votes = current or Profile(profile.subscriber_id)
             merged = Profile(profile.subscriber_id, profile.interests, profile.authors, profile.categories,
                              profile.seeds, votes.liked, votes.disliked, profile.picks)
             self._put(conn, merged, exists=current is not None)
+            if schedule is not None:
+                put_schedule(conn, profile.subscriber_id, schedule)
         return merged
+
+    def set_schedule(self, subscriber_id: int, schedule: Schedule, quick: bool = False) -> bool:
+        """Store how often the reader wants the newsletter (read back as
+        ``Subscriber.schedule``), in one short write. Returns whether the
+        reader exists. Raises ValueError for a malformed schedule (a
+        weekday outside 0..6, a frequency that is not one) and
+        :class:`StoreBusy` when ``quick`` and the database is held."""
+        check_schedule(schedule)
+        with self._writing(quick) as conn:
+            return put_schedule(conn, subscriber_id, schedule)
 
     def record_vote(self, subscriber_id: int, paper_key: str, vote: int, edition: str,
                     quick: bool = False) -> int | None:
@@ -163,3 +181,27 @@ def put_profile(conn: Connection, profile: Profile, exists: bool, stamp) -> None
     else:
         conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
 
+
+
+def check_schedule(schedule: Schedule) -> None:
+    """Raise ValueError unless ``schedule`` can be stored: a frequency, a
+    weekday from 0 (Monday) to 6 or None, a date or None for the pause."""
+    Frequency(schedule.frequency)
+    weekday = schedule.weekday
+    if weekday is not None and (type(weekday) is not int or not 0 <= weekday <= 6):
+        raise ValueError(f"a weekday is 0 (Monday) to 6 (Sunday) or None, not {weekday!r}")
+    if schedule.paused_until is not None and type(schedule.paused_until) is not dt.date:
+        raise ValueError(f"a pause ends on a date, not {schedule.paused_until!r}")
+
+
+def schedule_columns(schedule: Schedule) -> dict:
+    """The ``subscribers`` columns of ``schedule``."""
+    return dict(frequency=str(schedule.frequency), weekday=schedule.weekday,
+                paused_until=schedule.paused_until.isoformat() if schedule.paused_until else None)
+
+
+def put_schedule(conn: Connection, subscriber_id: int, schedule: Schedule) -> bool:
+    """Write ``schedule`` inside the caller's transaction; return whether
+    the reader exists."""
+    s = subscribers_table
+    return bool(conn.execute(update(s).where(s.c.id == subscriber_id).values(**schedule_columns(schedule))).rowcount)

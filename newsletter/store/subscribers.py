@@ -20,7 +20,7 @@ from newsletter.errors import InvalidEmail
 from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberEvent, SubscriberStatus
 from newsletter.policy import reader_may_reactivate
 from newsletter.store.engine import as_utc
-from newsletter.store.profiles import put_profile
+from newsletter.store.profiles import put_profile, put_schedule
 from newsletter.store.schema import events_table, subscribers_table
 from newsletter.text import clean_name
 
@@ -277,13 +277,15 @@ class Subscribers:
             return found, reader_may_reactivate(found.status, _last_source(conn, found.id))
 
     def confirm_signup(self, email: str, name: str | None, interests: tuple[str, ...] = (),
-                       quick: bool = False) -> str:
+                       quick: bool = False, frequency: Frequency = Frequency.DAILY) -> str:
         """Make ``email`` active after its confirmation link was used, with
         the rules of a new sign-up checked at this moment, inside the
         transaction: a new address is added (with ``interests`` as its
-        profile's, when there are some), one that unsubscribed itself is
-        reactivated (its profile left as it is); one the operator removed,
-        or that bounced or complained since, is refused.
+        profile's, when there are some, and getting the newsletter at
+        ``frequency``, on the list's day when weekly), one that unsubscribed
+        itself is reactivated (its profile and schedule left as they are);
+        one the operator removed, or that bounced or complained since, is
+        refused.
 
         Returns "subscribed", "resubscribed", "already" (active) or
         "refused". Raises :class:`StoreBusy` when ``quick`` and the database
@@ -299,6 +301,8 @@ class Subscribers:
                 subscriber_id = self._insert_subscriber(conn, address, name, "signup")
                 if interests:
                     put_profile(conn, Profile(subscriber_id, interests=tuple(interests)), False, self.clock())
+                if frequency != Frequency.DAILY:  # a new row is daily already
+                    put_schedule(conn, subscriber_id, Schedule(Frequency(frequency)))
                 return "subscribed"
             if row.status == SubscriberStatus.ACTIVE:
                 return "already"

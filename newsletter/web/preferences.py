@@ -1,17 +1,30 @@
 """A reader's preferences page: ``GET /p/<token>`` shows what they told us
 (interests, followed authors, arXiv categories, seed papers, the number of
-picks) as a form, and the papers they rated; it changes nothing.
+picks, and how often: daily, weekly on a day, or paused until a date) as a
+form, and the papers they rated; it changes nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
 vote, through the reader-action inbox (``newsletter.actions``). As for
 unsubscribing, the signed token is the proof: no cookie or session."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, Response, request
 
 from newsletter.errors import TokenError
-from newsletter.interests import MAX_AUTHORS, MAX_CATEGORIES, MAX_INTERESTS, MAX_SEEDS, PARSERS
-from newsletter.models import MAX_PICKS, Profile, Subscriber
+from newsletter.interests import (
+    MAX_AUTHORS,
+    MAX_CATEGORIES,
+    MAX_INTERESTS,
+    MAX_SEEDS,
+    PARSERS,
+    SCHEDULE_CHOICES,
+    choose_schedule,
+    parse_day_of_week,
+    parse_pause_end,
+)
+from newsletter.models import MAX_PICKS, WEEKDAY_NAMES, WEEKDAYS, Frequency, Profile, Schedule, Subscriber
 from newsletter.web.app import invalid_link, mask_email, page, state
 
 blueprint = Blueprint("preferences", __name__)
@@ -41,6 +54,49 @@ def form_values(profile: Profile) -> dict[str, str]:
             "picks": str(profile.picks)}
 
 
+def schedule_values(schedule: Schedule, today: dt.date) -> dict[str, str]:
+    """The "How often" fields filled with ``schedule`` as it stands
+    ``today``: the choice, the day (the list's when they chose none) and
+    the end of a pause."""
+    current = schedule.as_of(today)
+    weekday = state().settings.weekly_weekday if current.weekday is None else current.weekday
+    return {"frequency": "paused" if current.paused_until else str(current.frequency), "weekday": WEEKDAYS[weekday],
+            "paused_until": current.paused_until.isoformat() if current.paused_until else ""}
+
+
+def read_schedule(current: Schedule, today: dt.date) -> tuple[Schedule, dict[str, str]]:
+    """The schedule the form chooses for a reader on ``current``, and the
+    errors of its fields (then the schedule is ``current``). A form
+    without the choice (a page from before it) leaves the schedule as it
+    is."""
+    choice = request.form.get("frequency")
+    if choice is None:
+        return current, {}
+    if choice not in SCHEDULE_CHOICES:
+        return current, {"frequency": "Choose daily, weekly or a pause."}
+    errors, weekday, paused_until = {}, None, None
+    # The day counts for a weekly reader, or one who becomes weekly (a pause keeps the frequency).
+    if choice == "weekly" or (choice == "paused" and current.frequency == Frequency.WEEKLY):
+        found = parse_day_of_week(request.form.get("weekday", ""))
+        if found.error:
+            errors["weekday"] = found.error
+        else:
+            weekday = found.values[0]
+            # The form always sends a day: the one it showed keeps what is
+            # stored, so a reader on the list's day stays on it (None).
+            if weekday == (state().settings.weekly_weekday if current.weekday is None else current.weekday):
+                weekday = current.weekday
+    if choice == "paused":
+        found = parse_pause_end(request.form.get("paused_until", ""), today)
+        if found.error:
+            errors["paused_until"] = found.error
+        else:
+            paused_until = found.values[0]
+    if errors:
+        return current, errors
+    return choose_schedule(current, choice, weekday, paused_until), {}
+
+
 def paper_link(key: str) -> str | None:
     """The arXiv page of the paper ``key`` (None for a paper without an id)."""
     return None if key.startswith("title:") else f"https://arxiv.org/abs/{key}"
@@ -50,16 +106,20 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
                      errors: dict[str, str] | None = None, notes: dict[str, tuple[str, ...]] | None = None,
                      notice: str = "", code: int = 200) -> Response:
     """The page for ``subscriber``: the form with ``values`` (default: their
-    profile), ``errors`` and ``notes`` next to their fields, a ``notice``
-    line ("saved", "undone") and the papers they rated."""
+    profile and schedule), ``errors`` and ``notes`` next to their fields, a
+    ``notice`` line ("saved", "undone") and the papers they rated."""
     app = state()
     profile = app.actions.profile_of(subscriber.id)
+    today = app.store.clock().date()
+    schedule = app.actions.schedule_of(subscriber).as_of(today)
     votes = app.actions.votes_of(subscriber.id)
     titles = app.store.papers(profile.seeds) if profile.seeds and not errors else {}
     return page(
         "web/preferences.html", code, heading="Your preferences", masked=mask_email(subscriber.email),
-        action=f"/p/{token}", values=values or form_values(profile), errors=errors or {}, notes=notes or {},
-        notice=notice, picks_off=profile.picks == 0, max_picks=MAX_PICKS,
+        action=f"/p/{token}", values=values or {**form_values(profile), **schedule_values(schedule, today)},
+        errors=errors or {}, notes=notes or {}, notice=notice, picks_off=profile.picks == 0, max_picks=MAX_PICKS,
+        schedule_now=schedule.describe(app.settings.weekly_weekday),
+        weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES)), tomorrow=(today + dt.timedelta(days=1)).isoformat(),
         limits={"interests": MAX_INTERESTS, "authors": MAX_AUTHORS, "categories": MAX_CATEGORIES,
                 "seeds": MAX_SEEDS},
         seeds=[] if errors else [(key, titles[key].title if key in titles else None) for key in profile.seeds],
@@ -84,18 +144,27 @@ def save(token: str) -> Response:
     subscriber = reader(token)
     if subscriber is None:
         return invalid_link()
+    app = state()
+    today = app.store.clock().date()
+    current = app.actions.schedule_of(subscriber)
     typed = {name: request.form.get(name, "") for name in PARSERS}
     parsed = {name: parse(typed[name]) for name, parse in PARSERS.items()}
     errors = {name: found.error for name, found in parsed.items() if found.error}
+    schedule, schedule_errors = read_schedule(current, today)
+    errors.update(schedule_errors)
     if errors:
         shown = {name: value[:MAX_SHOWN_CHARS] for name, value in typed.items()}
+        # The "How often" fields as chosen (short: a choice, a day, a date), else as stored.
+        shown.update({name: request.form.get(name, value)[:20]
+                      for name, value in schedule_values(current, today).items()})
         return preferences_page(token, subscriber, values=shown, errors=errors, code=400)
     profile = Profile(subscriber.id, interests=parsed["interests"].values, authors=parsed["authors"].values,
                       categories=parsed["categories"].values, seeds=parsed["seeds"].values,
                       picks=parsed["picks"].values[0])
-    state().actions.save_preferences(subscriber, profile)
+    app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None)
     notes = {name: found.notes for name, found in parsed.items() if found.notes}
-    return preferences_page(token, subscriber, values=form_values(profile), notes=notes, notice="saved")
+    return preferences_page(token, subscriber, values={**form_values(profile), **schedule_values(schedule, today)},
+                            notes=notes, notice="saved")
 
 
 @blueprint.post("/p/<token>/undo")
