@@ -150,15 +150,6 @@ class Schedule:
     weekday: int | None = None
     paused_until: dt.date | None = None
 
-    def gets(self, edition: Edition, default_weekday: int) -> bool:
-        """Whether a reader on this schedule is sent ``edition``."""
-        if self.paused_until is not None and edition.date < self.paused_until:
-            return False
-        if edition.kind == EditionKind.DAILY:
-            return self.frequency == Frequency.DAILY
-        weekday = default_weekday if self.weekday is None else self.weekday
-        return self.frequency == Frequency.WEEKLY and edition.date.weekday() == weekday
-
     def describe(self, default_weekday: int) -> str:
         """The schedule in words: "daily", "weekly on Monday", "paused until
         2026-03-20, then daily"."""
