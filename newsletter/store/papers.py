@@ -106,19 +106,19 @@ class PaperArchive:
         transaction; return how many were new or richer."""
         p = papers_table
         stamp = self.clock()
-        changed = 0
         stored = {row.key: row._asdict() for row in conn.execute(select(p).where(p.c.key.in_(list(keyed))))}
+        new, richer = [], 0
         for key, paper in keyed.items():
             before = stored.get(key)
             row = _richest(before or {}, paper)
             if before is None:
-                conn.execute(insert(p).values(key=key, updated_at=stamp, **row))
+                new.append(dict(key=key, updated_at=stamp, **row))
             elif any(before[name] != value for name, value in row.items()):
                 conn.execute(update(p).where(p.c.key == key).values(updated_at=stamp, **row))
-            else:
-                continue
-            changed += 1
-        return changed
+                richer += 1
+        if new:  # one statement for a day's new papers (executemany), not one each
+            conn.execute(insert(p), new)
+        return len(new) + richer
 
     def papers(self, keys: Iterable[str]) -> dict[str, Paper]:
         """Return ``{key: Paper}`` for those of ``keys`` that are stored."""
