@@ -498,3 +498,26 @@ def test_unknown_papers_and_seed_papers_are_not_found(client, path):
 
 def test_the_issues_page_links_to_the_search(client):
     assert html_of(client.get("/issues/")).xpath("//a[text()='Search the papers']/@href") == ["/papers"]
+
+
+def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store, database_url, monkeypatch):
+    from newsletter.store import search
+
+    monkeypatch.setattr(search, "MAX_RANKED", 3)
+    # Five papers about graphs, stored a day apart; the oldest has the word
+    # in its title (the best match of all), the others in their abstracts.
+    days = [DAY1 + dt.timedelta(days=n) for n in range(5)]
+    for n, day in enumerate(days):
+        title = "Graph Graph Graph" if n == 0 else f"Paper {n}"
+        store.store_batch(Batch(day, (Paper(title, f"A study {n} of one graph.", arxiv_id=f"2503.1000{n}"),)))
+    found = store.search_papers("graph")
+    assert (found.total, found.more) == (3, True) and found.pages == 1
+    # The three stored last are ranked; the title match, stored first, is
+    # beyond them. Equal matches: the most recently carried first.
+    assert keys(found) == ["2503.10004", "2503.10003", "2503.10002"]
+    assert "More than 3 papers found" in " ".join(
+        create_app(Settings(database_url=database_url, secret_key=SECRET)).test_client()
+        .get("/papers?q=graph").get_data(as_text=True).split())
+    # A narrower search ranks all its matches.
+    narrow = store.search_papers('graph "Graph Graph"')
+    assert (narrow.total, narrow.more, keys(narrow)) == (1, False, ["2503.10000"])

@@ -170,7 +170,8 @@ papers_table = Table(
     Column("categories", Text, nullable=False),  # JSON list
     Column("github_stars", Integer),
     Column("comment_count", Integer),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Indexed: a search ranks the matches stored last (see store.search).
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 appearances_table = Table(

@@ -34,6 +34,11 @@ MAX_QUERY_CHARS = 500  # longer queries are refused (InvalidQuery)
 MAX_TERMS = 20  # words and phrases searched for; the rest are left out (SearchPage.cut)
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000  # pages after it are never read (they would be past any real archive)
+# A search ranks at most this many matching papers, the most recently
+# stored: ranking every match of a word nearly every paper has (scoring
+# each) takes the database most of a second at 100,000 papers, and nobody
+# pages through thousands of results. Fewer matches are all ranked.
+MAX_RANKED = 1_000
 
 # Where a snippet's matched words start and end: STX and ETX, control
 # characters that stored text never holds (batches remove them, see
@@ -73,8 +78,9 @@ class SearchHit:
 class SearchPage:
     """One page of an archive search: the ``terms`` searched for (empty:
     every paper, newest first), whether terms were left out (``cut``,
-    beyond :data:`MAX_TERMS`), the ``total`` number of papers found and
-    this ``page``'s hits."""
+    beyond :data:`MAX_TERMS`), the ``total`` number of papers found (at
+    most :data:`MAX_RANKED` with terms: ``more`` says when more matched),
+    and this ``page``'s hits."""
 
     terms: tuple[str, ...]
     cut: bool
@@ -82,6 +88,7 @@ class SearchPage:
     per_page: int
     total: int
     hits: tuple[SearchHit, ...]
+    more: bool = False  # more than MAX_RANKED papers matched; the most recent were ranked
 
     @property
     def pages(self) -> int:
@@ -160,19 +167,23 @@ class PaperSearch:
             raise ValueError(f"page {page} of {per_page} results: page must be ≥ 1, per_page 1..{MAX_PER_PAGE}")
         terms, cut = parse_query(query)
         offset = (min(page, MAX_PAGE + 1) - 1) * per_page  # never a number the database cannot hold
+        more = False
         with self.reader.connect() as conn:
             if page > MAX_PAGE:
                 found, total = [], 0
             elif terms:
-                found, total = self._matching(conn, terms, per_page, offset)
+                found, total, more = self._matching(conn, terms, per_page, offset)
             else:
                 found, total = self._latest(conn, per_page, offset)
             if not found and offset:  # past the last page: no row to count with, so counted apart
-                total = self._count(conn, terms)
+                if terms:
+                    _first, total, more = self._matching(conn, terms, 1, 0)
+                else:
+                    total = self._count(conn)
             keys = [key for key, _rowid in found]
             snippets = self._snippets(conn, terms, found) if terms else {}
             hits = self._hits(conn, keys, snippets)
-        return SearchPage(terms, cut, page, per_page, total, hits)
+        return SearchPage(terms, cut, page, per_page, total, hits, more)
 
     def paper(self, key: str) -> tuple[Paper, tuple[Appearance, ...]] | None:
         """Return the archived paper of ``key`` and the days it appeared
@@ -187,33 +198,46 @@ class PaperSearch:
 
     @staticmethod
     def _matching(conn: Connection, terms: tuple[str, ...], limit: int,
-                  offset: int) -> tuple[list[tuple[str, int | None]], int]:
+                  offset: int) -> tuple[list[tuple[str, int | None]], int, bool]:
         """``(key, FTS5 rowid or None)`` of the page's matching papers, in
-        order, and how many match in all."""
+        order; how many match (at most :data:`MAX_RANKED`); and whether more
+        did. The :data:`MAX_RANKED` matches stored last (SQLite: by rowid;
+        PostgreSQL: by the time the row was written) are the candidates,
+        each read once; they are ranked by relevance, then by the last day
+        they were carried."""
         last_seen = "(SELECT max(a.date) FROM appearances a WHERE a.paper_key = p.key)"
         if conn.dialect.name == "sqlite":
             # bm25 is lower for better matches; the title counts ten times
-            # the abstract, the authors five times.
+            # the abstract, the authors five times. FTS5 reads its matches
+            # in rowid order and stops at the limit: bm25 is computed for
+            # the candidates only.
+            candidates = ("SELECT rowid AS rid, bm25(papers_search, 10.0, 1.0, 5.0) AS score FROM papers_search"
+                          " WHERE papers_search MATCH :match ORDER BY rowid DESC LIMIT :cap")
             sql = (
                 "SELECT key, rid, count(*) OVER () AS total FROM ("
-                " SELECT p.key AS key, p.rowid AS rid, bm25(papers_search, 10.0, 1.0, 5.0) AS score,"
-                f" {last_seen} AS last"
-                " FROM papers_search JOIN papers p ON p.rowid = papers_search.rowid"
-                " WHERE papers_search MATCH :match"
+                f" SELECT p.key AS key, c.rid AS rid, c.score AS score, {last_seen} AS last"
+                f" FROM ({candidates}) c JOIN papers p ON p.rowid = c.rid"
                 ") WHERE last IS NOT NULL ORDER BY score, last DESC, key LIMIT :limit OFFSET :offset"
             )
             params = {"match": fts5_match(terms)}
         else:
+            candidates = (f"SELECT p.key AS key, p.search AS search FROM papers p WHERE p.search @@ {_tsquery(terms)}"
+                          " ORDER BY p.updated_at DESC LIMIT :cap")
             sql = (
                 "SELECT key, NULL AS rid, count(*) OVER () AS total FROM ("
-                f" SELECT p.key AS key, ts_rank(p.search, q.query) AS score, {last_seen} AS last"
-                f" FROM papers p, (SELECT {_tsquery(terms)} AS query) q WHERE p.search @@ q.query"
+                f" SELECT c.key AS key, ts_rank(c.search, {_tsquery(terms)}) AS score, {last_seen} AS last"
+                f" FROM ({candidates}) c JOIN papers p ON p.key = c.key"
                 ') hits WHERE last IS NOT NULL ORDER BY score DESC, last DESC, key COLLATE "C" '
                 "LIMIT :limit OFFSET :offset"
             )
             params = {f"t{n}": term for n, term in enumerate(terms)}
-        rows = conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).all()
-        return [(row.key, row.rid) for row in rows], (rows[0].total if rows else 0)
+        rows = conn.execute(text(sql), {**params, "cap": MAX_RANKED, "limit": limit, "offset": offset}).all()
+        total = rows[0].total if rows else 0
+        more = False
+        if total == MAX_RANKED:  # all candidates were archived papers: is there one more match?
+            beyond = candidates.replace("LIMIT :cap", "LIMIT 1 OFFSET :cap")
+            more = conn.execute(text(beyond), {**params, "cap": MAX_RANKED}).first() is not None
+        return [(row.key, row.rid) for row in rows], total, more
 
     @staticmethod
     def _latest(conn: Connection, limit: int, offset: int) -> tuple[list[tuple[str, None]], int]:
@@ -224,21 +248,13 @@ class PaperSearch:
         later = select(b.c.rank).where(b.c.paper_key == a.c.paper_key, b.c.date > a.c.date).exists()
         keys = conn.scalars(select(a.c.paper_key).where(~later).order_by(a.c.date.desc(), a.c.rank)
                             .limit(limit).offset(offset)).all()
-        total = PaperSearch._count(conn, ()) if keys else 0
+        total = PaperSearch._count(conn) if keys else 0
         return [(key, None) for key in keys], total
 
     @staticmethod
-    def _count(conn: Connection, terms: tuple[str, ...]) -> int:
-        """How many archived papers match every term (no term: how many are archived)."""
-        if not terms:
-            return conn.scalar(select(func.count(appearances_table.c.paper_key.distinct())))
-        archived = "EXISTS (SELECT 1 FROM appearances a WHERE a.paper_key = p.key)"
-        if conn.dialect.name == "sqlite":
-            sql = ("SELECT count(*) FROM papers_search JOIN papers p ON p.rowid = papers_search.rowid"
-                   f" WHERE papers_search MATCH :match AND {archived}")
-            return conn.scalar(text(sql), {"match": fts5_match(terms)})
-        sql = f"SELECT count(*) FROM papers p WHERE p.search @@ {_tsquery(terms)} AND {archived}"
-        return conn.scalar(text(sql), {f"t{n}": term for n, term in enumerate(terms)})
+    def _count(conn: Connection) -> int:
+        """How many papers are archived."""
+        return conn.scalar(select(func.count(appearances_table.c.paper_key.distinct())))
 
     @staticmethod
     def _snippets(conn: Connection, terms: tuple[str, ...],

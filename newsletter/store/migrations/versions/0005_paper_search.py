@@ -7,11 +7,12 @@
   authors, abstract in decreasing weight), and its GIN index
   ``ix_papers_search``.
 - The papers already stored are indexed here.
+- ``papers.updated_at`` is indexed: a search ranks the matches stored last.
 - ``newsletter_meta.schema_version`` becomes 5.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-09
+Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
@@ -57,6 +58,7 @@ POSTGRESQL = (
 def upgrade() -> None:
     for statement in SQLITE if op.get_bind().dialect.name == "sqlite" else POSTGRESQL:
         op.execute(statement)
+    op.create_index("ix_papers_updated_at", "papers", ["updated_at"])
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))
 
 
