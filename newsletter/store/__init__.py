@@ -5,7 +5,9 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
 ``engine`` and the tables of ``schema``; ``papers``, ``profiles`` and
-``picks`` keep what personal picks need. :class:`Ledger` is the send ledger
+``picks`` keep what personal picks need; ``admins`` the dashboard's
+operators, their sessions and login attempts, and ``dashboard`` its queries.
+:class:`Ledger` is the send ledger
 and lock of one issue. ``migrate`` brings a database to this release's
 schema when it is opened (Alembic, ``migrations/``); ``backup`` copies and
 restores SQLite databases.
@@ -16,6 +18,8 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.store.admins import Admins
+from newsletter.store.dashboard import DashboardQueries, EditionTotals
 from newsletter.store.engine import Database, now
 from newsletter.store.feedback import FeedbackRecords
 from newsletter.store.imports import ImportReport, Imports
@@ -28,13 +32,14 @@ from newsletter.store.profiles import Profiles, Vote
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["EditionTotals", "ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
 
 
 class Store(Subscribers, Imports, IssueArchive, PaperArchive, Profiles, PickRecords, Inbox, FeedbackRecords,
-            StatsQueries, Database):
+            StatsQueries, DashboardQueries, Admins, Database):
     """Subscribers, their events, stored issues, the ledger's tables, SES
-    feedback and the reader-action inbox of one database."""
+    feedback, the reader-action inbox and the dashboard's operators of one
+    database."""
 
 
 def open_store(database_url: str) -> Store:
