@@ -85,12 +85,13 @@ def reader(subscriber_id: int) -> Response:
         return page("web/not_found.html", 404)
     deliveries = store.reader_deliveries(subscriber.id)
     sendable = [d.edition for d in deliveries if _daily(d.edition)]
+    feedback = store.reader_feedback(subscriber.email)
     return admin_page(
         "admin/reader.html", heading=subscriber.email, section="subscribers", reader=subscriber,
         schedule=subscriber.schedule.describe(app.settings.weekly_weekday),
         events=list(reversed(store.events(subscriber.id))), deliveries=deliveries,
-        feedback=[f for f in store.reader_feedback(subscriber.email) if f.kind != "delivery"],
-        delivered={f.edition for f in store.reader_feedback(subscriber.email) if f.kind == "delivery"},
+        feedback=[f for f in feedback if f.kind != "delivery"],
+        delivered={f.edition for f in feedback if f.kind == "delivery"},
         profile=store.profile(subscriber.id), votes=store.votes(subscriber.id),
         edition_label=edition_label, web_version=web_version,
         sendable=sendable, messages=get_flashed_messages(with_categories=True),
