@@ -94,9 +94,9 @@ def history(store) -> History:
         store.change_status(readers["carol@example.net"], SubscriberStatus.UNSUBSCRIBED, source="web",
                             reason="unsubscribed by the reader")
     daily = Edition(one_day.date())
-    send(store, daily, {readers["ada@example.com"]: DeliveryStatus.SENT, readers["bob@example.org"]: DeliveryStatus.SENT,
-                        readers["dave@example.com"]: DeliveryStatus.SENT,
-                        readers["erin@example.com"]: DeliveryStatus.FAILED},
+    sent, failed = DeliveryStatus.SENT, DeliveryStatus.FAILED
+    send(store, daily, {readers["ada@example.com"]: sent, readers["bob@example.org"]: sent,
+                        readers["dave@example.com"]: sent, readers["erin@example.com"]: failed},
          one_day + dt.timedelta(seconds=1))
     with clock(store, today):
         store.apply_feedback("sns-bounce", [Feedback(FeedbackKind.BOUNCE, "dave@example.com", daily.key, "Permanent",

@@ -48,7 +48,7 @@ from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
 from newsletter.passwords import check_password, hash_password
-from newsletter.store import Ledger, open_store
+from newsletter.store import Ledger, dashboard, open_store
 from newsletter.store.ledger import LedgerRow
 from newsletter.web import create_app
 
@@ -470,6 +470,37 @@ def test_the_last_send_says_when_it_is_still_running_and_its_rate(store, signed_
     assert "Achievedrate0.2persecond" in last  # 4 readers handled in 20 s
 
 
+def test_past_days_are_counted_once_and_kept_today_is_counted_live(store):
+    made = history(store)
+    today = made.today
+    changes = {(day, old, new): n for day, old, new, n in store.status_changes(today - dt.timedelta(days=5))}
+    assert changes[(today - dt.timedelta(days=2), None, ACTIVE)] == 3
+    assert changes[(today, ACTIVE, COMPLAINED)] == 1
+    with store.reader.connect() as conn:
+        kept = conn.exec_driver_sql("SELECT day, old_status, new_status, changes FROM event_days").all()
+    # The days over for an hour are kept (two days ago; yesterday too from
+    # one o'clock); today is not.
+    settled = (dt.datetime.now(dt.timezone.utc) - dashboard.DAYS_SETTLE).date() - dt.timedelta(days=1)
+    two_days_ago, yesterday = (today - dt.timedelta(days=2)).isoformat(), (today - dt.timedelta(days=1)).isoformat()
+    expected = [(two_days_ago, "", "active", 3)]
+    if settled.isoformat() >= yesterday:
+        expected += [(yesterday, "", "active", 2), (yesterday, "active", "unsubscribed", 1)]
+    assert sorted(kept) == expected
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE event_days SET changes = 99")
+    store.add("new.today@example.com")
+    changes = {(day, old, new): n for day, old, new, n in store.status_changes(today - dt.timedelta(days=5))}
+    assert changes[(today - dt.timedelta(days=2), None, ACTIVE)] == 99  # read from what was kept
+    assert changes[(today, None, ACTIVE)] == 2  # frank, and the reader just added
+    # A longer period extends the kept days backwards, once.
+    assert len(store.status_changes(today - dt.timedelta(days=40))) == len(changes)
+    with store.reader.connect() as conn:
+        kept_days = dict(conn.exec_driver_sql(
+            "SELECT key, value FROM newsletter_meta WHERE key IN ('event_days_from', 'event_days_through')").all())
+    assert kept_days == {"event_days_from": (today - dt.timedelta(days=40)).isoformat(),
+                         "event_days_through": settled.isoformat()}
+
+
 # --------------------------------------------------------------------------
 # sends
 
@@ -493,8 +524,8 @@ def test_the_sends_page_lists_every_edition_with_its_figures_and_web_version(sto
 def test_a_running_send_has_a_live_view_and_its_json(store, signed_in):
     ids = [store.add(f"r{n}@example.com")[0].id for n in range(4)]
     edition = Edition(dt.date(2025, 3, 11))
-    send(store, edition, {ids[0]: DeliveryStatus.SENT, ids[1]: DeliveryStatus.PENDING}, dt.datetime.now(dt.timezone.utc),
-         release=False)
+    send(store, edition, {ids[0]: DeliveryStatus.SENT, ids[1]: DeliveryStatus.PENDING},
+         dt.datetime.now(dt.timezone.utc), release=False)
     response = signed_in.get("/admin/sends")
     live = html_of(response).cssselect("[data-live]")
     assert [section.get("data-live") for section in live] == ["/admin/sends/2025-03-11/live.json"]
@@ -561,7 +592,11 @@ def search(client, **query) -> tuple[list[str], str | None]:
     return [a.text_content() for a in page.cssselect("#readers tbody th a")], following[0] if following else None
 
 
-def test_the_search_finds_addresses_and_names_by_their_start_in_any_case(store, signed_in):
+@pytest.mark.parametrize("broad", [2000, 1], ids=["through-the-indexes", "in-id-order"])
+def test_the_search_finds_addresses_and_names_by_their_start_in_any_case(store, signed_in, broad, monkeypatch):
+    """Whether few readers match (found through the indexes) or many (the
+    list walked in id order), the same readers are found."""
+    monkeypatch.setattr(dashboard, "BROAD_SEARCH", broad)
     store.add("ada.lovelace@example.com", "Ada Lovelace")
     store.add("Adam@example.org", "Adam Smith")
     store.add("grace@example.com", "Grace Hopper")

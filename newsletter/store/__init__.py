@@ -32,7 +32,8 @@ from newsletter.store.profiles import Profiles, Vote
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["EditionTotals", "ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["EditionTotals", "ImportReport", "Ledger", "ReaderAction", "Store", "StoredIssue", "Vote", "normalize_email",
+           "now", "open_store"]
 
 
 class Store(Subscribers, Imports, IssueArchive, PaperArchive, Profiles, PickRecords, Inbox, FeedbackRecords,

@@ -3,7 +3,8 @@ the editions in the ledger and their totals, the subscribers' search, and
 one reader's editions and feedback.
 
 Each is made to stay fast with a million readers and a year of daily
-editions: the day counts read ``subscriber_events`` by its time index; the
+editions: the changes of each day that is over are counted once and kept
+(``event_days``), only today's read from ``subscriber_events``; the
 editions in the ledger are found by hopping along its primary key (one probe
 per edition, never a scan of the rows); the totals of an edition whose send
 is over are counted once and kept (``edition_totals``); the search pages by
@@ -16,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from sqlalchemy import Date, and_, cast, delete, exists, func, insert, or_, select
+from sqlalchemy import Date, and_, cast, delete, exists, func, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
@@ -25,9 +26,11 @@ from newsletter.store.engine import as_utc
 from newsletter.store.schema import (
     deliveries_table,
     edition_totals_table,
+    event_days_table,
     events_table,
     feedback_table,
     issues_table,
+    meta_table,
     send_locks_table,
     subscribers_table,
 )
@@ -36,6 +39,12 @@ from newsletter.store.subscribers import subscriber_from_row
 # An edition's totals are kept once its last ledger write is this old and
 # no run holds its lock (the lock's holder deletes them when a run starts).
 TOTALS_KEPT_AFTER = dt.timedelta(minutes=10)
+# A day's status changes are kept once the day has been over this long (an
+# import stamps its readers when it begins, and may commit a little later).
+DAYS_SETTLE = dt.timedelta(hours=1)
+# A search text that this many addresses or names start with is "broad":
+# its page is found by walking the list in id order, not through the indexes.
+BROAD_SEARCH = 2000
 # A run's heartbeat older than this: the run is gone (as Ledger.acquire sees it).
 LOCK_STALE = dt.timedelta(seconds=120)
 
@@ -126,17 +135,75 @@ class DashboardQueries:
     def status_changes(self, since: dt.date) -> list[tuple[dt.date, str | None, str, int]]:
         """Return (day, old status, new status, changes) for every kind of
         status change on each day (UTC) from ``since`` on; old status None
-        is a new reader."""
+        is a new reader.
+
+        The days that are over (by :data:`DAYS_SETTLE`) are counted once and
+        kept in ``event_days``; only the others are counted each time.
+        """
+        settled = (self.clock() - DAYS_SETTLE).date() - dt.timedelta(days=1)  # the last day that is over
+        with self.reader.connect() as conn:
+            kept = {key: conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
+                    for key in ("event_days_from", "event_days_through")}
+        if kept["event_days_from"] and kept["event_days_through"]:
+            first, last = (dt.date.fromisoformat(kept[key]) for key in ("event_days_from", "event_days_through"))
+            # The kept days are one run of days: extend it at either end.
+            missing = [(since, first - dt.timedelta(days=1)), (last + dt.timedelta(days=1), settled)]
+        else:
+            first = last = None
+            missing = [(since, settled)]
+        missing = [(start, end) for start, end in missing if start <= end]
+        counted = [row for start, end in missing for row in self._count_days(start, end)]
+        if missing and self._keep_days(counted, kept, min(since, first or since), max(settled, last or settled)):
+            rows = self._kept_days(since, settled)
+        else:
+            # Nothing to keep, or another request kept days meanwhile: what
+            # was kept before (kept days never change), and our own counts.
+            rows = (self._kept_days(max(since, first), min(settled, last)) if first else []) + counted
+        return rows + self._count_days(max(since, settled + dt.timedelta(days=1)), None)
+
+    def _kept_days(self, start: dt.date, end: dt.date) -> list[tuple[dt.date, str | None, str, int]]:
+        """The kept counts of the days from ``start`` to ``end``."""
+        if start > end:
+            return []
+        e = event_days_table
+        with self.reader.connect() as conn:
+            stored = conn.execute(select(e).where(e.c.day >= start.isoformat(), e.c.day <= end.isoformat())).all()
+        return [(dt.date.fromisoformat(r.day), r.old_status or None, r.new_status, r.changes) for r in stored]
+
+    def _count_days(self, start: dt.date, end: dt.date | None) -> list[tuple[dt.date, str | None, str, int]]:
+        """Count the status changes of each day from ``start`` to ``end``
+        (None: on to now), by kind."""
         e = events_table
-        start = dt.datetime.combine(since, dt.time(), dt.timezone.utc)
+        begin = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
         with self.reader.connect() as conn:
             day = _day(conn, e.c.at).label("day")
-            rows = conn.execute(
-                select(day, e.c.old_status, e.c.new_status, func.count())
-                .where(e.c.at >= start).group_by(day, e.c.old_status, e.c.new_status)
-            ).all()
+            query = select(day, e.c.old_status, e.c.new_status, func.count()).where(e.c.at >= begin)
+            if end is not None:
+                query = query.where(e.c.at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(),
+                                                                 dt.timezone.utc))
+            rows = conn.execute(query.group_by(day, e.c.old_status, e.c.new_status)).all()
         return [(d if isinstance(d, dt.date) else dt.date.fromisoformat(d), old, new, count)
                 for d, old, new, count in rows]
+
+    def _keep_days(self, counted: list, kept: dict[str, str | None], first: dt.date, last: dt.date) -> bool:
+        """Store the ``counted`` days and that the days from ``first`` to
+        ``last`` are kept, unless another request changed what is kept since
+        it was read as ``kept`` (then its rows stand). Returns whether they
+        were stored."""
+        e, m = event_days_table, meta_table
+        with self.engine.begin() as conn:
+            now_kept = {key: conn.scalar(select(m.c.value).where(m.c.key == key)) for key in kept}
+            if now_kept != kept:
+                return False
+            if counted:
+                conn.execute(insert(e), [dict(day=d.isoformat(), old_status=old or "", new_status=new, changes=n)
+                                         for d, old, new, n in counted])
+            for key, value in (("event_days_from", first), ("event_days_through", last)):
+                if kept[key] is None:
+                    conn.execute(insert(m).values(key=key, value=value.isoformat()))
+                else:
+                    conn.execute(update(m).where(m.c.key == key).values(value=value.isoformat()))
+        return True
 
     # ---------------------------------------------------------------- editions
 
@@ -245,7 +312,8 @@ class DashboardQueries:
         """Return up to ``limit`` subscribers with an id above ``after``, in
         id order (keyset paging): those whose address or name starts with
         ``text`` (in any case; none given: all), with the given ``status``,
-        ``frequency`` and ``source``."""
+        ``frequency`` and ``source``. Each filter has an index with the id
+        after it, so a page is one index range."""
         s = subscribers_table
         query = select(s).where(s.c.id > after)
         if status:
@@ -260,8 +328,19 @@ class DashboardQueries:
                 # The address through its own index: lower(email_key) on
                 # PostgreSQL, the unique email_key itself on SQLite.
                 address = func.lower(s.c.email_key) if conn.dialect.name == "postgresql" else s.c.email_key
-                query = query.where(or_(_starts_with(conn, address, prefix),
-                                        _starts_with(conn, func.lower(s.c.name), prefix)))
+                starts = (_starts_with(conn, address, prefix), _starts_with(conn, func.lower(s.c.name), prefix))
+                if sum(conn.scalar(select(func.count()).select_from(select(s.c.id).where(condition)
+                                                                    .limit(BROAD_SEARCH).subquery()))
+                       for condition in starts) >= BROAD_SEARCH:
+                    # Many match: walking the list in id order fills a page soon.
+                    query = query.where(or_(*starts))
+                else:
+                    # Few match: find them through the indexes, then page
+                    # (left to itself, a planner may walk the whole list in id
+                    # order looking for them).
+                    found = union(*(select(s.c.id).where(s.c.id > after, condition) for condition in starts)
+                                  ).subquery("found")
+                    query = query.join_from(s, found, found.c.id == s.c.id)
             rows = conn.execute(query.order_by(s.c.id).limit(limit)).all()
         return [subscriber_from_row(row) for row in rows]
 

@@ -1,5 +1,7 @@
 """The tables: subscribers and their events, stored issues, the send ledger
-and its locks, SES feedback, and the reader-action inbox.
+and its locks, SES feedback, papers, profiles, votes and picks, the
+dashboard's operators and what it keeps counted, and the reader-action
+inbox.
 
 ``metadata`` is the database's schema; ``inbox_metadata`` the inbox's, which
 lives in a file of its own with SQLite (see ``newsletter.store.engine``).
@@ -17,13 +19,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    func,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    func,
 )
 
 # Written to newsletter_meta by the migrations. Release 1 (before
@@ -151,11 +153,14 @@ feedback_table = Table(
     Column("kind", String(16), nullable=False),  # bounce, complaint, delivery
     Column("email_key", String(320), nullable=False, index=True),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
-    Column("issue_date", String(24), index=True),
+    Column("issue_date", String(24)),
     Column("bounce_type", String(32)),  # Permanent, Transient, Undetermined
     Column("bounce_subtype", String(64)),
     Column("detail", String(1000)),
     Column("at", DateTime(timezone=True), nullable=False),
+    # Each edition's feedback counted by kind from the index alone (delivery
+    # figures, the dashboard's deliverability).
+    Index("ix_feedback_issue_kind", "issue_date", "kind", "bounce_type", "email_key"),
 )
 
 # SNS message ids already handled: a redelivery changes nothing.
@@ -238,6 +243,19 @@ picks_table = Table(
     Column("why_kind", String(16), nullable=False),
     Column("why_subject", String(500), nullable=False),
     Index("ix_picks_subscriber_edition", "subscriber_id", "edition"),  # a reader's last 30 days
+)
+
+# The dashboard's count of status changes per day (UTC) and kind, for the
+# days that are over: events are only ever added, stamped when they happen,
+# so a past day's count never changes. newsletter_meta's event_days_from
+# and event_days_through say which days are counted (every day between).
+event_days_table = Table(
+    "event_days",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("old_status", String(16), primary_key=True),  # "" for a new reader
+    Column("new_status", String(16), primary_key=True),
+    Column("changes", Integer, nullable=False),
 )
 
 # The operators who may use the dashboard (/admin/), with their passwords'

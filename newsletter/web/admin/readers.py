@@ -64,8 +64,7 @@ def subscribers() -> Response:
     next_query = {**first_query, "after": shown[-1].id} if len(found) > PAGE_SIZE else None
     return admin_page("admin/subscribers.html", heading="Subscribers", section="subscribers", readers=shown,
                       filters=filters, statuses=tuple(SubscriberStatus), frequencies=tuple(Frequency),
-                      sources=sources, first_query=first_query, next_query=next_query, first_page=after == 0,
-                      counts=store.counts())
+                      sources=sources, first_query=first_query, next_query=next_query, first_page=after == 0)
 
 
 # --------------------------------------------------------------------------

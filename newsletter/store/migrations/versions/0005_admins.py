@@ -3,11 +3,13 @@
 - ``admins``: the operators who may use /admin/ (names, Argon2id hashes);
   ``admin_sessions``: signed-in operators; ``admin_logins``: login attempts,
   for the limits per name and per client address.
-- ``edition_totals``: the ledger's totals of editions whose send is over.
+- ``edition_totals``: the ledger's totals of editions whose send is over;
+  ``event_days``: the status changes of each day that is over.
 - Indexes for the dashboard's queries: subscribers by status, frequency and
   source in id order (``ix_subscribers_status_id`` replaces
   ``ix_subscribers_status``), names (and, on PostgreSQL, addresses)
-  starting with a text, and events by time.
+  starting with a text, events by time, and feedback by edition and kind
+  (``ix_feedback_issue_kind`` replaces ``ix_feedback_issue_date``).
 - ``newsletter_meta.schema_version`` becomes 5.
 
 Revision ID: 0005
@@ -73,6 +75,14 @@ def upgrade() -> None:
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("edition"),
     )
+    op.create_table(
+        "event_days",
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("old_status", sa.String(16), nullable=False),
+        sa.Column("new_status", sa.String(16), nullable=False),
+        sa.Column("changes", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "old_status", "new_status"),
+    )
 
     op.drop_index("ix_subscribers_status", table_name="subscribers")
     op.create_index("ix_subscribers_status_id", "subscribers", ["status", "id"])
@@ -86,6 +96,8 @@ def upgrade() -> None:
         op.create_index("ix_subscribers_email_prefix", "subscribers", [sa.text("lower(email_key)")],
                         postgresql_ops={"lower(email_key)": "text_pattern_ops"})
     op.create_index("ix_subscriber_events_at", "subscriber_events", ["at"])
+    op.drop_index("ix_feedback_issue_date", table_name="feedback")
+    op.create_index("ix_feedback_issue_kind", "feedback", ["issue_date", "kind", "bounce_type", "email_key"])
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))
 
 
