@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/import_lock.py
 	$(BIN)/python bench/picks_eval.py
 	$(BIN)/python bench/picks.py
+	$(BIN)/python bench/admin.py
 
 clean:
 	rm -rf $(VENV) out outbox *.egg-info .pytest_cache
