@@ -77,6 +77,7 @@ def install(app: Flask) -> None:
 
 
 def state_of(app: Flask):
+    """The newsletter's state of ``app`` (outside a request)."""
     return app.extensions["newsletter"]
 
 
