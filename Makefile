@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/picks.py
 	$(BIN)/python bench/weekly.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/admin.py
 
 clean:
 	rm -rf $(VENV) out outbox *.egg-info .pytest_cache

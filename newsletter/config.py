@@ -10,6 +10,7 @@ the package receives values as arguments.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -150,6 +151,10 @@ def _send_rate(name: str, value: str) -> float:
     return _positive_float(name, value, high=1_000_000, unit="messages per second")
 
 
+def _session_hours(name: str, value: str) -> float:
+    return _positive_float(name, value, high=24 * 30, unit="hours")
+
+
 def _proxy_count(name: str, value: str) -> int:
     return _positive_int(name, value, high=10) if value != "0" else 0
 
@@ -263,11 +268,26 @@ class Settings:
     weekly_day: str = setting(
         "NEWSLETTER_WEEKLY_DAY", "mon", _weekday, "The weekly edition's day for readers who chose none (`mon` … `sun`)."
     )
+    admin_session_hours: float = setting(
+        "NEWSLETTER_ADMIN_SESSION_HOURS", 12.0, _session_hours,
+        "Hours without use after which a dashboard session ends (the operator logs in again).",
+    )
 
     @property
     def weekly_weekday(self) -> int:
         """``weekly_day`` as ``date.weekday()`` numbers it (0 Monday)."""
         return WEEKDAYS.index(self.weekly_day)
+
+    @property
+    def admin_session_idle(self) -> dt.timedelta:
+        """``admin_session_hours`` as a duration."""
+        return dt.timedelta(hours=self.admin_session_hours)
+
+    @property
+    def secret_variables(self) -> frozenset[str]:
+        """The environment variables of the settings that are secret (masked
+        wherever settings are shown)."""
+        return frozenset(f.metadata["variable"] for f in fields(self) if not f.repr)
 
     @property
     def web_base(self) -> str:

@@ -131,3 +131,13 @@ class SnsMalformed(SnsError):
     not UTF-8 or not JSON, nested too deeply, missing a field, or holding a
     field of the wrong type or size. It is answered 400 instead of 403 (it is
     broken, not forged) and, like any refused message, changes nothing."""
+
+
+class InvalidPassword(NewsletterError):
+    """An operator's password is refused: too short, too common or easy to
+    guess. Its message never repeats the password."""
+
+
+class AdminError(NewsletterError):
+    """An operator's account cannot be added or changed: a malformed name,
+    a name already taken, or no operator of that name."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Iterable, TextIO
+from typing import Iterable, Iterator, TextIO
 
 from newsletter.errors import ListError
 from newsletter.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
@@ -57,6 +57,13 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
         raise ListError(f"{source}: no such file") from exc
     except OSError as exc:
         raise ListError(f"{source}: cannot read ({exc.strerror or exc})") from exc
+    return parse_subscriber_csv(data, source, with_profiles)
+
+
+def parse_subscriber_csv(data: bytes, source: str, with_profiles: bool = False) -> list[tuple]:
+    """The rows of the CSV file ``data`` (named ``source`` in messages), as
+    :func:`read_subscriber_csv` returns them; raises :class:`ListError`
+    the same way."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -114,21 +121,41 @@ def _cell(value: str) -> str:
     return csv_unescape(value.strip()).strip()
 
 
-def write_subscriber_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
-    """Write ``subscribers`` as CSV (header first) to ``out``, every cell
-    that a spreadsheet would run as a formula given a leading ``'``; return
-    the count."""
+def iter_subscriber_csv(subscribers: Iterable[Subscriber], rows_per_chunk: int = 1000) -> Iterator[str]:
+    """Yield ``subscribers`` as CSV text (header first), ``rows_per_chunk``
+    rows at a time, every cell that a spreadsheet would run as a formula
+    given a leading ``'``: an export streamed without holding the list."""
+    out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     # The csv module quotes a field only for the characters of its own line
     # terminator, so a field holding a CR (possible in a row written before
     # names were cleaned) would end the record early: quote such rows fully.
     quoting_all = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    for s in subscribers:
+    for count, s in enumerate(subscribers, 1):
         cells = (s.email, s.name or "", s.status, s.source, s.created_at.isoformat(), s.updated_at.isoformat(),
                  *schedule_cells(s.schedule))
         cells = [csv_safe(cell) for cell in cells]
         (quoting_all if any("\r" in cell for cell in cells) else writer).writerow(cells)
-        count += 1
+        if count % rows_per_chunk == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    if out.getvalue():
+        yield out.getvalue()
+
+
+def write_subscriber_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
+    """Write ``subscribers`` as CSV (header first) to ``out`` (see
+    :func:`iter_subscriber_csv`); return the count."""
+    count = 0
+
+    def counted():
+        nonlocal count
+        for subscriber in subscribers:
+            count += 1
+            yield subscriber
+
+    for chunk in iter_subscriber_csv(counted()):
+        out.write(chunk)
     return count

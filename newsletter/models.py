@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from html import escape
 from typing import NamedTuple
@@ -353,6 +353,18 @@ class SubscriberEvent:
     source: str
     reason: str
 
+
+@dataclass(frozen=True)
+class Admin:
+    """An operator who may use the dashboard. The password's hash stays out
+    of the repr (and so of logs and error messages)."""
+
+    id: int
+    name: str
+    created_at: dt.datetime
+    password_changed_at: dt.datetime
+    last_login_at: dt.datetime | None = None
+    password_hash: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

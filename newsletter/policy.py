@@ -26,6 +26,19 @@ def reader_may_reactivate(status: SubscriberStatus | None, last_source: str | No
     return status is None or (status == SubscriberStatus.UNSUBSCRIBED and last_source in READER_SOURCES)
 
 
+def operator_reactivation_refusal(status: SubscriberStatus, confirmed: bool) -> str | None:
+    """Why the operator may not make an address of ``status`` active again
+    now, or None when they may: any address that is not active, but one
+    that complained (marked an issue as spam) only when ``confirmed``,
+    since mailing it again risks another complaint against the account."""
+    if status == SubscriberStatus.ACTIVE:
+        return "the address is already active"
+    if status == SubscriberStatus.COMPLAINED and not confirmed:
+        return ("this address complained (marked an issue as spam): confirm that its owner asked to get the "
+                "newsletter again")
+    return None
+
+
 @dataclass(frozen=True)
 class Suppression:
     """A status SES feedback gives an address, and why (for its event)."""

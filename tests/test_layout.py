@@ -135,7 +135,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     copy = tmp_path / "newsletter"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "models.py").open("a", encoding="utf-8") as models:
-        models.write("\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
+        models.write("\nimport argon2\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
     with (copy / "tokens.py").open("a", encoding="utf-8") as tokens:
         tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\n")
     (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
@@ -149,6 +149,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
         "newsletter.stray",
         "newsletter.models -> click",
         "newsletter.models -> boto3",
+        "newsletter.models -> argon2",
         "newsletter.tokens -> flask",
         "newsletter.tokens -> sqlalchemy",
         "newsletter.tokens -> sklearn",

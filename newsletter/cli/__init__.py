@@ -4,7 +4,7 @@ One module per group of commands: ``render`` (fetch, render, preview),
 ``send``, ``serve``, ``subscribers`` (the list and readers' interests),
 ``picks`` (readers' personal picks), ``feedback`` (bounces, stats), ``db``
 (schema revision, upgrade, backup, restore), ``doctor`` (readiness for a
-real send). Expected
+real send), ``admin`` (the dashboard's operators). Expected
 failures arrive as :class:`NewsletterError` and leave as one line on stderr
 with the error's exit code (2 for bad input or configuration).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import click
 
 from newsletter import __version__
-from newsletter.cli import db, doctor, feedback, picks, render, send, serve, subscribers
+from newsletter.cli import admin, db, doctor, feedback, picks, render, send, serve, subscribers
 from newsletter.cli.common import ErrorGroup
 
 
@@ -32,7 +32,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (render.fetch, render.render, render.preview, send.send, serve.serve, subscribers.subscribers,
-                picks.picks, feedback.bounces, feedback.stats, db.db, doctor.doctor):
+                picks.picks, feedback.bounces, feedback.stats, db.db, doctor.doctor, admin.admin):
     cli.add_command(command)
 
 

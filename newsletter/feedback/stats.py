@@ -45,31 +45,43 @@ class IssueStats:
     def complaint_rate(self) -> float:
         return self.complained / self.sent if self.sent else 0.0
 
+    @property
+    def bounce_level(self) -> str:
+        """"ok", "near" (from 80% of SES's review threshold) or "over" it."""
+        return _level(self.bounced, self.sent, BOUNCE_REVIEW)
+
+    @property
+    def complaint_level(self) -> str:
+        """"ok", "near" (from 80% of SES's review threshold) or "over" it."""
+        return _level(self.complained, self.sent, COMPLAINT_REVIEW)
+
     def warnings(self) -> list[str]:
         """Return warnings about rates near or over the SES review thresholds."""
         found = []
-        if _reaches(self.bounced, self.sent, BOUNCE_REVIEW, WARN_SHARE):
-            level = "OVER" if _reaches(self.bounced, self.sent, BOUNCE_REVIEW) else "near"
+        if self.bounce_level != "ok":
+            level = self.bounce_level.upper() if self.bounce_level == "over" else self.bounce_level
             found.append(f"bounce rate {self.bounce_rate:.2%} is {level} the {BOUNCE_REVIEW:.0%} SES review limit")
-        if _reaches(self.complained, self.sent, COMPLAINT_REVIEW, WARN_SHARE):
-            level = "OVER" if _reaches(self.complained, self.sent, COMPLAINT_REVIEW) else "near"
+        if self.complaint_level != "ok":
+            level = self.complaint_level.upper() if self.complaint_level == "over" else self.complaint_level
             found.append(
                 f"complaint rate {self.complaint_rate:.3%} is {level} the {COMPLAINT_REVIEW:.1%} SES review limit"
             )
         return found
 
 
-def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list[IssueStats]:
-    """Return the figures of every issue sent in the ``days`` days before
-    ``now`` (default: the current time), most recently sent first.
+def _level(count: int, sent: int, limit: float) -> str:
+    if _reaches(count, sent, limit):
+        return "over"
+    return "near" if _reaches(count, sent, limit, WARN_SHARE) else "ok"
 
-    The window is about when the send happened, not the issue's date: an
-    issue dated months ago and sent today is in it. Each issue's figures
-    cover all its readers, and a reader's own unsubscribe counts for the
-    issue whose send began last before it.
-    """
-    now = now or dt.datetime.now(dt.timezone.utc)
-    sends = store.delivery_totals(now - dt.timedelta(days=days))
+
+def _figures(store: Store, sends: dict[str, tuple[dt.datetime, dict[str, int]]],
+             until: dt.datetime | None = None) -> list[IssueStats]:
+    """The figures of the editions in ``sends`` ({edition: (when its send
+    began, {ledger status: readers})}), most recently sent first. A
+    reader's own unsubscribe counts for the edition whose send began last
+    before it, and not at all from ``until`` on (when the next edition,
+    left out of ``sends``, began)."""
     dates = sorted(sends, key=lambda day: (sends[day][0], day))  # in the order they were sent
     starts = [sends[day][0] for day in dates]
     feedback = store.feedback_counts(dates)
@@ -77,7 +89,7 @@ def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list
     if starts:
         for moment in store.reader_unsubscribes(starts[0]):
             position = bisect.bisect_right(starts, moment) - 1
-            if position >= 0:
+            if position >= 0 and (until is None or moment < until):
                 unsubscribed[dates[position]] += 1
     return [
         IssueStats(
@@ -90,3 +102,26 @@ def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list
         )
         for day in reversed(dates)
     ]
+
+
+def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list[IssueStats]:
+    """Return the figures of every issue sent in the ``days`` days before
+    ``now`` (default: the current time), most recently sent first.
+
+    The window is about when the send happened, not the issue's date: an
+    issue dated months ago and sent today is in it. Each issue's figures
+    cover all its readers, and a reader's own unsubscribe counts for the
+    issue whose send began last before it.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return _figures(store, store.delivery_totals(now - dt.timedelta(days=days)))
+
+
+def edition_stats(store: Store, editions: list[str], until: dt.datetime | None = None) -> list[IssueStats]:
+    """Return the figures of those of ``editions`` (keys) that were sent,
+    most recently sent first, from the ledger's totals the dashboard keeps
+    (see ``Store.edition_totals``). A reader's own unsubscribe counts for
+    the edition whose send began last before it and before ``until`` (give
+    when the next edition's send began, for a page of older editions)."""
+    totals = store.edition_totals(editions)
+    return _figures(store, {key: (found.first_at, found.counts) for key, found in totals.items()}, until)

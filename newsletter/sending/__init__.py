@@ -1,2 +1,3 @@
 """Sending an issue: the send loop (``dispatch``), its pacing
-(``ratelimit``) and the ways of delivering (``senders``)."""
+(``ratelimit``), the ways of delivering (``senders``), and one edition sent
+again to one reader outside the ledger (``resend``)."""

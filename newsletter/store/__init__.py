@@ -5,7 +5,9 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
 ``engine`` and the tables of ``schema``; ``papers``, ``profiles`` and
-``picks`` keep what personal picks need; ``search`` searches the papers. :class:`Ledger` is the send ledger
+``picks`` keep what personal picks need; ``search`` searches the papers; ``admins`` the
+dashboard's operators, their sessions and login attempts, and ``dashboard`` its queries.
+:class:`Ledger` is the send ledger
 and lock of one issue. ``migrate`` brings a database to this release's
 schema when it is opened (Alembic, ``migrations/``); ``backup`` copies and
 restores SQLite databases.
@@ -16,6 +18,8 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.store.admins import Admins
+from newsletter.store.dashboard import DashboardQueries, EditionTotals
 from newsletter.store.engine import Database, now
 from newsletter.store.feedback import FeedbackRecords
 from newsletter.store.imports import ImportReport, Imports
@@ -29,14 +33,15 @@ from newsletter.store.search import Appearance, PaperSearch, SearchHit, SearchPa
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["Appearance", "ImportReport", "Ledger", "ReaderAction", "SearchHit", "SearchPage", "Store", "StoredIssue",
-           "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["Appearance", "EditionTotals", "ImportReport", "Ledger", "ReaderAction", "SearchHit", "SearchPage", "Store",
+           "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
 
 
 class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, PickRecords, Inbox,
-            FeedbackRecords, StatsQueries, Database):
+            FeedbackRecords, StatsQueries, DashboardQueries, Admins, Database):
     """Subscribers, their events, stored issues and papers (searchable), the
-    ledger's tables, SES feedback and the reader-action inbox of one
+    ledger's tables, SES feedback, the reader-action inbox and the
+    dashboard's operators of one
     database."""
 
 

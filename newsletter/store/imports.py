@@ -45,7 +45,8 @@ class ImportReport:
 class Imports:
     """The import part of :class:`newsletter.store.Store`."""
 
-    def import_subscribers(self, rows: Iterable[tuple], source: str = "import") -> ImportReport:
+    def import_subscribers(self, rows: Iterable[tuple], source: str = "import", *, reason: str = "subscribed",
+                           dry_run: bool = False) -> ImportReport:
         """Add the (line, email, name) rows, all or nothing; a row may also
         carry the reader's interests and authors, (line, email, name,
         interests, authors), cut to the limits of ``newsletter.interests``,
@@ -63,6 +64,9 @@ class Imports:
         authors and schedule are theirs from that same write; an address
         already present keeps its profile and schedule. An address that someone else
         added in the meantime is reported as present (or refused).
+        Each new reader's first event has ``source`` and ``reason``. With
+        ``dry_run``, nothing is written: the report says what the import
+        would do now.
         Raises :class:`StoreError` when the write fails (nothing is imported).
         """
         report = ImportReport()
@@ -97,7 +101,10 @@ class Imports:
             for key, (_address, _name, interests, authors, _schedule) in new.items()
             if key not in statuses and (interests or authors)
         ]
-        added = self._bulk_add(staged, profiles, report) if staged else set()
+        if dry_run:
+            added = {row["email_key"] for row in staged}
+        else:
+            added = self._bulk_add(staged, profiles, report, reason) if staged else set()
         if len(added) < len(staged):  # someone else added some of them meanwhile
             statuses.update(self._statuses([row["email_key"] for row in staged if row["email_key"] not in added]))
         for key, at in lines.items():
@@ -121,10 +128,10 @@ class Imports:
                 found.update(conn.execute(select(s.c.email_key, s.c.status).where(s.c.email_key.in_(part))).all())
         return found
 
-    def _bulk_add(self, staged: list[dict], profiles: list[dict], report: ImportReport,
+    def _bulk_add(self, staged: list[dict], profiles: list[dict], report: ImportReport, reason: str,
                   chunk: int = 20_000) -> set[str]:
-        """Insert the ``staged`` subscriber rows (and a "subscribed" event for
-        each, and the ``profiles`` of those that have one: email_key,
+        """Insert the ``staged`` subscriber rows (and an event for each, with
+        ``reason``, and the ``profiles`` of those that have one: email_key,
         interests, authors) in one transaction; skip addresses present by
         then. Returns the email keys added; sets ``report.write_seconds``.
 
@@ -164,7 +171,7 @@ class Imports:
                     conn.execute(copy.on_conflict_do_nothing(index_elements=[s.c.email_key]))
                     conn.execute(insert(e).from_select(
                         ["subscriber_id", "at", "old_status", "new_status", "source", "reason"],
-                        select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal("subscribed"))
+                        select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal(reason[:1000]))
                         .where(s.c.id > last_id),
                     ))
                     if profiles:

@@ -18,6 +18,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.store.dashboard import forget_totals
 from newsletter.store.engine import as_utc
 from newsletter.store.picks import write_picks
 from newsletter.store.schema import (
@@ -93,7 +94,8 @@ class Ledger:
 
         A lock whose holder is dead (``is_dead(owner)``) or whose heartbeat is
         older than ``stale_after`` seconds is taken over. Returns None when
-        the lock was taken, else the owner holding it.
+        the lock was taken, else the owner holding it. Taking it forgets the
+        edition's kept totals (the dashboard's): this run changes them.
         """
         engine = self.store.engine
         stamp = self.store.clock()
@@ -101,6 +103,7 @@ class Ledger:
             row = conn.execute(select(send_locks_table).where(send_locks_table.c.issue_date == self.day)).first()
             if row is None:
                 conn.execute(insert(send_locks_table).values(issue_date=self.day, owner=owner, heartbeat_at=stamp))
+                forget_totals(conn, self.day)
                 return None
             age = (stamp - as_utc(row.heartbeat_at)).total_seconds()
             if row.owner != owner and not is_dead(row.owner) and age < stale_after:
@@ -110,6 +113,7 @@ class Ledger:
                 .where(send_locks_table.c.issue_date == self.day, send_locks_table.c.owner == row.owner)
                 .values(owner=owner, heartbeat_at=stamp)
             )
+            forget_totals(conn, self.day)
         return None
 
     def heartbeat(self, owner: str) -> None:

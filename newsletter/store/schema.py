@@ -1,5 +1,7 @@
 """The tables: subscribers and their events, stored issues, the send ledger
-and its locks, SES feedback, and the reader-action inbox.
+and its locks, SES feedback, papers, profiles, votes and picks, the
+dashboard's operators and what it keeps counted, and the reader-action
+inbox.
 
 ``metadata`` is the database's schema; ``inbox_metadata`` the inbox's, which
 lives in a file of its own with SQLite (see ``newsletter.store.engine``).
@@ -25,12 +27,13 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    func,
 )
 
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -50,7 +53,7 @@ subscribers_table = Table(
     Column("email", String(320), nullable=False),
     Column("email_key", String(320), nullable=False, unique=True),  # lower-cased
     Column("name", String(200)),
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
     Column("source", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -60,7 +63,23 @@ subscribers_table = Table(
     Column("frequency", String(8), nullable=False, default="daily", server_default="daily"),
     Column("weekday", Integer),
     Column("paused_until", String(10)),
+    # The dashboard's list: each filter with the id after it, so that a page
+    # (WHERE filter AND id > last ORDER BY id LIMIT n) is one index range.
+    Index("ix_subscribers_status_id", "status", "id"),
+    Index("ix_subscribers_frequency_id", "frequency", "id"),
+    Index("ix_subscribers_source_id", "source", "id"),
 )
+# The dashboard's search: names starting with the text typed, in any case
+# (text_pattern_ops: PostgreSQL's LIKE 'x%' can use it whatever the
+# database's collation). On PostgreSQL, addresses starting with it too
+# (SQLite's unique index on email_key serves that search as a range);
+# 0005 creates this one on PostgreSQL only. Both are expressions, which
+# SQLAlchemy cannot read back from SQLite, so schema comparisons there
+# leave them out.
+Index("ix_subscribers_name_prefix", func.lower(subscribers_table.c.name).label("name_lower"),
+      postgresql_ops={"name_lower": "text_pattern_ops"})
+Index("ix_subscribers_email_prefix", func.lower(subscribers_table.c.email_key).label("email_lower"),
+      postgresql_ops={"email_lower": "text_pattern_ops"})
 
 events_table = Table(
     "subscriber_events",
@@ -72,6 +91,8 @@ events_table = Table(
     Column("new_status", String(16), nullable=False),
     Column("source", String(32), nullable=False),
     Column("reason", String(1000), nullable=False),
+    # The dashboard's charts count the changes of each day of a period.
+    Index("ix_subscriber_events_at", "at"),
 )
 
 # One row per edition (see models.Edition): its date and kind.
@@ -134,11 +155,14 @@ feedback_table = Table(
     Column("kind", String(16), nullable=False),  # bounce, complaint, delivery
     Column("email_key", String(320), nullable=False, index=True),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
-    Column("issue_date", String(24), index=True),
+    Column("issue_date", String(24)),
     Column("bounce_type", String(32)),  # Permanent, Transient, Undetermined
     Column("bounce_subtype", String(64)),
     Column("detail", String(1000)),
     Column("at", DateTime(timezone=True), nullable=False),
+    # Each edition's feedback counted by kind from the index alone (delivery
+    # figures, the dashboard's deliverability).
+    Index("ix_feedback_issue_kind", "issue_date", "kind", "bounce_type", "email_key"),
 )
 
 # SNS message ids already handled: a redelivery changes nothing.
@@ -272,6 +296,78 @@ picks_table = Table(
     Column("why_kind", String(16), nullable=False),
     Column("why_subject", String(500), nullable=False),
     Index("ix_picks_subscriber_edition", "subscriber_id", "edition"),  # a reader's last 30 days
+)
+
+# The dashboard's count of status changes per day (UTC) and kind, for the
+# days that are over: events are only ever added, stamped when they happen,
+# so a past day's count never changes. newsletter_meta's event_days_from
+# and event_days_through say which days are counted (every day between).
+event_days_table = Table(
+    "event_days",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("old_status", String(16), primary_key=True),  # "" for a new reader
+    Column("new_status", String(16), primary_key=True),
+    Column("changes", Integer, nullable=False),
+)
+
+# The operators who may use the dashboard (/admin/), with their passwords'
+# Argon2id hashes (see newsletter.passwords); the dashboard is off while
+# there is none.
+admins_table = Table(
+    "admins",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(24), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+)
+
+# Signed-in operators: one row per session, named by the SHA-256 of the
+# random token its cookie carries (a copy of the database holds no usable
+# session). Logging out, a new password and inactivity delete it.
+admin_sessions_table = Table(
+    "admin_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("admin_id", Integer, ForeignKey("admins.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("client", String(64), nullable=False),
+)
+
+# Login attempts, kept a day, for the limits per name and per client
+# address: "pending" while the password is being checked (so parallel
+# attempts count), then "failed" or "ok".
+admin_logins_table = Table(
+    "admin_logins",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("name_key", String(64), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("outcome", String(8), nullable=False),
+    Index("ix_admin_logins_name_key_at", "name_key", "at"),
+    Index("ix_admin_logins_client_at", "client", "at"),
+)
+
+# The ledger's totals of editions whose send is over, so the dashboard does
+# not count a million rows per edition each time: written when read for an
+# edition with no send lock and a finished_at, and deleted by the send lock
+# (newsletter.store.ledger) whenever a run of the edition starts.
+edition_totals_table = Table(
+    "edition_totals",
+    metadata,
+    Column("edition", String(24), primary_key=True),
+    Column("first_at", DateTime(timezone=True), nullable=False),  # the earliest ledger write
+    Column("last_at", DateTime(timezone=True), nullable=False),  # the latest
+    Column("pending", Integer, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
 # Reader actions from the web (sign-ups, confirmations, unsubscribes,

@@ -5,7 +5,8 @@
 interests and votes), ``feedback`` (the 👍/👎 links of emails), ``issues``
 (past issues and their feed), ``papers`` (the searchable paper archive),
 ``signup`` (confirmed sign-up), ``sns`` (SES notifications) and
-``health``; any WSGI server can run it. ``preview`` serves the local preview
+``health``, and the operators' dashboard under /admin (``admin``: off until
+an operator exists); any WSGI server can run it. ``preview`` serves the local preview
 of an issue while templates are being edited; ``server`` runs an app under
 waitress.
 """
@@ -23,7 +24,7 @@ from newsletter.sending.senders import create_sender
 from newsletter.signup import confirmation_sender
 from newsletter.store import Store, open_store
 from newsletter.tokens import Signer
-from newsletter.web import feedback, health, issues, papers, preferences, signup, sns, unsubscribe
+from newsletter.web import admin, feedback, health, issues, papers, preferences, signup, sns, unsubscribe
 from newsletter.web.app import (
     SECURITY_HEADERS,
     App,
@@ -78,6 +79,7 @@ def create_app(
     app.after_request(add_security_headers)
     for module in (unsubscribe, preferences, feedback, issues, papers, signup, sns, health):
         app.register_blueprint(module.blueprint)
+    admin.install(app)
 
     @app.errorhandler(404)
     def not_found(_error) -> Response:

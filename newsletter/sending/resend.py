@@ -1,0 +1,62 @@
+"""Sending one edition again to one reader, outside the ledger (the
+dashboard's "send again"): re-rendered from the papers stored for its day,
+with the reader's own links and the picks stored for them in that edition."""
+
+from __future__ import annotations
+
+from newsletter.config import Settings
+from newsletter.errors import Refused, SendError
+from newsletter.models import DeliveryStatus, Edition, EditionKind, Subscriber, SubscriberStatus
+from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.render import render_issue
+from newsletter.sending.senders import create_sender
+from newsletter.store import Store
+from newsletter.tokens import Signer
+
+
+def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, subscriber: Subscriber) -> str:
+    """Send ``edition`` once more to ``subscriber``, an active reader,
+    through the configured sender, recording nothing in the ledger; return
+    the provider's message id.
+
+    The email is rendered again from the day's stored papers (the same
+    papers, in the same order, with that day's upvotes; the templates of
+    today). The reader gets their own unsubscribe, preferences and
+    👍/👎 links and the picks stored for them in that edition (none stored:
+    the line their profile calls for, never a new ranking). Raises
+    :class:`Refused` for a reader who is not active, a weekly edition or a
+    day whose papers are not stored, and :class:`SendError` when the
+    provider did not take it.
+    """
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        raise Refused(f"the reader is {subscriber.status}: nothing is sent to an inactive address")
+    if edition.kind != EditionKind.DAILY:
+        raise Refused("only daily editions can be sent again")
+    batch = store.day_batch(edition.date)
+    if batch is None:
+        raise Refused(f"the papers of {edition.key} are not stored: it cannot be rendered again")
+    key = edition.key
+    issue = render_issue(batch, settings, paper_code=lambda position, paper: signer.paper_code(key, position, paper),
+                         feedback_chars=len(signer.feedback_reader_part("x" * 32, key)))
+    stored = store.picks_of(key, [subscriber.id]).get(subscriber.id, [])
+    profile = store.profile(subscriber.id)
+    picks_state = "picks" if stored else "off" if profile.picks <= 0 else "invite" if profile.is_empty else "none"
+    recipient = Recipient(
+        # Subscriber id 0: the outbox names files by id, and this copy must
+        # not overwrite the one the send wrote for the reader.
+        0, subscriber.email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref),
+        preferences_url=signer.preferences_url(settings.base_url, subscriber.ref),
+        feedback=signer.feedback_reader_part(subscriber.ref, key),
+        picks_state=picks_state if issue.picks else "off", picks=tuple(stored),
+    )
+    sender = create_sender(settings, ses_mode="raw")  # one message needs no stored SES template
+    sender.open(issue, PreparedMessage(issue, settings.from_address))
+    try:
+        if settings.sender != "outbox":
+            sender.quota()  # an account that cannot send says so now
+        delivery = sender.send([recipient])[0]
+    finally:
+        sender.close(complete=False)
+    if delivery.status != DeliveryStatus.SENT:
+        raise SendError(f"not sent: {delivery.status} {delivery.reason or ''}".strip())
+    return delivery.message_id or ""

@@ -1,0 +1,250 @@
+"""The dashboard's readers: the list (search, filters, pages by id), one
+reader's page and what an operator does to them (suppress, reactivate,
+send an edition again), and importing and exporting the list.
+
+Every change to a reader is recorded in their history with the source
+``admin:<name>`` and the reason the operator typed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+
+from flask import Response, flash, get_flashed_messages, redirect, request
+
+from newsletter.errors import ListError, NewsletterError
+from newsletter.lists import iter_subscriber_csv, parse_subscriber_csv
+from newsletter.models import Edition, Frequency, SubscriberStatus
+from newsletter.policy import operator_reactivation_refusal
+from newsletter.sending.resend import resend
+from newsletter.text import clean_name, strip_controls
+from newsletter.web.admin.access import MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
+from newsletter.web.admin.pages import edition_label, web_version
+from newsletter.web.app import page, state
+
+PAGE_SIZE = 50
+MAX_REASON_CHARS = 500
+MAX_SEARCH_CHARS = 320
+
+
+def actor() -> str:
+    """The source of the current operator's changes: ``admin:<name>``."""
+    return f"admin:{current_admin().name}"
+
+
+def choice(name: str, allowed) -> str:
+    """The query's ``name`` when it is one of ``allowed``, else ""."""
+    value = request.args.get(name, "")
+    return value if value in allowed else ""
+
+
+# --------------------------------------------------------------------------
+# the list
+
+
+@blueprint.get("/subscribers")
+def subscribers() -> Response:
+    """Readers whose address or name starts with ``q``, filtered by status,
+    frequency and source, :data:`PAGE_SIZE` at a time after the id
+    ``after``."""
+    store = state().store
+    sources = store.subscriber_sources()
+    filters = {"q": request.args.get("q", "").strip()[:MAX_SEARCH_CHARS],
+               "status": choice("status", tuple(SubscriberStatus)),
+               "frequency": choice("frequency", tuple(Frequency)),
+               "source": choice("source", sources)}
+    after = max(request.args.get("after", 0, type=int), 0)
+    found = store.search_subscribers(filters["q"], status=filters["status"] or None,
+                                     frequency=filters["frequency"] or None, source=filters["source"] or None,
+                                     after=after, limit=PAGE_SIZE + 1)
+    shown = found[:PAGE_SIZE]
+    first_query = {k: v for k, v in filters.items() if v}
+    next_query = {**first_query, "after": shown[-1].id} if len(found) > PAGE_SIZE else None
+    return admin_page("admin/subscribers.html", heading="Subscribers", section="subscribers", readers=shown,
+                      filters=filters, statuses=tuple(SubscriberStatus), frequencies=tuple(Frequency),
+                      sources=sources, first_query=first_query, next_query=next_query, first_page=after == 0)
+
+
+# --------------------------------------------------------------------------
+# one reader
+
+
+def reader_or_404(subscriber_id: int):
+    return state().store.get_subscriber(subscriber_id)
+
+
+@blueprint.get("/subscribers/<int:subscriber_id>")
+def reader(subscriber_id: int) -> Response:
+    app = state()
+    store = app.store
+    subscriber = reader_or_404(subscriber_id)
+    if subscriber is None:
+        return page("web/not_found.html", 404)
+    deliveries = store.reader_deliveries(subscriber.id)
+    sendable = [d.edition for d in deliveries if _daily(d.edition)]
+    feedback = store.reader_feedback(subscriber.email)
+    return admin_page(
+        "admin/reader.html", heading=subscriber.email, section="subscribers", reader=subscriber,
+        schedule=subscriber.schedule.describe(app.settings.weekly_weekday),
+        events=list(reversed(store.events(subscriber.id))), deliveries=deliveries,
+        feedback=[f for f in feedback if f.kind != "delivery"],
+        delivered={f.edition for f in feedback if f.kind == "delivery"},
+        profile=store.profile(subscriber.id), votes=store.votes(subscriber.id),
+        edition_label=edition_label, web_version=web_version,
+        sendable=sendable, messages=get_flashed_messages(with_categories=True),
+        active=subscriber.status == SubscriberStatus.ACTIVE,
+        complained=subscriber.status == SubscriberStatus.COMPLAINED,
+    )
+
+
+def _daily(key: str) -> bool:
+    try:
+        return Edition.parse(key).kind == "daily"
+    except ValueError:
+        return False
+
+
+def typed_reason() -> str:
+    """The reason the operator typed, as one line of printable text."""
+    text, _removed = strip_controls(request.form.get("reason", "")[:MAX_REASON_CHARS * 2])
+    return " ".join(text.split())[:MAX_REASON_CHARS]
+
+
+def back_to(subscriber_id: int) -> Response:
+    return redirect(f"/admin/subscribers/{subscriber_id}", 303)
+
+
+@blueprint.post("/subscribers/<int:subscriber_id>/suppress")
+def suppress(subscriber_id: int) -> Response:
+    """Stop sending to an active reader (status unsubscribed, by the
+    operator: the reader cannot undo it from their links)."""
+    subscriber = reader_or_404(subscriber_id)
+    if subscriber is None:
+        return page("web/not_found.html", 404)
+    reason = typed_reason()
+    if not reason:
+        flash("Say why: the reason goes into the reader's history. Nothing was changed.", "error")
+    elif state().store.change_status(subscriber.id, SubscriberStatus.UNSUBSCRIBED, source=actor(), reason=reason,
+                                     only_from=(SubscriberStatus.ACTIVE,)):
+        flash("Suppressed: no more issues go to this address.", "done")
+    else:
+        flash("Nothing was changed: the address is not active.", "error")
+    return back_to(subscriber.id)
+
+
+@blueprint.post("/subscribers/<int:subscriber_id>/reactivate")
+def reactivate(subscriber_id: int) -> Response:
+    """Make a reader active again, with the list's rules
+    (:func:`operator_reactivation_refusal`): a complained address only with
+    the confirmation box ticked."""
+    subscriber = reader_or_404(subscriber_id)
+    if subscriber is None:
+        return page("web/not_found.html", 404)
+    reason = typed_reason()
+    refusal = operator_reactivation_refusal(subscriber.status, request.form.get("confirm") == "yes")
+    if not reason:
+        flash("Say why: the reason goes into the reader's history. Nothing was changed.", "error")
+    elif refusal:
+        flash(f"Nothing was changed: {refusal}.", "error")
+    # Only from the status the rules were checked against: a complaint
+    # arriving meanwhile is not overridden unconfirmed.
+    elif state().store.change_status(subscriber.id, SubscriberStatus.ACTIVE, source=actor(), reason=reason,
+                                     only_from=(subscriber.status,)):
+        flash(f"Reactivated (was {subscriber.status}): the next issues go to this address.", "done")
+    else:
+        flash("Nothing was changed: the address changed meanwhile; look again.", "error")
+    return back_to(subscriber.id)
+
+
+@blueprint.post("/subscribers/<int:subscriber_id>/resend")
+def send_again(subscriber_id: int) -> Response:
+    """Send one daily edition again to an active reader, outside the ledger."""
+    app = state()
+    subscriber = reader_or_404(subscriber_id)
+    if subscriber is None:
+        return page("web/not_found.html", 404)
+    try:
+        edition = Edition.parse(request.form.get("edition", "")[:24])
+    except ValueError:
+        flash("Nothing was sent: choose an edition.", "error")
+        return back_to(subscriber.id)
+    try:
+        message_id = resend(app.settings, app.store, app.signer, edition, subscriber)
+    except NewsletterError as exc:
+        flash(f"Nothing was sent: {exc}", "error")
+    else:
+        flash(f"Sent {edition_label(edition.key)} again ({message_id}).", "done")
+    return back_to(subscriber.id)
+
+
+# --------------------------------------------------------------------------
+# import and export
+
+
+@blueprint.get("/import")
+def import_form() -> Response:
+    return admin_page("admin/import.html", heading="Import and export", section="import", report=None,
+                      error="", statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
+
+
+def _report_page(name: str, data: bytes, dry_run: bool) -> Response:
+    """Read the CSV ``data`` (the file ``name``) and import it, or with
+    ``dry_run`` only say what importing it would do."""
+    store = state().store
+    try:
+        rows = parse_subscriber_csv(data, name, with_profiles=True)
+    except ListError as exc:
+        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
+                          error=str(exc), statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
+    report = store.import_subscribers(rows, source=actor()[:32], reason=f"imported from {name}"[:1000],
+                                      dry_run=dry_run)
+    return admin_page("admin/import.html", heading="Import and export", section="import", report=report,
+                      dry_run=dry_run, file_name=name, error="", statuses=tuple(SubscriberStatus),
+                      payload=base64.b64encode(data).decode("ascii") if dry_run else "",
+                      max_bytes=MAX_IMPORT_BYTES, counts=None)
+
+
+@blueprint.post("/import")
+def import_preview() -> Response:
+    """The uploaded file's report, as ``subscribers import`` gives it, with
+    nothing written: the operator confirms on that page."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
+                          error="Choose a CSV file to import.", statuses=tuple(SubscriberStatus),
+                          max_bytes=MAX_IMPORT_BYTES, counts=None)
+    data = upload.stream.read(MAX_IMPORT_BYTES + 1)
+    name = clean_name(upload.filename.replace("\\", "/").rpartition("/")[2])[:100] or "upload.csv"
+    if len(data) > MAX_IMPORT_BYTES:
+        return admin_page("admin/import.html", 413, heading="Import and export", section="import", report=None,
+                          error=f"{name}: larger than {MAX_IMPORT_BYTES:,} bytes; import it with "
+                                "`newsletter subscribers import`.", statuses=tuple(SubscriberStatus),
+                          max_bytes=MAX_IMPORT_BYTES, counts=None)
+    return _report_page(name, data, dry_run=True)
+
+
+@blueprint.post("/import/confirm")
+def import_confirm() -> Response:
+    """Import the file the preview carried back, all or nothing."""
+    name = clean_name(request.form.get("name", ""))[:100] or "upload.csv"
+    try:
+        data = base64.b64decode(request.form.get("payload", ""), validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
+        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
+                          error="The file did not come back with the confirmation: upload it again.",
+                          statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
+    return _report_page(name, data, dry_run=False)
+
+
+@blueprint.get("/export")
+def export() -> Response:
+    """The list (or the readers of one status) as CSV, streamed."""
+    status = choice("status", tuple(SubscriberStatus))
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    name = f"subscribers-{status or 'all'}-{stamp}.csv"
+    body = iter_subscriber_csv(state().store.iter_subscribers(status=status or None))
+    return Response(body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'})
