@@ -771,7 +771,7 @@ def test_exports_by_status_are_the_cli_export(store, signed_in):
     assert response.mimetype == "text/csv"
     assert 'filename="subscribers-active-' in response.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert rows[0] == ["email", "name", "status", "source", "created_at", "updated_at"]
+    assert rows[0] == ["email", "name", "status", "source", "created_at", "updated_at", "frequency", "paused_until"]
     assert [row[:3] for row in rows[1:]] == [["ada@example.com", "'=HYPERLINK(1)", "active"]]
     everyone = list(csv.reader(io.StringIO(signed_in.get("/admin/export").get_data(as_text=True))))
     assert [row[0] for row in everyone[1:]] == ["ada@example.com", "bob@example.org"]
