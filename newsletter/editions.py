@@ -9,7 +9,7 @@ import datetime as dt
 from typing import NamedTuple
 
 from newsletter.models import Batch, Edition, EditionKind
-from newsletter.store import Store
+from newsletter.store import Ledger, Store
 
 
 class _Week(NamedTuple):
@@ -29,8 +29,9 @@ def edition_batch(store: Store, edition: Edition) -> Batch:
     A daily edition is its day's stored batch, each paper with that day's
     upvotes. A weekly edition has each paper of its seven days once, with
     the most upvotes it had that week, ordered by those upvotes, then by the
-    days it was on the list, then by its best rank and its first day. The
-    batch has no papers when nothing of those days is stored.
+    days it was on the list, then by its best rank and its first day; once
+    its send has begun, the papers and order it was stored with. The batch
+    has no papers when nothing of those days is stored.
     """
     seen = store.appearances(edition.first_date, edition.date)
     week: dict[str, _Week] = {}
@@ -46,6 +47,11 @@ def edition_batch(store: Store, edition: Edition) -> Batch:
             upvotes[key] = max(votes, upvotes.get(key) or 0)
     if edition.kind == EditionKind.DAILY:
         order = [key for _day, _rank, key, _votes in seen]
+    elif Ledger(store, edition).started():
+        # Its send has begun: the papers it went out with, in their order
+        # (positions are what picks and 👍/👎 links name), whatever was
+        # stored for its days since.
+        order = store.weekly_paper_keys(edition.date)
     else:
         order = sorted(week, key=lambda k: (-week[k].upvotes, -week[k].days, week[k].best_rank, week[k].first_day))
     stored = store.papers(order)

@@ -28,6 +28,7 @@ and those picked for them recently (see the caller), are never picked.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -76,7 +77,15 @@ def _embedder():
         if _model is None:
             from pathlib import Path
 
-            import wordllama
+            # WordLlama calls logging.basicConfig(level=INFO) on import: every
+            # library's INFO lines (boto3's "Found credentials", …) would go
+            # to the operator's stderr. The logging set-up is put back.
+            root = logging.getLogger()
+            handlers, level = list(root.handlers), root.level
+            try:
+                import wordllama
+            finally:
+                root.handlers[:], root.level = handlers, level
 
             _model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
         return _model

@@ -1010,3 +1010,30 @@ def test_frequency_is_a_filter(store, signed_in):
         conn.exec_driver_sql(f"UPDATE subscribers SET frequency = 'weekly' WHERE id = {reader.id}")
     store.add("daily@example.com")
     assert search(signed_in, frequency=Frequency.WEEKLY.value)[0] == ["weekly@example.com"]
+
+
+def test_a_weekly_edition_is_sent_again_with_the_papers_it_went_out_with(store, signed_in, tmp_path):
+    from newsletter.editions import edition_batch
+    from newsletter.models import Batch, EditionKind, Paper
+    from newsletter.render import render_issue
+
+    day = dt.date(2026, 3, 15)
+    for back in range(2):
+        store.store_batch(Batch(day - dt.timedelta(days=back), (Paper(f"Week paper {back}", "About it.",
+                                                                      arxiv_id=f"2603.0000{back}", upvotes=back),)))
+    edition = Edition(day, EditionKind.WEEKLY)
+    issue = render_issue(edition_batch(store, edition), Settings())
+    store.save_issue(issue)
+    reader = store.add("ada@example.com", "Ada")[0]
+    send(store, edition, {reader.id: DeliveryStatus.SENT}, dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    # A corrected day since: the edition keeps the papers it went out with.
+    store.store_batch(Batch(day, (Paper("A late correction", "Changed.", arxiv_id="2603.00009", upvotes=99),)))
+    page = html_of(signed_in.get(f"/admin/subscribers/{reader.id}"))
+    assert page.xpath("//select[@name='edition']/option/@value") == [edition.key]
+    signed_in.post(f"/admin/subscribers/{reader.id}/resend", data={"edition": edition.key,
+                                                                   "csrf_token": token_of(signed_in)})
+    [written] = (tmp_path / "outbox" / edition.key).glob("*.eml")
+    message = BytesParser(policy=policy.default).parsebytes(written.read_bytes())
+    assert message["Subject"] == "Daily Papers · Weekly · 9–15 Mar 2026 · 2 papers"
+    text = message.get_body(("plain",)).get_content()
+    assert "Week paper 1" in text and "Week paper 0" in text and "A late correction" not in text

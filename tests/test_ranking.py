@@ -219,3 +219,16 @@ def test_versions_of_one_paper_are_one_paper(store):
     assert set(store.papers(["2503.00001", "2503.00002"])) == {"2503.00001", "2503.00002"}
     # Storing a day again changes nothing.
     assert store.store_batch(day_batch(DAY, ["2503.00001", "2503.00002"], version="v2")) == 0
+
+
+def test_loading_the_model_leaves_the_logging_set_up_alone():
+    # WordLlama configures the root logger on import; with it, every
+    # library's INFO lines (boto3's credentials) would reach stderr.
+    import logging
+
+    from newsletter.ranking import _embedder
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    _embedder()
+    assert (list(root.handlers), root.level) == before

@@ -298,7 +298,7 @@ def test_migration_0005_indexes_the_papers_stored_before_it(database_url):
         engine.dispose()
     store = open_store(database_url)
     try:
-        assert str(store.migration) == "Upgraded the database from 0004 to 0005."
+        assert str(store.migration) == f"Upgraded the database from 0004 to {migrate.head()}."
         assert keys(store.search_papers("symmetries")) == ["2401.00001", "2401.00002"]  # title first
         assert keys(store.search_papers("noether invariants")) == ["2401.00002", "2401.00001"]
         # and the ones stored afterwards are indexed as they come

@@ -114,6 +114,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         if not editions:
             raise SendError("nothing to send as a test: no papers for this edition")
         issue = common.render_for_readers(editions[0], settings, signer)
+        store.save_issue(issue)  # its "view in browser" link works
         _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
         return
 

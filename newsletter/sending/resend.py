@@ -1,12 +1,14 @@
 """Sending one edition again to one reader, outside the ledger (the
-dashboard's "send again"): re-rendered from the papers stored for its day,
-with the reader's own links and the picks stored for them in that edition."""
+dashboard's "send again"): re-rendered from the papers stored for it (see
+newsletter.editions), with the reader's own links and the picks stored for
+them in that edition."""
 
 from __future__ import annotations
 
 from newsletter.config import Settings
+from newsletter.editions import edition_batch
 from newsletter.errors import Refused, SendError
-from newsletter.models import DeliveryStatus, Edition, EditionKind, Subscriber, SubscriberStatus
+from newsletter.models import DeliveryStatus, Edition, Subscriber, SubscriberStatus
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.render import render_issue
 from newsletter.sending.senders import create_sender
@@ -19,21 +21,18 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
     through the configured sender, recording nothing in the ledger; return
     the provider's message id.
 
-    The email is rendered again from the day's stored papers (the same
-    papers, in the same order, with that day's upvotes; the templates of
-    today). The reader gets their own unsubscribe, preferences and
+    The email is rendered again from the edition's stored papers (the
+    same papers, in the same order; the templates of today). The reader gets their own unsubscribe, preferences and
     👍/👎 links and the picks stored for them in that edition (none stored:
     the line their profile calls for, never a new ranking). Raises
-    :class:`Refused` for a reader who is not active, a weekly edition or a
-    day whose papers are not stored, and :class:`SendError` when the
+    :class:`Refused` for a reader who is not active or an edition whose
+    papers are not stored, and :class:`SendError` when the
     provider did not take it.
     """
     if subscriber.status != SubscriberStatus.ACTIVE:
         raise Refused(f"the reader is {subscriber.status}: nothing is sent to an inactive address")
-    if edition.kind != EditionKind.DAILY:
-        raise Refused("only daily editions can be sent again")
-    batch = store.day_batch(edition.date)
-    if batch is None:
+    batch = edition_batch(store, edition)
+    if not batch.papers:
         raise Refused(f"the papers of {edition.key} are not stored: it cannot be rendered again")
     key = edition.key
     issue = render_issue(batch, settings, paper_code=lambda position, paper: signer.paper_code(key, position, paper),

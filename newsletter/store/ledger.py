@@ -246,6 +246,13 @@ class Ledger:
                         updated_at=self.store.clock())
             ).rowcount
 
+    def started(self) -> bool:
+        """Whether any reader has a row in this edition's ledger (a send of
+        it has begun)."""
+        with self.store.reader.connect() as conn:
+            return conn.scalar(select(deliveries_table.c.subscriber_id)
+                               .where(deliveries_table.c.issue_date == self.day).limit(1)) is not None
+
     def counts(self) -> dict[str, int]:
         """Return the number of ledger rows per status for this issue."""
         d = deliveries_table

@@ -4,7 +4,6 @@ the days it appeared, with its rank and upvotes."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from typing import Iterable, NamedTuple
@@ -131,19 +130,6 @@ class PaperArchive:
                 for row in conn.execute(select(papers_table).where(papers_table.c.key.in_(chunk))):
                     found[row.key] = paper_from_row(row)
         return found
-
-    def day_batch(self, day: dt.date) -> Batch | None:
-        """The batch of ``day`` as it was stored: its papers in their order,
-        with that day's upvotes; None when the day's papers are not stored."""
-        a, p = appearances_table, papers_table
-        with self.reader.connect() as conn:
-            rows = conn.execute(select(p, a.c.upvotes.label("day_upvotes"))
-                                .select_from(a.join(p, p.c.key == a.c.paper_key))
-                                .where(a.c.date == day.isoformat()).order_by(a.c.rank)).all()
-        if not rows:
-            return None
-        papers = tuple(dataclasses.replace(paper_from_row(row), upvotes=row.day_upvotes) for row in rows)
-        return Batch(day, papers, source=f"the stored papers of {day}")
 
     def edition_papers(self, edition: Edition | dt.date) -> list[str]:
         """The keys of ``edition``'s papers (a date: its daily edition), in

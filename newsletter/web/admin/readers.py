@@ -83,7 +83,7 @@ def reader(subscriber_id: int) -> Response:
     if subscriber is None:
         return page("web/not_found.html", 404)
     deliveries = store.reader_deliveries(subscriber.id)
-    sendable = [d.edition for d in deliveries if _daily(d.edition)]
+    sendable = [d.edition for d in deliveries]
     feedback = store.reader_feedback(subscriber.email)
     return admin_page(
         "admin/reader.html", heading=subscriber.email, section="subscribers", reader=subscriber,
@@ -97,13 +97,6 @@ def reader(subscriber_id: int) -> Response:
         active=subscriber.status == SubscriberStatus.ACTIVE,
         complained=subscriber.status == SubscriberStatus.COMPLAINED,
     )
-
-
-def _daily(key: str) -> bool:
-    try:
-        return Edition.parse(key).kind == "daily"
-    except ValueError:
-        return False
 
 
 def typed_reason() -> str:
@@ -160,7 +153,7 @@ def reactivate(subscriber_id: int) -> Response:
 
 @blueprint.post("/subscribers/<int:subscriber_id>/resend")
 def send_again(subscriber_id: int) -> Response:
-    """Send one daily edition again to an active reader, outside the ledger."""
+    """Send one edition again to an active reader, outside the ledger."""
     app = state()
     subscriber = reader_or_404(subscriber_id)
     if subscriber is None:
