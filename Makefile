@@ -32,7 +32,7 @@ demo: install .env
 
 test: install
 	bash tests/ensure-tools.sh
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/render.py

@@ -94,12 +94,36 @@ def browser():
 
 # `make test` (tests/ensure-tools.sh) creates this role and database on the
 # local PostgreSQL server; TEST_POSTGRES_URL points the tests elsewhere.
-POSTGRES_URL = os.environ.get(
+BASE_POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://newsletter_test:newsletter_test@127.0.0.1:5432/newsletter_test"
 )
+# With pytest -n (xdist), each worker has a database of its own, beside the
+# configured one: <name>_gw0, <name>_gw1, … (made on first use).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+POSTGRES_URL = BASE_POSTGRES_URL
+if _WORKER:
+    from sqlalchemy.engine import make_url as _make_url
+
+    _base = _make_url(BASE_POSTGRES_URL)
+    POSTGRES_URL = _base.set(database=f"{_base.database}_{_WORKER}").render_as_string(hide_password=False)
 # Generated with secrets.token_urlsafe(32), as the README says: a key that
 # looks made up (words, sequences) is refused.
 SECRET = "LFyKQE0xc10o8hzuXR9uDhRIeK-8sIqVN71UqgSI5s8"
+
+
+def _create_worker_database() -> None:
+    """Make this worker's database (see POSTGRES_URL) unless it exists."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(POSTGRES_URL).database
+    engine = create_engine(BASE_POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}) is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
 
 
 def _reset_postgres() -> None:
@@ -112,6 +136,8 @@ def _reset_postgres() -> None:
     from newsletter.store.schema import inbox_metadata, metadata
 
     try:
+        if POSTGRES_URL != BASE_POSTGRES_URL:
+            _create_worker_database()
         engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
         with engine.begin():
             pass

@@ -56,6 +56,8 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
     as_postgres() { su postgres -c "$1"; }
     as_postgres "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='newsletter_test'\"" | grep -q 1 ||
       as_postgres "psql -qc \"CREATE ROLE newsletter_test LOGIN PASSWORD 'newsletter_test'\""
+    # Each test worker (pytest -n) makes a database of its own.
+    as_postgres "psql -qc \"ALTER ROLE newsletter_test CREATEDB\""
     as_postgres "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='newsletter_test'\"" | grep -q 1 ||
       as_postgres "createdb -O newsletter_test newsletter_test"
   fi
