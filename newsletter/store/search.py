@@ -231,13 +231,32 @@ class PaperSearch:
                 "LIMIT :limit OFFSET :offset"
             )
             params = {f"t{n}": term for n, term in enumerate(terms)}
-        rows = conn.execute(text(sql), {**params, "cap": MAX_RANKED, "limit": limit, "offset": offset}).all()
-        total = rows[0].total if rows else 0
-        more = False
-        if total == MAX_RANKED:  # all candidates were archived papers: is there one more match?
-            beyond = candidates.replace("LIMIT :cap", "LIMIT 1 OFFSET :cap")
-            more = conn.execute(text(beyond), {**params, "cap": MAX_RANKED}).first() is not None
-        return [(row.key, row.rid) for row in rows], total, more
+        if conn.dialect.name == "sqlite":
+            rows = conn.execute(text(sql), {**params, "cap": MAX_RANKED, "limit": limit, "offset": offset}).all()
+            more = False
+            if rows and rows[0].total == MAX_RANKED:  # all candidates archived papers: is there one more match?
+                beyond = candidates.replace("LIMIT :cap", "LIMIT 1 OFFSET :cap")
+                more = conn.execute(text(beyond), {**params, "cap": MAX_RANKED}).first() is not None
+        else:
+            # PostgreSQL's planner guesses how many papers a query matches,
+            # and a wrong guess costs a full read of the table: reading the
+            # matches stored last through the updated_at index pays off only
+            # when they are many. So count them first, up to the cap, through
+            # the GIN index alone (a bitmap scan that stops at the cap), and
+            # choose: few matches all read through the GIN index, many read
+            # newest first through updated_at's.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+            try:
+                capped = f"SELECT count(*) FROM (SELECT 1 FROM papers p WHERE p.search @@ {_tsquery(terms)} LIMIT :cap) m"
+                more = conn.scalar(text(capped), {**params, "cap": MAX_RANKED + 1}) > MAX_RANKED
+                if more:
+                    conn.exec_driver_sql("SET LOCAL enable_indexscan = on")
+                rows = conn.execute(text(sql), {**params, "cap": MAX_RANKED, "limit": limit, "offset": offset}).all()
+            finally:
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = on")
+                conn.exec_driver_sql("SET LOCAL enable_indexscan = on")
+        return [(row.key, row.rid) for row in rows], rows[0].total if rows else 0, more
 
     @staticmethod
     def _latest(conn: Connection, limit: int, offset: int) -> tuple[list[tuple[str, None]], int]:
