@@ -7,7 +7,6 @@ warn before that: from 80% of each review threshold.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
@@ -85,12 +84,7 @@ def _figures(store: Store, sends: dict[str, tuple[dt.datetime, dict[str, int]]],
     dates = sorted(sends, key=lambda day: (sends[day][0], day))  # in the order they were sent
     starts = [sends[day][0] for day in dates]
     feedback = store.feedback_counts(dates)
-    unsubscribed = dict.fromkeys(dates, 0)
-    if starts:
-        for moment in store.reader_unsubscribes(starts[0]):
-            position = bisect.bisect_right(starts, moment) - 1
-            if position >= 0 and (until is None or moment < until):
-                unsubscribed[dates[position]] += 1
+    unsubscribed = dict(zip(dates, store.reader_unsubscribe_counts(starts, until)))
     return [
         IssueStats(
             issue_date=day,

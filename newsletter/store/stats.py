@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from newsletter.models import SubscriberStatus
 from newsletter.policy import READER_SOURCES
@@ -60,14 +60,21 @@ class StatsQueries:
             result[issue_date] = (min(began, as_utc(first)), totals)
         return result
 
-    def reader_unsubscribes(self, since: dt.datetime) -> list[dt.datetime]:
-        """Return when readers unsubscribed themselves (web or one-click) since ``since``, in UTC."""
+    def reader_unsubscribe_counts(self, starts: list[dt.datetime], until: dt.datetime | None = None) -> list[int]:
+        """Return how many readers unsubscribed themselves (web or one-click)
+        from each of ``starts`` (ascending) to the next one, the last up to
+        ``until`` (None: now): counted by the database in one pass over
+        that time's events, never read row by row."""
+        if not starts:
+            return []
         e = events_table
-        since = since.astimezone(dt.timezone.utc)  # stored times are UTC
+        bounds = [moment.astimezone(dt.timezone.utc) for moment in starts]  # stored times are UTC
+        ends = bounds[1:] + [until.astimezone(dt.timezone.utc) if until else None]
+        sums = [func.coalesce(func.sum(case(((e.c.at >= start) & (e.c.at < end) if end else (e.c.at >= start), 1),
+                                            else_=0)), 0)
+                for start, end in zip(bounds, ends)]
         with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(e.c.at).where(
-                    e.c.new_status == SubscriberStatus.UNSUBSCRIBED, e.c.source.in_(READER_SOURCES), e.c.at >= since
-                )
-            ).all()
-        return [as_utc(row.at) for row in rows]
+            row = conn.execute(select(*sums).where(
+                e.c.new_status == SubscriberStatus.UNSUBSCRIBED, e.c.source.in_(READER_SOURCES), e.c.at >= bounds[0],
+            )).one()
+        return [int(count) for count in row]
