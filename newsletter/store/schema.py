@@ -93,6 +93,8 @@ events_table = Table(
     Column("reason", String(1000), nullable=False),
     # The dashboard's charts count the changes of each day of a period.
     Index("ix_subscriber_events_at", "at"),
+    # Readers' own unsubscribes after each edition, read from this index alone.
+    Index("ix_subscriber_events_status_source_at", "new_status", "source", "at"),
 )
 
 # One row per edition (see models.Edition): its date and kind.

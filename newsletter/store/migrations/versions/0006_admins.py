@@ -96,6 +96,7 @@ def upgrade() -> None:
         op.create_index("ix_subscribers_email_prefix", "subscribers", [sa.text("lower(email_key)")],
                         postgresql_ops={"lower(email_key)": "text_pattern_ops"})
     op.create_index("ix_subscriber_events_at", "subscriber_events", ["at"])
+    op.create_index("ix_subscriber_events_status_source_at", "subscriber_events", ["new_status", "source", "at"])
     op.drop_index("ix_feedback_issue_date", table_name="feedback")
     op.create_index("ix_feedback_issue_kind", "feedback", ["issue_date", "kind", "bounce_type", "email_key"])
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))
