@@ -52,6 +52,8 @@ except ImportError:  # run with a Python that does not have the package installe
 from newsletter.admins import add_admin  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.store import open_store  # noqa: E402
+from newsletter.store.migrate import VERSION_TABLE  # noqa: E402
+from newsletter.store.schema import inbox_metadata, metadata  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
 SECRET = "bench-secret-Jq8vX2mN7pL4rT9wK3zB6yH1cF5dG0sA"
@@ -60,9 +62,8 @@ STATUSES = (("active", 0.90), ("unsubscribed", 0.06), ("bounced", 0.03), ("compl
 SOURCES = ("cli", "signup", "import:list-a.csv", "import:list-b.csv")
 JOINED_OVER_DAYS = 400
 BOUNCES, COMPLAINTS = 0.01, 0.0005
-TABLES = ("admin_logins", "admin_sessions", "admins", "edition_totals", "picks", "votes", "profiles",
-          "appearances", "papers", "sns_messages", "feedback", "send_locks", "deliveries", "issues",
-          "subscriber_events", "subscribers", "newsletter_meta", "alembic_version", "reader_actions")
+# Every table the newsletter makes, as its schema declares them.
+TABLES = tuple(sorted({*metadata.tables, *inbox_metadata.tables, VERSION_TABLE}))
 
 
 # --------------------------------------------------------------------------

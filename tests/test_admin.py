@@ -1037,3 +1037,32 @@ def test_a_weekly_edition_is_sent_again_with_the_papers_it_went_out_with(store, 
     assert message["Subject"] == "Daily Papers · Weekly · 9–15 Mar 2026 · 2 papers"
     text = message.get_body(("plain",)).get_content()
     assert "Week paper 1" in text and "Week paper 0" in text and "A late correction" not in text
+
+
+def test_the_overviews_totals_from_the_history_equal_the_list(store):
+    """The overview sums each status change since the first (past days
+    counted once and kept) instead of counting the list: they must agree
+    whatever happened on which day, day after day as days are kept."""
+    def agree():
+        assert store.status_totals() == store.counts()
+
+    now = dt.datetime.now(dt.timezone.utc)
+    assert store.status_totals() == store.counts() == dict.fromkeys(tuple(SubscriberStatus), 0)
+    with clock(store, now - dt.timedelta(days=3)):
+        ids = [store.add(f"r{n}@example.com")[0].id for n in range(6)]
+        store.import_subscribers([(n + 2, f"i{n}@example.com", None) for n in range(4)])
+        agree()
+    with clock(store, now - dt.timedelta(days=2)):
+        agree()  # the first day is kept by now
+        store.change_status(ids[0], UNSUBSCRIBED, source="web", reason="left")
+        store.change_status(ids[1], SubscriberStatus.BOUNCED, source="ses", reason="bounce")
+        store.change_status(ids[2], SubscriberStatus.COMPLAINED, source="ses", reason="complaint")
+        agree()
+    with clock(store, now - dt.timedelta(days=1)):
+        store.change_status(ids[0], ACTIVE, source="web", reason="came back")
+        store.unsubscribe(store.get_subscriber(ids[3]).ref, source="one-click", reason="one-click")
+        agree()
+    store.add("today@example.com")
+    store.change_status(ids[4], UNSUBSCRIBED, source="cli", reason="removed")
+    agree()
+    assert store.status_totals()[ACTIVE] == 7

@@ -161,7 +161,7 @@ def overview() -> Response:
     period = period if period in PERIODS else PERIODS[0]
     today = store.clock().date()
     days = [today - dt.timedelta(days=n) for n in range(period - 1, -1, -1)]
-    counts = store.counts()
+    counts = store.status_totals()
     series = daily_series(store.status_changes(days[0]), days, counts[SubscriberStatus.ACTIVE])
     charts = [
         daily_bars("active", "Active readers", days, series["active"],
