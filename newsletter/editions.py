@@ -13,10 +13,11 @@ from newsletter.store import Ledger, Store
 
 
 class _Week(NamedTuple):
-    """One paper's week: its best upvotes, the days it was on the list, its
-    best rank and its first day (what orders the weekly edition)."""
+    """One paper's week: its best upvotes (None: never counted), the days
+    it was on the list, its best rank and its first day (what orders the
+    weekly edition)."""
 
-    upvotes: int
+    upvotes: int | None
     days: int
     best_rank: int
     first_day: dt.date
@@ -35,16 +36,13 @@ def edition_batch(store: Store, edition: Edition) -> Batch:
     """
     seen = store.appearances(edition.first_date, edition.date)
     week: dict[str, _Week] = {}
-    upvotes: dict[str, int | None] = {}
     for day, rank, key, votes in seen:
         before = week.get(key)
         if before is None:
-            week[key] = _Week(votes or 0, 1, rank, day)
+            week[key] = _Week(votes, 1, rank, day)
         else:
-            week[key] = _Week(max(before.upvotes, votes or 0), before.days + 1, min(before.best_rank, rank),
-                              before.first_day)
-        if votes is not None:
-            upvotes[key] = max(votes, upvotes.get(key) or 0)
+            best = votes if before.upvotes is None else before.upvotes if votes is None else max(before.upvotes, votes)
+            week[key] = _Week(best, before.days + 1, min(before.best_rank, rank), before.first_day)
     if edition.kind == EditionKind.DAILY:
         order = [key for _day, _rank, key, _votes in seen]
     elif Ledger(store, edition).started():
@@ -53,9 +51,11 @@ def edition_batch(store: Store, edition: Edition) -> Batch:
         # stored for its days since.
         order = store.weekly_paper_keys(edition.date)
     else:
-        order = sorted(week, key=lambda k: (-week[k].upvotes, -week[k].days, week[k].best_rank, week[k].first_day))
+        order = sorted(week, key=lambda k: (-(week[k].upvotes or 0), -week[k].days, week[k].best_rank,
+                                            week[k].first_day))
     stored = store.papers(order)
-    papers = tuple(dataclasses.replace(stored[key], upvotes=upvotes.get(key)) for key in order if key in stored)
+    papers = tuple(dataclasses.replace(stored[key], upvotes=week[key].upvotes if key in week else None)
+                   for key in order if key in stored)
     days = {day for day, *_ in seen}
     where = f"the papers stored for {edition.describe()}"
     return Batch(date=edition.date, papers=papers, source=where, kind=edition.kind,

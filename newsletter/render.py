@@ -382,6 +382,16 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     )
 
 
+def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
+    """Render ``batch`` as readers get it: 👍/👎 links with the papers' codes
+    signed by ``signer`` (a ``tokens.Signer``), and the "Picked for you"
+    slot. Raises as :func:`render_issue`."""
+    edition = batch.edition.key
+    longest = len(signer.feedback_reader_part("x" * 32, edition))  # a reader's ref is 22 characters
+    return render_issue(batch, settings, paper_code=lambda position, key: signer.paper_code(edition, position, key),
+                        feedback_chars=longest)
+
+
 def picks_layout(env: jinja2.Environment, settings: Settings) -> PicksLayout:
     """Render the "Picked for you" section's pieces (``email_picks.html`` and
     ``email_picks.txt``) with stand-ins for each reader's values."""

@@ -78,11 +78,8 @@ def serve_app(app, host: str, port: int, what: str) -> None:
 
 
 def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
-    """Render ``batch`` as readers get it: 👍/👎 links with the papers' codes
-    signed by ``signer``, and the "Picked for you" slot."""
-    from newsletter.render import render_issue
+    """``render.render_for_readers``, imported when a command needs it (the
+    renderer's libraries are not every command's start-up)."""
+    from newsletter.render import render_for_readers as render
 
-    edition = batch.edition.key
-    longest = len(signer.feedback_reader_part("x" * 32, edition))  # a reader's ref is 22 characters
-    return render_issue(batch, settings, paper_code=lambda position, key: signer.paper_code(edition, position, key),
-                        feedback_chars=longest)
+    return render(batch, settings, signer)

@@ -224,6 +224,7 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
     from newsletter.personalize import PreparedMessage, Recipient
     from newsletter.picking import EditionPicks
     from newsletter.render import render_issue
+    from newsletter.sending.dispatch import reader_recipient
     from newsletter.sending.senders import create_sender
     from newsletter.store import normalize_email
 
@@ -233,12 +234,7 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
     # overwrite the copy of the issue the real send wrote for this reader.
     if subscriber is not None:
         picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
-        recipient = Recipient(
-            0, email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref),
-            preferences_url=signer.preferences_url(settings.base_url, subscriber.ref),
-            feedback=signer.feedback_reader_part(subscriber.ref, issue.edition),
-            picks_state=picks.state, picks=picks.picks,
-        )
+        recipient = reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
     else:
         issue = render_issue(loaded, settings)
         recipient = Recipient(0, email, None, settings.signup_url)

@@ -444,18 +444,7 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _recipient(self, subscriber: Subscriber, issue: Issue, picks=None) -> Recipient:
-        """The reader as the sender needs them: their links, the reader part
-        of their feedback tokens, and their picks (``picking.ReaderPicks``)."""
-        return Recipient(
-            subscriber_id=subscriber.id,
-            email=subscriber.email,
-            name=subscriber.name,
-            unsubscribe_url=self.signer.unsubscribe_url(self.base_url, subscriber.ref),
-            preferences_url=self.signer.preferences_url(self.base_url, subscriber.ref),
-            feedback=self.signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
-            picks_state=picks.state if picks is not None else "off",
-            picks=picks.picks if picks is not None else (),
-        )
+        return reader_recipient(self.signer, self.base_url, issue, subscriber, picks)
 
     def _work(self, run: _Run, recipients: list[Recipient], limiter: RateLimiter | None) -> None:
         """Send one chunk until every reader in it is sent, failed or unknown,
@@ -523,3 +512,23 @@ class Dispatcher:
                 run.leave(retry)
                 return
             recipients = retry
+
+
+def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber, picks=None,
+                     file_id: int | None = None) -> Recipient:
+    """Return the reader as a sender needs them for ``issue``: their links
+    (signed by ``signer`` under ``base_url``), the reader part of their
+    feedback tokens, and their picks (a ``picking.ReaderPicks``; None: no
+    picks section). ``file_id`` stands for their id where the outbox names
+    the file (0 for a copy outside the ledger, which must not replace the
+    send's own)."""
+    return Recipient(
+        subscriber_id=subscriber.id if file_id is None else file_id,
+        email=subscriber.email,
+        name=subscriber.name,
+        unsubscribe_url=signer.unsubscribe_url(base_url, subscriber.ref),
+        preferences_url=signer.preferences_url(base_url, subscriber.ref),
+        feedback=signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
+        picks_state=picks.state if picks is not None else "off",
+        picks=picks.picks if picks is not None else (),
+    )

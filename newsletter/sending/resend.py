@@ -9,8 +9,10 @@ from newsletter.config import Settings
 from newsletter.editions import edition_batch
 from newsletter.errors import Refused, SendError
 from newsletter.models import DeliveryStatus, Edition, Subscriber, SubscriberStatus
-from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.render import render_issue
+from newsletter.personalize import PreparedMessage
+from newsletter.picking import ReaderPicks
+from newsletter.render import render_for_readers
+from newsletter.sending.dispatch import reader_recipient
 from newsletter.sending.senders import create_sender
 from newsletter.store import Store
 from newsletter.tokens import Signer
@@ -34,20 +36,14 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
     batch = edition_batch(store, edition)
     if not batch.papers:
         raise Refused(f"the papers of {edition.key} are not stored: it cannot be rendered again")
-    key = edition.key
-    issue = render_issue(batch, settings, paper_code=lambda position, paper: signer.paper_code(key, position, paper),
-                         feedback_chars=len(signer.feedback_reader_part("x" * 32, key)))
-    stored = store.picks_of(key, [subscriber.id]).get(subscriber.id, [])
+    issue = render_for_readers(batch, settings, signer)
+    stored = store.picks_of(edition.key, [subscriber.id]).get(subscriber.id, [])
     profile = store.profile(subscriber.id)
-    picks_state = "picks" if stored else "off" if profile.picks <= 0 else "invite" if profile.is_empty else "none"
-    recipient = Recipient(
-        # Subscriber id 0: the outbox names files by id, and this copy must
-        # not overwrite the one the send wrote for the reader.
-        0, subscriber.email, subscriber.name, signer.unsubscribe_url(settings.base_url, subscriber.ref),
-        preferences_url=signer.preferences_url(settings.base_url, subscriber.ref),
-        feedback=signer.feedback_reader_part(subscriber.ref, key),
-        picks_state=picks_state if issue.picks else "off", picks=tuple(stored),
-    )
+    state = "picks" if stored else "off" if profile.picks <= 0 else "invite" if profile.is_empty else "none"
+    # File id 0: the outbox names files by id, and this copy must not
+    # overwrite the one the send wrote for the reader.
+    recipient = reader_recipient(signer, settings.base_url, issue, subscriber, ReaderPicks(state, tuple(stored)),
+                                 file_id=0)
     sender = create_sender(settings, ses_mode="raw")  # one message needs no stored SES template
     sender.open(issue, PreparedMessage(issue, settings.from_address))
     try:
