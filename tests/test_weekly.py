@@ -10,7 +10,10 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
+from conftest import clean_env, wait_until
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.editions import edition_batch
@@ -406,3 +410,47 @@ def test_a_weekly_send_that_stopped_is_finished_by_the_next_run(newsletter):
     newsletter.send_day(1)  # Tuesday's run finishes it
     assert newsletter.editions_of() == {"a@example.org": ["2026-03-09-weekly"],
                                         "b@example.org": ["2026-03-09-weekly"]}
+
+
+def test_ctrl_c_stops_the_whole_run_and_the_next_run_sends_both_editions_once(newsletter, tmp_path):
+    db = newsletter.env["NEWSLETTER_DATABASE_URL"]
+    daily = [f"daily{i:02d}@example.org" for i in range(40)]
+    weekly = [f"weekly{i:02d}@example.org" for i in range(40)]
+    newsletter.add(*daily, *weekly)
+    store = open_store(db)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(update(subscribers_table).where(subscribers_table.c.email_key.in_(weekly))
+                         .values(frequency=Frequency.WEEKLY.value, weekday=0))  # Monday's weekly
+    finally:
+        store.close()
+    batch = write_batch(tmp_path, WEEK[0], day_papers(0))
+    # One reader a call, ten a second: the daily edition takes seconds.
+    paced = clean_env(**newsletter.env, NEWSLETTER_MAX_SEND_RATE="10", NEWSLETTER_SEND_CONCURRENCY="1")
+    run = subprocess.Popen([sys.executable, "-m", "newsletter", "send", str(batch)], cwd=tmp_path, env=paced,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(list((newsletter.outbox / "2026-03-09").glob("*.eml"))) >= 3 or run.poll() is not None,
+                   "the daily edition to start")
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, out + err
+    assert "SIGINT: finishing the calls in flight, then stopping" in err
+    assert "Not started: the weekly edition of 2026-03-09" in err
+    assert "Traceback" not in err
+    got = newsletter.editions_of()
+    assert 3 <= len(got) < len(daily), "the daily edition was not stopped midway"
+    assert set(got) <= set(daily) and all(keys == ["2026-03-09"] for keys in got.values())
+    store = open_store(db)
+    try:
+        assert Ledger(store, Edition(WEEK[0], EditionKind.WEEKLY)).counts()["sent"] == 0
+    finally:
+        store.close()
+
+    newsletter("send", str(batch))  # the next run finishes both editions
+    got = newsletter.editions_of()
+    assert got == {**{email: ["2026-03-09"] for email in daily}, **{email: ["2026-03-09-weekly"] for email in weekly}}
+    assert len(list(newsletter.outbox.glob("*/*.eml"))) == len(daily) + len(weekly)  # each exactly once

@@ -70,6 +70,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       2  bad input or configuration
       3  quota or account problem: the provider refuses to send
       4  another run holds the lock for this edition: it was not sent
+      130  stopped by Ctrl-C (SIGINT): no further edition was started;
+         run again to finish
     """
     from newsletter.editions import edition_batch
     from newsletter.picking import EditionPicks
@@ -118,26 +120,60 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
         return
 
-    # Every edition rendered, stored and its ranking index built before the
-    # first message: the sending of one edition runs into the next's.
-    issues = [common.render_for_readers(papers, settings, signer) for papers in editions]
-    picks = []
-    for issue in issues:
-        store.save_issue(issue)
-        picks.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
-        if not dry_run:
-            picks[-1].prepare()
-    errors = []
-    for issue, picker in zip(issues, picks):
-        try:
-            _send_edition(settings, store, signer, issue, picker, sender_name or settings.sender, ses_mode, dry_run,
-                          limit, resend_unknown, allow_partial)
-        except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
-            click.echo(f"Error: {terminal_safe(error)}", err=True)
-            errors.append(error)
-    if errors:
-        worst = max(errors, key=lambda error: error.exit_code)
-        ctx.exit(worst.exit_code)
+    with _StopOnSignal() as stop:
+        # Every edition rendered, stored and its ranking index built before the
+        # first message: the sending of one edition runs into the next's.
+        issues = [common.render_for_readers(papers, settings, signer) for papers in editions]
+        picks = []
+        for issue in issues:
+            store.save_issue(issue)
+            picks.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
+            if not dry_run and not stop.is_set():
+                picks[-1].prepare()
+        errors = []
+        for issue, picker in zip(issues, picks):
+            if stop.is_set():  # a signal stops the whole run: no further edition starts
+                click.echo(f"Not started: the {issue.kind} edition of {issue.date}; "
+                           "run the same command again to send it.", err=True)
+                continue
+            try:
+                _send_edition(settings, store, signer, issue, picker, sender_name or settings.sender, ses_mode,
+                              dry_run, limit, resend_unknown, allow_partial, stop)
+            except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
+                click.echo(f"Error: {terminal_safe(error)}", err=True)
+                errors.append(error)
+    if stop.signum == signal.SIGINT:
+        ctx.exit(INTERRUPTED_EXIT_CODE)
+    codes = [error.exit_code for error in errors] + ([1] if stop.is_set() else [])  # SIGTERM: readers left
+    if codes:
+        ctx.exit(max(codes))
+
+
+# Stopped by Ctrl-C (SIGINT): the shell's convention, 128 + the signal's number.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+
+class _StopOnSignal(threading.Event):
+    """Set on SIGINT or SIGTERM while in a ``with`` block (the handlers it
+    replaces are restored at its end); ``signum`` is the first signal
+    received (None until one is). The send in progress finishes its calls
+    in flight and stops; the run starts no further edition."""
+
+    signum: signal.Signals | None = None
+
+    def __enter__(self) -> "_StopOnSignal":
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame) -> None:
+        if not self.is_set():
+            self.signum = signal.Signals(signum)
+            click.echo(f"{self.signum.name}: finishing the calls in flight, then stopping...", err=True)
+        self.set()
 
 
 def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unknown: bool = False,
@@ -164,10 +200,12 @@ def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unkno
 
 
 def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks, name: str, ses_mode: str,
-                  dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool) -> None:
+                  dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool,
+                  stop: threading.Event) -> None:
     """Send ``issue`` to its readers, with their ``picks`` (its
     ``EditionPicks``), or with ``dry_run`` say what would be sent; note it
-    finished when no reader is left waiting. Raises the run's error (see
+    finished when no reader is left waiting. ``stop``, once set, ends the
+    send after the calls in flight. Raises the run's error (see
     ``SendReport.error``)."""
     from newsletter.cli.progress import SendProgress
     from newsletter.sending.dispatch import Dispatcher, SendOptions
@@ -182,14 +220,6 @@ def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks,
                    "Nothing was sent.")
         return
     sender = create_sender(settings, name, ses_mode)
-    stop = threading.Event()
-
-    def interrupt(signum, _frame):
-        if not stop.is_set():
-            click.echo(f"{signal.Signals(signum).name}: finishing the calls in flight, then stopping...", err=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency,
                           weekly_day=settings.weekly_weekday)
@@ -204,8 +234,6 @@ def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks,
                                 progress.update).run(issue, picks.for_readers)
     finally:
         gc.unfreeze()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _summarize(issue, name, settings, report)
     error = report.error()
     if error is None and report.waiting == 0:
