@@ -22,9 +22,10 @@ from newsletter.feedback.stats import (
     COMPLAINT_REVIEW,
     WARN_SHARE,
     IssueStats,
+    edition_stats,
     issue_stats,
 )
-from newsletter.models import DeliveryStatus, Feedback, SubscriberStatus
+from newsletter.models import DeliveryStatus, Edition, EditionKind, Feedback, SubscriberStatus
 from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import deliveries_table, events_table
@@ -42,17 +43,19 @@ def readers(store, count: int, prefix: str = "reader") -> list:
     return [s for s in store.iter_subscribers() if s.email.startswith(prefix)]
 
 
-def send(store, day: dt.date, to: list, status: str = SENT, sent_at: dt.datetime | None = None) -> None:
-    """Ledger rows for ``to`` as a send writes them: pending, then the
-    outcome; then dated ``sent_at`` (default: 06:00 UTC on the issue's day),
-    when the send is meant to have happened."""
-    ledger = Ledger(store, day)
+def send(store, day: dt.date, to: list, status: str = SENT, sent_at: dt.datetime | None = None,
+         kind: EditionKind = EditionKind.DAILY) -> None:
+    """Ledger rows for ``to`` as a send of the edition of ``day`` and
+    ``kind`` writes them: pending, then the outcome; then dated ``sent_at``
+    (default: 06:00 UTC on the issue's day), when the send is meant to have
+    happened."""
+    ledger = Ledger(store, Edition(day, kind))
     ledger.mark_pending([r.id for r in to])
     ledger.record([LedgerRow(r.id, status, f"0100-{day}-{r.id}" if status == SENT else None,
                              None if status == SENT else "refused") for r in to])
     with store.engine.begin() as conn:
         conn.execute(update(deliveries_table)
-                     .where(deliveries_table.c.issue_date == day.isoformat(),
+                     .where(deliveries_table.c.issue_date == ledger.day,
                             deliveries_table.c.subscriber_id.in_([r.id for r in to]))
                      .values(updated_at=sent_at or at(day, 6)))
 
@@ -348,3 +351,22 @@ def test_cli_shows_an_old_day_sent_today(store, database_url):
     assert table(result) == {"2025-03-11": ["4", "0", "0", "0", "0", "0.00%", "0.000%"]}
     assert run_stats(database_url, "--days", "1").exit_code == 0
     assert "2025-03-11" in run_stats(database_url, "--days", "1").stdout
+
+
+def test_an_unsubscribe_counts_against_the_last_edition_that_reader_was_sent(store, database_url):
+    day = dt.date.today() - dt.timedelta(days=3)
+    dailies, weeklies = readers(store, 4, "daily"), readers(store, 3, "weekly")
+    send(store, day, dailies, sent_at=at(day, 6))
+    send(store, day, weeklies, sent_at=at(day, 7), kind=EditionKind.WEEKLY)  # begun after the daily
+    unsubscribe_at(store, dailies[0], "web", at(day, 12))  # got the daily, never the weekly
+    unsubscribe_at(store, dailies[1], "one-click", at(day + dt.timedelta(days=1), 9))
+    unsubscribe_at(store, weeklies[0], "web", at(day, 13))
+    never_sent = readers(store, 1, "new")[0]  # joined after both sends, left before getting anything
+    unsubscribe_at(store, never_sent, "web", at(day, 14))
+
+    weekly = f"{day}-weekly"
+    assert table(run_stats(database_url)) == {weekly: ["3", "0", "0", "0", "1", "0.00%", "0.000%"],
+                                              day.isoformat(): ["4", "0", "0", "0", "2", "0.00%", "0.000%"]}
+    # The dashboard's figures agree.
+    assert {row.issue_date: row.unsubscribed for row in edition_stats(store, [weekly, day.isoformat()])} == {
+        weekly: 1, day.isoformat(): 2}

@@ -78,13 +78,13 @@ def _figures(store: Store, sends: dict[str, tuple[dt.datetime, dict[str, int]]],
              until: dt.datetime | None = None) -> list[IssueStats]:
     """The figures of the editions in ``sends`` ({edition: (when its send
     began, {ledger status: readers})}), most recently sent first. A
-    reader's own unsubscribe counts for the edition whose send began last
-    before it, and not at all from ``until`` on (when the next edition,
-    left out of ``sends``, began)."""
+    reader's own unsubscribe counts for the last of these editions the
+    ledger has as sent to that reader before it (a daily reader's is never
+    blamed on a weekly edition they did not get), and not at all from
+    ``until`` on (when the next edition, left out of ``sends``, began)."""
     dates = sorted(sends, key=lambda day: (sends[day][0], day))  # in the order they were sent
-    starts = [sends[day][0] for day in dates]
     feedback = store.feedback_counts(dates)
-    unsubscribed = dict(zip(dates, store.reader_unsubscribe_counts(starts, until)))
+    unsubscribed = store.reader_unsubscribe_counts(dates, sends[dates[0]][0], until) if dates else {}
     return [
         IssueStats(
             issue_date=day,
@@ -105,7 +105,7 @@ def issue_stats(store: Store, days: int, now: dt.datetime | None = None) -> list
     The window is about when the send happened, not the issue's date: an
     issue dated months ago and sent today is in it. Each issue's figures
     cover all its readers, and a reader's own unsubscribe counts for the
-    issue whose send began last before it.
+    last of these issues sent to that reader before it.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     return _figures(store, store.delivery_totals(now - dt.timedelta(days=days)))
@@ -115,7 +115,8 @@ def edition_stats(store: Store, editions: list[str], until: dt.datetime | None =
     """Return the figures of those of ``editions`` (keys) that were sent,
     most recently sent first, from the ledger's totals the dashboard keeps
     (see ``Store.edition_totals``). A reader's own unsubscribe counts for
-    the edition whose send began last before it and before ``until`` (give
-    when the next edition's send began, for a page of older editions)."""
+    the last of these editions sent to that reader before it, when it came
+    before ``until`` (give when the next edition's send began, for a page of
+    older editions)."""
     totals = store.edition_totals(editions)
     return _figures(store, {key: (found.first_at, found.counts) for key, found in totals.items()}, until)

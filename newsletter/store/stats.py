@@ -1,14 +1,14 @@
 """The queries behind delivery figures: per-issue ledger totals, feedback
-counts, and when readers unsubscribed themselves."""
+counts, and which edition readers unsubscribed themselves after."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Iterable
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
-from newsletter.models import SubscriberStatus
+from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.policy import READER_SOURCES
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import deliveries_table, events_table, feedback_table
@@ -60,21 +60,31 @@ class StatsQueries:
             result[issue_date] = (min(began, as_utc(first)), totals)
         return result
 
-    def reader_unsubscribe_counts(self, starts: list[dt.datetime], until: dt.datetime | None = None) -> list[int]:
-        """Return how many readers unsubscribed themselves (web or one-click)
-        from each of ``starts`` (ascending) to the next one, the last up to
-        ``until`` (None: now): counted by the database in one pass over
-        that time's events, never read row by row."""
-        if not starts:
-            return []
-        e = events_table
-        bounds = [moment.astimezone(dt.timezone.utc) for moment in starts]  # stored times are UTC
-        ends = bounds[1:] + [until.astimezone(dt.timezone.utc) if until else None]
-        sums = [func.coalesce(func.sum(case(((e.c.at >= start) & (e.c.at < end) if end else (e.c.at >= start), 1),
-                                            else_=0)), 0)
-                for start, end in zip(bounds, ends)]
+    def reader_unsubscribe_counts(self, editions: list[str], since: dt.datetime,
+                                  until: dt.datetime | None = None) -> dict[str, int]:
+        """Return {edition key: readers' own unsubscribes (web or one-click)
+        it is blamed for} over ``editions``: each unsubscribe from ``since``
+        to ``until`` (None: now) counts for the last of ``editions`` the
+        ledger has as sent to that reader before it, and for none when that
+        reader was sent none of them. Counted by the database in one pass
+        over that time's events, never read row by row."""
+        if not editions:
+            return {}
+        e, d = events_table, deliveries_table
+        # For each event, the reader's last edition sent before it: a probe of
+        # the ledger's (edition, reader) key for each edition asked about.
+        blamed = (select(d.c.issue_date)
+                  .where(d.c.subscriber_id == e.c.subscriber_id, d.c.issue_date.in_(editions),
+                         d.c.status == DeliveryStatus.SENT, d.c.updated_at <= e.c.at)
+                  .order_by(d.c.updated_at.desc(), d.c.issue_date.desc()).limit(1)
+                  .scalar_subquery())
+        window = [e.c.new_status == SubscriberStatus.UNSUBSCRIBED, e.c.source.in_(READER_SOURCES),
+                  e.c.at >= since.astimezone(dt.timezone.utc)]  # stored times are UTC
+        if until is not None:
+            window.append(e.c.at < until.astimezone(dt.timezone.utc))
+        events = select(blamed.label("edition")).where(*window).subquery()
         with self.reader.connect() as conn:
-            row = conn.execute(select(*sums).where(
-                e.c.new_status == SubscriberStatus.UNSUBSCRIBED, e.c.source.in_(READER_SOURCES), e.c.at >= bounds[0],
-            )).one()
-        return [int(count) for count in row]
+            rows = conn.execute(select(events.c.edition, func.count()).group_by(events.c.edition)).all()
+        counts = dict.fromkeys(editions, 0)
+        counts.update({edition: int(count) for edition, count in rows if edition is not None})
+        return counts
