@@ -57,6 +57,15 @@ class StoreBusy(StoreError):
     meet it stay recorded and are applied as soon as the database is free."""
 
 
+class DatabaseMissing(StoreError):
+    """The SQLite database file does not exist, for a command that only
+    uses one (commands that read the list never create an empty one)."""
+
+
+class EditionNotStored(StoreError):
+    """The edition asked for is not in the database (never rendered or sent)."""
+
+
 class InvalidEmail(NewsletterError):
     """An email address is not syntactically valid."""
 

@@ -66,8 +66,11 @@ def invoke(env, *args: str):
 
 
 def send_test_message(env, address: str) -> email.message.EmailMessage:
-    """Send the example day to ``address`` with --to; return the message written to the outbox."""
+    """Send the example day to ``address`` with --to; return the message
+    written to the outbox. The edition is then published (a test message
+    publishes nothing), so that its view-in-browser link resolves."""
     invoke(env, "send", str(EXAMPLE), "--date", DATE, "--to", address)
+    invoke(env, "publish", DATE)
     [path] = (Path(env["NEWSLETTER_OUTBOX_DIR"]) / DATE).iterdir()
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     path.unlink()
@@ -159,6 +162,7 @@ def test_a_test_message_to_a_subscriber_leaves_their_copy_of_the_issue_alone(env
 def test_every_link_render_writes_resolves(env, site, tmp_path):
     out = tmp_path / "out"
     invoke(env, "render", str(EXAMPLE), "--date", DATE, "--out", str(out))  # also stores the issue
+    invoke(env, "publish", DATE)  # for /issues/ (render publishes nothing)
     documents = [(out / name).read_text(encoding="utf-8") for name in ("issue.html", "issue.txt", "web.html")]
     links = own_links(*documents)
     assert f"{BASE}/subscribe" in links and f"{BASE}/issues/{DATE}" in links
@@ -167,7 +171,8 @@ def test_every_link_render_writes_resolves(env, site, tmp_path):
 
 
 def test_every_link_of_the_preview_resolves(env, db, site):
-    invoke(env, "render", str(EXAMPLE), "--date", DATE, "--out", "out")  # stores the issue for /issues/
+    invoke(env, "render", str(EXAMPLE), "--date", DATE, "--out", "out")  # stores the issue
+    invoke(env, "publish", DATE)  # for /issues/ (render publishes nothing)
     settings = Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"], base_url=BASE)
     preview = create_preview_app(EXAMPLE, settings, date=dt.date(2025, 3, 11)).test_client()
     pages = [preview.get(path) for path in ("/", "/email.html", "/web.html")]

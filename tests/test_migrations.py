@@ -45,6 +45,7 @@ from newsletter.store import Ledger, migrate, open_store
 from newsletter.store.backup import processes_holding
 from newsletter.store.schema import SCHEMA_VERSION, metadata
 from newsletter.tokens import Signer
+from newsletter.web import create_app
 
 RELEASE_1 = FIXTURES / "release-1"
 HEAD = migrate.head()
@@ -589,3 +590,28 @@ def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path):
     log = (tmp_path / f"server-{port}.log").read_text()
     assert log.splitlines().count(UPGRADED) == 1, log
     assert schema_facts(database_url)["revision"] == HEAD
+
+
+def test_an_upgrade_keeps_sent_editions_on_the_web_and_takes_off_those_never_sent(database_url, tmp_path):
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:  # rendered (or a dry run) before this release: stored, never sent
+            conn.execute(text("INSERT INTO issues (date, subject, preheader, paper_count, web_html, text, created_at,"
+                              " updated_at) VALUES ('2027-03-12', 'A mistyped date', '', 1, '<p>typo</p>', 'typo',"
+                              " '2025-03-12 06:00:00', '2025-03-12 06:00:00')"))
+    finally:
+        engine.dispose()
+    upgraded = run(["db", "upgrade"], database_url, tmp_path)
+    assert upgraded.exit_code == 0, upgraded.output
+    store = open_store(database_url)
+    try:
+        assert [i.date.isoformat() for i in store.list_issues(published_only=True)] == ["2025-03-11", "2025-03-10"]
+        assert store.get_issue(dt.date(2027, 3, 12)).published_at is None  # still stored, for `publish`
+        client = create_app(Settings(secret_key=SECRET, database_url=database_url), store,
+                            background=False).test_client()
+        assert client.get("/issues/2025-03-10").status_code == 200
+        assert client.get("/issues/2027-03-12").status_code == 404
+        assert "2027-03-12" not in client.get("/issues/feed.xml").get_data(as_text=True)
+    finally:
+        store.close()

@@ -72,13 +72,13 @@ def archive(store):
     """Three days: BRANES on the first; ATTENTION on the first and the
     second (rank 0 then 1); the second also holds STRASSE, the third KNOTS
     and CJK; SEED stored without any day. The issues of the first two days are
-    stored, the third's not."""
+    published, the third's not stored."""
     store.store_batch(Batch(DAY1, (ATTENTION, BRANES)))
     store.store_batch(Batch(DAY2, (STRASSE, ATTENTION)))
     store.store_batch(Batch(DAY3, (KNOTS, CJK)))
     store.store_papers([SEED])
     for day, papers in ((DAY1, (ATTENTION, BRANES)), (DAY2, (STRASSE, ATTENTION))):
-        store.save_issue(render_issue(Batch(day, papers, source="test"), Settings()))
+        store.save_issue(render_issue(Batch(day, papers, source="test"), Settings()), publish=True)
     return store
 
 

@@ -53,7 +53,7 @@ def site(tmp_path_factory):
     second = Batch(DAY2, (BRANES, *example.papers[:3]), source="test")
     for batch in (example, second):
         store.store_batch(batch)
-        store.save_issue(render_issue(batch, Settings()))
+        store.save_issue(render_issue(batch, Settings()), publish=True)
     port = free_port()
     try:
         env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,

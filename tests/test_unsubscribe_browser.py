@@ -51,7 +51,7 @@ def site(tmp_path_factory):
         ]
     }
     batch = load_batch(EXAMPLE, date=DATE)
-    store.save_issue(render_issue(batch, Settings(templates_dir=PACKAGE_TEMPLATES)))
+    store.save_issue(render_issue(batch, Settings(templates_dir=PACKAGE_TEMPLATES)), publish=True)
     try:
         with serving(folder, database_url) as base:
             yield base, store, readers, batch

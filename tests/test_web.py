@@ -30,7 +30,10 @@ import lxml.html
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from conftest import SECRET, clean_env, free_port, newsletter_server
+from click.testing import CliRunner
+
+from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server
+from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, StoreError
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, DeliveryStatus, Paper, SubscriberStatus
@@ -374,7 +377,7 @@ def test_an_oversized_body_is_refused_and_changes_nothing(store, client, readers
 
 def test_every_response_carries_the_security_headers(store, client, readers):
     alice, _bob = readers
-    store.save_issue(issue_of(DAY1, ["Sparse Attention at Scale"]))
+    store.save_issue(issue_of(DAY1, ["Sparse Attention at Scale"]), publish=True)
     requests = [
         ("GET", "/", 302),
         ("GET", "/issues/", 200),
@@ -459,11 +462,11 @@ def test_the_servers_own_error_answers_carry_the_security_headers(tmp_path):
 
 @pytest.fixture
 def two_issues(store):
-    """Two stored issues, the newer saved first."""
+    """Two published issues, the newer saved first."""
     newer = issue_of(DAY2, ["Diffusion Agents for Planning", "Long-Context Retrieval Benchmarks"])
     older = issue_of(DAY1, ["Sparse Attention at Scale", "Quantized Mixture of Experts"])
-    store.save_issue(newer)
-    store.save_issue(older)
+    store.save_issue(newer, publish=True)
+    store.save_issue(older, publish=True)
     return older, newer
 
 
@@ -507,6 +510,60 @@ def test_issue_page_serves_the_stored_web_version_without_personal_links(store, 
     assert "A Replacement Paper Title" in body and "Sparse Attention at Scale" not in body
 
 
+def newsletter(database_url: str, *args: str, code: int = 0):
+    """Run the `newsletter` command on ``database_url`` (the outbox sender)."""
+    env = {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_OUTBOX_DIR": "outbox"}
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def on_the_web(client, path: str) -> tuple[int, bool, bool]:
+    """``path``'s status, and whether the archive and the feed link to it."""
+    archive = [urljoin("http://host/issues/", a.get("href")) for a in html_of(client.get("/issues/")).xpath("//ol//a")]
+    return (client.get(path).status_code, f"http://host{path}" in archive,
+            path in client.get("/issues/feed.xml").get_data(as_text=True))
+
+
+def test_a_dry_run_and_render_publish_nothing_publish_and_unpublish_do(store, database_url):
+    store.add("alice@example.org")
+    client = client_for(store, database_url)
+    path = "/issues/2027-03-11"
+    # A mistyped year is refused, naming the date.
+    refused = newsletter(database_url, "send", str(EXAMPLE), "--date", "2027-03-11", "--dry-run", code=2)
+    assert "2027-03-11 is more than a day in the future" in refused.output and "--allow-future" in refused.output
+    refused = newsletter(database_url, "render", str(EXAMPLE), "--date", "2027-03-11", "--out", "o", code=2)
+    assert "2027-03-11 is more than a day in the future" in refused.output
+    assert store.get_issue(dt.date(2027, 3, 11)) is None
+
+    dry = newsletter(database_url, "send", str(EXAMPLE), "--date", "2027-03-11", "--dry-run", "--allow-future")
+    assert "Nothing was sent." in dry.output
+    assert on_the_web(client, path) == (404, False, False)
+    newsletter(database_url, "render", str(EXAMPLE), "--date", "2027-03-11", "--out", "o", "--allow-future")
+    assert on_the_web(client, path) == (404, False, False)
+
+    published = newsletter(database_url, "publish", "2027-03-11")
+    assert f"Published the daily edition of 2027-03-11 at http://127.0.0.1:8000{path}" in published.output
+    assert on_the_web(client, path) == (200, True, True)
+    newsletter(database_url, "unpublish", "2027-03-11")
+    assert on_the_web(client, path) == (404, False, False)
+    assert store.get_issue(dt.date(2027, 3, 11)) is not None  # still stored: publish puts it back
+
+    missing = newsletter(database_url, "publish", "2027-03-12", code=2)
+    assert missing.output == "Error: the daily edition of 2027-03-12 is not stored: render it first (newsletter render …)\n"
+    assert newsletter(database_url, "unpublish", "2027-03-12", "--weekly", code=2).output.startswith(
+        "Error: the weekly edition of 2027-03-12 is not stored")
+
+
+def test_a_send_publishes_its_edition_and_a_test_message_does_not(store, database_url):
+    store.add("alice@example.org")
+    client = client_for(store, database_url)
+    newsletter(database_url, "send", str(EXAMPLE), "--date", "2025-03-11", "--to", "editor@example.org")
+    assert on_the_web(client, "/issues/2025-03-11") == (404, False, False)
+    newsletter(database_url, "send", str(EXAMPLE), "--date", "2025-03-11")
+    assert on_the_web(client, "/issues/2025-03-11") == (200, True, True)
+
+
 @pytest.mark.parametrize(
     "day",
     [
@@ -537,8 +594,8 @@ def test_unknown_or_malformed_issue_dates_are_404(client, two_issues, day):
 def test_feed_is_atom_with_an_entry_per_issue(store, database_url):
     older = issue_of(DAY1, ["Q&A <Agents> \"Quoted\" & Friends", "Sparse Attention at Scale"])
     newer = issue_of(DAY2, ["Diffusion Agents for Planning"])
-    store.save_issue(older)
-    store.save_issue(newer)
+    store.save_issue(older, publish=True)
+    store.save_issue(newer, publish=True)
     client = client_for(store, database_url, base_url="https://papers.example.org/")
     response = client.get("/issues/feed.xml")
     assert response.status_code == 200

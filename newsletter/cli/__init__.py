@@ -1,6 +1,7 @@
 """The ``newsletter`` command. Thin: parse options, call the package, print.
 
-One module per group of commands: ``render`` (fetch, render, preview),
+One module per group of commands: ``render`` (fetch, render, preview,
+publish, unpublish),
 ``send``, ``serve``, ``subscribers`` (the list and readers' interests),
 ``picks`` (readers' personal picks), ``feedback`` (bounces, stats), ``db``
 (schema revision, upgrade, backup, restore), ``doctor`` (readiness for a
@@ -31,7 +32,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = None
 
 
-for command in (render.fetch, render.render, render.preview, send.send, serve.serve, subscribers.subscribers,
+for command in (render.fetch, render.render, render.preview, render.publish, render.unpublish, send.send, serve.serve, subscribers.subscribers,
                 picks.picks, feedback.bounces, feedback.stats, db.db, doctor.doctor, admin.admin):
     cli.add_command(command)
 

@@ -34,6 +34,19 @@ def day_of(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value else None
 
 
+ALLOW_FUTURE_HELP = "Accept an edition date more than a day ahead (refused otherwise: a mistyped date)."
+
+
+def refuse_future(day: dt.date, allow_future: bool) -> None:
+    """Refuse an edition date more than a day after today (a mistyped
+    year, month or day), unless ``allow_future``: raises
+    :class:`click.UsageError` (exit 2)."""
+    today = dt.date.today()
+    if not allow_future and day > today + dt.timedelta(days=1):
+        raise click.UsageError(f"{day} is more than a day in the future (today is {today}); check the date, "
+                               "or pass --allow-future if you mean it")
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """The settings, loaded on first use, so --help works even with a broken setting."""
     root = ctx.find_root()

@@ -1,5 +1,7 @@
 """Commands that make an issue from a batch: ``fetch`` (download a day),
-``render`` (write the files) and ``preview`` (serve it in the browser)."""
+``render`` (write the files) and ``preview`` (serve it in the browser);
+``publish`` and ``unpublish`` put a stored edition on the web and take it
+off."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import click
 
 from newsletter.batches import load_batch
 from newsletter.cli import common
-from newsletter.errors import BatchError, OutputError
+from newsletter.errors import BatchError, EditionNotStored, OutputError
 from newsletter.files import atomic_write_text
 from newsletter.models import Batch, Edition, EditionKind, Issue
 from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
@@ -92,17 +94,24 @@ def edition_to_render(ctx: click.Context, batch: Path | None, date: dt.datetime 
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Output folder. Default: out/<date>/ (out/<date>-weekly/ for a weekly edition).",
 )
+@click.option("--allow-future", is_flag=True, help=common.ALLOW_FUTURE_HELP)
 @click.pass_context
-def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, out_dir: Path | None) -> None:
+def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, out_dir: Path | None,
+           allow_future: bool) -> None:
     """Render BATCH into issue.html, issue.txt, web.html and issue.json.
 
     BATCH is a daily papers page saved as text, a daily papers API answer,
     an arXiv Atom feed or a batch written by `newsletter fetch`. With
     --weekly, the weekly edition of the date (the seven days ending on it)
     from the papers stored for those days.
+
+    The edition is stored, not published: the web's archive and feed show
+    it once it is sent (or `newsletter publish DATE`).
     """
     settings = common.settings_of(ctx)
+    common.refuse_future(common.day_of(date) or dt.date.today(), allow_future)
     papers = edition_to_render(ctx, batch, date, weekly)
+    common.refuse_future(papers.date, allow_future)  # a batch's own date
     issue = render_issue(papers, settings)
     out_dir = out_dir or Path("out") / issue.edition
     # No reader's link in a file anyone may open: the sign-up page stands in.
@@ -111,7 +120,7 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
     store = common.store_of(ctx)
     if papers.kind == EditionKind.DAILY:
         store.store_batch(papers)  # its papers join the archive
-    store.save_issue(issue)  # the web app shows it at /issues/<date> (or /issues/<date>/weekly)
+    store.save_issue(issue)  # for `publish`; not on the web until then, or until it is sent
     try:
         atomic_write_text(out_dir / "issue.html", html)
         atomic_write_text(out_dir / "issue.txt", text)
@@ -154,3 +163,39 @@ def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, we
         app = create_preview_app(batch, settings, date=common.day_of(date))
         what = f"Previewing {terminal_safe(batch)}"
     common.serve_app(app, "127.0.0.1", port, what)
+
+
+@click.command()
+@click.argument("date", type=common.DATE)
+@click.option("--weekly", is_flag=True, help="The weekly edition of DATE (default: the daily edition).")
+@click.pass_context
+def publish(ctx: click.Context, date: dt.datetime, weekly: bool) -> None:
+    """Put the stored edition of DATE on the web: the archive (/issues/),
+    its page and the Atom feed. A send does this by itself; this is for an
+    edition rendered but not sent, or taken off with `unpublish`."""
+    edition = Edition(date.date(), EditionKind.WEEKLY if weekly else EditionKind.DAILY)
+    if not common.store_of(ctx).publish_issue(edition):
+        raise EditionNotStored(f"the {edition.kind} edition of {edition.date} is not stored: render it first "
+                               f"(newsletter render{' --weekly' if weekly else ''} …)")
+    click.echo(f"Published the {edition.kind} edition of {edition.date} at {_web_address(ctx, edition)}")
+
+
+@click.command()
+@click.argument("date", type=common.DATE)
+@click.option("--weekly", is_flag=True, help="The weekly edition of DATE (default: the daily edition).")
+@click.pass_context
+def unpublish(ctx: click.Context, date: dt.datetime, weekly: bool) -> None:
+    """Take the edition of DATE off the web: off the archive and the Atom
+    feed, and its page answers 404. It stays stored (`publish` puts it
+    back); readers' emails are not touched."""
+    edition = Edition(date.date(), EditionKind.WEEKLY if weekly else EditionKind.DAILY)
+    if not common.store_of(ctx).unpublish_issue(edition):
+        raise EditionNotStored(f"the {edition.kind} edition of {edition.date} is not stored: nothing to unpublish")
+    click.echo(f"Took the {edition.kind} edition of {edition.date} off the web ({_web_address(ctx, edition)} "
+               "now answers 404)")
+
+
+def _web_address(ctx: click.Context, edition: Edition) -> str:
+    """The public address of ``edition``'s web version."""
+    suffix = "/weekly" if edition.kind == EditionKind.WEEKLY else ""
+    return f"{common.settings_of(ctx).web_base}/issues/{edition.date.isoformat()}{suffix}"

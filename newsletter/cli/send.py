@@ -43,10 +43,11 @@ if TYPE_CHECKING:
               help="Also send to readers whose earlier send had an unknown outcome (they may get two copies).")
 @click.option("--allow-partial", is_flag=True,
               help="When the 24-hour quota cannot cover everyone, send what it allows instead of nothing.")
+@click.option("--allow-future", is_flag=True, help=common.ALLOW_FUTURE_HELP)
 @click.pass_context
 def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool, weekly_only: bool,
          sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
-         resend_unknown: bool, allow_partial: bool) -> None:
+         resend_unknown: bool, allow_partial: bool, allow_future: bool) -> None:
     """Send the day's editions to their readers, each exactly once: the
     daily edition of BATCH to daily readers and, when the date is the
     weekly day of some readers, the weekly edition (the papers stored for
@@ -56,6 +57,9 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
 
     Without BATCH and --fetch, give --date: the editions are made from the
     papers stored for those days.
+
+    An edition goes on the web (archive, feed) when its send begins; a dry
+    run or a test message (--to) publishes nothing.
 
     Safe to run again: readers already sent an edition are skipped, so a
     re-run after a crash or Ctrl-C finishes the job without duplicates.
@@ -84,14 +88,18 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         from newsletter.fetch import fetch_day
 
         day = day or dt.date.today()
+        common.refuse_future(day, allow_future)
         fetched, batch = fetch_day(settings.api_base_url, day, Path("batches"), settings.fetch_timeout)
         common.warn(fetched)  # the saved copy is already repaired: loading it again warns of nothing
     elif batch is None and day is None:
         raise click.UsageError("give a BATCH file, or --fetch, or --date to send what is stored for that day")
+    elif day is not None:
+        common.refuse_future(day, allow_future)
     if batch is not None:
         loaded = load_batch(batch, date=day)
         common.warn(loaded)
         day = loaded.date
+    common.refuse_future(day, allow_future)
     signer = Signer.from_settings(settings)
     store = common.store_of(ctx)
     if loaded is not None and loaded.papers:
@@ -116,7 +124,7 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         if not editions:
             raise SendError("nothing to send as a test: no papers for this edition")
         issue = common.render_for_readers(editions[0], settings, signer)
-        store.save_issue(issue)  # its "view in browser" link works
+        store.save_issue(issue)  # `newsletter publish` can then put it on the web; a test does not
         _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
         return
 
@@ -219,6 +227,7 @@ def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks,
                    f"failed {plan.failed:,}, unknown {plan.unknown:,}. HTML {issue.html_bytes:,} bytes. "
                    "Nothing was sent.")
         return
+    store.publish_issue(edition)  # before the first message: its "view in browser" link works
     sender = create_sender(settings, name, ses_mode)
     options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
                           max_rate=settings.max_send_rate, concurrency=settings.send_concurrency,
@@ -278,6 +287,10 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
         raise SendError(f"test message to {recipient.email} not sent: {delivery.status} {delivery.reason or ''}")
     click.echo(f"Sent a test of '{terminal_safe(issue.subject)}' to {terminal_safe(recipient.email)} via {name} "
                f"({terminal_safe(delivery.message_id)})")
+    if store.get_issue(issue.date, issue.kind, published_only=True) is None:
+        weekly = " --weekly" if issue.kind == EditionKind.WEEKLY else ""
+        click.echo(f"Its web version ({issue.web_url}) goes up with the send, or with "
+                   f"`newsletter publish {issue.date}{weekly}`.")
 
 
 def _summarize(issue: Issue, name: str, settings: Settings, report: SendReport) -> None:

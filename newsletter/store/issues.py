@@ -1,5 +1,7 @@
 """Rendered editions kept for the web: each one's web version and text, with
-no personal link in either, keyed by date and kind (see models.Edition)."""
+no personal link in either, keyed by date and kind (see models.Edition).
+Only a published edition (its send began, or the operator published it) is
+on the public archive and feed; a rendered or dry-run one is only stored."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from newsletter.models import UNSUBSCRIBE_URL_MARK, Edition, EditionKind, Issue, paper_key
 from newsletter.store.engine import as_utc
@@ -27,6 +29,7 @@ class StoredIssue:
     text: str
     updated_at: dt.datetime
     finished_at: dt.datetime | None = None  # when a send of it last left no reader waiting
+    published_at: dt.datetime | None = None  # when it went on the web; None: not on it
 
     @property
     def edition(self) -> Edition:
@@ -43,10 +46,11 @@ class StoredIssue:
 class IssueArchive:
     """The stored-issue part of :class:`newsletter.store.Store`."""
 
-    def save_issue(self, issue: Issue) -> None:
+    def save_issue(self, issue: Issue, publish: bool = False) -> None:
         """Insert or replace the stored copy of ``issue`` (by date and kind):
         its web version and its text, with no personal link in either, and
-        a weekly edition's papers in its order."""
+        a weekly edition's papers in its order. It is on the web when it
+        already was, or with ``publish`` (see :meth:`publish_issue`)."""
         values = dict(
             subject=issue.subject,
             preheader=issue.preheader,
@@ -57,11 +61,31 @@ class IssueArchive:
         )
         where = (issues_table.c.date == issue.date.isoformat()) & (issues_table.c.kind == issue.kind.value)
         stamp = self.clock()
+        published = {"published_at": func.coalesce(issues_table.c.published_at, stamp)} if publish else {}
         with self.engine.begin() as conn:
-            changed = conn.execute(update(issues_table).where(where).values(**values, updated_at=stamp)).rowcount
+            changed = conn.execute(update(issues_table).where(where)
+                                   .values(**values, **published, updated_at=stamp)).rowcount
             if not changed:
                 conn.execute(insert(issues_table).values(date=issue.date.isoformat(), kind=issue.kind.value,
-                                                         created_at=stamp, updated_at=stamp, **values))
+                                                         created_at=stamp, updated_at=stamp,
+                                                         published_at=stamp if publish else None, **values))
+
+    def publish_issue(self, edition: Edition) -> bool:
+        """Put the stored ``edition`` on the public archive and feed (an
+        edition already there keeps its first publication time). Returns
+        False when it is not stored."""
+        where = (issues_table.c.date == edition.date.isoformat()) & (issues_table.c.kind == edition.kind.value)
+        with self.engine.begin() as conn:
+            stamp = func.coalesce(issues_table.c.published_at, self.clock())
+            return conn.execute(update(issues_table).where(where).values(published_at=stamp)).rowcount > 0
+
+    def unpublish_issue(self, edition: Edition) -> bool:
+        """Take the stored ``edition`` off the public archive and feed (its
+        page answers 404; it stays stored). Returns False when it is not
+        stored."""
+        where = (issues_table.c.date == edition.date.isoformat()) & (issues_table.c.kind == edition.kind.value)
+        with self.engine.begin() as conn:
+            return conn.execute(update(issues_table).where(where).values(published_at=None)).rowcount > 0
 
     def finish_issue(self, edition: Edition) -> None:
         """Note that a send of ``edition`` ended with no active reader left
@@ -71,19 +95,26 @@ class IssueArchive:
                                                     issues_table.c.kind == edition.kind.value)
                          .values(finished_at=self.clock()))
 
-    def get_issue(self, date: dt.date, kind: EditionKind = EditionKind.DAILY) -> StoredIssue | None:
-        """Return the stored edition of ``date`` and ``kind``, or None."""
+    def get_issue(self, date: dt.date, kind: EditionKind = EditionKind.DAILY,
+                  published_only: bool = False) -> StoredIssue | None:
+        """Return the stored edition of ``date`` and ``kind`` (with
+        ``published_only``, only if it is published), or None."""
+        query = select(issues_table).where(issues_table.c.date == date.isoformat(), issues_table.c.kind == kind.value)
+        if published_only:
+            query = query.where(issues_table.c.published_at.is_not(None))
         with self.reader.connect() as conn:
-            row = conn.execute(select(issues_table).where(issues_table.c.date == date.isoformat(),
-                                                          issues_table.c.kind == kind.value)).first()
+            row = conn.execute(query).first()
         return self._issue(row) if row else None
 
-    def list_issues(self, limit: int = 100) -> list[StoredIssue]:
-        """Return the latest ``limit`` stored editions, newest first (of one
-        date, the weekly before the daily)."""
+    def list_issues(self, limit: int = 100, published_only: bool = False) -> list[StoredIssue]:
+        """Return the latest ``limit`` stored editions (with
+        ``published_only``, published ones), newest first (of one date, the
+        weekly before the daily)."""
+        query = select(issues_table).order_by(issues_table.c.date.desc(), issues_table.c.kind.desc()).limit(limit)
+        if published_only:
+            query = query.where(issues_table.c.published_at.is_not(None))
         with self.reader.connect() as conn:
-            rows = conn.execute(select(issues_table)
-                                .order_by(issues_table.c.date.desc(), issues_table.c.kind.desc()).limit(limit)).all()
+            rows = conn.execute(query).all()
         return [self._issue(row) for row in rows]
 
     def weekly_paper_keys(self, date: dt.date) -> list[str]:
@@ -106,4 +137,5 @@ class IssueArchive:
             text=row.text,
             updated_at=as_utc(row.updated_at),
             finished_at=as_utc(row.finished_at) if row.finished_at else None,
+            published_at=as_utc(row.published_at) if row.published_at else None,
         )

@@ -33,7 +33,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 
@@ -115,6 +115,9 @@ issues_table = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # When a send of it last ended with no active reader left waiting.
     Column("finished_at", DateTime(timezone=True)),
+    # When it went on the public archive and feed (a send began, or
+    # `newsletter publish`); None: stored, not shown (rendered, a dry run).
+    Column("published_at", DateTime(timezone=True)),
 )
 
 

@@ -53,8 +53,8 @@ _TSQUERY = "phraseto_tsquery('english'::regconfig, :t{})"
 @dataclass(frozen=True)
 class Appearance:
     """A day a paper was in the edition: its ``rank`` there (0 first), its
-    ``upvotes`` that day, and whether that day's issue is stored (``issue``:
-    its page, ``/issues/<date>``, exists)."""
+    ``upvotes`` that day, and whether that day's issue is published
+    (``issue``: its page, ``/issues/<date>``, exists)."""
 
     date: dt.date
     rank: int
@@ -318,8 +318,8 @@ class PaperSearch:
                                 .where(a.c.paper_key.in_(keys)).order_by(a.c.date.desc())):
             days[row.paper_key].append(row)
         dates = sorted({row.date for rows in days.values() for row in rows})
-        issues = set(conn.scalars(select(i.c.date).where(i.c.kind == EditionKind.DAILY.value, i.c.date.in_(dates)))
-                     ) if dates else set()
+        issues = set(conn.scalars(select(i.c.date).where(i.c.kind == EditionKind.DAILY.value, i.c.date.in_(dates),
+                                                         i.c.published_at.is_not(None)))) if dates else set()
         return tuple(
             SearchHit(key, papers[key],
                       tuple(Appearance(dt.date.fromisoformat(row.date), row.rank, row.upvotes, row.date in issues)

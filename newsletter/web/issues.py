@@ -1,4 +1,4 @@
-"""Past editions: ``/issues/`` (newest first), ``/issues/<YYYY-MM-DD>`` and
+"""Past editions, the published ones only: ``/issues/`` (newest first), ``/issues/<YYYY-MM-DD>`` and
 ``/issues/<YYYY-MM-DD>/weekly`` (the web versions of the daily and weekly
 editions: no personal link in either) and ``/issues/feed.xml`` (Atom, both
 kinds)."""
@@ -22,13 +22,13 @@ def home() -> Response:
 
 @blueprint.get("/issues/")
 def issues() -> Response:
-    return page("web/issues.html", issues=state().store.list_issues())
+    return page("web/issues.html", issues=state().store.list_issues(published_only=True))
 
 
 @blueprint.get("/issues/feed.xml")
 def feed() -> Response:
     app = state()
-    latest = app.store.list_issues(limit=30)
+    latest = app.store.list_issues(limit=30, published_only=True)
     updated = max((i.updated_at for i in latest), default=None)
     return page(
         "web/feed.xml",
@@ -50,15 +50,15 @@ def weekly_issue(day: str) -> Response:
 
 
 def _stored(day: str, kind: EditionKind) -> Response:
-    """The web version of the stored edition of ``day`` and ``kind``, or
-    the not-found page."""
+    """The web version of the published edition of ``day`` and ``kind``,
+    or the not-found page."""
     try:
         date = dt.date.fromisoformat(day)
     except ValueError:
         date = None
     # Only the canonical YYYY-MM-DD address: fromisoformat also accepts
     # other ISO 8601 forms (2025-W11-1, 20250310) of the same day.
-    stored = state().store.get_issue(date, kind) if date and date.isoformat() == day else None
+    stored = state().store.get_issue(date, kind, published_only=True) if date and date.isoformat() == day else None
     if stored is None:
         return page("web/not_found.html", 404)
     return Response(stored.web_html, mimetype="text/html")
