@@ -338,7 +338,17 @@ def shown_default(value: Any) -> str:
     return str(value)
 
 
-def read_environment(env_file: str | os.PathLike | None = ".env") -> dict[str, str]:
+ENV_FILE = ".env"
+
+
+def env_file_searched(env_file: str | os.PathLike = ENV_FILE) -> str:
+    """Where settings were looked for in a ``.env`` file, for error
+    messages: its absolute path, and whether it is there."""
+    path = Path(env_file).absolute()
+    return f"{path} ({'found' if path.is_file() else 'none there'})"
+
+
+def read_environment(env_file: str | os.PathLike | None = ENV_FILE) -> dict[str, str]:
     """Return the process environment layered over the ``.env`` file.
 
     A variable set in the real environment wins over the same one in ``.env``

@@ -58,8 +58,14 @@ class StoreBusy(StoreError):
 
 
 class DatabaseMissing(StoreError):
-    """The SQLite database file does not exist, for a command that only
-    uses one (commands that read the list never create an empty one)."""
+    """There is no newsletter database where the settings point (no SQLite
+    file, or a database with none of its tables), for a command that only
+    uses one: commands that read the list never create an empty one.
+    ``where`` names it (a file's path, a URL without its password)."""
+
+    def __init__(self, message: str, where: str):
+        self.where = where
+        super().__init__(message)
 
 
 class EditionNotStored(StoreError):

@@ -16,7 +16,7 @@ from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous import Signer as ItsdangerousSigner
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from newsletter.config import Settings
+from newsletter.config import Settings, env_file_searched
 from newsletter.errors import ConfigError, TokenError
 from newsletter.models import Frequency
 
@@ -135,7 +135,13 @@ class Signer:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Signer":
         """Return the signer for the configured keys; raises :class:`ConfigError`
-        when the secret key is missing or weak."""
+        when the secret key is missing (naming where ``.env`` was looked
+        for) or weak."""
+        if not settings.secret_key:
+            # Most likely run from another folder: a new key would break every link already sent.
+            raise ConfigError(f"NEWSLETTER_SECRET_KEY is not set, in the environment or in {env_file_searched()}; "
+                              "run from the folder that holds your .env, or set it (a new key breaks every link "
+                              f"already sent; for a first install, {GENERATE_HINT})")
         return cls(settings.secret_key, settings.secret_key_fallbacks)
 
     def unsubscribe_token(self, subscriber_ref: str) -> str:

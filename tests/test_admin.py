@@ -925,7 +925,9 @@ def run(env):
 def test_admin_add_list_password_remove_with_the_password_on_stdin(run, env):
     added = run(["admin", "add", "Alice"], input=PASSWORD + "\n")
     assert added.exit_code == 0, added.output
-    assert added.output == "Added the operator alice: the dashboard is at http://127.0.0.1:8000/admin/\n"
+    assert added.stdout == "Added the operator alice: the dashboard is at http://127.0.0.1:8000/admin/\n"
+    database = env["NEWSLETTER_DATABASE_URL"].removeprefix("sqlite:///")
+    assert added.stderr == f"Created a new database at {database}\n"  # the first operator, on a new install
     assert run(["admin", "add", "bob", "--password-stdin"], input="another Strong-pass 42\n").exit_code == 0
     listed = run(["admin", "list"])
     assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["alice", "bob"]

@@ -12,10 +12,12 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE
+from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
 from newsletter.models import UNSUBSCRIBE_URL_MARK
+from newsletter.store import migrate
 
 OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}
 
@@ -89,10 +91,10 @@ def test_render_default_output_folder(isolated):
     assert result.exit_code == 0, result.output
     out = isolated / "out" / "2025-03-11"
     assert {p.name for p in out.iterdir()} == OUTPUTS
-    # Besides out/, only the default database, where render saves the issue.
-    assert {p.name for p in isolated.iterdir()} == {"out", "subscribers"}
-    assert (isolated / "subscribers" / "newsletter.db").is_file()
+    # Only out/: render never creates a database (there is none here), and says it stored nothing.
+    assert {p.name for p in isolated.iterdir()} == {"out"}
     assert str(Path("out") / "2025-03-11") in result.stdout
+    assert f"; not stored: there is no database at {isolated / 'subscribers' / 'newsletter.db'}" in result.stdout
 
 
 def test_render_twice_overwrites_cleanly(tmp_path):
@@ -274,3 +276,86 @@ def test_python_dash_m_help(tmp_path):
     for name in cli.commands:
         assert name in done.stdout
     assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------
+# run from the wrong folder: no database is created behind the user's back
+
+
+def test_send_from_a_folder_without_env_creates_no_database_and_fails_naming_both(tmp_path):
+    """The cron trap: the key in the environment, the job started in the
+    wrong folder. It must fail loudly, not send nothing and exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECRET_KEY"] = SECRET
+    done = subprocess.run([sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", "2025-03-11"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [message] = done.stderr.splitlines()
+    assert message.startswith(f"Error: there is no database at {tmp_path / 'subscribers' / 'newsletter.db'};")
+    assert f"{tmp_path / '.env'} (none there)" in message
+    assert "`newsletter subscribers import`" in message
+    assert list(tmp_path.iterdir()) == []  # no subscribers/newsletter.db, no outbox
+
+
+@pytest.mark.parametrize("args", [
+    ["send", "--date", "2025-03-11"],
+    ["send", str(EXAMPLE), "--date", "2025-03-11", "--dry-run"],
+    ["stats"],
+    ["picks", str(EXAMPLE), "--date", "2025-03-11", "--all"],
+    ["subscribers", "export"],
+    ["subscribers", "list"],
+    ["subscribers", "count"],
+    ["subscribers", "remove", "ada@example.com"],
+    ["publish", "2025-03-11"],
+    ["render", "--weekly", "--date", "2025-03-11"],
+    ["admin", "list"],
+    ["bounces", "poll", "--queue", "http://127.0.0.1:1/queue", "--once"],
+])
+def test_commands_that_read_the_list_never_create_a_database(database_url, tmp_path, args):
+    """A missing SQLite file, or a PostgreSQL database with no tables: exit
+    2 naming it, and nothing created."""
+    env = {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+           "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox")}
+    result = run(*args, env=env)
+    assert result.exit_code == 2, result.output
+    if database_url.startswith("sqlite"):
+        assert result.stderr.startswith(f"Error: there is no database at {make_url(database_url).database};")
+    else:
+        assert result.stderr.startswith("Error: the database at postgresql+psycopg://newsletter_test:***@")
+        assert "holds none of the newsletter's tables" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "subscribers").exists()
+    assert migrate.status(database_url).empty
+
+
+def test_serve_never_creates_a_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECRET_KEY"] = SECRET
+    done = subprocess.run([sys.executable, "-m", "newsletter", "serve", "--port", "0"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"Error: there is no database at {tmp_path / 'subscribers' / 'newsletter.db'};")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["subscribers", "add", "ada@example.com"], ["db", "upgrade"]])
+def test_the_commands_that_create_a_database_say_so(tmp_path, args):
+    database = tmp_path / "db" / "newsletter.db"
+    result = run(*args, env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"})
+    assert result.exit_code == 0, result.output
+    assert database.is_file()
+    assert f"Created a new database at {database}" in result.stderr if args[0] == "subscribers" else \
+        result.stdout.startswith("Created the database at revision")
+    again = run(*args, env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"})
+    assert "Created" not in again.output
+
+
+def test_a_missing_secret_key_names_the_folder_searched_for_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    done = subprocess.run([sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", "2025-03-11"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    [message] = done.stderr.splitlines()
+    assert message.startswith("Error: NEWSLETTER_SECRET_KEY is not set, in the environment or in "
+                              f"{tmp_path / '.env'} (none there); run from the folder that holds your .env")
+    assert list(tmp_path.iterdir()) == []

@@ -557,10 +557,11 @@ def test_db_status_of_a_database_not_made_yet_creates_nothing(tmp_path):
     assert created.stdout == f"Created the database at revision {HEAD}.\n"
 
 
-def test_a_new_database_is_created_silently_by_other_commands(tmp_path):
+def test_a_new_database_is_created_by_an_import_which_says_so(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
-    result = run(["subscribers", "count"], database_url, tmp_path)
-    assert (result.exit_code, result.stderr) == (0, "")
+    (tmp_path / "list.csv").write_text("email\nada@example.com\n", encoding="utf-8")
+    result = run(["subscribers", "import", str(tmp_path / "list.csv")], database_url, tmp_path)
+    assert (result.exit_code, result.stderr) == (0, f"Created a new database at {tmp_path / 'db' / 'newsletter.db'}\n")
     assert schema_facts(database_url)["revision"] == HEAD
 
 

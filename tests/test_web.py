@@ -446,6 +446,7 @@ def test_the_servers_own_error_answers_carry_the_security_headers(tmp_path):
     # waitress answers these itself, without calling the app.
     port = free_port()
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    open_store(database_url).close()  # serve never creates one
     with newsletter_server(["serve", "--port", str(port)], port, tmp_path, server_env(database_url)):
         oversized = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n"
         malformed = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"

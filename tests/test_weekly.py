@@ -349,6 +349,7 @@ def test_a_locked_weekly_still_lets_the_daily_go_and_exits_4(newsletter):
 
 
 def test_render_weekly_writes_the_weekly_edition(newsletter):
+    newsletter("db", "upgrade")  # render stores the days' papers into a database; it never creates one
     for index in range(7):
         newsletter("render", str(write_batch(newsletter.folder, WEEK[index], day_papers(index))))
     result = newsletter("render", "--weekly", "--date", SUNDAY.isoformat())

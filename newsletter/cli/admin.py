@@ -55,7 +55,7 @@ def admin_add(ctx: click.Context, name: str, password_stdin: bool) -> None:
     The password is asked twice on a terminal, or read from standard input.
     It needs at least 12 characters and must not be a common password.
     """
-    store = common.store_of(ctx)
+    store = common.store_of(ctx, create=True)
     key = admin_name(name)
     if store.get_admin(key) is not None:  # said before a password is asked for nothing
         raise AdminError(f"there is already an operator called {key!r}")

@@ -7,23 +7,27 @@ import datetime as dt
 
 import click
 
-from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError
+from newsletter.config import Settings, env_file_searched, load_settings
+from newsletter.errors import DatabaseMissing, NewsletterError
 from newsletter.models import Batch, Issue
 from newsletter.store import Store, open_store
 from newsletter.text import terminal_safe
 
 
 class ErrorGroup(click.Group):
-    """A group that turns the project's errors into a message and exit code."""
+    """A group that turns the project's errors into a message and exit
+    code, and says when a command created the database."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except NewsletterError as exc:
             # Messages quote input (addresses, file names, paper text): shown escaped.
             click.echo(f"Error: {terminal_safe(exc)}", err=True)
             ctx.exit(exc.exit_code)
+        if "created" in ctx.meta:  # said once the command succeeded: an error stays one line
+            click.echo(f"Created a new database at {terminal_safe(ctx.meta['created'])}", err=True)
+        return result
 
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -55,24 +59,47 @@ def settings_of(ctx: click.Context) -> Settings:
     return root.obj
 
 
-def store_of(ctx: click.Context, report: bool = True) -> Store:
+# The commands that may create a database (the others refuse a missing one).
+CREATING_COMMANDS = "`newsletter subscribers import`, `subscribers add`, `db upgrade` or `admin add`"
+
+
+def store_of(ctx: click.Context, report: bool = True, create: bool = False) -> Store:
     """Open the configured database for this command (once: later calls
     return the same store); closed when it ends. Opening upgrades a
     database that is behind; with ``report``, that is said in one line on
-    stderr."""
+    stderr (and a new database, once the command succeeds). Only with
+    ``create`` is a database made where there is none: otherwise raises :class:`DatabaseMissing`
+    naming the database and where ``.env`` was looked for, since a command
+    run from the wrong folder would otherwise succeed at nothing."""
     if "store" in ctx.meta:
         return ctx.meta["store"]
-    store = open_store(settings_of(ctx).database_url)
+    try:
+        store = open_store(settings_of(ctx).database_url, create=create)
+    except DatabaseMissing as exc:
+        raise DatabaseMissing(f"{exc}; settings were read from the environment and {env_file_searched()}. "
+                              "Run from the folder that holds your .env, or set NEWSLETTER_DATABASE_URL; "
+                              f"{CREATING_COMMANDS} create a new database", exc.where) from exc
     ctx.meta["store"] = store
     ctx.call_on_close(store.close)
-    if report:
+    if report and create and store.migration is not None and store.migration.from_revision is None:
+        ctx.meta["created"] = store.where  # said by ErrorGroup once the command succeeds
+    elif report:
         report_migration(store)
     return store
 
 
+def existing_store(ctx: click.Context) -> tuple[Store | None, DatabaseMissing | None]:
+    """The configured database as :func:`store_of` opens it, or None and
+    why when there is none (nothing is created)."""
+    try:
+        return store_of(ctx), None
+    except DatabaseMissing as missing:
+        return None, missing
+
+
 def report_migration(store: Store) -> None:
     """Say on stderr that opening ``store`` upgraded its database (a new
-    database, built on first use, goes without saying)."""
+    database is said by :func:`store_of`)."""
     if store.migration is not None and store.migration.from_revision is not None:
         click.echo(str(store.migration), err=True)
 

@@ -50,7 +50,7 @@ def db_upgrade(ctx: click.Context) -> None:
     would do it when it opens the database) and say what was done."""
     from newsletter.store import migrate
 
-    store = common.store_of(ctx, report=False)
+    store = common.store_of(ctx, report=False, create=True)
     if store.migration is not None:
         click.echo(str(store.migration))
     else:

@@ -105,8 +105,9 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
     --weekly, the weekly edition of the date (the seven days ending on it)
     from the papers stored for those days.
 
-    The edition is stored, not published: the web's archive and feed show
-    it once it is sent (or `newsletter publish DATE`).
+    The edition is stored (when there is a database: render never creates
+    one), not published: the web's archive and feed show it once it is sent
+    (or `newsletter publish DATE`).
     """
     settings = common.settings_of(ctx)
     common.refuse_future(common.day_of(date) or dt.date.today(), allow_future)
@@ -117,10 +118,11 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
     # No reader's link in a file anyone may open: the sign-up page stands in.
     html, text = issue.personalized(settings.signup_url)
     facts = describe(issue, html, text)
-    store = common.store_of(ctx)
-    if papers.kind == EditionKind.DAILY:
-        store.store_batch(papers)  # its papers join the archive
-    store.save_issue(issue)  # for `publish`; not on the web until then, or until it is sent
+    store, missing = common.existing_store(ctx)  # the files need no database: render never creates one
+    if store is not None:
+        if papers.kind == EditionKind.DAILY:
+            store.store_batch(papers)  # its papers join the archive
+        store.save_issue(issue)  # for `publish`; not on the web until then, or until it is sent
     try:
         atomic_write_text(out_dir / "issue.html", html)
         atomic_write_text(out_dir / "issue.txt", text)
@@ -134,6 +136,7 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
         f"{issue.more_count} web-only; HTML {facts['html_bytes']:,} bytes, {facts['html_encoded_bytes']:,} as sent "
         f"({share:.0%} of Gmail's {GMAIL_CLIP_BYTES:,}-byte clip); text {facts['text_bytes']:,} bytes "
         f"→ {terminal_safe(out_dir)}/"
+        + (f"; not stored: there is no database at {terminal_safe(missing.where)}" if missing else "")
     )
 
 

@@ -16,9 +16,10 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     preferences pages and feedback links, sign-up, past issues, their Atom
     feed and /healthz. Put it behind an HTTPS proxy.
     """
+    from newsletter.tokens import Signer
     from newsletter.web import create_app
 
-    # create_app checks the secret key before it opens the database.
-    app = create_app(common.settings_of(ctx))
-    common.report_migration(app.extensions["newsletter"].store)
+    settings = common.settings_of(ctx)
+    Signer.from_settings(settings)  # the secret key is checked before the database is opened
+    app = create_app(settings, common.store_of(ctx))  # never creates one: a missing database is an error
     common.serve_app(app, host, port, "Serving the web app")

@@ -34,7 +34,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str | None) -> None:
 
     An address that unsubscribed, bounced or complained is never reactivated.
     """
-    subscriber, created = common.store_of(ctx).add(email, name, source="cli")
+    subscriber, created = common.store_of(ctx, create=True).add(email, name, source="cli")
     if created:
         click.echo(f"Added {terminal_safe(subscriber.email)}")
     elif subscriber.status == SubscriberStatus.ACTIVE:
@@ -123,7 +123,7 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     from newsletter.actions import ReaderActions
 
     rows = read_subscriber_csv(csv_file, with_profiles=True)
-    store = common.store_of(ctx)
+    store = common.store_of(ctx, create=True)
     report = store.import_subscribers(rows, source=f"import:{csv_file.name}"[:32])
     # Readers who unsubscribed while the import held the database: now.
     ReaderActions(store).apply_pending()

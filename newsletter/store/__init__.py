@@ -45,9 +45,11 @@ class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profi
     database."""
 
 
-def open_store(database_url: str) -> Store:
-    """Return a :class:`Store` for ``database_url``; raises :class:`StoreError`."""
+def open_store(database_url: str, create: bool = True) -> Store:
+    """Return a :class:`Store` for ``database_url``, creating the database
+    when there is none only with ``create``; raises :class:`StoreError`
+    (:class:`DatabaseMissing` when there is none and not ``create``)."""
     try:
-        return Store(database_url)
+        return Store(database_url, create)
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc.__class__.__name__}") from exc

@@ -26,8 +26,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from newsletter.errors import StoreBusy, StoreError
-from newsletter.store.migrate import Migration, upgrade
+from newsletter.errors import DatabaseMissing, StoreBusy, StoreError
+from newsletter.store.migrate import Migration, describe_url, upgrade
 from newsletter.store.schema import inbox_metadata
 
 # How long a reader's action waits for the database before it is left to
@@ -100,25 +100,34 @@ class Database:
     the reader-action inbox, and short writes through :meth:`_writing`.
     ``clock`` gives the current time (UTC) to everything stored.
     ``migration`` says what opening it did to its schema (see
-    ``newsletter.store.migrate``): None when it was current; callers report it."""
+    ``newsletter.store.migrate``): None when it was current; callers report it.
+    ``where`` names the database for messages (a file's path, a URL
+    without its password)."""
 
     clock = staticmethod(now)
     migration: Migration | None = None
 
-    def __init__(self, database_url: str):
-        """Open (and create on first use) the database at ``database_url``,
-        upgrading its schema when it is behind this release.
+    def __init__(self, database_url: str, create: bool = True):
+        """Open the database at ``database_url`` (with ``create``, creating
+        it when there is none), upgrading its schema when it is behind this
+        release.
 
-        Raises :class:`StoreError` when the URL is malformed, the database
-        cannot be reached, or it was upgraded by a newer release (then
-        nothing is changed).
+        Raises :class:`DatabaseMissing` without ``create`` when there is no
+        SQLite file or the database holds none of the newsletter's tables
+        (nothing is created), and :class:`StoreError` when the URL is
+        malformed, the database cannot be reached, or it was upgraded by a
+        newer release (then nothing is changed).
         """
         try:
             try:
                 url = make_url(database_url)
             except ValueError as exc: # such as a port that is not a number
                 raise ArgumentError("malformed URL") from exc
+            self.where = describe_url(url)
             if url.get_backend_name() == "sqlite":
+                in_memory = not url.database or url.database == ":memory:"
+                if not create and not in_memory and not Path(url.database).exists():
+                    raise DatabaseMissing(f"there is no database at {self.where}", self.where)
                 # Writers take the write lock up front: a deferred transaction
                 # that reads and then writes fails at once with "database is
                 # locked" when another process wrote in between, whatever the
@@ -126,11 +135,10 @@ class Database:
                 self.engine = sqlite_engine(url, "IMMEDIATE")
                 self.reader = sqlite_engine(url, "DEFERRED")
                 self._quick = sqlite_engine(url, "IMMEDIATE", busy_seconds=QUICK_WAIT_SECONDS)
-                in_memory = not url.database or url.database == ":memory:"
                 self.inbox = self.engine if in_memory else sqlite_engine(inbox_url(url), "IMMEDIATE")
             else:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
-            self._prepare_schema()
+            self._prepare_schema(create)
         except ArgumentError as exc:
             raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
         except (OperationalError, OSError) as exc:
@@ -142,11 +150,12 @@ class Database:
             self.close()
             raise
 
-    def _prepare_schema(self) -> None:
+    def _prepare_schema(self, create: bool) -> None:
         """Upgrade the database to this release's schema when it is behind
-        (recording what was done in ``migration``), then create the
+        (recording what was done in ``migration``; an empty one only with
+        ``create``, else :class:`DatabaseMissing`), then create the
         reader-action inbox if it is missing."""
-        self.migration = upgrade(self.engine, self.reader)
+        self.migration = upgrade(self.engine, self.reader, create=create)
         try:
             inbox_metadata.create_all(self.inbox)
         except (IntegrityError, OperationalError, ProgrammingError):  # another process created it at the same moment

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from newsletter.errors import StoreError
+from newsletter.errors import DatabaseMissing, StoreError
 from newsletter.store.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE, inbox_metadata, meta_table
 
 if TYPE_CHECKING:  # Alembic is imported when a database is migrated, not by every open (11 MB)
@@ -249,13 +249,22 @@ def _migration_lock(writer: Engine) -> Iterator[Connection]:
                 yield conn
 
 
-def upgrade(writer: Engine, reader: Engine) -> Migration | None:
+def describe_url(url) -> str:
+    """Where a database is, for messages: a SQLite file's absolute path, or
+    the URL without its password."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return str(Path(url.database).absolute())
+    return url.render_as_string(hide_password=True)
+
+
+def upgrade(writer: Engine, reader: Engine, create: bool = True) -> Migration | None:
     """Bring the database to :func:`head`; return what was done, or None
-    when it was current (one query on ``reader``). Raises
-    :class:`StoreError`, changing nothing, when the database is ahead of
-    this release, is not a newsletter database, or a migration fails;
-    other database errors (unreachable, locked too long: SQLAlchemy's) go
-    to the caller."""
+    when it was current (one query on ``reader``). An empty database is
+    built only with ``create``: otherwise raises :class:`DatabaseMissing`,
+    creating nothing. Raises :class:`StoreError`, changing nothing, when
+    the database is ahead of this release, is not a newsletter database, or
+    a migration fails; other database errors (unreachable, locked too long:
+    SQLAlchemy's) go to the caller."""
     revision = _quick_revision(reader)
     if revision == head():
         return None
@@ -267,6 +276,9 @@ def upgrade(writer: Engine, reader: Engine) -> Migration | None:
             raise StoreError(state.problem)
         if state.current:
             return None
+        if state.empty and not create:
+            where = describe_url(writer.url)
+            raise DatabaseMissing(f"the database at {where} holds none of the newsletter's tables", where)
         from alembic import command
 
         config = alembic_config(conn)
