@@ -413,7 +413,8 @@ def test_a_weekly_send_that_stopped_is_finished_by_the_next_run(newsletter):
                                         "b@example.org": ["2026-03-09-weekly"]}
 
 
-def test_ctrl_c_stops_the_whole_run_and_the_next_run_sends_both_editions_once(newsletter, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 1)])
+def test_a_signal_stops_the_whole_run_and_the_next_run_sends_both_editions_once(newsletter, tmp_path, signum, code):
     db = newsletter.env["NEWSLETTER_DATABASE_URL"]
     daily = [f"daily{i:02d}@example.org" for i in range(40)]
     weekly = [f"weekly{i:02d}@example.org" for i in range(40)]
@@ -433,13 +434,13 @@ def test_ctrl_c_stops_the_whole_run_and_the_next_run_sends_both_editions_once(ne
     try:
         wait_until(lambda: len(list((newsletter.outbox / "2026-03-09").glob("*.eml"))) >= 3 or run.poll() is not None,
                    "the daily edition to start")
-        run.send_signal(signal.SIGINT)
+        run.send_signal(signum)  # Ctrl-C, or a stop by systemd
         out, err = run.communicate(timeout=60)
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode == 130, out + err
-    assert "SIGINT: finishing the calls in flight, then stopping" in err
+    assert run.returncode == code, out + err
+    assert f"{signal.Signals(signum).name}: finishing the calls in flight, then stopping" in err
     assert "Not started: the weekly edition of 2026-03-09" in err
     assert "Traceback" not in err
     got = newsletter.editions_of()

@@ -74,8 +74,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       2  bad input or configuration
       3  quota or account problem: the provider refuses to send
       4  another run holds the lock for this edition: it was not sent
-      130  stopped by Ctrl-C (SIGINT): no further edition was started;
-         run again to finish
+    130  stopped by Ctrl-C (SIGINT): no further edition was started;
+         run again to finish (SIGTERM stops the same way, with 1)
     """
     from newsletter.editions import edition_batch
     from newsletter.picking import EditionPicks
