@@ -490,6 +490,14 @@ def test_behind_one_proxy_every_client_has_its_own_limit_under_serve(store, data
                                since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)) == 0
 
 
+def test_behind_two_proxies_the_client_is_taken_once_under_serve(store, database_url, outbox, tmp_path):
+    # waitress and the app's own ProxyFix both read the header: the client
+    # is the entry the outer proxy appended, not one hop further either way.
+    with serve(tmp_path, database_url, outbox, NEWSLETTER_PROXY_COUNT="2") as base:
+        sign_up_over_http(base, "t1@example.com", "198.51.100.66, 203.0.113.7, 10.0.0.1")
+    assert [signups_from(store, client) for client in ("198.51.100.66", "203.0.113.7", "10.0.0.1")] == [0, 1, 0]
+
+
 def test_without_a_proxy_a_forged_x_forwarded_for_is_ignored_under_serve(store, database_url, outbox, tmp_path):
     with serve(tmp_path, database_url, outbox) as base:
         for n in range(PER_CLIENT_PER_HOUR + 1):
