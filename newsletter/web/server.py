@@ -69,10 +69,10 @@ def proxy_adjustments(proxy_count: int) -> dict[str, Any]:
     is receiving connections from untrusted locations": setting a proxy
     count already says that only the proxies reach ``serve`` (see the
     README). ``trusted_proxy_count``, "How many proxies we trust when
-    chained … If we know there is only 1 valid proxy, then that initial IP
-    address "192.0.2.1" is not trusted and we completely ignore it": the
-    client is the entry our outermost proxy appended, whatever a client
-    wrote before it. ``trusted_proxy_headers``, "Which of the proxy headers
+    chained": of ``X-Forwarded-For: 192.0.2.1, "[2001:db8::1]"`` with one,
+    "that initial IP address "192.0.2.1" is not trusted and we completely
+    ignore it". So the client is the entry our outermost proxy appended,
+    whatever a client wrote before it. ``trusted_proxy_headers``, "Which of the proxy headers
     should we trust": X-Forwarded-For only, as the app needs no other (its
     links come from ``NEWSLETTER_BASE_URL``); the others are still cleared.
 
