@@ -4,10 +4,11 @@ Access: off (404) until an operator exists; every /admin rule the app
 registers redirects to the login page without a session; the session is a
 random token kept (hashed) in the database, so logging out, a new password,
 removing the operator and inactivity really end it; login rotates it; every
-POST needs the form's CSRF token; logins are limited per name and per
-client address in the database (parallel attempts and other processes
-included, on a real server); an unknown name and a wrong password get the
-same answer after the same work. Pages: the overview's figures and charts,
+POST needs the form's CSRF token; logins are limited by a client's own
+failures (per name and in all) in the database (parallel attempts and other
+processes included, on a real server), and others' failures slow a name
+down without ever shutting out its right password; an unknown name and a
+wrong password get the same answer after the same work. Pages: the overview's figures and charts,
 the sends and the live view's JSON, the search with keyset paging, a
 reader's page and the operator's actions (recorded with who and why),
 import with a preview, exports, settings with secrets masked.
@@ -30,6 +31,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -37,11 +39,13 @@ from pathlib import Path
 import lxml.html
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from admin_data import NAME, PASSWORD, clock, csrf_of, history, log_in, operator, send
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter import admins as admins_module
-from newsletter.admins import PER_CLIENT, PER_NAME, change_password, remove_admin, token_digest
+from newsletter.admins import (MAX_DELAY, PER_CLIENT, PER_NAME_AND_CLIENT, change_password, login_delay,
+                               remove_admin, token_digest)
 from newsletter.batches import load_batch
 from newsletter.cli import admin as admin_cli
 from newsletter.cli import cli
@@ -76,6 +80,15 @@ def app(store, database_url, tmp_path):
 def client(app):
     """A browser-like client (keeps cookies), not logged in."""
     return app.test_client()
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The waits login attempts make before their password is checked,
+    recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(admins_module, "sleep", recorded.append)
+    return recorded
 
 
 @pytest.fixture
@@ -332,7 +345,7 @@ def test_an_unknown_name_and_a_wrong_password_get_the_same_answer_after_the_same
 CSRF_VALUE = re.compile(r'(name="csrf_token" value=")[^"]+')
 
 
-def test_logins_are_limited_per_name_and_per_client(store, app):
+def test_logins_are_limited_by_the_clients_own_failures(store, app, waits):
     operator(store)
     operator(store, "bob")
 
@@ -340,23 +353,55 @@ def test_logins_are_limited_per_name_and_per_client(store, app):
         return log_in(app.test_client(), name=name, password=password,
                       environ_base={"REMOTE_ADDR": client_address}).status_code
 
-    for n in range(PER_NAME):
+    for n in range(PER_NAME_AND_CLIENT):
         assert attempt(NAME, f"wrong password {n}", f"10.0.0.{n}") == 401
-    # The name is locked, from any address, even with its right password;
-    # the answer is the same for a name that does not exist.
-    assert attempt(NAME, PASSWORD, "10.0.1.1") == 429
-    for n in range(PER_NAME):
+    # Others' failures never stop the right password from a client that
+    # did not fail (they only slow the name down).
+    assert attempt(NAME, PASSWORD, "10.0.1.1") == 303
+    for n in range(PER_NAME_AND_CLIENT):
         assert attempt("nobody", "x" * 12, "10.0.2.1") == 401
+    # A client that failed for a name is stopped for it, whether it exists or not.
     assert attempt("nobody", "x" * 12, "10.0.2.1") == 429
+    for n in range(PER_NAME_AND_CLIENT):
+        assert attempt("bob", "wrong password!", "10.0.2.2") == 401
+    assert attempt("bob", PASSWORD, "10.0.2.2") == 429
     # Another name still works, until its client reaches the client limit.
     assert attempt("bob", PASSWORD, "10.0.3.1") == 303
+    assert attempt("bob", PASSWORD, "10.0.2.1") == 303
     for n in range(PER_CLIENT):
-        attempt(f"guess{n // PER_NAME}", "wrong password!", "10.0.4.4")
+        attempt(f"guess{n // PER_NAME_AND_CLIENT}", "wrong password!", "10.0.4.4")
     assert attempt("bob", PASSWORD, "10.0.4.4") == 429
     assert attempt("bob", PASSWORD, "10.0.5.5") == 303
-    # A quarter of an hour later, the name may try again.
+    # A quarter of an hour later, the clients may try again.
     with clock(store, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=16)):
-        assert attempt(NAME, PASSWORD, "10.0.1.1") == 303
+        assert attempt("nobody", "x" * 12, "10.0.2.1") == 401
+        assert attempt("bob", PASSWORD, "10.0.2.2") == 303
+        assert attempt("bob", PASSWORD, "10.0.4.4") == 303
+
+
+def test_the_delay_grows_with_a_names_recent_failures_and_is_capped():
+    assert [login_delay(n) for n in range(8)] == [0, 0.25, 0.5, 1, 2, 4, 4, 4]
+    assert login_delay(10 ** 6) == MAX_DELAY == 4
+
+
+def test_others_failures_slow_a_name_down_but_never_shut_it(store, app, waits):
+    operator(store)
+
+    def attempt(password: str, client_address: str):
+        return log_in(app.test_client(), password=password, environ_base={"REMOTE_ADDR": client_address}).status_code
+
+    for n in range(8):
+        assert attempt(f"wrong password {n}", f"10.0.0.{n}") == 401
+    assert attempt(PASSWORD, "10.0.1.1") == 303
+    # Each attempt waited by the failures for the name before it, the right
+    # password too; the operator's success does not end the wait for others.
+    assert waits == [0.25, 0.5, 1, 2, 4, 4, 4, 4]
+    assert attempt("wrong password 9", "10.0.2.1") == 401
+    assert waits[-1] == 4
+    # A quarter of an hour later the failures are past: no wait.
+    with clock(store, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=16)):
+        assert attempt(PASSWORD, "10.0.3.1") == 303
+    assert len(waits) == 9
 
 
 def test_behind_a_proxy_the_forwarded_address_is_the_client(store, database_url):
@@ -847,8 +892,9 @@ def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
 # the limits against real servers
 
 
-def login_over_http(base: str, name: str, password: str) -> int:
-    """Log in through ``base``'s form as a browser does (its own cookies);
+def login_over_http(base: str, name: str, password: str, forwarded_for: str | None = None) -> int:
+    """Log in through ``base``'s form as a browser does (its own cookies),
+    behind a proxy that sent ``forwarded_for`` as X-Forwarded-For if given;
     return the answer's status (303 on success: redirects are not followed)."""
     jar = http.cookiejar.CookieJar()
 
@@ -857,6 +903,8 @@ def login_over_http(base: str, name: str, password: str) -> int:
             return None
 
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    if forwarded_for is not None:
+        opener.addheaders.append(("X-Forwarded-For", forwarded_for))
     with opener.open(f"{base}{LOGIN_PATH}", timeout=30) as page:
         token = csrf_of(page.read().decode())
     body = urllib.parse.urlencode({"name": name, "password": password, "csrf_token": token}).encode()
@@ -901,13 +949,37 @@ def test_the_limits_hold_for_parallel_attempts_on_two_server_processes(store, da
         wait_until(lambda: len(statuses) == attempts, "every attempt answered", timeout=120)
         for thread in threads:
             thread.join()
-        assert sorted(statuses) == [401] * PER_NAME + [429] * (attempts - PER_NAME)
-        # The right password now meets the limit too, on either server.
+        assert sorted(statuses) == [401] * PER_NAME_AND_CLIENT + [429] * (attempts - PER_NAME_AND_CLIENT)
+        # The right password from that client now meets the limit too, on either server.
         assert login_over_http(servers[0], NAME, PASSWORD) == 429
         assert login_over_http(servers[1], NAME, PASSWORD) == 429
     with store.reader.connect() as conn:
         outcomes = dict(conn.exec_driver_sql("SELECT outcome, count(*) FROM admin_logins GROUP BY outcome").all())
-    assert outcomes == {"failed": PER_NAME}
+    assert outcomes == {"failed": PER_NAME_AND_CLIENT}
+
+
+def test_behind_a_proxy_nobody_can_lock_the_operator_out_under_serve(store, database_url, tmp_path):
+    # waitress dropped X-Forwarded-For, so every visitor was one client;
+    # and five failures for a name from anywhere shut it for 15 minutes.
+    operator(store)
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}", NEWSLETTER_PROXY_COUNT="1")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        with ThreadPoolExecutor(max_workers=PER_CLIENT) as pool:
+            guesses = list(pool.map(lambda n: login_over_http(base, f"made-up{n}", "wrong password!",
+                                                              f"203.0.113.{n + 1}"), range(PER_CLIENT)))
+            assert guesses == [401] * PER_CLIENT
+            assert login_over_http(base, NAME, PASSWORD, "198.51.100.1") == 303
+            failures = list(pool.map(lambda n: login_over_http(base, NAME, f"wrong password {n}",
+                                                               f"192.0.2.{n + 1}"), range(PER_NAME_AND_CLIENT)))
+            assert failures == [401] * PER_NAME_AND_CLIENT
+        assert login_over_http(base, NAME, PASSWORD, "198.51.100.2") == 303
+    with store.reader.connect() as conn:
+        clients = conn.execute(text("SELECT client FROM admin_logins WHERE name_key = :name"), {"name": NAME}
+                               ).scalars().all()
+    assert sorted(clients) == sorted(["198.51.100.1", "198.51.100.2",
+                                      *(f"192.0.2.{n + 1}" for n in range(PER_NAME_AND_CLIENT))])
 
 
 # --------------------------------------------------------------------------

@@ -453,6 +453,19 @@ def test_the_servers_own_error_answers_carry_the_security_headers(tmp_path):
                 assert headers.get(name) == value, (expected, name, headers)
 
 
+def test_behind_a_proxy_a_malformed_x_forwarded_for_gets_the_security_headers_too(tmp_path):
+    # Trusting the proxy's header, waitress answers a malformed one itself.
+    port = free_port()
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    env = {**server_env(database_url), "NEWSLETTER_PROXY_COUNT": "1"}
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
+        status, headers = raw_http(port, b'GET /healthz HTTP/1.1\r\nHost: x\r\n'
+                                         b'X-Forwarded-For: "unclosed, 203.0.113.1\r\n\r\n')
+        assert status == 400
+        for name, value in SECURITY_HEADERS.items():
+            assert headers.get(name) == value, (name, headers)
+
+
 # --------------------------------------------------------------------------
 # past issues, the feed, the health check
 

@@ -168,7 +168,8 @@ def login() -> Response:
     password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
     attempt = log_in(app.store, name, password, request.remote_addr or "unknown", app.settings.admin_session_idle)
     if attempt.outcome == "throttled":
-        return login_page(429, error="Too many attempts. Wait a quarter of an hour, then try again.")
+        return login_page(429, error="Too many failed attempts from your address. Wait a quarter of an hour, "
+                                     "then try again.")
     if attempt.outcome == "failed":
         return login_page(401, error="The name or the password is wrong.")
     old = session.get("token")
