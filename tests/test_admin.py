@@ -13,8 +13,10 @@ reader's page and the operator's actions (recorded with who and why),
 import with a preview, exports, settings with secrets masked.
 
 Most tests use Flask's test client on SQLite and PostgreSQL (the ``store``
-fixture); the limits are also tested against real ``newsletter serve``
-processes.
+fixture); the limits, odd input (huge ids, searches ending in U+10FFFF,
+control characters in next=), the settings page's masking, the cookie of
+an HTTPS:// address and sending again are also tested against real
+``newsletter serve`` processes.
 """
 
 from __future__ import annotations
