@@ -24,7 +24,7 @@ import dns.exception
 import dns.resolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from newsletter.config import Settings
+from newsletter.config import Settings, masked_url
 from newsletter.errors import ConfigError
 from newsletter.models import CheckStatus
 from newsletter.tokens import GENERATE_HINT, check_secret
@@ -136,8 +136,8 @@ def _base_url(settings: Settings) -> Check:
     no reader can open. A private-looking host is a warning (it may be
     reachable where the readers are, an intranet)."""
     name = "Base URL"
-    url = settings.base_url
-    parts = urlsplit(url)
+    url = masked_url(settings.base_url)
+    parts = urlsplit(settings.base_url)
     host = (parts.hostname or "").lower()
     fix = ("Set NEWSLETTER_BASE_URL to the web app's public https address (run it behind an HTTPS reverse proxy: "
            "see the README's \"Subscribers and the web app\").")
@@ -148,7 +148,7 @@ def _base_url(settings: Settings) -> Check:
     if host in _LOCAL_NAMES or host.endswith(".localhost") or (ip and (ip.is_loopback or ip.is_unspecified)):
         return Check(name, FAIL, f"{url} is this machine's own address: readers cannot open the unsubscribe, "
                                  "preferences and web links of their emails", fix)
-    if parts.scheme != "https":
+    if not settings.public_https:
         return Check(name, FAIL, f"{url} is plain http: one-click unsubscribe (RFC 8058, required by Gmail and "
                                  "Yahoo from bulk senders) needs an https link", fix)
     if (ip and (ip.is_private or ip.is_link_local)) or "." not in host or host.endswith(_PRIVATE_SUFFIXES):

@@ -14,8 +14,10 @@ reader's page and the operator's actions (recorded with who and why),
 import with a preview, exports, settings with secrets masked.
 
 Most tests use Flask's test client on SQLite and PostgreSQL (the ``store``
-fixture); the limits are also tested against real ``newsletter serve``
-processes.
+fixture); the limits, odd input (huge ids, searches ending in U+10FFFF,
+control characters in next=), the settings page's masking, the cookie of
+an HTTPS:// address and sending again are also tested against real
+``newsletter serve`` processes.
 """
 
 from __future__ import annotations
@@ -128,8 +130,12 @@ def example_path(rule) -> str:
 
 
 def table_rows(response, selector: str) -> list[list[str]]:
+    return table_rows_of(response.get_data(as_text=True), selector)
+
+
+def table_rows_of(html: str, selector: str) -> list[list[str]]:
     return [[cell.text_content().strip() for cell in row.xpath("./th|./td")]
-            for row in html_of(response).cssselect(selector)]
+            for row in lxml.html.document_fromstring(html).cssselect(selector)]
 
 
 def session_cookie(client) -> str | None:
@@ -870,11 +876,20 @@ def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_ur
 
 
 def test_a_database_password_is_masked_on_the_settings_page(store, database_url):
-    from newsletter.web.admin.pages import masked_url
+    from newsletter.config import masked_url
 
     assert masked_url("postgresql+psycopg://news:Pa55word@db.internal:5432/newsletter") == (
         "postgresql+psycopg://news:••••••@db.internal:5432/newsletter")
     assert masked_url("sqlite:///subscribers/newsletter.db") == "sqlite:///subscribers/newsletter.db"
+    # In the query string too, any secret-looking parameter, in any case;
+    # a password holding "?" or "/" as SQLAlchemy reads it; malformed URLs.
+    assert masked_url("postgresql://u@db/news?sslmode=require&PassWord=s3cret&sslpassword=k3y&application_name=x"
+                      "&token=&api_key=abc") == ("postgresql://u@db/news?sslmode=require&PassWord=••••••"
+                                                 "&sslpassword=••••••&application_name=x&token=&api_key=••••••")
+    assert masked_url("postgresql://u:p?a/ss@db/news?x=1") == "postgresql://u:••••••@db/news?x=1"
+    assert masked_url("postgresql://u@db:notaport/news?password=s3cret") == (
+        "postgresql://u@db:notaport/news?password=••••••")
+    assert masked_url("https://huggingface.co") == "https://huggingface.co"
 
 
 def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
@@ -892,27 +907,56 @@ def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
 # the limits against real servers
 
 
+class HttpBrowser:
+    """A browser of a real server at ``base``: keeps its cookies, follows no
+    redirect. Each request returns (status, headers, body)."""
+
+    def __init__(self, base: str, forwarded_for: str | None = None):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+        if forwarded_for is not None:  # as a proxy in front of the server would add
+            self.opener.addheaders.append(("X-Forwarded-For", forwarded_for))
+
+    def request(self, path: str, form: dict | None = None) -> tuple[int, dict, str]:
+        body = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with self.opener.open(f"{self.base}{path}", data=body, timeout=60) as answer:
+                return answer.status, dict(answer.headers), answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def post(self, path: str, form: dict, token_from: str = "/admin/") -> tuple[int, dict, str]:
+        """POST ``form`` with the CSRF token of the page ``token_from``."""
+        return self.request(path, {**form, "csrf_token": csrf_of(self.request(token_from)[2])})
+
+    def log_in(self, name: str = NAME, password: str = PASSWORD, next: str | None = None) -> tuple[int, dict, str]:
+        form = {"name": name, "password": password, **({"next": next} if next is not None else {})}
+        return self.post(LOGIN_PATH, form, token_from=LOGIN_PATH)
+
+
 def login_over_http(base: str, name: str, password: str, forwarded_for: str | None = None) -> int:
     """Log in through ``base``'s form as a browser does (its own cookies),
     behind a proxy that sent ``forwarded_for`` as X-Forwarded-For if given;
     return the answer's status (303 on success: redirects are not followed)."""
-    jar = http.cookiejar.CookieJar()
+    return HttpBrowser(base, forwarded_for).log_in(name, password)[0]
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
 
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-    if forwarded_for is not None:
-        opener.addheaders.append(("X-Forwarded-For", forwarded_for))
-    with opener.open(f"{base}{LOGIN_PATH}", timeout=30) as page:
-        token = csrf_of(page.read().decode())
-    body = urllib.parse.urlencode({"name": name, "password": password, "csrf_token": token}).encode()
-    try:
-        with opener.open(f"{base}{LOGIN_PATH}", data=body, timeout=60) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
+@contextlib.contextmanager
+def dashboard_server(database_url: str, folder: Path, **settings: str):
+    """One `newsletter serve` on ``database_url`` with ``settings``
+    (NEWSLETTER_* variables); yields its base URL and its log file."""
+    port = free_port()
+    env = clean_env(**{"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+                       "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+                       "NEWSLETTER_OUTBOX_DIR": str(folder / "outbox"), **settings})
+    with newsletter_server(["serve", "--port", str(port)], port, folder, env) as base:
+        yield base, folder / f"server-{port}.log"
 
 
 @contextlib.contextmanager
@@ -980,6 +1024,120 @@ def test_behind_a_proxy_nobody_can_lock_the_operator_out_under_serve(store, data
                                ).scalars().all()
     assert sorted(clients) == sorted(["198.51.100.1", "198.51.100.2",
                                       *(f"192.0.2.{n + 1}" for n in range(PER_NAME_AND_CLIENT))])
+
+
+# --------------------------------------------------------------------------
+# odd input, secrets, cookies and sending again, against a real server
+
+
+def server_log_is_clean(log: Path) -> None:
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "Exception on" not in text, text
+
+
+def test_odd_ids_searches_and_next_addresses_get_a_page_never_a_500(store, database_url, tmp_path):
+    operator(store)
+    reader = store.add("ada@example.com", "Ada")[0]
+    with dashboard_server(database_url, tmp_path) as (base, log):
+        # A control character in next= cannot go into a Location header
+        # (a bare CR), or is dropped by browsers (a tab): the overview instead.
+        for wanted in ("/admin/\rx", "/admin/subscribers\r\nSet-Cookie: x=1", "/admin/\t/evil.example"):
+            status, headers, _ = HttpBrowser(base).log_in(next=wanted)
+            assert (status, headers["Location"]) == (303, "/admin/"), wanted
+        browser = HttpBrowser(base)
+        assert browser.log_in(next="/admin/subscribers?q=ad")[1]["Location"] == "/admin/subscribers?q=ad"
+        # Ids no reader can have: above PostgreSQL's integer, SQLite's 64 bits, any size.
+        for number in (2**31, 2**63, 2**64, 10**40):
+            assert browser.request(f"/admin/subscribers/{number}")[0] == 404, number
+            for action in ("suppress", "reactivate", "resend"):
+                answer = browser.post(f"/admin/subscribers/{number}/{action}", {"reason": "why", "edition": "x"})
+                assert answer[0] == 404, (number, action)
+        assert store.get_subscriber(reader.id).status == ACTIVE
+        assert browser.request(f"/admin/subscribers/{reader.id}")[0] == 200
+        # An after= that is no reader's id pages from the first.
+        for after in (2**31, 2**64, 10**40, -1, "x"):
+            status, _, body = browser.request(f"/admin/subscribers?after={after}")
+            assert status == 200 and "ada@example.com" in body, after
+        # Searches ending in the last code point, before the surrogates, with a NUL.
+        for query, found in (("\U0010ffff", False), ("a\U0010ffff", False), ("ad\U0010ffff\U0010ffff", False),
+                             ("a\ud7ff", False), ("ada\x00", True), ("ad", True)):
+            status, _, body = browser.request("/admin/subscribers?" + urllib.parse.urlencode({"q": query}))
+            assert status == 200 and ("ada@example.com" in body) is found, query
+            assert browser.request("/papers?" + urllib.parse.urlencode({"q": query}))[0] == 200, query
+        assert browser.request("/admin/sends/%00/live.json")[0] == 404
+        assert HttpBrowser(base).log_in("ali\x00ce", "x")[0] == 401
+    server_log_is_clean(log)
+
+
+QUERY_SECRET = "hunter2-in-the-query"
+
+
+def query_password_url(database_url: str) -> str:
+    """``database_url`` with passwords in its query string: SQLite ignores
+    them; PostgreSQL's own is moved there, beside a client key's
+    (``sslpassword``, unused without a key)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"{database_url}?password={QUERY_SECRET}&sslpassword={QUERY_SECRET}"
+    return url._replace(password=None).update_query_dict({"password": url.password, "sslpassword": QUERY_SECRET}
+                                                    ).render_as_string(hide_password=False)
+
+
+def test_a_password_in_the_database_urls_query_is_masked_on_the_settings_page(store, database_url, tmp_path):
+    operator(store)
+    served = query_password_url(database_url)
+    with dashboard_server(served, tmp_path) as (base, log):
+        browser = HttpBrowser(base)
+        assert browser.log_in()[0] == 303
+        status, _, text = browser.request("/admin/settings")
+    assert status == 200 and QUERY_SECRET not in text
+    shown = {row[0]: row[1] for row in table_rows_of(text, "#settings tbody tr")}["NEWSLETTER_DATABASE_URL"]
+    assert shown == re.sub(r"(password)=[^&]*", r"\1=••••••", served)
+    assert "password=••••••" in shown and "sslpassword=••••••" in shown
+    server_log_is_clean(log)
+
+
+def test_an_https_base_url_in_capitals_still_makes_the_session_cookie_secure(store, database_url, tmp_path):
+    operator(store)
+    with dashboard_server(database_url, tmp_path, NEWSLETTER_BASE_URL="HTTPS://Papers.Example.org") as (base, _log):
+        status, headers, _ = HttpBrowser(base).request(LOGIN_PATH)
+    assert status == 200
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith("newsletter_admin=") and "Secure" in cookie
+
+
+def test_send_again_refuses_editions_the_form_does_not_offer_and_keeps_every_copy(store, database_url, tmp_path):
+    batch = load_batch(FIXTURES / "picks-day.json")
+    store.store_batch(batch)
+    reader = store.add("ada@example.com", "Ada")[0]
+    other = store.add("bob@example.org", "Bob")[0]
+    operator(store)
+    edition, elsewhere = Edition(batch.date), Edition(batch.date - dt.timedelta(days=1))
+    sent_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    send(store, edition, {reader.id: DeliveryStatus.SENT}, sent_at)
+    send(store, elsewhere, {other.id: DeliveryStatus.SENT}, sent_at)  # an edition Ada never got
+    folder = tmp_path / "outbox" / edition.key
+    with dashboard_server(database_url, tmp_path) as (base, log):
+        browser = HttpBrowser(base)
+        assert browser.log_in()[0] == 303
+        page = lxml.html.document_fromstring(browser.request(f"/admin/subscribers/{reader.id}")[2])
+        assert page.xpath("//select[@name='edition']/option/@value") == [edition.key]
+        for key in (elsewhere.key, f"{edition.key}-weekly", "", "2025-13-45", edition.key + "\x00"):
+            status, _, text = browser.post(f"/admin/subscribers/{reader.id}/resend", {"edition": key})
+            assert status == 400, key
+            assert "Nothing was sent: only an edition this reader was sent" in text
+        assert not (tmp_path / "outbox").exists()
+        # Each copy sent again is a file of its own.
+        for _ in range(2):
+            assert browser.post(f"/admin/subscribers/{reader.id}/resend", {"edition": edition.key})[0] == 303
+    copies = sorted(folder.glob("*.eml"))
+    assert len(copies) == 2
+    assert [BytesParser(policy=policy.default).parsebytes(path.read_bytes())["To"].addresses[0].addr_spec
+            for path in copies] == ["ada@example.com"] * 2
+    assert Ledger(store, edition).counts()["sent"] == 1
+    server_log_is_clean(log)
 
 
 # --------------------------------------------------------------------------

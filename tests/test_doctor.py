@@ -254,11 +254,21 @@ CASES = {
                         {"Secret key": "fail"}, "Secret key", "NEWSLETTER_SECRET_KEY is too weak", 2),
     "base URL on plain http": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="http://papers.example.org"),
                                {"Base URL": "fail"}, "Base URL", "is plain http: one-click unsubscribe", 2),
+    "base URL on plain http in capitals": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="HTTP://papers.example.org"),
+                                           {"Base URL": "fail"}, "Base URL", "is plain http: one-click unsubscribe", 2),
     "base URL on this machine": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="https://localhost:8443"),
                                  {"Base URL": "fail"}, "Base URL", "is this machine's own address", 2),
     "base URL private": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="https://10.0.0.5"),
                          {"Base URL": "warn"}, "Base URL", "looks like a private address", 1),
 }
+
+
+def test_a_base_url_in_capitals_passes_and_shows_no_password(ses, env):
+    env["NEWSLETTER_BASE_URL"] = "HTTPS://editor:hunter2secret@Papers.Example.org"
+    exit_status, checks = report(env)
+    assert exit_status == 0
+    assert checks["Base URL"]["detail"] == "https://editor:••••••@Papers.Example.org (https, public)"
+    assert "hunter2secret" not in doctor(env).output
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))

@@ -4,7 +4,8 @@ confirmation, and seed papers fetched from the arXiv API in the background
 (a stand-in on 127.0.0.1).
 
 Flask's test client on ``create_app``, on both databases (the ``store``
-fixture: SQLite, then PostgreSQL).
+fixture: SQLite, then PostgreSQL); what an unsubscribed reader is told,
+through the real ``newsletter serve``.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import datetime as dt
 import email
 import email.policy
 import re
+import urllib.parse
+import urllib.request
 
 import lxml.html
 import pytest
 from itsdangerous import URLSafeSerializer
 
 from arxiv_standin import ArxivStandIn
-from conftest import FIXTURES, SECRET
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.actions import ARXIV_SPACING_SECONDS, RETRY_BASE_SECONDS, ReaderActions
 from newsletter.batches import load_batch
 from newsletter.config import Settings
 from newsletter.errors import TokenError
 from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS
-from newsletter.models import Profile
+from newsletter.models import Profile, SubscriberStatus
 from newsletter.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import create_app, mask_email
 
@@ -308,6 +311,46 @@ def test_the_unsubscribe_page_links_to_the_readers_preferences(site):
     assert app.get(link).status_code == 200
     # Opening it changed nothing: she is still subscribed.
     assert store.get(ref=alice.ref).status == "active"
+
+
+def http(base: str, path: str, form: dict | None = None) -> lxml.html.HtmlElement:
+    """GET (or POST ``form`` to) ``path`` of the server at ``base``; its page."""
+    body = urllib.parse.urlencode(form).encode() if form is not None else None
+    with urllib.request.urlopen(f"{base}{path}", data=body, timeout=60) as answer:
+        assert answer.status == 200
+        return lxml.html.document_fromstring(answer.read().decode())
+
+
+def test_an_unsubscribed_reader_is_told_they_get_no_email_and_can_resubscribe(site, database_url, tmp_path):
+    store, alice, bob, _client = site
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    store.change_status(bob.id, SubscriberStatus.UNSUBSCRIBED, source="admin:alice", reason="asked by phone")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        unsubscribe = f"/u/{Signer(SECRET).unsubscribe_token(alice.ref)}"
+        assert "no-email" not in lxml.html.tostring(http(base, path_of(alice))).decode()
+        http(base, unsubscribe, {})
+        wait_until(lambda: store.get(ref=alice.ref).status == SubscriberStatus.UNSUBSCRIBED, "the unsubscribe")
+        for page in (http(base, path_of(alice)), http(base, path_of(alice), FORM)):
+            said = " ".join(page.get_element_by_id("no-email").text_content().split())
+            assert said == f"You are unsubscribed: {mask_email(alice.email)} gets no email from Daily Papers. What " \
+                           "you choose here counts once you resubscribe."
+            hint = page.get_element_by_id("frequency-hint").text_content()
+            assert hint == "Now: no email (you are unsubscribed); once you resubscribe, daily."
+            [button] = page.xpath("//form[button[@id='resubscribe']]/@action")
+            assert button == f"{unsubscribe}/resubscribe"
+        assert page.cssselect(".saved")[0].text_content() == "Saved. You still get no email: you are unsubscribed."
+        welcome = http(base, button, {})
+        assert "Welcome back" in welcome.text_content()
+        wait_until(lambda: store.get(ref=alice.ref).status == SubscriberStatus.ACTIVE, "the resubscribe")
+        again = http(base, path_of(alice))
+        assert not again.xpath("//*[@id='no-email']") and "Now: daily." in again.text_content()
+        # Removed by the operator: no email either, and no button (their links cannot undo it).
+        removed = http(base, path_of(bob))
+        assert " ".join(removed.get_element_by_id("no-email").text_content().split()) == \
+            f"You are unsubscribed: {mask_email(bob.email)} gets no email from Daily Papers."
+        assert not removed.xpath("//*[@id='resubscribe']")
 
 
 # --------------------------------------------------------------------------

@@ -29,12 +29,13 @@ from newsletter.store.ledger import Ledger
 from newsletter.store.papers import PaperArchive
 from newsletter.store.picks import PickRecords
 from newsletter.store.profiles import Profiles, Vote
+from newsletter.store.schema import MAX_ID
 from newsletter.store.search import Appearance, PaperSearch, SearchHit, SearchPage
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["Appearance", "EditionTotals", "ImportReport", "Ledger", "ReaderAction", "SearchHit", "SearchPage", "Store",
-           "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["MAX_ID", "Appearance", "EditionTotals", "ImportReport", "Ledger", "ReaderAction", "SearchHit", "SearchPage",
+           "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
 
 
 class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, PickRecords, Inbox,

@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from newsletter.config import masked_url
 from newsletter.errors import StoreError
 from newsletter.store import migrate
 from newsletter.store.engine import BUSY_TIMEOUT_SECONDS
@@ -85,11 +86,11 @@ def sqlite_path(database_url: str, doing: str) -> Path:
     try:
         url = make_url(database_url)
     except (ArgumentError, ValueError) as exc:
-        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
+        raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc
     if url.get_backend_name() == "postgresql":
         raise StoreError(postgresql_advice(url, doing))
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        raise StoreError(f"{doing} works on a SQLite database file; the database is {url.render_as_string()}")
+        raise StoreError(f"{doing} works on a SQLite database file; the database is {masked_url(database_url)}")
     return Path(url.database)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from newsletter.config import masked_url
 from newsletter.errors import StoreBusy, StoreError
 from newsletter.store.migrate import Migration, upgrade
 from newsletter.store.schema import inbox_metadata
@@ -132,7 +133,7 @@ class Database:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
             self._prepare_schema()
         except ArgumentError as exc:
-            raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
+            raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc
         except (OperationalError, OSError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"cannot open the database: {str(reason).strip().splitlines()[0]}") from exc

@@ -24,7 +24,16 @@ from newsletter.interests import (
     parse_day_of_week,
     parse_pause_end,
 )
-from newsletter.models import MAX_PICKS, WEEKDAY_NAMES, WEEKDAYS, Frequency, Profile, Schedule, Subscriber
+from newsletter.models import (
+    MAX_PICKS,
+    WEEKDAY_NAMES,
+    WEEKDAYS,
+    Frequency,
+    Profile,
+    Schedule,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.web.app import invalid_link, mask_email, page, state
 
 blueprint = Blueprint("preferences", __name__)
@@ -107,8 +116,14 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
                      notice: str = "", code: int = 200) -> Response:
     """The page for ``subscriber``: the form with ``values`` (default: their
     profile and schedule), ``errors`` and ``notes`` next to their fields, a
-    ``notice`` line ("saved", "undone") and the papers they rated."""
+    ``notice`` line ("saved", "undone") and the papers they rated. A reader
+    who is not active is told first that they get no email, with the
+    Resubscribe button when they unsubscribed themself (as on the
+    unsubscribe page)."""
     app = state()
+    status = app.store.pending_status(subscriber.id) or subscriber.status
+    unsubscribed = status == SubscriberStatus.UNSUBSCRIBED
+    may_resubscribe = unsubscribed and app.store.signup_state(subscriber.email)[1]
     profile = app.actions.profile_of(subscriber.id)
     today = app.store.clock().date()
     schedule = app.actions.schedule_of(subscriber).as_of(today)
@@ -118,6 +133,8 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
         "web/preferences.html", code, heading="Your preferences", masked=mask_email(subscriber.email),
         action=f"/p/{token}", values=values or {**form_values(profile), **schedule_values(schedule, today)},
         errors=errors or {}, notes=notes or {}, notice=notice, picks_off=profile.picks == 0, max_picks=MAX_PICKS,
+        receiving=status == SubscriberStatus.ACTIVE, unsubscribed=unsubscribed,
+        resubscribe=f"/u/{app.signer.unsubscribe_token(subscriber.ref)}/resubscribe" if may_resubscribe else "",
         schedule_now=schedule.describe(app.settings.weekly_weekday),
         weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES)), tomorrow=(today + dt.timedelta(days=1)).isoformat(),
         limits={"interests": MAX_INTERESTS, "authors": MAX_AUTHORS, "categories": MAX_CATEGORIES,

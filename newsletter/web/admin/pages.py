@@ -6,11 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Response, request
 
-from newsletter.config import DECLARED, shown_default
+from newsletter.config import DECLARED, masked_url, shown_default
 from newsletter.doctor import run_checks
 from newsletter.feedback.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, edition_stats
 from newsletter.models import Edition, EditionKind, SubscriberStatus
@@ -221,7 +220,8 @@ def sends() -> Response:
 
 @blueprint.get("/sends/<key>/live.json")
 def live(key: str) -> Response:
-    views = send_views(state().store, [key])
+    # No edition's key holds a control character (and PostgreSQL's text cannot hold NUL).
+    views = send_views(state().store, [key]) if key.isprintable() else {}
     if key not in views:
         return Response(json.dumps({"error": "no such send"}), 404, mimetype="application/json")
     return Response(json.dumps(views[key].live()), mimetype="application/json")
@@ -229,19 +229,6 @@ def live(key: str) -> Response:
 
 # --------------------------------------------------------------------------
 # settings
-
-
-def masked_url(value: str) -> str:
-    """``value`` with the password of a URL hidden (a database URL may hold one)."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return value
-    if not parts.password:
-        return value
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:••••••@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @blueprint.get("/settings")

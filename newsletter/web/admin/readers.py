@@ -22,7 +22,7 @@ from newsletter.sending.resend import resend
 from newsletter.text import clean_name, strip_controls
 from newsletter.web.admin.access import MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
 from newsletter.web.admin.pages import edition_label, web_version
-from newsletter.web.app import page, state
+from newsletter.web.app import page, parse_id, state
 
 PAGE_SIZE = 50
 MAX_REASON_CHARS = 500
@@ -48,14 +48,15 @@ def choice(name: str, allowed) -> str:
 def subscribers() -> Response:
     """Readers whose address or name starts with ``q``, filtered by status,
     frequency and source, :data:`PAGE_SIZE` at a time after the id
-    ``after``."""
+    ``after`` (from the first when it is not an id: :func:`parse_id`)."""
     store = state().store
     sources = store.subscriber_sources()
-    filters = {"q": request.args.get("q", "").strip()[:MAX_SEARCH_CHARS],
+    # No address or name holds a control character (and PostgreSQL's text cannot hold NUL).
+    filters = {"q": strip_controls(request.args.get("q", ""))[0].strip()[:MAX_SEARCH_CHARS],
                "status": choice("status", tuple(SubscriberStatus)),
                "frequency": choice("frequency", tuple(Frequency)),
                "source": choice("source", sources)}
-    after = max(request.args.get("after", 0, type=int), 0)
+    after = parse_id(request.args.get("after")) or 0
     found = store.search_subscribers(filters["q"], status=filters["status"] or None,
                                      frequency=filters["frequency"] or None, source=filters["source"] or None,
                                      after=after, limit=PAGE_SIZE + 1)
@@ -75,7 +76,19 @@ def reader_or_404(subscriber_id: int):
     return state().store.get_subscriber(subscriber_id)
 
 
-@blueprint.get("/subscribers/<int:subscriber_id>")
+def sendable(deliveries) -> list[str]:
+    """The keys of the editions a reader's page offers to send again: every
+    edition the ledger has for them (``deliveries``), newest first."""
+    found = []
+    for delivery in deliveries:
+        try:
+            found.append(Edition.parse(delivery.edition).key)
+        except ValueError:  # not an edition's key: nothing to render again
+            continue
+    return found
+
+
+@blueprint.get("/subscribers/<id:subscriber_id>")
 def reader(subscriber_id: int) -> Response:
     app = state()
     store = app.store
@@ -83,7 +96,6 @@ def reader(subscriber_id: int) -> Response:
     if subscriber is None:
         return page("web/not_found.html", 404)
     deliveries = store.reader_deliveries(subscriber.id)
-    sendable = [d.edition for d in deliveries]
     feedback = store.reader_feedback(subscriber.email)
     return admin_page(
         "admin/reader.html", heading=subscriber.email, section="subscribers", reader=subscriber,
@@ -93,7 +105,7 @@ def reader(subscriber_id: int) -> Response:
         delivered={f.edition for f in feedback if f.kind == "delivery"},
         profile=store.profile(subscriber.id), votes=store.votes(subscriber.id),
         edition_label=edition_label, web_version=web_version,
-        sendable=sendable, messages=get_flashed_messages(with_categories=True),
+        sendable=sendable(deliveries), messages=get_flashed_messages(with_categories=True),
         active=subscriber.status == SubscriberStatus.ACTIVE,
         complained=subscriber.status == SubscriberStatus.COMPLAINED,
     )
@@ -109,7 +121,7 @@ def back_to(subscriber_id: int) -> Response:
     return redirect(f"/admin/subscribers/{subscriber_id}", 303)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/suppress")
+@blueprint.post("/subscribers/<id:subscriber_id>/suppress")
 def suppress(subscriber_id: int) -> Response:
     """Stop sending to an active reader (status unsubscribed, by the
     operator: the reader cannot undo it from their links)."""
@@ -127,7 +139,7 @@ def suppress(subscriber_id: int) -> Response:
     return back_to(subscriber.id)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/reactivate")
+@blueprint.post("/subscribers/<id:subscriber_id>/reactivate")
 def reactivate(subscriber_id: int) -> Response:
     """Make a reader active again, with the list's rules
     (:func:`operator_reactivation_refusal`): a complained address only with
@@ -151,18 +163,20 @@ def reactivate(subscriber_id: int) -> Response:
     return back_to(subscriber.id)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/resend")
+@blueprint.post("/subscribers/<id:subscriber_id>/resend")
 def send_again(subscriber_id: int) -> Response:
-    """Send one edition again to an active reader, outside the ledger."""
+    """Send one edition again to an active reader, outside the ledger:
+    only one the page offers (:func:`sendable`), else 400."""
     app = state()
     subscriber = reader_or_404(subscriber_id)
     if subscriber is None:
         return page("web/not_found.html", 404)
-    try:
-        edition = Edition.parse(request.form.get("edition", "")[:24])
-    except ValueError:
-        flash("Nothing was sent: choose an edition.", "error")
-        return back_to(subscriber.id)
+    key = request.form.get("edition", "")
+    if key not in sendable(app.store.reader_deliveries(subscriber.id)):
+        return admin_page("admin/error.html", 400, heading="Nothing was sent", section="subscribers",
+                          message="Nothing was sent: only an edition this reader was sent (those listed on "
+                                  "their page) can be sent again.")
+    edition = Edition.parse(key)
     try:
         message_id = resend(app.settings, app.store, app.signer, edition, subscriber)
     except NewsletterError as exc:
