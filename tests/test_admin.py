@@ -1003,6 +1003,11 @@ def test_dashboard_imports_keep_to_their_limits_and_bounded_memory_on_a_real_ser
         status, page = post_multipart(opener, f"{base}/admin/import/confirm", {
             "csrf_token": token, "name": "large.csv", "payload": base64.b64encode(too_large).decode()})
         assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, said)
+        # Past what the server reads of a request at all: the page says so too.
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token},
+                                      ("huge.csv", too_large * 3))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (
+            413, f"The file is larger than {MAX_IMPORT_BYTES:,} bytes; import it with `newsletter subscribers import`.")
     assert store.counts()[ACTIVE] == 0  # nothing was imported
     store.close()
 

@@ -23,7 +23,7 @@ from newsletter.models import Edition, Frequency, SubscriberStatus
 from newsletter.policy import operator_reactivation_refusal
 from newsletter.sending.resend import resend
 from newsletter.text import clean_name, strip_controls
-from newsletter.web.admin.access import MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
+from newsletter.web.admin.access import IMPORT_ENDPOINTS, MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
 from newsletter.web.admin.pages import edition_label, web_version
 from newsletter.web.app import page, state
 
@@ -224,6 +224,16 @@ def _report_page(name: str, stream: BinaryIO, dry_run: bool) -> Response:
         stream.seek(0)
         payload = base64.b64encode(stream.read()).decode("ascii")
     return import_page(200, report=report, dry_run=dry_run, file_name=name, payload=payload)
+
+
+@blueprint.errorhandler(413)
+def request_too_large(_error) -> Response:
+    """A request over its size limit (see ``access.guard``): on an import
+    route, the import page saying so; elsewhere, as the app answers it."""
+    if request.endpoint in IMPORT_ENDPOINTS:
+        return import_page(413, f"The file is larger than {MAX_IMPORT_BYTES:,} bytes; import it with "
+                                "`newsletter subscribers import`.")
+    return Response("Request too large\n", status=413, mimetype="text/plain")
 
 
 @blueprint.post("/import")
