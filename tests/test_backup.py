@@ -8,6 +8,9 @@
 - a restore refuses while the web app has the database open and works once
   it is stopped, keeping the replaced database; a restored older database
   is upgraded when next opened;
+- a command and the web app started during a restore's copy are refused
+  and write nothing to the file it replaces; a process that opened the
+  file without the lock meanwhile stops the restore before its swap;
 - files that are not sound newsletter databases are refused (exit 2), and a
   failed backup never replaces the destination;
 - PostgreSQL: both commands explain pg_dump / pg_restore and exit 2.

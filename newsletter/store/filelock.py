@@ -38,6 +38,10 @@ class DatabaseLock:
             os.close(self._fd)  # closing the file releases its flock
             self._fd = None
 
+    # A database dropped without being closed lets go of its lock too, as
+    # its engines let go of their connections.
+    __del__ = release
+
 
 def _take(database: Path, mode: int) -> DatabaseLock | None:
     """Lock ``database``'s lock file (created when missing) in ``mode``
