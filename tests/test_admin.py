@@ -55,8 +55,11 @@ from newsletter.config import Settings
 from newsletter.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
 from newsletter.passwords import check_password, hash_password
 from newsletter.store import Ledger, dashboard, open_store
+from newsletter.store.backup import processes_holding
 from newsletter.store.ledger import LedgerRow
 from newsletter.web import create_app
+from newsletter.web.admin.access import MAX_IMPORT_BYTES
+from newsletter.web.admin.readers import MAX_IMPORT_ROWS
 
 ACTIVE, UNSUBSCRIBED = SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED
 BOUNCED, COMPLAINED = SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED
@@ -1138,6 +1141,105 @@ def test_send_again_refuses_editions_the_form_does_not_offer_and_keeps_every_cop
             for path in copies] == ["ada@example.com"] * 2
     assert Ledger(store, edition).counts()["sent"] == 1
     server_log_is_clean(log)
+
+
+def dashboard_opener(base: str):
+    """An opener logged in to ``base``'s dashboard as a browser is (its own cookies)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}{LOGIN_PATH}", timeout=30) as page:
+        token = csrf_of(page.read().decode())
+    body = urllib.parse.urlencode({"name": NAME, "password": PASSWORD, "csrf_token": token}).encode()
+    with opener.open(f"{base}{LOGIN_PATH}", data=body, timeout=60) as answer:
+        assert answer.url == f"{base}/admin/"
+    return opener
+
+
+def post_multipart(opener, url: str, fields: dict[str, str], upload: tuple[str, bytes] | None = None):
+    """POST ``fields`` and the file ``upload`` (name, content) as a browser's
+    form does; return the answer's status and its page."""
+    boundary = "form-boundary-7MA4YWxkTrZu0gW"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    if upload is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{upload[0]}"\r\n'
+                     "Content-Type: text/csv\r\n\r\n".encode() + upload[1] + b"\r\n")
+    request = urllib.request.Request(url, data=b"".join(parts) + f"--{boundary}--\r\n".encode(),
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with opener.open(request, timeout=120) as answer:
+            return answer.status, lxml.html.document_fromstring(answer.read().decode())
+    except urllib.error.HTTPError as error:
+        return error.code, lxml.html.document_fromstring(error.read().decode())
+
+
+def memory(pid: int, kind: str) -> int:
+    """Process ``pid``'s memory (bytes) of ``kind``: VmRSS, what it holds
+    now; VmHWM, the most it has held since the start or :func:`reset_peak`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{kind}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {kind} for process {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    """Make process ``pid``'s peak memory (VmHWM) what it holds now (Linux 4.0 on)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def readers_csv(count: int) -> bytes:
+    return b"email,name\n" + b"".join(b"reader%d@example.org,Reader %d\n" % (i, i) for i in range(count))
+
+
+def test_dashboard_imports_keep_to_their_limits_and_bounded_memory_on_a_real_server(tmp_path):
+    database = tmp_path / "db" / "newsletter.db"
+    store = open_store(f"sqlite:///{database}")
+    operator(store)
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=f"sqlite:///{database}", NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        [server] = [pid for pid, command in processes_holding(database) if f"serve --port {port}" in command]
+        opener = dashboard_opener(base)
+        with opener.open(f"{base}/admin/import", timeout=30) as page:
+            token = csrf_of(page.read().decode())
+        reset_peak(server)  # its start-up (the ranking's model) peaked higher than an import may
+        before = memory(server, "VmRSS")
+
+        # A file of as many rows as may be imported is checked whole.
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token},
+                                      ("at-limit.csv", readers_csv(MAX_IMPORT_ROWS)))
+        assert status == 200
+        assert f"Would add {MAX_IMPORT_ROWS}, already present 0" in " ".join(page.cssselect("#report + p")[0]
+                                                                             .text_content().split())
+        # One of twice as many rows (well under the size limit) is refused,
+        # by the preview and by a confirmation carrying it all the same.
+        too_many = readers_csv(2 * MAX_IMPORT_ROWS)
+        assert len(too_many) < MAX_IMPORT_BYTES / 2
+        refused = (f"more than {MAX_IMPORT_ROWS:,} rows; import it with `newsletter subscribers import`.")
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token}, ("many.csv", too_many))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, f"many.csv: {refused}")
+        status, page = post_multipart(opener, f"{base}/admin/import/confirm", {
+            "csrf_token": token, "name": "many.csv", "payload": base64.b64encode(too_many).decode()})
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, f"many.csv: {refused}")
+        # What the server needed for all of that: a bound, not the file's size times a few hundred.
+        grown = memory(server, "VmHWM") - before
+        assert grown < 150 * 1024 * 1024, f"the server grew by {grown / 1024 / 1024:.0f} MB"
+
+        # Larger than the size limit: refused by both too.
+        too_large = b"email\n" + b"a@example.org\n" * (MAX_IMPORT_BYTES // 14 + 1)
+        said = f"large.csv: larger than {MAX_IMPORT_BYTES:,} bytes; import it with `newsletter subscribers import`."
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token}, ("large.csv", too_large))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, said)
+        status, page = post_multipart(opener, f"{base}/admin/import/confirm", {
+            "csrf_token": token, "name": "large.csv", "payload": base64.b64encode(too_large).decode()})
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, said)
+        # Past what the server reads of a request at all: the page says so too.
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token},
+                                      ("huge.csv", too_large * 3))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (
+            413, f"The file is larger than {MAX_IMPORT_BYTES:,} bytes; import it with `newsletter subscribers import`.")
+    assert store.counts()[ACTIVE] == 0  # nothing was imported
+    store.close()
 
 
 # --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from sqlalchemy.exc import (
 
 from newsletter.config import masked_url
 from newsletter.errors import StoreBusy, StoreError
+from newsletter.store.filelock import DatabaseLock, hold_shared
 from newsletter.store.migrate import Migration, upgrade
 from newsletter.store.schema import inbox_metadata
 
@@ -105,14 +106,18 @@ class Database:
 
     clock = staticmethod(now)
     migration: Migration | None = None
+    _lock: DatabaseLock | None = None  # a SQLite file's, held while it is open (see ``newsletter.store.filelock``)
 
     def __init__(self, database_url: str):
         """Open (and create on first use) the database at ``database_url``,
         upgrading its schema when it is behind this release.
 
+        A SQLite database's lock is held shared until :meth:`close` (see
+        ``newsletter.store.filelock``).
+
         Raises :class:`StoreError` when the URL is malformed, the database
-        cannot be reached, or it was upgraded by a newer release (then
-        nothing is changed).
+        cannot be reached, is being restored, or was upgraded by a newer
+        release (then nothing is changed).
         """
         try:
             try:
@@ -129,6 +134,9 @@ class Database:
                 self._quick = sqlite_engine(url, "IMMEDIATE", busy_seconds=QUICK_WAIT_SECONDS)
                 in_memory = not url.database or url.database == ":memory:"
                 self.inbox = self.engine if in_memory else sqlite_engine(inbox_url(url), "IMMEDIATE")
+                if not in_memory:
+                    # Before the first connection: never open a file a restore is replacing.
+                    self._lock = hold_shared(Path(url.database))
             else:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
             self._prepare_schema()
@@ -167,6 +175,8 @@ class Database:
             engine = getattr(self, name, None)
             if engine is not None:
                 engine.dispose()
+        if self._lock is not None:
+            self._lock.release()
 
     @contextlib.contextmanager
     def _writing(self, quick: bool = False) -> Iterator[Connection]:
