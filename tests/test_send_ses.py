@@ -31,6 +31,7 @@ from newsletter.cli import cli
 from newsletter.cli.common import render_for_readers
 from newsletter.config import Settings
 from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger, open_store
 from newsletter.tokens import Signer
@@ -58,6 +59,9 @@ def aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # The stand-in answers TestRenderEmailTemplate at any rate unless a test
+    # asks for SES's one call a second; then it sets the real pacing back.
+    monkeypatch.setattr(ses_sender, "RENDER_INTERVAL", 0.0)
 
 
 @pytest.fixture
@@ -605,3 +609,41 @@ def test_raw_mode_against_moto(db):
         assert {emails[sid]: mid for sid, _, mid, _ in ledger_rows(db, "sent")} == ids
     finally:
         server.stop()
+
+
+# -- the pre-flight ------------------------------------------------------------
+
+
+def test_the_preflight_renders_each_shape_once_a_second_before_the_first_send(standin, database_file, db,
+                                                                             monkeypatch):
+    monkeypatch.setattr(ses_sender, "RENDER_INTERVAL", 1.0)
+    ses = standin(max_send_rate=1000, render_rate=1)  # faster calls would be refused, as by SES
+    readers = add_readers(db, 30)
+    ses.throttle_next(1, operation="TestRenderEmailTemplate")  # a throttled call is retried
+    result = send(cli_env(database_file, ses))
+    assert result.exit_code == 0, result.output
+    calls = [r.operation for r in ses.requests]
+    renders = operations(ses, "TestRenderEmailTemplate")
+    assert [r.status for r in renders] == [429, 200, 200, 200, 200]  # picks, no match, invite, off
+    assert calls.index("SendBulkEmail") > max(i for i, op in enumerate(calls) if op == "TestRenderEmailTemplate")
+    assert received(ses) == collections.Counter({r.email: 1 for r in readers}) and ses.events == []
+
+
+def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, database_file, db, monkeypatch):
+    ses = standin(max_send_rate=1000)
+    add_readers(db, 30)
+    complete = ses_sender.template_data
+
+    def without_invite(recipient, issue):  # a bug that leaves a name out
+        data = complete(recipient, issue)
+        del data["invite"]
+        return data
+
+    monkeypatch.setattr(ses_sender, "template_data", without_invite)
+    result = send(cli_env(database_file, ses))
+    assert result.exit_code == 2, result.output
+    assert TEMPLATE in result.stderr and "Attribute 'invite' is not present in the rendering data." in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert len(operations(ses, "TestRenderEmailTemplate")) == 1  # stopped at the first failure
+    assert not operations(ses, "SendBulkEmail") and ses.sent == [] and ses.events == []
+    assert ledger_counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}

@@ -17,8 +17,10 @@ Errors are sorted the way the dispatcher needs them: throttling and 5xx
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import time
 
 import boto3
 from botocore.config import Config
@@ -30,9 +32,10 @@ from botocore.exceptions import (
 )
 
 from newsletter.config import Settings
-from newsletter.errors import AccountError, Throttled, TransientError
+from newsletter.errors import AccountError, TemplateRejected, Throttled, TransientError
 from newsletter.models import (
     FEEDBACK_MARK,
+    MAX_PICKS,
     PICK_CODE,
     PICK_NUMBER,
     PICK_SUBJECT,
@@ -45,8 +48,10 @@ from newsletter.models import (
     UNSUBSCRIBE_URL_MARK,
     DeliveryStatus,
     Issue,
+    Pick,
     PicksLayout,
     PicksPart,
+    Reason,
     fill_marks,
     fill_picks,
 )
@@ -70,6 +75,13 @@ ENTRY_FAILED = {"MESSAGE_REJECTED", "INVALID_PARAMETER", "FAILED"}
 # or configuration set missing, daily quota exceeded) stops the run.
 
 PLACEHOLDER = "{{{unsubscribe_url}}}"
+# TestRenderEmailTemplate, as the sesv2 model documents it: "Creates a
+# preview of the MIME content of an email when provided with a template and
+# a set of replacement data. You can execute this operation no more than
+# once per second." The pre-flight paces its calls to that, and retries a
+# throttled one a few times.
+RENDER_INTERVAL = 1.0
+RENDER_ATTEMPTS = 5
 MAX_BULK_ENTRIES = 50
 # Template data every message carries: the characters that the text and
 # subject parts of the template spell as placeholders (see template_content).
@@ -226,6 +238,30 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
     return data
 
 
+def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
+    """Return (what it is, template data) for each shape of entry data a
+    send of ``issue`` can use: a reader with the most picks, of every reason
+    kind, their values escaped for HTML and not; with no match; invited to
+    set interests; with picks off (only that one when the issue has no
+    picks section). Every shape carries the same names (see
+    :func:`template_data`); the values that differ decide which branches of
+    the template are taken."""
+
+    def sample(state: str, picks: tuple[Pick, ...] = ()) -> dict:
+        # Links with "&", so the escaped forms are filled too.
+        recipient = Recipient(0, "preflight@example.invalid", None, f"{base_url}/u/pre&flight",
+                              f"{base_url}/p/pre&flight", "pre.flight", state, picks)
+        return template_data(recipient, issue)
+
+    if issue.picks is None:
+        return [("no picks section", sample("off"))]
+    subjects = itertools.cycle(("a <subject> & more", "a plain subject"))
+    picks = tuple(Pick(number % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
+                  for number, kind in zip(range(MAX_PICKS), itertools.cycle(REASON_KINDS)))
+    return [(f"{MAX_PICKS} picks of every reason kind", sample("picks", picks)), ("no pick matching",
+            sample("none")), ("an invitation to set interests", sample("invite")), ("picks off", sample("off"))]
+
+
 def _describe(exc: ClientError) -> tuple[str, str, int]:
     error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -341,6 +377,37 @@ class SesSender:
                 raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from update_exc
         except _LostAnswer as exc:
             raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from exc
+        self._preflight(issue)
+
+    def _preflight(self, issue: Issue) -> None:
+        """Render the stored template with each shape of entry data
+        (:func:`data_shapes`) through SES's ``TestRenderEmailTemplate``,
+        one call a second. SES accepts a bulk entry it cannot render and
+        drops it later (a Rendering Failure), so this is the last moment to
+        find a name missing from the data. Raises :class:`TemplateRejected`
+        (SES's message, the template's name) when one fails, and
+        :class:`Throttled` or :class:`TransientError` when SES keeps
+        refusing to answer; nothing was sent either way."""
+        last = None
+        for shape, data in data_shapes(issue, self.settings.web_base):
+            for attempt in range(1, RENDER_ATTEMPTS + 1):
+                if last is not None:
+                    time.sleep(max(0.0, last + RENDER_INTERVAL - time.monotonic()))
+                last = time.monotonic()
+                try:
+                    self._call("test_render_email_template", TemplateName=self.template_name,
+                               TemplateData=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+                    break
+                except Throttled:
+                    if attempt == RENDER_ATTEMPTS:
+                        raise
+                except _LostAnswer as exc:
+                    raise TransientError(f"TestRenderEmailTemplate got no answer: {exc}") from exc
+                except ClientError as exc:
+                    code, message, _status = _describe(exc)
+                    raise TemplateRejected(
+                        f"SES cannot render the email template {self.template_name} for a reader with {shape}: "
+                        f"{code}: {message}; nothing was sent") from exc
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         """Return one Delivery per recipient, in order. Raises
