@@ -45,6 +45,7 @@ from newsletter.models import (
     PICKS_MARK,
     PREFERENCES_URL_MARK,
     REASON_KINDS,
+    SES_TEMPLATE_PREFIX,
     UNSUBSCRIBE_URL_MARK,
     DeliveryStatus,
     Issue,
@@ -361,7 +362,7 @@ class SesSender:
         self.message = message
         if self.mode != "bulk":
             return
-        self.template_name = f"newsletter-{issue.edition}"
+        self.template_name = SES_TEMPLATE_PREFIX + issue.edition
         content = template_content(issue)
         try:
             self._call("create_email_template", TemplateName=self.template_name, TemplateContent=content)
