@@ -389,12 +389,13 @@ class SesSender:
         (SES's message, the template's name) when one fails, and
         :class:`Throttled` or :class:`TransientError` when SES keeps
         refusing to answer; nothing was sent either way."""
-        last = None
+        answered = None  # when the last call's answer came
         for shape, data in data_shapes(issue, self.settings.web_base):
             for attempt in range(1, RENDER_ATTEMPTS + 1):
-                if last is not None:
-                    time.sleep(max(0.0, last + RENDER_INTERVAL - time.monotonic()))
-                last = time.monotonic()
+                if answered is not None:
+                    # A second after the last answer, so a second after SES
+                    # handled that call however long the request took.
+                    time.sleep(max(0.0, answered + RENDER_INTERVAL - time.monotonic()))
                 try:
                     self._call("test_render_email_template", TemplateName=self.template_name,
                                TemplateData=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
@@ -409,6 +410,8 @@ class SesSender:
                     raise TemplateRejected(
                         f"SES cannot render the email template {self.template_name} for a reader with {shape}: "
                         f"{code}: {message}; nothing was sent") from exc
+                finally:
+                    answered = time.monotonic()
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         """Return one Delivery per recipient, in order. Raises
