@@ -117,8 +117,9 @@ def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
 def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     """Return the (HTML, text) of ``recipient``'s "Picked for you" section,
     filled from the pieces rendered once per issue (empty when the issue or
-    the reader has no picks section). Values go in escaped as Handlebars
-    escapes them, so this reads exactly as SES renders its template."""
+    the reader has no picks section). Values go in escaped by
+    ``text.html_escape``, as the SES template's data carries them, so this
+    reads exactly as SES renders its template."""
     layout = issue.picks
     if layout is None or recipient.picks_state == "off":
         return "", ""

@@ -100,8 +100,9 @@ def quoted_printable(text: str) -> bytes:
 
 
 def html_escape(text: str) -> str:
-    """``text`` escaped for HTML as Handlebars escapes ``{{x}}`` (what SES does
-    to a reader's values), so every sender's message reads the same."""
+    """``text`` escaped for HTML text or a double-quoted attribute, with the
+    characters Handlebars escapes in ``{{x}}``: escaped in Python (SES does
+    not escape a template's values), every sender's message reads the same."""
     return text.translate(_HANDLEBARS_ESCAPES)
 
 
