@@ -1755,8 +1755,7 @@ class SesV2StandIn:
             to, data, headers = prepared[i]
             subject, text, html, missing = template.parts.render_lazily(data)
             if missing:  # accepted, then dropped, as SES does
-                failures.append(_rendering_failure(message_id, sender, to, headers, template_name, missing, now,
-                                                   config_set))
+                failures.append(_rendering_failure(message_id, sender, to, template_name, missing, now, config_set))
                 continue
             messages.append(
                 SentMessage(
@@ -1798,7 +1797,7 @@ def _rendering_error(missing: list[str]) -> str:
     return f"Attribute '{missing[0]}' is not present in the rendering data."
 
 
-def _rendering_failure(message_id: str, sender: str | None, to: list[str], headers, template_name: str,
+def _rendering_failure(message_id: str, sender: str | None, to: list[str], template_name: str,
                        missing, when: float, config_set: str | None) -> dict:
     """A Rendering Failure event as SES publishes it (its "Rendering Failure
     record" example: ``mail`` without headers, ``failure`` beside it)."""
