@@ -70,7 +70,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       0  done: every reader handled (or already sent, or nothing to send)
       1  some readers failed (refused for good) or were left for the next
          run (interrupted, faults that persisted): see the summary
-      2  bad input or configuration
+      2  bad input or configuration, or SES cannot render the edition's
+         template for some readers (its pre-flight): nothing was sent
       3  quota or account problem: the provider refuses to send
       4  another run holds the lock for this edition: it was not sent
     """
