@@ -214,22 +214,19 @@ class _Markup(html.parser.HTMLParser):
 
 
 def assert_no_live_markup(document: str) -> None:
+    """No element or attribute of the hostile batch's text is live in
+    ``document``: what it said is shown as text."""
     markup = _Markup()
     markup.feed(document)
     for tag, attrs in markup.tags:
-        assert tag not in ("script", "img", "iframe", "b", "em") or not attrs.get("src") and tag != "script", tag
+        assert tag not in ("script", "iframe", "img"), (tag, attrs)
         assert not any(name.startswith("on") for name in attrs), (tag, attrs)
         for name in ("href", "src"):
             if name in attrs:
                 assert attrs[name].startswith(("http://", "https://")), attrs[name]
-                assert '"' not in attrs[name] or "%22" in attrs[name] or attrs[name].count('"') == \
-                    attrs[name].count('"'), attrs[name]
-    links = [attrs for tag, attrs in markup.tags if tag == "a"]
-    assert not any(a.get("href", "").startswith("https://example.org/paper") and "onmouseover" in a for a in links)
     text = "".join(markup.text)
-    # What the data said is shown as text, not run.
     assert "<script>alert(1)</script>" in text and "</td></tr></table> Layout-breaking" in text
-    assert [tag for tag, _ in markup.tags].count("script") == 0
+    assert '<a href="https://evil.example/">click</a> for more.' in text  # the teaser, as text
 
 
 def test_the_hostile_batch_reads_the_same_whether_ses_escapes_or_not(hostile_issue):
