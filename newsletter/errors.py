@@ -112,6 +112,14 @@ class AccountError(SendError):
     exit_code = 3
 
 
+class TemplateRejected(SendError):
+    """SES cannot render the edition's stored template for one kind of
+    reader (its pre-flight ``TestRenderEmailTemplate`` failed): every such
+    reader's message would be dropped, so nothing was sent."""
+
+    exit_code = 2
+
+
 class Throttled(SendError):
     """The provider answered "slow down"; nothing in that call was sent."""
 

@@ -501,6 +501,22 @@ def test_the_overview_shows_the_list_its_days_the_last_send_and_deliverability(s
     assert len(chart_numbers(signed_in.get("/admin/?days=7"), "signups")) == 30  # only the offered periods
 
 
+def test_the_overview_alerts_to_readers_ses_dropped_with_a_rendering_failure(store, signed_in):
+    from newsletter.models import Feedback, FeedbackKind
+
+    edition = Edition(store.clock().date() - dt.timedelta(days=1))
+    ids = [store.add(f"r{i}@example.com")[0].id for i in range(3)]
+    send(store, edition, dict.fromkeys(ids, DeliveryStatus.SENT), store.clock() - dt.timedelta(hours=20))
+    store.apply_feedback("sns-1", [Feedback(FeedbackKind.RENDERING_FAILURE, "r1@example.com", edition.key,
+                                            detail="Rendering Failure: Attribute 'x' is not present")])
+    page = html_of(signed_in.get("/admin/"))
+    alerts = [p.text_content() for p in page.cssselect("#deliverability ~ div[role=alert] p")]
+    day = f"{edition.date.day} {edition.date:%b}"
+    assert alerts == [f"Rendering Failure on {day}: 1 messages dropped by SES with a Rendering Failure (the readers "
+                      f"got nothing): fix the cause, then run newsletter send --date {edition.date} "
+                      "--resend-rendering-failures"]
+
+
 def test_the_overview_of_an_empty_list(store, signed_in):
     response = signed_in.get("/admin/")
     assert response.status_code == 200

@@ -139,11 +139,14 @@ def daily_series(changes: list[tuple[dt.date, str | None, str, int]], days: list
 
 def alerts(stats: list[IssueStats]) -> list[tuple[str, str]]:
     """(level, sentence) for each rate near or over SES's review thresholds,
-    most recent edition first: "Complaint rate 0.09% on 12 Mar: near SES's
-    0.1% limit"."""
+    and each edition with readers SES dropped with a Rendering Failure, most
+    recent edition first: "Complaint rate 0.09% on 12 Mar: near SES's 0.1%
+    limit"."""
     found = []
     for figures in stats:
         day = short_label(figures.issue_date)
+        if figures.rendering_failed:
+            found.append(("over", f"Rendering Failure on {day}: {figures.rendering_failure_warning()}"))
         if figures.bounce_level != "ok":
             found.append((figures.bounce_level, f"Bounce rate {figures.bounce_rate:.2%} on {day}: "
                           f"{figures.bounce_level} SES's {BOUNCE_REVIEW:.0%} limit"))
