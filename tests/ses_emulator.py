@@ -18,8 +18,8 @@ What it implements of the calls the project makes (read in its
   it enforces neither the rate nor the 24-hour quota.
 - ``CreateEmailTemplate``, ``UpdateEmailTemplate``, ``DeleteEmailTemplate``
   and ``TestRenderEmailTemplate`` (always strict, as SES is for that call).
-- ``SendBulkEmail`` with a stored template: the entry's data merged over the
-  default data as SES merges it; a rendering failure is that entry's
+- ``SendBulkEmail`` with a stored template: the entry's data merged key by
+  key over the default data; a rendering failure is that entry's
   ``FAILED`` status at once (SES accepts the entry and reports a Rendering
   Failure event later), which the sender records as a failed reader.
 - ``SendEmail`` with ``Content.Raw``: the message is parsed (mailparser) and
@@ -28,12 +28,20 @@ What it implements of the calls the project makes (read in its
 
 Its gaps, handled by the tests that use it:
 
-- A recipient must be a bare address: ``Name <addr>`` fails the entry (its
-  own address check, not SES's rule), so those tests' readers have no name.
+- A ``SendBulkEmail`` recipient must be a bare address: ``Name <addr>``
+  fails the entry (its own address check, not SES's rule), so those tests'
+  readers have no name.
 - ``ConfigurationSetName`` is accepted and ignored: no events are published.
 - No ``GetEmailIdentity``, ``GetConfigurationSet`` or
   ``GetConfigurationSetEventDestinations`` (only ``newsletter doctor`` calls
   them): it answers 404, so the doctor is not run against it.
+- Its errors name their kind in the body's ``type``, which botocore does
+  not read (it reads the ``X-Amzn-ErrorType`` header, or ``code`` in the
+  body), so boto3 sees the HTTP status as the code (``400``, not
+  ``AlreadyExistsException``) and the ``message`` without the ``detail``
+  that says what was wrong. So a resumed bulk run, whose
+  ``CreateEmailTemplate`` meets the template a stopped run left, stops
+  there; the tests send each edition once, to a cleared store.
 - The headers of a raw message are not kept; ``POST /clear-store`` also
   forgets the stored templates.
 """

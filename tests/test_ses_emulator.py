@@ -44,7 +44,7 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
     """Add one reader of each shape of picks to a new database (and, with
     ``markup``, one whose interest is :data:`MARKUP_INTEREST`); return
     address -> subscriber id. Plain addresses, no names: the emulator
-    refuses a ``Name <addr>`` recipient (its own check; SES takes it)."""
+    fails a bulk entry to ``Name <addr>`` (its own check; SES takes it)."""
     batch = load_batch(batch_path)
     keys = [paper_key(p) for p in batch.papers]
     # The first author of the paper the readers of phrases also get, as
