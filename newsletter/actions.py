@@ -433,6 +433,8 @@ class ReaderActions:
         self._threads = []
 
     def _actions_round(self) -> None:
+        """One round of the first worker: apply, send confirmations, and
+        once an hour delete what the inbox no longer needs."""
         self.apply_pending()
         self.send_pending_confirmations()
         if (stamp := self.store.clock().timestamp()) - self._last_purge > PURGE_EVERY_SECONDS:
@@ -445,7 +447,7 @@ class ReaderActions:
             try:
                 rounds()
             except Exception:  # a database hiccup: log it, the next round tries again
-                log.exception("applying reader actions failed; retrying")
+                log.exception("the %s worker failed; retrying", threading.current_thread().name)
 
 
 def _profile_after(profile: Profile, waiting: list[ReaderAction]) -> Profile:
