@@ -437,6 +437,22 @@ def test_a_burst_of_changes_beyond_the_limit_gets_429_and_the_inbox_stays_bounde
     assert store.get(ref=reader.ref).status == UNSUBSCRIBED
 
 
+def test_one_client_changing_many_readers_is_limited_too(store, server):
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    papers = len(store.edition_papers(DAY))
+    each = READER_LIMITS.per_reader - 10  # every reader under their own limit
+    readers = [store.add(f"reader{n}@example.com")[0] for n in range(-(-READER_LIMITS.per_client // each) + 1)]
+    with server() as base:
+        def changes(reader) -> list[int]:
+            return [post(feedback_url(base, store, reader, n % papers, "up" if n // papers % 2 == 0 else "down"),
+                         {})[0] for n in range(each)]
+
+        statuses = [status for one in parallel([lambda r=r: changes(r) for r in readers]) for status in one]
+    # Once refused, a reader's later vote may be one they already have (a 200 recording nothing).
+    assert 429 in statuses and set(statuses) == {200, 429}
+    assert sum(len(inbox_rows(store, reader)) for reader in readers) == READER_LIMITS.per_client
+
+
 def test_a_seed_paper_dripping_in_is_cut_off_and_confirmations_go_out_meanwhile(store, server):
     reader, _ = store.add("seeds@example.com")
     paper = ("Concept Sliders", "We present concept sliders.", ["Rohit Gandikota"], "cs.CV")
