@@ -49,10 +49,12 @@ class RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _origin(url: str) -> tuple:
-    """The scheme, host and port of ``url`` (None for a malformed one)."""
+    """The scheme, host and port of ``url`` (the scheme's port when it
+    names none; None for a malformed URL)."""
     try:
         parts = urlsplit(url)
-        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+        scheme = parts.scheme.lower()
+        return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
     except ValueError:
         return (None,)
 
