@@ -66,6 +66,16 @@ class TokenError(NewsletterError):
     purpose. Its message never says who the link was for."""
 
 
+class RateLimited(NewsletterError):
+    """A reader (or a client) made more changes than the limits allow in a
+    short time: this one was not recorded. ``retry_after`` is the number of
+    seconds until one more may be."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"too many changes in a short time: try again in {retry_after} s")
+
+
 class InvalidProfile(NewsletterError):
     """What a reader told us they read is malformed: a category or seed
     paper that is not one, a number of picks out of range (see

@@ -23,11 +23,11 @@ from itsdangerous import URLSafeSerializer
 
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter.actions import ARXIV_SPACING_SECONDS, RETRY_BASE_SECONDS, ReaderActions
+from newsletter.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUPS, RETRY_BASE_SECONDS, ReaderActions
 from newsletter.batches import load_batch
 from newsletter.config import Settings
 from newsletter.errors import TokenError
-from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS
+from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
 from newsletter.models import Profile, SubscriberStatus
 from newsletter.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import create_app, mask_email
@@ -447,6 +447,48 @@ def test_without_an_arxiv_address_seed_papers_wait(site):
     actions.save_preferences(alice, Profile(alice.id, seeds=("2311.12092",)))
     assert actions.fetch_pending_papers() == 0
     assert pending_fetches(store) == ["2311.12092"]
+
+
+def test_one_readers_seed_paper_is_looked_up_before_anothers_twentieth(site):
+    store, alice, bob, _client = site
+    many = [f"2312.{n:05d}" for n in range(1, 21)]
+    with ArxivStandIn(papers={key: NEW_PAPER for key in [*many, "2401.00001"]}) as arxiv:
+        actions = ReaderActions(store, arxiv_api_url=arxiv.url)
+        actions.save_preferences(alice, Profile(alice.id, seeds=tuple(many)))
+        actions.save_preferences(bob, Profile(bob.id, seeds=("2401.00001",)))
+        assert actions.fetch_pending_papers() == 20
+        assert "2401.00001" in arxiv.requests[0] and many[-1] not in arxiv.requests[0]
+        assert set(store.papers(["2401.00001", many[-1]])) == {"2401.00001"}
+        actions._next_fetch = 0.0  # the spacing between requests is not what this test is about
+        assert actions.fetch_pending_papers() == 1
+        assert arxiv.requests[1] == [many[-1]]
+    assert pending_fetches(store) == []
+
+
+def test_a_reader_has_at_most_one_forms_worth_of_seed_papers_waiting(site):
+    store, alice, bob, _client = site
+    actions = ReaderActions(store)
+    for save in range(50):
+        actions.save_preferences(alice, Profile(alice.id, seeds=tuple(f"24{save:02d}.{n:05d}" for n in range(20))))
+    # Those of the last form only: the papers no longer asked for are dropped.
+    assert pending_fetches(store) == [f"2449.{n:05d}" for n in range(20)]
+    assert len(store.pending_actions(alice.id, ("fetch_paper",))) == MAX_PENDING_LOOKUPS == MAX_SEEDS
+    # Another reader's papers wait beside them; the same paper asked by both, once for each.
+    actions.save_preferences(bob, Profile(bob.id, seeds=("2449.00000", "2501.00001")))
+    assert len(store.pending_actions(bob.id, ("fetch_paper",))) == 2
+
+
+def test_a_seed_paper_redirected_to_another_host_is_not_fetched_from_it(site):
+    store, alice, _bob, _client = site
+    with ArxivStandIn(papers={"2311.12092": NEW_PAPER}) as elsewhere, \
+            ArxivStandIn(redirect_to=elsewhere.url) as arxiv:
+        actions = ReaderActions(store, arxiv_api_url=arxiv.url)
+        actions.save_preferences(alice, Profile(alice.id, seeds=("2311.12092",)))
+        assert actions.fetch_pending_papers() == 0
+        assert len(arxiv.requests) == 1 and elsewhere.requests == []
+    [waiting] = store.pending_actions(alice.id, ("fetch_paper",))
+    assert waiting.attempts == 1  # tried again later, from arXiv's own address
+    assert store.papers(["2311.12092"]) == {}
 
 
 # --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from werkzeug.routing import BaseConverter, RequestRedirect, ValidationError
 
 from newsletter.actions import ReaderActions
 from newsletter.config import Settings
+from newsletter.errors import RateLimited
 from newsletter.feedback.sns import SnsVerifier
 from newsletter.render import render_template
 from newsletter.store import MAX_ID, Store
@@ -122,6 +123,23 @@ def invalid_link() -> Response:
     nothing about who is subscribed."""
     return page("web/unsubscribe.html", 400, heading="Invalid link", state="invalid", masked="", action="",
                 preferences="")
+
+
+def client_address() -> str:
+    """The address of the client making the request (the real one behind
+    the configured proxies), as the reader-action limits count it."""
+    return request.remote_addr or "unknown"
+
+
+def slow_down(error: RateLimited) -> Response:
+    """The page (429, with ``Retry-After``) for a reader's change beyond the
+    limits (see ``newsletter.actions``): it says nothing was saved this
+    time and when to try again."""
+    minutes = -(-error.retry_after // 60)
+    response = page("web/slow_down.html", 429, heading="Too many changes",
+                    wait="a minute" if minutes <= 1 else f"{minutes} minutes")
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def mask_email(address: str) -> str:

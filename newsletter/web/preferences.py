@@ -4,7 +4,9 @@ picks, and how often: daily, weekly on a day, or paused until a date) as a
 form, and the papers they rated; it changes nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
 vote, through the reader-action inbox (``newsletter.actions``). As for
-unsubscribing, the signed token is the proof: no cookie or session."""
+unsubscribing, the signed token is the proof: no cookie or session.
+Beyond the limits on a reader's changes, a save or an undo gets the 429
+page of :func:`slow_down`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import TokenError
+from newsletter.errors import RateLimited, TokenError
 from newsletter.interests import (
     MAX_AUTHORS,
     MAX_CATEGORIES,
@@ -34,9 +36,10 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.web.app import invalid_link, mask_email, page, state
+from newsletter.web.app import client_address, invalid_link, mask_email, page, slow_down, state
 
 blueprint = Blueprint("preferences", __name__)
+blueprint.register_error_handler(RateLimited, slow_down)
 
 # The newest votes the page lists (with an undo button each).
 MAX_SHOWN_VOTES = 100
@@ -178,7 +181,7 @@ def save(token: str) -> Response:
     profile = Profile(subscriber.id, interests=parsed["interests"].values, authors=parsed["authors"].values,
                       categories=parsed["categories"].values, seeds=parsed["seeds"].values,
                       picks=parsed["picks"].values[0])
-    app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None)
+    app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None, client_address())
     notes = {name: found.notes for name, found in parsed.items() if found.notes}
     return preferences_page(token, subscriber, values={**form_values(profile), **schedule_values(schedule, today)},
                             notes=notes, notice="saved")
@@ -195,5 +198,5 @@ def undo(token: str) -> Response:
     rated = {vote.paper_key: vote for vote in state().actions.votes_of(subscriber.id)}
     if key not in rated:
         return preferences_page(token, subscriber)
-    state().actions.vote(subscriber, key, 0, rated[key].edition)
+    state().actions.vote(subscriber, key, 0, rated[key].edition, client_address())
     return preferences_page(token, subscriber, notice="undone")
