@@ -13,12 +13,24 @@ waiting (``Store.active_ids``), and the reader's pages show their saved
 preferences, schedule and votes (:meth:`ReaderActions.profile_of`,
 :meth:`ReaderActions.schedule_of`, :meth:`ReaderActions.votes_of`).
 
+A reader's changes (votes, saved preferences, resubscribes) are limited:
+``READER_LIMITS`` per reader and per client address in an hour, and so many
+waiting for the database at once; beyond them a change is refused
+(:class:`RateLimited`) and nothing is recorded. A change that changes
+nothing (the vote the reader already gave, the preferences they already
+have) records nothing either, so the inbox grows only with real changes;
+applied actions are deleted once they no longer count for a limit.
+
 Sign-up requests are never handled in the request itself: the worker sends
 the confirmation emails. So a sign-up does the same work whether or not the
 address is on the list (nothing to learn from its timing), and a request
 that was accepted is mailed even if the server stops right after answering.
 Likewise, a seed paper a reader names that is not in the database is
-fetched from the arXiv API by the worker, never while the reader waits.
+fetched from the arXiv API by a worker of its own, never while the reader
+waits and never ahead of a confirmation email: each download has a total
+deadline, readers' papers are taken in turn (one reader's twenty never hold
+up another's one), and a reader has at most :data:`MAX_PENDING_LOOKUPS`
+waiting (those they no longer ask for are dropped).
 """
 
 from __future__ import annotations
@@ -31,8 +43,9 @@ from typing import Callable
 
 from newsletter.errors import BatchError, FetchError, SendError, StoreBusy
 from newsletter.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
+from newsletter.interests import MAX_SEEDS
 from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberStatus
-from newsletter.store import ReaderAction, Store, Vote
+from newsletter.store import ActionLimits, ReaderAction, Store, Vote
 
 log = logging.getLogger("newsletter.actions")
 
@@ -46,10 +59,20 @@ RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 3600.0
 GIVE_UP_AFTER = dt.timedelta(days=7)
 PURGE_EVERY_SECONDS = 3600.0
-# The arXiv API is asked with a short timeout (the worker waits for it), and
-# at most once every three seconds, as arXiv asks of its API's clients.
+# The arXiv API is asked with a short deadline for the whole answer (the
+# worker waits for it), and at most once every three seconds, as arXiv asks
+# of its API's clients.
 ARXIV_TIMEOUT_SECONDS = 10.0
 ARXIV_SPACING_SECONDS = 3.0
+# A reader's changes: at most 60 an hour per reader (a vote on every paper
+# of a long day's issue is about that), 300 an hour per client address
+# (readers behind one office's address), and 30 waiting for the database.
+READER_LIMITS = ActionLimits(kinds=("preferences", "vote", "resubscribe"), per_reader=60, per_client=300,
+                             window=dt.timedelta(hours=1), max_pending=30)
+# A reader's seed papers waiting to be looked up at once: one form's worth.
+MAX_PENDING_LOOKUPS = MAX_SEEDS
+# What a reader's change that changes nothing comes to (nothing recorded).
+UNCHANGED = "unchanged"
 
 
 class ReaderActions:
@@ -68,8 +91,9 @@ class ReaderActions:
         self.send_confirmation = send_confirmation
         self.arxiv_api_url = arxiv_api_url
         self._next_fetch = 0.0  # time.monotonic() before which arXiv is not asked again
+        self._last_purge = 0.0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ---------------------------------------------------------------- actions
 
@@ -87,15 +111,18 @@ class ReaderActions:
         self._submit("unsubscribe", payload, subscriber_id=subscriber.id)
         return SubscriberStatus.UNSUBSCRIBED
 
-    def resubscribe(self, subscriber: Subscriber) -> bool:
+    def resubscribe(self, subscriber: Subscriber, client: str | None = None) -> bool:
         """Make ``subscriber`` active again if they unsubscribed themself;
-        return whether they are (or will be, once it is applied) active."""
+        return whether they are (or will be, once it is applied) active.
+        Raises :class:`RateLimited` beyond :data:`READER_LIMITS` (``client``:
+        the client address asking; None: not counted by client)."""
         if (self.store.pending_status(subscriber.id) or subscriber.status) == SubscriberStatus.ACTIVE:
             return True
         _found, allowed = self.store.signup_state(subscriber.email)
         if not allowed:
             return False
-        if self._submit("resubscribe", {"ref": subscriber.ref}, subscriber_id=subscriber.id) is not False:
+        outcome = self._submit("resubscribe", {"ref": subscriber.ref}, subscriber_id=subscriber.id, client=client)
+        if outcome is not False:
             return True
         return self.store.get(ref=subscriber.ref).status == SubscriberStatus.ACTIVE  # made active meanwhile
 
@@ -120,63 +147,85 @@ class ReaderActions:
             return "subscribed" if found is None else "resubscribed"
         return outcome
 
-    def save_preferences(self, subscriber: Subscriber, profile: Profile, schedule: Schedule | None = None) -> bool:
+    def save_preferences(self, subscriber: Subscriber, profile: Profile, schedule: Schedule | None = None,
+                         client: str | None = None) -> bool:
         """Save what the reader told us: ``profile``'s interests, authors,
         categories, seed papers and number of picks (their votes stay as
         they are), and their ``schedule`` when given, together. Seed papers
         that are not in the database are queued for the worker to fetch
         from arXiv. Returns whether it is saved now (False: it will be as
-        soon as the database is free)."""
+        soon as the database is free); preferences the reader already has
+        record nothing. Raises :class:`RateLimited` beyond
+        :data:`READER_LIMITS` (``client``: the client address asking;
+        None: not counted by client)."""
         payload = {"subscriber_id": subscriber.id, "interests": list(profile.interests),
                    "authors": list(profile.authors), "categories": list(profile.categories),
                    "seeds": list(profile.seeds), "picks": profile.picks}
         if schedule is not None:
             payload["schedule"] = {"frequency": str(schedule.frequency), "weekday": schedule.weekday,
                                    "paused_until": schedule.paused_until.isoformat() if schedule.paused_until else None}
-        outcome = self._submit("preferences", payload, subscriber_id=subscriber.id)
-        self.queue_papers(profile.seeds)
+
+        def unchanged(waiting: list[ReaderAction]) -> bool:
+            current = _profile_after(self.store.profile(subscriber.id), waiting)
+            return _with_preferences(current, payload) == current and (
+                schedule is None or schedule == _schedule_after(self._stored_schedule(subscriber), waiting))
+
+        outcome = self._submit("preferences", payload, subscriber_id=subscriber.id, client=client,
+                               unchanged=unchanged)
+        if outcome != UNCHANGED:
+            self.queue_papers(profile.seeds, subscriber.id)
         return outcome is not None
 
-    def queue_papers(self, arxiv_ids: tuple[str, ...]) -> list[str]:
+    def queue_papers(self, arxiv_ids: tuple[str, ...], subscriber_id: int | None = None) -> list[str]:
         """Queue those of ``arxiv_ids`` that are not in the database for the
-        worker to fetch from arXiv (once: one already queued is not queued
-        again); return them."""
+        worker to fetch from arXiv, for the reader ``subscriber_id`` (None:
+        for no reader), once: one already queued is not queued again; return
+        those queued. For a reader, ``arxiv_ids`` are all their seed papers:
+        their lookups of papers no longer among them are dropped, and at
+        most :data:`MAX_PENDING_LOOKUPS` wait."""
         known = self.store.papers(arxiv_ids)
         missing = [arxiv_id for arxiv_id in arxiv_ids if arxiv_id not in known]
-        for arxiv_id in missing:
-            # Recorded with no reader: a download that fails and waits to be
-            # retried must not hold up the reader's own actions.
-            if not self.store.action_pending("fetch_paper", {"arxiv_id": arxiv_id}):
-                self.store.record_action("fetch_paper", payload={"arxiv_id": arxiv_id})
-        return missing
+        return self.store.queue_lookups(missing, subscriber_id=subscriber_id,
+                                        max_pending=None if subscriber_id is None else MAX_PENDING_LOOKUPS)
 
-    def vote(self, subscriber: Subscriber, paper_key: str, vote: int, edition: str) -> bool:
+    def vote(self, subscriber: Subscriber, paper_key: str, vote: int, edition: str, client: str | None = None) -> bool:
         """Record the reader's ``vote`` on a paper: +1 (👍), -1 (👎) or 0
-        (undo). Idempotent; a new vote replaces the old one. Returns whether
-        it is recorded now (False: as soon as the database is free)."""
+        (undo). Idempotent: the vote the reader already gave (or an undo of
+        none) records nothing; a new vote replaces the old one. Returns
+        whether it is recorded now (False: as soon as the database is free).
+        Raises :class:`RateLimited` beyond :data:`READER_LIMITS` (``client``:
+        the client address asking; None: not counted by client)."""
         if vote not in (-1, 0, 1):
             raise ValueError(f"a vote is +1, -1 or 0 (undo), not {vote!r}")
         payload = {"subscriber_id": subscriber.id, "paper_key": paper_key, "vote": vote, "edition": edition}
-        return self._submit("vote", payload, subscriber_id=subscriber.id) is not None
+
+        def unchanged(waiting: list[ReaderAction]) -> bool:
+            for action in reversed(waiting):
+                if action.payload["paper_key"] == paper_key:
+                    return action.payload["vote"] == vote
+            return next((v.vote for v in self.store.votes(subscriber.id) if v.paper_key == paper_key), 0) == vote
+
+        return self._submit("vote", payload, subscriber_id=subscriber.id, client=client,
+                            unchanged=unchanged) is not None
 
     # ---------------------------------------------------------------- views
 
     def profile_of(self, subscriber_id: int) -> Profile:
         """The reader's profile as it is once their waiting preferences are
         applied: a form saved while the database was held shows as saved."""
-        profile = self.store.profile(subscriber_id)
-        for action in self.store.pending_actions(subscriber_id, ("preferences",)):
-            profile = _with_preferences(profile, action.payload)
-        return profile
+        return _profile_after(self.store.profile(subscriber_id),
+                              self.store.pending_actions(subscriber_id, ("preferences",)))
 
     def schedule_of(self, subscriber: Subscriber) -> Schedule:
         """The reader's schedule as it is once their waiting preferences are
         applied (read again: a form saved a moment ago shows as saved)."""
-        stored = self.store.get(ref=subscriber.ref)
-        schedule = (stored or subscriber).schedule
-        for action in self.store.pending_actions(subscriber.id, ("preferences",)):
-            schedule = _schedule_of(action.payload) or schedule
-        return schedule
+        return _schedule_after(self._stored_schedule(subscriber),
+                               self.store.pending_actions(subscriber.id, ("preferences",)))
+
+    def _stored_schedule(self, subscriber: Subscriber) -> Schedule:
+        """The reader's schedule as stored now (``subscriber``'s when they
+        are no longer stored)."""
+        return (self.store.get(ref=subscriber.ref) or subscriber).schedule
 
     def votes_of(self, subscriber_id: int) -> list[Vote]:
         """The reader's votes, newest first, as they are once their waiting
@@ -195,12 +244,24 @@ class ReaderActions:
 
     # ---------------------------------------------------------------- applying
 
-    def _submit(self, kind: str, payload: dict, *, subscriber_id: int | None = None, email: str | None = None):
+    def _submit(self, kind: str, payload: dict, *, subscriber_id: int | None = None, email: str | None = None,
+                client: str | None = None, unchanged: Callable[[list[ReaderAction]], bool] | None = None):
         """Record an action, then try to apply it at once. Returns its
-        outcome, or None when it was left for the worker (the database is
-        held, or an older action about the same reader is still waiting)."""
-        action_id = self.store.record_action(kind, subscriber_id=subscriber_id, email=email, payload=payload,
-                                             claim=True)
+        outcome, None when it was left for the worker (the database is
+        held, or an older action about the same reader is still waiting),
+        or :data:`UNCHANGED` for a reader's change (a kind of
+        :data:`READER_LIMITS`) that ``unchanged`` finds would change
+        nothing: then nothing is recorded. Raises :class:`RateLimited` when
+        a reader's change goes beyond the limits."""
+        if kind in READER_LIMITS.kinds:
+            action_id = self.store.record_reader_action(kind, payload, subscriber_id=subscriber_id, client=client,
+                                                        limits=READER_LIMITS,
+                                                        unchanged=unchanged or (lambda _waiting: False))
+            if action_id is None:
+                return UNCHANGED
+        else:
+            action_id = self.store.record_action(kind, subscriber_id=subscriber_id, email=email, payload=payload,
+                                                 claim=True)
         if self.store.has_earlier_pending(action_id, subscriber_id=subscriber_id, email=email):
             self.store.release_action(action_id)
             return None
@@ -295,14 +356,14 @@ class ReaderActions:
 
     def fetch_pending_papers(self) -> int:
         """Fetch the seed papers waiting for it from the arXiv API (up to
-        :data:`ARXIV_MAX_IDS` in one request, at most one request every
-        :data:`ARXIV_SPACING_SECONDS`) and store those it knows; return how
-        many were stored. When arXiv cannot be reached or answers nonsense,
+        :data:`ARXIV_MAX_IDS` in one request, taken in turn by reader, at
+        most one request every :data:`ARXIV_SPACING_SECONDS`, each within
+        :data:`ARXIV_TIMEOUT_SECONDS` in all) and store those it knows;
+        return how many were stored. When arXiv cannot be reached or answers nonsense,
         they are tried again later, with a growing delay, for 7 days."""
         if self.arxiv_api_url is None or time.monotonic() < self._next_fetch:
             return 0
-        claimed = [a for a in self.store.due_actions(("fetch_paper",), limit=ARXIV_MAX_IDS)
-                   if self.store.claim_action(a.id)]
+        claimed = [a for a in self.store.due_lookups(ARXIV_MAX_IDS) if self.store.claim_action(a.id)]
         if not claimed:
             return 0
         try:
@@ -347,34 +408,60 @@ class ReaderActions:
         self.send_pending_confirmations()
         self.fetch_pending_papers()
 
-    # ---------------------------------------------------------------- worker
+    # ---------------------------------------------------------------- workers
 
     def start(self, interval: float = 0.5) -> None:
-        """Run :meth:`run_pending` every ``interval`` seconds in a daemon
-        thread until :meth:`stop`. Failures are logged and retried."""
-        if self._thread is not None:
+        """Every ``interval`` seconds until :meth:`stop`, in two daemon
+        threads: one applies waiting actions, sends waiting confirmations
+        and deletes what the inbox no longer needs; the other fetches
+        waiting seed papers (so a slow arXiv never delays a confirmation).
+        Failures are logged and retried."""
+        if self._threads:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._work, args=(interval,), name="reader-actions", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, args=(interval, rounds), name=name, daemon=True)
+                         for name, rounds in (("reader-actions", self._actions_round),
+                                              ("seed-papers", self.fetch_pending_papers))]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Stop the worker thread (after the round in progress)."""
+        """Stop the worker threads (after the round in progress)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
-    def _work(self, interval: float) -> None:
-        last_purge = 0.0
+    def _actions_round(self) -> None:
+        """One round of the first worker: apply, send confirmations, and
+        once an hour delete what the inbox no longer needs."""
+        self.apply_pending()
+        self.send_pending_confirmations()
+        if (stamp := self.store.clock().timestamp()) - self._last_purge > PURGE_EVERY_SECONDS:
+            # Applied reader changes are kept only as long as they count for the limits.
+            self.store.purge_actions(others_older_than=READER_LIMITS.window)
+            self._last_purge = stamp
+
+    def _work(self, interval: float, rounds: Callable[[], object]) -> None:
         while not self._stop.wait(interval):
             try:
-                self.run_pending()
-                if (stamp := self.store.clock().timestamp()) - last_purge > PURGE_EVERY_SECONDS:
-                    self.store.purge_actions()
-                    last_purge = stamp
+                rounds()
             except Exception:  # a database hiccup: log it, the next round tries again
-                log.exception("applying reader actions failed; retrying")
+                log.exception("the %s worker failed; retrying", threading.current_thread().name)
+
+
+def _profile_after(profile: Profile, waiting: list[ReaderAction]) -> Profile:
+    """``profile`` once the "preferences" actions ``waiting`` are applied."""
+    for action in waiting:
+        profile = _with_preferences(profile, action.payload)
+    return profile
+
+
+def _schedule_after(schedule: Schedule, waiting: list[ReaderAction]) -> Schedule:
+    """``schedule`` once the "preferences" actions ``waiting`` are applied."""
+    for action in waiting:
+        schedule = _schedule_of(action.payload) or schedule
+    return schedule
 
 
 def _with_preferences(profile: Profile, payload: dict) -> Profile:

@@ -4,11 +4,15 @@ An operator's name is 1 to 24 characters: lower-case letters, digits, ``.``,
 ``_`` and ``-`` (it goes into each reader's history as ``admin:<name>``).
 Passwords are checked and hashed by ``newsletter.passwords``.
 
-Logging in is limited: at most :data:`PER_NAME` attempts that did not
-succeed per name and :data:`PER_CLIENT` per client address within
-:data:`LOGIN_WINDOW`, counted in the database (so across processes and
-parallel requests). An unknown name costs the same work as a wrong password
-(a check against a dummy hash), and gets the same answer.
+Logging in is limited by a client's own failures: at most
+:data:`PER_NAME_AND_CLIENT` attempts that did not succeed for one name and
+:data:`PER_CLIENT` in all from one client address within
+:data:`LOGIN_WINDOW`. Others' failures never shut a name, they slow it
+down (:func:`login_delay`): each guess at a name under attack waits a few
+seconds, and its operator still logs in. Both are counted in the database
+(so across processes and parallel requests). An unknown name costs the same
+work as a wrong password (a check against a dummy hash), and gets the same
+answer.
 
 A session is a random token: its cookie carries it, the database keeps its
 SHA-256. It ends when the operator logs out, when their password changes or
@@ -22,6 +26,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from time import sleep
 
 from newsletter.errors import AdminError
 from newsletter.models import Admin
@@ -30,8 +35,13 @@ from newsletter.store import Store
 
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9._-]{0,23}")
 LOGIN_WINDOW = dt.timedelta(minutes=15)
-PER_NAME = 5
+PER_NAME_AND_CLIENT = 5
 PER_CLIENT = 20
+# The wait before a name's password is checked, in seconds: after one
+# recent attempt for that name that did not succeed, doubling with each
+# more, up to the last.
+FIRST_DELAY = 0.25
+MAX_DELAY = 4.0
 
 
 def admin_name(name: str) -> str:
@@ -86,29 +96,48 @@ def token_digest(token: str) -> str:
 class Login:
     """What a login attempt came to: ``outcome`` is "ok" (with the
     operator and their new session's ``token``), "failed" (an unknown name
-    or a wrong password: never told apart) or "throttled" (a limit was
-    reached; the password was not checked)."""
+    or a wrong password: never told apart) or "throttled" (the client
+    reached a limit with its own failures; the password was not checked)."""
 
     outcome: str
     admin: Admin | None = None
     token: str = ""
 
 
+def login_delay(failures: int) -> float:
+    """Return how many seconds an attempt for a name waits before its
+    password is checked, after ``failures`` attempts for that name (from
+    any client) that did not succeed within :data:`LOGIN_WINDOW`: none after
+    none, then :data:`FIRST_DELAY` doubling with each one more, at most
+    :data:`MAX_DELAY`."""
+    if failures <= 0:
+        return 0.0
+    return min(FIRST_DELAY * 2 ** min(failures - 1, 16), MAX_DELAY)
+
+
 def log_in(store: Store, name: str, password: str, client: str, idle: dt.timedelta) -> Login:
     """Check ``name`` and ``password`` from the client address ``client``,
-    within the login limits, and start a session when they match (sessions
-    idle for longer than ``idle`` are dropped meanwhile). Returns a
-    :class:`Login`. A hash made with older parameters is replaced by one
-    with today's."""
+    within the login limits and after the name's delay, and start a session
+    when they match (sessions idle for longer than ``idle`` are dropped
+    meanwhile). Returns a :class:`Login`. A hash made with older parameters
+    is replaced by one with today's."""
     key = name.strip().lower()
-    attempt = store.begin_login(key, client, window=LOGIN_WINDOW, per_name=PER_NAME, per_client=PER_CLIENT)
-    if attempt is None:
+    begun = store.begin_login(key, client, window=LOGIN_WINDOW, per_name_and_client=PER_NAME_AND_CLIENT,
+                              per_client=PER_CLIENT)
+    if begun is None:
         return Login("throttled")
+    attempt_id, failures = begun
+    # Every attempt for a name others failed waits, the right password too:
+    # a lock-out would let anyone shut the dashboard; a wait of seconds
+    # costs a guesser far more than it costs the operator.
+    delay = login_delay(failures)
+    if delay:
+        sleep(delay)
     admin = store.get_admin(key) if NAME_RULE.fullmatch(key) else None
     # The same work whether the name exists or not: a hash is checked either way.
     matches = verify_password(admin.password_hash if admin else dummy_hash(), password)
     succeeded = matches and admin is not None
-    store.end_login(attempt, succeeded)
+    store.end_login(attempt_id, succeeded)
     if not succeeded:
         return Login("failed")
     if needs_rehash(admin.password_hash):

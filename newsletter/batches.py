@@ -36,7 +36,7 @@ import feedparser
 from newsletter.errors import BatchError
 from newsletter.files import atomic_write_text
 from newsletter.models import ARXIV_ID, Batch, Paper, paper_key
-from newsletter.text import strip_controls
+from newsletter.text import is_http_url, strip_controls
 
 CANONICAL_FORMAT = "newsletter-batch/1"
 
@@ -265,7 +265,7 @@ class _Checker:
         if value in (None, ""):
             return None
         value = self.text(value, field, MAX_URL_CHARS)
-        return value if _is_http_url(value) else None
+        return value if is_http_url(value) else None
 
     def paper(
         self,
@@ -337,12 +337,6 @@ _FIELD_NAMES = {
 }
 
 
-def _is_http_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _links_in(abstract: str) -> list[tuple[str, str]]:
@@ -351,7 +345,7 @@ def _links_in(abstract: str) -> list[tuple[str, str]]:
     links = []
     for match in _URL_IN_TEXT.finditer(abstract):
         url = match.group().rstrip(".,;:!?)]}'\"")
-        if _is_http_url(url):
+        if is_http_url(url):
             links.append((url, (urlsplit(url).hostname or "").removeprefix("www.")))
     return links
 
@@ -617,7 +611,7 @@ def _parse_atom(text: str, source: str, date: dt.date | None, today: dt.date) ->
                 abstract=entry.get("summary"),
                 authors=[a.get("name") for a in entry.get("authors", [])],
                 arxiv_id=match.group(1) if match else None,
-                url=entry.get("link") or (entry_id if _is_http_url(entry_id) else None),
+                url=entry.get("link") or (entry_id if is_http_url(entry_id) else None),
                 code_url=None,
                 categories=_categories(entry),
             )

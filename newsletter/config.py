@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from dotenv import dotenv_values
 
@@ -29,6 +30,38 @@ Parser = Callable[[str, str], Any]
 
 
 # --------------------------------------------------------------------------
+# showing URLs
+
+MASK = "••••••"
+# Query parameters that may hold a secret (a database URL's ?password=,
+# ?sslpassword=, an API's ?token= or ?key=...), matched in any case.
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+# The user part of a URL's authority, read as SQLAlchemy reads a database
+# URL: a name without ":" or "/", then the password up to the first "@".
+_USERINFO = re.compile(r"(?P<scheme>[^:/?#]+://)(?P<user>[^:/]*):(?P<password>[^@]*)@")
+
+
+def masked_url(value: str) -> str:
+    """Return ``value`` (a URL, a database URL especially) as it may be
+    shown: its password (``user:PASSWORD@host``) and the value of every
+    secret-looking query parameter (``?password=``, ``?sslpassword=``,
+    ``?token=``...) replaced by ``••••••``; anything else as it is. Works
+    on malformed URLs too, so error messages can show them."""
+    head, rest = "", value
+    userinfo = _USERINFO.match(value)
+    if userinfo:
+        password = MASK if userinfo.group("password") else ""
+        head, rest = f"{userinfo.group('scheme')}{userinfo.group('user')}:{password}@", value[userinfo.end():]
+    path, mark, query = rest.partition("?")
+    shown = []
+    for parameter in query.split("&") if mark else ():
+        name, equals, secret = parameter.partition("=")
+        hidden = equals and secret and _SECRET_PARAMETER.search(unquote_plus(name))
+        shown.append(f"{name}={MASK}" if hidden else parameter)
+    return head + path + mark + "&".join(shown)
+
+
+# --------------------------------------------------------------------------
 # parsers
 
 
@@ -37,12 +70,17 @@ def _http_url(name: str, value: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         parts = None
-    if not parts or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    # urlsplit reads the scheme in any case (HTTPS://) and skips leading
+    # control characters: the value must start with the scheme itself.
+    if (not parts or parts.scheme not in ("http", "https") or not parts.hostname
+            or not value.lower().startswith(parts.scheme + "://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {masked_url(value)!r}")
     if parts.query or parts.fragment:
         # Paths are appended to it (/issues/..., /u/...); a query would break them.
-        raise ConfigError(f"{name} must not have a query or fragment, got {value!r}")
-    return value
+        raise ConfigError(f"{name} must not have a query or fragment, got {masked_url(value)!r}")
+    # The scheme in lower case: links are made from it (a List-Unsubscribe
+    # link must be https, and receivers may compare that literally).
+    return parts.scheme + value[len(parts.scheme):]
 
 
 MAX_SECONDS = 3600
@@ -288,6 +326,11 @@ class Settings:
         """The environment variables of the settings that are secret (masked
         wherever settings are shown)."""
         return frozenset(f.metadata["variable"] for f in fields(self) if not f.repr)
+
+    @property
+    def public_https(self) -> bool:
+        """Whether ``base_url``, the public address, is https (in any case)."""
+        return urlsplit(self.base_url).scheme == "https"
 
     @property
     def web_base(self) -> str:

@@ -24,7 +24,7 @@ import dns.exception
 import dns.resolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from newsletter.config import Settings
+from newsletter.config import Settings, masked_url
 from newsletter.errors import ConfigError
 from newsletter.models import CheckStatus
 from newsletter.tokens import GENERATE_HINT, check_secret
@@ -33,8 +33,8 @@ OK, WARN, FAIL, SKIP = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, Check
 
 # Every run answers these checks, in this order.
 CHECK_NAMES = ("Secret key", "Base URL", "SES account", "From identity", "DKIM", "MAIL FROM", "Configuration set",
-               "Bounce and complaint events", "SNS topics", "DMARC")
-SES_CHECKS = CHECK_NAMES[2:9]
+               "Bounce and complaint events", "Rendering failure and delivery events", "SNS topics", "DMARC")
+SES_CHECKS = CHECK_NAMES[2:10]
 
 DNS_TIMEOUT = 5.0  # seconds for all of one lookup's tries
 GUIDE = "see the README's \"Going live on SES\""
@@ -136,8 +136,8 @@ def _base_url(settings: Settings) -> Check:
     no reader can open. A private-looking host is a warning (it may be
     reachable where the readers are, an intranet)."""
     name = "Base URL"
-    url = settings.base_url
-    parts = urlsplit(url)
+    url = masked_url(settings.base_url)
+    parts = urlsplit(settings.base_url)
     host = (parts.hostname or "").lower()
     fix = ("Set NEWSLETTER_BASE_URL to the web app's public https address (run it behind an HTTPS reverse proxy: "
            "see the README's \"Subscribers and the web app\").")
@@ -148,7 +148,7 @@ def _base_url(settings: Settings) -> Check:
     if host in _LOCAL_NAMES or host.endswith(".localhost") or (ip and (ip.is_loopback or ip.is_unspecified)):
         return Check(name, FAIL, f"{url} is this machine's own address: readers cannot open the unsubscribe, "
                                  "preferences and web links of their emails", fix)
-    if parts.scheme != "https":
+    if not settings.public_https:
         return Check(name, FAIL, f"{url} is plain http: one-click unsubscribe (RFC 8058, required by Gmail and "
                                  "Yahoo from bulk senders) needs an https link", fix)
     if (ip and (ip.is_private or ip.is_link_local)) or "." not in host or host.endswith(_PRIVATE_SUFFIXES):
@@ -238,7 +238,7 @@ def _ses(settings: Settings, client) -> list[Check]:
     region = settings.aws_region
     checks = [account, *_identity(settings, client, region)]
     configuration_set, events, topics = _configuration_set(settings, client, region)
-    checks += [configuration_set, events, _sns_topics(settings, topics)]
+    checks += [configuration_set, *events, _sns_topics(settings, topics)]
     return checks
 
 
@@ -377,21 +377,23 @@ def _mail_from(identity: dict, domain: str, region: str) -> Check:
     return Check(name, WARN, f"{mail_from} is {status}: SES uses amazonses.com until it finds the MX record", fix)
 
 
-def _configuration_set(settings: Settings, client, region: str) -> tuple[Check, Check, set[str] | None]:
+def _configuration_set(settings: Settings, client,
+                       region: str) -> tuple[Check, list[Check], set[str] | None]:
     """The configuration set and its event destinations: the
-    "Configuration set" and "Bounce and complaint events" checks, and the SNS
-    topics that get bounces or complaints (None when not known)."""
+    "Configuration set" check, the "Bounce and complaint events" and
+    "Rendering failure and delivery events" checks, and the SNS topics that
+    get these events (None when not known)."""
     name = settings.ses_configuration_set
     if not name:
         return (Check("Configuration set", WARN, "NEWSLETTER_SES_CONFIGURATION_SET is not set: no bounce or "
                                                  "complaint events are published for the newsletter's mail",
                       "Create a configuration set with an SNS event destination for bounces and complaints, and "
                       f"name it in NEWSLETTER_SES_CONFIGURATION_SET ({GUIDE})."),
-                Check("Bounce and complaint events", SKIP, "not checked: no configuration set"), None)
+                [Check(check, SKIP, "not checked: no configuration set") for check in EVENT_CHECKS], None)
     try:
         found = _ask(client, "get_configuration_set", ConfigurationSetName=name)
     except _Unanswered as problem:
-        unchecked = Check("Bounce and complaint events", SKIP, "not checked: the configuration set was not read")
+        unchecked = [Check(check, SKIP, "not checked: the configuration set was not read") for check in EVENT_CHECKS]
         if problem.code == "NotFoundException":
             return (Check("Configuration set", FAIL, f"{name} does not exist in {region}: SES refuses every send "
                                                      "that names it",
@@ -409,19 +411,21 @@ def _configuration_set(settings: Settings, client, region: str) -> tuple[Check, 
     return configuration_set, events, topics
 
 
-def _events(settings: Settings, client, name: str) -> tuple[Check, set[str] | None]:
-    """An enabled SNS event destination of the configuration set for
-    bounces and for complaints. Missing ones are a warning: mail goes out,
-    but the list keeps addresses that bounce or complain, and SES reviews
-    accounts whose rates climb."""
-    check = "Bounce and complaint events"
+EVENT_CHECKS = CHECK_NAMES[7:9]
+
+
+def _events(settings: Settings, client, name: str) -> tuple[list[Check], set[str] | None]:
+    """The checks of the configuration set's event destinations (see
+    :func:`_bounce_events` and :func:`_failure_events`), and the SNS topics
+    they publish to (None when not known)."""
     try:
         destinations = _ask(client, "get_configuration_set_event_destinations",
                             ConfigurationSetName=name).get("EventDestinations") or []
     except _Unanswered as problem:
-        return Check(check, WARN, _not_checked("GetConfigurationSetEventDestinations", problem),
-                     _fix_for(problem, "ses:GetConfigurationSetEventDestinations", settings)), None
-    topics: dict[str, set[str]] = {"BOUNCE": set(), "COMPLAINT": set()}
+        return [Check(check, WARN, _not_checked("GetConfigurationSetEventDestinations", problem),
+                      _fix_for(problem, "ses:GetConfigurationSetEventDestinations", settings))
+                for check in EVENT_CHECKS], None
+    topics: dict[str, set[str]] = {"BOUNCE": set(), "COMPLAINT": set(), "RENDERING_FAILURE": set(), "DELIVERY": set()}
     disabled = []
     for destination in destinations:
         arn = (destination.get("SnsDestination") or {}).get("TopicArn")
@@ -433,10 +437,45 @@ def _events(settings: Settings, client, name: str) -> tuple[Check, set[str] | No
             continue
         for kind in kinds:
             topics[kind].add(arn)
+    bounces, heard = _bounce_events(name, topics, disabled)
+    failures = _failure_events(name, topics)
+    every = set().union(*topics.values())
+    return [bounces, failures], every or heard
+
+
+def _failure_events(name: str, topics: dict[str, set[str]]) -> Check:
+    """An enabled SNS event destination of the configuration set for
+    rendering failures and for deliveries. Without the first, a message SES
+    accepts and then cannot render is dropped and nobody learns of it (the
+    ledger says sent); without the second, no delivery is counted."""
+    check = EVENT_CHECKS[1]
+    missing = [kind for kind in ("RENDERING_FAILURE", "DELIVERY") if not topics[kind]]
+    fix = (f"Add the Rendering failure and Delivery event types to the SNS event destination of {name} (the topic "
+           f"the web app's /sns or `bounces poll` reads): in the SES console, {name} → Event destinations → Edit, or "
+           f"aws sesv2 update-configuration-set-event-destination --configuration-set-name {name} "
+           "--event-destination-name NAME --event-destination "
+           "'{\"Enabled\":true,\"MatchingEventTypes\":[\"BOUNCE\",\"COMPLAINT\",\"DELIVERY\",\"RENDERING_FAILURE\"],"
+           "\"SnsDestination\":{\"TopicArn\":\"TOPIC\"}}'")
+    if not missing:
+        found = topics["RENDERING_FAILURE"] | topics["DELIVERY"]
+        return Check(check, OK, f"rendering failures and deliveries go to SNS: {', '.join(sorted(found))}")
+    if "RENDERING_FAILURE" in missing:
+        return Check(check, WARN, f"{name} publishes no rendering failures to SNS: a reader whose message SES "
+                                  "cannot render gets nothing while the ledger says sent"
+                                  + ("" if len(missing) == 1 else ", and no delivery is counted"), fix)
+    return Check(check, WARN, f"{name} publishes no deliveries to SNS: `newsletter stats` counts none", fix)
+
+
+def _bounce_events(name: str, topics: dict[str, set[str]], disabled: list[str]) -> tuple[Check, set[str] | None]:
+    """An enabled SNS event destination of the configuration set for
+    bounces and for complaints. Missing ones are a warning: mail goes out,
+    but the list keeps addresses that bounce or complain, and SES reviews
+    accounts whose rates climb."""
+    check = EVENT_CHECKS[0]
     heard = topics["BOUNCE"] | topics["COMPLAINT"]
     fix = (f"Add an event destination to {name}: SNS, for the Bounce and Complaint event types, to the topic the "
            f"web app's /sns or `bounces poll` reads ({GUIDE}).")
-    missing = [kind.lower() + "s" for kind, arns in topics.items() if not arns]
+    missing = [kind.lower() + "s" for kind in ("BOUNCE", "COMPLAINT") if not topics[kind]]
     if not missing:
         return Check(check, OK, f"bounces and complaints go to SNS: {', '.join(sorted(heard))}"), heard
     off = f" (disabled: {', '.join(disabled)})" if disabled else ""

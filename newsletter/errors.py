@@ -81,6 +81,16 @@ class TokenError(NewsletterError):
     purpose. Its message never says who the link was for."""
 
 
+class RateLimited(NewsletterError):
+    """A reader (or a client) made more changes than the limits allow in a
+    short time: this one was not recorded. ``retry_after`` is the number of
+    seconds until one more may be."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"too many changes in a short time: try again in {retry_after} s")
+
+
 class InvalidProfile(NewsletterError):
     """What a reader told us they read is malformed: a category or seed
     paper that is not one, a number of picks out of range (see
@@ -125,6 +135,14 @@ class AccountError(SendError):
     nothing more can be sent until a person acts."""
 
     exit_code = 3
+
+
+class TemplateRejected(SendError):
+    """SES cannot render the edition's stored template for one kind of
+    reader (its pre-flight ``TestRenderEmailTemplate`` failed): every such
+    reader's message would be dropped, so nothing was sent."""
+
+    exit_code = 2
 
 
 class Throttled(SendError):

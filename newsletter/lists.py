@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Iterable, Iterator, TextIO
+from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from newsletter.errors import ListError
 from newsletter.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
@@ -52,25 +52,20 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
         if os.path.getsize(path) > MAX_LIST_BYTES:
             raise ListError(f"{source}: larger than {MAX_LIST_BYTES:,} bytes")
         with open(path, "rb") as handle:
-            data = handle.read()
+            return list(iter_subscriber_rows(handle, source, with_profiles))
     except FileNotFoundError as exc:
         raise ListError(f"{source}: no such file") from exc
     except OSError as exc:
         raise ListError(f"{source}: cannot read ({exc.strerror or exc})") from exc
-    return parse_subscriber_csv(data, source, with_profiles)
 
 
-def parse_subscriber_csv(data: bytes, source: str, with_profiles: bool = False) -> list[tuple]:
-    """The rows of the CSV file ``data`` (named ``source`` in messages), as
-    :func:`read_subscriber_csv` returns them; raises :class:`ListError`
-    the same way."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ListError(f"{source}, line {line}: invalid UTF-8; save the file as UTF-8") from exc
-
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+def iter_subscriber_rows(stream: BinaryIO, source: str, with_profiles: bool = False) -> Iterator[tuple]:
+    """Yield the rows of the CSV file open in ``stream`` (binary; named
+    ``source`` in messages) one at a time, as :func:`read_subscriber_csv`
+    returns them, reading the file as they are asked for (so a large file
+    is never held whole). Raises :class:`ListError` the same way, when
+    the row at fault is reached."""
+    reader = csv.reader(_text_lines(stream, source), strict=True)
     # Where the record being read begins: a quoted field can span lines, and
     # reader.line_num is where a record ends.
     start = 1
@@ -92,7 +87,6 @@ def parse_subscriber_csv(data: bytes, source: str, with_profiles: bool = False) 
         authors_at = columns.index("authors") if "authors" in columns else None
         frequency_at = columns.index("frequency") if "frequency" in columns else None
         paused_at = columns.index("paused_until") if "paused_until" in columns else None
-        rows = []
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
@@ -108,12 +102,23 @@ def parse_subscriber_csv(data: bytes, source: str, with_profiles: bool = False) 
                 if frequency_at is not None or paused_at is not None:
                     schedule = parse_schedule_cells(_cell(row[frequency_at]) if frequency_at is not None else "",
                                                     _cell(row[paused_at]) if paused_at is not None else "")
-                rows.append((line, _cell(row[email_at]), name or None, interests, authors, schedule))
+                yield line, _cell(row[email_at]), name or None, interests, authors, schedule
             else:
-                rows.append((line, _cell(row[email_at]), name or None))
+                yield line, _cell(row[email_at]), name or None
     except csv.Error as exc:
         raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from exc
-    return rows
+
+
+def _text_lines(stream: BinaryIO, source: str) -> Iterator[str]:
+    """The lines of ``stream`` as text, each with its line ending (LF, CRLF
+    or a lone CR, as a file opened with ``newline=""`` gives them); raises
+    :class:`ListError` naming the line of a byte that is not UTF-8."""
+    for number, raw in enumerate(stream, 1):  # no byte of a multi-byte character is a LF
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ListError(f"{source}, line {number}: invalid UTF-8; save the file as UTF-8") from exc
+        yield from io.StringIO(text, newline="")
 
 
 def _cell(value: str) -> str:

@@ -174,6 +174,17 @@ class FeedbackKind(StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     DELIVERY = "delivery"
+    # SES accepted the message, then could not render its template for this
+    # recipient and dropped it: the reader got nothing.
+    RENDERING_FAILURE = "render_failure"
+
+
+# The stored SES template of an edition is named this and the edition's key
+# (see Edition.key); a Rendering Failure names the template, not the edition.
+SES_TEMPLATE_PREFIX = "newsletter-"
+# The start of the reason of a ledger row SES dropped with a Rendering
+# Failure ("failed": ``send --resend-rendering-failures`` sends it again).
+RENDERING_FAILURE_REASON = "Rendering Failure"
 
 # Stand in for a reader's own values until an issue is personalized: their
 # unsubscribe link, their preferences page, the reader part of their
@@ -373,10 +384,10 @@ class Feedback:
 
     kind: FeedbackKind
     email: str
-    issue_date: str | None  # from the X-Newsletter-Issue header, when SES included headers
+    issue_date: str | None  # from the X-Newsletter-Issue header, or a Rendering Failure's template name
     bounce_type: str | None = None  # Permanent, Transient, Undetermined
     bounce_subtype: str | None = None
-    detail: str | None = None  # the diagnostic code or complaint feedback type
+    detail: str | None = None  # the diagnostic code, complaint feedback type or rendering error
     at: dt.datetime | None = None
 
 

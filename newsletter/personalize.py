@@ -17,7 +17,6 @@ import secrets
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import lru_cache
-from html import escape
 
 from newsletter.models import (
     FEEDBACK_MARK,
@@ -38,7 +37,7 @@ from newsletter.models import (
     fill_marks,
     fill_picks,
 )
-from newsletter.text import clean_name, html_escape, quoted_printable, wrap_text
+from newsletter.text import clean_name, html_escape, is_http_url, quoted_printable, wrap_text
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -97,7 +96,8 @@ def shown_subject(reason: Reason) -> str:
 
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
-    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link, ``c``
+    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link (its
+    first http(s) link, else the issue's web page), ``c``
     the paper's part of its feedback token (``<position>-<code>``), ``k``
     and ``s`` the reason's kind and subject (:func:`shown_subject`). The
     title comes wrapped for the text part (it follows the card's number,
@@ -107,7 +107,7 @@ def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     return {
         "n": str(number),
         "t": _card_lines(paper.title),
-        "u": paper.url or paper.pdf_url or issue.web_url,
+        "u": next((url for url in (paper.url, paper.pdf_url) if url and is_http_url(url)), issue.web_url),
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
         "k": pick.reason.kind,
         "s": shown_subject(pick.reason),
@@ -117,8 +117,9 @@ def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
 def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     """Return the (HTML, text) of ``recipient``'s "Picked for you" section,
     filled from the pieces rendered once per issue (empty when the issue or
-    the reader has no picks section). Values go in escaped as Handlebars
-    escapes them, so this reads exactly as SES renders its template."""
+    the reader has no picks section). Values go in escaped by
+    ``text.html_escape``, as the SES template's data carries them, so this
+    reads exactly as SES renders its template."""
     layout = issue.picks
     if layout is None or recipient.picks_state == "off":
         return "", ""
@@ -248,9 +249,9 @@ class PreparedMessage:
         picks_html, picks_text = picks_section(self.issue, recipient)
         text_values = {UNSUBSCRIBE_URL_MARK: recipient.unsubscribe_url, PREFERENCES_URL_MARK: recipient.preferences_url,
                        FEEDBACK_MARK: recipient.feedback, PICKS_MARK: picks_text}
-        html_values = {UNSUBSCRIBE_URL_MARK: escape(recipient.unsubscribe_url),
-                       PREFERENCES_URL_MARK: escape(recipient.preferences_url),
-                       FEEDBACK_MARK: escape(recipient.feedback), PICKS_MARK: picks_html}
+        html_values = {UNSUBSCRIBE_URL_MARK: html_escape(recipient.unsubscribe_url),
+                       PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
+                       FEEDBACK_MARK: html_escape(recipient.feedback), PICKS_MARK: picks_html}
         return b"".join(
             (
                 head,

@@ -51,7 +51,7 @@ from newsletter.models import (
     fill_picks,
     paper_key,
 )
-from newsletter.text import TEXT_COLUMNS, html_escape, quoted_printable, wrap_text
+from newsletter.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -212,13 +212,10 @@ def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:
 def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
     """What the templates show of ``paper``: its links as (label, URL) pairs
     and its counts as words (``"12 upvotes"``), among the rest."""
-    links = []
-    if paper.pdf_url:
-        links.append(("PDF", paper.pdf_url))
-    if paper.code_url:
-        links.append(("Code", paper.code_url))
-    if paper.project_url:
-        links.append(("Project page", paper.project_url))
+    # Batches keep only http(s) links; checked again here, where they
+    # become links, for papers that came from anywhere else.
+    links = [(label, url) for label, url in (("PDF", paper.pdf_url), ("Code", paper.code_url),
+                                             ("Project page", paper.project_url)) if url and is_http_url(url)]
     counts = []
     if paper.upvotes is not None:
         counts.append("▲ " + plural(paper.upvotes, "upvote"))
@@ -226,7 +223,7 @@ def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
         counts.append(plural(paper.comment_count, "comment"))
     return {
         "title": paper.title,
-        "url": paper.url,
+        "url": paper.url if paper.url and is_http_url(paper.url) else None,
         "authors": short_authors(paper.authors) if paper.authors else "",
         "teaser": card_teaser(paper, teaser_source),
         "links": links,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import re
 import textwrap
+from urllib.parse import urlsplit
 
 NAME_MAX_CHARS = 200
 
@@ -99,9 +100,21 @@ def quoted_printable(text: str) -> bytes:
 
 
 def html_escape(text: str) -> str:
-    """``text`` escaped for HTML as Handlebars escapes ``{{x}}`` (what SES does
-    to a reader's values), so every sender's message reads the same."""
+    """``text`` escaped for HTML text or a double-quoted attribute, with the
+    characters Handlebars escapes in ``{{x}}``: escaped in Python (SES does
+    not escape a template's values), every sender's message reads the same."""
     return text.translate(_HANDLEBARS_ESCAPES)
+
+
+def is_http_url(value: str) -> bool:
+    """Return whether ``value`` is an http(s) URL with a host: the only
+    links an email or a page may carry (a ``javascript:`` or ``data:`` link
+    would run or show something other than a page)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 _HANDLEBARS_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;",

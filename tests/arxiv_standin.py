@@ -1,7 +1,9 @@
 """A stand-in for the arXiv API (``/api/query?id_list=…``) on 127.0.0.1:
 it answers with an Atom feed of the papers it knows among those asked for,
-as arXiv does, and can be told to fail the next requests (HTTP 503) or to
-answer with something that is not a feed. It records every request."""
+as arXiv does, and can be told to fail the next requests (HTTP 503), to
+answer with something that is not a feed, to send its answers one byte at
+a time (a slow drip), or to redirect every request elsewhere. It records
+every request."""
 
 from __future__ import annotations
 
@@ -45,22 +47,43 @@ ERROR_ENTRY = """  <entry>
 class ArxivStandIn:
     """Serves ``papers`` ({arxiv id: (title, abstract, authors, category)});
     ``failures`` next requests get HTTP 503; ``garbage`` makes every answer
-    an HTML page; ``errors`` are ids answered with arXiv's error entry."""
+    an HTML page; ``errors`` are ids answered with arXiv's error entry.
+
+    With ``drip`` (seconds), an answer is sent one byte at a time, that
+    long apart (from its status line on, or with ``drip_body_only`` from
+    its body on): ``dripping`` is set when the first answer starts, and
+    ``hung_up`` once a client closed the connection before its end.
+    With ``redirect_to`` (a URL), every request for another address is
+    answered 302 to it, with the same query."""
 
     papers: dict[str, tuple[str, str, list[str], str]] = field(default_factory=dict)
     failures: int = 0
     garbage: bool = False
     errors: set[str] = field(default_factory=set)
+    drip: float = 0.0
+    drip_body_only: bool = False
+    redirect_to: str | None = None
     requests: list[list[str]] = field(default_factory=list)
+    dripping: threading.Event = field(default_factory=threading.Event)
+    hung_up: threading.Event = field(default_factory=threading.Event)
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> "ArxivStandIn":
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (the http.server name)
-                ids = parse_qs(urlsplit(self.path).query).get("id_list", [""])[0].split(",")
+                query = urlsplit(self.path).query
+                ids = parse_qs(query).get("id_list", [""])[0].split(",")
                 standin.requests.append(ids)
-                if standin.failures:
+                target = urlsplit(standin.redirect_to or "")
+                if standin.redirect_to and (target.port, target.path) != (self.server.server_address[1],
+                                                                          urlsplit(self.path).path):
+                    self.send_response(302)
+                    self.send_header("Location", f"{standin.redirect_to}?{query}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif standin.failures:
                     standin.failures -= 1
                     self.answer(503, "text/plain", "Service Unavailable")
                 elif standin.garbage:
@@ -70,11 +93,32 @@ class ArxivStandIn:
 
             def answer(self, status: int, kind: str, body: str) -> None:
                 data = body.encode("utf-8")
+                if standin.drip:
+                    head = (f"HTTP/1.1 {status} OK\r\nContent-Type: {kind}\r\n"
+                            f"Content-Length: {len(data)}\r\n\r\n").encode()
+                    self.close_connection = True
+                    self.trickle(head + data, len(head) if standin.drip_body_only else 0)
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def trickle(self, data: bytes, at_once: int) -> None:
+                """Send ``data``: its first ``at_once`` bytes, then a byte
+                every ``drip`` seconds until the client hangs up or the
+                stand-in closes."""
+                standin.dripping.set()
+                try:
+                    self.wfile.write(data[:at_once])
+                    for offset in range(at_once, len(data)):
+                        if standin.closing.wait(standin.drip):
+                            return
+                        self.wfile.write(data[offset:offset + 1])
+                        self.wfile.flush()
+                except OSError:  # the client gave up
+                    standin.hung_up.set()
 
             def log_message(self, *args):
                 pass
@@ -85,6 +129,7 @@ class ArxivStandIn:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 

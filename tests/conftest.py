@@ -232,6 +232,37 @@ def newsletter_server(args: list[str], port: int, folder: Path, env: dict[str, s
 
 
 # --------------------------------------------------------------------------
+# an independent SES emulator (see tests/ses_emulator.py)
+
+
+@pytest.fixture(scope="session")
+def ses_emulator_process(tmp_path_factory):
+    """One aws-ses-v2-local process for the session (it starts in well
+    under a second, but there is no need to start it per test)."""
+    from ses_emulator import EmulatorError, SesEmulator, missing
+
+    reason = missing()
+    if reason:
+        unavailable(reason)
+    emulator = SesEmulator(free_port(), tmp_path_factory.mktemp("ses-emulator") / "emulator.log")
+    try:
+        emulator.start()
+    except EmulatorError as exc:
+        pytest.fail(str(exc))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def ses_emulator(ses_emulator_process):
+    """The aws-ses-v2-local emulator with nothing sent and no template
+    stored (``POST /clear-store``); its URL is ``.url``, what was sent
+    ``.emails()``."""
+    ses_emulator_process.clear()
+    return ses_emulator_process
+
+
+# --------------------------------------------------------------------------
 # browser pages
 
 PHONE = {"width": 375, "height": 800}

@@ -20,8 +20,9 @@ decoded, all as that model describes. A failing check is answered with a
 
 What is implemented is what the newsletter calls: GetAccount (its quota,
 and whether it left the sandbox), CreateEmailTemplate, UpdateEmailTemplate
-and DeleteEmailTemplate (the issue's template), SendBulkEmail with a stored
-template (the bulk mode), SendEmail with Raw content (the raw mode, sign-up
+and DeleteEmailTemplate (the issue's template), TestRenderEmailTemplate
+(the bulk mode's pre-flight), SendBulkEmail with a stored template (the
+bulk mode), SendEmail with Raw content (the raw mode, sign-up
 confirmations), and for ``newsletter doctor`` GetEmailIdentity,
 GetConfigurationSet and GetConfigurationSetEventDestinations. Anything
 else is answered with HTTP 501 and error code ``NotImplemented``: the
@@ -34,10 +35,10 @@ Templates (SES templates are Handlebars; only this subset is implemented,
 enough to show whether text meant literally, such as a paper's ``{{``,
 reaches the template engine):
 
-* ``{{path}}`` is replaced by the value at ``path`` in the template data;
-  in the Html part the value is HTML-escaped the way Handlebars escapes
-  (``& < > " ' ` =``), in the Subject and Text parts it is inserted as is.
-* ``{{{path}}}`` and ``{{&path}}`` insert the value as is, in every part.
+* ``{{path}}``, ``{{{path}}}`` and ``{{&path}}`` are replaced by the value
+  at ``path`` in the template data, as it is, in every part: "SES doesn't
+  escape HTML content when rendering the HTML template for a message"
+  (SES developer guide, *Advanced email personalization*).
 * ``{{! comment }}`` is removed.
 * ``path`` is one or more names of letters, digits, ``_``, ``-`` or ``$``
   joined by dots (``{{user.name}}``). Whitespace inside the braces is
@@ -46,11 +47,23 @@ reaches the template engine):
   this subset, where only string values count (a dotted path never has a
   value); a template with blocks anywhere (``{{#if}}``, ``{{#each}}``,
   ``{{else}}``, ``../``: the issue's picks section) is rendered by pybars3,
-  a port of Handlebars.js, whole.
-* A missing value renders as the empty string (as Handlebars does) and its
-  path is listed in ``SentMessage.missing``. Real SES accepts such a
-  message and drops it later with a rendering failure, so tests should
-  assert ``missing == ()``.
+  a port of Handlebars.js, whole (with its escaping turned off).
+* "All variables that you include in the template must have an exact
+  case-sensitive counterpart in the template data": a name the template
+  uses anywhere (plainly, in ``{{#if}}`` or ``{{#unless}}`` and both their
+  branches, in ``{{#each}}`` for each item, ``../`` paths included) that
+  the data lacks, or whose value is null, fails the message. SES accepts
+  it (the entry's status is ``SUCCESS``, with a message id) and drops it
+  later with a Rendering Failure: it is not in ``.sent``; instead a
+  Rendering Failure event, as SES publishes it to a configuration set's
+  destinations (``eventType``, ``mail``, ``failure`` with
+  ``templateName`` and ``errorMessage``), is added to ``.events`` and
+  passed to ``on_event`` when one is given.
+* TestRenderEmailTemplate renders a stored template with the given data
+  and answers the MIME message, or ``BadRequestException`` with the
+  rendering error (a missing name) or ``NotFoundException``. SES allows it
+  one call a second: with ``render_rate`` (calls a second, default
+  unlimited) a faster call is answered ``TooManyRequestsException``.
 * In a template without blocks, anything else in braces (partials,
   helpers with arguments) is left in the output verbatim, so a test can
   see it was not understood.
@@ -156,6 +169,7 @@ import base64
 import binascii
 import collections
 import dataclasses
+import email.message
 import email.parser
 import email.policy
 import email.utils
@@ -467,32 +481,19 @@ def parse_request(route: _Route, path_values, query: str, headers, body: Any) ->
 
 _TOKEN = re.compile(r"\{\{\{\s*(.*?)\s*\}\}\}|\{\{\s*(.*?)\s*\}\}", re.S)
 _PATH = re.compile(r"[A-Za-z0-9_$-]+(?:\.[A-Za-z0-9_$-]+)*")
-_ESCAPE = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        '"': "&quot;",
-        "'": "&#x27;",
-        "`": "&#x60;",
-        "=": "&#x3D;",
-    }
-)
-
-
 class CompiledTemplate:
     """One template part split into literal text and placeholders.
 
-    ``keys`` are the distinct placeholders (path, escape?);
+    ``keys`` are the distinct placeholders' paths;
     ``slots[i]`` is the key that goes between ``literals[i]`` and
     ``literals[i + 1]``, so a value used many times is looked up once.
     """
 
     __slots__ = ("literals", "keys", "slots")
 
-    def __init__(self, source: str, html: bool):
+    def __init__(self, source: str):
         literals: list[str] = []
-        keys: dict[tuple[str, bool], int] = {}
+        keys: dict[str, int] = {}
         slots: list[int] = []
         text: list[str] = []
         pos = 0
@@ -500,38 +501,39 @@ class CompiledTemplate:
             text.append(source[pos : m.start()])
             pos = m.end()
             triple, expr = m.group(1), m.group(2)
-            escape = html
             if triple is not None:
-                expr, escape = triple, False
+                expr = triple
             elif expr.startswith("!"):
                 continue  # a comment
             elif expr.startswith("&"):
-                expr, escape = expr[1:].strip(), False
+                expr = expr[1:].strip()
             if expr == "else" or not _PATH.fullmatch(expr):
                 text.append(m.group(0))  # not understood: left verbatim
                 continue
             literals.append("".join(text))
             text = []
-            slots.append(keys.setdefault((expr, escape), len(keys)))
+            slots.append(keys.setdefault(expr, len(keys)))
         text.append(source[pos:])
         literals.append("".join(text))
         self.literals = tuple(literals)
-        self.keys = tuple(keys)  # (path, escape?)
+        self.keys = tuple(keys)
         self.slots = tuple(slots)
 
     def resolve(self, data: dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
-        """Values of the distinct placeholders, and the paths with no value.
-        Template data is flat (names to strings), so a dotted path has none."""
+        """Values of the distinct placeholders, and the paths with no value
+        (absent or null). Only a top-level string counts here, so a dotted
+        path has none."""
         values: list[str] = []
         missing: list[str] = []
-        for path, escape in self.keys:
+        for path in self.keys:
             value = None if "." in path else data.get(path)
             if value is None:
                 if path not in missing:
                     missing.append(path)
                 values.append("")
                 continue
-            values.append(value.translate(_ESCAPE) if escape else value)
+            value = value if isinstance(value, str) else json.dumps(value)  # true, 3
+            values.append(value)
         return tuple(values), missing
 
     def join(self, values: tuple[str, ...]) -> str:
@@ -544,8 +546,8 @@ class CompiledTemplate:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_template(source: str, html: bool) -> CompiledTemplate:
-    return CompiledTemplate(source, html)
+def compile_template(source: str) -> CompiledTemplate:
+    return CompiledTemplate(source)
 
 
 class _Rendered:
@@ -561,11 +563,11 @@ class _Rendered:
         return self.compiled.join(self.values)
 
 
-def render(source: str | None, data: dict, html: bool = False) -> str | None:
+def render(source: str | None, data: dict) -> str | None:
     """Render one template part with ``data`` (see the module docstring)."""
     if source is None:
         return None
-    compiled = compile_template(source, html)
+    compiled = compile_template(source)
     values, _ = compiled.resolve(data)
     return compiled.join(values)
 
@@ -574,15 +576,102 @@ def render(source: str | None, data: dict, html: bool = False) -> str | None:
 _BLOCKS = re.compile(r"\{\{\s*[#/^]|\{\{\s*else\s*\}\}|\.\./")
 
 
+# A plain {{x}} (not a block, comment, partial, else, nor already {{{x}}}):
+# made {{{x}}} before pybars3 compiles it, so nothing is escaped, as in SES.
+_PLAIN = re.compile(r"(?<!\{)\{\{(?!\{)\s*(?![#/^!>&]|else\s*\}\})([^{}]+?)\s*\}\}(?!\})")
+_MUSTACHE = re.compile(r"\{\{\{\s*([^{}]+?)\s*\}\}\}|\{\{\s*([^{}]+?)\s*\}\}")
+
+
+class _Block(NamedTuple):
+    """A template's names, as a tree: the plain names of one level, and the
+    blocks in it (helper, its argument, the block's body, its else)."""
+
+    names: tuple[str, ...]
+    blocks: tuple[tuple[str, str, "_Block", "_Block"], ...]
+
+
+def parse_names(source: str) -> _Block:
+    """The names ``source`` uses, level by level (see :class:`_Block`)."""
+    stack: list[tuple[list, list, tuple | None]] = [([], [], None)]  # names, blocks, (helper, arg, body?)
+    for m in _MUSTACHE.finditer(source):
+        expr = (m.group(1) or m.group(2)).strip()
+        if expr.startswith(("!", ">")):
+            continue
+        if expr.startswith("#"):
+            helper, _, arg = expr[1:].partition(" ")
+            stack.append(([], [], (helper, arg.strip(), None)))
+        elif expr == "else":
+            names, blocks, (helper, arg, _body) = stack.pop()
+            stack.append(([], [], (helper, arg, _Block(tuple(dict.fromkeys(names)), tuple(blocks)))))
+        elif expr.startswith("/"):
+            names, blocks, (helper, arg, body) = stack.pop()
+            inner = _Block(tuple(dict.fromkeys(names)), tuple(blocks))
+            body, otherwise = (body, inner) if body is not None else (inner, _Block((), ()))
+            stack[-1][1].append((helper, arg, body, otherwise))
+        else:
+            stack[-1][0].append(expr.lstrip("&").strip())
+    names, blocks, _ = stack[0]
+    return _Block(tuple(dict.fromkeys(names)), tuple(blocks))
+
+
+_ABSENT = object()
+
+
+def _lookup(path: str, scopes: list) -> Any:
+    """The value at ``path`` (``../`` steps up a scope) or _ABSENT."""
+    ups = 0
+    while path.startswith("../"):
+        path, ups = path[3:], ups + 1
+    if ups >= len(scopes):
+        return _ABSENT
+    value = scopes[-1 - ups]
+    if path in ("this", "."):
+        return value
+    for part in path.removeprefix("this.").split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def missing_names(tree: _Block, scopes: list) -> list[str]:
+    """The names of ``tree`` with no value (absent or null) in ``scopes``
+    (the data, then each ``{{#each}}`` item inside it): every branch of
+    ``{{#if}}`` is checked, and ``{{#each}}``'s body for each item."""
+    missing: list[str] = []
+
+    def walk(block: _Block, scopes: list) -> None:
+        for name in block.names:
+            if not name.startswith("@") and _lookup(name, scopes) in (_ABSENT, None):
+                missing.append(name)
+        for helper, arg, body, otherwise in block.blocks:
+            value = _lookup(arg, scopes)
+            if value in (_ABSENT, None):
+                missing.append(arg)
+                continue
+            if helper == "each" and isinstance(value, list):
+                for item in value:
+                    walk(body, [*scopes, item])
+            elif helper == "with":
+                walk(body, [*scopes, value])
+            else:
+                walk(body, scopes)
+            walk(otherwise, scopes)
+
+    walk(tree, scopes)
+    return list(dict.fromkeys(missing))
+
+
 class HandlebarsTemplate:
     """A template part that uses blocks, rendered by pybars3 (a port of
-    Handlebars.js): ``{{x}}`` HTML-escaped in every part, as Handlebars does,
-    ``{{{x}}}`` as is. Its missing values are not tracked."""
+    Handlebars.js) with nothing escaped, as SES renders; ``names`` is the
+    tree of names it uses, for :func:`missing_names`."""
 
     slots = (True,)  # never a literal-only part
 
     def __init__(self, source: str):
         self.source = source
+        self.names = parse_names(source)
 
     @functools.cached_property
     def render(self):
@@ -592,7 +681,7 @@ class HandlebarsTemplate:
         # never read compiles nothing.
         import pybars
 
-        return pybars.Compiler().compile(self.source)
+        return pybars.Compiler().compile(_PLAIN.sub(r"{{{\1}}}", self.source))
 
 
 @functools.lru_cache(maxsize=64)
@@ -623,22 +712,24 @@ class _Parts(NamedTuple):
         # A template with blocks anywhere is Handlebars through and through.
         handlebars = any(_BLOCKS.search(content.get(key) or "") for key in ("Subject", "Text", "Html"))
 
-        def part(key, html):
+        def part(key):
             src = content.get(key)
             if src is None:
                 return None
-            return compile_handlebars(src) if handlebars else compile_template(src, html)
+            return compile_handlebars(src) if handlebars else compile_template(src)
 
-        return cls(part("Subject", False), part("Text", False), part("Html", True))
+        return cls(part("Subject"), part("Text"), part("Html"))
 
     def render_lazily(self, data: dict):
-        """(subject, text, html, missing); parts with placeholders stay lazy."""
+        """(subject, text, html, missing); parts with placeholders stay lazy.
+        ``missing`` is every name used with no value in ``data``."""
         out: list[Any] = []
         missing: list[str] = []
         for compiled in self:
             if compiled is None:
                 out.append(None)
             elif isinstance(compiled, HandlebarsTemplate):
+                missing.extend(m for m in missing_names(compiled.names, [data]) if m not in missing)
                 out.append(_HandlebarsRendered(compiled, data))
             elif not compiled.slots:
                 out.append(compiled.literals[0])
@@ -679,7 +770,6 @@ class SentMessage:
     content_kind: str = "Raw"  # "Raw" or "Template"
     template_name: str | None = None
     template_data: dict | None = None
-    missing: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The value of the first header called ``name`` (any case)."""
@@ -814,6 +904,9 @@ class SesV2StandIn:
     ``throttle_style`` is how a bulk call beyond the rate is answered:
     ``"entries"`` (per-entry ``ACCOUNT_THROTTLED``) or ``"call"`` (HTTP 429).
     ``clock`` gives the seconds the rate's token bucket counts with.
+    ``render_rate`` is how many TestRenderEmailTemplate calls a second are
+    answered (SES: one). ``on_event(record)`` is called with each event
+    published (a Rendering Failure), after it is added to ``events``.
     """
 
     def __init__(
@@ -828,6 +921,8 @@ class SesV2StandIn:
         clock: Callable[[], float] = time.monotonic,
         production_access: bool = True,
         sending_enabled: bool = True,
+        render_rate: float = math.inf,
+        on_event: Callable[[dict], None] | None = None,
     ):
         if throttle_style not in ("entries", "call"):
             raise ValueError("throttle_style must be 'entries' or 'call'")
@@ -847,6 +942,10 @@ class SesV2StandIn:
         self._busy = 0
         self._templates: dict[str, _Template] = {}
         self._sent: list[SentMessage] = []
+        self._events: list[dict] = []
+        self.on_event = on_event
+        self.render_rate = float(render_rate)
+        self._rendered_at: float | None = None  # the last TestRenderEmailTemplate answered
         self._requests: list[RequestRecord] = []
         self._faults: list[_Fault] = []
         self._rejections: list[Callable[[str], bool]] = []
@@ -941,6 +1040,13 @@ class SesV2StandIn:
             return list(self._sent)
 
     @property
+    def events(self) -> list[dict]:
+        """A snapshot of the events published (Rendering Failures), oldest
+        first, each as SES writes it to SNS or SQS."""
+        with self._lock:
+            return list(self._events)
+
+    @property
     def requests(self) -> list[RequestRecord]:
         """A snapshot of (operation, n_recipients, body_bytes, status)."""
         with self._lock:
@@ -996,6 +1102,8 @@ class SesV2StandIn:
         """
         with self._lock:
             self._sent.clear()
+            self._events.clear()
+            self._rendered_at = None
             self._requests.clear()
             self._faults.clear()
             self._rejections.clear()
@@ -1437,6 +1545,37 @@ class SesV2StandIn:
                 raise ApiError("NotFoundException", f"Template {name} does not exist.")
         return {}
 
+    def _op_TestRenderEmailTemplate(self, params: dict) -> dict:
+        name = params["TemplateName"]
+        data = _template_data(params["TemplateData"])
+        with self._lock:
+            now = self.clock()
+            if self._rendered_at is not None and now - self._rendered_at < 1 / self.render_rate:
+                raise ApiError("TooManyRequestsException", "Too many requests.")
+            self._rendered_at = now
+            template = self._templates.get(name)
+        if template is None:
+            raise ApiError("NotFoundException", f"Template {name} does not exist.")
+        if data is None:
+            raise _bad("TemplateData must be a JSON object.")
+        subject, text, html, missing = template.parts.render_lazily(data)
+        if missing:
+            raise _bad(_rendering_error(missing))
+        mime = email.message.EmailMessage(policy=email.policy.SMTP)
+        mime["Subject"] = _value(subject) or ""
+        mime.set_content(_value(text) or "", subtype="plain", charset="utf-8")
+        if html is not None:
+            mime.add_alternative(_value(html), subtype="html", charset="utf-8")
+        return {"RenderedTemplate": mime.as_string()}
+
+    def _publish(self, events: list[dict]) -> None:
+        """Record ``events`` and hand each to ``on_event``."""
+        with self._lock:
+            self._events.extend(events)
+        if self.on_event is not None:
+            for event in events:
+                self.on_event(event)
+
     def _op_GetEmailIdentity(self, params: dict) -> dict:
         name = params["EmailIdentity"]
         with self._lock:
@@ -1611,9 +1750,13 @@ class SesV2StandIn:
                 results.append({"Status": "SUCCESS", "MessageId": message_id})
 
         messages = []
+        failures = []
         for i, message_id in accepted:
             to, data, headers = prepared[i]
             subject, text, html, missing = template.parts.render_lazily(data)
+            if missing:  # accepted, then dropped, as SES does
+                failures.append(_rendering_failure(message_id, sender, to, template_name, missing, now, config_set))
+                continue
             messages.append(
                 SentMessage(
                     message_id=message_id,
@@ -1630,17 +1773,48 @@ class SesV2StandIn:
                     content_kind="Template",
                     template_name=template_name,
                     template_data=data,
-                    missing=missing,
                 )
             )
         if messages:
             with self._lock:
                 self._sent.extend(messages)
+        if failures:
+            self._publish(failures)
         return {"BulkEmailEntryResults": results}
 
 
 # --------------------------------------------------------------------------
 # Helpers
+
+
+def _value(part) -> str | None:
+    """A part as rendered (see render_lazily)."""
+    return part.render() if type(part) in (_Rendered, _HandlebarsRendered) else part
+
+
+def _rendering_error(missing: list[str]) -> str:
+    """SES's words for a rendering failure (the first name missing)."""
+    return f"Attribute '{missing[0]}' is not present in the rendering data."
+
+
+def _rendering_failure(message_id: str, sender: str | None, to: list[str], template_name: str,
+                       missing, when: float, config_set: str | None) -> dict:
+    """A Rendering Failure event as SES publishes it (its "Rendering Failure
+    record" example: ``mail`` without headers, ``failure`` beside it)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + ".000Z"
+    return {
+        "eventType": "Rendering Failure",
+        "mail": {
+            "timestamp": stamp,
+            "source": sender,
+            "sendingAccountId": "123456789012",
+            "messageId": message_id,
+            "destination": [email.utils.parseaddr(address)[1] for address in to],
+            "headersTruncated": False,
+            "tags": {"ses:configuration-set": [config_set]} if config_set else {},
+        },
+        "failure": {"templateName": template_name, "errorMessage": _rendering_error(list(missing))},
+    }
 
 
 def _check_enum(shape_name: str, value: str) -> None:

@@ -4,17 +4,20 @@ Access: off (404) until an operator exists; every /admin rule the app
 registers redirects to the login page without a session; the session is a
 random token kept (hashed) in the database, so logging out, a new password,
 removing the operator and inactivity really end it; login rotates it; every
-POST needs the form's CSRF token; logins are limited per name and per
-client address in the database (parallel attempts and other processes
-included, on a real server); an unknown name and a wrong password get the
-same answer after the same work. Pages: the overview's figures and charts,
+POST needs the form's CSRF token; logins are limited by a client's own
+failures (per name and in all) in the database (parallel attempts and other
+processes included, on a real server), and others' failures slow a name
+down without ever shutting out its right password; an unknown name and a
+wrong password get the same answer after the same work. Pages: the overview's figures and charts,
 the sends and the live view's JSON, the search with keyset paging, a
 reader's page and the operator's actions (recorded with who and why),
 import with a preview, exports, settings with secrets masked.
 
 Most tests use Flask's test client on SQLite and PostgreSQL (the ``store``
-fixture); the limits are also tested against real ``newsletter serve``
-processes.
+fixture); the limits, odd input (huge ids, searches ending in U+10FFFF,
+control characters in next=), the settings page's masking, the cookie of
+an HTTPS:// address and sending again are also tested against real
+``newsletter serve`` processes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -37,11 +41,13 @@ from pathlib import Path
 import lxml.html
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from admin_data import NAME, PASSWORD, clock, csrf_of, history, log_in, operator, send
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter import admins as admins_module
-from newsletter.admins import PER_CLIENT, PER_NAME, change_password, remove_admin, token_digest
+from newsletter.admins import (MAX_DELAY, PER_CLIENT, PER_NAME_AND_CLIENT, change_password, login_delay,
+                               remove_admin, token_digest)
 from newsletter.batches import load_batch
 from newsletter.cli import admin as admin_cli
 from newsletter.cli import cli
@@ -49,8 +55,11 @@ from newsletter.config import Settings
 from newsletter.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
 from newsletter.passwords import check_password, hash_password
 from newsletter.store import Ledger, dashboard, open_store
+from newsletter.store.backup import processes_holding
 from newsletter.store.ledger import LedgerRow
 from newsletter.web import create_app
+from newsletter.web.admin.access import MAX_IMPORT_BYTES
+from newsletter.web.admin.readers import MAX_IMPORT_ROWS
 
 ACTIVE, UNSUBSCRIBED = SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED
 BOUNCED, COMPLAINED = SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED
@@ -76,6 +85,15 @@ def app(store, database_url, tmp_path):
 def client(app):
     """A browser-like client (keeps cookies), not logged in."""
     return app.test_client()
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The waits login attempts make before their password is checked,
+    recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(admins_module, "sleep", recorded.append)
+    return recorded
 
 
 @pytest.fixture
@@ -115,8 +133,12 @@ def example_path(rule) -> str:
 
 
 def table_rows(response, selector: str) -> list[list[str]]:
+    return table_rows_of(response.get_data(as_text=True), selector)
+
+
+def table_rows_of(html: str, selector: str) -> list[list[str]]:
     return [[cell.text_content().strip() for cell in row.xpath("./th|./td")]
-            for row in html_of(response).cssselect(selector)]
+            for row in lxml.html.document_fromstring(html).cssselect(selector)]
 
 
 def session_cookie(client) -> str | None:
@@ -332,7 +354,7 @@ def test_an_unknown_name_and_a_wrong_password_get_the_same_answer_after_the_same
 CSRF_VALUE = re.compile(r'(name="csrf_token" value=")[^"]+')
 
 
-def test_logins_are_limited_per_name_and_per_client(store, app):
+def test_logins_are_limited_by_the_clients_own_failures(store, app, waits):
     operator(store)
     operator(store, "bob")
 
@@ -340,23 +362,55 @@ def test_logins_are_limited_per_name_and_per_client(store, app):
         return log_in(app.test_client(), name=name, password=password,
                       environ_base={"REMOTE_ADDR": client_address}).status_code
 
-    for n in range(PER_NAME):
+    for n in range(PER_NAME_AND_CLIENT):
         assert attempt(NAME, f"wrong password {n}", f"10.0.0.{n}") == 401
-    # The name is locked, from any address, even with its right password;
-    # the answer is the same for a name that does not exist.
-    assert attempt(NAME, PASSWORD, "10.0.1.1") == 429
-    for n in range(PER_NAME):
+    # Others' failures never stop the right password from a client that
+    # did not fail (they only slow the name down).
+    assert attempt(NAME, PASSWORD, "10.0.1.1") == 303
+    for n in range(PER_NAME_AND_CLIENT):
         assert attempt("nobody", "x" * 12, "10.0.2.1") == 401
+    # A client that failed for a name is stopped for it, whether it exists or not.
     assert attempt("nobody", "x" * 12, "10.0.2.1") == 429
+    for n in range(PER_NAME_AND_CLIENT):
+        assert attempt("bob", "wrong password!", "10.0.2.2") == 401
+    assert attempt("bob", PASSWORD, "10.0.2.2") == 429
     # Another name still works, until its client reaches the client limit.
     assert attempt("bob", PASSWORD, "10.0.3.1") == 303
+    assert attempt("bob", PASSWORD, "10.0.2.1") == 303
     for n in range(PER_CLIENT):
-        attempt(f"guess{n // PER_NAME}", "wrong password!", "10.0.4.4")
+        attempt(f"guess{n // PER_NAME_AND_CLIENT}", "wrong password!", "10.0.4.4")
     assert attempt("bob", PASSWORD, "10.0.4.4") == 429
     assert attempt("bob", PASSWORD, "10.0.5.5") == 303
-    # A quarter of an hour later, the name may try again.
+    # A quarter of an hour later, the clients may try again.
     with clock(store, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=16)):
-        assert attempt(NAME, PASSWORD, "10.0.1.1") == 303
+        assert attempt("nobody", "x" * 12, "10.0.2.1") == 401
+        assert attempt("bob", PASSWORD, "10.0.2.2") == 303
+        assert attempt("bob", PASSWORD, "10.0.4.4") == 303
+
+
+def test_the_delay_grows_with_a_names_recent_failures_and_is_capped():
+    assert [login_delay(n) for n in range(8)] == [0, 0.25, 0.5, 1, 2, 4, 4, 4]
+    assert login_delay(10 ** 6) == MAX_DELAY == 4
+
+
+def test_others_failures_slow_a_name_down_but_never_shut_it(store, app, waits):
+    operator(store)
+
+    def attempt(password: str, client_address: str):
+        return log_in(app.test_client(), password=password, environ_base={"REMOTE_ADDR": client_address}).status_code
+
+    for n in range(8):
+        assert attempt(f"wrong password {n}", f"10.0.0.{n}") == 401
+    assert attempt(PASSWORD, "10.0.1.1") == 303
+    # Each attempt waited by the failures for the name before it, the right
+    # password too; the operator's success does not end the wait for others.
+    assert waits == [0.25, 0.5, 1, 2, 4, 4, 4, 4]
+    assert attempt("wrong password 9", "10.0.2.1") == 401
+    assert waits[-1] == 4
+    # A quarter of an hour later the failures are past: no wait.
+    with clock(store, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=16)):
+        assert attempt(PASSWORD, "10.0.3.1") == 303
+    assert len(waits) == 9
 
 
 def test_behind_a_proxy_the_forwarded_address_is_the_client(store, database_url):
@@ -445,6 +499,22 @@ def test_the_overview_shows_the_list_its_days_the_last_send_and_deliverability(s
         assert len(chart_numbers(longer, "signups")) == days
         assert chart_numbers(longer, "signups")[-3:] == ["3", "2", "1"]
     assert len(chart_numbers(signed_in.get("/admin/?days=7"), "signups")) == 30  # only the offered periods
+
+
+def test_the_overview_alerts_to_readers_ses_dropped_with_a_rendering_failure(store, signed_in):
+    from newsletter.models import Feedback, FeedbackKind
+
+    edition = Edition(store.clock().date() - dt.timedelta(days=1))
+    ids = [store.add(f"r{i}@example.com")[0].id for i in range(3)]
+    send(store, edition, dict.fromkeys(ids, DeliveryStatus.SENT), store.clock() - dt.timedelta(hours=20))
+    store.apply_feedback("sns-1", [Feedback(FeedbackKind.RENDERING_FAILURE, "r1@example.com", edition.key,
+                                            detail="Rendering Failure: Attribute 'x' is not present")])
+    page = html_of(signed_in.get("/admin/"))
+    alerts = [p.text_content() for p in page.cssselect("#deliverability ~ div[role=alert] p")]
+    day = f"{edition.date.day} {edition.date:%b}"
+    assert alerts == [f"Rendering Failure on {day}: 1 messages dropped by SES with a Rendering Failure (the readers "
+                      f"got nothing): fix the cause, then run newsletter send --date {edition.date} "
+                      "--resend-rendering-failures"]
 
 
 def test_the_overview_of_an_empty_list(store, signed_in):
@@ -825,11 +895,20 @@ def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_ur
 
 
 def test_a_database_password_is_masked_on_the_settings_page(store, database_url):
-    from newsletter.web.admin.pages import masked_url
+    from newsletter.config import masked_url
 
     assert masked_url("postgresql+psycopg://news:Pa55word@db.internal:5432/newsletter") == (
         "postgresql+psycopg://news:••••••@db.internal:5432/newsletter")
     assert masked_url("sqlite:///subscribers/newsletter.db") == "sqlite:///subscribers/newsletter.db"
+    # In the query string too, any secret-looking parameter, in any case;
+    # a password holding "?" or "/" as SQLAlchemy reads it; malformed URLs.
+    assert masked_url("postgresql://u@db/news?sslmode=require&PassWord=s3cret&sslpassword=k3y&application_name=x"
+                      "&token=&api_key=abc") == ("postgresql://u@db/news?sslmode=require&PassWord=••••••"
+                                                 "&sslpassword=••••••&application_name=x&token=&api_key=••••••")
+    assert masked_url("postgresql://u:p?a/ss@db/news?x=1") == "postgresql://u:••••••@db/news?x=1"
+    assert masked_url("postgresql://u@db:notaport/news?password=s3cret") == (
+        "postgresql://u@db:notaport/news?password=••••••")
+    assert masked_url("https://huggingface.co") == "https://huggingface.co"
 
 
 def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
@@ -847,24 +926,56 @@ def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
 # the limits against real servers
 
 
-def login_over_http(base: str, name: str, password: str) -> int:
-    """Log in through ``base``'s form as a browser does (its own cookies);
+class HttpBrowser:
+    """A browser of a real server at ``base``: keeps its cookies, follows no
+    redirect. Each request returns (status, headers, body)."""
+
+    def __init__(self, base: str, forwarded_for: str | None = None):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+        if forwarded_for is not None:  # as a proxy in front of the server would add
+            self.opener.addheaders.append(("X-Forwarded-For", forwarded_for))
+
+    def request(self, path: str, form: dict | None = None) -> tuple[int, dict, str]:
+        body = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with self.opener.open(f"{self.base}{path}", data=body, timeout=60) as answer:
+                return answer.status, dict(answer.headers), answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def post(self, path: str, form: dict, token_from: str = "/admin/") -> tuple[int, dict, str]:
+        """POST ``form`` with the CSRF token of the page ``token_from``."""
+        return self.request(path, {**form, "csrf_token": csrf_of(self.request(token_from)[2])})
+
+    def log_in(self, name: str = NAME, password: str = PASSWORD, next: str | None = None) -> tuple[int, dict, str]:
+        form = {"name": name, "password": password, **({"next": next} if next is not None else {})}
+        return self.post(LOGIN_PATH, form, token_from=LOGIN_PATH)
+
+
+def login_over_http(base: str, name: str, password: str, forwarded_for: str | None = None) -> int:
+    """Log in through ``base``'s form as a browser does (its own cookies),
+    behind a proxy that sent ``forwarded_for`` as X-Forwarded-For if given;
     return the answer's status (303 on success: redirects are not followed)."""
-    jar = http.cookiejar.CookieJar()
+    return HttpBrowser(base, forwarded_for).log_in(name, password)[0]
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
 
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-    with opener.open(f"{base}{LOGIN_PATH}", timeout=30) as page:
-        token = csrf_of(page.read().decode())
-    body = urllib.parse.urlencode({"name": name, "password": password, "csrf_token": token}).encode()
-    try:
-        with opener.open(f"{base}{LOGIN_PATH}", data=body, timeout=60) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
+@contextlib.contextmanager
+def dashboard_server(database_url: str, folder: Path, **settings: str):
+    """One `newsletter serve` on ``database_url`` with ``settings``
+    (NEWSLETTER_* variables); yields its base URL and its log file."""
+    port = free_port()
+    env = clean_env(**{"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+                       "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+                       "NEWSLETTER_OUTBOX_DIR": str(folder / "outbox"), **settings})
+    with newsletter_server(["serve", "--port", str(port)], port, folder, env) as base:
+        yield base, folder / f"server-{port}.log"
 
 
 @contextlib.contextmanager
@@ -901,13 +1012,250 @@ def test_the_limits_hold_for_parallel_attempts_on_two_server_processes(store, da
         wait_until(lambda: len(statuses) == attempts, "every attempt answered", timeout=120)
         for thread in threads:
             thread.join()
-        assert sorted(statuses) == [401] * PER_NAME + [429] * (attempts - PER_NAME)
-        # The right password now meets the limit too, on either server.
+        assert sorted(statuses) == [401] * PER_NAME_AND_CLIENT + [429] * (attempts - PER_NAME_AND_CLIENT)
+        # The right password from that client now meets the limit too, on either server.
         assert login_over_http(servers[0], NAME, PASSWORD) == 429
         assert login_over_http(servers[1], NAME, PASSWORD) == 429
     with store.reader.connect() as conn:
         outcomes = dict(conn.exec_driver_sql("SELECT outcome, count(*) FROM admin_logins GROUP BY outcome").all())
-    assert outcomes == {"failed": PER_NAME}
+    assert outcomes == {"failed": PER_NAME_AND_CLIENT}
+
+
+def test_behind_a_proxy_nobody_can_lock_the_operator_out_under_serve(store, database_url, tmp_path):
+    # waitress dropped X-Forwarded-For, so every visitor was one client;
+    # and five failures for a name from anywhere shut it for 15 minutes.
+    operator(store)
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}", NEWSLETTER_PROXY_COUNT="1")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        with ThreadPoolExecutor(max_workers=PER_CLIENT) as pool:
+            guesses = list(pool.map(lambda n: login_over_http(base, f"made-up{n}", "wrong password!",
+                                                              f"203.0.113.{n + 1}"), range(PER_CLIENT)))
+            assert guesses == [401] * PER_CLIENT
+            assert login_over_http(base, NAME, PASSWORD, "198.51.100.1") == 303
+            failures = list(pool.map(lambda n: login_over_http(base, NAME, f"wrong password {n}",
+                                                               f"192.0.2.{n + 1}"), range(PER_NAME_AND_CLIENT)))
+            assert failures == [401] * PER_NAME_AND_CLIENT
+        assert login_over_http(base, NAME, PASSWORD, "198.51.100.2") == 303
+    with store.reader.connect() as conn:
+        clients = conn.execute(text("SELECT client FROM admin_logins WHERE name_key = :name"), {"name": NAME}
+                               ).scalars().all()
+    assert sorted(clients) == sorted(["198.51.100.1", "198.51.100.2",
+                                      *(f"192.0.2.{n + 1}" for n in range(PER_NAME_AND_CLIENT))])
+
+
+# --------------------------------------------------------------------------
+# odd input, secrets, cookies and sending again, against a real server
+
+
+def server_log_is_clean(log: Path) -> None:
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "Exception on" not in text, text
+
+
+def test_odd_ids_searches_and_next_addresses_get_a_page_never_a_500(store, database_url, tmp_path):
+    operator(store)
+    reader = store.add("ada@example.com", "Ada")[0]
+    with dashboard_server(database_url, tmp_path) as (base, log):
+        # A control character in next= cannot go into a Location header
+        # (a bare CR), or is dropped by browsers (a tab): the overview instead.
+        for wanted in ("/admin/\rx", "/admin/subscribers\r\nSet-Cookie: x=1", "/admin/\t/evil.example"):
+            status, headers, _ = HttpBrowser(base).log_in(next=wanted)
+            assert (status, headers["Location"]) == (303, "/admin/"), wanted
+        browser = HttpBrowser(base)
+        assert browser.log_in(next="/admin/subscribers?q=ad")[1]["Location"] == "/admin/subscribers?q=ad"
+        # Ids no reader can have: above PostgreSQL's integer, SQLite's 64 bits, any size.
+        for number in (2**31, 2**63, 2**64, 10**40):
+            assert browser.request(f"/admin/subscribers/{number}")[0] == 404, number
+            for action in ("suppress", "reactivate", "resend"):
+                answer = browser.post(f"/admin/subscribers/{number}/{action}", {"reason": "why", "edition": "x"})
+                assert answer[0] == 404, (number, action)
+        assert store.get_subscriber(reader.id).status == ACTIVE
+        assert browser.request(f"/admin/subscribers/{reader.id}")[0] == 200
+        # An after= that is no reader's id pages from the first.
+        for after in (2**31, 2**64, 10**40, -1, "x"):
+            status, _, body = browser.request(f"/admin/subscribers?after={after}")
+            assert status == 200 and "ada@example.com" in body, after
+        # Searches ending in the last code point, before the surrogates, with a NUL.
+        for query, found in (("\U0010ffff", False), ("a\U0010ffff", False), ("ad\U0010ffff\U0010ffff", False),
+                             ("a\ud7ff", False), ("ada\x00", True), ("ad", True)):
+            status, _, body = browser.request("/admin/subscribers?" + urllib.parse.urlencode({"q": query}))
+            assert status == 200 and ("ada@example.com" in body) is found, query
+            assert browser.request("/papers?" + urllib.parse.urlencode({"q": query}))[0] == 200, query
+        assert browser.request("/admin/sends/%00/live.json")[0] == 404
+        assert HttpBrowser(base).log_in("ali\x00ce", "x")[0] == 401
+    server_log_is_clean(log)
+
+
+QUERY_SECRET = "hunter2-in-the-query"
+
+
+def query_password_url(database_url: str) -> str:
+    """``database_url`` with passwords in its query string: SQLite ignores
+    them; PostgreSQL's own is moved there, beside a client key's
+    (``sslpassword``, unused without a key)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"{database_url}?password={QUERY_SECRET}&sslpassword={QUERY_SECRET}"
+    return url._replace(password=None).update_query_dict({"password": url.password, "sslpassword": QUERY_SECRET}
+                                                    ).render_as_string(hide_password=False)
+
+
+def test_a_password_in_the_database_urls_query_is_masked_on_the_settings_page(store, database_url, tmp_path):
+    operator(store)
+    served = query_password_url(database_url)
+    with dashboard_server(served, tmp_path) as (base, log):
+        browser = HttpBrowser(base)
+        assert browser.log_in()[0] == 303
+        status, _, text = browser.request("/admin/settings")
+    assert status == 200 and QUERY_SECRET not in text
+    shown = {row[0]: row[1] for row in table_rows_of(text, "#settings tbody tr")}["NEWSLETTER_DATABASE_URL"]
+    assert shown == re.sub(r"(password)=[^&]*", r"\1=••••••", served)
+    assert "password=••••••" in shown and "sslpassword=••••••" in shown
+    server_log_is_clean(log)
+
+
+def test_an_https_base_url_in_capitals_still_makes_the_session_cookie_secure(store, database_url, tmp_path):
+    operator(store)
+    with dashboard_server(database_url, tmp_path, NEWSLETTER_BASE_URL="HTTPS://Papers.Example.org") as (base, _log):
+        status, headers, _ = HttpBrowser(base).request(LOGIN_PATH)
+    assert status == 200
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith("newsletter_admin=") and "Secure" in cookie
+
+
+def test_send_again_refuses_editions_the_form_does_not_offer_and_keeps_every_copy(store, database_url, tmp_path):
+    batch = load_batch(FIXTURES / "picks-day.json")
+    store.store_batch(batch)
+    reader = store.add("ada@example.com", "Ada")[0]
+    other = store.add("bob@example.org", "Bob")[0]
+    operator(store)
+    edition, elsewhere = Edition(batch.date), Edition(batch.date - dt.timedelta(days=1))
+    sent_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    send(store, edition, {reader.id: DeliveryStatus.SENT}, sent_at)
+    send(store, elsewhere, {other.id: DeliveryStatus.SENT}, sent_at)  # an edition Ada never got
+    folder = tmp_path / "outbox" / edition.key
+    with dashboard_server(database_url, tmp_path) as (base, log):
+        browser = HttpBrowser(base)
+        assert browser.log_in()[0] == 303
+        page = lxml.html.document_fromstring(browser.request(f"/admin/subscribers/{reader.id}")[2])
+        assert page.xpath("//select[@name='edition']/option/@value") == [edition.key]
+        for key in (elsewhere.key, f"{edition.key}-weekly", "", "2025-13-45", edition.key + "\x00"):
+            status, _, text = browser.post(f"/admin/subscribers/{reader.id}/resend", {"edition": key})
+            assert status == 400, key
+            assert "Nothing was sent: only an edition this reader was sent" in text
+        assert not (tmp_path / "outbox").exists()
+        # Each copy sent again is a file of its own.
+        for _ in range(2):
+            assert browser.post(f"/admin/subscribers/{reader.id}/resend", {"edition": edition.key})[0] == 303
+    copies = sorted(folder.glob("*.eml"))
+    assert len(copies) == 2
+    assert [BytesParser(policy=policy.default).parsebytes(path.read_bytes())["To"].addresses[0].addr_spec
+            for path in copies] == ["ada@example.com"] * 2
+    assert Ledger(store, edition).counts()["sent"] == 1
+    server_log_is_clean(log)
+
+
+def dashboard_opener(base: str):
+    """An opener logged in to ``base``'s dashboard as a browser is (its own cookies)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}{LOGIN_PATH}", timeout=30) as page:
+        token = csrf_of(page.read().decode())
+    body = urllib.parse.urlencode({"name": NAME, "password": PASSWORD, "csrf_token": token}).encode()
+    with opener.open(f"{base}{LOGIN_PATH}", data=body, timeout=60) as answer:
+        assert answer.url == f"{base}/admin/"
+    return opener
+
+
+def post_multipart(opener, url: str, fields: dict[str, str], upload: tuple[str, bytes] | None = None):
+    """POST ``fields`` and the file ``upload`` (name, content) as a browser's
+    form does; return the answer's status and its page."""
+    boundary = "form-boundary-7MA4YWxkTrZu0gW"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    if upload is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{upload[0]}"\r\n'
+                     "Content-Type: text/csv\r\n\r\n".encode() + upload[1] + b"\r\n")
+    request = urllib.request.Request(url, data=b"".join(parts) + f"--{boundary}--\r\n".encode(),
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with opener.open(request, timeout=120) as answer:
+            return answer.status, lxml.html.document_fromstring(answer.read().decode())
+    except urllib.error.HTTPError as error:
+        return error.code, lxml.html.document_fromstring(error.read().decode())
+
+
+def memory(pid: int, kind: str) -> int:
+    """Process ``pid``'s memory (bytes) of ``kind``: VmRSS, what it holds
+    now; VmHWM, the most it has held since the start or :func:`reset_peak`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{kind}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {kind} for process {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    """Make process ``pid``'s peak memory (VmHWM) what it holds now (Linux 4.0 on)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def readers_csv(count: int) -> bytes:
+    return b"email,name\n" + b"".join(b"reader%d@example.org,Reader %d\n" % (i, i) for i in range(count))
+
+
+def test_dashboard_imports_keep_to_their_limits_and_bounded_memory_on_a_real_server(tmp_path):
+    database = tmp_path / "db" / "newsletter.db"
+    store = open_store(f"sqlite:///{database}")
+    operator(store)
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=f"sqlite:///{database}", NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        [server] = [pid for pid, command in processes_holding(database) if f"serve --port {port}" in command]
+        opener = dashboard_opener(base)
+        with opener.open(f"{base}/admin/import", timeout=30) as page:
+            token = csrf_of(page.read().decode())
+        reset_peak(server)  # its start-up (the ranking's model) peaked higher than an import may
+        before = memory(server, "VmRSS")
+
+        # A file of as many rows as may be imported is checked whole.
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token},
+                                      ("at-limit.csv", readers_csv(MAX_IMPORT_ROWS)))
+        assert status == 200
+        assert f"Would add {MAX_IMPORT_ROWS}, already present 0" in " ".join(page.cssselect("#report + p")[0]
+                                                                             .text_content().split())
+        # One of twice as many rows (well under the size limit) is refused,
+        # by the preview and by a confirmation carrying it all the same.
+        too_many = readers_csv(2 * MAX_IMPORT_ROWS)
+        assert len(too_many) < MAX_IMPORT_BYTES / 2
+        refused = (f"more than {MAX_IMPORT_ROWS:,} rows; import it with `newsletter subscribers import`.")
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token}, ("many.csv", too_many))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, f"many.csv: {refused}")
+        status, page = post_multipart(opener, f"{base}/admin/import/confirm", {
+            "csrf_token": token, "name": "many.csv", "payload": base64.b64encode(too_many).decode()})
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, f"many.csv: {refused}")
+        # What the server needed for all of that: a bound, not the file's size times a few hundred.
+        grown = memory(server, "VmHWM") - before
+        assert grown < 150 * 1024 * 1024, f"the server grew by {grown / 1024 / 1024:.0f} MB"
+
+        # Larger than the size limit: refused by both too.
+        too_large = b"email\n" + b"a@example.org\n" * (MAX_IMPORT_BYTES // 14 + 1)
+        said = f"large.csv: larger than {MAX_IMPORT_BYTES:,} bytes; import it with `newsletter subscribers import`."
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token}, ("large.csv", too_large))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, said)
+        status, page = post_multipart(opener, f"{base}/admin/import/confirm", {
+            "csrf_token": token, "name": "large.csv", "payload": base64.b64encode(too_large).decode()})
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (413, said)
+        # Past what the server reads of a request at all: the page says so too.
+        status, page = post_multipart(opener, f"{base}/admin/import", {"csrf_token": token},
+                                      ("huge.csv", too_large * 3))
+        assert (status, page.cssselect("[role=alert]")[0].text_content()) == (
+            413, f"The file is larger than {MAX_IMPORT_BYTES:,} bytes; import it with `newsletter subscribers import`.")
+    assert store.counts()[ACTIVE] == 0  # nothing was imported
+    store.close()
 
 
 # --------------------------------------------------------------------------

@@ -8,6 +8,9 @@
 - a restore refuses while the web app has the database open and works once
   it is stopped, keeping the replaced database; a restored older database
   is upgraded when next opened;
+- a command and the web app started during a restore's copy are refused
+  and write nothing to the file it replaces; a process that opened the
+  file without the lock meanwhile stops the restore before its swap;
 - files that are not sound newsletter databases are refused (exit 2), and a
   failed backup never replaces the destination;
 - PostgreSQL: both commands explain pg_dump / pg_restore and exit 2.
@@ -15,11 +18,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +39,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from conftest import FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.errors import StoreError
 from newsletter.models import SubscriberStatus
@@ -336,6 +342,120 @@ def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_
     assert "total               3" in counted.stdout
 
 
+# `newsletter db restore` in a process of its own that stops at the start of
+# its copy of the backup (a real one takes seconds to minutes): it creates
+# the file argv[1] then, and goes on once the file argv[2] exists.
+PAUSED_RESTORE = """
+import shutil, sys, time
+from pathlib import Path
+
+from newsletter.cli import cli
+
+paused, go_on, backup = (Path(arg) for arg in sys.argv[1:4])
+copy = shutil.copyfile
+
+
+def copy_when_told(source, target, *args, **kwargs):
+    paused.touch()
+    while not go_on.exists():
+        time.sleep(0.01)
+    return copy(source, target, *args, **kwargs)
+
+
+shutil.copyfile = copy_when_told
+cli(["db", "restore", str(backup)], prog_name="newsletter")
+"""
+
+
+class PausedRestore:
+    """A real restore of ``backup``, stopped in the middle of its copy."""
+
+    def __init__(self, folder: Path, env: dict[str, str], backup: Path):
+        self.paused, self.go_on = folder / "restore-paused", folder / "restore-go-on"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", PAUSED_RESTORE, str(self.paused), str(self.go_on), str(backup)],
+            cwd=folder, env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: self.paused.exists() or self.process.poll() is not None, "the restore to begin its copy")
+        assert self.process.poll() is None, self.process.communicate()
+
+    def finish(self) -> subprocess.CompletedProcess:
+        """Let the copy go on; return how the restore ended."""
+        self.go_on.touch()
+        stdout, stderr = self.process.communicate(timeout=120)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
+
+
+def answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def test_nothing_started_during_a_restore_writes_to_the_replaced_database(tmp_path, database, env):
+    readers = add_readers(database, 3)
+    assert run(env, "db", "backup", str(tmp_path / "b.db")).exit_code == 0
+    restore = PausedRestore(tmp_path, env, tmp_path / "b.db")
+    being_restored = (f"Error: the database {database} is being restored from a backup (`newsletter db restore`); "
+                      "run this again once the restore has finished\n")
+
+    # During the copy: a command that adds a reader, and the web app, to
+    # which a reader sends a one-click unsubscribe if it answers.
+    added = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "add", "late@example.com"],
+                           cwd=tmp_path, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=clean_env(**env, NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: server.poll() is not None or answers(port), "the web app to start or stop",
+                   timeout=STARTUP_SECONDS)
+        clicked = None
+        if server.poll() is None:
+            clicked = one_click(Signer(SECRET).unsubscribe_url(f"http://127.0.0.1:{port}", readers[0].ref))
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        _, served_stderr = server.communicate(timeout=60)
+    restored = restore.finish()
+    assert restored.returncode == 0, restored.stderr
+    kept = next(database.parent.glob("newsletter.before-restore-*.db"))
+
+    # What each of them was told holds in the database as restored; nothing
+    # was written to the file it replaced.
+    late = query(database, "SELECT count(*) FROM subscribers WHERE email = 'late@example.com'")
+    assert added.returncode == 2 or late == 1, "the reader was added, but not to the restored database"
+    status = query(database, f"SELECT status FROM subscribers WHERE id = {readers[0].id}")
+    assert clicked in (None, 503) or status == "unsubscribed", f"one-click answered {clicked}, and the reader is {status}"
+    assert query(kept, "SELECT count(*) FROM subscribers") == 3
+    assert query(kept, "SELECT count(*) FROM subscribers WHERE status = 'active'") == 3
+    # Both were refused at once, saying why.
+    assert (added.returncode, added.stderr) == (2, being_restored)
+    assert (server.returncode, served_stderr) == (2, being_restored)
+    assert clicked is None and late == 0 and status == "active"
+
+
+def test_a_restore_stops_before_the_swap_when_the_database_was_opened_without_its_lock(tmp_path, database, env):
+    add_readers(database, 3)
+    assert run(env, "db", "backup", str(tmp_path / "b.db")).exit_code == 0
+    store = open_store(env["NEWSLETTER_DATABASE_URL"])
+    store.add("later@example.com")
+    store.close()
+    restore = PausedRestore(tmp_path, env, tmp_path / "b.db")
+    # The sqlite3 shell, say, or a process of an older release: it does not
+    # know the lock, and has the database open when the copy ends.
+    shell = sqlite3.connect(database)
+    try:
+        assert shell.execute("SELECT count(*) FROM subscribers").fetchone() == (4,)
+        refused = restore.finish()
+    finally:
+        shell.close()
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"Error: the database {database} is open in process {os.getpid()} (")
+    assert len(refused.stderr.splitlines()) == 1 and refused.stdout == ""
+    assert query(database, "SELECT count(*) FROM subscribers") == 4
+    assert not [p.name for p in database.parent.iterdir() if "before-restore" in p.name or p.suffix == ".tmp"]
+
+
 def test_a_restored_older_database_is_upgraded_when_next_opened(tmp_path, database, env):
     add_readers(database, 2)
     before = digest(RELEASE_1_DB)
@@ -399,7 +519,8 @@ def test_restore_refuses_a_file_that_is_not_a_sound_newsletter_database(tmp_path
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
     assert digest(database) == before
     assert not list(database.parent.glob("*before-restore*"))
-    assert sorted(p.name for p in database.parent.iterdir()) == ["newsletter.db", "newsletter.inbox.db"]
+    assert sorted(p.name for p in database.parent.iterdir()) == ["newsletter.db", "newsletter.db.lock",
+                                                                 "newsletter.inbox.db"]
 
 
 def test_a_damaged_file_is_named_damaged_or_unusable(tmp_path):

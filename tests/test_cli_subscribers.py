@@ -302,6 +302,7 @@ def test_render_saves_the_issue(run, url, tmp_path):
         ("nonsense", "NEWSLETTER_DATABASE_URL"),
         ("nosuchdb://user:hunter2secret@host/db", "malformed database URL"),
         ("postgresql+psycopg://user:hunter2secret@host:notaport/db", "malformed database URL"),
+        ("postgresql+psycopg://user@host:notaport/db?sslmode=require&password=hunter2secret", "malformed database URL"),
     ],
 )
 def test_a_malformed_database_url(bad, expected):

@@ -345,6 +345,22 @@ def test_malformed_values_raise_config_error_naming_the_variable(name, value):
     assert "\n" not in str(caught.value)
 
 
+def test_a_base_url_given_in_capitals_is_https_and_written_in_lower_case():
+    settings = load_settings({"NEWSLETTER_BASE_URL": "HTTPS://Papers.Example.org/News"})
+    assert settings.base_url == "https://Papers.Example.org/News"
+    assert settings.public_https
+    assert Settings(base_url="HtTpS://papers.example.org").public_https
+    assert not load_settings({"NEWSLETTER_BASE_URL": "HTTP://papers.example.org"}).public_https
+    with pytest.raises(ConfigError, match="NEWSLETTER_BASE_URL must be an http"):
+        load_settings({"NEWSLETTER_BASE_URL": "\x01https://papers.example.org"})  # urlsplit skips the \x01
+
+
+def test_a_password_in_a_malformed_url_is_masked_in_the_error():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"NEWSLETTER_BASE_URL": "https://user:hunter2secret@papers.example.org/?x=1"})
+    assert "hunter2secret" not in str(caught.value) and "user:••••••@papers.example.org" in str(caught.value)
+
+
 def test_malformed_value_in_dotenv(isolated):
     (isolated / ".env").write_text("NEWSLETTER_FETCH_TIMEOUT=soon\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="NEWSLETTER_FETCH_TIMEOUT"):

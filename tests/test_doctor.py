@@ -88,7 +88,8 @@ def ses():
     with SesV2StandIn() as standin:
         standin.add_identity("example.org", mail_from="bounce.example.org")
         standin.add_configuration_set("newsletter")
-        standin.add_event_destination("newsletter", "to-sns", ["BOUNCE", "COMPLAINT", "DELIVERY"], sns_topic_arn=TOPIC)
+        standin.add_event_destination("newsletter", "to-sns", ["BOUNCE", "COMPLAINT", "DELIVERY", "RENDERING_FAILURE"],
+                                      sns_topic_arn=TOPIC)
         yield standin
 
 
@@ -215,31 +216,39 @@ CASES = {
         {"MAIL FROM": "fail"}, "MAIL FROM", "SES refuses every send (MailFromDomainNotVerified)", 2),
     "no configuration set setting": (
         lambda ses, env: env.pop("NEWSLETTER_SES_CONFIGURATION_SET"),
-        {"Configuration set": "warn", "Bounce and complaint events": "skip", "SNS topics": "skip"},
+        {"Configuration set": "warn", "Bounce and complaint events": "skip", "Rendering failure and delivery events": "skip", "SNS topics": "skip"},
         "Configuration set", "NEWSLETTER_SES_CONFIGURATION_SET is not set", 1),
     "configuration set missing in SES": (
         lambda ses, env: ses.remove_configuration_set("newsletter"),
-        {"Configuration set": "fail", "Bounce and complaint events": "skip", "SNS topics": "skip"},
+        {"Configuration set": "fail", "Bounce and complaint events": "skip", "Rendering failure and delivery events": "skip", "SNS topics": "skip"},
         "Configuration set", "newsletter does not exist in us-east-1", 2),
     "configuration set not sending": (lambda ses, env: ses.add_configuration_set("newsletter", sending_enabled=False),
                                       {"Configuration set": "fail", "Bounce and complaint events": "warn",
-                                       "SNS topics": "skip"},
+                                       "Rendering failure and delivery events": "warn", "SNS topics": "skip"},
                                       "Configuration set", "sending is disabled for the configuration set", 2),
     "no event destination": (lambda ses, env: ses.add_configuration_set("newsletter"),
-                             {"Bounce and complaint events": "warn", "SNS topics": "skip"},
+                             {"Bounce and complaint events": "warn", "Rendering failure and delivery events": "warn", "SNS topics": "skip"},
                              "Bounce and complaint events", "publishes neither bounces nor complaints to SNS", 1),
     "bounces only": (lambda ses, env: (ses.add_configuration_set("newsletter"),
                                        ses.add_event_destination("newsletter", "b", ["BOUNCE"], sns_topic_arn=TOPIC)),
-                     {"Bounce and complaint events": "warn"},
+                     {"Bounce and complaint events": "warn", "Rendering failure and delivery events": "warn"},
                      "Bounce and complaint events", f"publishes no complaints to SNS; bounces go to {TOPIC}", 1),
     "destination disabled": (lambda ses, env: (ses.add_configuration_set("newsletter"), ses.add_event_destination(
                                  "newsletter", "to-sns", ["BOUNCE", "COMPLAINT"], sns_topic_arn=TOPIC, enabled=False)),
-                             {"Bounce and complaint events": "warn", "SNS topics": "skip"},
+                             {"Bounce and complaint events": "warn", "Rendering failure and delivery events": "warn", "SNS topics": "skip"},
                              "Bounce and complaint events", "(disabled: to-sns)", 1),
     "events to CloudWatch only": (lambda ses, env: (ses.add_configuration_set("newsletter"), ses.add_event_destination(
                                       "newsletter", "metrics", ["BOUNCE", "COMPLAINT"])),
-                                  {"Bounce and complaint events": "warn", "SNS topics": "skip"},
+                                  {"Bounce and complaint events": "warn", "Rendering failure and delivery events": "warn", "SNS topics": "skip"},
                                   "Bounce and complaint events", "neither bounces nor complaints", 1),
+    "no rendering failures": (lambda ses, env: (ses.add_configuration_set("newsletter"), ses.add_event_destination(
+                                  "newsletter", "to-sns", ["BOUNCE", "COMPLAINT", "DELIVERY"], sns_topic_arn=TOPIC)),
+                              {"Rendering failure and delivery events": "warn"}, "Rendering failure and delivery events",
+                              "publishes no rendering failures to SNS: a reader whose message SES cannot render gets "
+                              "nothing while the ledger says sent", 1),
+    "no deliveries": (lambda ses, env: (ses.add_configuration_set("newsletter"), ses.add_event_destination(
+                          "newsletter", "to-sns", ["BOUNCE", "COMPLAINT", "RENDERING_FAILURE"], sns_topic_arn=TOPIC)),
+                      {"Rendering failure and delivery events": "warn"}, "Rendering failure and delivery events", "publishes no deliveries to SNS", 1),
     "SNS topics not set": (lambda ses, env: env.pop("NEWSLETTER_SNS_TOPIC_ARNS"),
                            {"SNS topics": "warn"}, "SNS topics", f"does not list {TOPIC}", 1),
     "another SNS topic listed": (lambda ses, env: env.update(NEWSLETTER_SNS_TOPIC_ARNS=OTHER_TOPIC),
@@ -254,11 +263,21 @@ CASES = {
                         {"Secret key": "fail"}, "Secret key", "NEWSLETTER_SECRET_KEY is too weak", 2),
     "base URL on plain http": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="http://papers.example.org"),
                                {"Base URL": "fail"}, "Base URL", "is plain http: one-click unsubscribe", 2),
+    "base URL on plain http in capitals": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="HTTP://papers.example.org"),
+                                           {"Base URL": "fail"}, "Base URL", "is plain http: one-click unsubscribe", 2),
     "base URL on this machine": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="https://localhost:8443"),
                                  {"Base URL": "fail"}, "Base URL", "is this machine's own address", 2),
     "base URL private": (lambda ses, env: env.update(NEWSLETTER_BASE_URL="https://10.0.0.5"),
                          {"Base URL": "warn"}, "Base URL", "looks like a private address", 1),
 }
+
+
+def test_a_base_url_in_capitals_passes_and_shows_no_password(ses, env):
+    env["NEWSLETTER_BASE_URL"] = "HTTPS://editor:hunter2secret@Papers.Example.org"
+    exit_status, checks = report(env)
+    assert exit_status == 0
+    assert checks["Base URL"]["detail"] == "https://editor:••••••@Papers.Example.org (https, public)"
+    assert "hunter2secret" not in doctor(env).output
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))

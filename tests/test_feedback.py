@@ -5,7 +5,8 @@ The samples in tests/fixtures/ses/ are the SES Developer Guide's examples,
 in both shapes SES publishes: identity notifications (``notificationType``)
 and configuration-set events (``eventType``). The only change to them is an
 ``X-Newsletter-Issue`` header in ``mail.headers``, as the newsletter's own
-mail carries one.
+mail carries one, and the Rendering Failure's template name, which is the
+newsletter's (``newsletter-`` and the edition).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ EXPECTED = {
     )],
     "event-delivery.json": [Feedback(
         "delivery", "recipient@example.com", "2016-10-19", at=utc("2016-10-19T23:21:04.133"),
+    )],
+    "event-rendering-failure.json": [Feedback(
+        "render_failure", "recipient@example.com", "2018-01-22",
+        detail="Rendering Failure: Attribute 'attributeName' is not present in the rendering data. "
+               "(template newsletter-2018-01-22)", at=utc("2018-01-22T18:43:06.197"),
     )],
     "event-send.json": [],
     "event-open.json": [],
@@ -155,7 +161,7 @@ def test_a_bad_timestamp_gives_no_time():
     assert parse(payload)[0].at is None
 
 
-@pytest.mark.parametrize("event_type", ["Send", "Reject", "Open", "Click", "Rendering Failure", "DeliveryDelay",
+@pytest.mark.parametrize("event_type", ["Send", "Reject", "Open", "Click", "DeliveryDelay",
                                         "Subscription", "Received", ""])
 def test_other_event_types_give_nothing(event_type):
     payload = sample("event-send.json")
@@ -249,7 +255,8 @@ COMPLAINT_ONLY = {
     "complaintFeedbackType a list": lambda p: p["complaint"].update(complaintFeedbackType=["abuse"]),
     "complaintFeedbackType with a lone surrogate": lambda p: p["complaint"].update(complaintFeedbackType="\udfff"),
 }
-FEEDBACK_SAMPLES = [name for name in sorted(EXPECTED) if EXPECTED[name]]
+# A Rendering Failure's fields are others (see test_a_malformed_rendering_failure_is_refused).
+FEEDBACK_SAMPLES = [name for name in sorted(EXPECTED) if EXPECTED[name] and "rendering" not in name]
 
 
 @pytest.mark.parametrize("name", FEEDBACK_SAMPLES)
@@ -459,3 +466,61 @@ def test_a_long_diagnostic_is_cut_to_fit(store):
     store.apply_feedback("sns-1", parse(payload))
     assert len(rows(store)[0].detail) == 1000
     assert store.get(email="jane@example.com").status == BOUNCED
+
+
+# --------------------------------------------------------------------------
+# a Rendering Failure
+
+
+def test_a_rendering_failure_fails_the_readers_ledger_row_and_nothing_else(store):
+    from newsletter.models import DeliveryStatus, Edition
+    from newsletter.store import Ledger
+    from newsletter.store.ledger import LedgerRow
+
+    reader = store.add("recipient@example.com")[0]
+    other = store.add("other@example.com")[0]
+    ledger = Ledger(store, Edition(dt.date(2018, 1, 22)))
+    ledger.mark_pending([reader.id, other.id])
+    ledger.record([LedgerRow(reader.id, DeliveryStatus.SENT, "m1"), LedgerRow(other.id, DeliveryStatus.SENT, "m2")])
+    payload = sample("event-rendering-failure.json")
+    # SES may name the recipient as it was addressed.
+    payload["mail"]["destination"] = ["Zoë <recipient@example.com>"]
+
+    assert store.apply_feedback("sns-1", parse(payload))["recorded"] == ["recipient@example.com"]
+
+    rows = {row.subscriber_id: row for row in ledger.rows()}
+    assert rows[reader.id].status == DeliveryStatus.FAILED
+    assert rows[reader.id].reason.startswith("Rendering Failure: Attribute 'attributeName' is not present")
+    assert rows[other.id].status == DeliveryStatus.SENT
+    assert store.get(email="recipient@example.com").status == ACTIVE  # not the reader's fault
+    # Sent again after the fix: the row is gone, so the next run sends to the reader.
+    assert ledger.forget_rendering_failures() == 1
+    assert [row.subscriber_id for row in ledger.rows()] == [other.id]
+    assert ledger.count_unsent() == 1
+
+
+@pytest.mark.parametrize("change", [
+    lambda p: p.update(failure="x"),
+    lambda p: p.update(failure=[p["failure"]]),
+    lambda p: p["failure"].update(errorMessage=7),
+    lambda p: p["failure"].update(templateName=["newsletter-2018-01-22"]),
+    lambda p: p["failure"].update(errorMessage="a\udfff"),
+    lambda p: p["mail"].update(destination="recipient@example.com"),
+    lambda p: p["mail"].update(destination=[7]),
+    lambda p: p["mail"].update(destination=["a\x00@example.com"]),
+    lambda p: p["mail"].update(destination=["a" * 321]),
+    lambda p: p["mail"].update(timestamp=1516646586),
+    lambda p: p["mail"].update(headers={"X-Newsletter-Issue": "2018-01-22"}),
+])
+def test_a_malformed_rendering_failure_is_refused(change):
+    payload = sample("event-rendering-failure.json")
+    change(payload)
+    with pytest.raises(SnsMalformed):
+        parse(payload)
+
+
+def test_a_rendering_failure_without_its_failure_is_refused():
+    payload = sample("event-send.json")
+    payload["eventType"] = "Rendering Failure"
+    with pytest.raises(SnsMalformed):
+        parse(payload)

@@ -1,5 +1,6 @@
-"""Downloading a day from the daily papers API (newsletter/fetch.py), against
-a real HTTP server on 127.0.0.1 that serves recorded answers."""
+"""Downloading a day from the daily papers API and papers from the arXiv API
+(newsletter/fetch.py), against real HTTP servers on 127.0.0.1 that serve
+recorded answers (and the arXiv stand-in: slow drips, redirects)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
+from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, free_port
 from newsletter import fetch as fetch_module
 from newsletter.batches import load_batch
 from newsletter.errors import BatchError, FetchError, NewsletterError, OutputError
-from newsletter.fetch import daily_papers_url, fetch_day
+from newsletter.fetch import daily_papers_url, fetch_arxiv_papers, fetch_day
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 DAY = date(2025, 3, 11)
@@ -174,6 +176,33 @@ def test_timeout(api_server, out_dir):
     assert "no answer within 0.5 s" in str(info.value)
     assert len(api_server.requests) == 1  # it did reach the server
     assert_nothing_written(out_dir)
+
+
+PAPER = ("Concept Sliders", "We present concept sliders.", ["Rohit Gandikota"], "cs.CV")
+
+
+@pytest.mark.parametrize("body_only", [False, True], ids=["whole-answer", "body"])
+def test_a_server_sending_a_byte_at_a_time_is_cut_off_at_the_total_deadline(body_only):
+    # A byte every 50 ms: no single read waits anywhere near the timeout,
+    # and the whole answer would take over 30 s.
+    with ArxivStandIn(papers={"2311.12092": PAPER}, drip=0.05, drip_body_only=body_only) as arxiv:
+        with pytest.raises(FetchError) as info:
+            fetch_arxiv_papers(arxiv.url, ["2311.12092"], timeout=0.5)
+        assert "no answer within 0.5 s" in str(info.value)
+        assert arxiv.hung_up.wait(20), "the connection was not closed"
+
+
+def test_a_redirect_to_another_host_is_not_followed_one_on_the_same_host_is():
+    with ArxivStandIn(papers={"2311.12092": PAPER}) as elsewhere, \
+            ArxivStandIn(papers={"2311.12092": PAPER}, redirect_to=elsewhere.url) as arxiv:
+        with pytest.raises(FetchError) as info:
+            fetch_arxiv_papers(arxiv.url, ["2311.12092"], timeout=5)
+        assert "HTTP 302" in str(info.value) and "not followed" in str(info.value)
+        assert len(arxiv.requests) == 1 and elsewhere.requests == []
+        # Another port is another host; another path on the same one is followed.
+        arxiv.redirect_to = arxiv.url.replace("/api/query", "/api/moved")
+        assert set(fetch_arxiv_papers(arxiv.url, ["2311.12092"], timeout=5)) == {"2311.12092"}
+        assert len(arxiv.requests) == 3
 
 
 def test_connection_refused(out_dir):

@@ -56,7 +56,7 @@ def db(env):
 def site(env, db):
     """A test client of the web app on the command's database."""
     settings = Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"], base_url=BASE)
-    return create_app(settings, db).test_client(use_cookies=False)
+    return create_app(settings, db, background=False).test_client(use_cookies=False)
 
 
 def invoke(env, *args: str):

@@ -10,15 +10,19 @@ And the email with the most picks any reader can get stays under Gmail's clip.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
+import html
+import html.parser
 import json
+import re
 
 import pybars
 import pytest
 
-from conftest import EXAMPLE, SECRET
+from conftest import EXAMPLE, FIXTURES, SECRET
 from newsletter.batches import load_batch
 from newsletter.cli.common import render_for_readers
 from newsletter.config import Settings
@@ -26,8 +30,9 @@ from newsletter.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch
 from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.render import HTML_LIMIT_BYTES
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
-from newsletter.text import quoted_printable
+from newsletter.text import html_escape, quoted_printable
 from newsletter.tokens import Signer
+from sesv2_standin import missing_names, parse_names
 
 DAY = dt.date(2025, 3, 11)
 FROM = "Daily Papers <newsletter@example.com>"
@@ -144,3 +149,157 @@ def test_the_most_picks_any_reader_can_get_stay_under_the_clip(papers):
     decoded = email.message_from_bytes(message, policy=email.policy.default).get_body(("html",)).get_content()
     assert decoded.count("More like this") >= MAX_PICKS  # the picks are there
     assert len(quoted_printable(decoded)) <= HTML_LIMIT_BYTES
+
+
+# -- the hostile batch, as SES documents it renders --------------------------------
+
+QUOTED_URL = 'https://example.org/paper?a=1&b="onmouseover="alert(2)'
+HOSTILE_INTEREST = "<em><img src=x onerror=alert(3)></em> & \"x\""  # within PICK_SUBJECT_CHARS
+
+
+@pytest.fixture(scope="module")
+def hostile_issue():
+    batch = load_batch(FIXTURES / "hostile-batch.json")
+    return render_for_readers(batch, Settings(secret_key=SECRET), Signer(SECRET))
+
+
+def hostile_readers(issue) -> list[Recipient]:
+    """A reader of every shape: picks of every reason kind (the reader's
+    own interest with markup among them), the most picks, none, invite, off."""
+    count = len(issue.papers)
+    every_kind = [Pick(i % count, "k", 0.5, Reason(kind, HOSTILE_INTEREST if kind == "interest" else
+                                                     issue.papers[(i + 1) % count].title))
+                  for i, kind in enumerate(REASON_KINDS)]
+    most = [Pick(i % count, "k", 0.5, Reason(REASON_KINDS[i % len(REASON_KINDS)], f"subject {i} <i>&</i>"))
+            for i in range(MAX_PICKS)]
+    return [reader(issue, 1, "picks", every_kind), reader(issue, 2, "picks", most), reader(issue, 3, "none"),
+            reader(issue, 4, "invite"), reader(issue, 5, "off")]
+
+
+@contextlib.contextmanager
+def handlebars_escaping(on: bool):
+    """pybars3 with its HTML escaping as Handlebars.js has it (``on``) or
+    turned off, as SES renders ("SES doesn't escape HTML content")."""
+    if on:
+        yield
+        return
+    original = pybars._compiler.escape
+    pybars._compiler.escape = lambda value, *args, **kwargs: value
+    try:
+        yield
+    finally:
+        pybars._compiler.escape = original
+
+
+def rendered(content: dict, data: dict, escaping: bool) -> tuple[str, ...]:
+    data = json.loads(json.dumps({**LITERALS, **data}))  # through JSON, as sent
+    with handlebars_escaping(escaping):
+        compiler = pybars.Compiler()
+        return tuple(str(compiler.compile(content[part])(data)) for part in ("Subject", "Text", "Html"))
+
+
+class _Markup(html.parser.HTMLParser):
+    """The tags and attributes an HTML document really has."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def assert_no_live_markup(document: str) -> None:
+    """No element or attribute of the hostile batch's text is live in
+    ``document``: what it said is shown as text."""
+    markup = _Markup()
+    markup.feed(document)
+    for tag, attrs in markup.tags:
+        assert tag not in ("script", "iframe", "img"), (tag, attrs)
+        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
+        for name in ("href", "src"):
+            if name in attrs:
+                assert attrs[name].startswith(("http://", "https://")), attrs[name]
+    text = "".join(markup.text)
+    assert "<script>alert(1)</script>" in text and "</td></tr></table> Layout-breaking" in text
+    assert '<a href="https://evil.example/">click</a> for more.' in text  # the teaser, as text
+
+
+def test_the_hostile_batch_reads_the_same_whether_ses_escapes_or_not(hostile_issue):
+    content = template_content(hostile_issue)
+    for recipient in hostile_readers(hostile_issue):
+        data = template_data(recipient, hostile_issue)
+        raw = rendered(content, data, escaping=False)
+        escaped = rendered(content, data, escaping=True)
+        assert raw == escaped, recipient.picks_state
+        subject, text, html_part = raw
+        assert_no_live_markup(html_part)
+        # The reader's interest is text in their email, never markup.
+        if recipient.subscriber_id == 1:
+            assert "<img src=x onerror=alert(3)>" not in html_part
+            assert html_escape(HOSTILE_INTEREST) in html_part and HOSTILE_INTEREST in text
+        # A paper link with a quote stays inside its href, whole; no & is bare.
+        markup = _Markup()
+        markup.feed(html_part)
+        hrefs = [attrs.get("href") for tag, attrs in markup.tags if tag == "a"]
+        assert QUOTED_URL in hrefs
+        assert not re.search(r"&(?!amp;|lt;|gt;|quot;|#)", re.sub(r"<!--.*?-->", "", html_part, flags=re.S))
+        # Handlebars in paper text reached no template engine: shown as written.
+        assert html.unescape(html_part).count("Braces {{x}} and {{{y}}} and \\{{z}} in a title") == \
+            html.unescape(out_html_of(hostile_issue, recipient)).count("Braces {{x}} and {{{y}}} and \\{{z}}") >= 1
+        # Exactly the outbox's message for the same reader.
+        out_subject, out_text, out_html = outbox_parts(hostile_issue, recipient)
+        assert (subject, text.rstrip("\n"), html_part.rstrip("\n")) == (out_subject, out_text.rstrip("\n"),
+                                                                         out_html.rstrip("\n"))
+        assert "Braces {{x}} and {{{y}}} and \\{{z}} in a title" in text
+
+
+def out_html_of(issue, recipient) -> str:
+    return outbox_parts(issue, recipient)[2]
+
+
+def _names(value, path="") -> set[str]:
+    """Every name in template data, with its path ("picks[].t")."""
+    if isinstance(value, dict):
+        found = set()
+        for key, item in value.items():
+            found |= {f"{path}{key}"} | _names(item, f"{path}{key}.")
+        return found
+    if isinstance(value, list):
+        return set().union(*(_names(item, path[:-1] + "[].") for item in value)) if value else set()
+    return set()
+
+
+def _nulls(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_nulls(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_nulls(item) for item in value)
+    return False
+
+
+def test_every_entry_carries_every_name_the_template_uses(hostile_issue):
+    content = template_content(hostile_issue)
+    trees = [parse_names(content[part]) for part in ("Subject", "Text", "Html")]
+    entries = [template_data(r, hostile_issue) for r in hostile_readers(hostile_issue)]
+    for data in entries:
+        data = json.loads(json.dumps(data))  # as sent: no default data under it
+        assert not _nulls(data)
+        for tree in trees:
+            assert missing_names(tree, [data]) == [], data
+    # The same names at every level, in every entry (a pick's too).
+    top = {frozenset(data) for data in entries}
+    assert len(top) == 1
+    picks = {frozenset(pick) for data in entries for pick in data["picks"]}
+    assert len(picks) == 1
+    # The walk finds names in blocks: without "invite" an entry would fail.
+    broken = {key: value for key, value in entries[0].items() if key != "invite"}
+    assert missing_names(trees[2], [broken]) == ["invite"]
+    broken_pick = {**entries[0], "picks": [{k: v for k, v in entries[0]["picks"][0].items() if k != "wa"}]}
+    assert "wa" in missing_names(trees[2], [broken_pick])

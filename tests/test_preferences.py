@@ -4,7 +4,8 @@ confirmation, and seed papers fetched from the arXiv API in the background
 (a stand-in on 127.0.0.1).
 
 Flask's test client on ``create_app``, on both databases (the ``store``
-fixture: SQLite, then PostgreSQL).
+fixture: SQLite, then PostgreSQL); what an unsubscribed reader is told,
+through the real ``newsletter serve``.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import datetime as dt
 import email
 import email.policy
 import re
+import urllib.parse
+import urllib.request
 
 import lxml.html
 import pytest
 from itsdangerous import URLSafeSerializer
 
 from arxiv_standin import ArxivStandIn
-from conftest import FIXTURES, SECRET
-from newsletter.actions import ARXIV_SPACING_SECONDS, RETRY_BASE_SECONDS, ReaderActions
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from newsletter.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUPS, RETRY_BASE_SECONDS, ReaderActions
 from newsletter.batches import load_batch
 from newsletter.config import Settings
 from newsletter.errors import TokenError
-from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS
-from newsletter.models import Profile
+from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
+from newsletter.models import Profile, SubscriberStatus
 from newsletter.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import create_app, mask_email
 
@@ -310,6 +313,46 @@ def test_the_unsubscribe_page_links_to_the_readers_preferences(site):
     assert store.get(ref=alice.ref).status == "active"
 
 
+def http(base: str, path: str, form: dict | None = None) -> lxml.html.HtmlElement:
+    """GET (or POST ``form`` to) ``path`` of the server at ``base``; its page."""
+    body = urllib.parse.urlencode(form).encode() if form is not None else None
+    with urllib.request.urlopen(f"{base}{path}", data=body, timeout=60) as answer:
+        assert answer.status == 200
+        return lxml.html.document_fromstring(answer.read().decode())
+
+
+def test_an_unsubscribed_reader_is_told_they_get_no_email_and_can_resubscribe(site, database_url, tmp_path):
+    store, alice, bob, _client = site
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    store.change_status(bob.id, SubscriberStatus.UNSUBSCRIBED, source="admin:alice", reason="asked by phone")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+        unsubscribe = f"/u/{Signer(SECRET).unsubscribe_token(alice.ref)}"
+        assert "no-email" not in lxml.html.tostring(http(base, path_of(alice))).decode()
+        http(base, unsubscribe, {})
+        wait_until(lambda: store.get(ref=alice.ref).status == SubscriberStatus.UNSUBSCRIBED, "the unsubscribe")
+        for page in (http(base, path_of(alice)), http(base, path_of(alice), FORM)):
+            said = " ".join(page.get_element_by_id("no-email").text_content().split())
+            assert said == f"You are unsubscribed: {mask_email(alice.email)} gets no email from Daily Papers. What " \
+                           "you choose here counts once you resubscribe."
+            hint = page.get_element_by_id("frequency-hint").text_content()
+            assert hint == "Now: no email (you are unsubscribed); once you resubscribe, daily."
+            [button] = page.xpath("//form[button[@id='resubscribe']]/@action")
+            assert button == f"{unsubscribe}/resubscribe"
+        assert page.cssselect(".saved")[0].text_content() == "Saved. You still get no email: you are unsubscribed."
+        welcome = http(base, button, {})
+        assert "Welcome back" in welcome.text_content()
+        wait_until(lambda: store.get(ref=alice.ref).status == SubscriberStatus.ACTIVE, "the resubscribe")
+        again = http(base, path_of(alice))
+        assert not again.xpath("//*[@id='no-email']") and "Now: daily." in again.text_content()
+        # Removed by the operator: no email either, and no button (their links cannot undo it).
+        removed = http(base, path_of(bob))
+        assert " ".join(removed.get_element_by_id("no-email").text_content().split()) == \
+            f"You are unsubscribed: {mask_email(bob.email)} gets no email from Daily Papers."
+        assert not removed.xpath("//*[@id='resubscribe']")
+
+
 # --------------------------------------------------------------------------
 # seed papers fetched from arXiv
 
@@ -404,6 +447,48 @@ def test_without_an_arxiv_address_seed_papers_wait(site):
     actions.save_preferences(alice, Profile(alice.id, seeds=("2311.12092",)))
     assert actions.fetch_pending_papers() == 0
     assert pending_fetches(store) == ["2311.12092"]
+
+
+def test_one_readers_seed_paper_is_looked_up_before_anothers_twentieth(site):
+    store, alice, bob, _client = site
+    many = [f"2312.{n:05d}" for n in range(1, 21)]
+    with ArxivStandIn(papers={key: NEW_PAPER for key in [*many, "2401.00001"]}) as arxiv:
+        actions = ReaderActions(store, arxiv_api_url=arxiv.url)
+        actions.save_preferences(alice, Profile(alice.id, seeds=tuple(many)))
+        actions.save_preferences(bob, Profile(bob.id, seeds=("2401.00001",)))
+        assert actions.fetch_pending_papers() == 20
+        assert "2401.00001" in arxiv.requests[0] and many[-1] not in arxiv.requests[0]
+        assert set(store.papers(["2401.00001", many[-1]])) == {"2401.00001"}
+        actions._next_fetch = 0.0  # the spacing between requests is not what this test is about
+        assert actions.fetch_pending_papers() == 1
+        assert arxiv.requests[1] == [many[-1]]
+    assert pending_fetches(store) == []
+
+
+def test_a_reader_has_at_most_one_forms_worth_of_seed_papers_waiting(site):
+    store, alice, bob, _client = site
+    actions = ReaderActions(store)
+    for save in range(50):
+        actions.save_preferences(alice, Profile(alice.id, seeds=tuple(f"24{save:02d}.{n:05d}" for n in range(20))))
+    # Those of the last form only: the papers no longer asked for are dropped.
+    assert pending_fetches(store) == [f"2449.{n:05d}" for n in range(20)]
+    assert len(store.pending_actions(alice.id, ("fetch_paper",))) == MAX_PENDING_LOOKUPS == MAX_SEEDS
+    # Another reader's papers wait beside them; the same paper asked by both, once for each.
+    actions.save_preferences(bob, Profile(bob.id, seeds=("2449.00000", "2501.00001")))
+    assert len(store.pending_actions(bob.id, ("fetch_paper",))) == 2
+
+
+def test_a_seed_paper_redirected_to_another_host_is_not_fetched_from_it(site):
+    store, alice, _bob, _client = site
+    with ArxivStandIn(papers={"2311.12092": NEW_PAPER}) as elsewhere, \
+            ArxivStandIn(redirect_to=elsewhere.url) as arxiv:
+        actions = ReaderActions(store, arxiv_api_url=arxiv.url)
+        actions.save_preferences(alice, Profile(alice.id, seeds=("2311.12092",)))
+        assert actions.fetch_pending_papers() == 0
+        assert len(arxiv.requests) == 1 and elsewhere.requests == []
+    [waiting] = store.pending_actions(alice.id, ("fetch_paper",))
+    assert waiting.attempts == 1  # tried again later, from arXiv's own address
+    assert store.papers(["2311.12092"]) == {}
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The preferences page and the feedback links in a real headless Chromium,
 against a real ``newsletter serve`` (with the app's Content-Security-Policy
 in force): setting interests, choosing how often (daily, weekly on a day,
-paused until a date), voting from an email's link, undoing, at desktop and
+paused until a date), resubscribing, voting from an email's link, undoing, at desktop and
 phone width (375 px, no horizontal scroll). Seed papers are fetched by the
 server's worker from an arXiv stand-in on 127.0.0.1.
 
@@ -19,7 +19,7 @@ from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
 from test_email_checks import BLOCKING, axe_violations, node_tools
 from newsletter.batches import load_batch
-from newsletter.models import Frequency, Profile, Schedule
+from newsletter.models import Frequency, Profile, Schedule, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.tokens import Signer
 from newsletter.web import mask_email
@@ -226,4 +226,24 @@ def test_how_often_fits_a_phone(site, new_page):
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#frequency-hint")).to_have_text("Now: weekly on Wednesday.")
     assert fits(page)
+    assert page.csp == []
+
+
+def test_an_unsubscribed_reader_is_told_and_resubscribes_on_a_phone(site, new_page):
+    base, store, add = site
+    reader = add("una.unsubscribed@example.com")
+    store.change_status(reader.id, SubscriberStatus.UNSUBSCRIBED, source="web", reason="unsubscribed on the web page")
+    page = new_page(PHONE)
+    assert page.goto(preferences_url(base, reader)).status == 200
+    expect(page.locator("#no-email")).to_contain_text(f"You are unsubscribed: {mask_email(reader.email)} gets no "
+                                                      "email from Daily Papers.")
+    expect(page.locator("#frequency-hint")).to_have_text(
+        "Now: no email (you are unsubscribed); once you resubscribe, daily.")
+    assert fits(page)
+    node_tools()
+    violations = axe_violations(new_page(), page.content())
+    assert [v for v in violations if v["impact"] in BLOCKING] == [], violations
+    page.get_by_role("button", name="Resubscribe").click()
+    expect(page.get_by_role("status")).to_contain_text("Welcome back")
+    wait_until(lambda: store.get(ref=reader.ref).status == SubscriberStatus.ACTIVE, "the resubscribe")
     assert page.csp == []

@@ -8,7 +8,13 @@ real ``newsletter serve`` processes on SQLite and PostgreSQL:
 - sign-up limits hold under parallel requests (one client, one address);
 - a sign-up takes the same time whether or not the address is on the list;
 - a sign-up that was answered gets its confirmation email even when the
-  server is killed right after answering.
+  server is killed right after answering;
+- a reader's changes are limited: repeated identical votes and saves record
+  one change, a burst beyond the limit gets 429 (never an unsubscribe), and
+  the inbox keeps what counts for the limits only (the limits themselves
+  are also checked on the store: per reader, per client, waiting);
+- a seed paper's download that drips in a byte at a time is cut off at its
+  deadline, and sign-up confirmations go out meanwhile.
 """
 
 from __future__ import annotations
@@ -31,11 +37,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine
 
+from sqlalchemy import select
+
+from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from newsletter.actions import READER_LIMITS
 from newsletter.batches import load_batch
+from newsletter.errors import RateLimited
 from newsletter.models import Frequency, Schedule, SubscriberStatus
 from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
-from newsletter.store import open_store
+from newsletter.store import ActionLimits, open_store
+from newsletter.store.schema import actions_table
 from newsletter.tokens import Signer
 
 ACTIVE = SubscriberStatus.ACTIVE
@@ -44,16 +56,22 @@ UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 ANSWER_WITHIN = 2.0  # seconds: what a reader's action may take, whatever holds the database
 
 
-def post(url: str, data: dict, headers: dict | None = None, timeout: float = 30.0) -> tuple[int, str, float]:
-    """POST a form; return (status, body, seconds taken)."""
+def post(url: str, data: dict, headers: dict | None = None, timeout: float = 30.0,
+         answer: dict | None = None) -> tuple[int, str, float]:
+    """POST a form; return (status, body, seconds taken). The answer's
+    headers go into ``answer`` when given."""
     body = urllib.parse.urlencode(data).encode()
     request = urllib.request.Request(url, data=body, headers={
         "Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            if answer is not None:
+                answer.update(response.headers)
             return response.status, response.read().decode(), time.monotonic() - started
     except urllib.error.HTTPError as exc:
+        if answer is not None:
+            answer.update(exc.headers)
         return exc.code, exc.read().decode(), time.monotonic() - started
 
 
@@ -344,3 +362,171 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------
+# limits on readers' changes
+
+DAY = dt.date(2025, 3, 11)
+FORM = {"interests": "concept erasure", "authors": "", "categories": "cs.CV", "seeds": "", "picks": "4"}
+
+
+def inbox_rows(store, reader) -> list[tuple[str, str]]:
+    """Every row the inbox keeps about ``reader`` (applied or not): (kind, payload)."""
+    a = actions_table
+    with store.inbox.connect() as conn:
+        return [(r.kind, r.payload) for r in conn.execute(
+            select(a.c.kind, a.c.payload).where(a.c.subscriber_id == reader.id).order_by(a.c.id))]
+
+
+def feedback_url(base: str, store, reader, position: int, direction: str) -> str:
+    key = store.edition_papers(DAY)[position]
+    return f"{base}/f/{Signer(SECRET).feedback_token(reader.ref, DAY.isoformat(), position, key)}/{direction}"
+
+
+def test_parallel_identical_votes_and_saves_record_one_change(store, server):
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    reader, _ = store.add("voter@example.com")
+    preferences = f"/p/{Signer(SECRET).preferences_token(reader.ref)}"
+    with server() as base:
+        up = feedback_url(base, store, reader, 2, "up")
+        replies = parallel([lambda: post(up, {}) for _ in range(20)])
+        assert {status for status, _body, _s in replies} == {200}
+        assert all("Papers like this will come first in your picks." in body for _status, body, _s in replies)
+        # Once more after it was applied: still nothing new.
+        assert post(up, {})[0] == 200
+        assert [kind for kind, _payload in inbox_rows(store, reader)] == ["vote"]
+        assert [(v.paper_key, v.vote) for v in store.votes(reader.id)] == [("2503.00003", 1)]
+        replies = parallel([lambda: post(f"{base}{preferences}", FORM) for _ in range(20)])
+        assert {status for status, _body, _s in replies} == {200}
+        assert post(f"{base}{preferences}", FORM)[0] == 200
+        assert [kind for kind, _payload in inbox_rows(store, reader)] == ["vote", "preferences"]
+        assert store.profile(reader.id).interests == ("concept erasure",)
+        # An undo of a vote never given changes nothing either; a real change is recorded.
+        assert post(feedback_url(base, store, reader, 3, "up").removesuffix("/up") + "/undo", {})[0] == 200
+        assert post(feedback_url(base, store, reader, 2, "down"), {})[0] == 200
+        assert [kind for kind, _payload in inbox_rows(store, reader)] == ["vote", "preferences", "vote"]
+
+
+def test_a_burst_of_changes_beyond_the_limit_gets_429_and_the_inbox_stays_bounded(store, server):
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    reader, _ = store.add("burst@example.com")
+    other, _ = store.add("other@example.com")
+    papers = len(store.edition_papers(DAY))
+    burst = READER_LIMITS.per_reader + 20
+    with server() as base:
+        # Each one a change: every paper up, then every paper down, and so
+        # on; beyond the limit nothing is recorded, so each undo is one too.
+        links = [feedback_url(base, store, reader, n % papers, "up" if n // papers % 2 == 0 else "down")
+                 for n in range(READER_LIMITS.per_reader)]
+        links += [feedback_url(base, store, reader, n % papers, "up").removesuffix("/up") + "/undo"
+                  for n in range(burst - READER_LIMITS.per_reader)]
+        statuses = [post(link, {})[0] for link in links]
+        assert statuses == [200] * READER_LIMITS.per_reader + [429] * (burst - READER_LIMITS.per_reader)
+        answer = {}
+        status, body, _s = post(links[-1], {}, answer=answer)
+        assert status == 429 and "Too many changes" in body and "this one was not saved" in body
+        assert 0 < int(answer["Retry-After"]) <= READER_LIMITS.window.total_seconds()
+        # A saved form is a change too; an unsubscribe never waits.
+        assert post(f"{base}/p/{Signer(SECRET).preferences_token(reader.ref)}", FORM)[0] == 429
+        assert one_click(Signer(SECRET).unsubscribe_url(base, reader.ref))[0] == 200
+        # Another reader (from the same client, under its own limit) is not held back.
+        assert post(feedback_url(base, store, other, 0, "up"), {})[0] == 200
+    rows = inbox_rows(store, reader)
+    assert [kind for kind, _payload in rows].count("vote") == READER_LIMITS.per_reader
+    assert store.get(ref=reader.ref).status == UNSUBSCRIBED
+
+
+def test_one_client_changing_many_readers_is_limited_too(store, server):
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    papers = len(store.edition_papers(DAY))
+    each = READER_LIMITS.per_reader - 10  # every reader under their own limit
+    readers = [store.add(f"reader{n}@example.com")[0] for n in range(-(-READER_LIMITS.per_client // each) + 1)]
+    with server() as base:
+        def changes(reader) -> list[int]:
+            return [post(feedback_url(base, store, reader, n % papers, "up" if n // papers % 2 == 0 else "down"),
+                         {})[0] for n in range(each)]
+
+        statuses = [status for one in parallel([lambda r=r: changes(r) for r in readers]) for status in one]
+    # Once refused, a reader's later vote may be one they already have (a 200 recording nothing).
+    assert 429 in statuses and set(statuses) == {200, 429}
+    assert sum(len(inbox_rows(store, reader)) for reader in readers) == READER_LIMITS.per_client
+
+
+def test_a_seed_paper_dripping_in_is_cut_off_and_confirmations_go_out_meanwhile(store, server):
+    reader, _ = store.add("seeds@example.com")
+    paper = ("Concept Sliders", "We present concept sliders.", ["Rohit Gandikota"], "cs.CV")
+    # A byte every half second: the answer would take minutes, no single read anywhere near a timeout.
+    with ArxivStandIn(papers={"2311.12092": paper}, drip=0.5) as arxiv, \
+            server(NEWSLETTER_ARXIV_API_URL=arxiv.url) as base:
+        status, _body, _s = post(f"{base}/p/{Signer(SECRET).preferences_token(reader.ref)}",
+                                 {**FORM, "seeds": "2311.12092"})
+        assert status == 200
+        assert arxiv.dripping.wait(30), "the seed paper was never asked for"
+        assert post(f"{base}/subscribe", {"email": "new.reader@example.com"})[0] == 200
+        wait_until(lambda: outbox_messages(server.outbox), "the confirmation email")
+        assert not arxiv.hung_up.is_set()  # sent while the download was still dripping in
+        # The download is cut off at its deadline, and tried again later.
+        wait_until(lambda: [a.attempts for a in store.pending_actions(reader.id, ("fetch_paper",))] == [1],
+                   "the download to give up", timeout=60)
+        assert arxiv.hung_up.wait(20)
+        assert len(arxiv.requests) == 1 and store.papers(["2311.12092"]) == {}
+    [message] = outbox_messages(server.outbox)
+    assert message["To"] == "new.reader@example.com"
+
+
+LIMITS = ActionLimits(kinds=("vote",), per_reader=3, per_client=4, window=dt.timedelta(hours=1), max_pending=2)
+
+
+def record(store, reader, n: int, client: str | None = "198.51.100.1") -> int | None:
+    return store.record_reader_action("vote", {"paper_key": f"p{n}", "vote": 1}, subscriber_id=reader.id,
+                                      client=client, limits=LIMITS, unchanged=lambda _waiting: False)
+
+
+def test_limits_count_per_reader_and_per_client_within_their_window(store, monkeypatch):
+    readers = [store.add(f"r{n}@example.com")[0] for n in range(3)]
+    for n in range(3):
+        store.finish_action(record(store, readers[0], n), "applied")
+    with pytest.raises(RateLimited) as info:
+        record(store, readers[0], 3)
+    assert 0 < info.value.retry_after <= 3600
+    # Another client does not help the reader.
+    with pytest.raises(RateLimited):
+        record(store, readers[0], 3, client="203.0.113.9")
+    # Another reader from the same client: up to the client's limit.
+    store.finish_action(record(store, readers[1], 0), "applied")
+    with pytest.raises(RateLimited):
+        record(store, readers[2], 0)
+    store.finish_action(record(store, readers[2], 0, client="203.0.113.9"), "applied")
+    # An hour later, they count no more.
+    real_now = store.clock
+    monkeypatch.setattr(store, "clock", lambda: real_now() + dt.timedelta(hours=1, seconds=5))
+    assert record(store, readers[0], 4) is not None
+
+
+def test_at_most_so_many_of_a_readers_changes_wait_and_a_change_of_nothing_records_nothing(store):
+    reader, _ = store.add("waiting@example.com")
+    for n in range(LIMITS.max_pending):
+        store.release_action(record(store, reader, n))  # left for the worker: the database is held
+    with pytest.raises(RateLimited):
+        record(store, reader, 9)
+    seen = []
+    assert store.record_reader_action("vote", {}, subscriber_id=reader.id, client=None, limits=LIMITS,
+                                      unchanged=lambda waiting: seen.extend(waiting) or True) is None
+    assert [a.payload["paper_key"] for a in seen] == ["p0", "p1"]
+    assert len(store.pending_actions(reader.id, ("vote",))) == LIMITS.max_pending
+
+
+def test_the_inbox_keeps_applied_changes_only_while_they_count(store, monkeypatch):
+    reader, _ = store.add("kept@example.com")
+    store.finish_action(record(store, reader, 0), "applied")
+    store.release_action(record(store, reader, 1))  # still to apply
+    assert store.record_signup("new@example.com", None, "198.51.100.1", per_address_per_day=3,
+                               per_client_per_hour=10)
+    [signup] = store.due_actions(("signup",))
+    store.finish_action(signup.id, "confirmation sent")
+    real_now = store.clock
+    monkeypatch.setattr(store, "clock", lambda: real_now() + dt.timedelta(hours=2))
+    assert store.purge_actions(others_older_than=LIMITS.window) == 1
+    assert [kind for kind, _payload in inbox_rows(store, reader)] == ["vote"]  # the one still to apply
+    assert store.count_signups(email="new@example.com", since=real_now() - dt.timedelta(days=1)) == 1

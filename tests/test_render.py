@@ -702,3 +702,24 @@ def test_empty_batch_from_a_file_names_it():
     with pytest.raises(BatchError) as caught:
         render_issue(batch, Settings())
     assert "empty-day.json" in str(caught.value)
+
+
+def test_a_link_that_is_not_http_never_becomes_one(tmp_path):
+    # Batches keep only http(s) links; a paper made any other way (stored
+    # papers, a weekly edition) is checked again where its links are written.
+    from conftest import SECRET
+    from newsletter.models import Pick, Reason
+    from newsletter.personalize import pick_values
+    from newsletter.render import render_for_readers
+    from newsletter.tokens import Signer
+
+    papers = (Paper("A title", "An abstract.", url="javascript:alert(1)", code_url="data:text/html,<b>x</b>",
+                    project_url="JavaScript:alert(2)"),
+              Paper("Another", "An abstract.", url="https://example.org/a?b=1&c=\"d\""))
+    issue = render_for_readers(Batch(dt.date(2025, 3, 11), papers, source="test"), Settings(secret_key=SECRET),
+                               Signer(SECRET))
+    for page in (issue.html, issue.web_html):
+        hrefs = [a.get("href") for a in lxml.html.document_fromstring(page).iter("a")]
+        assert all(h.startswith(("http://", "https://", "__NEWSLETTER_")) for h in hrefs), hrefs
+        assert 'https://example.org/a?b=1&c="d"' in hrefs  # kept whole, its quote inside the attribute
+    assert pick_values(1, Pick(0, "k", 0.5, Reason("interest", "x")), issue)["u"] == issue.web_url

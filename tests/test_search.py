@@ -516,7 +516,7 @@ def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store
     # beyond them. Equal matches: the most recently carried first.
     assert keys(found) == ["2503.10004", "2503.10003", "2503.10002"]
     assert "More than 3 papers found" in " ".join(
-        create_app(Settings(database_url=database_url, secret_key=SECRET)).test_client()
+        create_app(Settings(database_url=database_url, secret_key=SECRET), background=False).test_client()
         .get("/papers?q=graph").get_data(as_text=True).split())
     # A narrower search ranks all its matches.
     narrow = store.search_papers('graph "Graph Graph"')

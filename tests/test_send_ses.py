@@ -31,6 +31,7 @@ from newsletter.cli import cli
 from newsletter.cli.common import render_for_readers
 from newsletter.config import Settings
 from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger, open_store
 from newsletter.tokens import Signer
@@ -58,6 +59,9 @@ def aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # The stand-in answers TestRenderEmailTemplate at any rate unless a test
+    # asks for SES's one call a second; then it sets the real pacing back.
+    monkeypatch.setattr(ses_sender, "RENDER_INTERVAL", 0.0)
 
 
 @pytest.fixture
@@ -207,10 +211,10 @@ def test_bulk_sends_one_template_in_calls_of_50_every_reader_once(standin, db):
     own = links(readers)
     by_address = {r.email: r for r in readers}
     names = {r.email: r.name for r in readers}
+    assert ses.events == []  # no entry lacked a name the template uses
     for message in ses.sent:
         to = address(message.to[0])
         url = own[to]
-        assert message.missing == ()
         assert message.template_name == TEMPLATE
         assert message.from_address == FROM
         assert display_name(message.to[0]) == (names[to] or "")
@@ -245,9 +249,9 @@ def test_literal_braces_in_paper_text_are_delivered_as_text(standin, database_fi
     assert "{{ x }}" in issue.text and "{{{y}}}" in htmllib.unescape(issue.html)  # the test means something
     own = links(readers)
     by_address = {r.email: r for r in readers}
+    assert ses.events == []
     for message in ses.sent:
         url = own[address(message.to[0])]
-        assert message.missing == ()
         html, text = reader_parts(issue, by_address[address(message.to[0])])
         assert message.text == text
         assert htmllib.unescape(message.html) == htmllib.unescape(html)
@@ -531,7 +535,7 @@ def test_a_resumed_bulk_run_updates_the_stored_template(standin, database_file, 
     assert [r.status for r in operations(ses, "UpdateEmailTemplate")] == [200]  # ...and updated it
     later = ses.sent[before:]
     assert len(later) == 40
-    assert all("stale" not in m.text and m.missing == () for m in later)
+    assert all("stale" not in m.text for m in later) and ses.events == []
     assert received(ses) == collections.Counter({r.email: 1 for r in readers})
     assert_ledger_matches(db, ses, readers)
     assert ses.templates == {}
@@ -605,3 +609,41 @@ def test_raw_mode_against_moto(db):
         assert {emails[sid]: mid for sid, _, mid, _ in ledger_rows(db, "sent")} == ids
     finally:
         server.stop()
+
+
+# -- the pre-flight ------------------------------------------------------------
+
+
+def test_the_preflight_renders_each_shape_once_a_second_before_the_first_send(standin, database_file, db,
+                                                                             monkeypatch):
+    monkeypatch.setattr(ses_sender, "RENDER_INTERVAL", 1.0)
+    ses = standin(max_send_rate=1000, render_rate=1)  # faster calls would be refused, as by SES
+    readers = add_readers(db, 30)
+    ses.throttle_next(1, operation="TestRenderEmailTemplate")  # a throttled call is retried
+    result = send(cli_env(database_file, ses))
+    assert result.exit_code == 0, result.output
+    calls = [r.operation for r in ses.requests]
+    renders = operations(ses, "TestRenderEmailTemplate")
+    assert [r.status for r in renders] == [429, 200, 200, 200, 200]  # picks, no match, invite, off
+    assert calls.index("SendBulkEmail") > max(i for i, op in enumerate(calls) if op == "TestRenderEmailTemplate")
+    assert received(ses) == collections.Counter({r.email: 1 for r in readers}) and ses.events == []
+
+
+def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, database_file, db, monkeypatch):
+    ses = standin(max_send_rate=1000)
+    add_readers(db, 30)
+    complete = ses_sender.template_data
+
+    def without_invite(recipient, issue):  # a bug that leaves a name out
+        data = complete(recipient, issue)
+        del data["invite"]
+        return data
+
+    monkeypatch.setattr(ses_sender, "template_data", without_invite)
+    result = send(cli_env(database_file, ses))
+    assert result.exit_code == 2, result.output
+    assert TEMPLATE in result.stderr and "Attribute 'invite' is not present in the rendering data." in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert len(operations(ses, "TestRenderEmailTemplate")) == 1  # stopped at the first failure
+    assert not operations(ses, "SendBulkEmail") and ses.sent == [] and ses.events == []
+    assert ledger_counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}

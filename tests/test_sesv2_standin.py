@@ -310,9 +310,9 @@ def test_what_the_newsletter_does_not_send_is_not_implemented(ses, client):
 
 def test_render_subset_of_handlebars():
     data = {"s": "<a href='x'>&</a>", "name": "Ada", "a.b": "flat"}
-    assert render("{{s}}", data, html=True) == "&lt;a href&#x3D;&#x27;x&#x27;&gt;&amp;&lt;/a&gt;"
+    # SES does not escape: every form inserts the value as it is.
     assert render("{{s}}", data) == "<a href='x'>&</a>"
-    assert render("{{{s}}}|{{&s}}", data, html=True) == "<a href='x'>&</a>|<a href='x'>&</a>"
+    assert render("{{{s}}}|{{&s}}", data) == "<a href='x'>&</a>|<a href='x'>&</a>"
     assert render("{{ name }}/{{name.first}}/{{a.b}}/{{nope}}", data) == "Ada///"
     assert render("a{{! a comment }}b", data) == "ab"
     block = "{{#if t}}yes{{else}}no{{/if}} {{\\bf v}}"
@@ -327,13 +327,14 @@ def test_a_template_with_blocks_is_rendered_as_handlebars_with_nested_data(ses, 
         text="{{#each picks}}{{n}}. {{{t}}} ({{../who}})\n{{/each}}{{#if invite}}tell us{{/if}}",
         html="{{#each picks}}<b>{{t}}</b>{{/each}}{{#if invite}}<i>tell us</i>{{/if}}",
     )
-    data = {"n": "2", "who": "Ada", "picks": [{"n": "1", "t": "<Erasure & Co>"}, {"n": "2", "t": "Plain"}]}
+    data = {"n": "2", "who": "Ada", "invite": False,
+            "picks": [{"n": "1", "t": "<Erasure & Co>"}, {"n": "2", "t": "Plain"}]}
     client.send_bulk_email(**bulk(["a@example.com"], data=data))
-    client.send_bulk_email(**bulk(["b@example.com"], data={"n": "0", "invite": True}))
+    client.send_bulk_email(**bulk(["b@example.com"], data={"n": "0", "who": "Bo", "picks": [], "invite": True}))
     first, second = ses.sent
     assert first.subject == "2 papers"
     assert first.text == "1. <Erasure & Co> (Ada)\n2. Plain (Ada)\n"
-    assert first.html == "<b>&lt;Erasure &amp; Co&gt;</b><b>Plain</b>"
+    assert first.html == "<b><Erasure & Co></b><b>Plain</b>"  # not escaped, as SES documents
     assert (second.text, second.html) == ("tell us", "<i>tell us</i>")
 
 
@@ -358,31 +359,38 @@ def test_bulk_substitutes_and_merges_headers(ses, client):
             {"name": "Ada", "unsubscribe": "https://example.com/u?t=1&x=2"},
             [("list-unsubscribe", "<https://example.com/u/1>")],
         ),
-        entry("bob@example.com"),  # default data and headers only
+        entry("bob@example.com", {"unsubscribe": "https://example.com/u/2"}),  # default headers only
+        entry("carol@example.com"),  # default data and headers only
     ]
     response = client.send_bulk_email(**request)
     results = response["BulkEmailEntryResults"]
-    assert statuses(response) == ["SUCCESS", "SUCCESS"]
+    assert statuses(response) == ["SUCCESS", "SUCCESS", "SUCCESS"]
     ada, bob = ses.sent
-    assert [ada.message_id, bob.message_id] == [r["MessageId"] for r in results]
+    assert [ada.message_id, bob.message_id] == [r["MessageId"] for r in results[:2]]
     assert ada.operation == "SendBulkEmail" and ada.to == ["ada@example.com"]
     assert ada.subject == "Papers for Ada"
     assert ada.text == "Hi Ada: https://example.com/u?t=1&x=2"
-    assert ada.html == '<a href="https://example.com/u?t&#x3D;1&amp;x&#x3D;2">Ada</a>'
+    assert ada.html == '<a href="https://example.com/u?t=1&x=2">Ada</a>'
     assert ada.template_data == {
         "title": "Papers", "name": "Ada", "unsubscribe": "https://example.com/u?t=1&x=2"
     }
-    assert ada.missing == ()
     assert ada.headers == [
         ("X-Campaign", "daily"),
         ("list-unsubscribe", "<https://example.com/u/1>"),
     ]
     assert bob.subject == "Papers for reader"
-    assert bob.missing == ("unsubscribe",)
     assert bob.headers == [
         ("List-Unsubscribe", "<https://example.com/u/default>"),
         ("X-Campaign", "daily"),
     ]
+    # Carol's data lacks "unsubscribe": accepted, then dropped with a
+    # Rendering Failure, as SES does.
+    (failure,) = ses.events
+    assert failure["eventType"] == "Rendering Failure"
+    assert failure["mail"]["destination"] == ["carol@example.com"]
+    assert failure["mail"]["messageId"] == results[2]["MessageId"]
+    assert failure["failure"] == {"templateName": "daily",
+                                  "errorMessage": "Attribute 'unsubscribe' is not present in the rendering data."}
     # Templated bodies are rendered when read; records still compare and convert.
     assert dataclasses.asdict(ada)["html"] == ada.html
     assert ses.sent[0] == ada
@@ -745,3 +753,65 @@ def test_sent_message_is_a_dataclass():
         "message_id", "operation", "from_address", "to", "subject", "text", "html",
         "headers", "raw", "configuration_set", "accepted_at",
     ]
+
+
+@pytest.mark.parametrize("data, missing", [
+    ({"who": "Ada", "invite": False, "picks": [{"t": "A", "u": "x"}]}, None),
+    ({"who": "Ada", "picks": [{"t": "A", "u": "x"}]}, "invite"),  # a name used only in {{#if}}
+    ({"who": "Ada", "invite": None, "picks": []}, "invite"),  # null is missing too
+    ({"invite": False, "picks": [{"t": "A", "u": "x"}]}, "../who"),  # a parent path in {{#each}}
+    ({"who": "Ada", "invite": False, "picks": [{"t": "A", "u": "x"}, {"t": "B"}]}, "u"),  # one item of {{#each}}
+    ({"who": "Ada", "invite": True, "picks": [{"t": "A", "u": "x"}]}, None),
+    ({"who": "Ada", "invite": False}, "picks"),
+])
+def test_a_name_missing_anywhere_fails_the_entry_with_a_rendering_failure(data, missing):
+    events = []
+    with SesV2StandIn(max_send_rate=1000, on_event=events.append) as ses:
+        ses.add_template(
+            "daily", subject="Papers",
+            text="{{#each picks}}{{t}} {{u}} {{../who}}{{/each}}{{#if invite}}tell us{{else}}ok{{/if}}",
+            html="<p>{{#each picks}}<a href=\"{{u}}\">{{{t}}}</a>{{/each}}</p>",
+        )
+        response = ses.client().send_bulk_email(**bulk(["a@example.com"], data=data))
+        assert statuses(response) == ["SUCCESS"]  # accepted either way
+        if missing is None:
+            assert len(ses.sent) == 1 and ses.events == [] and events == []
+        else:
+            assert ses.sent == []
+            assert events == ses.events and len(events) == 1
+            assert events[0]["failure"]["errorMessage"] == f"Attribute '{missing}' is not present in the rendering data."
+
+
+def test_nothing_is_escaped_in_blocks_either(ses, client):
+    ses.add_template("daily", subject="s", text="{{#if x}}{{x}}{{/if}}", html="{{#if x}}<i>{{x}}</i>{{/if}}")
+    client.send_bulk_email(**bulk(["a@example.com"], data={"x": "<b>&amp;</b>"}))
+    (message,) = ses.sent
+    assert (message.text, message.html) == ("<b>&amp;</b>", "<i><b>&amp;</b></i>")
+
+
+def test_test_render_email_template_renders_or_fails_with_the_missing_name(client, ses):
+    ses.add_template("daily", subject="For {{who}}", text="{{#if invite}}tell us{{/if}} {{who}}",
+                     html="<p>{{who}}</p>")
+    answer = client.test_render_email_template(TemplateName="daily", TemplateData=json.dumps({"who": "<Ada>",
+                                                                                             "invite": True}))
+    rendered = answer["RenderedTemplate"]
+    assert "Subject: For <Ada>" in rendered and "<p><Ada></p>" in rendered and "tell us" in rendered
+    with pytest.raises(client.exceptions.BadRequestException) as e:
+        client.test_render_email_template(TemplateName="daily", TemplateData=json.dumps({"who": "Ada"}))
+    assert e.value.response["Error"]["Message"] == "Attribute 'invite' is not present in the rendering data."
+    with pytest.raises(client.exceptions.NotFoundException):
+        client.test_render_email_template(TemplateName="nope", TemplateData="{}")
+    assert ses.sent == [] and ses.events == []
+
+
+def test_test_render_email_template_allows_one_call_a_second():
+    clock = Clock()
+    with SesV2StandIn(render_rate=1, clock=clock) as ses:
+        ses.add_template("daily", subject="s", text="t")
+        client = ses.client()
+        client.test_render_email_template(TemplateName="daily", TemplateData="{}")
+        clock.now += 0.5
+        with pytest.raises(client.exceptions.TooManyRequestsException):
+            client.test_render_email_template(TemplateName="daily", TemplateData="{}")
+        clock.now += 1
+        client.test_render_email_template(TemplateName="daily", TemplateData="{}")

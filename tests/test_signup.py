@@ -5,7 +5,8 @@ per client an hour, the client taken from X-Forwarded-For only behind a
 configured proxy), and every bad confirmation link refused.
 
 Flask's test client on ``create_app`` with the outbox sender, on both
-databases (the ``store`` fixture: SQLite, then PostgreSQL).
+databases (the ``store`` fixture: SQLite, then PostgreSQL); who the client
+is, with and without a proxy, also through real ``newsletter serve``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import email.policy
 import json
 import re
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import lxml.html
@@ -24,7 +27,7 @@ from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
-from conftest import SECRET
+from conftest import SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.errors import AccountError
@@ -443,6 +446,64 @@ def test_without_a_proxy_x_forwarded_for_is_ignored(store, client, outbox):
         sign_up(client, f"s{n}@example.com", remote="198.51.100.20", **{"X-Forwarded-For": f"203.0.113.{n}"})
     assert len(messages(outbox)) == PER_CLIENT_PER_HOUR
     assert sent_to(outbox, "s10@example.com") == []
+
+
+def serve(tmp_path, database_url: str, outbox: Path, **settings: str):
+    """``newsletter serve`` on the test database (outbox sender) with
+    ``settings``, as a context manager yielding its base URL."""
+    port = free_port()
+    env = clean_env(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                    NEWSLETTER_OUTBOX_DIR=str(outbox), NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}", **settings)
+    return newsletter_server(["serve", "--port", str(port)], port, tmp_path, env)
+
+
+def sign_up_over_http(base: str, address: str, forwarded_for: str) -> int:
+    """POST the form to a real server with ``forwarded_for`` as
+    X-Forwarded-For; return the status."""
+    body = urllib.parse.urlencode({"email": address}).encode()
+    request = urllib.request.Request(f"{base}/subscribe", data=body, headers={"X-Forwarded-For": forwarded_for})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.status
+
+
+def signups_from(store, client: str) -> int:
+    return store.count_signups(client=client, since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+
+
+def test_behind_one_proxy_every_client_has_its_own_limit_under_serve(store, database_url, outbox, tmp_path):
+    # waitress drops X-Forwarded-For unless told to trust the proxy: then
+    # every reader was the proxy, and the eleventh sign-up of the hour,
+    # whoever sent it, was refused.
+    readers = PER_CLIENT_PER_HOUR + 2
+    with serve(tmp_path, database_url, outbox, NEWSLETTER_PROXY_COUNT="1") as base:
+        for n in range(readers):
+            assert sign_up_over_http(base, f"p{n}@example.com", f"203.0.113.{n + 1}") == 200
+        assert [signups_from(store, f"203.0.113.{n + 1}") for n in range(readers)] == [1] * readers
+        wait_until(lambda: len(messages(outbox)) == readers, "a confirmation email to every reader")
+        # What a client writes before the address our proxy appended is not
+        # taken: its limit holds whatever it forges.
+        for n in range(PER_CLIENT_PER_HOUR + 1):
+            sign_up_over_http(base, f"f{n}@example.com", f"198.51.100.{n + 1}, 203.0.113.200")
+        assert signups_from(store, "203.0.113.200") == PER_CLIENT_PER_HOUR
+        assert sum(signups_from(store, f"198.51.100.{n + 1}") for n in range(PER_CLIENT_PER_HOUR + 1)) == 0
+    assert store.count_signups(email=f"f{PER_CLIENT_PER_HOUR}@example.com",
+                               since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)) == 0
+
+
+def test_behind_two_proxies_the_client_is_taken_once_under_serve(store, database_url, outbox, tmp_path):
+    # waitress and the app's own ProxyFix both read the header: the client
+    # is the entry the outer proxy appended, not one hop further either way.
+    with serve(tmp_path, database_url, outbox, NEWSLETTER_PROXY_COUNT="2") as base:
+        sign_up_over_http(base, "t1@example.com", "198.51.100.66, 203.0.113.7, 10.0.0.1")
+    assert [signups_from(store, client) for client in ("198.51.100.66", "203.0.113.7", "10.0.0.1")] == [0, 1, 0]
+
+
+def test_without_a_proxy_a_forged_x_forwarded_for_is_ignored_under_serve(store, database_url, outbox, tmp_path):
+    with serve(tmp_path, database_url, outbox) as base:
+        for n in range(PER_CLIENT_PER_HOUR + 1):
+            assert sign_up_over_http(base, f"s{n}@example.com", f"203.0.113.{n + 1}") == 200
+    assert signups_from(store, "127.0.0.1") == PER_CLIENT_PER_HOUR
+    assert sum(signups_from(store, f"203.0.113.{n + 1}") for n in range(PER_CLIENT_PER_HOUR + 1)) == 0
 
 
 # --------------------------------------------------------------------------

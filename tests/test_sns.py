@@ -1354,3 +1354,112 @@ def test_cli_poll_applies_verified_messages_and_deletes_them(pki, cert_url, sqs,
     assert store.get(email="jane@example.com").status == BOUNCED
     assert store.get(email="recipient@example.com").status == COMPLAINED
     assert queue_depth(sqs, queue_url) == (0, 1)  # only the foreign-topic one is left
+
+
+# --------------------------------------------------------------------------
+# Rendering Failures: a real bulk send through the SES stand-in, one reader's
+# message dropped by SES, the event read back, the reader sent again
+
+
+SES_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
+SEND_DATE = "2025-03-11"
+
+
+@pytest.fixture
+def dropping_send(store, database_url, monkeypatch, tmp_path):
+    """Run ``newsletter send`` of the example day through an SES stand-in,
+    with a bug that leaves a name out of one reader's data (SES accepts the
+    entry, then drops it with a Rendering Failure); yields (stand-in,
+    send(*args), fix(), the reader, the others)."""
+    from sesv2_standin import SesV2StandIn
+
+    from conftest import EXAMPLE, SECRET
+    from newsletter.sending.senders import ses as ses_sender
+
+    monkeypatch.setattr(ses_sender, "RENDER_INTERVAL", 0.0)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    readers = [store.add(address)[0] for address in READERS]
+    victim = readers[1]
+    complete = ses_sender.template_data
+
+    def leaves_a_name_out(recipient, issue):
+        data = complete(recipient, issue)
+        if recipient.subscriber_id == victim.id:
+            del data["invite"]
+        return data
+
+    monkeypatch.setattr(ses_sender, "template_data", leaves_a_name_out)
+    with SesV2StandIn(max_send_rate=1000) as standin:
+        env = {**SES_ENV, "NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
+               "NEWSLETTER_SENDER": "ses", "NEWSLETTER_SES_ENDPOINT_URL": standin.endpoint_url,
+               "NEWSLETTER_FROM": "Daily Papers <papers@example.com>", "NEWSLETTER_SNS_TOPIC_ARNS": TOPIC}
+
+        def send(*args):
+            return CliRunner().invoke(cli, ["send", str(EXAMPLE), "--date", SEND_DATE, *args], env=env,
+                                      catch_exceptions=False)
+
+        def fix():
+            monkeypatch.setattr(ses_sender, "template_data", complete)
+
+        yield standin, send, fix, victim, [r for r in readers if r.id != victim.id], env
+
+
+def ledger_of(store) -> dict:
+    from newsletter.models import Edition
+    from newsletter.store import Ledger
+
+    return {row.subscriber_id: row for row in Ledger(store, Edition(dt.date.fromisoformat(SEND_DATE))).rows()}
+
+
+def assert_recovery(store, standin, send, fix, victim, others, env) -> None:
+    """After the event was applied: the reader's row failed with SES's error,
+    stats say so, and after the fix the reader alone is sent again."""
+    rows = ledger_of(store)
+    assert rows[victim.id].status == "failed"
+    assert rows[victim.id].reason.startswith("Rendering Failure: Attribute 'invite' is not present")
+    assert all(rows[r.id].status == "sent" for r in others)
+    stats = CliRunner().invoke(cli, ["stats"], env=env, catch_exceptions=False)
+    assert stats.exit_code == 0, stats.output
+    assert (f"1 messages dropped by SES with a Rendering Failure (the readers got nothing): fix the cause, then "
+            f"run newsletter send --date {SEND_DATE} --resend-rendering-failures") in stats.stderr
+    assert "already sent" in send().stdout  # without the option, nobody is sent again
+
+    fix()
+    again = send("--resend-rendering-failures")
+    assert again.exit_code == 0, again.output
+    assert "again to 1 readers whose message SES dropped with a Rendering Failure" in again.stdout
+    assert [m.to for m in standin.sent[len(others):]] == [[victim.email]]
+    assert all(row.status == "sent" for row in ledger_of(store).values())
+    assert "Rendering Failure" not in CliRunner().invoke(cli, ["stats"], env=env).stderr
+
+
+def test_a_rendering_failure_from_sns_fails_the_reader_until_sent_again(pki, cert_url, client, store,
+                                                                          dropping_send):
+    standin, send, fix, victim, others, env = dropping_send
+    first = send()
+    assert first.exit_code == 0, first.output  # SES accepted every entry
+    assert {m.to[0] for m in standin.sent} == {r.email for r in others}
+    (event,) = standin.events
+    assert event["failure"]["templateName"] == f"newsletter-{SEND_DATE}"
+    assert all(row.status == "sent" for row in ledger_of(store).values())  # what the ledger believed
+
+    response = post(client, notification(pki, cert_url, event))
+    assert response.status_code == 200, response.data
+    assert store.get(email=victim.email).status == ACTIVE
+    assert_recovery(store, standin, send, fix, victim, others, env)
+
+
+def test_a_rendering_failure_from_sqs_fails_the_reader_until_sent_again(pki, cert_url, sqs, store, verifier,
+                                                                          dropping_send):
+    standin, send, fix, victim, others, env = dropping_send
+    assert send().exit_code == 0
+    queue_url = new_queue(sqs)
+    (event,) = standin.events
+    enqueue(sqs, queue_url, notification(pki, cert_url, event))
+
+    report = poll(sqs, queue_url, verifier, store, once=True, stop=threading.Event(), wait=0)
+
+    assert (report.handled, report.refused) == (1, 0)
+    assert queue_depth(sqs, queue_url) == (0, 0)
+    assert_recovery(store, standin, send, fix, victim, others, env)

@@ -559,7 +559,8 @@ def test_sqlite_in_a_folder_that_cannot_be_created(tmp_path):
 @pytest.mark.parametrize(
     "url",
     ["nonsense", "://nothing", "nosuchdb://user:hunter2secret@host/db",
-     "postgresql+psycopg://user:hunter2secret@host:notaport/db"],
+     "postgresql+psycopg://user:hunter2secret@host:notaport/db",
+     "postgresql+psycopg://user@host:notaport/db?password=hunter2secret"],
 )
 def test_malformed_urls(url):
     with pytest.raises(StoreError, match="malformed database URL") as caught:

@@ -457,6 +457,33 @@ def test_the_servers_own_error_answers_carry_the_security_headers(tmp_path):
                 assert headers.get(name) == value, (expected, name, headers)
 
 
+def test_behind_a_proxy_a_malformed_x_forwarded_for_gets_the_security_headers_too(tmp_path):
+    # Trusting the proxy's header, waitress answers a malformed one itself.
+    port = free_port()
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    env = {**server_env(database_url), "NEWSLETTER_PROXY_COUNT": "1"}
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
+        status, headers = raw_http(port, b'GET /healthz HTTP/1.1\r\nHost: x\r\n'
+                                         b'X-Forwarded-For: "unclosed, 203.0.113.1\r\n\r\n')
+        assert status == 400
+        for name, value in SECURITY_HEADERS.items():
+            assert headers.get(name) == value, (name, headers)
+
+
+def test_the_routers_redirects_go_to_the_base_url_never_to_the_requests_host(tmp_path):
+    # The router redirects an address to its canonical form (doubled
+    # slashes merged, a trailing slash added) by itself.
+    port = free_port()
+    env = {**server_env(f"sqlite:///{tmp_path / 'newsletter.db'}"), "NEWSLETTER_BASE_URL": "https://papers.example.org"}
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
+        for path, canonical in (("/issues//feed.xml", "/issues/feed.xml"), ("/issues//", "/issues/"),
+                                ("/issues", "/issues/"), ("/issues?page=2", "/issues/?page=2")):
+            for host in ("evil.example", f"127.0.0.1:{port}"):
+                status, headers = raw_http(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                assert status in (301, 302, 303, 307, 308), (path, host)
+                assert headers["Location"] == "https://papers.example.org" + canonical, (path, host)
+
+
 # --------------------------------------------------------------------------
 # past issues, the feed, the health check
 

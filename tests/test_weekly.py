@@ -371,7 +371,7 @@ def test_the_archive_lists_serves_and_feeds_both_kinds(newsletter, tmp_path):
     for index in range(7):
         newsletter.send_day(index)
     settings = Settings(database_url=db, secret_key=newsletter.env["NEWSLETTER_SECRET_KEY"])
-    client = create_app(settings).test_client()
+    client = create_app(settings, background=False).test_client()
     listing = client.get("/issues/").get_data(as_text=True)
     assert 'href="2026-03-15/weekly"' in listing and 'href="2026-03-15"' in listing
     assert listing.index("2026-03-15/weekly") < listing.index('href="2026-03-15"')
@@ -396,7 +396,7 @@ def test_a_vote_from_a_weekly_edition_names_the_weeks_paper(newsletter):
     # The second paper of the weekly edition is paper 7; its 👍 link names it.
     up = re.findall(r"👍 (\S+)", text)[1]
     settings = Settings(database_url=db, secret_key=newsletter.env["NEWSLETTER_SECRET_KEY"])
-    client = create_app(settings).test_client()
+    client = create_app(settings, background=False).test_client()
     page = client.get(up.replace(settings.web_base, ""))
     assert page.status_code == 200 and "Paper 7: a study of thing 7" in page.get_data(as_text=True)
 

@@ -41,13 +41,17 @@ if TYPE_CHECKING:
 @click.option("--limit", type=click.IntRange(1), help="Send each edition to at most N readers in this run.")
 @click.option("--resend-unknown", is_flag=True,
               help="Also send to readers whose earlier send had an unknown outcome (they may get two copies).")
+@click.option("--resend-rendering-failures", is_flag=True,
+              help="Also send to readers whose message SES dropped with a Rendering Failure (they got nothing); "
+                   "fix the cause first.")
 @click.option("--allow-partial", is_flag=True,
               help="When the 24-hour quota cannot cover everyone, send what it allows instead of nothing.")
 @click.option("--allow-future", is_flag=True, help=common.ALLOW_FUTURE_HELP)
 @click.pass_context
 def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch_first: bool, weekly_only: bool,
          sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
-         resend_unknown: bool, allow_partial: bool, allow_future: bool) -> None:
+         resend_unknown: bool, resend_rendering_failures: bool, allow_partial: bool,
+         allow_future: bool) -> None:
     """Send the day's editions to their readers, each exactly once: the
     daily edition of BATCH to daily readers and, when the date is the
     weekly day of some readers, the weekly edition (the papers stored for
@@ -71,7 +75,8 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
       0  done: every reader handled (or already sent, or nothing to send)
       1  some readers failed (refused for good) or were left for the next
          run (interrupted, faults that persisted): see the summary
-      2  bad input or configuration
+      2  bad input or configuration, or SES cannot render the edition's
+         template for some readers (its pre-flight): nothing was sent
       3  quota or account problem: the provider refuses to send
       4  another run holds the lock for this edition: it was not sent
     130  stopped by Ctrl-C (SIGINT): no further edition was started;
@@ -104,6 +109,12 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     store = common.store_of(ctx)
     if loaded is not None and loaded.papers:
         store.store_batch(loaded)  # the papers and their ranks, which feedback links and weeklies read
+    if resend_rendering_failures and not dry_run:
+        for edition in (Edition(day), Edition(day, EditionKind.WEEKLY)):
+            again = Ledger(store, edition, settings.weekly_weekday).forget_rendering_failures()
+            if again:
+                click.echo(f"Sending the {edition.key} edition again to {again:,} readers whose message SES dropped "
+                           "with a Rendering Failure.")
 
     editions: list[Batch] = []
     if not weekly_only:

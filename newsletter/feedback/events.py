@@ -1,8 +1,10 @@
-"""Reading SES bounce, complaint and delivery notifications.
+"""Reading SES bounce, complaint, delivery and rendering failure notifications.
 
 SES publishes them to SNS in two shapes: identity notifications carry
 ``notificationType`` and configuration-set events carry ``eventType``; both
-have ``mail`` and one of ``bounce``, ``complaint`` or ``delivery``. Either
+have ``mail`` and one of ``bounce``, ``complaint`` or ``delivery``, or (an
+event only) ``failure`` for a Rendering Failure: SES accepted a templated
+message, then could not render it for that recipient and dropped it. Either
 way the SNS envelope's ``Message`` field is the JSON string parsed here.
 Every field read is type-checked first: a notification holding anything SES
 would not send is refused whole (:class:`SnsMalformed`), never half applied.
@@ -11,15 +13,17 @@ would not send is refused whole (:class:`SnsMalformed`), never half applied.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import re
 
 from newsletter.errors import SnsError, SnsMalformed
 from newsletter.feedback.sns import is_text, shown
-from newsletter.models import Edition, Feedback, FeedbackKind
+from newsletter.models import RENDERING_FAILURE_REASON, SES_TEMPLATE_PREFIX, Edition, Feedback, FeedbackKind
 from newsletter.personalize import ISSUE_HEADER
 
-KINDS = {"Bounce": FeedbackKind.BOUNCE, "Complaint": FeedbackKind.COMPLAINT, "Delivery": FeedbackKind.DELIVERY}
+KINDS = {"Bounce": FeedbackKind.BOUNCE, "Complaint": FeedbackKind.COMPLAINT, "Delivery": FeedbackKind.DELIVERY,
+         "Rendering Failure": FeedbackKind.RENDERING_FAILURE}
 
 
 # The longest values the store keeps (see newsletter.store.feedback_table):
@@ -164,6 +168,19 @@ def parse_ses_notification(message: str) -> list[Feedback]:
         at = _time(complaint.get("timestamp"), "complaint.timestamp")
         return [Feedback(kind, email, issue, detail=detail, at=at)
                 for _where, _recipient, email in _recipients(complaint, "complaint", "complainedRecipients")]
+    if kind == FeedbackKind.RENDERING_FAILURE:
+        failure = _object(payload.get("failure"), "failure", optional=False)
+        template = _text(failure.get("templateName"), "failure.templateName") or ""
+        error = _text(failure.get("errorMessage"), "failure.errorMessage") or "no message"
+        # SES's example record carries no headers: the template's name says the edition.
+        if issue is None and template.startswith(SES_TEMPLATE_PREFIX):
+            issue = _edition_key(template.removeprefix(SES_TEMPLATE_PREFIX))
+        detail = f"{RENDERING_FAILURE_REASON}: {error} (template {template or 'unknown'})"
+        at = _time(payload["mail"].get("timestamp"), "mail.timestamp")
+        # A destination may carry the display name it was sent with.
+        return [Feedback(kind, email.utils.parseaddr(address)[1] or address, issue, detail=detail, at=at)
+                for address in (_address(value, f"mail.destination[{i}]") for i, value in
+                                enumerate(_list(payload["mail"].get("destination"), "mail.destination")))]
     delivery = _object(payload.get("delivery"), "delivery")
     at = _time(delivery.get("timestamp"), "delivery.timestamp")
     return [Feedback(kind, _address(address, f"delivery.recipients[{i}]"), issue, at=at)

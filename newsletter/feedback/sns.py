@@ -29,7 +29,6 @@ import http.client
 import json
 import re
 import threading
-import urllib.error
 import urllib.request
 from typing import Callable
 from urllib.parse import urlsplit
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from newsletter.errors import SnsError, SnsMalformed
+from newsletter.fetch import RefuseRedirects
 
 # sns.<region>.amazonaws.com(.cn), the region being letters and dashes ending
 # in a number (us-east-1, us-gov-west-1, cn-north-1). Any label in its place
@@ -161,16 +161,8 @@ def canonical_string(message: dict) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Makes every redirect an error. The URL SNS signs is on an SNS host; a
-    redirect would let any other host supply the certificate (or receive the
-    confirmation) while the URL checked was the first one."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl!r} not followed", headers, fp)
-
-
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
+# The URL SNS signs is on an SNS host: no redirect is followed, even to another SNS host.
+_OPENER = urllib.request.build_opener(RefuseRedirects())
 
 
 def _download(url: str) -> bytes:

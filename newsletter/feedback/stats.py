@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
 
+from newsletter.models import Edition, EditionKind, FeedbackKind
 from newsletter.store import Store
 
 BOUNCE_REVIEW = 0.05
@@ -35,6 +36,9 @@ class IssueStats:
     bounced: int
     complained: int
     unsubscribed: int  # readers who unsubscribed after this issue and before the next
+    # Readers whose message SES accepted, then dropped with a Rendering
+    # Failure (their ledger rows are "failed"): they got nothing.
+    rendering_failed: int = 0
 
     @property
     def bounce_rate(self) -> float:
@@ -54,9 +58,21 @@ class IssueStats:
         """"ok", "near" (from 80% of SES's review threshold) or "over" it."""
         return _level(self.complained, self.sent, COMPLAINT_REVIEW)
 
+    def rendering_failure_warning(self) -> str | None:
+        """Return what to do about readers SES dropped with a Rendering
+        Failure, or None when there were none."""
+        if not self.rendering_failed:
+            return None
+        edition = Edition.parse(self.issue_date)
+        weekly = " --weekly" if edition.kind == EditionKind.WEEKLY else ""
+        return (f"{self.rendering_failed:,} messages dropped by SES with a Rendering Failure (the readers got "
+                f"nothing): fix the cause, then run newsletter send --date {edition.date}{weekly} "
+                "--resend-rendering-failures")
+
     def warnings(self) -> list[str]:
-        """Return warnings about rates near or over the SES review thresholds."""
-        found = []
+        """Return warnings about rates near or over the SES review
+        thresholds, and about readers SES dropped with a Rendering Failure."""
+        found = [warning] if (warning := self.rendering_failure_warning()) else []
         if self.bounce_level != "ok":
             level = self.bounce_level.upper() if self.bounce_level == "over" else self.bounce_level
             found.append(f"bounce rate {self.bounce_rate:.2%} is {level} the {BOUNCE_REVIEW:.0%} SES review limit")
@@ -93,6 +109,7 @@ def _figures(store: Store, sends: dict[str, tuple[dt.datetime, dict[str, int]]],
             bounced=feedback.get(day, {}).get("bounce", 0),
             complained=feedback.get(day, {}).get("complaint", 0),
             unsubscribed=unsubscribed[day],
+            rendering_failed=feedback.get(day, {}).get(FeedbackKind.RENDERING_FAILURE, 0),
         )
         for day in reversed(dates)
     ]

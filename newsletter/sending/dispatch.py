@@ -311,7 +311,9 @@ class Dispatcher:
         :class:`AccountError` (nothing sent) when the provider refuses at the
         start (sending disabled, template refused, set-up calls that keep
         failing) or the 24-hour quota cannot cover the send and partial
-        sends are not allowed. An error that stops a run midway is the
+        sends are not allowed, and :class:`TemplateRejected` (nothing sent)
+        when SES cannot render the edition's template for some kind of
+        reader (the bulk mode's pre-flight). An error that stops a run midway is the
         report's ``stopped_by`` instead. The lock is held, with a heartbeat,
         until it returns or raises.
         """

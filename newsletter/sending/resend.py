@@ -40,8 +40,8 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
     stored = store.picks_of(edition.key, [subscriber.id]).get(subscriber.id, [])
     profile = store.profile(subscriber.id)
     state = "picks" if stored else "off" if profile.picks <= 0 else "invite" if profile.is_empty else "none"
-    # File id 0: the outbox names files by id, and this copy must not
-    # overwrite the one the send wrote for the reader.
+    # File id 0: the outbox names files by id, and this copy must replace
+    # neither the one the send wrote for the reader nor an earlier copy.
     recipient = reader_recipient(signer, settings.base_url, issue, subscriber, ReaderPicks(state, tuple(stored)),
                                  file_id=0)
     sender = create_sender(settings, ses_mode="raw")  # one message needs no stored SES template

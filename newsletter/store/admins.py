@@ -86,15 +86,17 @@ class Admins:
 
     # ---------------------------------------------------------------- logins
 
-    def begin_login(self, name_key: str, client: str, *, window: dt.timedelta, per_name: int,
-                    per_client: int) -> int | None:
+    def begin_login(self, name_key: str, client: str, *, window: dt.timedelta, per_name_and_client: int,
+                    per_client: int) -> tuple[int, int] | None:
         """Record a login attempt for ``name_key`` from ``client`` as
-        "pending", unless the attempts in the last ``window`` that did not
-        succeed (failed, or still being checked) already reach ``per_name``
-        for that name or ``per_client`` for that client. Counting and
-        recording are one atomic step (one writer at a time), so parallel
-        attempts cannot get past a limit. Returns the attempt's id, or None
-        when a limit is reached. Both keys are kept to 64 characters."""
+        "pending", unless that client's attempts in the last ``window`` that
+        did not succeed (failed, or still being checked) already reach
+        ``per_name_and_client`` for that name or ``per_client`` in all.
+        Counting and recording are one atomic step (one writer at a time),
+        so parallel attempts cannot get past a limit. Returns the attempt's
+        id and how many attempts for that name in the window, from any
+        client, did not succeed before it; None when a limit is reached.
+        Both keys are kept to 64 characters."""
         a = admin_logins_table
         name_key, client = name_key[:64], client[:64]
         stamp = self.clock()
@@ -104,12 +106,14 @@ class Admins:
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOGIN_LOCK_KEY})")
             conn.execute(delete(a).where(a.c.at < stamp - LOGINS_KEPT))
             unsuccessful = select(func.count()).select_from(a).where(a.c.outcome != "ok", a.c.at >= stamp - window)
-            if conn.scalar(unsuccessful.where(a.c.name_key == name_key)) >= per_name:
+            if conn.scalar(unsuccessful.where(a.c.name_key == name_key, a.c.client == client)) >= per_name_and_client:
                 return None
             if conn.scalar(unsuccessful.where(a.c.client == client)) >= per_client:
                 return None
-            return conn.execute(insert(a).values(at=stamp, name_key=name_key, client=client, outcome="pending")
-                                ).inserted_primary_key[0]
+            failures = conn.scalar(unsuccessful.where(a.c.name_key == name_key))
+            attempt_id = conn.execute(insert(a).values(at=stamp, name_key=name_key, client=client, outcome="pending")
+                                      ).inserted_primary_key[0]
+        return attempt_id, failures
 
     def end_login(self, attempt_id: int, succeeded: bool) -> None:
         """Record the outcome of the attempt :meth:`begin_login` recorded."""

@@ -8,10 +8,13 @@ destination, checks the copy (``PRAGMA integrity_check``, the newsletter's
 tables, a revision this release knows) and only then renames it into
 place: the destination is never left half-written.
 
-A restore checks the file the same way, refuses while another process has
-the database open, keeps the replaced database beside it and swaps the
-file in atomically. A restored database older than this release is
-upgraded when it is next opened.
+A restore checks the file the same way, holds the database's lock
+exclusive throughout (see ``filelock``: it refuses while another process
+has the database open, and no process opens it meanwhile), checks again
+before the swap that no process has opened the file without the lock,
+keeps the replaced database beside it and swaps the file in atomically. A
+restored database older than this release is upgraded when it is next
+opened.
 
 PostgreSQL has its own tools (pg_dump, pg_restore): these functions say so
 instead of pretending.
@@ -33,9 +36,11 @@ from typing import Callable, Iterator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from newsletter.config import masked_url
 from newsletter.errors import StoreError
 from newsletter.store import migrate
 from newsletter.store.engine import BUSY_TIMEOUT_SECONDS
+from newsletter.store.filelock import hold_exclusive, hold_shared, lock_file
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Pages copied per step of the backup API (4 MB with 4 KB pages): the
@@ -85,11 +90,11 @@ def sqlite_path(database_url: str, doing: str) -> Path:
     try:
         url = make_url(database_url)
     except (ArgumentError, ValueError) as exc:
-        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
+        raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc
     if url.get_backend_name() == "postgresql":
         raise StoreError(postgresql_advice(url, doing))
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        raise StoreError(f"{doing} works on a SQLite database file; the database is {url.render_as_string()}")
+        raise StoreError(f"{doing} works on a SQLite database file; the database is {masked_url(database_url)}")
     return Path(url.database)
 
 
@@ -153,7 +158,7 @@ def backup(database: Path, destination: Path,
     step of the copy (pages), with the snapshot held. Raises
     :class:`StoreError` when there is no database, when ``destination`` is
     the database itself or a folder, or when the copy fails its check (then
-    nothing is replaced)."""
+    nothing is replaced), or while the database is being restored."""
     source = Path(database)
     if not source.is_file():
         raise StoreError(f"there is no database at {source} to back up")
@@ -166,9 +171,16 @@ def backup(database: Path, destination: Path,
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot write the backup: {exc}") from exc
-    with _replacing(destination, "backup", "cannot write the backup") as temporary:
-        _copy_snapshot(source, temporary, progress)
-        copy = inspect_file(temporary)
+    try:
+        lock = hold_shared(source)  # a restore does not replace the database during the copy
+    except OSError as exc:
+        raise StoreError(f"cannot read the database: {exc}") from exc
+    try:
+        with _replacing(destination, "backup", "cannot write the backup") as temporary:
+            _copy_snapshot(source, temporary, progress)
+            copy = inspect_file(temporary)
+    finally:
+        lock.release()
     return dataclasses.replace(copy, path=destination)
 
 
@@ -221,36 +233,59 @@ def restore(database_url: str, source: Path) -> tuple[DatabaseFile, Path | None]
     ``source``; return what it holds and where the replaced database was
     kept (None when there was none).
 
-    The file is checked first (see :func:`inspect_file`). The replaced
+    The file is checked first (see :func:`inspect_file`). The database's
+    lock (see ``newsletter.store.filelock``) is held exclusive from then
+    on until the swap is done, so no process opens the database meanwhile.
+    The new file is copied beside the database and checked; just before
+    the swap, no process may have the database open (one that opened it
+    without the lock: the sqlite3 shell, an older release). The replaced
     database is kept as ``<name>.before-restore-<UTC time>.db`` beside it;
-    the new one is copied beside it, synced and renamed over it, so the
-    database is at every moment either the old file or the new one.
+    the new one is synced and renamed over it, so the database is at every
+    moment either the old file or the new one.
 
     Raises :class:`StoreError` (changing nothing) for a PostgreSQL
     database, a file that fails its check, or a database another process
-    has open (the web app, a send: stop it first)."""
+    has open or opens during the copy (the web app, a send: stop it
+    first)."""
     database = sqlite_path(database_url, "restore")
     source = Path(source)
     restored = inspect_file(source)
     if database.exists() and database.resolve() == source.resolve():
         raise StoreError(f"{source} is the database itself")
-    holders = processes_holding(database)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = hold_exclusive(database)
+    except OSError as exc:
+        raise StoreError(f"cannot restore: {exc}") from exc
+    if lock is None:
+        _refuse_while_open(database, processes_holding(database, lock_file(database)))
+        raise StoreError(f"the database {database} is in use by another process; stop it (the web app, a send, "
+                         "a cron job) and restore again")
+    try:
+        _refuse_while_open(database, processes_holding(database))
+        kept = None
+        with _replacing(database, "restore", "cannot restore") as temporary:
+            shutil.copyfile(source, temporary)
+            inspect_file(temporary)  # the copy itself, not only its original
+            _refuse_while_open(database, processes_holding(database))  # again: the copy took a while
+            if database.exists():
+                kept = _keep(database)
+            # A log or shared-memory file left by the replaced database would
+            # be applied to the new one.
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return dataclasses.replace(restored, path=database), kept
+
+
+def _refuse_while_open(database: Path, holders: list[tuple[int, str]]) -> None:
+    """Raise :class:`StoreError` naming the first of ``holders`` (pid,
+    command line) of ``database``, if any."""
     if holders:
         pid, command = holders[0]
         raise StoreError(f"the database {database} is open in process {pid} ({command}); stop it (the web app, "
                          "a send, a cron job) and restore again")
-    database.parent.mkdir(parents=True, exist_ok=True)
-    kept = None
-    with _replacing(database, "restore", "cannot restore") as temporary:
-        shutil.copyfile(source, temporary)
-        inspect_file(temporary)  # the copy itself, not only its original
-        if database.exists():
-            kept = _keep(database)
-        # A log or shared-memory file left by the replaced database would
-        # be applied to the new one.
-        for suffix in ("-wal", "-shm", "-journal"):
-            Path(f"{database}{suffix}").unlink(missing_ok=True)
-    return dataclasses.replace(restored, path=database), kept
 
 
 def _keep(database: Path) -> Path:
@@ -278,12 +313,13 @@ def _keep(database: Path) -> Path:
     return kept
 
 
-def processes_holding(database: Path) -> list[tuple[int, str]]:
-    """Other processes that have ``database`` (or its -wal or -shm file)
-    open, as (pid, command line), found through /proc on Linux; empty
-    where /proc is not available or shows nothing. Processes of other
-    users are visible only to root."""
+def processes_holding(database: Path, *others: Path) -> list[tuple[int, str]]:
+    """Other processes that have ``database`` (or its -wal or -shm file, or
+    one of ``others``) open, as (pid, command line), found through /proc on
+    Linux; empty where /proc is not available or shows nothing. Processes
+    of other users are visible only to root."""
     names = {os.path.realpath(f"{database}{suffix}") for suffix in ("", "-wal", "-shm")}
+    names |= {os.path.realpath(other) for other in others}
     proc = Path("/proc")
     found = []
     if not proc.is_dir():

@@ -105,13 +105,27 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _past_prefix(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix``, in
+    code point order (SQLite's, UTF-8 compared byte by byte): its last
+    character raised by one, skipping the surrogates (which no text
+    holds); trailing U+10FFFF, the last code point, carry into the one
+    before. None when ``prefix`` is all U+10FFFF: nothing is above."""
+    kept = prefix.rstrip("\U0010ffff")
+    if not kept:
+        return None
+    following = ord(kept[-1]) + 1
+    return kept[:-1] + chr(0xE000 if 0xD800 <= following <= 0xDFFF else following)
+
+
 def _starts_with(conn, expression, prefix: str) -> ColumnElement:
     """``expression`` starts with ``prefix``, in a form its index serves:
     LIKE 'prefix%' on PostgreSQL (text_pattern_ops indexes), a range on
     SQLite (whose LIKE would ignore the index)."""
     if conn.dialect.name == "postgresql":
         return expression.like(_escape_like(prefix) + "%", escape="\\")
-    return and_(expression >= prefix, expression < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    above = _past_prefix(prefix)
+    return expression >= prefix if above is None else and_(expression >= prefix, expression < above)
 
 
 def _loose_distinct(conn, column, descending: bool = False) -> list:

@@ -26,7 +26,9 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from newsletter.config import masked_url
 from newsletter.errors import DatabaseMissing, StoreBusy, StoreError
+from newsletter.store.filelock import DatabaseLock, hold_shared
 from newsletter.store.migrate import Migration, describe_url, upgrade
 from newsletter.store.schema import inbox_metadata
 
@@ -106,17 +108,21 @@ class Database:
 
     clock = staticmethod(now)
     migration: Migration | None = None
+    _lock: DatabaseLock | None = None  # a SQLite file's, held while it is open (see ``newsletter.store.filelock``)
 
     def __init__(self, database_url: str, create: bool = True):
         """Open the database at ``database_url`` (with ``create``, creating
         it when there is none), upgrading its schema when it is behind this
         release.
 
+        A SQLite database's lock is held shared until :meth:`close` (see
+        ``newsletter.store.filelock``).
+
         Raises :class:`DatabaseMissing` without ``create`` when there is no
         SQLite file or the database holds none of the newsletter's tables
         (nothing is created), and :class:`StoreError` when the URL is
-        malformed, the database cannot be reached, or it was upgraded by a
-        newer release (then nothing is changed).
+        malformed, the database cannot be reached, is being restored, or was
+        upgraded by a newer release (then nothing is changed).
         """
         try:
             try:
@@ -136,11 +142,14 @@ class Database:
                 self.reader = sqlite_engine(url, "DEFERRED")
                 self._quick = sqlite_engine(url, "IMMEDIATE", busy_seconds=QUICK_WAIT_SECONDS)
                 self.inbox = self.engine if in_memory else sqlite_engine(inbox_url(url), "IMMEDIATE")
+                if not in_memory:
+                    # Before the first connection: never open a file a restore is replacing.
+                    self._lock = hold_shared(Path(url.database))
             else:
                 self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
             self._prepare_schema(create)
         except ArgumentError as exc:
-            raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
+            raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc
         except (OperationalError, OSError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"cannot open the database: {str(reason).strip().splitlines()[0]}") from exc
@@ -175,6 +184,8 @@ class Database:
             engine = getattr(self, name, None)
             if engine is not None:
                 engine.dispose()
+        if self._lock is not None:
+            self._lock.release()
 
     @contextlib.contextmanager
     def _writing(self, quick: bool = False) -> Iterator[Connection]:

@@ -9,9 +9,10 @@ from typing import Iterable
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.models import Feedback, FeedbackKind
+from newsletter.models import DeliveryStatus, Feedback, FeedbackKind
 from newsletter.policy import suppression
-from newsletter.store.schema import feedback_table, sns_seen_table, subscribers_table
+from newsletter.store.schema import deliveries_table, feedback_table, sns_seen_table, subscribers_table
+from newsletter.store.dashboard import forget_totals
 from newsletter.store.subscribers import _change_status
 
 
@@ -23,6 +24,8 @@ class FeedbackRecords:
         as the list's rules say (:func:`newsletter.policy.suppression`: a
         permanent bounce or a complaint at once, repeated transient bounces
         too), with an event naming the type, subtype, diagnostic and issue;
+        a Rendering Failure makes the reader's ledger row of that edition
+        "failed" with SES's error as the reason (SES dropped the message);
         all in one transaction.
 
         Returns {"suppressed": [...], "recorded": [...]} with the addresses
@@ -58,6 +61,15 @@ class FeedbackRecords:
                             f.c.bounce_type == "Transient", f.c.at >= stamp - window,
                         ))
 
+                    if record.kind == FeedbackKind.RENDERING_FAILURE and record.issue_date:
+                        # SES accepted the message and dropped it: the reader got nothing.
+                        d = deliveries_table
+                        changed = conn.execute(d.update().where(
+                            d.c.issue_date == record.issue_date, d.c.subscriber_id == subscriber_id,
+                            d.c.status.in_((DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)),
+                        ).values(status=DeliveryStatus.FAILED, reason=(record.detail or "")[:1000], updated_at=stamp))
+                        if changed.rowcount:
+                            forget_totals(conn, record.issue_date)  # the edition's kept counts changed
                     verdict = suppression(record, recent_transient_bounces)
                     if verdict and _change_status(conn, subscriber_id, verdict.status, "ses", verdict.reason,
                                                   verdict.only_from, stamp):

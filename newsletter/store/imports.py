@@ -6,7 +6,8 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from itertools import islice
+from typing import Iterable, Iterator
 
 from sqlalchemy import (
     Column,
@@ -70,9 +71,11 @@ class Imports:
         Raises :class:`StoreError` when the write fails (nothing is imported).
         """
         report = ImportReport()
-        lines: dict[str, list[int]] = {}  # lower-cased address -> its lines in the file, first first
-        # key -> (address, name, interests, authors, schedule) of its first appearance
-        new: dict[str, tuple[str, str | None, tuple, tuple, Schedule]] = {}
+        # Per address, as little as possible: a file can hold a million rows.
+        first: dict[str, int] = {}  # lower-cased address -> the line it first appears on
+        again: list[tuple[int, str]] = []  # (line, lower-cased address) of each later appearance
+        # lower-cased address -> (address, name, interests, authors, schedule); a dry run needs none
+        details: dict[str, tuple[str, str | None, tuple, tuple, Schedule]] = {}
         for line, email, name, *more in rows:
             # The optional parts a shorter row leaves out: no profile, the default schedule.
             interests, authors, schedule = (*more, *((), (), None)[len(more):])
@@ -85,38 +88,55 @@ class Imports:
                 report.invalid.append((line, schedule.error))
                 continue
             key = address.lower()
-            lines.setdefault(key, []).append(line)
-            new.setdefault(key, (address, name, tuple(interests), tuple(authors),
-                                 schedule.values[0] if schedule is not None else Schedule()))
-        statuses = self._statuses(list(new))
-        stamp = self.clock()
-        staged = [
-            dict(ref=secrets.token_urlsafe(16), email=address, email_key=key,
-                 name=clean_name(name), status=SubscriberStatus.ACTIVE, source=source,
-                 created_at=stamp, updated_at=stamp, **schedule_columns(schedule))
-            for key, (address, name, _interests, _authors, schedule) in new.items() if key not in statuses
-        ]
-        profiles = [
-            dict(email_key=key, lists=profile_lists(Profile(0, interests=interests, authors=authors)))
-            for key, (_address, _name, interests, authors, _schedule) in new.items()
-            if key not in statuses and (interests or authors)
-        ]
+            if key in first:
+                again.append((line, key))
+                continue
+            first[key] = line
+            if not dry_run:
+                details[key] = (address, name, tuple(interests), tuple(authors),
+                                schedule.values[0] if schedule is not None else Schedule())
+        statuses = self._statuses(list(first))
+        new = [key for key in first if key not in statuses]
         if dry_run:
-            added = {row["email_key"] for row in staged}
+            added = set(new)
         else:
-            added = self._bulk_add(staged, profiles, report, reason) if staged else set()
-        if len(added) < len(staged):  # someone else added some of them meanwhile
-            statuses.update(self._statuses([row["email_key"] for row in staged if row["email_key"] not in added]))
-        for key, at in lines.items():
-            first = [] if key in statuses else at[:1]
-            report.added.extend(first)
+            added = self._bulk_add(self._staged(new, details, source), self._profiles(new, details),
+                                   report, reason) if new else set()
+        if len(added) < len(new):  # someone else added some of them meanwhile
+            statuses.update(self._statuses([key for key in new if key not in added]))
+        for key, line in first.items():
+            status = statuses.get(key)
+            if status is None:
+                report.added.append(line)
+            elif status == SubscriberStatus.ACTIVE:
+                report.present.append(line)
+            else:
+                report.refused.append((line, status))
+        for line, key in again:
             status = statuses.get(key, SubscriberStatus.ACTIVE)
-            for line in at[len(first):]:
-                (report.present.append(line) if status == SubscriberStatus.ACTIVE else report.refused.append((line, status)))
+            (report.present.append(line) if status == SubscriberStatus.ACTIVE else report.refused.append((line, status)))
         report.added.sort()
         report.present.sort()
         report.refused.sort()
         return report
+
+    def _staged(self, keys: list[str], details: dict[str, tuple], source: str) -> Iterator[dict]:
+        """The subscriber rows to add for ``keys`` (made one at a time, as
+        they are written to the staging table)."""
+        stamp = self.clock()
+        for key in keys:
+            address, name, _interests, _authors, schedule = details[key]
+            yield dict(ref=secrets.token_urlsafe(16), email=address, email_key=key, name=clean_name(name),
+                       status=SubscriberStatus.ACTIVE, source=source, created_at=stamp, updated_at=stamp,
+                       **schedule_columns(schedule))
+
+    @staticmethod
+    def _profiles(keys: list[str], details: dict[str, tuple]) -> Iterator[dict]:
+        """The profiles (email_key, lists) of those of ``keys`` who have one."""
+        for key in keys:
+            _address, _name, interests, authors, _schedule = details[key]
+            if interests or authors:
+                yield dict(email_key=key, lists=profile_lists(Profile(0, interests=interests, authors=authors)))
 
     def _statuses(self, keys: list[str], chunk: int = 500) -> dict[str, str]:
         """Return {email key: status} for those of ``keys`` on the list."""
@@ -128,7 +148,7 @@ class Imports:
                 found.update(conn.execute(select(s.c.email_key, s.c.status).where(s.c.email_key.in_(part))).all())
         return found
 
-    def _bulk_add(self, staged: list[dict], profiles: list[dict], report: ImportReport, reason: str,
+    def _bulk_add(self, staged: Iterable[dict], profiles: Iterable[dict], report: ImportReport, reason: str,
                   chunk: int = 20_000) -> set[str]:
         """Insert the ``staged`` subscriber rows (and an event for each, with
         ``reason``, and the ``profiles`` of those that have one: email_key,
@@ -153,10 +173,12 @@ class Imports:
                     conn.exec_driver_sql("DROP TABLE IF EXISTS import_profiles")
                     staging.create(conn)
                     staged_profiles.create(conn)
-                    for start in range(0, len(staged), chunk):
-                        conn.execute(insert(staging), staged[start:start + chunk])
-                    for start in range(0, len(profiles), chunk):
-                        conn.execute(insert(staged_profiles), profiles[start:start + chunk])
+                    for part in _chunks(staged, chunk):
+                        conn.execute(insert(staging), part)
+                    with_profiles = False
+                    for part in _chunks(profiles, chunk):
+                        conn.execute(insert(staged_profiles), part)
+                        with_profiles = True
                 started = time.monotonic()
                 with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
                     if conn.dialect.name == "postgresql":
@@ -174,7 +196,7 @@ class Imports:
                         select(s.c.id, s.c.created_at, null(), s.c.status, s.c.source, literal(reason[:1000]))
                         .where(s.c.id > last_id),
                     ))
-                    if profiles:
+                    if with_profiles:
                         conn.execute(insert(p).from_select(
                             ["subscriber_id", "lists", "picks", "updated_at"],
                             select(s.c.id, staged_profiles.c.lists, literal_column(str(DEFAULT_PICKS)), s.c.created_at)
@@ -195,3 +217,10 @@ class Imports:
                     conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
                     conn.exec_driver_sql("DROP TABLE IF EXISTS import_profiles")
         return added
+
+
+def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """``rows`` in lists of at most ``size``."""
+    rows = iter(rows)
+    while part := list(islice(rows, size)):
+        yield part

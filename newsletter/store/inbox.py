@@ -1,24 +1,47 @@
 """The reader-action inbox: actions from the web recorded before anything
 else is done with them, claimed by whoever applies them, and counted for
-the sign-up limits (see ``newsletter.actions``)."""
+the limits on sign-ups and on readers' changes (see ``newsletter.actions``);
+and the seed papers waiting to be looked up on arXiv, taken in turn by
+reader."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlalchemy import func, insert, select, update
 
+from newsletter.errors import RateLimited
 from newsletter.models import Frequency, SubscriberStatus
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import actions_table
 
 # How long one caller may take to apply a reader action before another may.
 CLAIM_SECONDS = 30.0
-# PostgreSQL advisory lock taken while a sign-up is counted and recorded.
-SIGNUP_LOCK_KEY = 0x6E6C5349474E  # "nlSIGN"
+# PostgreSQL advisory lock taken while an action is counted against its
+# limits and recorded (SQLite's BEGIN IMMEDIATE already lets one writer in).
+LIMITS_LOCK_KEY = 0x6E6C5349474E  # "nlSIGN"
+# When a reader's changes wait for the database (held by a long operation)
+# as many as they may, the seconds they are asked to wait before another.
+BUSY_RETRY_SECONDS = 60
+# The actions applied by the worker in the background: never in the way of
+# a reader's own actions, which are applied in the order they came.
+BACKGROUND_KINDS = ("signup", "fetch_paper")
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    """How many changes of ``kinds`` one reader (``per_reader``) and one
+    client (``per_client``) may make within ``window``, and how many of a
+    reader's may wait to be applied at once (``max_pending``)."""
+
+    kinds: tuple[str, ...]
+    per_reader: int
+    per_client: int
+    window: dt.timedelta
+    max_pending: int
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,33 @@ def _action(row) -> ReaderAction:
     return ReaderAction(id=row.id, kind=row.kind, subscriber_id=row.subscriber_id, email_key=row.email_key,
                         client=row.client, payload=json.loads(row.payload), received_at=as_utc(row.received_at),
                         attempts=row.attempts)
+
+
+def _lock_limits(conn) -> None:
+    """Let one caller at a time count actions and record one."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LIMITS_LOCK_KEY})")
+
+
+def _wait_for(conn, matching, limit: int, window: dt.timedelta, stamp: dt.datetime) -> int | None:
+    """Seconds until one more action ``matching`` may be recorded, with at
+    most ``limit`` of them received within ``window`` before ``stamp``;
+    None when one may be now."""
+    a = actions_table
+    oldest_counted = conn.scalar(select(a.c.received_at).where(matching, a.c.received_at >= stamp - window)
+                                 .order_by(a.c.received_at.desc()).offset(limit - 1).limit(1))
+    if oldest_counted is None:
+        return None
+    return max(1, int((as_utc(oldest_counted) + window - stamp).total_seconds()) + 1)
+
+
+def _pending(conn, subscriber_id: int | None, kinds: Iterable[str]) -> list[ReaderAction]:
+    """The actions of ``kinds`` about the reader (None: about no reader)
+    still to apply, oldest first."""
+    a = actions_table
+    reader = a.c.subscriber_id.is_(None) if subscriber_id is None else a.c.subscriber_id == subscriber_id
+    query = select(a).where(reader, a.c.kind.in_(list(kinds)), a.c.done_at.is_(None)).order_by(a.c.id)
+    return [_action(r) for r in conn.execute(query)]
 
 
 class Inbox:
@@ -74,21 +124,54 @@ class Inbox:
         a = actions_table
         stamp = self.clock()
         with self.inbox.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # SQLite's BEGIN IMMEDIATE already lets one writer in at a time.
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SIGNUP_LOCK_KEY})")
-            signups = select(func.count()).select_from(a).where(a.c.kind == "signup")
-            if conn.scalar(signups.where(a.c.email_key == key,
-                                         a.c.received_at >= stamp - dt.timedelta(days=1))) >= per_address_per_day:
-                return False
-            if conn.scalar(signups.where(a.c.client == client,
-                                         a.c.received_at >= stamp - dt.timedelta(hours=1))) >= per_client_per_hour:
+            _lock_limits(conn)
+            signups = a.c.kind == "signup"
+            if (_wait_for(conn, signups & (a.c.email_key == key), per_address_per_day, dt.timedelta(days=1), stamp)
+                    or _wait_for(conn, signups & (a.c.client == client), per_client_per_hour, dt.timedelta(hours=1),
+                                 stamp)):
                 return False
             payload = {"email": email.strip(), "name": name, **({"interests": list(interests)} if interests else {}),
                        **({"frequency": str(frequency)} if frequency != Frequency.DAILY else {})}
             conn.execute(insert(a).values(kind="signup", email_key=key, client=client, received_at=stamp, attempts=0,
                                           payload=json.dumps(payload)))
         return True
+
+    def record_reader_action(self, kind: str, payload: dict, *, subscriber_id: int, client: str | None,
+                             limits: ActionLimits, unchanged: Callable[[list[ReaderAction]], bool]) -> int | None:
+        """Record a reader's action of ``kind`` (one of ``limits.kinds``)
+        from ``client`` and return its id, claimed by the caller as
+        :meth:`record_action` with ``claim`` does; unless
+
+        - nothing would change: ``unchanged``, given the reader's actions
+          of ``kind`` still to apply (oldest first; it reads the store for
+          the rest), says so. Then nothing is recorded and None returned;
+        - a limit of ``limits`` is reached: raises :class:`RateLimited`
+          with the seconds to wait, and nothing is recorded.
+
+        Checking and recording are one atomic step (one caller at a time),
+        so parallel requests can neither exceed a limit nor record the same
+        change twice. ``client`` (None: not counted) is kept to its first
+        64 characters."""
+        a = actions_table
+        client = client[:64] if client is not None else None
+        stamp = self.clock()
+        counted = a.c.kind.in_(list(limits.kinds))
+        with self.inbox.begin() as conn:
+            _lock_limits(conn)
+            if unchanged(_pending(conn, subscriber_id, (kind,))):
+                return None
+            if len(_pending(conn, subscriber_id, limits.kinds)) >= limits.max_pending:
+                raise RateLimited(BUSY_RETRY_SECONDS)
+            wait = _wait_for(conn, counted & (a.c.subscriber_id == subscriber_id), limits.per_reader, limits.window,
+                             stamp)
+            if wait is None and client is not None:
+                wait = _wait_for(conn, counted & (a.c.client == client), limits.per_client, limits.window, stamp)
+            if wait is not None:
+                raise RateLimited(wait)
+            return conn.execute(insert(a).values(
+                kind=kind, subscriber_id=subscriber_id, client=client, payload=json.dumps(payload),
+                received_at=stamp, attempts=0, claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS),
+            )).inserted_primary_key[0]
 
     def count_signups(self, *, email: str | None = None, client: str | None = None,
                       since: dt.datetime) -> int:
@@ -104,13 +187,54 @@ class Inbox:
         with self.inbox.connect() as conn:
             return conn.scalar(query)
 
-    def action_pending(self, kind: str, payload: dict) -> bool:
-        """Whether an action of ``kind`` with exactly ``payload`` is still to
-        apply (so the same paper is not queued for fetching twice)."""
+    def queue_lookups(self, arxiv_ids: Iterable[str], *, subscriber_id: int | None = None,
+                      max_pending: int | None = None) -> list[str]:
+        """Queue the papers ``arxiv_ids`` to be looked up on arXiv for the
+        reader (None: for no reader), each once: one already waiting for
+        them is not queued again; return those queued. For a reader, the
+        ids are all they ask for now: their waiting lookups of other papers
+        are dropped, and at most ``max_pending`` of theirs wait at once
+        (those being looked up right now aside)."""
         a = actions_table
+        wanted = list(dict.fromkeys(arxiv_ids))
+        stamp = self.clock()
+        with self.inbox.begin() as conn:
+            _lock_limits(conn)
+            waiting = _pending(conn, subscriber_id, ("fetch_paper",))
+            busy = set(conn.scalars(select(a.c.id).where(a.c.id.in_([action.id for action in waiting]),
+                                                          a.c.claimed_until >= stamp)))
+            if subscriber_id is not None:
+                dropped = [action.id for action in waiting
+                           if action.payload["arxiv_id"] not in wanted and action.id not in busy]
+                if dropped:
+                    conn.execute(update(a).where(a.c.id.in_(dropped)).values(done_at=stamp,
+                                                                              outcome="no longer asked for"))
+                waiting = [action for action in waiting if action.id not in dropped]
+            asked = {action.payload["arxiv_id"] for action in waiting}
+            queued = [arxiv_id for arxiv_id in wanted if arxiv_id not in asked]
+            if max_pending is not None:
+                queued = queued[:max(0, max_pending - sum(action.id not in busy for action in waiting))]
+            for arxiv_id in queued:
+                conn.execute(insert(a).values(kind="fetch_paper", subscriber_id=subscriber_id, received_at=stamp,
+                                              attempts=0, payload=json.dumps({"arxiv_id": arxiv_id})))
+        return queued
+
+    def due_lookups(self, limit: int) -> list[ReaderAction]:
+        """Return up to ``limit`` waiting lookups of papers on arXiv that no
+        one is doing and that are not waiting for a retry, in turn by
+        reader: each reader's oldest, then each one's second, and so on (a
+        reader who asked for many papers never holds up one who asked for
+        one)."""
+        a = actions_table
+        stamp = self.clock()
+        turn = func.row_number().over(partition_by=a.c.subscriber_id, order_by=a.c.id).label("turn")
+        due = (select(a, turn).where(a.c.done_at.is_(None), a.c.kind == "fetch_paper",
+                                     a.c.claimed_until.is_(None) | (a.c.claimed_until < stamp),
+                                     a.c.not_before.is_(None) | (a.c.not_before <= stamp))
+               .subquery())
+        query = select(due).order_by(due.c.turn, due.c.id).limit(limit)
         with self.inbox.connect() as conn:
-            return conn.scalar(select(func.count()).select_from(a).where(
-                a.c.kind == kind, a.c.payload == json.dumps(payload), a.c.done_at.is_(None))) > 0
+            return [_action(r) for r in conn.execute(query)]
 
     def pending_actions(self, subscriber_id: int, kinds: Iterable[str]) -> list[ReaderAction]:
         """Return the reader's actions of ``kinds`` not applied yet, oldest
@@ -172,7 +296,7 @@ class Inbox:
         target = a.c.subscriber_id == subscriber_id if subscriber_id is not None else a.c.email_key == email.lower()
         with self.inbox.connect() as conn:
             return conn.scalar(select(func.count()).select_from(a).where(
-                target, a.c.id < action_id, a.c.done_at.is_(None), a.c.kind != "signup")) > 0
+                target, a.c.id < action_id, a.c.done_at.is_(None), a.c.kind.not_in(BACKGROUND_KINDS))) > 0
 
     def pending_status(self, subscriber_id: int) -> str | None:
         """The status the reader's latest unapplied unsubscribe (or
@@ -191,10 +315,16 @@ class Inbox:
             return set(conn.scalars(select(a.c.subscriber_id).where(
                 a.c.subscriber_id.in_(ids), a.c.kind == "unsubscribe", a.c.done_at.is_(None))))
 
-    def purge_actions(self, older_than: dt.timedelta = dt.timedelta(days=2)) -> int:
-        """Delete applied actions older than ``older_than`` (at least a day:
-        sign-ups count towards the daily limit). Returns how many."""
+    def purge_actions(self, older_than: dt.timedelta = dt.timedelta(days=2),
+                      others_older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+        """Delete applied sign-ups older than ``older_than`` (at least a
+        day: they count towards the daily limit) and other applied actions
+        older than ``others_older_than``. Returns how many."""
         a = actions_table
-        before = self.clock() - max(older_than, dt.timedelta(days=1))
+        stamp = self.clock()
+        signups = stamp - max(older_than, dt.timedelta(days=1))
         with self.inbox.begin() as conn:
-            return conn.execute(a.delete().where(a.c.done_at.is_not(None), a.c.received_at < before)).rowcount
+            return conn.execute(a.delete().where(
+                a.c.done_at.is_not(None),
+                ((a.c.kind == "signup") & (a.c.received_at < signups))
+                | ((a.c.kind != "signup") & (a.c.received_at < stamp - others_older_than)))).rowcount

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from newsletter.models import (
     LEDGER_STATUSES,
+    RENDERING_FAILURE_REASON,
     DeliveryStatus,
     Edition,
     EditionKind,
@@ -159,6 +160,21 @@ class Ledger:
         o = deliveries_table.alias("other_edition")
         other_sent = select(o.c.subscriber_id).where(o.c.issue_date == other, o.c.subscriber_id == s.c.id).exists()
         return join, (s.c.status == SubscriberStatus.ACTIVE) & scheduled & awake & ~other_sent & unsent
+
+    def forget_rendering_failures(self) -> int:
+        """Delete this edition's "failed" rows of readers whose message SES
+        dropped with a Rendering Failure (their reason starts with
+        :data:`RENDERING_FAILURE_REASON`): those readers got nothing, so the
+        next run sends to them. Returns how many rows were deleted."""
+        d = deliveries_table
+        with self.store.engine.begin() as conn:
+            deleted = conn.execute(d.delete().where(
+                d.c.issue_date == self.day, d.c.status == DeliveryStatus.FAILED,
+                d.c.reason.startswith(RENDERING_FAILURE_REASON, autoescape=True),
+            )).rowcount
+            if deleted:
+                forget_totals(conn, self.day)
+        return deleted
 
     def count_unsent(self, resend_unknown: bool = False) -> int:
         """Return how many active readers have not been sent this issue."""

@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from newsletter.config import masked_url
 from newsletter.errors import DatabaseMissing, StoreError
 from newsletter.store.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE, inbox_metadata, meta_table
 
@@ -251,10 +252,10 @@ def _migration_lock(writer: Engine) -> Iterator[Connection]:
 
 def describe_url(url) -> str:
     """Where a database is, for messages: a SQLite file's absolute path, or
-    the URL without its password."""
+    the URL without its password (see :func:`masked_url`)."""
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return str(Path(url.database).absolute())
-    return url.render_as_string(hide_password=True)
+    return masked_url(url.render_as_string(hide_password=False))
 
 
 def upgrade(writer: Engine, reader: Engine, create: bool = True) -> Migration | None:
@@ -315,7 +316,7 @@ def status(database_url: str) -> SchemaState:
         finally:
             engine.dispose()
     except ArgumentError as exc:
-        raise StoreError(f"malformed database URL {database_url.split('@')[-1]!r}") from exc
+        raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc
     except (OperationalError, ProgrammingError, sqlite3.Error) as exc:
         reason = getattr(exc, "orig", None) or exc
         raise StoreError(f"cannot read the database: {str(reason).strip().splitlines()[0]}") from exc

@@ -44,6 +44,10 @@ meta_table = Table(
     Column("value", String(255), nullable=False),
 )
 
+# The highest id a row can have: ids are Integer columns, PostgreSQL's
+# 32-bit integer (SQLite's hold 64 bits, but ids count up from 1).
+MAX_ID = 2**31 - 1
+
 subscribers_table = Table(
     "subscribers",
     metadata,

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from sqlalchemy import func, select
 
-from newsletter.models import DeliveryStatus, SubscriberStatus
+from newsletter.models import DeliveryStatus, FeedbackKind, SubscriberStatus
 from newsletter.policy import READER_SOURCES
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import deliveries_table, events_table, feedback_table
@@ -20,16 +20,28 @@ class StatsQueries:
     def feedback_counts(self, issue_dates: Iterable[str]) -> dict[str, dict[str, int]]:
         """Return {issue date: {kind: recipients}} for feedback about the
         issues dated ``issue_dates`` (YYYY-MM-DD); bounces count only
-        permanent ones, as SES's bounce rate does."""
+        permanent ones, as SES's bounce rate does, and rendering failures
+        only readers whose ledger row is still "failed" (not sent again
+        since)."""
         dates = list(issue_dates)
         if not dates:
             return {}
-        f = feedback_table
+        f, d = feedback_table, deliveries_table
         with self.reader.connect() as conn:
             rows = conn.execute(
                 select(f.c.issue_date, f.c.kind, func.count(func.distinct(f.c.email_key)))
                 .where(f.c.issue_date.in_(dates))
-                .where((f.c.kind != "bounce") | (f.c.bounce_type == "Permanent"))
+                .where(f.c.kind != FeedbackKind.RENDERING_FAILURE)
+                .where((f.c.kind != FeedbackKind.BOUNCE) | (f.c.bounce_type == "Permanent"))
+                .group_by(f.c.issue_date, f.c.kind)
+            ).all()
+            # Few rows: the index finds an edition's rendering failures, and
+            # each is checked against its reader's ledger row.
+            rows += conn.execute(
+                select(f.c.issue_date, f.c.kind, func.count(func.distinct(f.c.email_key)))
+                .select_from(f.join(d, (d.c.issue_date == f.c.issue_date) & (d.c.subscriber_id == f.c.subscriber_id)))
+                .where(f.c.issue_date.in_(dates), f.c.kind == FeedbackKind.RENDERING_FAILURE,
+                       d.c.status == DeliveryStatus.FAILED)
                 .group_by(f.c.issue_date, f.c.kind)
             ).all()
         result: dict[str, dict[str, int]] = {}

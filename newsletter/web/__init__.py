@@ -74,6 +74,9 @@ def create_app(
         templates=template_environment(settings.templates_dir),
     )
     if settings.proxy_count:
+        # The client is the entry of X-Forwarded-For that the outermost of our
+        # proxies appended, under any WSGI server; under `newsletter serve`
+        # waitress has taken the same one already (``server.proxy_adjustments``).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024  # SNS notifications can be 256 KB
     app.after_request(add_security_headers)

@@ -1,18 +1,22 @@
 """What every page of the web app shares: the app object and its state, the
-security headers, page rendering, and how a failed request is logged."""
+security headers, page rendering, how a failed request is logged, how ids
+in addresses are read, and where the router's own redirects go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import jinja2
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, abort, current_app, redirect, request
+from werkzeug.routing import BaseConverter, RequestRedirect, ValidationError
 
 from newsletter.actions import ReaderActions
 from newsletter.config import Settings
+from newsletter.errors import RateLimited
 from newsletter.feedback.sns import SnsVerifier
 from newsletter.render import render_template
-from newsletter.store import Store
+from newsletter.store import MAX_ID, Store
 from newsletter.tokens import Signer
 
 SECURITY_HEADERS = {
@@ -32,13 +36,60 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def parse_id(text: str | None) -> int | None:
+    """``text`` as a row's id (a reader's): a whole number in ASCII digits
+    from 0 to :data:`MAX_ID`, else None. Anything larger is no row's id,
+    and the databases cannot compare it with one (SQLite refuses integers
+    over 64 bits, PostgreSQL over 32 bits against an integer column)."""
+    if not text or len(text) > len(str(MAX_ID)) or not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
+class IdConverter(BaseConverter):
+    """The ``<id:name>`` part of a route: a row's id (:func:`parse_id`);
+    anything else matches no route (404)."""
+
+    regex = r"[0-9]+"
+    weight = 50  # as werkzeug's own number converters
+
+    def to_python(self, value: str) -> int:
+        number = parse_id(value)
+        if number is None:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
 class App(Flask):
     """Flask, logging a failed request by its route (``/u/<token>``), never
-    by its path: paths carry the readers' signed tokens."""
+    by its path: paths carry the readers' signed tokens; with the ``id``
+    converter; and sending the router's redirects to the public address."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.url_map.converters["id"] = IdConverter
 
     def log_exception(self, exc_info) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "(no route)"
         self.logger.error("Exception on %s [%s]", route, request.method, exc_info=exc_info)
+
+    def raise_routing_exception(self, request):
+        """The router redirects an address to its canonical form (a slash
+        added, doubled slashes merged) with an absolute URL made from the
+        request's Host header, which the client chooses: the redirect goes
+        to ``NEWSLETTER_BASE_URL`` instead (the preview, which has no
+        settings, redirects to the path alone). Other routing errors as
+        Flask raises them."""
+        error = request.routing_exception
+        if isinstance(error, RequestRedirect):
+            target = urlsplit(error.new_url)
+            base = self.extensions["newsletter"].settings.web_base if "newsletter" in self.extensions else ""
+            abort(redirect(base + target.path + (f"?{target.query}" if target.query else ""), error.code))
+        super().raise_routing_exception(request)
 
 
 @dataclass(frozen=True)
@@ -72,6 +123,23 @@ def invalid_link() -> Response:
     nothing about who is subscribed."""
     return page("web/unsubscribe.html", 400, heading="Invalid link", state="invalid", masked="", action="",
                 preferences="")
+
+
+def client_address() -> str:
+    """The address of the client making the request (the real one behind
+    the configured proxies), as the reader-action limits count it."""
+    return request.remote_addr or "unknown"
+
+
+def slow_down(error: RateLimited) -> Response:
+    """The page (429, with ``Retry-After``) for a reader's change beyond the
+    limits (see ``newsletter.actions``): it says nothing was saved this
+    time and when to try again."""
+    minutes = -(-error.retry_after // 60)
+    response = page("web/slow_down.html", 429, heading="Too many changes",
+                    wait="a minute" if minutes <= 1 else f"{minutes} minutes")
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def mask_email(address: str) -> str:

@@ -4,7 +4,8 @@ link; the button's ``POST`` records the reader's 👍 or 👎, and
 ``POST /f/<token>/undo`` removes it, through the reader-action inbox
 (``newsletter.actions``). A token names one reader and one paper of an
 edition made for them (see ``newsletter.tokens``), so it can only ever
-touch that reader's vote on that paper."""
+touch that reader's vote on that paper. Beyond the limits on a reader's
+changes, a vote gets the 429 page of :func:`slow_down`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response
 
-from newsletter.errors import TokenError
+from newsletter.errors import RateLimited, TokenError
 from newsletter.models import Edition, Paper, Subscriber
-from newsletter.web.app import invalid_link, page, state
+from newsletter.web.app import client_address, invalid_link, page, slow_down, state
 
 blueprint = Blueprint("feedback", __name__)
+blueprint.register_error_handler(RateLimited, slow_down)
 
 VOTES = {"up": 1, "down": -1}
 HEADINGS = {"confirm": "Rate this paper", "up": "More like this", "down": "Fewer like this",
@@ -92,7 +94,7 @@ def vote(token: str, direction: str) -> Response:
     found = target(token)
     if found is None:
         return invalid_link()
-    state().actions.vote(found.subscriber, found.key, VOTES[direction], found.edition)
+    state().actions.vote(found.subscriber, found.key, VOTES[direction], found.edition, client_address())
     return feedback_page(token, found, direction)
 
 
@@ -101,5 +103,5 @@ def undo(token: str) -> Response:
     found = target(token)
     if found is None:
         return invalid_link()
-    state().actions.vote(found.subscriber, found.key, 0, found.edition)
+    state().actions.vote(found.subscriber, found.key, 0, found.edition, client_address())
     return feedback_page(token, found, "undone")

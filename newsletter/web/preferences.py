@@ -4,7 +4,9 @@ picks, and how often: daily, weekly on a day, or paused until a date) as a
 form, and the papers they rated; it changes nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
 vote, through the reader-action inbox (``newsletter.actions``). As for
-unsubscribing, the signed token is the proof: no cookie or session."""
+unsubscribing, the signed token is the proof: no cookie or session.
+Beyond the limits on a reader's changes, a save or an undo gets the 429
+page of :func:`slow_down`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import TokenError
+from newsletter.errors import RateLimited, TokenError
 from newsletter.interests import (
     MAX_AUTHORS,
     MAX_CATEGORIES,
@@ -24,10 +26,20 @@ from newsletter.interests import (
     parse_day_of_week,
     parse_pause_end,
 )
-from newsletter.models import MAX_PICKS, WEEKDAY_NAMES, WEEKDAYS, Frequency, Profile, Schedule, Subscriber
-from newsletter.web.app import invalid_link, mask_email, page, state
+from newsletter.models import (
+    MAX_PICKS,
+    WEEKDAY_NAMES,
+    WEEKDAYS,
+    Frequency,
+    Profile,
+    Schedule,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.web.app import client_address, invalid_link, mask_email, page, slow_down, state
 
 blueprint = Blueprint("preferences", __name__)
+blueprint.register_error_handler(RateLimited, slow_down)
 
 # The newest votes the page lists (with an undo button each).
 MAX_SHOWN_VOTES = 100
@@ -107,8 +119,14 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
                      notice: str = "", code: int = 200) -> Response:
     """The page for ``subscriber``: the form with ``values`` (default: their
     profile and schedule), ``errors`` and ``notes`` next to their fields, a
-    ``notice`` line ("saved", "undone") and the papers they rated."""
+    ``notice`` line ("saved", "undone") and the papers they rated. A reader
+    who is not active is told first that they get no email, with the
+    Resubscribe button when they unsubscribed themself (as on the
+    unsubscribe page)."""
     app = state()
+    status = app.store.pending_status(subscriber.id) or subscriber.status
+    unsubscribed = status == SubscriberStatus.UNSUBSCRIBED
+    may_resubscribe = unsubscribed and app.store.signup_state(subscriber.email)[1]
     profile = app.actions.profile_of(subscriber.id)
     today = app.store.clock().date()
     schedule = app.actions.schedule_of(subscriber).as_of(today)
@@ -118,6 +136,8 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
         "web/preferences.html", code, heading="Your preferences", masked=mask_email(subscriber.email),
         action=f"/p/{token}", values=values or {**form_values(profile), **schedule_values(schedule, today)},
         errors=errors or {}, notes=notes or {}, notice=notice, picks_off=profile.picks == 0, max_picks=MAX_PICKS,
+        receiving=status == SubscriberStatus.ACTIVE, unsubscribed=unsubscribed,
+        resubscribe=f"/u/{app.signer.unsubscribe_token(subscriber.ref)}/resubscribe" if may_resubscribe else "",
         schedule_now=schedule.describe(app.settings.weekly_weekday),
         weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES)), tomorrow=(today + dt.timedelta(days=1)).isoformat(),
         limits={"interests": MAX_INTERESTS, "authors": MAX_AUTHORS, "categories": MAX_CATEGORIES,
@@ -161,7 +181,7 @@ def save(token: str) -> Response:
     profile = Profile(subscriber.id, interests=parsed["interests"].values, authors=parsed["authors"].values,
                       categories=parsed["categories"].values, seeds=parsed["seeds"].values,
                       picks=parsed["picks"].values[0])
-    app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None)
+    app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None, client_address())
     notes = {name: found.notes for name, found in parsed.items() if found.notes}
     return preferences_page(token, subscriber, values={**form_values(profile), **schedule_values(schedule, today)},
                             notes=notes, notice="saved")
@@ -178,5 +198,5 @@ def undo(token: str) -> Response:
     rated = {vote.paper_key: vote for vote in state().actions.votes_of(subscriber.id)}
     if key not in rated:
         return preferences_page(token, subscriber)
-    state().actions.vote(subscriber, key, 0, rated[key].edition)
+    state().actions.vote(subscriber, key, 0, rated[key].edition, client_address())
     return preferences_page(token, subscriber, notice="undone")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import TokenError
+from newsletter.errors import RateLimited, TokenError
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.web.app import invalid_link, mask_email, page, state
+from newsletter.web.app import client_address, invalid_link, mask_email, page, slow_down, state
 
 blueprint = Blueprint("unsubscribe", __name__)
+# An unsubscribe is never limited; resubscribing is (it counts as a change).
+blueprint.register_error_handler(RateLimited, slow_down)
 
 HEADINGS = {
     "confirm": "Unsubscribe",
@@ -69,5 +71,5 @@ def resubscribe(token: str) -> Response:
     subscriber = reader(token)
     if subscriber is None:
         return unsubscribe_page(token, None, "invalid")
-    active = state().actions.resubscribe(subscriber)
+    active = state().actions.resubscribe(subscriber, client_address())
     return unsubscribe_page(token, subscriber, "resubscribed" if active else "not-resubscribed")

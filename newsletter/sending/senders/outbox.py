@@ -14,8 +14,16 @@ from newsletter.personalize import PreparedMessage, Recipient
 from newsletter.sending.senders.base import Delivery, Quota
 
 
+def unique_name() -> str:
+    """A file name no other message gets: ``<UTC time>-<random>.eml``."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
+
+
 class OutboxSender:
-    """Writes ``<subscriber id>.eml`` files; the message id is the file name."""
+    """Writes ``<subscriber id>.eml`` files; the message id is the file name.
+    A copy outside the ledger (a recipient with id 0: a test message, a
+    dashboard's "send again") gets a file of its own (:func:`unique_name`),
+    so it replaces neither the send's file nor an earlier copy."""
 
     name = "outbox"
     batch_size = 50
@@ -39,7 +47,7 @@ class OutboxSender:
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         deliveries = []
         for recipient in recipients:
-            name = f"{recipient.subscriber_id}.eml"
+            name = f"{recipient.subscriber_id}.eml" if recipient.subscriber_id else unique_name()
             try:
                 atomic_write_bytes(self.folder / name, self.message.render(recipient))
             except OSError as exc:
@@ -52,7 +60,7 @@ class OutboxSender:
 
     def send_single(self, to_address: str, data: bytes) -> str:
         """Write one message outside any issue to ``<outbox>/single/``; return its file name."""
-        name = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
+        name = unique_name()
         try:
             atomic_write_bytes(self.outbox_dir / "single" / name, data)
         except OSError as exc:

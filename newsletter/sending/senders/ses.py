@@ -17,8 +17,10 @@ Errors are sorted the way the dispatcher needs them: throttling and 5xx
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import time
 
 import boto3
 from botocore.config import Config
@@ -30,9 +32,10 @@ from botocore.exceptions import (
 )
 
 from newsletter.config import Settings
-from newsletter.errors import AccountError, Throttled, TransientError
+from newsletter.errors import AccountError, TemplateRejected, Throttled, TransientError
 from newsletter.models import (
     FEEDBACK_MARK,
+    MAX_PICKS,
     PICK_CODE,
     PICK_NUMBER,
     PICK_SUBJECT,
@@ -42,11 +45,14 @@ from newsletter.models import (
     PICKS_MARK,
     PREFERENCES_URL_MARK,
     REASON_KINDS,
+    SES_TEMPLATE_PREFIX,
     UNSUBSCRIBE_URL_MARK,
     DeliveryStatus,
     Issue,
+    Pick,
     PicksLayout,
     PicksPart,
+    Reason,
     fill_marks,
     fill_picks,
 )
@@ -59,6 +65,7 @@ from newsletter.personalize import (
     pick_values,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
+from newsletter.text import html_escape
 
 THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
 ACCOUNT_CODES = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}
@@ -68,12 +75,22 @@ ENTRY_FAILED = {"MESSAGE_REJECTED", "INVALID_PARAMETER", "FAILED"}
 # Anything else (account suspended or paused, sender not verified, template
 # or configuration set missing, daily quota exceeded) stops the run.
 
-PLACEHOLDER = "{{unsubscribe_url}}"
+PLACEHOLDER = "{{{unsubscribe_url}}}"
+# TestRenderEmailTemplate, as the sesv2 model documents it: "Creates a
+# preview of the MIME content of an email when provided with a template and
+# a set of replacement data. You can execute this operation no more than
+# once per second." The pre-flight paces its calls to that, and retries a
+# throttled one a few times.
+RENDER_INTERVAL = 1.0
+RENDER_ATTEMPTS = 5
 MAX_BULK_ENTRIES = 50
 # Template data every message carries: the characters that the text and
 # subject parts of the template spell as placeholders (see template_content).
 LITERALS = {"open_brace": "{", "backslash": "\\"}
 _LITERAL_CHARS = re.compile(r"[{\\]")
+# What a feedback token or a paper's code is made of (tokens.Signer): no
+# character HTML would read, so one value serves both parts.
+_TOKEN = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 class _LostAnswer(Exception):
@@ -83,7 +100,31 @@ class _LostAnswer(Exception):
 def _literal_text(text: str) -> str:
     """``text`` with every ``{`` and ``\\`` spelled as a placeholder, so no
     brace or backslash of it reaches the template engine."""
-    return _LITERAL_CHARS.sub(lambda m: "{{open_brace}}" if m.group() == "{" else "{{backslash}}", text)
+    return _LITERAL_CHARS.sub(lambda m: "{{{open_brace}}}" if m.group() == "{" else "{{{backslash}}}", text)
+
+
+def _html_slot(raw: str, escaped: str) -> str:
+    """The Handlebars that puts a value in the HTML part: its escaped form
+    (``escaped``) when escaping changes it, else the value itself (``raw``,
+    then free of anything HTML reads). Both inserted as they are
+    (``{{{x}}}``): SES does not escape, and a renderer that would gets no
+    chance to, so the email is the same either way."""
+    return f"{{{{#if {escaped}}}}}{{{{{{{escaped}}}}}}}{{{{else}}}}{{{{{{{raw}}}}}}}{{{{/if}}}}"
+
+
+def _escaped_if_changed(value: str) -> str:
+    """``value`` escaped for HTML (text or a double-quoted attribute) when
+    that changes it, else "" (see :func:`_html_slot`)."""
+    escaped = html_escape(value)
+    return escaped if escaped != value else ""
+
+
+def _token(value: str) -> str:
+    """Return ``value``, a token (see ``_TOKEN``); raise ValueError for
+    anything else, which would need escaping in the HTML part."""
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"not a token: {value!r}")
+    return value
 
 
 def template_content(issue: Issue) -> dict[str, str]:
@@ -92,17 +133,25 @@ def template_content(issue: Issue) -> dict[str, str]:
     SES templates are Handlebars, and paper text may hold ``{{``: in the
     HTML part every ``{{`` becomes ``{&#123;`` (shown the same); in the text
     and subject parts, which are not HTML, every ``{`` and backslash becomes
-    ``{{open_brace}}`` or ``{{backslash}}``, filled from :data:`LITERALS`
-    (a backslash escape such as ``\\{{`` is not used: a backslash in the
-    paper text before it would undo it). Then each reader's values go where
-    the issue has their marks: ``{{unsubscribe_url}}``, ``{{p}}`` (their
-    preferences page), ``{{f}}`` (the reader part of their feedback tokens)
-    and their picks (:func:`picks_template`), which each entry's data fills
-    (:func:`template_data`).
+    ``{{{open_brace}}}`` or ``{{{backslash}}}``, filled from :data:`LITERALS`
+    (Handlebars' own ``\\{{`` escape is not used: a backslash in the paper
+    text before it would undo it, and not every implementation has it).
+    Then each reader's values go where the issue has their marks: their
+    unsubscribe link, their preferences page (``p``), the reader part of
+    their feedback tokens (``f``) and their picks (:func:`picks_template`),
+    which each entry's data fills (:func:`template_data`).
+
+    SES does not HTML-escape template values ("SES doesn't escape HTML
+    content when rendering the HTML template for a message", *Advanced
+    email personalization*): every value is inserted with ``{{{x}}}``, in
+    the HTML part in the escaped form the entry's data carries beside it
+    (:func:`_html_slot`), so the email is the same whether the renderer
+    escapes or not.
     """
     html_picks, text_picks = picks_template(issue.picks) if issue.picks else ("", "")
-    html = fill_marks(_literal_html(issue.html), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER, PREFERENCES_URL_MARK: "{{p}}",
-                                                 FEEDBACK_MARK: "{{f}}", PICKS_MARK: html_picks})
+    html = fill_marks(_literal_html(issue.html), {
+        UNSUBSCRIBE_URL_MARK: _html_slot("unsubscribe_url", "unsubscribe_html"),
+        PREFERENCES_URL_MARK: _html_slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}", PICKS_MARK: html_picks})
     text = fill_marks(_literal_text(issue.text), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
                                                   PREFERENCES_URL_MARK: "{{{p}}}", FEEDBACK_MARK: "{{{f}}}",
                                                   PICKS_MARK: text_picks})
@@ -127,20 +176,24 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
     picks}}`` one card per pick (``n`` its number, ``t`` the title, ``u``
     its link, ``c`` the paper's feedback token part,
     ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its kind,
-    which says which reason's words are shown), or the ``no_match`` or
-    ``invite`` line. Values are escaped by
-    Handlebars in the HTML part (``{{x}}``) and inserted as they are in the
-    text part (``{{{x}}}``); the pieces' own text is made literal first."""
+    which says which reason's words are shown; ``th``, ``uh`` and ``wh``
+    the title, link and subject escaped for HTML when escaping changes
+    them), or the ``no_match`` or ``invite`` line. The HTML part shows
+    escaped values (:func:`_html_slot`), the text part raw ones; every value
+    is inserted with ``{{{x}}}``. The pieces' own text is made literal first."""
 
     def section(part: PicksPart, html: bool) -> str:
         literal = _literal_html if html else _literal_text
-        tag = (lambda name: "{{" + name + "}}") if html else (lambda name: "{{{" + name + "}}}")
-        outside = {PREFERENCES_URL_MARK: tag("p"), FEEDBACK_MARK: tag("f")}
-        inside = {PREFERENCES_URL_MARK: tag("../p"), FEEDBACK_MARK: tag("../f")}
-        why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: tag(key)})}{{{{/if}}}}"
-                      for kind, key in WHY_KEYS.items())
-        card = fill_picks(literal(part.card), {PICK_NUMBER: tag("n"), PICK_TITLE: tag("t"), PICK_URL: tag("u"),
-                                               PICK_CODE: tag("c"), PICK_WHY: why})
+        slot = _html_slot if html else (lambda raw, _escaped: "{{{" + raw + "}}}")
+        outside = {PREFERENCES_URL_MARK: slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}"}
+        # Inside {{#each}} only the feedback token is the reader's: a token
+        # needs no escaping, so no {{#if}} (whose depth for ../ differs
+        # between Handlebars versions) comes between it and its block.
+        inside = {FEEDBACK_MARK: "{{{../f}}}"}
+        why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: slot(key, 'wh')})}"
+                      "{{/if}}" for kind, key in WHY_KEYS.items())
+        card = fill_picks(literal(part.card), {PICK_NUMBER: "{{{n}}}", PICK_TITLE: slot("t", "th"),
+                                               PICK_URL: slot("u", "uh"), PICK_CODE: "{{{c}}}", PICK_WHY: why})
         return "".join((
             "{{#if picks}}", fill_marks(literal(part.head), outside), "{{#each picks}}", fill_marks(card, inside),
             "{{/each}}", fill_marks(literal(part.tail), outside), "{{/if}}",
@@ -153,25 +206,61 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
 
 def template_data(recipient: Recipient, issue: Issue) -> dict:
     """The template data of one entry: the reader's links and picks (see
-    :func:`picks_template`), plus :data:`LITERALS` (SES may use an entry's
-    data instead of the default, not over it)."""
-    data = {"unsubscribe_url": recipient.unsubscribe_url, **LITERALS}
-    if recipient.preferences_url:
-        data["p"] = recipient.preferences_url
-    if recipient.feedback:
-        data["f"] = recipient.feedback
+    :func:`template_content` and :func:`picks_template`), plus
+    :data:`LITERALS` (SES may use an entry's data instead of the default,
+    not over it).
+
+    Every entry carries exactly the same names, at every level, none of
+    them null: SES drops a message whose data lacks a name the template
+    uses ("all variables that you include in the template must have an
+    exact case-sensitive counterpart in the template data") with a
+    Rendering Failure. A name that does not apply is "", false or [].
+    Raises ValueError for a feedback token that is not one."""
+    picks: list[dict] = []
+    data = {
+        "unsubscribe_url": recipient.unsubscribe_url, "unsubscribe_html": _escaped_if_changed(recipient.unsubscribe_url),
+        "p": recipient.preferences_url, "ph": _escaped_if_changed(recipient.preferences_url),
+        "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "invite": False,
+    }
     if issue.picks is None or recipient.picks_state == "off":
         return data
     if recipient.picks_state == "picks" and recipient.picks:
-        data["picks"] = []
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
-            data["picks"].append({"n": v["n"], "t": v["t"], "u": v["u"], "c": v["c"], WHY_KEYS[v["k"]]: v["s"]})
+            entry = {"n": v["n"], "t": v["t"], "th": _escaped_if_changed(v["t"]), "u": v["u"],
+                     "uh": _escaped_if_changed(v["u"]), "c": _token(v["c"]),
+                     **{key: "" for key in WHY_KEYS.values()}, "wh": _escaped_if_changed(v["s"])}
+            entry[WHY_KEYS[v["k"]]] = v["s"]
+            picks.append(entry)
     elif recipient.picks_state == "invite":
         data["invite"] = True
     else:
         data["no_match"] = True
     return data
+
+
+def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
+    """Return (what it is, template data) for each shape of entry data a
+    send of ``issue`` can use: a reader with the most picks, of every reason
+    kind, their values escaped for HTML and not; with no match; invited to
+    set interests; with picks off (only that one when the issue has no
+    picks section). Every shape carries the same names (see
+    :func:`template_data`); the values that differ decide which branches of
+    the template are taken."""
+
+    def sample(state: str, picks: tuple[Pick, ...] = ()) -> dict:
+        # Links with "&", so the escaped forms are filled too.
+        recipient = Recipient(0, "preflight@example.invalid", None, f"{base_url}/u/pre&flight",
+                              f"{base_url}/p/pre&flight", "pre.flight", state, picks)
+        return template_data(recipient, issue)
+
+    if issue.picks is None:
+        return [("no picks section", sample("off"))]
+    subjects = itertools.cycle(("a <subject> & more", "a plain subject"))
+    picks = tuple(Pick(number % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
+                  for number, kind in zip(range(MAX_PICKS), itertools.cycle(REASON_KINDS)))
+    return [(f"{MAX_PICKS} picks of every reason kind", sample("picks", picks)), ("no pick matching",
+            sample("none")), ("an invitation to set interests", sample("invite")), ("picks off", sample("off"))]
 
 
 def _describe(exc: ClientError) -> tuple[str, str, int]:
@@ -273,7 +362,7 @@ class SesSender:
         self.message = message
         if self.mode != "bulk":
             return
-        self.template_name = f"newsletter-{issue.edition}"
+        self.template_name = SES_TEMPLATE_PREFIX + issue.edition
         content = template_content(issue)
         try:
             self._call("create_email_template", TemplateName=self.template_name, TemplateContent=content)
@@ -289,6 +378,40 @@ class SesSender:
                 raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from update_exc
         except _LostAnswer as exc:
             raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from exc
+        self._preflight(issue)
+
+    def _preflight(self, issue: Issue) -> None:
+        """Render the stored template with each shape of entry data
+        (:func:`data_shapes`) through SES's ``TestRenderEmailTemplate``,
+        one call a second. SES accepts a bulk entry it cannot render and
+        drops it later (a Rendering Failure), so this is the last moment to
+        find a name missing from the data. Raises :class:`TemplateRejected`
+        (SES's message, the template's name) when one fails, and
+        :class:`Throttled` or :class:`TransientError` when SES keeps
+        refusing to answer; nothing was sent either way."""
+        answered = None  # when the last call's answer came
+        for shape, data in data_shapes(issue, self.settings.web_base):
+            for attempt in range(1, RENDER_ATTEMPTS + 1):
+                if answered is not None:
+                    # A second after the last answer, so a second after SES
+                    # handled that call however long the request took.
+                    time.sleep(max(0.0, answered + RENDER_INTERVAL - time.monotonic()))
+                try:
+                    self._call("test_render_email_template", TemplateName=self.template_name,
+                               TemplateData=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+                    break
+                except Throttled:
+                    if attempt == RENDER_ATTEMPTS:
+                        raise
+                except _LostAnswer as exc:
+                    raise TransientError(f"TestRenderEmailTemplate got no answer: {exc}") from exc
+                except ClientError as exc:
+                    code, message, _status = _describe(exc)
+                    raise TemplateRejected(
+                        f"SES cannot render the email template {self.template_name} for a reader with {shape}: "
+                        f"{code}: {message}; nothing was sent") from exc
+                finally:
+                    answered = time.monotonic()
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         """Return one Delivery per recipient, in order. Raises

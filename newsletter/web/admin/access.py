@@ -24,6 +24,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from newsletter.admins import log_in, log_out, session_admin
 from newsletter.models import Admin
 from newsletter.passwords import MAX_PASSWORD_CHARS, dummy_hash
+from newsletter.text import strip_controls
 from newsletter.web.app import page, state
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static",
@@ -64,7 +65,7 @@ def install(app: Flask) -> None:
         SESSION_COOKIE_PATH=PREFIX,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.base_url.startswith("https:"),
+        SESSION_COOKIE_SECURE=settings.public_https,
         # Checked by the guard on the dashboard's forms only: readers' forms
         # carry signed tokens instead, and RFC 8058 one-click POSTs no token.
         WTF_CSRF_CHECK_DEFAULT=False,
@@ -134,8 +135,9 @@ def admin_page(template: str, status: int = 200, **context) -> Response:
 
 def local_next(value: str | None) -> str:
     """Where to go after logging in: ``value`` when it is a dashboard path
-    on this site, else the overview."""
-    if value and under_admin(value) and not value.startswith("//") and "\\" not in value and "\n" not in value:
+    on this site, else the overview. No control character (a CR or LF
+    cannot go into a header; browsers drop a tab) and no backslash."""
+    if value and under_admin(value) and not value.startswith("//") and "\\" not in value and value.isprintable():
         return value
     return PREFIX + "/"
 
@@ -164,11 +166,12 @@ def login() -> Response:
     unknown name and to a wrong password is the same page, status and
     work; a new session (and session cookie) only on success."""
     app = state()
-    name = request.form.get("name", "")[:100]
+    name = strip_controls(request.form.get("name", "")[:100])[0]  # no name holds one; PostgreSQL cannot hold NUL
     password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
     attempt = log_in(app.store, name, password, request.remote_addr or "unknown", app.settings.admin_session_idle)
     if attempt.outcome == "throttled":
-        return login_page(429, error="Too many attempts. Wait a quarter of an hour, then try again.")
+        return login_page(429, error="Too many failed attempts from your address. Wait a quarter of an hour, "
+                                     "then try again.")
     if attempt.outcome == "failed":
         return login_page(401, error="The name or the password is wrong.")
     old = session.get("token")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Response, request
 
-from newsletter.config import DECLARED, shown_default
+from newsletter.config import DECLARED, masked_url, shown_default
 from newsletter.doctor import run_checks
 from newsletter.feedback.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, edition_stats
 from newsletter.models import Edition, EditionKind, SubscriberStatus
@@ -140,11 +139,14 @@ def daily_series(changes: list[tuple[dt.date, str | None, str, int]], days: list
 
 def alerts(stats: list[IssueStats]) -> list[tuple[str, str]]:
     """(level, sentence) for each rate near or over SES's review thresholds,
-    most recent edition first: "Complaint rate 0.09% on 12 Mar: near SES's
-    0.1% limit"."""
+    and each edition with readers SES dropped with a Rendering Failure, most
+    recent edition first: "Complaint rate 0.09% on 12 Mar: near SES's 0.1%
+    limit"."""
     found = []
     for figures in stats:
         day = short_label(figures.issue_date)
+        if figures.rendering_failed:
+            found.append(("over", f"Rendering Failure on {day}: {figures.rendering_failure_warning()}"))
         if figures.bounce_level != "ok":
             found.append((figures.bounce_level, f"Bounce rate {figures.bounce_rate:.2%} on {day}: "
                           f"{figures.bounce_level} SES's {BOUNCE_REVIEW:.0%} limit"))
@@ -221,7 +223,8 @@ def sends() -> Response:
 
 @blueprint.get("/sends/<key>/live.json")
 def live(key: str) -> Response:
-    views = send_views(state().store, [key])
+    # No edition's key holds a control character (and PostgreSQL's text cannot hold NUL).
+    views = send_views(state().store, [key]) if key.isprintable() else {}
     if key not in views:
         return Response(json.dumps({"error": "no such send"}), 404, mimetype="application/json")
     return Response(json.dumps(views[key].live()), mimetype="application/json")
@@ -229,19 +232,6 @@ def live(key: str) -> Response:
 
 # --------------------------------------------------------------------------
 # settings
-
-
-def masked_url(value: str) -> str:
-    """``value`` with the password of a URL hidden (a database URL may hold one)."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return value
-    if not parts.password:
-        return value
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:••••••@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @blueprint.get("/settings")

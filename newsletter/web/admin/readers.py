@@ -11,20 +11,27 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import io
+import os
+from typing import BinaryIO
 
 from flask import Response, flash, get_flashed_messages, redirect, request
 
 from newsletter.errors import ListError, NewsletterError
-from newsletter.lists import iter_subscriber_csv, parse_subscriber_csv
+from newsletter.lists import iter_subscriber_csv, iter_subscriber_rows
 from newsletter.models import Edition, Frequency, SubscriberStatus
 from newsletter.policy import operator_reactivation_refusal
 from newsletter.sending.resend import resend
 from newsletter.text import clean_name, strip_controls
-from newsletter.web.admin.access import MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
+from newsletter.web.admin.access import IMPORT_ENDPOINTS, MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
 from newsletter.web.admin.pages import edition_label, web_version
-from newsletter.web.app import page, state
+from newsletter.web.app import page, parse_id, state
 
 PAGE_SIZE = 50
+# The most rows a dashboard import may have (larger lists: `newsletter
+# subscribers import`): what an import keeps per address, times this, bounds
+# the server's memory.
+MAX_IMPORT_ROWS = 100_000
 MAX_REASON_CHARS = 500
 MAX_SEARCH_CHARS = 320
 
@@ -48,14 +55,15 @@ def choice(name: str, allowed) -> str:
 def subscribers() -> Response:
     """Readers whose address or name starts with ``q``, filtered by status,
     frequency and source, :data:`PAGE_SIZE` at a time after the id
-    ``after``."""
+    ``after`` (from the first when it is not an id: :func:`parse_id`)."""
     store = state().store
     sources = store.subscriber_sources()
-    filters = {"q": request.args.get("q", "").strip()[:MAX_SEARCH_CHARS],
+    # No address or name holds a control character (and PostgreSQL's text cannot hold NUL).
+    filters = {"q": strip_controls(request.args.get("q", ""))[0].strip()[:MAX_SEARCH_CHARS],
                "status": choice("status", tuple(SubscriberStatus)),
                "frequency": choice("frequency", tuple(Frequency)),
                "source": choice("source", sources)}
-    after = max(request.args.get("after", 0, type=int), 0)
+    after = parse_id(request.args.get("after")) or 0
     found = store.search_subscribers(filters["q"], status=filters["status"] or None,
                                      frequency=filters["frequency"] or None, source=filters["source"] or None,
                                      after=after, limit=PAGE_SIZE + 1)
@@ -75,7 +83,19 @@ def reader_or_404(subscriber_id: int):
     return state().store.get_subscriber(subscriber_id)
 
 
-@blueprint.get("/subscribers/<int:subscriber_id>")
+def sendable(deliveries) -> list[str]:
+    """The keys of the editions a reader's page offers to send again: every
+    edition the ledger has for them (``deliveries``), newest first."""
+    found = []
+    for delivery in deliveries:
+        try:
+            found.append(Edition.parse(delivery.edition).key)
+        except ValueError:  # not an edition's key: nothing to render again
+            continue
+    return found
+
+
+@blueprint.get("/subscribers/<id:subscriber_id>")
 def reader(subscriber_id: int) -> Response:
     app = state()
     store = app.store
@@ -83,7 +103,6 @@ def reader(subscriber_id: int) -> Response:
     if subscriber is None:
         return page("web/not_found.html", 404)
     deliveries = store.reader_deliveries(subscriber.id)
-    sendable = [d.edition for d in deliveries]
     feedback = store.reader_feedback(subscriber.email)
     return admin_page(
         "admin/reader.html", heading=subscriber.email, section="subscribers", reader=subscriber,
@@ -93,7 +112,7 @@ def reader(subscriber_id: int) -> Response:
         delivered={f.edition for f in feedback if f.kind == "delivery"},
         profile=store.profile(subscriber.id), votes=store.votes(subscriber.id),
         edition_label=edition_label, web_version=web_version,
-        sendable=sendable, messages=get_flashed_messages(with_categories=True),
+        sendable=sendable(deliveries), messages=get_flashed_messages(with_categories=True),
         active=subscriber.status == SubscriberStatus.ACTIVE,
         complained=subscriber.status == SubscriberStatus.COMPLAINED,
     )
@@ -109,7 +128,7 @@ def back_to(subscriber_id: int) -> Response:
     return redirect(f"/admin/subscribers/{subscriber_id}", 303)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/suppress")
+@blueprint.post("/subscribers/<id:subscriber_id>/suppress")
 def suppress(subscriber_id: int) -> Response:
     """Stop sending to an active reader (status unsubscribed, by the
     operator: the reader cannot undo it from their links)."""
@@ -127,7 +146,7 @@ def suppress(subscriber_id: int) -> Response:
     return back_to(subscriber.id)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/reactivate")
+@blueprint.post("/subscribers/<id:subscriber_id>/reactivate")
 def reactivate(subscriber_id: int) -> Response:
     """Make a reader active again, with the list's rules
     (:func:`operator_reactivation_refusal`): a complained address only with
@@ -151,18 +170,20 @@ def reactivate(subscriber_id: int) -> Response:
     return back_to(subscriber.id)
 
 
-@blueprint.post("/subscribers/<int:subscriber_id>/resend")
+@blueprint.post("/subscribers/<id:subscriber_id>/resend")
 def send_again(subscriber_id: int) -> Response:
-    """Send one edition again to an active reader, outside the ledger."""
+    """Send one edition again to an active reader, outside the ledger:
+    only one the page offers (:func:`sendable`), else 400."""
     app = state()
     subscriber = reader_or_404(subscriber_id)
     if subscriber is None:
         return page("web/not_found.html", 404)
-    try:
-        edition = Edition.parse(request.form.get("edition", "")[:24])
-    except ValueError:
-        flash("Nothing was sent: choose an edition.", "error")
-        return back_to(subscriber.id)
+    key = request.form.get("edition", "")
+    if key not in sendable(app.store.reader_deliveries(subscriber.id)):
+        return admin_page("admin/error.html", 400, heading="Nothing was sent", section="subscribers",
+                          message="Nothing was sent: only an edition this reader was sent (those listed on "
+                                  "their page) can be sent again.")
+    edition = Edition.parse(key)
     try:
         message_id = resend(app.settings, app.store, app.signer, edition, subscriber)
     except NewsletterError as exc:
@@ -178,25 +199,55 @@ def send_again(subscriber_id: int) -> Response:
 
 @blueprint.get("/import")
 def import_form() -> Response:
-    return admin_page("admin/import.html", heading="Import and export", section="import", report=None,
-                      error="", statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
+    return import_page(200)
 
 
-def _report_page(name: str, data: bytes, dry_run: bool) -> Response:
-    """Read the CSV ``data`` (the file ``name``) and import it, or with
-    ``dry_run`` only say what importing it would do."""
+def import_page(status: int, error: str = "", report=None, **shown) -> Response:
+    """The import page with ``status``, saying ``error`` (when not empty)
+    or showing an import's ``report`` (``shown``: dry_run, file_name,
+    payload)."""
+    return admin_page("admin/import.html", status, heading="Import and export", section="import", report=report,
+                      error=error, statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES,
+                      max_rows=MAX_IMPORT_ROWS, counts=None, **shown)
+
+
+def too_large(name: str, what: str) -> Response:
+    """The import page refusing the file ``name`` for being ``what`` (413)."""
+    return import_page(413, f"{name}: {what}; import it with `newsletter subscribers import`.")
+
+
+def _report_page(name: str, stream: BinaryIO, dry_run: bool) -> Response:
+    """Read the CSV file open in ``stream`` (the file ``name``, at most
+    :data:`MAX_IMPORT_BYTES`) and import it, or with ``dry_run`` only say
+    what importing it would do. The file is read row by row, twice: once
+    to count its rows (more than :data:`MAX_IMPORT_ROWS` are refused, 413),
+    then into the import, which keeps little per address."""
     store = state().store
     try:
-        rows = parse_subscriber_csv(data, name, with_profiles=True)
+        for count, _row in enumerate(iter_subscriber_rows(stream, name), 1):
+            if count > MAX_IMPORT_ROWS:
+                return too_large(name, f"more than {MAX_IMPORT_ROWS:,} rows")
+        stream.seek(0)
+        report = store.import_subscribers(iter_subscriber_rows(stream, name, with_profiles=True),
+                                          source=actor()[:32], reason=f"imported from {name}"[:1000],
+                                          dry_run=dry_run)
     except ListError as exc:
-        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
-                          error=str(exc), statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
-    report = store.import_subscribers(rows, source=actor()[:32], reason=f"imported from {name}"[:1000],
-                                      dry_run=dry_run)
-    return admin_page("admin/import.html", heading="Import and export", section="import", report=report,
-                      dry_run=dry_run, file_name=name, error="", statuses=tuple(SubscriberStatus),
-                      payload=base64.b64encode(data).decode("ascii") if dry_run else "",
-                      max_bytes=MAX_IMPORT_BYTES, counts=None)
+        return import_page(400, str(exc))
+    payload = ""
+    if dry_run:  # the file goes back with the confirmation
+        stream.seek(0)
+        payload = base64.b64encode(stream.read()).decode("ascii")
+    return import_page(200, report=report, dry_run=dry_run, file_name=name, payload=payload)
+
+
+@blueprint.errorhandler(413)
+def request_too_large(_error) -> Response:
+    """A request over its size limit (see ``access.guard``): on an import
+    route, the import page saying so; elsewhere, as the app answers it."""
+    if request.endpoint in IMPORT_ENDPOINTS:
+        return import_page(413, f"The file is larger than {MAX_IMPORT_BYTES:,} bytes; import it with "
+                                "`newsletter subscribers import`.")
+    return Response("Request too large\n", status=413, mimetype="text/plain")
 
 
 @blueprint.post("/import")
@@ -205,32 +256,29 @@ def import_preview() -> Response:
     nothing written: the operator confirms on that page."""
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
-                          error="Choose a CSV file to import.", statuses=tuple(SubscriberStatus),
-                          max_bytes=MAX_IMPORT_BYTES, counts=None)
-    data = upload.stream.read(MAX_IMPORT_BYTES + 1)
+        return import_page(400, "Choose a CSV file to import.")
     name = clean_name(upload.filename.replace("\\", "/").rpartition("/")[2])[:100] or "upload.csv"
-    if len(data) > MAX_IMPORT_BYTES:
-        return admin_page("admin/import.html", 413, heading="Import and export", section="import", report=None,
-                          error=f"{name}: larger than {MAX_IMPORT_BYTES:,} bytes; import it with "
-                                "`newsletter subscribers import`.", statuses=tuple(SubscriberStatus),
-                          max_bytes=MAX_IMPORT_BYTES, counts=None)
-    return _report_page(name, data, dry_run=True)
+    stream = upload.stream  # on disk once past a few hundred KB: parsed from there
+    if stream.seek(0, os.SEEK_END) > MAX_IMPORT_BYTES:
+        return too_large(name, f"larger than {MAX_IMPORT_BYTES:,} bytes")
+    stream.seek(0)
+    return _report_page(name, stream, dry_run=True)
 
 
 @blueprint.post("/import/confirm")
 def import_confirm() -> Response:
-    """Import the file the preview carried back, all or nothing."""
+    """Import the file the preview carried back, all or nothing, within the
+    same limits as the preview."""
     name = clean_name(request.form.get("name", ""))[:100] or "upload.csv"
     try:
         data = base64.b64decode(request.form.get("payload", ""), validate=True)
     except (binascii.Error, ValueError):
         data = b""
     if not data:
-        return admin_page("admin/import.html", 400, heading="Import and export", section="import", report=None,
-                          error="The file did not come back with the confirmation: upload it again.",
-                          statuses=tuple(SubscriberStatus), max_bytes=MAX_IMPORT_BYTES, counts=None)
-    return _report_page(name, data, dry_run=False)
+        return import_page(400, "The file did not come back with the confirmation: upload it again.")
+    if len(data) > MAX_IMPORT_BYTES:
+        return too_large(name, f"larger than {MAX_IMPORT_BYTES:,} bytes")
+    return _report_page(name, io.BytesIO(data), dry_run=False)
 
 
 @blueprint.get("/export")
