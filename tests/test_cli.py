@@ -321,7 +321,7 @@ def test_commands_that_read_the_list_never_create_a_database(database_url, tmp_p
     if database_url.startswith("sqlite"):
         assert result.stderr.startswith(f"Error: there is no database at {make_url(database_url).database};")
     else:
-        assert result.stderr.startswith("Error: the database at postgresql+psycopg://newsletter_test:***@")
+        assert result.stderr.startswith("Error: the database at postgresql+psycopg://newsletter_test:••••••@")
         assert "holds none of the newsletter's tables" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "subscribers").exists()
