@@ -19,6 +19,7 @@ from newsletter import fetch as fetch_module
 from newsletter.batches import load_batch
 from newsletter.errors import BatchError, FetchError, NewsletterError, OutputError
 from newsletter.fetch import daily_papers_url, fetch_arxiv_papers, fetch_day
+from newsletter.store import open_store
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 DAY = date(2025, 3, 11)
@@ -330,6 +331,7 @@ def test_cli_fetch_warns_of_removed_control_characters(api_server, out_dir, tmp_
     # `send --fetch` shows the same warning, once.
     env.update(NEWSLETTER_SECRET_KEY=SECRET, NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'n.db'}",
                NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"))
+    open_store(env["NEWSLETTER_DATABASE_URL"]).close()  # send never creates one
     result = CliRunner().invoke(cli, ["send", "--fetch", "--date", "2025-03-11", "--dry-run"], env=env)
     assert result.exit_code == 0, result.output
     assert result.stderr.count("Warning: ") == 1 and "entry 2" in result.stderr

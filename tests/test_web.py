@@ -461,6 +461,7 @@ def test_behind_a_proxy_a_malformed_x_forwarded_for_gets_the_security_headers_to
     # Trusting the proxy's header, waitress answers a malformed one itself.
     port = free_port()
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    open_store(database_url).close()  # serve never creates one
     env = {**server_env(database_url), "NEWSLETTER_PROXY_COUNT": "1"}
     with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
         status, headers = raw_http(port, b'GET /healthz HTTP/1.1\r\nHost: x\r\n'
@@ -474,7 +475,9 @@ def test_the_routers_redirects_go_to_the_base_url_never_to_the_requests_host(tmp
     # The router redirects an address to its canonical form (doubled
     # slashes merged, a trailing slash added) by itself.
     port = free_port()
-    env = {**server_env(f"sqlite:///{tmp_path / 'newsletter.db'}"), "NEWSLETTER_BASE_URL": "https://papers.example.org"}
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    open_store(database_url).close()  # serve never creates one
+    env = {**server_env(database_url), "NEWSLETTER_BASE_URL": "https://papers.example.org"}
     with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env):
         for path, canonical in (("/issues//feed.xml", "/issues/feed.xml"), ("/issues//", "/issues/"),
                                 ("/issues", "/issues/"), ("/issues?page=2", "/issues/?page=2")):
