@@ -253,7 +253,7 @@ def test_a_release_1_database_is_upgraded_on_open_and_keeps_every_row(database_u
     facts = schema_facts(database_url)
     assert facts["revision"] == HEAD and facts["schema_version"] == str(SCHEMA_VERSION)
     assert "signup_requests" not in facts["tables"]
-    assert "ix_deliveries_updated_at" in facts["delivery_indexes"]
+    assert {"ix_deliveries_updated_at", "ix_deliveries_subscriber_updated"} <= facts["delivery_indexes"]
     # Opening it again changes nothing.
     again = open_store(database_url)
     assert again.migration is None

@@ -143,6 +143,10 @@ deliveries_table = Table(
     Column("reason", String(1000)),
     # Indexed: statistics select the issues sent in a period by this time.
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    # A reader's ledger rows in time order: statistics blame a reader's own
+    # unsubscribe on the last edition sent to them, one seek per unsubscribe
+    # (by the primary key it was a probe per edition asked about).
+    Index("ix_deliveries_subscriber_updated", "subscriber_id", "updated_at"),
 )
 
 send_locks_table = Table(

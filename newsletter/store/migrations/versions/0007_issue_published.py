@@ -7,6 +7,9 @@
 - Every edition already stored that the ledger has as sent to some reader
   stays published (since its send finished, else its last update); the
   others (rendered, or made by a dry run) leave the web.
+- ``ix_deliveries_subscriber_updated``: a reader's ledger rows in time
+  order, for the statistics that blame a reader's own unsubscribe on the
+  last edition sent to them.
 - ``newsletter_meta.schema_version`` becomes 7.
 
 Revision ID: 0007
@@ -38,10 +41,12 @@ def upgrade() -> None:
     sent = sa.exists().where(deliveries.c.issue_date == key, deliveries.c.status == "sent")
     op.execute(issues.update().where(sent)
                .values(published_at=sa.func.coalesce(issues.c.finished_at, issues.c.updated_at)))
+    op.create_index("ix_deliveries_subscriber_updated", "deliveries", ["subscriber_id", "updated_at"])
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="7"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_subscriber_updated", "deliveries")
     with op.batch_alter_table("issues") as batch:
         batch.drop_column("published_at")
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))
