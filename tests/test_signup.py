@@ -96,11 +96,14 @@ def work(client) -> None:
 
 
 def messages(outbox: Path) -> list[email.message.EmailMessage]:
-    """Every single (non-issue) message in the outbox, parsed."""
+    """Every single (non-issue) message in the outbox, parsed (the
+    ``.eml`` files only: a message being written is a temporary file
+    until it is complete)."""
     folder = outbox / "single"
     if not folder.is_dir():
         return []
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.iterdir())]
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(folder.glob("*.eml"))]
 
 
 def sent_to(outbox: Path, address: str) -> list[email.message.EmailMessage]:
