@@ -49,8 +49,8 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from newsletter.admins import add_admin  # noqa: E402
-from newsletter.config import Settings  # noqa: E402
+from newsletter.operators.admins import add_admin  # noqa: E402
+from newsletter.core.config import Settings  # noqa: E402
 from newsletter.store import open_store  # noqa: E402
 from newsletter.store.migrate import VERSION_TABLE  # noqa: E402
 from newsletter.store.schema import inbox_metadata, metadata  # noqa: E402

@@ -15,8 +15,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from newsletter.batches import load_batch
-from newsletter.models import Batch, Paper
+from newsletter.papers.batches import load_batch
+from newsletter.core.models import Batch, Paper
 from newsletter.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,9 +42,9 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from newsletter.models import SubscriberStatus
+from newsletter.core.models import SubscriberStatus
 from newsletter.store import open_store  # noqa: E402
-from newsletter.tokens import Signer  # noqa: E402
+from newsletter.readers.tokens import Signer  # noqa: E402
 
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 

@@ -44,7 +44,7 @@ except ImportError:  # run with a Python that does not have the package installe
 
 from common import DATE, EXAMPLE, create_readers, database_url, peak_rss_mb  # noqa: E402
 
-from newsletter.batches import load_batch  # noqa: E402
+from newsletter.papers.batches import load_batch  # noqa: E402
 from newsletter.sending.dispatch import RANK_PAGE  # noqa: E402
 from newsletter.store import open_store  # noqa: E402
 
@@ -58,8 +58,8 @@ def probe(db: Path) -> None:
     started = time.perf_counter()
     import sklearn.feature_extraction.text  # noqa: F401  (the ranking's own imports, timed here)
 
-    from newsletter import ranking
-    from newsletter.picking import EditionPicks
+    from newsletter.picks import ranking
+    from newsletter.picks.picking import EditionPicks
     from newsletter.sending.ratelimit import chunked
     from newsletter.store import Ledger
 

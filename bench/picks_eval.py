@@ -12,7 +12,7 @@ that are in their wanted set; averaged over readers), next to:
 * a random order (mean of 200 shuffles);
 * the community's order (the day's upvotes; the page lists papers that way);
 * TF-IDF alone and WordLlama embeddings alone, the two views the ranking
-  mixes (``newsletter.ranking``);
+  mixes (``newsletter.picks.ranking``);
 
 and, for the ranking itself, how many papers pass its relevance threshold
 (so no reader gets filler) and how many of those are wanted.
@@ -35,9 +35,9 @@ except ImportError:  # run with a Python that does not have the package installe
 
 import numpy as np  # noqa: E402
 
-from newsletter import ranking  # noqa: E402
-from newsletter.batches import load_batch  # noqa: E402
-from newsletter.models import paper_key  # noqa: E402
+from newsletter.picks import ranking  # noqa: E402
+from newsletter.papers.batches import load_batch  # noqa: E402
+from newsletter.core.models import paper_key  # noqa: E402
 
 # (interest phrases, or the position of a liked paper) → the positions of
 # the papers of the day such a reader would want.
@@ -125,7 +125,7 @@ def main() -> None:
         ("community order (upvotes)", community),
         ("TF-IDF alone", words),
         ("WordLlama embeddings alone", embedded),
-        (f"newsletter.ranking (TF-IDF + {ranking.EMBEDDING_WEIGHT} × embeddings)", statistics.mean(ranked)),
+        (f"newsletter.picks.ranking (TF-IDF + {ranking.EMBEDDING_WEIGHT} × embeddings)", statistics.mean(ranked)),
         ("  the picks as sent (threshold applied)", statistics.mean(sent)),
     ]:
         print(f"{name:<44}{value:>12.3f}")

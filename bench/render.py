@@ -39,13 +39,13 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from newsletter import render as render_module  # noqa: E402
-from newsletter.batches import load_batch  # noqa: E402
+from newsletter.issue import render as render_module  # noqa: E402
+from newsletter.papers.batches import load_batch  # noqa: E402
 from newsletter.cli.common import render_for_readers  # noqa: E402
-from newsletter.config import Settings  # noqa: E402
-from newsletter.models import MAX_PICKS, Batch, Issue, Paper, Pick, Reason, paper_key  # noqa: E402
-from newsletter.personalize import Recipient, picks_section  # noqa: E402
-from newsletter.render import (  # noqa: E402
+from newsletter.core.config import Settings  # noqa: E402
+from newsletter.core.models import MAX_PICKS, Batch, Issue, Paper, Pick, Reason, paper_key  # noqa: E402
+from newsletter.sending.personalize import Recipient, picks_section  # noqa: E402
+from newsletter.issue.render import (  # noqa: E402
     GMAIL_CLIP_BYTES,
     PACKAGE_TEMPLATES,
     compile_mjml,
@@ -53,7 +53,7 @@ from newsletter.render import (  # noqa: E402
     inline_css,
     render_issue,
 )
-from newsletter.tokens import Signer  # noqa: E402
+from newsletter.readers.tokens import Signer  # noqa: E402
 
 
 def timed(function: Callable[[], object], runs: int) -> tuple[list[float], object]:

@@ -51,8 +51,8 @@ except ImportError:  # run with a Python that does not have the package installe
 from common import EXAMPLE, database_url  # noqa: E402
 from sqlalchemy import create_engine, insert  # noqa: E402
 
-from newsletter.batches import load_batch  # noqa: E402
-from newsletter.models import Batch, Paper  # noqa: E402
+from newsletter.papers.batches import load_batch  # noqa: E402
+from newsletter.core.models import Batch, Paper  # noqa: E402
 from newsletter.store import open_store  # noqa: E402
 from newsletter.store.migrate import RELEASE_1_TABLES, VERSION_TABLE  # noqa: E402
 from newsletter.store.schema import appearances_table, inbox_metadata, metadata, papers_table  # noqa: E402

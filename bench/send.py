@@ -94,16 +94,16 @@ except ImportError:  # run with a Python that does not have the package installe
 
 from common import create_readers, create_subscribers, database_url, peak_rss_mb  # noqa: E402
 
-from newsletter.batches import load_batch  # noqa: E402
+from newsletter.papers.batches import load_batch  # noqa: E402
 from newsletter.cli.common import render_for_readers  # noqa: E402
-from newsletter.config import Settings  # noqa: E402
-from newsletter.models import Batch, Edition  # noqa: E402
-from newsletter.personalize import ONE_CLICK, PreparedMessage  # noqa: E402
-from newsletter.picking import EditionPicks  # noqa: E402
+from newsletter.core.config import Settings  # noqa: E402
+from newsletter.core.models import Batch, Edition  # noqa: E402
+from newsletter.sending.personalize import ONE_CLICK, PreparedMessage  # noqa: E402
+from newsletter.picks.picking import EditionPicks  # noqa: E402
 from newsletter.sending.dispatch import RANK_PAGE, Dispatcher, chunked  # noqa: E402
 from newsletter.sending.senders.ses import SesSender  # noqa: E402
 from newsletter.store import Ledger, open_store  # noqa: E402
-from newsletter.tokens import Signer  # noqa: E402
+from newsletter.readers.tokens import Signer  # noqa: E402
 
 # --------------------------------------------------------------------------
 # set-up

@@ -30,14 +30,14 @@ from pathlib import Path
 
 from common import DATE, EXAMPLE, database_url
 
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli.common import render_for_readers
-from newsletter.config import Settings
-from newsletter.editions import edition_batch
-from newsletter.models import Batch, Edition, EditionKind
-from newsletter.render import encoded_bytes
+from newsletter.core.config import Settings
+from newsletter.issue.editions import edition_batch
+from newsletter.core.models import Batch, Edition, EditionKind
+from newsletter.issue.render import encoded_bytes
 from newsletter.store import open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 SECRET = "dxtEQZMdnn6B4mWzyuJiERci05PjOKsu7h92_qLYz9M"
 DAY_PAPERS = 500

@@ -8,13 +8,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from newsletter.admins import add_admin
-from newsletter.models import DeliveryStatus, Edition, EditionKind, Feedback, FeedbackKind, SubscriberStatus
+from newsletter.operators.admins import add_admin
+from newsletter.core.models import DeliveryStatus, Edition, EditionKind, Feedback, FeedbackKind, SubscriberStatus
 from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 
 NAME = "alice"
-# Passes the password rules (newsletter.passwords).
+# Passes the password rules (newsletter.operators.passwords).
 PASSWORD = "Vt7#qLm2!xRw9-dash"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Settings
+from newsletter.core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
@@ -306,8 +306,8 @@ def reader_parts(issue, subscriber, picks_state: str = "invite", picks=(), base:
     """The (HTML, text) of ``issue`` as ``subscriber`` gets it from every
     sender: their links, feedback token part and picks section (a reader who
     never set an interest gets the invitation)."""
-    from newsletter.personalize import Recipient, picks_section
-    from newsletter.tokens import Signer
+    from newsletter.sending.personalize import Recipient, picks_section
+    from newsletter.readers.tokens import Signer
 
     signer = Signer(secret)
     recipient = Recipient(

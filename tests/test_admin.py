@@ -45,15 +45,15 @@ from sqlalchemy import text
 
 from admin_data import NAME, PASSWORD, clock, csrf_of, history, log_in, operator, send
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter import admins as admins_module
-from newsletter.admins import (MAX_DELAY, PER_CLIENT, PER_NAME_AND_CLIENT, change_password, login_delay,
+from newsletter.operators import admins as admins_module
+from newsletter.operators.admins import (MAX_DELAY, PER_CLIENT, PER_NAME_AND_CLIENT, change_password, login_delay,
                                remove_admin, token_digest)
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import admin as admin_cli
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
-from newsletter.passwords import check_password, hash_password
+from newsletter.core.config import Settings
+from newsletter.core.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
+from newsletter.operators.passwords import check_password, hash_password
 from newsletter.store import Ledger, dashboard, open_store
 from newsletter.store.backup import processes_holding
 from newsletter.store.ledger import LedgerRow
@@ -502,7 +502,7 @@ def test_the_overview_shows_the_list_its_days_the_last_send_and_deliverability(s
 
 
 def test_the_overview_alerts_to_readers_ses_dropped_with_a_rendering_failure(store, signed_in):
-    from newsletter.models import Feedback, FeedbackKind
+    from newsletter.core.models import Feedback, FeedbackKind
 
     edition = Edition(store.clock().date() - dt.timedelta(days=1))
     ids = [store.add(f"r{i}@example.com")[0].id for i in range(3)]
@@ -873,7 +873,7 @@ def test_the_settings_page_shows_the_configuration_with_secrets_masked(store, da
 def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_url, monkeypatch):
     import dns.resolver
 
-    from newsletter import doctor
+    from newsletter.operators import doctor
 
     class NoDns:  # no lookup leaves this machine
         def resolve(self, name, rdtype):
@@ -895,7 +895,7 @@ def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_ur
 
 
 def test_a_database_password_is_masked_on_the_settings_page(store, database_url):
-    from newsletter.config import masked_url
+    from newsletter.core.config import masked_url
 
     assert masked_url("postgresql+psycopg://news:Pa55word@db.internal:5432/newsletter") == (
         "postgresql+psycopg://news:••••••@db.internal:5432/newsletter")
@@ -1363,9 +1363,9 @@ def test_frequency_is_a_filter(store, signed_in):
 
 
 def test_a_weekly_edition_is_sent_again_with_the_papers_it_went_out_with(store, signed_in, tmp_path):
-    from newsletter.editions import edition_batch
-    from newsletter.models import Batch, EditionKind, Paper
-    from newsletter.render import render_issue
+    from newsletter.issue.editions import edition_batch
+    from newsletter.core.models import Batch, EditionKind, Paper
+    from newsletter.issue.render import render_issue
 
     day = dt.date(2026, 3, 15)
     for back in range(2):

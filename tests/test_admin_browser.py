@@ -17,7 +17,7 @@ import pytest
 
 from admin_data import NAME, PASSWORD, history, operator, send
 from conftest import DESKTOP, PHONE, ROOT, SECRET, clean_env, free_port, newsletter_server, page_widths
-from newsletter.models import DeliveryStatus, Edition
+from newsletter.core.models import DeliveryStatus, Edition
 from newsletter.store import Ledger, open_store
 from newsletter.store.ledger import LedgerRow
 

@@ -41,11 +41,11 @@ from click.testing import CliRunner
 
 from conftest import FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
-from newsletter.errors import StoreError
-from newsletter.models import SubscriberStatus
+from newsletter.core.errors import StoreError
+from newsletter.core.models import SubscriberStatus
 from newsletter.store import backup as backup_module
 from newsletter.store import migrate, open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 RELEASE_1_DB = FIXTURES / "release-1" / "release-1.db"

@@ -26,9 +26,9 @@ from conftest import (
     newsletter_server,
     page_widths,
 )
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.render import PACKAGE_TEMPLATES, render_issue
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.issue.render import PACKAGE_TEMPLATES, render_issue
 
 pytestmark = pytest.mark.browser
 

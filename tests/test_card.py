@@ -16,12 +16,12 @@ import pytest
 from test_render import parse, synthetic_batch, text_of
 
 from conftest import EXAMPLE
-from newsletter.batches import load_batch
-from newsletter.config import Settings, load_settings
-from newsletter.errors import ConfigError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
-from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.render import (
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import ConfigError
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.sending.personalize import PreparedMessage, Recipient
+from newsletter.issue.render import (
     HTML_LIMIT_BYTES,
     MIN_CARDS,
     PACKAGE_TEMPLATES,

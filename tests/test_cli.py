@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
-from newsletter.models import UNSUBSCRIBE_URL_MARK
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK
 from newsletter.store import migrate
 
 OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import FIXTURES
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.cli import picks as picks_command
-from newsletter.models import Profile
-from newsletter.picking import EditionPicks
+from newsletter.core.models import Profile
+from newsletter.picks.picking import EditionPicks
 
 BATCH = FIXTURES / "picks-day.json"
 

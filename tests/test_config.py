@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from newsletter.config import DECLARED, SETTINGS, Setting, Settings, load_settings, read_environment, shown_default
-from newsletter.errors import ConfigError
+from newsletter.core.config import DECLARED, SETTINGS, Setting, Settings, load_settings, read_environment, shown_default
+from newsletter.core.errors import ConfigError
 
 PACKAGE = ROOT / "newsletter"
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -18,12 +18,12 @@ import dns.resolver
 import pytest
 from click.testing import CliRunner
 
-import newsletter.doctor
+import newsletter.operators.doctor
 from conftest import SECRET, free_port
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.doctor import CHECK_NAMES, Check, exit_code, run_checks
-from newsletter.models import CheckStatus
+from newsletter.core.config import Settings
+from newsletter.operators.doctor import CHECK_NAMES, Check, exit_code, run_checks
+from newsletter.core.models import CheckStatus
 from sesv2_standin import SesV2StandIn
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:newsletter-feedback"
@@ -76,7 +76,7 @@ def dns_zone(monkeypatch) -> StubDns:
     """The DNS every command of these tests sees: the From domain's DMARC
     record, and nothing else (never the real DNS)."""
     stub = StubDns({"_dmarc.example.org": [DMARC]})
-    monkeypatch.setattr(newsletter.doctor, "system_resolver", lambda: stub)
+    monkeypatch.setattr(newsletter.operators.doctor, "system_resolver", lambda: stub)
     return stub
 
 
@@ -327,7 +327,7 @@ def test_no_resolver_configuration_is_not_checked(env, monkeypatch):
     def no_nameservers():
         raise dns.resolver.NoResolverConfiguration("no nameservers")
 
-    monkeypatch.setattr(newsletter.doctor, "system_resolver", no_nameservers)
+    monkeypatch.setattr(newsletter.operators.doctor, "system_resolver", no_nameservers)
     exit_status, checks = report(env)
     assert checks["DMARC"]["status"] == "skip" and "DNS unreachable" in checks["DMARC"]["detail"]
     assert exit_status == 0

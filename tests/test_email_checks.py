@@ -24,12 +24,12 @@ import pytest
 from test_render import synthetic_batch
 
 from conftest import EXAMPLE, FIXTURES, SECRET, reader_parts, unavailable
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli.common import render_for_readers
-from newsletter.config import Settings
-from newsletter.models import Pick, Reason, paper_key
-from newsletter.render import render_issue
-from newsletter.tokens import Signer
+from newsletter.core.config import Settings
+from newsletter.core.models import Pick, Reason, paper_key
+from newsletter.issue.render import render_issue
+from newsletter.readers.tokens import Signer
 
 JS = Path(__file__).resolve().parent / "js"
 MODULES = JS / "node_modules"

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from conftest import FIXTURES
-from newsletter.errors import SnsMalformed
+from newsletter.core.errors import SnsMalformed
 from newsletter.feedback.events import parse_ses_notification
-from newsletter.models import Feedback, SubscriberStatus
+from newsletter.core.models import Feedback, SubscriberStatus
 from newsletter.store.schema import feedback_table
 
 ACTIVE = SubscriberStatus.ACTIVE
@@ -473,7 +473,7 @@ def test_a_long_diagnostic_is_cut_to_fit(store):
 
 
 def test_a_rendering_failure_fails_the_readers_ledger_row_and_nothing_else(store):
-    from newsletter.models import DeliveryStatus, Edition
+    from newsletter.core.models import DeliveryStatus, Edition
     from newsletter.store import Ledger
     from newsletter.store.ledger import LedgerRow
 

@@ -17,10 +17,10 @@ import pytest
 from itsdangerous import Signer as ItsdangerousSigner
 
 from conftest import FIXTURES, SECRET
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.models import Batch
-from newsletter.tokens import FEEDBACK_SALT, Signer
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.core.models import Batch
+from newsletter.readers.tokens import FEEDBACK_SALT, Signer
 from newsletter.web import create_app
 
 DAY = dt.date(2025, 3, 11)

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, free_port
-from newsletter import fetch as fetch_module
-from newsletter.batches import load_batch
-from newsletter.errors import BatchError, FetchError, NewsletterError, OutputError
-from newsletter.fetch import daily_papers_url, fetch_arxiv_papers, fetch_day
+from newsletter.papers import fetch as fetch_module
+from newsletter.papers.batches import load_batch
+from newsletter.core.errors import BatchError, FetchError, NewsletterError, OutputError
+from newsletter.papers.fetch import daily_papers_url, fetch_arxiv_papers, fetch_day
 from newsletter.store import open_store
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"

@@ -24,13 +24,13 @@ from itsdangerous import URLSafeTimedSerializer
 
 from conftest import SECRET
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.errors import TokenError
-from newsletter.interests import choose_schedule, parse_schedule_cells
-from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import Edition, EditionKind, Frequency, Profile, Schedule, Subscriber
+from newsletter.core.config import Settings
+from newsletter.core.errors import TokenError
+from newsletter.picks.interests import choose_schedule, parse_schedule_cells
+from newsletter.readers.lists import read_subscriber_csv, write_subscriber_csv
+from newsletter.core.models import Edition, EditionKind, Frequency, Profile, Schedule, Subscriber
 from newsletter.store import Ledger, open_store
-from newsletter.tokens import CONFIRM_SALT, Signer
+from newsletter.readers.tokens import CONFIRM_SALT, Signer
 from newsletter.web import create_app
 
 DAILY, WEEKLY = Frequency.DAILY, Frequency.WEEKLY

@@ -1,13 +1,13 @@
-"""What readers type about what they read (newsletter.interests): interests,
+"""What readers type about what they read (newsletter.picks.interests): interests,
 authors, arXiv categories, seed papers and the number of picks, read and cut
 to the same limits from the web form, the command line and CSV imports; and
-arXiv ids and links read as bare ids (newsletter.models.arxiv_id_of)."""
+arXiv ids and links read as bare ids (newsletter.core.models.arxiv_id_of)."""
 
 from __future__ import annotations
 
 import pytest
 
-from newsletter.interests import (
+from newsletter.picks.interests import (
     MAX_AUTHOR_CHARS,
     MAX_AUTHORS,
     MAX_CATEGORIES,
@@ -21,7 +21,7 @@ from newsletter.interests import (
     parse_picks,
     parse_seeds,
 )
-from newsletter.models import MAX_PICKS, arxiv_id_of
+from newsletter.core.models import MAX_PICKS, arxiv_id_of
 
 # --------------------------------------------------------------------------
 # interests and authors: cut, never refused

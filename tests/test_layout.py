@@ -134,9 +134,9 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     module with no place in the layers: lint-imports names every one."""
     copy = tmp_path / "newsletter"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with (copy / "models.py").open("a", encoding="utf-8") as models:
+    with (copy / "core" / "models.py").open("a", encoding="utf-8") as models:
         models.write("\nimport argon2\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
-    with (copy / "tokens.py").open("a", encoding="utf-8") as tokens:
+    with (copy / "readers" / "tokens.py").open("a", encoding="utf-8") as tokens:
         tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\n")
     (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
 
@@ -145,14 +145,14 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     assert run.returncode == 1, output
     assert f"0 kept, {len(contracts())} broken" in output, output
     for expected in [
-        "newsletter.models -> newsletter.cli",
+        "newsletter.core.models -> newsletter.cli",
         "newsletter.stray",
-        "newsletter.models -> click",
-        "newsletter.models -> boto3",
-        "newsletter.models -> argon2",
-        "newsletter.tokens -> flask",
-        "newsletter.tokens -> sqlalchemy",
-        "newsletter.tokens -> sklearn",
+        "newsletter.core.models -> click",
+        "newsletter.core.models -> boto3",
+        "newsletter.core.models -> argon2",
+        "newsletter.readers.tokens -> flask",
+        "newsletter.readers.tokens -> sqlalchemy",
+        "newsletter.readers.tokens -> sklearn",
     ]:
         assert expected in output, f"{expected!r} not reported:\n{output}"
 
@@ -176,7 +176,7 @@ def test_package_root_imports_nothing_of_the_package():
     import any module of the package (or those would reach around the layers)."""
     graph = grimp.build_graph("newsletter")
     assert graph.find_modules_directly_imported_by("newsletter") == set()
-    assert graph.find_modules_that_directly_import("newsletter") >= {"newsletter.cli", "newsletter.fetch"}
+    assert graph.find_modules_that_directly_import("newsletter") >= {"newsletter.cli", "newsletter.papers.fetch"}
 
 
 # --------------------------------------------------------------------------
@@ -195,15 +195,15 @@ def test_readme_layout_lists_every_module_and_states_the_layers():
     [
         (lambda t: t.replace("    ledger.py ", "    ledgers.py "), "newsletter/store/ledger.py is not in"),
         (lambda t: t.replace("    ledger.py ", "    ledgers.py "), "names newsletter/store/ledgers.py, which does not"),
-        (lambda t: t.replace("  fetch.py ", "  papers.py          the old batch loader\n  fetch.py "),
-         "names newsletter/papers.py, which does not exist"),
+        (lambda t: t.replace("    fetch.py ", "    loader.py         the old batch loader\n    fetch.py "),
+         "names newsletter/papers/loader.py, which does not exist"),
         (lambda t: re.sub(r"\n +smtp\.py .*", "", t, count=1),
          "newsletter/sending/senders/smtp.py is not in"),
         (lambda t: re.sub(r"\n  sending/ .*", "", t, count=1), "newsletter/sending/ is not in"),
-        (lambda t: re.sub(r"\n  tokens\.py .*", "\n  tokens.py", t, count=1),
-         "does not say what newsletter/tokens.py is"),
+        (lambda t: re.sub(r"\n    tokens\.py .*", "\n    tokens.py", t, count=1),
+         "does not say what newsletter/readers/tokens.py is"),
         (lambda t: t.replace("2. `cli`\n3. `web`", "2. `web`\n3. `cli`"), "are not the contract's"),
-        (lambda t: t.replace("`files` | `text`", "`files`"), "are not the contract's"),
+        (lambda t: t.replace("`store` | `papers`", "`store`"), "are not the contract's"),
     ],
 )
 def test_readme_layout_check_finds_disagreements(change, problem):

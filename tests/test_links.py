@@ -26,10 +26,10 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.models import SubscriberStatus
+from newsletter.core.config import Settings
+from newsletter.core.models import SubscriberStatus
 from newsletter.store import open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import create_app, create_preview_app
 
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED

@@ -10,9 +10,9 @@ import io
 import pytest
 
 from conftest import ROOT
-from newsletter.errors import ListError
-from newsletter.lists import EXPORT_COLUMNS, read_subscriber_csv, write_subscriber_csv
-from newsletter.models import Subscriber
+from newsletter.core.errors import ListError
+from newsletter.readers.lists import EXPORT_COLUMNS, read_subscriber_csv, write_subscriber_csv
+from newsletter.core.models import Subscriber
 
 
 def write(tmp_path, data: bytes | str, name: str = "list.csv"):

@@ -34,17 +34,17 @@ from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.errors import StoreError
-from newsletter.render import render_issue
+from newsletter.core.config import Settings
+from newsletter.core.errors import StoreError
+from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders.outbox import OutboxSender
 from newsletter.store import Ledger, migrate, open_store
 from newsletter.store.backup import processes_holding
 from newsletter.store.schema import SCHEMA_VERSION, metadata
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import create_app
 
 RELEASE_1 = FIXTURES / "release-1"

@@ -10,10 +10,10 @@ from datetime import date
 import pytest
 
 from conftest import EXAMPLE, FIXTURES
-from newsletter import batches as papers
-from newsletter.batches import find_code_url, find_project_url, load_batch, parse_batch, write_canonical
-from newsletter.errors import BatchError
-from newsletter.models import Batch
+from newsletter.papers import batches as papers
+from newsletter.papers.batches import find_code_url, find_project_url, load_batch, parse_batch, write_canonical
+from newsletter.core.errors import BatchError
+from newsletter.core.models import Batch
 
 API_JSON = FIXTURES / "api" / "daily_papers.json"
 ATOM = FIXTURES / "atom" / "arxiv.xml"

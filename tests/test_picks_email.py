@@ -23,15 +23,15 @@ import pybars
 import pytest
 
 from conftest import EXAMPLE, FIXTURES, SECRET
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli.common import render_for_readers
-from newsletter.config import Settings
-from newsletter.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
-from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.render import HTML_LIMIT_BYTES
+from newsletter.core.config import Settings
+from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
+from newsletter.sending.personalize import PreparedMessage, Recipient
+from newsletter.issue.render import HTML_LIMIT_BYTES
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
-from newsletter.text import html_escape, quoted_printable
-from newsletter.tokens import Signer
+from newsletter.core.text import html_escape, quoted_printable
+from newsletter.readers.tokens import Signer
 from sesv2_standin import missing_names, parse_names
 
 DAY = dt.date(2025, 3, 11)

@@ -23,13 +23,13 @@ from itsdangerous import URLSafeSerializer
 
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUPS, RETRY_BASE_SECONDS, ReaderActions
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.errors import TokenError
-from newsletter.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
-from newsletter.models import Profile, SubscriberStatus
-from newsletter.tokens import PREFERENCES_SALT, Signer
+from newsletter.readers.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUPS, RETRY_BASE_SECONDS, ReaderActions
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.core.errors import TokenError
+from newsletter.picks.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
+from newsletter.core.models import Profile, SubscriberStatus
+from newsletter.readers.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import create_app, mask_email
 
 DAY = dt.date(2025, 3, 11)

@@ -18,10 +18,10 @@ import pytest
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
 from test_email_checks import BLOCKING, axe_violations, node_tools
-from newsletter.batches import load_batch
-from newsletter.models import Frequency, Profile, Schedule, SubscriberStatus
+from newsletter.papers.batches import load_batch
+from newsletter.core.models import Frequency, Profile, Schedule, SubscriberStatus
 from newsletter.store import open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import mask_email
 
 pytestmark = pytest.mark.browser

@@ -1,5 +1,5 @@
-"""Personal picks: the ranking (newsletter.ranking) and the picks of an
-edition (newsletter.picking) on real stores: relevant picks for clear
+"""Personal picks: the ranking (newsletter.picks.ranking) and the picks of an
+edition (newsletter.picks.picking) on real stores: relevant picks for clear
 interests on the example day, votes that move papers, rated papers and
 recent picks never picked again, one paper whatever its arXiv version."""
 
@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import update
 
 from conftest import EXAMPLE, ROOT
-from newsletter import picking
-from newsletter.batches import load_batch
-from newsletter.models import Batch, DeliveryStatus, Paper, Pick, Profile, Reason, paper_key
-from newsletter.picking import EditionPicks
-from newsletter.ranking import THRESHOLD, EditionIndex
+from newsletter.picks import picking
+from newsletter.papers.batches import load_batch
+from newsletter.core.models import Batch, DeliveryStatus, Paper, Pick, Profile, Reason, paper_key
+from newsletter.picks.picking import EditionPicks
+from newsletter.picks.ranking import THRESHOLD, EditionIndex
 from newsletter.store import Ledger
 from newsletter.store.schema import deliveries_table
 
@@ -228,7 +228,7 @@ def test_loading_the_model_leaves_the_logging_set_up_alone():
     # fresh process, so that the import really happens.
     import subprocess
 
-    code = ("import logging; from newsletter.ranking import _embedder; _embedder(); "
+    code = ("import logging; from newsletter.picks.ranking import _embedder; _embedder(); "
             "root = logging.getLogger(); print(len(root.handlers), root.level)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -41,14 +41,14 @@ from sqlalchemy import select
 
 from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter.actions import READER_LIMITS
-from newsletter.batches import load_batch
-from newsletter.errors import RateLimited
-from newsletter.models import Frequency, Schedule, SubscriberStatus
-from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
+from newsletter.readers.actions import READER_LIMITS
+from newsletter.papers.batches import load_batch
+from newsletter.core.errors import RateLimited
+from newsletter.core.models import Frequency, Schedule, SubscriberStatus
+from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.store import ActionLimits, open_store
 from newsletter.store.schema import actions_table
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 ACTIVE = SubscriberStatus.ACTIVE
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED

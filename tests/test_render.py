@@ -16,11 +16,11 @@ import lxml.html
 import pytest
 
 from conftest import EXAMPLE
-from newsletter.batches import load_batch, parse_batch
-from newsletter.config import Settings
-from newsletter.errors import BatchError, RenderError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
-from newsletter.render import (
+from newsletter.papers.batches import load_batch, parse_batch
+from newsletter.core.config import Settings
+from newsletter.core.errors import BatchError, RenderError
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.issue.render import (
     MIN_CARDS,
     PACKAGE_TEMPLATES,
     TEXT_TEMPLATE,
@@ -558,7 +558,7 @@ def test_text_template_override(tmp_path):
 
 
 def test_templates_dir_from_the_environment(tmp_path, monkeypatch):
-    from newsletter.config import load_settings
+    from newsletter.core.config import load_settings
 
     folder = tmp_path / "env-templates"
     folder.mkdir()
@@ -708,10 +708,10 @@ def test_a_link_that_is_not_http_never_becomes_one(tmp_path):
     # Batches keep only http(s) links; a paper made any other way (stored
     # papers, a weekly edition) is checked again where its links are written.
     from conftest import SECRET
-    from newsletter.models import Pick, Reason
-    from newsletter.personalize import pick_values
-    from newsletter.render import render_for_readers
-    from newsletter.tokens import Signer
+    from newsletter.core.models import Pick, Reason
+    from newsletter.sending.personalize import pick_values
+    from newsletter.issue.render import render_for_readers
+    from newsletter.readers.tokens import Signer
 
     papers = (Paper("A title", "An abstract.", url="javascript:alert(1)", code_url="data:text/html,<b>x</b>",
                     project_url="JavaScript:alert(2)"),

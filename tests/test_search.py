@@ -31,10 +31,10 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from conftest import SECRET, _reset_postgres
-from newsletter.config import Settings
-from newsletter.errors import InvalidQuery
-from newsletter.models import Batch, Paper, paper_key
-from newsletter.render import render_issue
+from newsletter.core.config import Settings
+from newsletter.core.errors import InvalidQuery
+from newsletter.core.models import Batch, Paper, paper_key
+from newsletter.issue.render import render_issue
 from newsletter.store import migrate, open_store
 from newsletter.store.schema import appearances_table, metadata, papers_table
 from newsletter.store.search import MAX_QUERY_CHARS, MAX_TERMS, fts5_match, parse_query, snippet_pieces

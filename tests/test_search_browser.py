@@ -20,10 +20,10 @@ import pytest
 from test_email_checks import BLOCKING, axe_violations, node_tools
 
 from conftest import DESKTOP, EXAMPLE, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.models import Batch, Paper
-from newsletter.render import render_issue
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.core.models import Batch, Paper
+from newsletter.issue.render import render_issue
 from newsletter.store import open_store
 
 pytestmark = pytest.mark.browser

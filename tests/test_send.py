@@ -33,20 +33,20 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET, wait_until
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
-from newsletter.models import DeliveryStatus, SubscriberStatus
-from newsletter.personalize import PreparedMessage, Recipient
-from newsletter.render import render_issue
+from newsletter.core.config import Settings
+from newsletter.core.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
+from newsletter.core.models import DeliveryStatus, SubscriberStatus
+from newsletter.sending.personalize import PreparedMessage, Recipient
+from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
 from newsletter.sending.ratelimit import RateLimiter
 from newsletter.sending.senders.outbox import OutboxSender
 from newsletter.store import Ledger, open_store
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import send_locks_table
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import create_app
 
 BOUNCED = SubscriberStatus.BOUNCED

@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port
-from newsletter.models import Edition, Profile
+from newsletter.core.models import Edition, Profile
 from newsletter.store import Ledger, open_store
 from newsletter.store.schema import subscribers_table
 from sesv2_standin import SesV2StandIn

@@ -26,15 +26,15 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, free_port, reader_parts, unavailable, wait_until
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.cli.common import render_for_readers
-from newsletter.config import Settings
+from newsletter.core.config import Settings
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger, open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from sesv2_standin import SesV2StandIn
 
 DAY = dt.date(2025, 3, 11)

@@ -26,12 +26,12 @@ from sqlalchemy import insert
 
 from conftest import EXAMPLE, SECRET, free_port
 from newsletter.cli import cli
-from newsletter.config import load_settings
-from newsletter.errors import AccountError, SendError, TransientError
+from newsletter.core.config import load_settings
+from newsletter.core.errors import AccountError, SendError, TransientError
 from newsletter.sending.senders.smtp import SmtpSender
 from newsletter.store import Ledger, open_store
 from newsletter.store.schema import subscribers_table
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 aiosmtpd = pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")
 from aiosmtpd.controller import Controller  # noqa: E402

@@ -28,9 +28,9 @@ from click.testing import CliRunner
 from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credentials, no AWS configuration)
 
 from conftest import FIXTURES, SECRET
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.models import REASON_KINDS, Pick, Profile, Reason, paper_key
+from newsletter.core.models import REASON_KINDS, Pick, Profile, Reason, paper_key
 from newsletter.store import Ledger, open_store
 from newsletter.store.picks import write_picks
 

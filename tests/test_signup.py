@@ -29,11 +29,11 @@ from itsdangerous.encoding import base64_encode
 
 from conftest import SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.errors import AccountError
-from newsletter.models import SubscriberStatus
-from newsletter.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
-from newsletter.tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, Signer
+from newsletter.core.config import Settings
+from newsletter.core.errors import AccountError
+from newsletter.core.models import SubscriberStatus
+from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
+from newsletter.readers.tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, Signer
 from newsletter.web import create_app, mask_email
 
 ACTIVE = SubscriberStatus.ACTIVE

@@ -22,7 +22,7 @@ from conftest import (
     page_widths,
     wait_until,
 )
-from newsletter.models import Frequency, Schedule, SubscriberStatus
+from newsletter.core.models import Frequency, Schedule, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.web import mask_email
 

@@ -38,10 +38,10 @@ from sqlalchemy import func, select
 import newsletter.feedback.sns
 from conftest import FIXTURES, free_port
 from newsletter.cli import cli
-from newsletter.errors import SnsError, SnsMalformed
+from newsletter.core.errors import SnsError, SnsMalformed
 from newsletter.feedback.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
 from newsletter.feedback.sqs import poll
-from newsletter.models import Feedback, SubscriberStatus
+from newsletter.core.models import Feedback, SubscriberStatus
 from newsletter.store.schema import events_table, feedback_table, sns_seen_table
 from newsletter.web import create_app
 
@@ -1299,7 +1299,7 @@ def test_poll_of_a_redelivered_message_applies_it_once(pki, cert_url, sqs, store
 
 
 def test_poll_of_a_missing_queue_is_an_account_error(sqs, store, verifier, moto_url):
-    from newsletter.errors import AccountError
+    from newsletter.core.errors import AccountError
 
     with pytest.raises(AccountError):
         poll(sqs, f"{moto_url}/123456789012/no-such-queue", verifier, store, once=True, stop=threading.Event(),
@@ -1406,7 +1406,7 @@ def dropping_send(store, database_url, monkeypatch, tmp_path):
 
 
 def ledger_of(store) -> dict:
-    from newsletter.models import Edition
+    from newsletter.core.models import Edition
     from newsletter.store import Ledger
 
     return {row.subscriber_id: row for row in Ledger(store, Edition(dt.date.fromisoformat(SEND_DATE))).rows()}

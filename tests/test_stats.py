@@ -25,7 +25,7 @@ from newsletter.feedback.stats import (
     edition_stats,
     issue_stats,
 )
-from newsletter.models import DeliveryStatus, Edition, EditionKind, Feedback, SubscriberStatus
+from newsletter.core.models import DeliveryStatus, Edition, EditionKind, Feedback, SubscriberStatus
 from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import deliveries_table, events_table

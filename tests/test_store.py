@@ -14,10 +14,10 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.engine import make_url
 
 from conftest import POSTGRES_URL, free_port
-from newsletter.config import Settings
-from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
-from newsletter.render import render_issue
+from newsletter.core.config import Settings
+from newsletter.core.errors import InvalidEmail, StoreError
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
+from newsletter.issue.render import render_issue
 from newsletter.store import open_store
 from newsletter.store.schema import SCHEMA_VERSION, events_table, issues_table, meta_table, subscribers_table
 

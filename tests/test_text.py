@@ -16,11 +16,11 @@ from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.personalize import format_address
+from newsletter.core.config import Settings
+from newsletter.sending.personalize import format_address
 from newsletter.store import open_store
 from newsletter.store.schema import subscribers_table
-from newsletter.text import (
+from newsletter.core.text import (
     clean_name,
     csv_safe,
     csv_unescape,

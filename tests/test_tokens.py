@@ -14,10 +14,10 @@ from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_decode
 
 from conftest import SECRET
-from newsletter.config import Settings, load_settings
-from newsletter.errors import ConfigError, TokenError
+from newsletter.core.config import Settings, load_settings
+from newsletter.core.errors import ConfigError, TokenError
 from newsletter.store import open_store
-from newsletter.tokens import (
+from newsletter.readers.tokens import (
     MIN_SECRET_GUESSES_LOG10,
     UNSUBSCRIBE_SALT,
     Signer,

@@ -14,12 +14,12 @@ import pytest
 from test_web import serving
 
 from conftest import EXAMPLE, PHONE, SECRET, page_widths
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.models import SubscriberStatus
-from newsletter.render import PACKAGE_TEMPLATES, render_issue
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.core.models import SubscriberStatus
+from newsletter.issue.render import PACKAGE_TEMPLATES, render_issue
 from newsletter.store import open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import mask_email
 
 ACTIVE = SubscriberStatus.ACTIVE

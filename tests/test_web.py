@@ -34,14 +34,14 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.errors import ConfigError, StoreError
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Batch, DeliveryStatus, Paper, SubscriberStatus
-from newsletter.render import render_issue
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError, StoreError
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, DeliveryStatus, Paper, SubscriberStatus
+from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders.base import Delivery, Quota
 from newsletter.store import Ledger, open_store
-from newsletter.tokens import UNSUBSCRIBE_SALT, Signer
+from newsletter.readers.tokens import UNSUBSCRIBE_SALT, Signer
 from newsletter.web import SECURITY_HEADERS, create_app, mask_email
 
 ACTIVE = SubscriberStatus.ACTIVE

@@ -23,10 +23,10 @@ from sqlalchemy import update
 
 from conftest import clean_env, wait_until
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.editions import edition_batch
-from newsletter.models import Batch, Edition, EditionKind, Frequency, Paper, Schedule
-from newsletter.render import encoded_bytes, render_issue
+from newsletter.core.config import Settings
+from newsletter.issue.editions import edition_batch
+from newsletter.core.models import Batch, Edition, EditionKind, Frequency, Paper, Schedule
+from newsletter.issue.render import encoded_bytes, render_issue
 from newsletter.store import Ledger, open_store
 from newsletter.store.schema import subscribers_table
 

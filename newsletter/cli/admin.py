@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from newsletter.admins import add_admin, admin_name, change_password, remove_admin
+from newsletter.operators.admins import add_admin, admin_name, change_password, remove_admin
 from newsletter.cli import common
-from newsletter.errors import AdminError, InvalidPassword
-from newsletter.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
-from newsletter.text import terminal_safe
+from newsletter.core.errors import AdminError, InvalidPassword
+from newsletter.operators.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from newsletter.core.text import terminal_safe
 
 STDIN_HELP = "Read the password from the first line of standard input (the default when it is not a terminal)."
 

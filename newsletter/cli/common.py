@@ -7,11 +7,11 @@ import datetime as dt
 
 import click
 
-from newsletter.config import Settings, env_file_searched, load_settings
-from newsletter.errors import DatabaseMissing, NewsletterError
-from newsletter.models import Batch, Issue
+from newsletter.core.config import Settings, env_file_searched, load_settings
+from newsletter.core.errors import DatabaseMissing, NewsletterError
+from newsletter.core.models import Batch, Issue
 from newsletter.store import Store, open_store
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 
 class ErrorGroup(click.Group):
@@ -120,6 +120,6 @@ def serve_app(app, host: str, port: int, what: str) -> None:
 def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
     """``render.render_for_readers``, imported when a command needs it (the
     renderer's libraries are not every command's start-up)."""
-    from newsletter.render import render_for_readers as render
+    from newsletter.issue.render import render_for_readers as render
 
     return render(batch, settings, signer)

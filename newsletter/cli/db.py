@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import common
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 
 @click.group()
@@ -70,8 +70,8 @@ def db_backup(ctx: click.Context, file: Path) -> None:
     copy to keep before the upgrade). PostgreSQL is backed up with pg_dump
     (the command is shown).
     """
-    from newsletter.actions import ReaderActions
-    from newsletter.errors import StoreError
+    from newsletter.readers.actions import ReaderActions
+    from newsletter.core.errors import StoreError
     from newsletter.store import migrate
     from newsletter.store.backup import backup, sqlite_path
 

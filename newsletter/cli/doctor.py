@@ -7,7 +7,7 @@ import json
 import click
 
 from newsletter.cli import common
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 MARKS = {"ok": ("ok", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "red"), "skip": ("skip", None)}
 SUMMARY = {
@@ -33,7 +33,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     one that is not ok. Exit codes: 0 ready, 1 warnings only, 2 a send would
     fail (or a setting is malformed).
     """
-    from newsletter.doctor import exit_code, run_checks
+    from newsletter.operators.doctor import exit_code, run_checks
 
     checks = run_checks(common.settings_of(ctx))
     code = exit_code(checks)

@@ -10,7 +10,7 @@ import threading
 import click
 
 from newsletter.cli import common
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 
 @click.group()

@@ -9,14 +9,14 @@ from typing import Iterable
 
 import click
 
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.errors import BatchError, Refused
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.picking import EditionPicks, ReaderPicks
+from newsletter.core.errors import BatchError, Refused
+from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.picks.picking import EditionPicks, ReaderPicks
 from newsletter.sending.dispatch import RANK_PAGE
 from newsletter.sending.ratelimit import chunked
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 # What a reader's state says when they have no picks.
 NO_PICKS = {"none": "nothing matched their interests", "invite": "no interests yet", "off": "picks turned off"}

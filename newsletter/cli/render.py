@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.errors import BatchError, EditionNotStored, OutputError
-from newsletter.files import atomic_write_text
-from newsletter.models import Batch, Edition, EditionKind, Issue
-from newsletter.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
-from newsletter.text import terminal_safe
+from newsletter.core.errors import BatchError, EditionNotStored, OutputError
+from newsletter.core.files import atomic_write_text
+from newsletter.core.models import Batch, Edition, EditionKind, Issue
+from newsletter.issue.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
+from newsletter.core.text import terminal_safe
 
 
 @click.command()
@@ -29,7 +29,7 @@ from newsletter.text import terminal_safe
 @click.pass_context
 def fetch(ctx: click.Context, date: dt.datetime | None, out_dir: Path) -> None:
     """Download one day from the daily papers API and save it as a batch."""
-    from newsletter.fetch import fetch_day
+    from newsletter.papers.fetch import fetch_day
 
     settings = common.settings_of(ctx)
     day = common.day_of(date) or dt.date.today()
@@ -66,7 +66,7 @@ def edition_to_render(ctx: click.Context, batch: Path | None, date: dt.datetime 
     stored for its seven days, BATCH's papers stored first. Raises
     :class:`click.UsageError` without BATCH or a weekly date, and
     :class:`BatchError` when nothing is stored for that week."""
-    from newsletter.editions import edition_batch
+    from newsletter.issue.editions import edition_batch
 
     day = common.day_of(date)
     if batch is None and not (weekly and day):
@@ -152,7 +152,7 @@ def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, we
 
     The page re-renders when the batch or a template changes: edit, then reload.
     """
-    from newsletter.editions import edition_batch
+    from newsletter.issue.editions import edition_batch
     from newsletter.web import create_preview_app
 
     settings = common.settings_of(ctx)

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.batches import load_batch
+from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.config import SENDERS, Settings
-from newsletter.errors import NewsletterError, SendError
-from newsletter.models import Batch, DeliveryStatus, Edition, EditionKind, Issue
+from newsletter.core.config import SENDERS, Settings
+from newsletter.core.errors import NewsletterError, SendError
+from newsletter.core.models import Batch, DeliveryStatus, Edition, EditionKind, Issue
 from newsletter.store import Ledger, Store
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 if TYPE_CHECKING:
     from newsletter.sending.dispatch import SendReport
@@ -82,15 +82,15 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     130  stopped by Ctrl-C (SIGINT): no further edition was started;
          run again to finish (SIGTERM stops the same way, with 1)
     """
-    from newsletter.editions import edition_batch
-    from newsletter.picking import EditionPicks
-    from newsletter.tokens import Signer
+    from newsletter.issue.editions import edition_batch
+    from newsletter.picks.picking import EditionPicks
+    from newsletter.readers.tokens import Signer
 
     settings = common.settings_of(ctx)
     day = common.day_of(date)
     loaded = None
     if fetch_first:
-        from newsletter.fetch import fetch_day
+        from newsletter.papers.fetch import fetch_day
 
         day = day or dt.date.today()
         common.refuse_future(day, allow_future)
@@ -269,9 +269,9 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
     no List-Unsubscribe header (there is nothing for them to leave), no
     👍/👎 links, the sign-up page in the footer. Raises :class:`SendError`
     when it was not sent."""
-    from newsletter.personalize import PreparedMessage, Recipient
-    from newsletter.picking import EditionPicks
-    from newsletter.render import render_issue
+    from newsletter.sending.personalize import PreparedMessage, Recipient
+    from newsletter.picks.picking import EditionPicks
+    from newsletter.issue.render import render_issue
     from newsletter.sending.dispatch import reader_recipient
     from newsletter.sending.senders import create_sender
     from newsletter.store import normalize_email

@@ -16,7 +16,7 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     preferences pages and feedback links, sign-up, past issues, their Atom
     feed and /healthz. Put it behind an HTTPS proxy.
     """
-    from newsletter.tokens import Signer
+    from newsletter.readers.tokens import Signer
     from newsletter.web import create_app
 
     settings = common.settings_of(ctx)

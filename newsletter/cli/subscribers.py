@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 
 from newsletter.cli import common
-from newsletter.errors import InvalidProfile, Refused
-from newsletter.interests import PARSERS, SCHEDULE_CHOICES, choose_schedule, parse_day_of_week, parse_pause_end
-from newsletter.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.models import MAX_PICKS, Frequency, Profile, Schedule, Subscriber, SubscriberStatus
+from newsletter.core.errors import InvalidProfile, Refused
+from newsletter.picks.interests import PARSERS, SCHEDULE_CHOICES, choose_schedule, parse_day_of_week, parse_pause_end
+from newsletter.readers.lists import read_subscriber_csv, write_subscriber_csv
+from newsletter.core.models import MAX_PICKS, Frequency, Profile, Schedule, Subscriber, SubscriberStatus
 from newsletter.store import Store
-from newsletter.text import terminal_safe
+from newsletter.core.text import terminal_safe
 
 _STATUS = click.Choice([status.value for status in SubscriberStatus])
 
@@ -120,7 +120,7 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     never reactivated. Lines with an invalid address, frequency or date are
     reported with their line number and skipped.
     """
-    from newsletter.actions import ReaderActions
+    from newsletter.readers.actions import ReaderActions
 
     rows = read_subscriber_csv(csv_file, with_profiles=True)
     store = common.store_of(ctx, create=True)
@@ -180,7 +180,7 @@ def subscribers_interests(ctx: click.Context, email: str, frequency: str | None,
     not in the database yet are fetched from arXiv by `newsletter serve`.
     A pause keeps the reader's frequency, which resumes on the --until day.
     """
-    from newsletter.actions import ReaderActions
+    from newsletter.readers.actions import ReaderActions
 
     if frequency == "paused" and until is None:
         raise click.UsageError("--frequency paused needs --until YYYY-MM-DD")

@@ -17,10 +17,10 @@ import email.utils
 import json
 import re
 
-from newsletter.errors import SnsError, SnsMalformed
+from newsletter.core.errors import SnsError, SnsMalformed
 from newsletter.feedback.sns import is_text, shown
-from newsletter.models import RENDERING_FAILURE_REASON, SES_TEMPLATE_PREFIX, Edition, Feedback, FeedbackKind
-from newsletter.personalize import ISSUE_HEADER
+from newsletter.core.models import RENDERING_FAILURE_REASON, SES_TEMPLATE_PREFIX, Edition, Feedback, FeedbackKind
+from newsletter.sending.personalize import ISSUE_HEADER
 
 KINDS = {"Bounce": FeedbackKind.BOUNCE, "Complaint": FeedbackKind.COMPLAINT, "Delivery": FeedbackKind.DELIVERY,
          "Rendering Failure": FeedbackKind.RENDERING_FAILURE}

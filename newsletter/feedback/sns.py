@@ -38,8 +38,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from newsletter.errors import SnsError, SnsMalformed
-from newsletter.fetch import RefuseRedirects
+from newsletter.core.errors import SnsError, SnsMalformed
+from newsletter.papers.fetch import RefuseRedirects
 
 # sns.<region>.amazonaws.com(.cn), the region being letters and dashes ending
 # in a number (us-east-1, us-gov-west-1, cn-north-1). Any label in its place

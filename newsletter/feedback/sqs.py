@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from newsletter.config import Settings
-from newsletter.errors import AccountError, SnsError
+from newsletter.core.config import Settings
+from newsletter.core.errors import AccountError, SnsError
 from newsletter.feedback.events import handle_sns
 from newsletter.feedback.sns import parse_envelope
 

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
 
-from newsletter.models import Edition, EditionKind, FeedbackKind
+from newsletter.core.models import Edition, EditionKind, FeedbackKind
 from newsletter.store import Store
 
 BOUNCE_REVIEW = 0.05

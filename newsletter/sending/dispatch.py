@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
-from newsletter.errors import (
+from newsletter.core.errors import (
     AccountError,
     ReadersFailed,
     SendError,
@@ -42,13 +42,13 @@ from newsletter.errors import (
     Throttled,
     TransientError,
 )
-from newsletter.models import DeliveryStatus, Edition, Issue, Subscriber
-from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.core.models import DeliveryStatus, Edition, Issue, Subscriber
+from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
 from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
 from newsletter.store import Ledger, Store
 from newsletter.store.ledger import LedgerRow
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 T = TypeVar("T")
 

@@ -1,21 +1,21 @@
 """Sending one edition again to one reader, outside the ledger (the
 dashboard's "send again"): re-rendered from the papers stored for it (see
-newsletter.editions), with the reader's own links and the picks stored for
+newsletter.issue.editions), with the reader's own links and the picks stored for
 them in that edition."""
 
 from __future__ import annotations
 
-from newsletter.config import Settings
-from newsletter.editions import edition_batch
-from newsletter.errors import Refused, SendError
-from newsletter.models import DeliveryStatus, Edition, Subscriber, SubscriberStatus
-from newsletter.personalize import PreparedMessage
-from newsletter.picking import ReaderPicks
-from newsletter.render import render_for_readers
+from newsletter.core.config import Settings
+from newsletter.issue.editions import edition_batch
+from newsletter.core.errors import Refused, SendError
+from newsletter.core.models import DeliveryStatus, Edition, Subscriber, SubscriberStatus
+from newsletter.sending.personalize import PreparedMessage
+from newsletter.picks.picking import ReaderPicks
+from newsletter.issue.render import render_for_readers
 from newsletter.sending.dispatch import reader_recipient
 from newsletter.sending.senders import create_sender
 from newsletter.store import Store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 
 def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, subscriber: Subscriber) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.errors import StoreError
+from newsletter.core.errors import StoreError
 from newsletter.store.admins import Admins
 from newsletter.store.dashboard import DashboardQueries, EditionTotals
 from newsletter.store.engine import Database, now

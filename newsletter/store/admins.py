@@ -1,6 +1,6 @@
 """The dashboard's operators: their accounts, their sessions and the login
 attempts counted by the limits. Passwords arrive here already hashed (see
-``newsletter.passwords``); sessions by the SHA-256 of their token."""
+``newsletter.operators.passwords``); sessions by the SHA-256 of their token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import datetime as dt
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.models import Admin
+from newsletter.core.models import Admin
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import admin_logins_table, admin_sessions_table, admins_table
 

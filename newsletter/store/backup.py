@@ -36,8 +36,8 @@ from typing import Callable, Iterator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from newsletter.config import masked_url
-from newsletter.errors import StoreError
+from newsletter.core.config import masked_url
+from newsletter.core.errors import StoreError
 from newsletter.store import migrate
 from newsletter.store.engine import BUSY_TIMEOUT_SECONDS
 from newsletter.store.filelock import hold_exclusive, hold_shared, lock_file

@@ -21,7 +21,7 @@ from sqlalchemy import Date, and_, cast, delete, exists, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
-from newsletter.models import LEDGER_STATUSES, Edition, EditionKind, Subscriber, SubscriberStatus
+from newsletter.core.models import LEDGER_STATUSES, Edition, EditionKind, Subscriber, SubscriberStatus
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import (
     deliveries_table,

@@ -26,8 +26,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from newsletter.config import masked_url
-from newsletter.errors import DatabaseMissing, StoreBusy, StoreError
+from newsletter.core.config import masked_url
+from newsletter.core.errors import DatabaseMissing, StoreBusy, StoreError
 from newsletter.store.filelock import DatabaseLock, hold_shared
 from newsletter.store.migrate import Migration, describe_url, upgrade
 from newsletter.store.schema import inbox_metadata

@@ -1,5 +1,5 @@
 """Recording SES feedback (bounces, complaints, deliveries) and applying the
-list's suppression rules (``newsletter.policy``) in the same transaction."""
+list's suppression rules (``newsletter.core.policy``) in the same transaction."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Iterable
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.models import DeliveryStatus, Feedback, FeedbackKind
-from newsletter.policy import suppression
+from newsletter.core.models import DeliveryStatus, Feedback, FeedbackKind
+from newsletter.core.policy import suppression
 from newsletter.store.schema import deliveries_table, feedback_table, sns_seen_table, subscribers_table
 from newsletter.store.dashboard import forget_totals
 from newsletter.store.subscribers import _change_status
@@ -21,7 +21,7 @@ class FeedbackRecords:
 
     def apply_feedback(self, sns_message_id: str, records: Iterable[Feedback]) -> dict[str, list[str]] | None:
         """Record the SES feedback of one SNS message and suppress addresses
-        as the list's rules say (:func:`newsletter.policy.suppression`: a
+        as the list's rules say (:func:`newsletter.core.policy.suppression`: a
         permanent bounce or a complaint at once, repeated transient bounces
         too), with an event naming the type, subtype, diagnostic and issue;
         a Rendering Failure makes the reader's ledger row of that edition

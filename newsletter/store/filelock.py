@@ -18,7 +18,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from newsletter.errors import StoreError
+from newsletter.core.errors import StoreError
 
 
 def lock_file(database: Path) -> Path:

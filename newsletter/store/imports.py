@@ -23,13 +23,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.errors import InvalidEmail, StoreError
-from newsletter.models import DEFAULT_PICKS, Profile, Schedule, SubscriberStatus
+from newsletter.core.errors import InvalidEmail, StoreError
+from newsletter.core.models import DEFAULT_PICKS, Profile, Schedule, SubscriberStatus
 from newsletter.store.engine import dialect_insert
 from newsletter.store.profiles import profile_lists, schedule_columns
 from newsletter.store.schema import events_table, profiles_table, subscribers_table
 from newsletter.store.subscribers import normalize_email
-from newsletter.text import clean_name
+from newsletter.core.text import clean_name
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Imports:
                            dry_run: bool = False) -> ImportReport:
         """Add the (line, email, name) rows, all or nothing; a row may also
         carry the reader's interests and authors, (line, email, name,
-        interests, authors), cut to the limits of ``newsletter.interests``,
+        interests, authors), cut to the limits of ``newsletter.picks.interests``,
         and then their schedule: what ``interests.parse_schedule_cells``
         read (a ``Parsed`` holding a :class:`Schedule`, or an error).
 

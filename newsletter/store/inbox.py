@@ -1,6 +1,6 @@
 """The reader-action inbox: actions from the web recorded before anything
 else is done with them, claimed by whoever applies them, and counted for
-the limits on sign-ups and on readers' changes (see ``newsletter.actions``);
+the limits on sign-ups and on readers' changes (see ``newsletter.readers.actions``);
 and the seed papers waiting to be looked up on arXiv, taken in turn by
 reader."""
 
@@ -13,8 +13,8 @@ from typing import Callable, Iterable
 
 from sqlalchemy import func, insert, select, update
 
-from newsletter.errors import RateLimited
-from newsletter.models import Frequency, SubscriberStatus
+from newsletter.core.errors import RateLimited
+from newsletter.core.models import Frequency, SubscriberStatus
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import actions_table
 

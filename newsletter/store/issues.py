@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
 
-from newsletter.models import UNSUBSCRIBE_URL_MARK, Edition, EditionKind, Issue, paper_key
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Edition, EditionKind, Issue, paper_key
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import issues_table
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Prot
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from newsletter.models import (
+from newsletter.core.models import (
     LEDGER_STATUSES,
     RENDERING_FAILURE_REASON,
     DeliveryStatus,

@@ -39,8 +39,8 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from newsletter.config import masked_url
-from newsletter.errors import DatabaseMissing, StoreError
+from newsletter.core.config import masked_url
+from newsletter.core.errors import DatabaseMissing, StoreError
 from newsletter.store.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE, inbox_metadata, meta_table
 
 if TYPE_CHECKING:  # Alembic is imported when a database is migrated, not by every open (11 MB)

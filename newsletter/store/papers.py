@@ -11,7 +11,7 @@ from typing import Iterable, NamedTuple
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Batch, Edition, EditionKind, Paper, paper_key
+from newsletter.core.models import Batch, Edition, EditionKind, Paper, paper_key
 from newsletter.store.schema import appearances_table, papers_table
 
 # The columns a paper's text fills, in Paper's names.

@@ -1,4 +1,4 @@
-"""The papers picked for each reader in each edition (see newsletter.ranking)."""
+"""The papers picked for each reader in each edition (see newsletter.picks.ranking)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Iterable
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from newsletter.models import DeliveryStatus, Pick, Reason
+from newsletter.core.models import DeliveryStatus, Pick, Reason
 from newsletter.store.schema import deliveries_table, picks_table
 
 # A paper picked for a reader is not picked for them again within this window.

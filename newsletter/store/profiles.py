@@ -11,7 +11,7 @@ from typing import Iterable
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Frequency, Profile, Schedule
+from newsletter.core.models import Frequency, Profile, Schedule
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import papers_table, profiles_table, subscribers_table, votes_table
 

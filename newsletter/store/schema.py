@@ -325,7 +325,7 @@ event_days_table = Table(
 )
 
 # The operators who may use the dashboard (/admin/), with their passwords'
-# Argon2id hashes (see newsletter.passwords); the dashboard is off while
+# Argon2id hashes (see newsletter.operators.passwords); the dashboard is off while
 # there is none.
 admins_table = Table(
     "admins",
@@ -388,7 +388,7 @@ edition_totals_table = Table(
 # arXiv), recorded before anything else is done with them: an action
 # is never lost, even while a long operation (an import, a migration) holds
 # the database. They are applied at once when the database allows, else as
-# soon as it is free (see newsletter.actions). With SQLite this table lives in
+# soon as it is free (see newsletter.readers.actions). With SQLite this table lives in
 # a file of its own beside the database, so recording one never waits for
 # the database's single writer; with PostgreSQL it is a table like the others.
 inbox_metadata = MetaData()

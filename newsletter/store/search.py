@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
-from newsletter.errors import InvalidQuery
-from newsletter.models import EditionKind, Paper
+from newsletter.core.errors import InvalidQuery
+from newsletter.core.models import EditionKind, Paper
 from newsletter.store.papers import paper_from_row
 from newsletter.store.schema import appearances_table, issues_table, papers_table
-from newsletter.text import strip_controls
+from newsletter.core.text import strip_controls
 
 MAX_QUERY_CHARS = 500  # longer queries are refused (InvalidQuery)
 MAX_TERMS = 20  # words and phrases searched for; the rest are left out (SearchPage.cut)
@@ -42,7 +42,7 @@ MAX_RANKED = 1_000
 
 # Where a snippet's matched words start and end: STX and ETX, control
 # characters that stored text never holds (batches remove them, see
-# newsletter.text.strip_controls), so they cannot be confused with the text.
+# newsletter.core.text.strip_controls), so they cannot be confused with the text.
 MARK_START, MARK_END = "\x02", "\x03"
 SNIPPET_WORDS = 30
 # Typographic quotes mark phrases too (phones type them).

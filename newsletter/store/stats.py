@@ -8,8 +8,8 @@ from typing import Iterable
 
 from sqlalchemy import func, select
 
-from newsletter.models import DeliveryStatus, FeedbackKind, SubscriberStatus
-from newsletter.policy import READER_SOURCES
+from newsletter.core.models import DeliveryStatus, FeedbackKind, SubscriberStatus
+from newsletter.core.policy import READER_SOURCES
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import deliveries_table, events_table, feedback_table
 

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
-from newsletter.errors import InvalidEmail
-from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberEvent, SubscriberStatus
-from newsletter.policy import reader_may_reactivate
+from newsletter.core.errors import InvalidEmail
+from newsletter.core.models import Frequency, Profile, Schedule, Subscriber, SubscriberEvent, SubscriberStatus
+from newsletter.core.policy import reader_may_reactivate
 from newsletter.store.engine import as_utc
 from newsletter.store.profiles import put_profile, put_schedule
 from newsletter.store.schema import events_table, subscribers_table
-from newsletter.text import clean_name
+from newsletter.core.text import clean_name
 
 
 def normalize_email(address: str) -> str:

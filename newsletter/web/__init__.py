@@ -16,14 +16,14 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.actions import ReaderActions
-from newsletter.config import Settings, load_settings
+from newsletter.readers.actions import ReaderActions
+from newsletter.core.config import Settings, load_settings
 from newsletter.feedback.sns import SnsVerifier
-from newsletter.render import template_environment
+from newsletter.issue.render import template_environment
 from newsletter.sending.senders import create_sender
-from newsletter.signup import confirmation_sender
+from newsletter.readers.signup import confirmation_sender
 from newsletter.store import Store, open_store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 from newsletter.web import admin, feedback, health, issues, papers, preferences, signup, sns, unsubscribe
 from newsletter.web.app import (
     SECURITY_HEADERS,
@@ -56,7 +56,7 @@ def create_app(
     be opened.
 
     Readers' actions go through :class:`ReaderActions` (recorded first, then
-    applied; see ``newsletter.actions``), kept with the rest of the app's
+    applied; see ``newsletter.readers.actions``), kept with the rest of the app's
     state in ``app.extensions["newsletter"]``. With ``background`` (the
     default) its worker thread runs, applying what waited for the database,
     sending sign-up confirmations and fetching seed papers from arXiv;

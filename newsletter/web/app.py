@@ -11,13 +11,13 @@ import jinja2
 from flask import Flask, Response, abort, current_app, redirect, request
 from werkzeug.routing import BaseConverter, RequestRedirect, ValidationError
 
-from newsletter.actions import ReaderActions
-from newsletter.config import Settings
-from newsletter.errors import RateLimited
+from newsletter.readers.actions import ReaderActions
+from newsletter.core.config import Settings
+from newsletter.core.errors import RateLimited
 from newsletter.feedback.sns import SnsVerifier
-from newsletter.render import render_template
+from newsletter.issue.render import render_template
 from newsletter.store import MAX_ID, Store
-from newsletter.tokens import Signer
+from newsletter.readers.tokens import Signer
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -133,7 +133,7 @@ def client_address() -> str:
 
 def slow_down(error: RateLimited) -> Response:
     """The page (429, with ``Retry-After``) for a reader's change beyond the
-    limits (see ``newsletter.actions``): it says nothing was saved this
+    limits (see ``newsletter.readers.actions``): it says nothing was saved this
     time and when to try again."""
     minutes = -(-error.retry_after // 60)
     response = page("web/slow_down.html", 429, heading="Too many changes",

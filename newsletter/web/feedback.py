@@ -2,8 +2,8 @@
 paper and one button, and changes nothing, since mail scanners follow every
 link; the button's ``POST`` records the reader's 👍 or 👎, and
 ``POST /f/<token>/undo`` removes it, through the reader-action inbox
-(``newsletter.actions``). A token names one reader and one paper of an
-edition made for them (see ``newsletter.tokens``), so it can only ever
+(``newsletter.readers.actions``). A token names one reader and one paper of an
+edition made for them (see ``newsletter.readers.tokens``), so it can only ever
 touch that reader's vote on that paper. Beyond the limits on a reader's
 changes, a vote gets the 429 page of :func:`slow_down`."""
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response
 
-from newsletter.errors import RateLimited, TokenError
-from newsletter.models import Edition, Paper, Subscriber
+from newsletter.core.errors import RateLimited, TokenError
+from newsletter.core.models import Edition, Paper, Subscriber
 from newsletter.web.app import client_address, invalid_link, page, slow_down, state
 
 blueprint = Blueprint("feedback", __name__)

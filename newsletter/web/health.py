@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from newsletter.errors import StoreError
+from newsletter.core.errors import StoreError
 from newsletter.web.app import state
 
 blueprint = Blueprint("health", __name__)

@@ -9,7 +9,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, redirect
 
-from newsletter.models import EditionKind
+from newsletter.core.models import EditionKind
 from newsletter.web.app import page, state
 
 blueprint = Blueprint("issues", __name__)

@@ -14,8 +14,8 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, redirect, request
 
-from newsletter.errors import InvalidQuery
-from newsletter.models import Paper
+from newsletter.core.errors import InvalidQuery
+from newsletter.core.models import Paper
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
 from newsletter.web.app import page, state

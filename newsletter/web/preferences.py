@@ -3,7 +3,7 @@
 picks, and how often: daily, weekly on a day, or paused until a date) as a
 form, and the papers they rated; it changes nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
-vote, through the reader-action inbox (``newsletter.actions``). As for
+vote, through the reader-action inbox (``newsletter.readers.actions``). As for
 unsubscribing, the signed token is the proof: no cookie or session.
 Beyond the limits on a reader's changes, a save or an undo gets the 429
 page of :func:`slow_down`."""
@@ -14,8 +14,8 @@ import datetime as dt
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import RateLimited, TokenError
-from newsletter.interests import (
+from newsletter.core.errors import RateLimited, TokenError
+from newsletter.picks.interests import (
     MAX_AUTHORS,
     MAX_CATEGORIES,
     MAX_INTERESTS,
@@ -26,7 +26,7 @@ from newsletter.interests import (
     parse_day_of_week,
     parse_pause_end,
 )
-from newsletter.models import (
+from newsletter.core.models import (
     MAX_PICKS,
     WEEKDAY_NAMES,
     WEEKDAYS,

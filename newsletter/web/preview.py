@@ -12,11 +12,11 @@ from typing import Callable
 
 from flask import Flask, Response
 
-from newsletter.batches import load_batch
-from newsletter.config import Settings
-from newsletter.errors import NewsletterError
-from newsletter.models import Batch, Issue
-from newsletter.render import (
+from newsletter.papers.batches import load_batch
+from newsletter.core.config import Settings
+from newsletter.core.errors import NewsletterError
+from newsletter.core.models import Batch, Issue
+from newsletter.issue.render import (
     GMAIL_CLIP_BYTES,
     HTML_LIMIT_BYTES,
     PACKAGE_TEMPLATES,

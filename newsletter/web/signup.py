@@ -10,11 +10,11 @@ import logging
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import InvalidEmail, TokenError
-from newsletter.interests import parse_interests
-from newsletter.models import WEEKDAY_NAMES, Frequency
-from newsletter.signup import CONFIRM_MAX_AGE, request_signup
-from newsletter.tokens import Confirmation
+from newsletter.core.errors import InvalidEmail, TokenError
+from newsletter.picks.interests import parse_interests
+from newsletter.core.models import WEEKDAY_NAMES, Frequency
+from newsletter.readers.signup import CONFIRM_MAX_AGE, request_signup
+from newsletter.readers.tokens import Confirmation
 from newsletter.web.app import mask_email, page, state
 
 log = logging.getLogger("newsletter.web")

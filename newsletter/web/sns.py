@@ -9,7 +9,7 @@ import logging
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import SnsError, SnsMalformed
+from newsletter.core.errors import SnsError, SnsMalformed
 from newsletter.feedback.events import handle_sns
 from newsletter.feedback.sns import parse_envelope
 from newsletter.web.app import state

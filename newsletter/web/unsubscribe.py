@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from newsletter.errors import RateLimited, TokenError
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.core.errors import RateLimited, TokenError
+from newsletter.core.models import Subscriber, SubscriberStatus
 from newsletter.web.app import client_address, invalid_link, mask_email, page, slow_down, state
 
 blueprint = Blueprint("unsubscribe", __name__)

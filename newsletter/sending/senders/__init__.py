@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.core.config import Settings
+from newsletter.core.errors import ConfigError
 from newsletter.sending.senders.base import Sender
 
 

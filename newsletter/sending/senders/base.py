@@ -5,11 +5,11 @@ A sender delivers one issue to batches of recipients. The dispatcher
 ledger; a sender only knows its provider. For each batch it returns one
 :class:`Delivery` per recipient, or raises for the whole batch:
 
-- :class:`~newsletter.errors.Throttled` or
-  :class:`~newsletter.errors.TransientError`: nothing was sent, try again;
+- :class:`~newsletter.core.errors.Throttled` or
+  :class:`~newsletter.core.errors.TransientError`: nothing was sent, try again;
 - :class:`StoppedMidBatch`: the provider refused to go on partway through
   the batch; it carries each recipient's outcome, then the run stops;
-- :class:`~newsletter.errors.AccountError`: nothing was sent; stop the run.
+- :class:`~newsletter.core.errors.AccountError`: nothing was sent; stop the run.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from newsletter.errors import AccountError
-from newsletter.models import DeliveryStatus, Issue
-from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.core.errors import AccountError
+from newsletter.core.models import DeliveryStatus, Issue
+from newsletter.sending.personalize import PreparedMessage, Recipient
 
 
 @dataclass(frozen=True)

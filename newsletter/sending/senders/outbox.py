@@ -7,10 +7,10 @@ import datetime as dt
 import secrets
 from pathlib import Path
 
-from newsletter.errors import AccountError
-from newsletter.files import atomic_write_bytes
-from newsletter.models import DeliveryStatus, Issue
-from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.core.errors import AccountError
+from newsletter.core.files import atomic_write_bytes
+from newsletter.core.models import DeliveryStatus, Issue
+from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.senders.base import Delivery, Quota
 
 

@@ -8,7 +8,7 @@ Two modes:
   replacement template data) and its ``List-Unsubscribe`` header. Every
   entry's status is checked: a call can partly fail.
 - ``raw``: one ``SendEmail`` with ``Content.Raw`` per reader, the MIME message
-  prepared once and filled per reader (:mod:`newsletter.personalize`).
+  prepared once and filled per reader (:mod:`newsletter.sending.personalize`).
 
 Errors are sorted the way the dispatcher needs them: throttling and 5xx
 (nothing sent: retry), account-level refusals (stop), per-reader refusals
@@ -31,9 +31,9 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from newsletter.config import Settings
-from newsletter.errors import AccountError, TemplateRejected, Throttled, TransientError
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.core.errors import AccountError, TemplateRejected, Throttled, TransientError
+from newsletter.core.models import (
     FEEDBACK_MARK,
     MAX_PICKS,
     PICK_CODE,
@@ -56,7 +56,7 @@ from newsletter.models import (
     fill_marks,
     fill_picks,
 )
-from newsletter.personalize import (
+from newsletter.sending.personalize import (
     ISSUE_HEADER,
     ONE_CLICK,
     PreparedMessage,
@@ -65,7 +65,7 @@ from newsletter.personalize import (
     pick_values,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
-from newsletter.text import html_escape
+from newsletter.core.text import html_escape
 
 THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
 ACCOUNT_CODES = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}

@@ -20,10 +20,10 @@ import socket
 import ssl
 import threading
 
-from newsletter.config import Settings
-from newsletter.errors import AccountError, SendError, TransientError
-from newsletter.models import DeliveryStatus, Issue
-from newsletter.personalize import PreparedMessage, Recipient
+from newsletter.core.config import Settings
+from newsletter.core.errors import AccountError, SendError, TransientError
+from newsletter.core.models import DeliveryStatus, Issue
+from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 
 _LOST = (smtplib.SMTPServerDisconnected, socket.timeout, OSError)

@@ -8,7 +8,7 @@ and every POST needs the form's CSRF token (Flask-WTF), checked only once
 the session is known, so a POST without a session changes nothing either.
 
 The session cookie (Flask's, signed with the secret key) carries a random
-token; the database keeps its SHA-256 (see ``newsletter.admins``), so
+token; the database keeps its SHA-256 (see ``newsletter.operators.admins``), so
 logging out, a new password and inactivity end it on the server. The
 cookie is ``HttpOnly``, ``SameSite=Lax``, limited to /admin, and ``Secure``
 whenever the public address is https.
@@ -21,10 +21,10 @@ from urllib.parse import quote
 from flask import Blueprint, Flask, Response, g, redirect, request, session
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
-from newsletter.admins import log_in, log_out, session_admin
-from newsletter.models import Admin
-from newsletter.passwords import MAX_PASSWORD_CHARS, dummy_hash
-from newsletter.text import strip_controls
+from newsletter.operators.admins import log_in, log_out, session_admin
+from newsletter.core.models import Admin
+from newsletter.operators.passwords import MAX_PASSWORD_CHARS, dummy_hash
+from newsletter.core.text import strip_controls
 from newsletter.web.app import page, state
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin", static_folder="static",

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from flask import Response, request
 
-from newsletter.config import DECLARED, masked_url, shown_default
-from newsletter.doctor import run_checks
+from newsletter.core.config import DECLARED, masked_url, shown_default
+from newsletter.operators.doctor import run_checks
 from newsletter.feedback.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, WARN_SHARE, IssueStats, edition_stats
-from newsletter.models import Edition, EditionKind, SubscriberStatus
+from newsletter.core.models import Edition, EditionKind, SubscriberStatus
 from newsletter.store import EditionTotals, Store
 from newsletter.web.admin.access import admin_page, blueprint
 from newsletter.web.admin.charts import daily_bars, rate_bars

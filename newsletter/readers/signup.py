@@ -17,12 +17,12 @@ import email.utils
 from email.message import EmailMessage
 from typing import Callable
 
-from newsletter.config import Settings
-from newsletter.models import Frequency
-from newsletter.render import render_template, template_environment
+from newsletter.core.config import Settings
+from newsletter.core.models import Frequency
+from newsletter.issue.render import render_template, template_environment
 from newsletter.store import Store, normalize_email
-from newsletter.text import clean_name
-from newsletter.tokens import Signer
+from newsletter.core.text import clean_name
+from newsletter.readers.tokens import Signer
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 PER_ADDRESS_PER_DAY = 3
@@ -66,8 +66,8 @@ def confirmation_sender(settings: Settings, signer: Signer, sender) -> Callable[
 def request_signup(store: Store, address: str, name: str | None, client: str,
                    interests: tuple[str, ...] = (), frequency: Frequency = Frequency.DAILY) -> bool:
     """Record a sign-up form for the worker that sends confirmation emails
-    (``newsletter.actions``), with the ``interests`` and ``frequency`` it
-    gave (see ``newsletter.interests``: the confirmation link carries them,
+    (``newsletter.readers.actions``), with the ``interests`` and ``frequency`` it
+    gave (see ``newsletter.picks.interests``: the confirmation link carries them,
     and the reader's profile and schedule start with them); return whether it was recorded
     (False: a limit was reached). The work is the same whatever the
     address's state, so

@@ -6,7 +6,7 @@ An export writes each reader's schedule in the ``frequency`` and
 
 An export is opened in spreadsheets, so a cell that a spreadsheet would run
 as a formula (a name such as ``=HYPERLINK(...)``) is written with a leading
-``'`` (see :func:`newsletter.text.csv_safe`); an import removes that ``'``
+``'`` (see :func:`newsletter.core.text.csv_safe`); an import removes that ``'``
 again, so an export imports back unchanged.
 """
 
@@ -17,10 +17,10 @@ import io
 import os
 from typing import BinaryIO, Iterable, Iterator, TextIO
 
-from newsletter.errors import ListError
-from newsletter.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
-from newsletter.models import Subscriber
-from newsletter.text import csv_safe, csv_unescape
+from newsletter.core.errors import ListError
+from newsletter.picks.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
+from newsletter.core.models import Subscriber
+from newsletter.core.text import csv_safe, csv_unescape
 
 MAX_LIST_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at", "frequency", "paused_until")
@@ -36,7 +36,7 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
 
     With ``with_profiles``, each row is (line, email, name, interests,
     authors, schedule): the optional ``interests`` and ``authors`` columns,
-    separated by semicolons, read and cut as ``newsletter.interests`` does
+    separated by semicolons, read and cut as ``newsletter.picks.interests`` does
     (empty tuples when a column is absent), and the optional ``frequency``
     (daily, weekly or weekly:<day>) and ``paused_until`` (YYYY-MM-DD)
     columns as ``interests.parse_schedule_cells`` reads them: a ``Parsed``

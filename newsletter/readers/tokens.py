@@ -16,9 +16,9 @@ from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous import Signer as ItsdangerousSigner
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from newsletter.config import Settings, env_file_searched
-from newsletter.errors import ConfigError, TokenError
-from newsletter.models import Frequency
+from newsletter.core.config import Settings, env_file_searched
+from newsletter.core.errors import ConfigError, TokenError
+from newsletter.core.models import Frequency
 
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 CONFIRM_SALT = "newsletter.confirm.v1"
@@ -228,7 +228,7 @@ class Signer:
         """Return a sign-up confirmation token for ``email`` (timestamped: it
         expires, see :meth:`confirmed`), carrying the ``interests`` given
         with the sign-up (the caller keeps them short: see
-        ``newsletter.interests``) and the ``frequency`` chosen."""
+        ``newsletter.picks.interests``) and the ``frequency`` chosen."""
         payload = {"e": email, "n": name or ""}
         if interests:
             payload["i"] = list(interests)

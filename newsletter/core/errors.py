@@ -94,7 +94,7 @@ class RateLimited(NewsletterError):
 class InvalidProfile(NewsletterError):
     """What a reader told us they read is malformed: a category or seed
     paper that is not one, a number of picks out of range (see
-    ``newsletter.interests``)."""
+    ``newsletter.picks.interests``)."""
 
 
 class InvalidQuery(NewsletterError):

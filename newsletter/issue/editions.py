@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 from typing import NamedTuple
 
-from newsletter.models import Batch, Edition, EditionKind
+from newsletter.core.models import Batch, Edition, EditionKind
 from newsletter.store import Ledger, Store
 
 

@@ -24,10 +24,10 @@ import dns.exception
 import dns.resolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from newsletter.config import Settings, masked_url
-from newsletter.errors import ConfigError
-from newsletter.models import CheckStatus
-from newsletter.tokens import GENERATE_HINT, check_secret
+from newsletter.core.config import Settings, masked_url
+from newsletter.core.errors import ConfigError
+from newsletter.core.models import CheckStatus
+from newsletter.readers.tokens import GENERATE_HINT, check_secret
 
 OK, WARN, FAIL, SKIP = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP
 

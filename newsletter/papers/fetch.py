@@ -20,9 +20,9 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from newsletter import __version__
-from newsletter.batches import MAX_FILE_BYTES, parse_batch, write_canonical
-from newsletter.errors import FetchError, OutputError
-from newsletter.models import Batch, Paper
+from newsletter.papers.batches import MAX_FILE_BYTES, parse_batch, write_canonical
+from newsletter.core.errors import FetchError, OutputError
+from newsletter.core.models import Batch, Paper
 
 # Papers asked of the arXiv API in one request.
 ARXIV_MAX_IDS = 20

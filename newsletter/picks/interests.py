@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from newsletter.models import MAX_PICKS, WEEKDAYS, Frequency, Schedule, arxiv_id_of, parse_weekday
-from newsletter.text import strip_controls
+from newsletter.core.models import MAX_PICKS, WEEKDAYS, Frequency, Schedule, arxiv_id_of, parse_weekday
+from newsletter.core.text import strip_controls
 
 MAX_INTERESTS = 20
 MAX_PHRASE_CHARS = 100  # an interest is a phrase, not an essay

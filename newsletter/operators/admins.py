@@ -2,7 +2,7 @@
 
 An operator's name is 1 to 24 characters: lower-case letters, digits, ``.``,
 ``_`` and ``-`` (it goes into each reader's history as ``admin:<name>``).
-Passwords are checked and hashed by ``newsletter.passwords``.
+Passwords are checked and hashed by ``newsletter.operators.passwords``.
 
 Logging in is limited by a client's own failures: at most
 :data:`PER_NAME_AND_CLIENT` attempts that did not succeed for one name and
@@ -28,9 +28,9 @@ import secrets
 from dataclasses import dataclass
 from time import sleep
 
-from newsletter.errors import AdminError
-from newsletter.models import Admin
-from newsletter.passwords import check_password, dummy_hash, hash_password, needs_rehash, verify_password
+from newsletter.core.errors import AdminError
+from newsletter.core.models import Admin
+from newsletter.operators.passwords import check_password, dummy_hash, hash_password, needs_rehash, verify_password
 from newsletter.store import Store
 
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9._-]{0,23}")

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from newsletter.models import Feedback, FeedbackKind, SubscriberStatus
+from newsletter.core.models import Feedback, FeedbackKind, SubscriberStatus
 
 # Sources of a change made by the reader themself (and so reversible by them).
 READER_SOURCES = ("web", "one-click")

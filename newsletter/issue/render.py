@@ -24,9 +24,9 @@ import jinja2
 from mjml import mjml2html
 from premailer import Premailer
 
-from newsletter.config import Settings
-from newsletter.errors import BatchError, RenderError
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.core.errors import BatchError, RenderError
+from newsletter.core.models import (
     FEEDBACK_MARK,
     MAX_PICKS,
     PICK_CODE,
@@ -51,7 +51,7 @@ from newsletter.models import (
     fill_picks,
     paper_key,
 )
-from newsletter.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -62,7 +62,7 @@ PICKS_TEXT_TEMPLATE = "email_picks.txt"
 # The longest a reader's personal values can be (links with their signed
 # tokens, the feedback token's reader part), for the size budget.
 PERSONAL_URL_CHARS = 120  # after the base URL
-PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 
 TEASER_CHARS = 240
 MIN_CARDS = 3  # even a huge day shows its top papers in full

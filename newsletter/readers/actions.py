@@ -4,7 +4,7 @@ database allows, else as soon as it is free; never lost.
 An unsubscribe is a legal obligation, and it may arrive while a long
 operation (an import of a million rows, a migration) holds the database.
 So every reader action (unsubscribe, resubscribe, a confirmed sign-up, a
-sign-up request: see ``newsletter.signup``; saved preferences, a 👍 or 👎)
+sign-up request: see ``newsletter.readers.signup``; saved preferences, a 👍 or 👎)
 is first recorded in the store's action inbox, which a long operation never
 holds, and only then applied: at once, waiting at most a second for the
 database, or later by the worker. Until it is applied, an unsubscribe
@@ -41,13 +41,13 @@ import threading
 import time
 from typing import Callable
 
-from newsletter.errors import BatchError, FetchError, SendError, StoreBusy
-from newsletter.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
-from newsletter.interests import MAX_SEEDS
-from newsletter.models import Frequency, Profile, Schedule, Subscriber, SubscriberStatus
+from newsletter.core.errors import BatchError, FetchError, SendError, StoreBusy
+from newsletter.papers.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
+from newsletter.picks.interests import MAX_SEEDS
+from newsletter.core.models import Frequency, Profile, Schedule, Subscriber, SubscriberStatus
 from newsletter.store import ActionLimits, ReaderAction, Store, Vote
 
-log = logging.getLogger("newsletter.actions")
+log = logging.getLogger("newsletter.readers.actions")
 
 # Actions the store applies by itself (a sign-up needs an email sent, a
 # seed paper a download).

@@ -21,8 +21,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 from dotenv import dotenv_values
 
-from newsletter.errors import ConfigError
-from newsletter.models import WEEKDAYS, parse_weekday
+from newsletter.core.errors import ConfigError
+from newsletter.core.models import WEEKDAYS, parse_weekday
 
 # A parser takes the variable's name (for its error messages) and the raw,
 # non-empty value, and returns the field's value or raises ConfigError.
@@ -111,7 +111,7 @@ def _database_url(name: str, value: str) -> str:
 
 
 def _secret(_name: str, value: str) -> str:
-    return value  # checked where a secret is needed (newsletter.tokens)
+    return value  # checked where a secret is needed (newsletter.readers.tokens)
 
 
 def _list(_name: str, value: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import lru_cache
 
-from newsletter.models import (
+from newsletter.core.models import (
     FEEDBACK_MARK,
     PERSONAL_MARKS,
     PICK_CODE,
@@ -37,7 +37,7 @@ from newsletter.models import (
     fill_marks,
     fill_picks,
 )
-from newsletter.text import clean_name, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.core.text import clean_name, html_escape, is_http_url, quoted_printable, wrap_text
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"

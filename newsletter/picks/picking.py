@@ -1,6 +1,6 @@
 """Personal picks for one edition: which papers go at the top of each
 reader's email, and why; computed for readers in chunks, from their profiles
-(see newsletter.ranking), never a paper they rated or were picked in the
+(see newsletter.picks.ranking), never a paper they rated or were picked in the
 last 30 days (see newsletter.store.picks)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from newsletter.models import Paper, Pick, paper_key
-from newsletter.ranking import EditionIndex
+from newsletter.core.models import Paper, Pick, paper_key
+from newsletter.picks.ranking import EditionIndex
 from newsletter.store import Store
 
 

@@ -38,8 +38,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from newsletter.interests import MAX_PHRASE_CHARS  # interests are phrases, not essays
-from newsletter.models import Paper, Pick, Profile, Reason, paper_key
+from newsletter.picks.interests import MAX_PHRASE_CHARS  # interests are phrases, not essays
+from newsletter.core.models import Paper, Pick, Profile, Reason, paper_key
 
 EMBEDDING_WEIGHT = 0.3
 THRESHOLD = 0.15

@@ -23,7 +23,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from newsletter.errors import InvalidPassword
+from newsletter.core.errors import InvalidPassword
 
 MIN_PASSWORD_CHARS = 12
 # Hashing is the costly part of a login: a bound keeps a megabyte-long
@@ -34,7 +34,7 @@ MIN_DISTINCT_CHARS = 5
 # password is refused: 10^8 is its "safely unguessable" boundary for an
 # online attack, which is what a throttled login form faces.
 MIN_GUESSES_LOG10 = 8
-COMMON_PASSWORDS = Path(__file__).parent / "data" / "common-passwords.txt"
+COMMON_PASSWORDS = Path(__file__).parents[1] / "data" / "common-passwords.txt"
 _AFFIXES = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 _ZXCVBN_MAX_CHARS = 72  # zxcvbn refuses longer input
 

@@ -237,7 +237,7 @@ class Paper:
 class Batch:
     """An edition's papers, in the order they should appear: a day's (as
     loaded from a file), or a week's (built from the store: see
-    newsletter.editions)."""
+    newsletter.issue.editions)."""
 
     date: dt.date
     papers: tuple[Paper, ...]

@@ -33,10 +33,10 @@ from urllib.parse import quote_plus, urlsplit
 
 import feedparser
 
-from newsletter.errors import BatchError
-from newsletter.files import atomic_write_text
-from newsletter.models import ARXIV_ID, Batch, Paper, paper_key
-from newsletter.text import is_http_url, strip_controls
+from newsletter.core.errors import BatchError
+from newsletter.core.files import atomic_write_text
+from newsletter.core.models import ARXIV_ID, Batch, Paper, paper_key
+from newsletter.core.text import is_http_url, strip_controls
 
 CANONICAL_FORMAT = "newsletter-batch/1"
 

@@ -1,0 +1,2 @@
+"""The people who run the newsletter: dashboard accounts (admins), their
+password rules (passwords), and the set-up checks (doctor)."""
