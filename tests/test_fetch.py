@@ -1,5 +1,5 @@
 """Downloading a day from the daily papers API and papers from the arXiv API
-(newsletter/fetch.py), against real HTTP servers on 127.0.0.1 that serve
+(newsletter/papers/fetch.py), against real HTTP servers on 127.0.0.1 that serve
 recorded answers (and the arXiv stand-in: slow drips, redirects)."""
 
 from __future__ import annotations

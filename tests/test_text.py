@@ -1,4 +1,4 @@
-"""Text hygiene (newsletter/text.py): names lose control characters at every
+"""Text hygiene (newsletter/core/text.py): names lose control characters at every
 way in (the command line, a CSV import, the sign-up form) and never reach a
 header with one; the commands never print stored text to a terminal
 unescaped; and the helpers themselves."""
