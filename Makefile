@@ -34,7 +34,7 @@ test: install
 	bash tests/ensure-tools.sh
 	$(BIN)/python -m pytest -ra -n 2 --dist loadfile
 
-# The documentation site, into site/ (`$(BIN)/mkdocs serve` shows it while you edit).
+# The documentation site, into site/ (`$(BIN)/mkdocs serve -a 127.0.0.1:8002` shows it while you edit).
 docs: install
 	$(BIN)/mkdocs build --strict
 
