@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/daily-papers-mar-11.txt
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install
 	bash tests/ensure-tools.sh
 	$(BIN)/python -m pytest -ra -n 2 --dist loadfile
 
+# The documentation site, into site/ (`$(BIN)/mkdocs serve -a 127.0.0.1:8002` shows it while you edit).
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
@@ -45,4 +49,4 @@ bench: install
 	$(BIN)/python bench/admin.py
 
 clean:
-	rm -rf $(VENV) out outbox *.egg-info .pytest_cache
+	rm -rf $(VENV) out outbox site *.egg-info .pytest_cache

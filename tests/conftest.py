@@ -106,7 +106,7 @@ if _WORKER:
 
     _base = _make_url(BASE_POSTGRES_URL)
     POSTGRES_URL = _base.set(database=f"{_base.database}_{_WORKER}").render_as_string(hide_password=False)
-# Generated with secrets.token_urlsafe(32), as the README says: a key that
+# Generated with secrets.token_urlsafe(32), as the configuration reference says: a key that
 # looks made up (words, sequences) is refused.
 SECRET = "LFyKQE0xc10o8hzuXR9uDhRIeK-8sIqVN71UqgSI5s8"
 

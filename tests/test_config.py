@@ -1,10 +1,12 @@
 """Configuration: every setting is declared once in config.py and shown with
-the same name and default in .env.example and the README's table, only
+the same name and default in .env.example and in the documentation's table
+(docs/reference/configuration.md as the site's hook makes it), only
 config.py reads the environment, and load_settings parses, layers and rejects
 values."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -17,7 +19,9 @@ from newsletter.core.errors import ConfigError
 
 PACKAGE = ROOT / "newsletter"
 ENV_EXAMPLE = ROOT / ".env.example"
-README = ROOT / "README.md"
+CONFIG_MODULE = PACKAGE / "core" / "config.py"
+CONFIGURATION_PAGE = ROOT / "docs" / "reference" / "configuration.md"
+DOCS_HOOKS = ROOT / "docs" / "hooks.py"
 # A setting's name, not part of a longer identifier (such as the
 # __NEWSLETTER_UNSUBSCRIBE_URL__ mark, which is not a setting).
 SETTING_NAME = re.compile(r"(?<![A-Za-z0-9_])NEWSLETTER_[A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9_])")
@@ -27,7 +31,7 @@ READS_ENVIRONMENT = re.compile(r"os\.environ|\bgetenv\b|\bputenv\b|load_dotenv|d
 
 def source_files() -> list[Path]:
     files = sorted(PACKAGE.rglob("*.py"))
-    assert PACKAGE / "core" / "config.py" in files
+    assert CONFIG_MODULE in files
     return files
 
 
@@ -82,21 +86,22 @@ def test_env_example_values_are_the_defaults_and_load():
 def test_only_config_reads_the_environment():
     offenders = []
     for path in source_files():
-        if path.name == "config.py" and path.parent == PACKAGE / "core":
+        if path == CONFIG_MODULE:
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if READS_ENVIRONMENT.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
-    assert READS_ENVIRONMENT.search((PACKAGE / "core" / "config.py").read_text(encoding="utf-8"))
+    assert READS_ENVIRONMENT.search(CONFIG_MODULE.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------
-# one declaration, shown the same way in .env.example and the README
+# one declaration, shown the same way in .env.example and the documentation
 #
 # The rule for showing a default: shown_default(default) gives the text; in
 # .env.example it follows ``NAME=`` unquoted (nothing for no default), in the
-# README's table it stands between backticks, or is the word "none" when empty.
+# documentation's table it stands between backticks, or is the word "none"
+# when empty.
 
 
 def env_example_problems(text: str) -> list[str]:
@@ -128,38 +133,48 @@ def env_example_problems(text: str) -> list[str]:
     return problems
 
 
-def readme_default(value: object) -> str:
+def table_default(value: object) -> str:
     shown = shown_default(value)
     return f"`{shown}`" if shown else "none"
 
 
-def readme_row(declared: Setting) -> str:
-    return f"| `{declared.variable}` | {readme_default(declared.default)} | {declared.help} |"
+def table_row(declared: Setting) -> str:
+    return f"| `{declared.variable}` | {table_default(declared.default)} | {declared.help} |"
 
 
-README_TABLE_HEADER = "| variable | default | meaning |\n| --- | --- | --- |"
+TABLE_HEADER = "| variable | default | meaning |\n| --- | --- | --- |"
 
 
-def readme_table(readme: str) -> list[str]:
-    """The rows of the table in the README's Configuration section."""
-    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    assert README_TABLE_HEADER in section, "the Configuration section has no table of settings"
+def configuration_page() -> str:
+    """The configuration page's Markdown as the site is built from it: the
+    docs' hook puts the table of settings in."""
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS_HOOKS)
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    return hooks.expand(CONFIGURATION_PAGE.read_text(encoding="utf-8"), "reference/configuration.md")
+
+
+def settings_table(page: str) -> list[str]:
+    """The rows of the table of settings on the configuration page (its
+    first section, before the first ``##`` heading)."""
+    section = page.split("# Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert TABLE_HEADER in section, "the Configuration page has no table of settings"
     rows = []
-    for line in section.split(README_TABLE_HEADER, 1)[1].strip("\n").splitlines():
+    for line in section.split(TABLE_HEADER, 1)[1].strip("\n").splitlines():
         if not line.startswith("|"):
             break
         rows.append(line)
     return rows
 
 
-def readme_table_problems(readme: str) -> list[str]:
-    """What in the README's configuration table disagrees with the
+def settings_table_problems(page: str) -> list[str]:
+    """What in the configuration page's table disagrees with the
     declarations: one row per declared variable, in their order, showing its
     default and its help."""
     declared = {s.variable: s for s in DECLARED}
     found: list[str] = []
     problems = []
-    for row in readme_table(readme):
+    for row in settings_table(page):
         cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
         if len(cells) != 3 or not re.fullmatch(r"`[A-Z][A-Z0-9_]*`", cells[0]):
             problems.append(f"not a row of one `VARIABLE`, its default and its meaning: {row}")
@@ -170,7 +185,7 @@ def readme_table_problems(readme: str) -> list[str]:
             continue
         found.append(name)
         default, meaning = cells[1], cells[2]
-        if default != (expected := readme_default(declared[name].default)):
+        if default != (expected := table_default(declared[name].default)):
             problems.append(f"{name}: the table shows the default {default}, declared: {expected}")
         if meaning != declared[name].help:
             problems.append(f"{name}: the table says {meaning!r}, its declared help: {declared[name].help!r}")
@@ -195,9 +210,9 @@ def test_env_example_shows_every_declared_setting_with_its_default():
     assert not problems, "\n".join(problems)
 
 
-def test_readme_table_is_made_from_the_declarations():
-    problems = readme_table_problems(README.read_text(encoding="utf-8"))
-    table = "\n".join([README_TABLE_HEADER, *map(readme_row, DECLARED)])
+def test_documented_table_is_made_from_the_declarations():
+    problems = settings_table_problems(configuration_page())
+    table = "\n".join([TABLE_HEADER, *map(table_row, DECLARED)])
     assert not problems, "\n".join(problems) + "\n\nThe table made from the declarations:\n" + table
 
 
@@ -235,12 +250,12 @@ def test_env_example_check_finds_disagreements(change, problem):
          "NEWSLETTER_FETCH_TIMEOUT: the table says"),
     ],
 )
-def test_readme_table_check_finds_disagreements(change, problem):
-    text = README.read_text(encoding="utf-8")
-    assert not readme_table_problems(text)
+def test_documented_table_check_finds_disagreements(change, problem):
+    text = configuration_page()
+    assert not settings_table_problems(text)
     changed = change(text)
     assert changed != text
-    assert any(problem in found for found in readme_table_problems(changed)), readme_table_problems(changed)
+    assert any(problem in found for found in settings_table_problems(changed)), settings_table_problems(changed)
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The package's layout: imports point one way (the import-linter contracts
 in pyproject.toml are kept), every module has its place in the layers, and
-the README's Layout section names exactly the package's modules and states
-the contract's layers."""
+the Layout section of docs/architecture.md names exactly the package's
+modules and states the contract's layers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "newsletter"
-README = ROOT / "README.md"
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+PAGE = ARCHITECTURE.relative_to(ROOT).as_posix()
 PYPROJECT = ROOT / "pyproject.toml"
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -68,11 +69,11 @@ def package_entries(package: Path) -> set[str]:
     return entries
 
 
-def readme_layout(readme: str) -> tuple[dict[str, str], list[str]]:
-    """From the README's Layout section: what its tree lists under
+def documented_layout(page: str) -> tuple[dict[str, str], list[str]]:
+    """From the Layout section of the architecture page: what its tree lists under
     ``newsletter/`` (path -> the line's description), and its numbered list of
     layers with the backticks removed."""
-    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    section = page.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     tree = section.split("```", 2)[1]
     listed: dict[str, str] = {}
     stack: list[tuple[int, str]] = []  # the folders the current line is in
@@ -101,21 +102,21 @@ def readme_layout(readme: str) -> tuple[dict[str, str], list[str]]:
     return listed, layers
 
 
-def layout_problems(readme: str, package: Path, layers: list[str]) -> list[str]:
-    """What the README's Layout section gets wrong about ``package`` and the
-    contract's ``layers``."""
-    listed, readme_layers = readme_layout(readme)
+def layout_problems(page: str, package: Path, layers: list[str]) -> list[str]:
+    """What the Layout section of the architecture page gets wrong about
+    ``package`` and the contract's ``layers``."""
+    listed, page_layers = documented_layout(page)
     problems = [
-        f"newsletter/{entry} is not in the README's Layout" for entry in sorted(package_entries(package) - set(listed))
+        f"newsletter/{entry} is not in the Layout of {PAGE}" for entry in sorted(package_entries(package) - set(listed))
     ]
     for entry, text in listed.items():
         if not (package / entry).exists():
-            problems.append(f"the README's Layout names newsletter/{entry}, which does not exist")
+            problems.append(f"the Layout of {PAGE} names newsletter/{entry}, which does not exist")
         if not text:
-            problems.append(f"the README's Layout does not say what newsletter/{entry} is")
+            problems.append(f"the Layout of {PAGE} does not say what newsletter/{entry} is")
     contract = [" ".join(layer.split()) for layer in layers]
-    if readme_layers != contract:
-        problems.append(f"the README's layers {readme_layers} are not the contract's {contract}")
+    if page_layers != contract:
+        problems.append(f"the layers of {PAGE} {page_layers} are not the contract's {contract}")
     return problems
 
 
@@ -180,13 +181,13 @@ def test_package_root_imports_nothing_of_the_package():
 
 
 # --------------------------------------------------------------------------
-# the README
+# the architecture page
 
 
-def test_readme_layout_lists_every_module_and_states_the_layers():
-    problems = layout_problems(README.read_text(encoding="utf-8"), PACKAGE, contract_layers())
+def test_architecture_layout_lists_every_module_and_states_the_layers():
+    problems = layout_problems(ARCHITECTURE.read_text(encoding="utf-8"), PACKAGE, contract_layers())
     assert not problems, "\n".join(problems)
-    listed, _ = readme_layout(README.read_text(encoding="utf-8"))
+    listed, _ = documented_layout(ARCHITECTURE.read_text(encoding="utf-8"))
     assert {"store/", "store/engine.py", "sending/senders/ses.py", "__main__.py", "templates/"} <= set(listed)
 
 
@@ -206,8 +207,8 @@ def test_readme_layout_lists_every_module_and_states_the_layers():
         (lambda t: t.replace("`store` | `papers`", "`store`"), "are not the contract's"),
     ],
 )
-def test_readme_layout_check_finds_disagreements(change, problem):
-    text = README.read_text(encoding="utf-8")
+def test_architecture_layout_check_finds_disagreements(change, problem):
+    text = ARCHITECTURE.read_text(encoding="utf-8")
     changed = change(text)
     assert changed != text
     problems = layout_problems(changed, PACKAGE, contract_layers())

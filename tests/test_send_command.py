@@ -1,5 +1,5 @@
 """`newsletter send` as a real process, run from an empty folder: its exit
-codes, as the README and `send --help` document them, and its progress
+codes, as the docs and `send --help` document them, and its progress
 output on a terminal (a rich bar, through a real pseudo-terminal) and
 elsewhere (timestamped lines, for cron mail).
 

@@ -22,8 +22,8 @@ def db() -> None:
 @db.command("status")
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
-    """Show the database's schema revision, the latest this release knows,
-    and the migrations an upgrade would run. Changes nothing."""
+    """Show the database's schema revision, the latest this release knows, and the migrations an upgrade would run.
+    Changes nothing."""
     from newsletter.store import migrate
 
     state = migrate.status(common.settings_of(ctx).database_url)
@@ -46,8 +46,8 @@ def db_status(ctx: click.Context) -> None:
 @db.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Upgrade the database to this release's schema now (any command
-    would do it when it opens the database) and say what was done."""
+    """Upgrade the database to this release's schema now
+    (any command would do it when it opens the database) and say what was done."""
     from newsletter.store import migrate
 
     store = common.store_of(ctx, report=False, create=True)
@@ -61,8 +61,7 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_context
 def db_backup(ctx: click.Context, file: Path) -> None:
-    """Copy the SQLite database to FILE, consistently, while the web app
-    and sends keep running.
+    """Copy the SQLite database to FILE, consistently, while the web app and sends keep running.
 
     Reader actions still waiting are applied first, so the copy has them.
     The copy is written beside FILE and checked before it replaces FILE.
@@ -100,7 +99,7 @@ def db_restore(ctx: click.Context, file: Path) -> None:
     FILE is checked first. Stop the web app and any send first: the
     restore refuses while another process has the database open. The
     replaced database is kept beside it as
-    NAME.before-restore-<UTC time>.db. A backup older than this release is
+    `NAME.before-restore-<UTC time>.db`. A backup older than this release is
     upgraded when the database is next opened.
     """
     from newsletter.store import migrate

@@ -23,11 +23,12 @@ SUMMARY = {
                    "\"fix\"}]}.")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check that this installation is ready for a real send: the secret
-    key, the public base URL, the SES account (out of the sandbox), the From
-    identity with DKIM and a custom MAIL FROM domain, the configuration set
-    with bounce and complaint events to SNS, the listed SNS topics, and the
-    From domain's DMARC record. It only reads: nothing is changed or sent.
+    """Check that this installation is ready for a real send:
+    the secret key, the public base URL, the SES account (out of the sandbox),
+    the From identity with DKIM and a custom MAIL FROM domain, the
+    configuration set with bounce and complaint events to SNS, the listed SNS
+    topics, and the From domain's DMARC record. It only reads: nothing is
+    changed or sent.
 
     One line per check (ok, WARN, FAIL or skip), with what to do under each
     one that is not ok. Exit codes: 0 ready, 1 warnings only, 2 a send would

@@ -26,8 +26,8 @@ def bounces() -> None:
               help="Seconds of long polling per receive.")
 @click.pass_context
 def bounces_poll(ctx: click.Context, queue_url: str, once: bool, wait: int) -> None:
-    """Read SES notifications from an SQS queue and suppress bounced and
-    complaining addresses. Messages are deleted only once handled."""
+    """Read SES notifications from an SQS queue and suppress bounced and complaining addresses.
+    Messages are deleted only once handled."""
     from newsletter.feedback.sns import SnsVerifier
     from newsletter.feedback.sqs import poll, sqs_client
 
@@ -51,8 +51,8 @@ def bounces_poll(ctx: click.Context, queue_url: str, once: bool, wait: int) -> N
               help="Issues sent in the last N days.")
 @click.pass_context
 def stats(ctx: click.Context, days: int) -> None:
-    """Per issue: sent, delivered, bounced, complained, unsubscribed, and the
-    bounce and complaint rates against the limits SES enforces."""
+    """Per issue: sent, delivered, bounced, complained, unsubscribed,
+    and the bounce and complaint rates against the limits SES enforces."""
     from newsletter.feedback.stats import BOUNCE_REVIEW, COMPLAINT_REVIEW, issue_stats
 
     rows = issue_stats(common.store_of(ctx), days)

@@ -31,8 +31,8 @@ NO_PICKS = {"none": "nothing matched their interests", "invite": "no interests y
               help='A JSON list of {"email", "state", "picks": [{"title", "arxiv_id", "score", "why"}]}.')
 @click.pass_context
 def picks(ctx: click.Context, batch_file: Path, date, email: str | None, everyone: bool, as_json: bool) -> None:
-    """Store BATCH's papers and show each reader's personal picks among
-    them, best first, with the score and the reason of each.
+    """Store BATCH's papers and show each reader's personal picks among them,
+    best first, with the score and the reason of each.
 
     Give exactly one of --reader EMAIL and --all. A paper the reader rated,
     or that was picked for them in the last 30 days, is never picked; the

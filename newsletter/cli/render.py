@@ -147,8 +147,8 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1.")
 @click.pass_context
 def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, port: int) -> None:
-    """Show the rendered BATCH (or with --weekly, the weekly edition of the
-    date) in the browser at desktop and phone widths.
+    """Show the rendered BATCH (or with --weekly, the weekly edition of the date)
+    in the browser at desktop and phone widths.
 
     The page re-renders when the batch or a template changes: edit, then reload.
     """
@@ -173,9 +173,9 @@ def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, we
 @click.option("--weekly", is_flag=True, help="The weekly edition of DATE (default: the daily edition).")
 @click.pass_context
 def publish(ctx: click.Context, date: dt.datetime, weekly: bool) -> None:
-    """Put the stored edition of DATE on the web: the archive (/issues/),
-    its page and the Atom feed. A send does this by itself; this is for an
-    edition rendered but not sent, or taken off with `unpublish`."""
+    """Put the stored edition of DATE on the web: the archive (/issues/), its page and the Atom feed.
+    A send does this by itself; this is for an edition rendered but not sent,
+    or taken off with `unpublish`."""
     edition = Edition(date.date(), EditionKind.WEEKLY if weekly else EditionKind.DAILY)
     if not common.store_of(ctx).publish_issue(edition):
         raise EditionNotStored(f"the {edition.kind} edition of {edition.date} is not stored: render it first "
@@ -188,9 +188,8 @@ def publish(ctx: click.Context, date: dt.datetime, weekly: bool) -> None:
 @click.option("--weekly", is_flag=True, help="The weekly edition of DATE (default: the daily edition).")
 @click.pass_context
 def unpublish(ctx: click.Context, date: dt.datetime, weekly: bool) -> None:
-    """Take the edition of DATE off the web: off the archive and the Atom
-    feed, and its page answers 404. It stays stored (`publish` puts it
-    back); readers' emails are not touched."""
+    """Take the edition of DATE off the web: off the archive and the Atom feed, and its page answers 404.
+    It stays stored (`publish` puts it back); readers' emails are not touched."""
     edition = Edition(date.date(), EditionKind.WEEKLY if weekly else EditionKind.DAILY)
     if not common.store_of(ctx).unpublish_issue(edition):
         raise EditionNotStored(f"the {edition.kind} edition of {edition.date} is not stored: nothing to unpublish")

@@ -52,12 +52,11 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
          sender_name: str | None, ses_mode: str, dry_run: bool, test_address: str | None, limit: int | None,
          resend_unknown: bool, resend_rendering_failures: bool, allow_partial: bool,
          allow_future: bool) -> None:
-    """Send the day's editions to their readers, each exactly once: the
-    daily edition of BATCH to daily readers and, when the date is the
-    weekly day of some readers, the weekly edition (the papers stored for
-    the seven days ending on it) to them. A weekly edition whose day was
-    missed (the machine was down) goes out with the next run within two
-    days.
+    """Send the day's editions to their readers, each exactly once:
+    the daily edition of BATCH to daily readers and, when the date is the
+    weekly day of some readers, the weekly edition (the papers stored for the
+    seven days ending on it) to them. A weekly edition whose day was missed
+    (the machine was down) goes out with the next run within two days.
 
     Without BATCH and --fetch, give --date: the editions are made from the
     papers stored for those days.
@@ -70,17 +69,18 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     On a terminal a progress bar shows the send; otherwise a timestamped
     line every few seconds.
 
-    \b
     Exit codes (the worst of the editions sent):
-      0  done: every reader handled (or already sent, or nothing to send)
-      1  some readers failed (refused for good) or were left for the next
-         run (interrupted, faults that persisted): see the summary
-      2  bad input or configuration, or SES cannot render the edition's
-         template for some readers (its pre-flight): nothing was sent
-      3  quota or account problem: the provider refuses to send
-      4  another run holds the lock for this edition: it was not sent
-    130  stopped by Ctrl-C (SIGINT): no further edition was started;
-         run again to finish (SIGTERM stops the same way, with 1)
+
+    \b
+          0  done: every reader handled (or already sent, or nothing to send)
+          1  some readers failed (refused for good) or were left for the next
+             run (interrupted, faults that persisted): see the summary
+          2  bad input or configuration, or SES cannot render the edition's
+             template for some readers (its pre-flight): nothing was sent
+          3  quota or account problem: the provider refuses to send
+          4  another run holds the lock for this edition: it was not sent
+        130  stopped by Ctrl-C (SIGINT): no further edition was started;
+             run again to finish (SIGTERM stops the same way, with 1)
     """
     from newsletter.issue.editions import edition_batch
     from newsletter.picks.picking import EditionPicks

@@ -12,10 +12,9 @@ from newsletter.cli import common
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Run the web app: unsubscribe pages (with RFC 8058 one-click), readers'
-    preferences pages and feedback links, sign-up, past issues, their Atom
-    feed and /healthz. Put it behind an HTTPS proxy.
-    """
+    """Run the web app: unsubscribe pages (with RFC 8058 one-click), readers' preferences pages and feedback links,
+    sign-up, past issues, their Atom feed and /healthz. Put it behind an HTTPS
+    proxy."""
     from newsletter.readers.tokens import Signer
     from newsletter.web import create_app
 

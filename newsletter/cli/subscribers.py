@@ -108,13 +108,14 @@ def subscribers_export(ctx: click.Context, status: str | None) -> None:
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
 @click.pass_context
 def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
-    """Import FILE.csv (a header row with an `email` column and optional
-    `name`, `interests`, `authors`, `frequency` and `paused_until` columns),
-    all or nothing, in one transaction.
+    """Import FILE.csv
+    (a header row with an `email` column and optional `name`, `interests`,
+    `authors`, `frequency` and `paused_until` columns), all or nothing, in one
+    transaction.
 
     Interests and authors are separated by semicolons; a frequency is
-    daily, weekly (on NEWSLETTER_WEEKLY_DAY) or weekly:<day> such as
-    weekly:fri (empty: daily); paused_until is YYYY-MM-DD (empty: no
+    daily, weekly (on NEWSLETTER_WEEKLY_DAY) or `weekly:<day>` such as
+    `weekly:fri` (empty: daily); paused_until is YYYY-MM-DD (empty: no
     pause). Addresses already present are left as they are, profile and
     schedule included: one that unsubscribed, bounced or complained is
     never reactivated. Lines with an invalid address, frequency or date are
@@ -142,8 +143,9 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
 @click.argument("email")
 @click.pass_context
 def subscribers_reactivate(ctx: click.Context, email: str) -> None:
-    """Make EMAIL active again, whatever its status (an operator's decision:
-    use it for an address that complained or bounced only when you know why)."""
+    """Make EMAIL active again, whatever its status
+    (an operator's decision: use it for an address that complained or bounced
+    only when you know why)."""
     _change(ctx, email, SubscriberStatus.ACTIVE, "reactivated by the operator", None,
             done="Reactivated {email} (was {was})")
 
@@ -171,9 +173,8 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.pass_context
 def subscribers_interests(ctx: click.Context, email: str, frequency: str | None, weekday: str | None,
                           until: str | None, **given: str | None) -> None:
-    """Show EMAIL's interests and how often they get the newsletter, or
-    replace the parts given as options (the others stay as they are; an
-    empty value empties that part).
+    """Show EMAIL's interests and how often they get the newsletter, or replace the parts given as options
+    (the others stay as they are; an empty value empties that part).
 
     Read and cut to the same limits as the reader's preferences page: 20
     interests, 50 authors, 20 categories and 20 seed papers. Seed papers

@@ -2,7 +2,7 @@
 
 Every setting is declared once, as a field of :class:`Settings` made with
 :func:`setting`: its environment variable, its type, its default, how its
-value is parsed and one line of help. ``.env.example`` and the README's
+value is parsed and one line of help. ``.env.example`` and the docs'
 configuration table show the same names and defaults (see
 :func:`shown_default`); tests fail when they drift apart. Everything else in
 the package receives values as arguments.
@@ -204,7 +204,7 @@ def _proxy_count(name: str, value: str) -> int:
 def setting(variable: str, default: Any, parse: Parser, help: str, *, secret: bool = False) -> Any:
     """Declare one setting: a dataclass field with ``default`` whose metadata
     holds the environment ``variable`` that sets it, the ``parse`` function for
-    its value and its ``help`` line (the README's configuration table shows
+    its value and its ``help`` line (the docs' configuration table shows
     it). A ``secret`` is left out of the repr: secrets never appear in a
     repr, a log line or an error message.
 
@@ -366,7 +366,7 @@ SETTINGS: dict[str, tuple[str, Parser]] = {s.variable: (s.field, s.parse) for s 
 
 def shown_default(value: Any) -> str:
     """Return a default as ``.env.example`` writes it after ``NAME=`` (and the
-    README's table between backticks): ``""`` for no value (``None``, an
+    docs' table between backticks): ``""`` for no value (``None``, an
     empty string or list), ``true``/``false`` for a flag, a number without a
     needless ``.0``, a list joined with ``", "``, anything else as ``str``.
     Parsing the result gives the default back."""

@@ -37,7 +37,7 @@ CHECK_NAMES = ("Secret key", "Base URL", "SES account", "From identity", "DKIM",
 SES_CHECKS = CHECK_NAMES[2:10]
 
 DNS_TIMEOUT = 5.0  # seconds for all of one lookup's tries
-GUIDE = "see the README's \"Going live on SES\""
+GUIDE = "see the guide docs/guides/ses.md, \"Going live on SES\""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _base_url(settings: Settings) -> Check:
     parts = urlsplit(settings.base_url)
     host = (parts.hostname or "").lower()
     fix = ("Set NEWSLETTER_BASE_URL to the web app's public https address (run it behind an HTTPS reverse proxy: "
-           "see the README's \"Subscribers and the web app\").")
+           "see docs/guides/web-app.md, \"Behind an HTTPS proxy\").")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

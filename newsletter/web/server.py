@@ -17,7 +17,7 @@ def run_server(app: Flask, host: str, port: int, announce: Callable[[str], None]
     waitress answers some malformed requests itself (400, 413, 431) without
     calling the app; those answers carry the security headers too. What
     waitress cannot cover (TLS, requests it drops) is the reverse proxy's
-    part (see the README). With the app's ``NEWSLETTER_PROXY_COUNT``
+    part (see docs/guides/web-app.md). With the app's ``NEWSLETTER_PROXY_COUNT``
     set, waitress takes the client's address from X-Forwarded-For (see
     :func:`proxy_adjustments`).
     """
@@ -68,7 +68,7 @@ def proxy_adjustments(proxy_count: int) -> dict[str, Any]:
     remote peers are to be trusted", which "is a security issue if Waitress
     is receiving connections from untrusted locations": setting a proxy
     count already says that only the proxies reach ``serve`` (see the
-    README). ``trusted_proxy_count``, "How many proxies we trust when
+    docs/guides/web-app.md). ``trusted_proxy_count``, "How many proxies we trust when
     chained": of ``X-Forwarded-For: 192.0.2.1, "[2001:db8::1]"`` with one,
     "that initial IP address "192.0.2.1" is not trusted and we completely
     ignore it". So the client is the entry our outermost proxy appended,
