@@ -575,7 +575,7 @@ def test_the_ledger_records_outcomes_forgets_and_marks_unknown(store):
     ledger.mark_pending(ids)
     ledger.record([LedgerRow(ids[0], DeliveryStatus.SENT, "m-0"),
                    LedgerRow(ids[1], DeliveryStatus.FAILED, reason="refused")], forget=[ids[2]])
-    ledger.forget([ids[3]])
+    ledger.record((), forget=[ids[3]])
     ledger.mark_unknown([ids[4]], "no answer")
     expected = [(ids[0], "sent", "m-0", None), (ids[1], "failed", None, "refused"),
                 (ids[4], "unknown", None, "no answer"), (ids[5], "pending", None, None)]
