@@ -42,7 +42,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.core.errors import StoreError
-from newsletter.core.models import SubscriberStatus
+from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import backup as backup_module
 from newsletter.store import UnsubscribePayload, migrate, open_store
 from newsletter.readers.tokens import Signer
@@ -74,7 +74,8 @@ def add_readers(database: Path, count: int) -> list:
     """Add ``count`` active readers; return them."""
     store = open_store(f"sqlite:///{database}")
     try:
-        report = store.import_subscribers((i, f"reader{i}@example.org", f"Reader {i}") for i in range(count))
+        report = store.import_subscribers(SubscriberRow(i, f"reader{i}@example.org", f"Reader {i}")
+                                          for i in range(count))
         assert len(report.added) == count
         return list(store.iter_subscribers())
     finally:

@@ -45,7 +45,7 @@ from conftest import FIXTURES, SECRET, clean_env, count_signups, free_port, news
 from newsletter.readers.actions import READER_LIMITS, ReaderActions
 from newsletter.papers.batches import load_batch
 from newsletter.core.errors import RateLimited
-from newsletter.core.models import Frequency, Profile, Schedule, SubscriberStatus
+from newsletter.core.models import Frequency, Profile, Schedule, SubscriberRow, SubscriberStatus
 from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.store import ActionLimits, VotePayload, open_store
 from newsletter.store.schema import actions_table
@@ -221,7 +221,7 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
 def test_unsubscribes_during_a_real_import_are_answered_fast_and_all_applied(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
     store = open_store(database_url)
-    store.import_subscribers((n, f"reader{n}@example.com", None) for n in range(2000))
+    store.import_subscribers(SubscriberRow(n, f"reader{n}@example.com", None) for n in range(2000))
     readers = list(store.iter_subscribers())
     big = tmp_path / "big.csv"
     with open(big, "w", newline="") as handle:

@@ -383,6 +383,23 @@ class Subscriber:
     schedule: Schedule = Schedule()  # when they get the newsletter
 
 
+@dataclass(frozen=True, slots=True)  # slots: an import keeps one per address, and a list can hold a million
+class SubscriberRow:
+    """One row of a subscriber list to import: the ``line`` where it begins
+    in its file, the address as written, the name, and the reader's
+    interests, authors and schedule when the list has those columns.
+    ``schedule_error`` says why the row's schedule could not be read (then
+    the row is invalid, and ``schedule`` the default)."""
+
+    line: int
+    email: str
+    name: str | None = None
+    interests: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    schedule: Schedule = Schedule()
+    schedule_error: str | None = None
+
+
 @dataclass(frozen=True)
 class SubscriberEvent:
     """One status change of a subscriber: when, from what, to what, and why."""
