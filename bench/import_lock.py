@@ -42,7 +42,7 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from newsletter.core.models import SubscriberStatus
+from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import open_store  # noqa: E402
 from newsletter.readers.tokens import Signer  # noqa: E402
 
@@ -87,7 +87,7 @@ def percentile(values: list[float], share: float) -> float:
 def run(rows: int, folder: Path) -> dict:
     database_url = f"sqlite:///{folder / 'newsletter.db'}"
     store = open_store(database_url)
-    store.import_subscribers((n, f"reader{n}@example.com", None) for n in range(READERS))
+    store.import_subscribers(SubscriberRow(n, f"reader{n}@example.com", None) for n in range(READERS))
     readers = list(store.iter_subscribers())
     big = folder / "big.csv"
     with open(big, "w", newline="") as handle:

@@ -169,6 +169,23 @@ def store(database_url):
     opened.close()
 
 
+def count_signups(store, *, since, email: str | None = None, client: str | None = None) -> int:
+    """How many sign-up requests ``store``'s inbox recorded for ``email`` (or
+    from ``client``) since ``since``, applied or not."""
+    from sqlalchemy import func, select
+
+    from newsletter.core.models import ReaderActionKind
+    from newsletter.store.schema import actions_table as a
+
+    query = select(func.count()).select_from(a).where(a.c.kind == ReaderActionKind.SIGNUP, a.c.received_at >= since)
+    if email is not None:
+        query = query.where(a.c.email_key == email.strip().lower())
+    if client is not None:
+        query = query.where(a.c.client == client[:64])
+    with store.inbox.connect() as conn:
+        return conn.scalar(query)
+
+
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     """Settings for a command run (NEWSLETTER_* variables): SQLite in tmp, a

@@ -52,7 +52,7 @@ from newsletter.papers.batches import load_batch
 from newsletter.cli import admin as admin_cli
 from newsletter.cli import cli
 from newsletter.core.config import Settings
-from newsletter.core.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberStatus
+from newsletter.core.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberRow, SubscriberStatus
 from newsletter.operators.passwords import check_password, hash_password
 from newsletter.store import Ledger, dashboard, open_store
 from newsletter.store.backup import processes_holding
@@ -1400,7 +1400,7 @@ def test_the_overviews_totals_from_the_history_equal_the_list(store):
     assert store.status_totals() == store.counts() == dict.fromkeys(tuple(SubscriberStatus), 0)
     with clock(store, now - dt.timedelta(days=3)):
         ids = [store.add(f"r{n}@example.com")[0].id for n in range(6)]
-        store.import_subscribers([(n + 2, f"i{n}@example.com", None) for n in range(4)])
+        store.import_subscribers([SubscriberRow(n + 2, f"i{n}@example.com", None) for n in range(4)])
         agree()
     with clock(store, now - dt.timedelta(days=2)):
         agree()  # the first day is kept by now

@@ -42,9 +42,9 @@ from click.testing import CliRunner
 from conftest import FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.core.errors import StoreError
-from newsletter.core.models import SubscriberStatus
+from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import backup as backup_module
-from newsletter.store import migrate, open_store
+from newsletter.store import UnsubscribePayload, migrate, open_store
 from newsletter.readers.tokens import Signer
 
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
@@ -74,7 +74,8 @@ def add_readers(database: Path, count: int) -> list:
     """Add ``count`` active readers; return them."""
     store = open_store(f"sqlite:///{database}")
     try:
-        report = store.import_subscribers((i, f"reader{i}@example.org", f"Reader {i}") for i in range(count))
+        report = store.import_subscribers(SubscriberRow(i, f"reader{i}@example.org", f"Reader {i}")
+                                          for i in range(count))
         assert len(report.added) == count
         return list(store.iter_subscribers())
     finally:
@@ -245,8 +246,8 @@ def test_reader_actions_still_waiting_are_applied_before_the_copy(tmp_path, data
     store = open_store(env["NEWSLETTER_DATABASE_URL"])
     try:
         # Recorded by the web app while the database was busy, not applied yet.
-        store.record_action("unsubscribe", subscriber_id=readers[1].id, payload={
-            "source": "one-click", "reason": "one-click unsubscribe (RFC 8058)", "ref": readers[1].ref})
+        store.record_action(UnsubscribePayload(source="one-click", reason="one-click unsubscribe (RFC 8058)",
+                                               ref=readers[1].ref), subscriber_id=readers[1].id)
     finally:
         store.close()
     result = run(env, "db", "backup", str(tmp_path / "backups" / "b.db"))

@@ -17,6 +17,7 @@ from newsletter.cli import cli
 from newsletter.cli import picks as picks_command
 from newsletter.core.models import Profile
 from newsletter.picks.picking import EditionPicks
+from newsletter.store import FetchPaperPayload
 
 BATCH = FIXTURES / "picks-day.json"
 
@@ -67,7 +68,7 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, ru
     assert profile == Profile(reader.id, ("concept erasure", "video generation"), ("Grace Hopper", "Alan Turing"),
                               ("cs.CV", "cs.LG"), ("2503.00002", "2311.12092"), disliked=("2503.00006",), picks=3)
     # The seed paper that is not stored is left for `serve` to fetch.
-    assert [a.payload for a in store.due_actions(("fetch_paper",))] == [{"arxiv_id": "2311.12092"}]
+    assert [a.payload for a in store.due_actions(("fetch_paper",))] == [FetchPaperPayload("2311.12092")]
     # One part: the others stay; an empty value empties it.
     ok(run("subscribers", "interests", "ada@example.com", "--categories", "stat.ML", "--authors", ""))
     profile = store.profile(reader.id)

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.core.config import Settings
-from newsletter.core.models import SubscriberStatus
+from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
 from newsletter.web import create_app, create_preview_app
@@ -111,7 +111,8 @@ def footer_link(html: str) -> str:
 
 
 def test_a_test_message_to_a_subscriber_carries_their_working_link(env, db, site):
-    db.import_subscribers([(1, "editor@example.org", "Editor"), (2, "other@example.org", None)])
+    db.import_subscribers([SubscriberRow(1, "editor@example.org", "Editor"),
+                           SubscriberRow(2, "other@example.org", None)])
     editor = db.get(email="editor@example.org")
     own = Signer(SECRET).unsubscribe_url(BASE, editor.ref)
 
@@ -131,7 +132,7 @@ def test_a_test_message_to_a_subscriber_carries_their_working_link(env, db, site
 
 
 def test_a_test_message_to_someone_not_on_the_list_offers_the_sign_up_page(env, db, site):
-    db.import_subscribers([(1, "reader@example.org", None)])
+    db.import_subscribers([SubscriberRow(1, "reader@example.org", None)])
 
     message = send_test_message(env, "guest@example.org")
 
@@ -145,7 +146,7 @@ def test_a_test_message_to_someone_not_on_the_list_offers_the_sign_up_page(env, 
 
 
 def test_a_test_message_to_a_subscriber_leaves_their_copy_of_the_issue_alone(env, db):
-    db.import_subscribers([(1, "editor@example.org", None)])
+    db.import_subscribers([SubscriberRow(1, "editor@example.org", None)])
     invoke(env, "send", str(EXAMPLE), "--date", DATE)
     folder = Path(env["NEWSLETTER_OUTBOX_DIR"]) / DATE
     [sent] = folder.iterdir()
@@ -212,7 +213,7 @@ def test_every_link_works_for_a_reader_who_never_set_an_interest(tmp_path):
     the one-click unsubscribe (done)."""
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
     store = open_store(database_url)
-    store.import_subscribers([(1, "ada@example.org", "Ada"), (2, "bob@example.org", None)])
+    store.import_subscribers([SubscriberRow(1, "ada@example.org", "Ada"), SubscriberRow(2, "bob@example.org", None)])
     ada = store.get(email="ada@example.org")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from newsletter.core.errors import ListError
 from newsletter.readers.lists import EXPORT_COLUMNS, read_subscriber_csv, write_subscriber_csv
-from newsletter.core.models import Subscriber
+from newsletter.core.models import Subscriber, SubscriberRow
 
 
 def write(tmp_path, data: bytes | str, name: str = "list.csv"):
@@ -21,8 +21,9 @@ def write(tmp_path, data: bytes | str, name: str = "list.csv"):
     return path
 
 
-def read(tmp_path, data: bytes | str):
-    return read_subscriber_csv(write(tmp_path, data))
+def read(tmp_path, data: bytes | str) -> list[tuple]:
+    """The (line, email, name) of each row of a file holding ``data``."""
+    return [(row.line, row.email, row.name) for row in read_subscriber_csv(write(tmp_path, data))]
 
 
 def list_error(tmp_path, data: bytes | str, name: str = "members.csv") -> str:
@@ -42,8 +43,8 @@ def list_error(tmp_path, data: bytes | str, name: str = "members.csv") -> str:
 def test_the_example_list():
     rows = read_subscriber_csv(ROOT / "subscribers" / "example.csv")
     assert len(rows) == 5
-    assert rows[0] == (2, "ada@example.com", "Ada Lovelace")
-    assert [line for line, _, _ in rows] == [2, 3, 4, 5, 6]
+    assert rows[0] == SubscriberRow(2, "ada@example.com", "Ada Lovelace")
+    assert [row.line for row in rows] == [2, 3, 4, 5, 6]
 
 
 def test_header_is_case_insensitive_and_values_are_stripped(tmp_path):
@@ -230,7 +231,7 @@ def test_an_export_can_be_imported_again(tmp_path):
     path = tmp_path / "export.csv"
     with open(path, "w", encoding="utf-8", newline="") as handle:
         write_subscriber_csv(EXPORTED, handle)
-    assert read_subscriber_csv(path) == [(i + 2, s.email, s.name) for i, s in enumerate(EXPORTED)]
+    assert read_subscriber_csv(path) == [SubscriberRow(i + 2, s.email, s.name) for i, s in enumerate(EXPORTED)]
 
 
 FORMULAS = [
@@ -264,7 +265,7 @@ def test_an_export_with_formulas_imports_back_unchanged(tmp_path):
     with open(path, "w", encoding="utf-8", newline="") as handle:
         write_subscriber_csv(FORMULAS, handle)
     rows = read_subscriber_csv(path)
-    assert [(email, name) for _line, email, name in rows] == [(s.email, s.name.strip()) for s in FORMULAS]
+    assert [(row.email, row.name) for row in rows] == [(s.email, s.name.strip()) for s in FORMULAS]
 
 
 def test_an_import_removes_only_the_quote_an_export_adds(tmp_path):

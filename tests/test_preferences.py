@@ -363,7 +363,7 @@ NEW_PAPER = ("Concept Sliders: LoRA Adaptors for Precise Control in Diffusion Mo
 
 
 def pending_fetches(store) -> list[str]:
-    return sorted(a.payload["arxiv_id"] for a in store.due_actions(("fetch_paper",)))
+    return sorted(a.payload.arxiv_id for a in store.due_actions(("fetch_paper",)))
 
 
 def test_seed_papers_not_stored_are_fetched_in_the_background(site):

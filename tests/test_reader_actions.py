@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 import email
 import email.policy
+import json
 import signal
 import sqlite3
 import statistics
@@ -40,13 +41,13 @@ from sqlalchemy import create_engine
 from sqlalchemy import select
 
 from arxiv_standin import ArxivStandIn
-from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
-from newsletter.readers.actions import READER_LIMITS
+from conftest import FIXTURES, SECRET, clean_env, count_signups, free_port, newsletter_server, wait_until
+from newsletter.readers.actions import READER_LIMITS, ReaderActions
 from newsletter.papers.batches import load_batch
 from newsletter.core.errors import RateLimited
-from newsletter.core.models import Frequency, Schedule, SubscriberStatus
+from newsletter.core.models import Frequency, Profile, Schedule, SubscriberRow, SubscriberStatus
 from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
-from newsletter.store import ActionLimits, open_store
+from newsletter.store import ActionLimits, VotePayload, open_store
 from newsletter.store.schema import actions_table
 from newsletter.readers.tokens import Signer
 
@@ -220,7 +221,7 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
 def test_unsubscribes_during_a_real_import_are_answered_fast_and_all_applied(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
     store = open_store(database_url)
-    store.import_subscribers((n, f"reader{n}@example.com", None) for n in range(2000))
+    store.import_subscribers(SubscriberRow(n, f"reader{n}@example.com", None) for n in range(2000))
     readers = list(store.iter_subscribers())
     big = tmp_path / "big.csv"
     with open(big, "w", newline="") as handle:
@@ -347,7 +348,7 @@ def test_an_answered_sign_up_is_mailed_even_if_the_server_is_killed_right_after(
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert store.count_signups(email="kept@example.com", since=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)) == 1
+    assert count_signups(store, email="kept@example.com", since=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)) == 1
     with server():  # started again: its worker sends what was accepted
         wait_until(lambda: outbox_messages(server.outbox), "the confirmation email after the restart")
         wait_until(lambda: signed_up(store), "the worker to finish")
@@ -479,7 +480,7 @@ LIMITS = ActionLimits(kinds=("vote",), per_reader=3, per_client=4, window=dt.tim
 
 
 def record(store, reader, n: int, client: str | None = "198.51.100.1") -> int | None:
-    return store.record_reader_action("vote", {"paper_key": f"p{n}", "vote": 1}, subscriber_id=reader.id,
+    return store.record_reader_action(VotePayload(reader.id, f"p{n}", 1, DAY.isoformat()), subscriber_id=reader.id,
                                       client=client, limits=LIMITS, unchanged=lambda _waiting: False)
 
 
@@ -511,9 +512,10 @@ def test_at_most_so_many_of_a_readers_changes_wait_and_a_change_of_nothing_recor
     with pytest.raises(RateLimited):
         record(store, reader, 9)
     seen = []
-    assert store.record_reader_action("vote", {}, subscriber_id=reader.id, client=None, limits=LIMITS,
+    assert store.record_reader_action(VotePayload(reader.id, "p9", 1, DAY.isoformat()), subscriber_id=reader.id,
+                                      client=None, limits=LIMITS,
                                       unchanged=lambda waiting: seen.extend(waiting) or True) is None
-    assert [a.payload["paper_key"] for a in seen] == ["p0", "p1"]
+    assert [a.payload.paper_key for a in seen] == ["p0", "p1"]
     assert len(store.pending_actions(reader.id, ("vote",))) == LIMITS.max_pending
 
 
@@ -529,4 +531,58 @@ def test_the_inbox_keeps_applied_changes_only_while_they_count(store, monkeypatc
     monkeypatch.setattr(store, "clock", lambda: real_now() + dt.timedelta(hours=2))
     assert store.purge_actions(others_older_than=LIMITS.window) == 1
     assert [kind for kind, _payload in inbox_rows(store, reader)] == ["vote"]  # the one still to apply
-    assert store.count_signups(email="new@example.com", since=real_now() - dt.timedelta(days=1)) == 1
+    assert count_signups(store, email="new@example.com", since=real_now() - dt.timedelta(days=1)) == 1
+
+
+def test_actions_recorded_as_plain_json_by_earlier_releases_are_still_applied(store):
+    """Rows of the inbox as earlier releases wrote them, optional fields left
+    out, still count for the reader's pages and are applied."""
+    store.store_batch(load_batch(FIXTURES / "picks-day.json"))
+    key = store.edition_papers(DAY)[2]
+    reader, _ = store.add("old.reader@example.com")
+    leaving, _ = store.add("leaving@example.com")
+    preferences = {"subscriber_id": reader.id, "interests": ["concept erasure"], "authors": ["Rohit Gandikota"],
+                   "categories": ["cs.CV"], "seeds": [], "picks": 3}
+    rows = [
+        ("unsubscribe", leaving.id, None,
+         {"source": "one-click", "reason": "one-click unsubscribe (RFC 8058)", "ref": leaving.ref}),
+        ("preferences", reader.id, None, {**preferences, "schedule": {"frequency": "weekly", "weekday": 4,
+                                                                      "paused_until": "2030-01-02"}}),
+        ("preferences", reader.id, None, preferences),  # saved before schedules were part of the form
+        ("vote", reader.id, None, {"subscriber_id": reader.id, "paper_key": key, "vote": -1,
+                                   "edition": DAY.isoformat()}),
+        ("confirm", None, "weekly@example.com",
+         {"email": "Weekly@example.com", "name": "Weekly Reader", "interests": ["diffusion"], "frequency": "weekly"}),
+        ("confirm", None, "daily@example.com", {"email": "daily@example.com", "name": None, "interests": []}),
+        ("signup", None, "asked@example.com", {"email": "asked@example.com", "name": None}),
+        ("signup", None, "weekly.ask@example.com",
+         {"email": "weekly.ask@example.com", "name": "W", "interests": ["robots"], "frequency": "weekly"}),
+        ("fetch_paper", reader.id, None, {"arxiv_id": "2311.12092"}),
+    ]
+    with store.inbox.begin() as conn:
+        for kind, subscriber_id, email_key, payload in rows:
+            conn.execute(actions_table.insert().values(kind=kind, subscriber_id=subscriber_id, email_key=email_key,
+                                                       payload=json.dumps(payload), received_at=store.clock(),
+                                                       attempts=0))
+    sent = []
+    actions = ReaderActions(store, send_confirmation=lambda *confirmation: sent.append(confirmation))
+    # Still waiting, they count already.
+    assert store.pending_status(leaving.id) == UNSUBSCRIBED
+    assert actions.profile_of(reader.id) == Profile(reader.id, ("concept erasure",), ("Rohit Gandikota",), ("cs.CV",),
+                                                    (), (), (), 3)
+    assert actions.schedule_of(reader) == Schedule(Frequency.WEEKLY, 4, dt.date(2030, 1, 2))
+    assert [(vote.paper_key, vote.vote) for vote in actions.votes_of(reader.id)] == [(key, -1)]
+    assert [action.payload.arxiv_id for action in store.due_lookups(10)] == ["2311.12092"]
+
+    assert actions.apply_pending() == 6
+    assert actions.send_pending_confirmations() == 2
+    assert sent == [("asked@example.com", None, (), Frequency.DAILY),
+                    ("weekly.ask@example.com", "W", ("robots",), Frequency.WEEKLY)]
+    assert store.get(ref=leaving.ref).status == UNSUBSCRIBED
+    assert store.profile(reader.id) == Profile(reader.id, ("concept erasure",), ("Rohit Gandikota",), ("cs.CV",),
+                                               (), (), (key,), 3)
+    assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4, dt.date(2030, 1, 2))
+    weekly, daily = store.get(email="weekly@example.com"), store.get(email="daily@example.com")
+    assert (weekly.status, weekly.name, weekly.schedule.frequency) == (ACTIVE, "Weekly Reader", Frequency.WEEKLY)
+    assert store.profile(weekly.id).interests == ("diffusion",)
+    assert (daily.status, daily.name, daily.schedule) == (ACTIVE, None, Schedule())

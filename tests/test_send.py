@@ -37,7 +37,7 @@ from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.core.config import Settings
 from newsletter.core.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
-from newsletter.core.models import DeliveryStatus, SubscriberStatus
+from newsletter.core.models import DeliveryStatus, SubscriberRow, SubscriberStatus
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
@@ -78,7 +78,8 @@ def send(env: dict[str, str], *args: str, batch: Path | str = EXAMPLE):
 
 def add_readers(store, count: int, start: int = 0, name=lambda i: f"Reader {i}") -> list:
     """Add ``count`` active readers quickly (one transaction); return them in id order."""
-    report = store.import_subscribers((i, f"reader{i}@example.org", name(i)) for i in range(start, start + count))
+    report = store.import_subscribers(SubscriberRow(i, f"reader{i}@example.org", name(i))
+                                      for i in range(start, start + count))
     assert len(report.added) == count
     return [store.get(email=f"reader{i}@example.org") for i in range(start, start + count)]
 
@@ -575,7 +576,7 @@ def test_the_ledger_records_outcomes_forgets_and_marks_unknown(store):
     ledger.mark_pending(ids)
     ledger.record([LedgerRow(ids[0], DeliveryStatus.SENT, "m-0"),
                    LedgerRow(ids[1], DeliveryStatus.FAILED, reason="refused")], forget=[ids[2]])
-    ledger.forget([ids[3]])
+    ledger.record((), forget=[ids[3]])
     ledger.mark_unknown([ids[4]], "no answer")
     expected = [(ids[0], "sent", "m-0", None), (ids[1], "failed", None, "refused"),
                 (ids[4], "unknown", None, "no answer"), (ids[5], "pending", None, None)]

@@ -32,6 +32,7 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE, SECRET, clean_env
 from newsletter.cli import cli
+from newsletter.core.models import SubscriberRow
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.store import Ledger, open_store
 from sesv2_standin import SesV2StandIn
@@ -57,7 +58,7 @@ def db(tmp_path) -> Path:
 def add_readers(db: Path, count: int) -> list[str]:
     store = open_store(f"sqlite:///{db}")
     try:
-        store.import_subscribers((i, f"reader{i:03d}@example.org", None) for i in range(count))
+        store.import_subscribers(SubscriberRow(i, f"reader{i:03d}@example.org", None) for i in range(count))
     finally:
         store.close()
     return [f"reader{i:03d}@example.org" for i in range(count)]

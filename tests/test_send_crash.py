@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET, clean_env, free_port
-from newsletter.core.models import Edition, Profile
+from newsletter.core.models import Edition, Profile, SubscriberRow
 from newsletter.store import Ledger, open_store
 from newsletter.store.schema import subscribers_table
 from sesv2_standin import SesV2StandIn
@@ -63,7 +63,7 @@ def template_db(tmp_path_factory) -> Path:
         rows = []
         for i in range(READERS):
             name = None if i % 3 else (f"Lectora Nº {i}" if i % 7 == 0 else f"Reader {i}")
-            rows.append((i + 1, f"reader{i:04d}@example.org", name))
+            rows.append(SubscriberRow(i + 1, f"reader{i:04d}@example.org", name))
         report = store.import_subscribers(rows)
         assert len(report.added) == READERS
         # Half the readers have interests, so most of them get picks.

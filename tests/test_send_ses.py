@@ -30,6 +30,7 @@ from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.cli.common import render_for_readers
 from newsletter.core.config import Settings
+from newsletter.core.models import SubscriberRow
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
@@ -114,7 +115,8 @@ def send(env: dict[str, str], *args: str, batch: Path | str = EXAMPLE):
 def add_readers(store, count: int, start: int = 0) -> list:
     """Add ``count`` readers; every tenth has a non-ASCII name."""
     report = store.import_subscribers(
-        (i, f"reader{i}@example.org", "Zoë Ünïcode" if i % 10 == 3 else None) for i in range(start, start + count)
+        SubscriberRow(i, f"reader{i}@example.org", "Zoë Ünïcode" if i % 10 == 3 else None)
+        for i in range(start, start + count)
     )
     assert len(report.added) == count
     return [store.get(email=f"reader{i}@example.org") for i in range(start, start + count)]

@@ -30,7 +30,7 @@ from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credent
 from conftest import FIXTURES, SECRET
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.core.models import REASON_KINDS, Pick, Profile, Reason, paper_key
+from newsletter.core.models import REASON_KINDS, Pick, Profile, Reason, SubscriberRow, paper_key
 from newsletter.store import Ledger, open_store
 from newsletter.store.picks import write_picks
 
@@ -64,7 +64,7 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         profiles["markup"] = dict(interests=(MARKUP_INTEREST,))
     store = open_store(database_url)
     try:
-        store.import_subscribers((n, f"{who}@example.org", None) for n, who in enumerate(profiles))
+        store.import_subscribers(SubscriberRow(n, f"{who}@example.org", None) for n, who in enumerate(profiles))
         ids = {f"{who}@example.org": store.get(email=f"{who}@example.org").id for who in profiles}
         for who, fields in profiles.items():
             if fields is not None:

@@ -25,7 +25,7 @@ from newsletter.feedback.stats import (
     edition_stats,
     issue_stats,
 )
-from newsletter.core.models import DeliveryStatus, Edition, EditionKind, Feedback, SubscriberStatus
+from newsletter.core.models import DeliveryStatus, Edition, EditionKind, Feedback, SubscriberRow, SubscriberStatus
 from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import deliveries_table, events_table
@@ -39,7 +39,7 @@ _ids = itertools.count()
 
 
 def readers(store, count: int, prefix: str = "reader") -> list:
-    store.import_subscribers((i, f"{prefix}{i:03d}@example.com", None) for i in range(count))
+    store.import_subscribers(SubscriberRow(i, f"{prefix}{i:03d}@example.com", None) for i in range(count))
     return [s for s in store.iter_subscribers() if s.email.startswith(prefix)]
 
 

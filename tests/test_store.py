@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from conftest import POSTGRES_URL, free_port
 from newsletter.core.config import Settings
 from newsletter.core.errors import InvalidEmail, StoreError
-from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberStatus
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberRow, SubscriberStatus
 from newsletter.issue.render import render_issue
 from newsletter.store import open_store
 from newsletter.store.schema import SCHEMA_VERSION, events_table, issues_table, meta_table, subscribers_table
@@ -298,13 +298,13 @@ def test_import_reports_each_line(store):
         subscriber, _ = store.add(email)
         store.change_status(subscriber.id, status, source="test", reason="setup")
     rows = [
-        (2, "new@example.com", "New Reader"),
-        (3, "ADA@example.com", None),
-        (4, "not an address", None),
-        (5, "Gone@Example.com", None),
-        (6, "bounce@example.com", None),
-        (7, "spam@example.com", None),
-        (9, "other@example.com", None),
+        SubscriberRow(2, "new@example.com", "New Reader"),
+        SubscriberRow(3, "ADA@example.com", None),
+        SubscriberRow(4, "not an address", None),
+        SubscriberRow(5, "Gone@Example.com", None),
+        SubscriberRow(6, "bounce@example.com", None),
+        SubscriberRow(7, "spam@example.com", None),
+        SubscriberRow(9, "other@example.com", None),
     ]
     report = store.import_subscribers(rows, source="import:test.csv")
     assert report.added == [2, 9]
@@ -329,13 +329,13 @@ def test_import_duplicates_in_the_same_file(store):
     gone, _ = store.add("gone@example.com")
     store.change_status(gone.id, "unsubscribed", source="web", reason="x")
     rows = [
-        (2, "ada@example.com", "Ada"),
-        (3, "Ada@Example.com", "Ada again"),
-        (4, "ada@example.com", None),
-        (5, "gone@example.com", None),
-        (6, "GONE@example.com", None),
-        (7, "bad@", None),
-        (8, "bad@", None),
+        SubscriberRow(2, "ada@example.com", "Ada"),
+        SubscriberRow(3, "Ada@Example.com", "Ada again"),
+        SubscriberRow(4, "ada@example.com", None),
+        SubscriberRow(5, "gone@example.com", None),
+        SubscriberRow(6, "GONE@example.com", None),
+        SubscriberRow(7, "bad@", None),
+        SubscriberRow(8, "bad@", None),
     ]
     report = store.import_subscribers(rows)
     assert report.added == [2]
@@ -358,7 +358,7 @@ def test_import_is_all_or_nothing(store):
             raise RuntimeError("disk full")
 
     event.listen(store.reader, "before_cursor_execute", fail_on_events)
-    rows = [(line, f"reader{line}@example.com", None) for line in range(2, 7)]
+    rows = [SubscriberRow(line, f"reader{line}@example.com", None) for line in range(2, 7)]
     try:
         with pytest.raises(RuntimeError, match="disk full"):
             store.import_subscribers(rows)

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from conftest import EXAMPLE, SECRET
 from newsletter.cli import cli
 from newsletter.core.config import Settings
+from newsletter.core.models import SubscriberRow
 from newsletter.sending.personalize import format_address
 from newsletter.store import open_store
 from newsletter.store.schema import subscribers_table
@@ -131,7 +132,7 @@ def test_the_store_cleans_names_on_both_databases(store):
     # On PostgreSQL a NUL cannot even be stored: it used to fail the whole add.
     subscriber, created = store.add("ada@example.com", HOSTILE)
     assert created and subscriber.name == CLEANED
-    report = store.import_subscribers([(2, "bob@example.com", "Bob\x00\x1b[31m\u202e")])
+    report = store.import_subscribers([SubscriberRow(2, "bob@example.com", "Bob\x00\x1b[31m\u202e")])
     assert len(report.added) == 1
     assert store.get(email="bob@example.com").name == "Bob[31m"
 

@@ -1,6 +1,6 @@
 """Plain, immutable data passed between the layers, and the one vocabulary
-of statuses: a subscriber's, a delivery's, a readiness check's, and the kinds
-of SES feedback.
+of statuses: a subscriber's, a delivery's, a readiness check's, the kinds
+of SES feedback, and the kinds and outcomes of readers' actions.
 
 The statuses are string enums: their values are what the database stores,
 and a member compares equal to its value.
@@ -71,6 +71,35 @@ class CheckStatus(StrEnum):
     WARN = "warn"  # a send goes out, but something should be fixed
     FAIL = "fail"  # a send would fail, or its mail be refused or junked
     SKIP = "skip"  # not checked: does not apply, or could not be looked at
+
+
+class ReaderActionKind(StrEnum):
+    """What a reader action recorded in the store's action inbox is (see
+    ``newsletter.readers.actions``)."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+    CONFIRM = "confirm"  # a sign-up's confirmation link used
+    PREFERENCES = "preferences"  # the preferences form saved
+    VOTE = "vote"  # a 👍 or 👎 on a paper, or its undo
+    SIGNUP = "signup"  # a sign-up form: its confirmation email to send
+    FETCH_PAPER = "fetch_paper"  # a seed paper to look up on arXiv
+
+
+class ConfirmOutcome(StrEnum):
+    """What a used confirmation link comes to."""
+
+    SUBSCRIBED = "subscribed"  # a new reader
+    RESUBSCRIBED = "resubscribed"  # a reader who had unsubscribed themself, active again
+    ALREADY = "already"  # active already: nothing changes
+    REFUSED = "refused"  # may not be made active from the web: removed by the operator, bounced or complained
+
+
+class NotApplied(StrEnum):
+    """Why a reader's action was not applied the moment it came."""
+
+    WAITING = "waiting"  # recorded, and applied as soon as the database is free
+    UNCHANGED = "unchanged"  # it would change nothing: not recorded
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as date.weekday() numbers them
@@ -352,6 +381,23 @@ class Subscriber:
     created_at: dt.datetime
     updated_at: dt.datetime
     schedule: Schedule = Schedule()  # when they get the newsletter
+
+
+@dataclass(frozen=True, slots=True)  # slots: an import keeps one per address, and a list can hold a million
+class SubscriberRow:
+    """One row of a subscriber list to import: the ``line`` where it begins
+    in its file, the address as written, the name, and the reader's
+    interests, authors and schedule when the list has those columns.
+    ``schedule_error`` says why the row's schedule could not be read (then
+    the row is invalid, and ``schedule`` the default)."""
+
+    line: int
+    email: str
+    name: str | None = None
+    interests: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    schedule: Schedule = Schedule()
+    schedule_error: str | None = None
 
 
 @dataclass(frozen=True)

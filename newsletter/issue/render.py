@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -282,52 +283,117 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     if not batch.papers:
         raise BatchError(batch.source or "batch", "no papers to render")
     env = template_environment(settings.templates_dir)
-    edition = batch.edition
-    weekly = edition.kind == EditionKind.WEEKLY
     personal = paper_code is not None
-    views = [_paper_view(p, settings.teaser) for p in batch.papers]
     codes = tuple(paper_code(i, paper_key(p)) for i, p in enumerate(batch.papers)) if personal else ()
+    layout = _Layout(env, _issue_values(batch, settings, personal), _paper_views(batch, settings, codes))
+    picks = picks_layout(env, settings) if personal else None
+    longest = _longest_marks(settings, feedback_chars, _largest_picks(picks.html, batch, settings) if picks else "")
+    html, cards, listed = _fitted_email(layout, longest, limit)
+    web_html = _web_page(layout)
+    text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
+    return Issue(
+        date=batch.date,
+        subject=layout.values["subject"],
+        preheader=layout.values["preheader"],
+        html=html,
+        text=text,
+        web_html=web_html,
+        paper_count=layout.total,
+        card_count=cards,
+        listed_count=listed,
+        web_url=layout.values["web_url"],
+        kind=batch.kind,
+        picks=picks,
+        papers=batch.papers,
+        paper_codes=codes,
+    )
+
+
+def _paper_views(batch: Batch, settings: Settings, codes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """What the templates show of each paper of ``batch`` (see
+    :func:`_paper_view`), with 👍 and 👎 links when the papers have their
+    feedback ``codes`` (none: no links)."""
+    views = [_paper_view(p, settings.teaser) for p in batch.papers]
     for position, (view, code) in enumerate(zip(views, codes)):
         base_link = f"{settings.web_base}/f/{position}-{code}.{FEEDBACK_MARK}"
         view["up"], view["down"] = f"{base_link}/up", f"{base_link}/down"
-    total = len(views)
-    web_url = f"{settings.web_base}/issues/{batch.date.isoformat()}{'/weekly' if weekly else ''}"
-    base = {
+    return views
+
+
+def _issue_values(batch: Batch, settings: Settings, personal: bool) -> dict[str, Any]:
+    """What the templates show of the issue as a whole, whatever its
+    layout: its name, subject, date, links and the marks that stand for a
+    reader's values (the preferences link and picks only when ``personal``)."""
+    edition = batch.edition
+    weekly = edition.kind == EditionKind.WEEKLY
+    return {
         "name": settings.name,
-        "subject": subject_for(settings.name, edition, total),
+        "subject": subject_for(settings.name, edition, len(batch.papers)),
         "preheader": preheader_for(batch.papers),
         "date": batch.date,
         "date_long": (f"Weekly · {edition.describe()}" if weekly
                       else f"{batch.date:%A} {batch.date.day} {batch.date:%B %Y}"),
         "weekly": weekly,
         "missing_days": [f"{day:%a} {day.day} {day:%b}" for day in batch.missing_days],
-        "paper_count": total,
-        "web_url": web_url,
+        "paper_count": len(batch.papers),
+        "web_url": f"{settings.web_base}/issues/{batch.date.isoformat()}{'/weekly' if weekly else ''}",
         "unsubscribe_url": UNSUBSCRIBE_URL_MARK,
         "preferences_url": PREFERENCES_URL_MARK if personal else "",
         "picks_slot": PICKS_MARK if personal else "",
         "postal_address": settings.postal_address,
     }
 
-    def context(cards: int, listed: int, web: bool = False) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class _Layout:
+    """An issue's papers (``views``) and ``values``, to be laid out in the
+    email template of ``env``: so many cards, then so many listed titles."""
+
+    env: jinja2.Environment
+    values: dict[str, Any]
+    views: list[dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        """How many papers the issue has."""
+        return len(self.views)
+
+    def context(self, cards: int, listed: int, web: bool = False) -> dict[str, Any]:
+        """The templates' context with ``cards`` papers as cards, the next
+        ``listed`` as titles and the rest counted (``web``: for the web
+        version)."""
         return {
-            **base,
+            **self.values,
             "web": web,
-            "cards": views[:cards],
-            "listed": views[cards : cards + listed],
-            "all_listed": views[cards:],
-            "more_count": total - cards - listed,
+            "cards": self.views[:cards],
+            "listed": self.views[cards : cards + listed],
+            "all_listed": self.views[cards:],
+            "more_count": self.total - cards - listed,
         }
 
-    picks = picks_layout(env, settings) if personal else None
-    # Every mark stood in for by the longest value a reader can have: the
-    # budget holds for every reader's email.
-    longest = {
+    def compiled(self, cards: int, listed: int) -> str:
+        """The email with ``cards`` cards and ``listed`` titles, compiled
+        (its CSS not inlined yet)."""
+        return compile_mjml(render_template(self.env, EMAIL_TEMPLATE, self.context(cards, listed)))
+
+
+def _longest_marks(settings: Settings, feedback_chars: int, largest_picks: str) -> dict[str, str]:
+    """Every personal mark with the longest value a reader can have in its
+    place (``largest_picks``: the largest picks section), so a size measured
+    with them holds for every reader's email."""
+    return {
         UNSUBSCRIBE_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
         PREFERENCES_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
         FEEDBACK_MARK: "x" * feedback_chars,
-        PICKS_MARK: _largest_picks(picks.html, batch, settings) if picks else "",
+        PICKS_MARK: largest_picks,
     }
+
+
+def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int) -> tuple[str, int, int]:
+    """Return (html, cards, listed): the email with the most cards, then the
+    most listed titles, whose CSS-inlined HTML with the ``longest`` values
+    filled in is at most ``limit`` bytes quoted-printable. Raises
+    :class:`RenderError` when even the smallest layout is over."""
 
     def personalized_bytes(html: str) -> int:
         return encoded_bytes(fill_marks(html, longest))
@@ -336,47 +402,31 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
 
     def compiled_size(cards: int, listed: int) -> int:
         if (cards, listed) not in sizes:
-            html = compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed)))
-            sizes[cards, listed] = personalized_bytes(html)
+            sizes[cards, listed] = personalized_bytes(layout.compiled(cards, listed))
         return sizes[cards, listed]
 
     # Inlining adds style attributes, so aim a little under the limit before
     # it and tighten the aim if the inlined result still comes out too big.
     budget = int(limit * 0.95)
     for _attempt in range(5):
-        cards, listed = _fit(compiled_size, total, budget)
+        cards, listed = _fit(compiled_size, layout.total, budget)
         # "{{" written "{&#123;" (shown the same): no paper's text can reach
         # the template engine of an SES template, and every sender sends the
         # same bytes.
-        html = inline_css(compile_mjml(render_template(env, EMAIL_TEMPLATE, context(cards, listed))))
-        html = html.replace("{{", "{&#123;")
+        html = inline_css(layout.compiled(cards, listed)).replace("{{", "{&#123;")
         size = personalized_bytes(html)
         if size <= limit:
-            break
+            return html, cards, listed
         budget -= size - limit + 500
-    else:
-        raise RenderError(f"could not fit the email under {limit:,} bytes; simplify the templates")
+    raise RenderError(f"could not fit the email under {limit:,} bytes; simplify the templates")
 
-    web = context(total, 0, web=True)
+
+def _web_page(layout: _Layout) -> str:
+    """The issue's web version: every paper as a card, without 👍 and 👎
+    links (no reader), its content in a ``<main>`` landmark."""
+    web = layout.context(layout.total, 0, web=True)
     web["cards"] = [{**view, "up": None, "down": None} for view in web["cards"]]  # no reader, no votes
-    web_html = with_main_landmark(compile_mjml(render_template(env, EMAIL_TEMPLATE, web)))
-    text = render_template(env, TEXT_TEMPLATE, context(cards, listed))
-    return Issue(
-        date=batch.date,
-        subject=base["subject"],
-        preheader=base["preheader"],
-        html=html,
-        text=text,
-        web_html=web_html,
-        paper_count=total,
-        card_count=cards,
-        listed_count=listed,
-        web_url=web_url,
-        kind=batch.kind,
-        picks=picks,
-        papers=batch.papers,
-        paper_codes=codes,
-    )
+    return with_main_landmark(compile_mjml(render_template(layout.env, EMAIL_TEMPLATE, web)))
 
 
 def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:

@@ -38,7 +38,6 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from newsletter.picks.interests import MAX_PHRASE_CHARS  # interests are phrases, not essays
 from newsletter.core.models import Paper, Pick, Profile, Reason, paper_key
 
 EMBEDDING_WEIGHT = 0.3
@@ -57,12 +56,6 @@ def normalize_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(re.sub(r"[^\w\s-]", " ", plain.casefold()).split())
-
-
-def normalize_phrase(phrase: str) -> str:
-    """An interest as compared: one line, spaces collapsed, at most
-    :data:`MAX_PHRASE_CHARS` characters, case kept for showing it."""
-    return " ".join(phrase.split())[:MAX_PHRASE_CHARS]
 
 
 _model = None
@@ -212,62 +205,110 @@ class EditionIndex:
         best one per paper is the relevance and its row the reason.
         """
         profiles = list(profiles)
-        exclude = exclude or {}
         found: dict[int, list[Pick]] = {p.subscriber_id: [] for p in profiles}
-        wanted = [p for p in profiles if (p.picks if limit is None else limit) > 0 and not p.is_empty]
+        wanted = [p for p in profiles if _wanted_count(p, limit) > 0 and not p.is_empty]
         if not wanted or not self.papers:
             return found
         self.prepare(wanted)
-        # Each reader's signals as rows of the matrix (unknown papers dropped:
-        # row numbers are positive, so filter(None) drops exactly those).
+        signals, disliked = self._signal_rows(wanted)
+        block = self._matrix()[signals]  # readers × signals × papers
+        relevance, eligible = self._relevance(block, disliked)
+        self._exclude_signal_papers(eligible, signals, disliked)
+        followed = self._boost_followed(wanted, relevance, eligible)
+        self._exclude_own_papers(wanted, eligible, exclude or {})
+        eligible &= relevance >= threshold
+        order, counts = self._best(relevance, eligible, np.array([_wanted_count(p, limit) for p in wanted]))
+        found.update(self._picks(wanted, block, signals, relevance, order, counts, followed))
+        return found
+
+    def _signal_rows(self, wanted: list[Profile]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each reader's signals as rows of the matrix, padded with row 0
+        (see :func:`_padded`): their phrases, seed papers and papers they
+        liked; and the rows of the papers they disliked (None: no reader
+        disliked any). Papers not known are dropped (row numbers are
+        positive, so filter(None) drops exactly those)."""
         phrase_row, seed_row, liked_row = self._phrase_rows.__getitem__, self._seed_rows.get, self._liked_rows.get
         positive = [[*map(phrase_row, p.interests), *filter(None, map(seed_row, p.seeds)),
                      *filter(None, map(liked_row, p.liked))] for p in wanted]
         negative = [[*filter(None, map(seed_row, p.disliked))] for p in wanted]
-        matrix = self._matrix()
-        signals = _padded(positive)
-        block = matrix[signals]  # readers × signals × papers
+        return _padded(positive), _padded(negative) if any(negative) else None
+
+    def _relevance(self, block: np.ndarray, disliked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (relevance, eligible), readers × papers: the best of each
+        reader's similarities in ``block``, less :data:`DISLIKE_WEIGHT` times
+        the best similarity to the papers they ``disliked``; eligible where
+        the reader has a signal at all."""
         best = block.max(axis=1)  # -inf where the reader has no signal (row 0 only)
         eligible = best > -np.inf
         relevance = np.where(eligible, best, np.float32(0.0))
-        # Never a paper the reader gave as a seed, liked or disliked.
+        if disliked is not None:
+            relevance -= DISLIKE_WEIGHT * np.maximum(self._matrix()[disliked].max(axis=1), 0.0)
+        return relevance, eligible
+
+    def _exclude_signal_papers(self, eligible: np.ndarray, signals: np.ndarray, disliked: np.ndarray | None) -> None:
+        """Make not eligible, for each reader, the papers of this edition
+        that their rows in ``signals`` and ``disliked`` stand for: never a
+        paper the reader gave as a seed, liked or disliked."""
         row_positions = np.array(self._row_positions)
-        never_signals = [signals]
-        if any(negative):
-            disliked_rows = _padded(negative)
-            disliked = matrix[disliked_rows].max(axis=1)
-            relevance -= DISLIKE_WEIGHT * np.maximum(disliked, 0.0)
-            never_signals.append(disliked_rows)
-        for rows in never_signals:
+        for rows in (signals,) if disliked is None else (signals, disliked):
             positions = row_positions[rows]
             r, j = np.nonzero(positions >= 0)
             eligible[r, positions[r, j]] = False
-        extra: dict[tuple[int, int], Reason] = {}  # (reader, paper) -> a followed author or category
+
+    def _boost_followed(self, wanted: list[Profile], relevance: np.ndarray,
+                        eligible: np.ndarray) -> dict[int, dict[int, Reason]]:
+        """Add :data:`AUTHOR_BOOST` to the relevance of the papers by an
+        author a reader follows and :data:`CATEGORY_BOOST` to those in a
+        category they follow, making them eligible; return, by reader (their
+        index in ``wanted``), the papers whose reason is that author or
+        category, by position."""
+        followed: dict[int, dict[int, Reason]] = {}
         for r, profile in enumerate(wanted):
+            reasons: dict[int, Reason] = {}
             for author in profile.authors:
                 for i in self._by_author.get(normalize_name(author), ()):
                     relevance[r, i] += AUTHOR_BOOST
                     eligible[r, i] = True
                     # The author is the better reason: no similarity reaches the boost.
-                    extra[r, i] = Reason("author", self._author_name(i, author))
+                    reasons[i] = Reason("author", self._author_name(i, author))
             for category in profile.categories:
                 for i in self._by_category.get(category.casefold(), ()):
                     relevance[r, i] += CATEGORY_BOOST
                     if not eligible[r, i]:
                         eligible[r, i] = True
-                        extra[r, i] = Reason("category", category)
+                        reasons[i] = Reason("category", category)
+            if reasons:
+                followed[r] = reasons
+        return followed
+
+    def _exclude_own_papers(self, wanted: list[Profile], eligible: np.ndarray,
+                            exclude: dict[int, Iterable[int]]) -> None:
+        """Make not eligible, for each reader, the positions of their
+        ``exclude`` and, when a followed author or category may have made
+        them eligible again, the papers they gave as seeds or rated."""
+        for r, profile in enumerate(wanted):
             own = (*profile.seeds, *profile.liked, *profile.disliked) if profile.authors or profile.categories else ()
             never = [*exclude.get(profile.subscriber_id, ()), *(self._position[k] for k in own if k in self._position)]
             if never:
                 eligible[r, never] = False
-        eligible &= relevance >= threshold
+
+    def _best(self, relevance: np.ndarray, eligible: np.ndarray, wants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (order, counts): each reader's papers, best first (the
+        upvotes prior added), as many as the most any reader ``wants``; and
+        how many of them are the reader's picks: their best papers up to the
+        first one not eligible, at most as many as they want."""
         score = np.where(eligible, relevance + self._prior, -np.inf)
-        wants = np.array([p.picks if limit is None else limit for p in wanted])
-        most = int(wants.max())
-        order = np.argsort(-score, axis=1, kind="stable")[:, :most]
-        # Each reader's picks: their best papers up to the first one not eligible.
+        order = np.argsort(-score, axis=1, kind="stable")[:, :int(wants.max())]
         chosen = np.take_along_axis(eligible, order, axis=1)
         counts = np.minimum(np.where(chosen.all(axis=1), chosen.shape[1], chosen.argmin(axis=1)), wants)
+        return order, counts
+
+    def _picks(self, wanted: list[Profile], block: np.ndarray, signals: np.ndarray, relevance: np.ndarray,
+               order: np.ndarray, counts: np.ndarray, followed: dict[int, dict[int, Reason]]) -> dict[int, list[Pick]]:
+        """Return ``{subscriber id: picks}``: each reader's first ``counts``
+        papers of ``order``, with their relevance and their reason: the
+        followed author or category that made them eligible, else the row
+        of their best signal."""
         # Plain lists from here: indexing numpy arrays one element at a time is slow.
         scores = np.take_along_axis(relevance, order, axis=1).tolist()
         # The reason of a pick: the row of its best signal, looked for only
@@ -275,17 +316,22 @@ class EditionIndex:
         which = block[np.arange(len(wanted))[:, None], :, order].argmax(axis=2)
         reasons = np.take_along_axis(signals, which, axis=1).tolist()  # row 0: none
         keys, row_reasons = self.keys, self._row_reasons
+        picks: dict[int, list[Pick]] = {}
         for r, (profile, positions, count) in enumerate(zip(wanted, order.tolist(), counts.tolist())):
-            found[profile.subscriber_id] = [
-                Pick(i, keys[i], score, extra.get((r, i)) or row_reasons[why] if extra else row_reasons[why])
-                for i, score, why in zip(positions[:count], scores[r], reasons[r])
-            ]
-        return found
+            by_follow = followed.get(r, {})
+            picks[profile.subscriber_id] = [Pick(i, keys[i], score, by_follow.get(i) or row_reasons[why])
+                                            for i, score, why in zip(positions[:count], scores[r], reasons[r])]
+        return picks
 
     def _author_name(self, position: int, author: str) -> str:
         """The followed ``author`` as the paper at ``position`` spells the name."""
         wanted = normalize_name(author)
         return next(name for name in self.papers[position].authors if normalize_name(name) == wanted)
+
+
+def _wanted_count(profile: Profile, limit: int | None) -> int:
+    """How many picks the reader gets: ``limit``, or their own count."""
+    return profile.picks if limit is None else limit
 
 
 def _padded(lists: list[list[int]]) -> np.ndarray:

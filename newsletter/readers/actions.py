@@ -44,14 +44,35 @@ from typing import Callable
 from newsletter.core.errors import BatchError, FetchError, SendError, StoreBusy
 from newsletter.papers.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
 from newsletter.picks.interests import MAX_SEEDS
-from newsletter.core.models import Frequency, Profile, Schedule, Subscriber, SubscriberStatus
-from newsletter.store import ActionLimits, ReaderAction, Store, Vote
+from newsletter.core.models import (
+    ConfirmOutcome,
+    Frequency,
+    NotApplied,
+    Profile,
+    ReaderActionKind,
+    Schedule,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.store import (
+    ActionLimits,
+    ActionPayload,
+    ConfirmPayload,
+    PreferencesPayload,
+    ReaderAction,
+    ResubscribePayload,
+    Store,
+    UnsubscribePayload,
+    Vote,
+    VotePayload,
+)
 
 log = logging.getLogger("newsletter.readers.actions")
 
 # Actions the store applies by itself (a sign-up needs an email sent, a
 # seed paper a download).
-STORE_KINDS = ("unsubscribe", "resubscribe", "confirm", "preferences", "vote")
+STORE_KINDS = (ReaderActionKind.UNSUBSCRIBE, ReaderActionKind.RESUBSCRIBE, ReaderActionKind.CONFIRM,
+               ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE)
 # A confirmation email or a seed paper's download that failed is tried again
 # after these many seconds (doubling, at most an hour) for 7 days (when the
 # email's link would have expired).
@@ -67,12 +88,13 @@ ARXIV_SPACING_SECONDS = 3.0
 # A reader's changes: at most 60 an hour per reader (a vote on every paper
 # of a long day's issue is about that), 300 an hour per client address
 # (readers behind one office's address), and 30 waiting for the database.
-READER_LIMITS = ActionLimits(kinds=("preferences", "vote", "resubscribe"), per_reader=60, per_client=300,
-                             window=dt.timedelta(hours=1), max_pending=30)
+READER_LIMITS = ActionLimits(kinds=(ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE, ReaderActionKind.RESUBSCRIBE),
+                             per_reader=60, per_client=300, window=dt.timedelta(hours=1), max_pending=30)
 # A reader's seed papers waiting to be looked up at once: one form's worth.
 MAX_PENDING_LOOKUPS = MAX_SEEDS
-# What a reader's change that changes nothing comes to (nothing recorded).
-UNCHANGED = "unchanged"
+# What applying an action comes to: whether an unsubscribe or a resubscribe
+# changed anything, what a confirmation came to, or words (kept in the inbox).
+Outcome = bool | ConfirmOutcome | str
 
 
 class ReaderActions:
@@ -105,10 +127,11 @@ class ReaderActions:
         status = self.store.pending_status(subscriber.id) or subscriber.status
         if status != SubscriberStatus.ACTIVE:
             return status
-        payload = {"source": "one-click" if one_click else "web",
-                   "reason": "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed on the web page",
-                   "ref": subscriber.ref}
-        self._submit("unsubscribe", payload, subscriber_id=subscriber.id)
+        payload = UnsubscribePayload(
+            source="one-click" if one_click else "web",
+            reason="one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed on the web page",
+            ref=subscriber.ref)
+        self._submit(payload, subscriber_id=subscriber.id)
         return SubscriberStatus.UNSUBSCRIBED
 
     def resubscribe(self, subscriber: Subscriber, client: str | None = None) -> bool:
@@ -121,30 +144,27 @@ class ReaderActions:
         _found, allowed = self.store.signup_state(subscriber.email)
         if not allowed:
             return False
-        outcome = self._submit("resubscribe", {"ref": subscriber.ref}, subscriber_id=subscriber.id, client=client)
-        if outcome is not False:
+        changed = self._submit(ResubscribePayload(subscriber.ref), subscriber_id=subscriber.id, client=client)
+        if changed is NotApplied.WAITING or changed:
             return True
         return self.store.get(ref=subscriber.ref).status == SubscriberStatus.ACTIVE  # made active meanwhile
 
     def confirm(self, email: str, name: str | None, interests: tuple[str, ...] = (),
-                frequency: Frequency = Frequency.DAILY) -> str:
+                frequency: Frequency = Frequency.DAILY) -> ConfirmOutcome:
         """Apply a used confirmation link (a new reader's profile starts
         with ``interests``, and they get the newsletter at ``frequency``);
-        return "subscribed", "resubscribed", "already" or "refused" (the
-        address may not be made active from the web: the operator removed
-        it, or it bounced or complained since the link was sent). The
-        address's status is checked when the confirmation is applied."""
+        return what it comes to (refused: the address may not be made
+        active from the web: the operator removed it, or it bounced or
+        complained since the link was sent). The address's status is
+        checked when the confirmation is applied."""
         found, allowed = self.store.signup_state(email)
         if found is not None and found.status == SubscriberStatus.ACTIVE:
-            return "already"
+            return ConfirmOutcome.ALREADY
         if not allowed:
-            return "refused"
-        payload = {"email": email, "name": name, "interests": list(interests)}
-        if frequency != Frequency.DAILY:  # kept out otherwise: an action recorded before frequencies means daily
-            payload["frequency"] = str(frequency)
-        outcome = self._submit("confirm", payload, email=email)
-        if outcome is None:  # applied later: say what it will do
-            return "subscribed" if found is None else "resubscribed"
+            return ConfirmOutcome.REFUSED
+        outcome = self._submit(ConfirmPayload(email, name, tuple(interests), frequency), email=email)
+        if outcome is NotApplied.WAITING:  # applied later: say what it will do
+            return ConfirmOutcome.SUBSCRIBED if found is None else ConfirmOutcome.RESUBSCRIBED
         return outcome
 
     def save_preferences(self, subscriber: Subscriber, profile: Profile, schedule: Schedule | None = None,
@@ -158,23 +178,17 @@ class ReaderActions:
         record nothing. Raises :class:`RateLimited` beyond
         :data:`READER_LIMITS` (``client``: the client address asking;
         None: not counted by client)."""
-        payload = {"subscriber_id": subscriber.id, "interests": list(profile.interests),
-                   "authors": list(profile.authors), "categories": list(profile.categories),
-                   "seeds": list(profile.seeds), "picks": profile.picks}
-        if schedule is not None:
-            payload["schedule"] = {"frequency": str(schedule.frequency), "weekday": schedule.weekday,
-                                   "paused_until": schedule.paused_until.isoformat() if schedule.paused_until else None}
+        payload = PreferencesPayload.of(subscriber.id, profile, schedule)
 
         def unchanged(waiting: list[ReaderAction]) -> bool:
             current = _profile_after(self.store.profile(subscriber.id), waiting)
-            return _with_preferences(current, payload) == current and (
+            return payload.applied_to(current) == current and (
                 schedule is None or schedule == _schedule_after(self._stored_schedule(subscriber), waiting))
 
-        outcome = self._submit("preferences", payload, subscriber_id=subscriber.id, client=client,
-                               unchanged=unchanged)
-        if outcome != UNCHANGED:
+        outcome = self._submit(payload, subscriber_id=subscriber.id, client=client, unchanged=unchanged)
+        if outcome is not NotApplied.UNCHANGED:
             self.queue_papers(profile.seeds, subscriber.id)
-        return outcome is not None
+        return outcome is not NotApplied.WAITING
 
     def queue_papers(self, arxiv_ids: tuple[str, ...], subscriber_id: int | None = None) -> list[str]:
         """Queue those of ``arxiv_ids`` that are not in the database for the
@@ -197,16 +211,14 @@ class ReaderActions:
         the client address asking; None: not counted by client)."""
         if vote not in (-1, 0, 1):
             raise ValueError(f"a vote is +1, -1 or 0 (undo), not {vote!r}")
-        payload = {"subscriber_id": subscriber.id, "paper_key": paper_key, "vote": vote, "edition": edition}
-
         def unchanged(waiting: list[ReaderAction]) -> bool:
             for action in reversed(waiting):
-                if action.payload["paper_key"] == paper_key:
-                    return action.payload["vote"] == vote
+                if action.payload.paper_key == paper_key:
+                    return action.payload.vote == vote
             return next((v.vote for v in self.store.votes(subscriber.id) if v.paper_key == paper_key), 0) == vote
 
-        return self._submit("vote", payload, subscriber_id=subscriber.id, client=client,
-                            unchanged=unchanged) is not None
+        return self._submit(VotePayload(subscriber.id, paper_key, vote, edition), subscriber_id=subscriber.id,
+                            client=client, unchanged=unchanged) is not NotApplied.WAITING
 
     # ---------------------------------------------------------------- views
 
@@ -214,13 +226,13 @@ class ReaderActions:
         """The reader's profile as it is once their waiting preferences are
         applied: a form saved while the database was held shows as saved."""
         return _profile_after(self.store.profile(subscriber_id),
-                              self.store.pending_actions(subscriber_id, ("preferences",)))
+                              self.store.pending_actions(subscriber_id, (ReaderActionKind.PREFERENCES,)))
 
     def schedule_of(self, subscriber: Subscriber) -> Schedule:
         """The reader's schedule as it is once their waiting preferences are
         applied (read again: a form saved a moment ago shows as saved)."""
         return _schedule_after(self._stored_schedule(subscriber),
-                               self.store.pending_actions(subscriber.id, ("preferences",)))
+                               self.store.pending_actions(subscriber.id, (ReaderActionKind.PREFERENCES,)))
 
     def _stored_schedule(self, subscriber: Subscriber) -> Schedule:
         """The reader's schedule as stored now (``subscriber``'s when they
@@ -231,74 +243,75 @@ class ReaderActions:
         """The reader's votes, newest first, as they are once their waiting
         votes are applied (see ``Store.votes``)."""
         votes = {vote.paper_key: vote for vote in self.store.votes(subscriber_id)}
-        waiting = self.store.pending_actions(subscriber_id, ("vote",))
-        papers = self.store.papers(action.payload["paper_key"] for action in waiting) if waiting else {}
+        waiting = self.store.pending_actions(subscriber_id, (ReaderActionKind.VOTE,))
+        papers = self.store.papers(action.payload.paper_key for action in waiting) if waiting else {}
         for action in waiting:
-            key, value = action.payload["paper_key"], action.payload["vote"]
+            key, value = action.payload.paper_key, action.payload.vote
             votes.pop(key, None)
             if value:
                 paper = papers.get(key)
-                votes[key] = Vote(key, value, action.payload["edition"], action.received_at,
+                votes[key] = Vote(key, value, action.payload.edition, action.received_at,
                                   paper.title if paper else None)
         return sorted(votes.values(), key=lambda vote: vote.at, reverse=True)
 
     # ---------------------------------------------------------------- applying
 
-    def _submit(self, kind: str, payload: dict, *, subscriber_id: int | None = None, email: str | None = None,
-                client: str | None = None, unchanged: Callable[[list[ReaderAction]], bool] | None = None):
+    def _submit(self, payload: ActionPayload, *, subscriber_id: int | None = None, email: str | None = None,
+                client: str | None = None,
+                unchanged: Callable[[list[ReaderAction]], bool] | None = None) -> Outcome | NotApplied:
         """Record an action, then try to apply it at once. Returns its
-        outcome, None when it was left for the worker (the database is
-        held, or an older action about the same reader is still waiting),
-        or :data:`UNCHANGED` for a reader's change (a kind of
-        :data:`READER_LIMITS`) that ``unchanged`` finds would change
-        nothing: then nothing is recorded. Raises :class:`RateLimited` when
-        a reader's change goes beyond the limits."""
-        if kind in READER_LIMITS.kinds:
-            action_id = self.store.record_reader_action(kind, payload, subscriber_id=subscriber_id, client=client,
+        outcome, :attr:`NotApplied.WAITING` when it was left for the worker
+        (the database is held, or an older action about the same reader is
+        still waiting), or :attr:`NotApplied.UNCHANGED` for a reader's
+        change (a kind of :data:`READER_LIMITS`) that ``unchanged`` finds
+        would change nothing: then nothing is recorded. Raises
+        :class:`RateLimited` when a reader's change goes beyond the limits."""
+        if payload.kind in READER_LIMITS.kinds:
+            action_id = self.store.record_reader_action(payload, subscriber_id=subscriber_id, client=client,
                                                         limits=READER_LIMITS,
                                                         unchanged=unchanged or (lambda _waiting: False))
             if action_id is None:
-                return UNCHANGED
+                return NotApplied.UNCHANGED
         else:
-            action_id = self.store.record_action(kind, subscriber_id=subscriber_id, email=email, payload=payload,
-                                                 claim=True)
+            action_id = self.store.record_action(payload, subscriber_id=subscriber_id, email=email, claim=True)
         if self.store.has_earlier_pending(action_id, subscriber_id=subscriber_id, email=email):
             self.store.release_action(action_id)
-            return None
+            return NotApplied.WAITING
         try:
-            outcome = self._apply(kind, payload, quick=True)
+            outcome = self._apply(payload, quick=True)
         except StoreBusy:
-            log.warning("the database is busy: a reader's %s is kept and applied when it is free", kind)
+            log.warning("the database is busy: a reader's %s is kept and applied when it is free", payload.kind)
             self.store.release_action(action_id)
-            return None
+            return NotApplied.WAITING
         except BaseException:
             self.store.release_action(action_id)
             raise
         self.store.finish_action(action_id, str(outcome))
         return outcome
 
-    def _apply(self, kind: str, payload: dict, quick: bool = False):
-        """Apply one action to the store; returns its outcome."""
-        if kind == "unsubscribe":
-            _subscriber, changed = self.store.unsubscribe(payload["ref"], source=payload["source"],
-                                                          reason=payload["reason"], quick=quick)
-            return changed
-        if kind == "resubscribe":
-            _subscriber, changed = self.store.resubscribe(payload["ref"], source="web", quick=quick)
-            return changed
-        if kind == "confirm":
-            return self.store.confirm_signup(payload["email"], payload.get("name"),
-                                             tuple(payload.get("interests") or ()), quick=quick,
-                                             frequency=Frequency(payload.get("frequency", Frequency.DAILY)))
-        if kind == "preferences":
-            self.store.save_profile(_with_preferences(Profile(payload["subscriber_id"]), payload), quick=quick,
-                                    schedule=_schedule_of(payload))
-            return "saved"
-        if kind == "vote":
-            before = self.store.record_vote(payload["subscriber_id"], payload["paper_key"], payload["vote"],
-                                            payload["edition"], quick=quick)
-            return f"vote {payload['vote']} (was {before})"
-        raise ValueError(f"unknown reader action {kind!r}")
+    def _apply(self, payload: ActionPayload, quick: bool = False) -> Outcome:
+        """Apply one action of :data:`STORE_KINDS` to the store; returns its
+        outcome. Raises ValueError for an action of another kind."""
+        match payload:
+            case UnsubscribePayload():
+                _subscriber, changed = self.store.unsubscribe(payload.ref, source=payload.source,
+                                                              reason=payload.reason, quick=quick)
+                return changed
+            case ResubscribePayload():
+                _subscriber, changed = self.store.resubscribe(payload.ref, source="web", quick=quick)
+                return changed
+            case ConfirmPayload():
+                return self.store.confirm_signup(payload.email, payload.name, payload.interests, quick=quick,
+                                                 frequency=payload.frequency)
+            case PreferencesPayload():
+                self.store.save_profile(payload.applied_to(Profile(payload.subscriber_id)), quick=quick,
+                                        schedule=payload.schedule)
+                return "saved"
+            case VotePayload():
+                before = self.store.record_vote(payload.subscriber_id, payload.paper_key, payload.vote,
+                                                payload.edition, quick=quick)
+                return f"vote {payload.vote} (was {before})"
+        raise ValueError(f"not a reader action the store applies: {payload.kind!r}")
 
     def apply_pending(self) -> int:
         """Apply every waiting store action (unsubscribes, resubscribes,
@@ -314,7 +327,7 @@ class ReaderActions:
                                                   email=action.email_key) or not self.store.claim_action(action.id):
                     continue
                 try:
-                    outcome = self._apply(action.kind, action.payload)
+                    outcome = self._apply(action.payload)
                 except BaseException:
                     self.store.release_action(action.id)
                     raise
@@ -332,17 +345,16 @@ class ReaderActions:
         if self.send_confirmation is None:
             return 0
         sent = 0
-        for action in self.store.due_actions(("signup",)):
+        for action in self.store.due_actions((ReaderActionKind.SIGNUP,)):
             if not self.store.claim_action(action.id):
                 continue
-            email, name = action.payload["email"], action.payload.get("name")
-            found, allowed = self.store.signup_state(email)
+            signup = action.payload
+            found, allowed = self.store.signup_state(signup.email)
             if not allowed or (found is not None and found.status == SubscriberStatus.ACTIVE):
                 self.store.finish_action(action.id, f"nothing sent: {found.status if found else 'new'}")
                 continue
             try:
-                self.send_confirmation(email, name, tuple(action.payload.get("interests") or ()),
-                                       Frequency(action.payload.get("frequency", Frequency.DAILY)))
+                self.send_confirmation(signup.email, signup.name, signup.interests, signup.frequency)
             except SendError as exc:
                 self._retry_later(action, f"not sent: {exc}")
                 log.error("sign-up confirmation not sent: %s", exc)
@@ -367,7 +379,7 @@ class ReaderActions:
         if not claimed:
             return 0
         try:
-            ids = sorted({action.payload["arxiv_id"] for action in claimed})
+            ids = sorted({action.payload.arxiv_id for action in claimed})
             known = self.store.papers(ids)  # stored meanwhile (by a batch, or an earlier fetch)
             missing = [arxiv_id for arxiv_id in ids if arxiv_id not in known]
             found = {}
@@ -386,7 +398,7 @@ class ReaderActions:
                 self.store.release_action(action.id)
             raise
         for action in claimed:
-            arxiv_id = action.payload["arxiv_id"]
+            arxiv_id = action.payload.arxiv_id
             self.store.finish_action(action.id, "fetched" if arxiv_id in found else
                                      "already stored" if arxiv_id in known else "not on arXiv")
         return len(found)
@@ -453,32 +465,13 @@ class ReaderActions:
 def _profile_after(profile: Profile, waiting: list[ReaderAction]) -> Profile:
     """``profile`` once the "preferences" actions ``waiting`` are applied."""
     for action in waiting:
-        profile = _with_preferences(profile, action.payload)
+        profile = action.payload.applied_to(profile)
     return profile
 
 
 def _schedule_after(schedule: Schedule, waiting: list[ReaderAction]) -> Schedule:
-    """``schedule`` once the "preferences" actions ``waiting`` are applied."""
+    """``schedule`` once the "preferences" actions ``waiting`` are applied
+    (one that leaves the schedule as it is leaves it)."""
     for action in waiting:
-        schedule = _schedule_of(action.payload) or schedule
+        schedule = action.payload.schedule or schedule
     return schedule
-
-
-def _with_preferences(profile: Profile, payload: dict) -> Profile:
-    """``profile`` with the preferences of a "preferences" action's
-    ``payload`` in place of its own (its votes kept)."""
-    return Profile(profile.subscriber_id, tuple(payload["interests"]), tuple(payload["authors"]),
-                   tuple(payload["categories"]), tuple(payload["seeds"]), profile.liked, profile.disliked,
-                   payload["picks"])
-
-
-def _schedule_of(payload: dict) -> Schedule | None:
-    """The schedule a "preferences" action's ``payload`` saves (None: it
-    leaves the schedule as it is, as the actions recorded before schedules
-    were part of the form do)."""
-    saved = payload.get("schedule")
-    if saved is None:
-        return None
-    paused_until = saved.get("paused_until")
-    return Schedule(Frequency(saved["frequency"]), saved.get("weekday"),
-                    dt.date.fromisoformat(paused_until) if paused_until else None)

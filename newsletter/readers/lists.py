@@ -19,30 +19,29 @@ from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from newsletter.core.errors import ListError
 from newsletter.picks.interests import parse_authors, parse_interests, parse_schedule_cells, schedule_cells
-from newsletter.core.models import Subscriber
+from newsletter.core.models import Schedule, Subscriber, SubscriberRow
 from newsletter.core.text import csv_safe, csv_unescape
 
 MAX_LIST_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = ("email", "name", "status", "source", "created_at", "updated_at", "frequency", "paused_until")
 
 
-def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) -> list[tuple]:
-    """Return the (line, email, name) rows, ``line`` being where the row
-    begins, of a CSV with an ``email`` column and an optional ``name`` column
-    (a header row is required; other columns are ignored; blank lines are
-    skipped). A cell that :func:`write_subscriber_csv` protected from
-    spreadsheets (``'`` before ``=``, ``+``, ``-``, ``@``, tab or CR) is read
-    without that ``'``.
+def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) -> list[SubscriberRow]:
+    """Return the rows of a CSV with an ``email`` column and an optional
+    ``name`` column (a header row is required; other columns are ignored;
+    blank lines are skipped), each with the line where it begins. A cell
+    that :func:`write_subscriber_csv` protected from spreadsheets (``'``
+    before ``=``, ``+``, ``-``, ``@``, tab or CR) is read without that ``'``.
 
-    With ``with_profiles``, each row is (line, email, name, interests,
-    authors, schedule): the optional ``interests`` and ``authors`` columns,
-    separated by semicolons, read and cut as ``newsletter.picks.interests`` does
-    (empty tuples when a column is absent), and the optional ``frequency``
-    (daily, weekly or weekly:<day>) and ``paused_until`` (YYYY-MM-DD)
-    columns as ``interests.parse_schedule_cells`` reads them: a ``Parsed``
-    holding the reader's schedule, or the error that makes the line invalid
-    (the import reports it with the line, as it does a malformed address);
-    None when neither column is there (the default schedule: daily).
+    With ``with_profiles``, the rows also have the optional ``interests``
+    and ``authors`` columns, separated by semicolons, read and cut as
+    ``newsletter.picks.interests`` does (empty when a column is absent), and
+    the reader's schedule from the optional ``frequency`` (daily, weekly or
+    weekly:<day>) and ``paused_until`` (YYYY-MM-DD) columns as
+    ``interests.parse_schedule_cells`` reads them, or the error that makes
+    the line invalid (the import reports it with the line, as it does a
+    malformed address); the default schedule (daily) when neither column
+    is there.
 
     Raises :class:`ListError` naming the file and line for a missing file,
     invalid UTF-8, a missing header or ``email`` column, or a malformed row.
@@ -59,7 +58,7 @@ def read_subscriber_csv(path: str | os.PathLike, with_profiles: bool = False) ->
         raise ListError(f"{source}: cannot read ({exc.strerror or exc})") from exc
 
 
-def iter_subscriber_rows(stream: BinaryIO, source: str, with_profiles: bool = False) -> Iterator[tuple]:
+def iter_subscriber_rows(stream: BinaryIO, source: str, with_profiles: bool = False) -> Iterator[SubscriberRow]:
     """Yield the rows of the CSV file open in ``stream`` (binary; named
     ``source`` in messages) one at a time, as :func:`read_subscriber_csv`
     returns them, reading the file as they are asked for (so a large file
@@ -94,17 +93,18 @@ def iter_subscriber_rows(stream: BinaryIO, source: str, with_profiles: bool = Fa
                 continue
             if len(row) != len(columns):
                 raise ListError(f"{source}, line {line}: {len(row)} fields, but the header has {len(columns)}")
-            name = _cell(row[name_at]) if name_at is not None else None
-            if with_profiles:
-                interests = parse_interests(_cell(row[interests_at])).values if interests_at is not None else ()
-                authors = parse_authors(_cell(row[authors_at])).values if authors_at is not None else ()
-                schedule = None  # neither column: the default schedule, without reading anything per row
-                if frequency_at is not None or paused_at is not None:
-                    schedule = parse_schedule_cells(_cell(row[frequency_at]) if frequency_at is not None else "",
-                                                    _cell(row[paused_at]) if paused_at is not None else "")
-                yield line, _cell(row[email_at]), name or None, interests, authors, schedule
-            else:
-                yield line, _cell(row[email_at]), name or None
+            name = (_cell(row[name_at]) if name_at is not None else None) or None
+            if not with_profiles:
+                yield SubscriberRow(line, _cell(row[email_at]), name)
+                continue
+            interests = parse_interests(_cell(row[interests_at])).values if interests_at is not None else ()
+            authors = parse_authors(_cell(row[authors_at])).values if authors_at is not None else ()
+            schedule, error = Schedule(), None  # neither column: the default schedule, nothing read per row
+            if frequency_at is not None or paused_at is not None:
+                parsed = parse_schedule_cells(_cell(row[frequency_at]) if frequency_at is not None else "",
+                                              _cell(row[paused_at]) if paused_at is not None else "")
+                schedule, error = (parsed.values or (schedule,))[0], parsed.error
+            yield SubscriberRow(line, _cell(row[email_at]), name, interests, authors, schedule, error)
     except csv.Error as exc:
         raise ListError(f"{source}, line {start}: malformed CSV ({exc})") from exc
 

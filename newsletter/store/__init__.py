@@ -23,7 +23,19 @@ from newsletter.store.dashboard import DashboardQueries, EditionTotals
 from newsletter.store.engine import Database, now
 from newsletter.store.feedback import FeedbackRecords
 from newsletter.store.imports import ImportReport, Imports
-from newsletter.store.inbox import ActionLimits, Inbox, ReaderAction
+from newsletter.store.inbox import (
+    ActionLimits,
+    ActionPayload,
+    ConfirmPayload,
+    FetchPaperPayload,
+    Inbox,
+    PreferencesPayload,
+    ReaderAction,
+    ResubscribePayload,
+    SignupPayload,
+    UnsubscribePayload,
+    VotePayload,
+)
 from newsletter.store.issues import IssueArchive, StoredIssue
 from newsletter.store.ledger import Ledger
 from newsletter.store.papers import PaperArchive
@@ -34,8 +46,10 @@ from newsletter.store.search import Appearance, PaperSearch, SearchHit, SearchPa
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
-__all__ = ["MAX_ID", "ActionLimits", "Appearance", "EditionTotals", "ImportReport", "Ledger", "ReaderAction",
-           "SearchHit", "SearchPage", "Store", "StoredIssue", "Vote", "normalize_email", "now", "open_store"]
+__all__ = ["MAX_ID", "ActionLimits", "ActionPayload", "Appearance", "ConfirmPayload", "EditionTotals",
+           "FetchPaperPayload", "ImportReport", "Ledger", "PreferencesPayload", "ReaderAction", "ResubscribePayload",
+           "SearchHit", "SearchPage", "SignupPayload", "Store", "StoredIssue", "UnsubscribePayload", "Vote",
+           "VotePayload", "normalize_email", "now", "open_store"]
 
 
 class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, PickRecords, Inbox,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Iterable, Iterator
 
@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.errors import InvalidEmail, StoreError
-from newsletter.core.models import DEFAULT_PICKS, Profile, Schedule, SubscriberStatus
+from newsletter.core.models import DEFAULT_PICKS, Profile, SubscriberRow, SubscriberStatus
 from newsletter.store.engine import dialect_insert
 from newsletter.store.profiles import profile_lists, schedule_columns
 from newsletter.store.schema import events_table, profiles_table, subscribers_table
@@ -46,13 +46,11 @@ class ImportReport:
 class Imports:
     """The import part of :class:`newsletter.store.Store`."""
 
-    def import_subscribers(self, rows: Iterable[tuple], source: str = "import", *, reason: str = "subscribed",
-                           dry_run: bool = False) -> ImportReport:
-        """Add the (line, email, name) rows, all or nothing; a row may also
-        carry the reader's interests and authors, (line, email, name,
-        interests, authors), cut to the limits of ``newsletter.picks.interests``,
-        and then their schedule: what ``interests.parse_schedule_cells``
-        read (a ``Parsed`` holding a :class:`Schedule`, or an error).
+    def import_subscribers(self, rows: Iterable[SubscriberRow], source: str = "import", *,
+                           reason: str = "subscribed", dry_run: bool = False) -> ImportReport:
+        """Add the readers of ``rows``, all or nothing, with the interests
+        and authors of their row (cut to the limits of
+        ``newsletter.picks.interests``) and its schedule.
 
         Addresses already present are counted, never reactivated (those
         unsubscribed, bounced or complained are reported as refused);
@@ -74,27 +72,24 @@ class Imports:
         # Per address, as little as possible: a file can hold a million rows.
         first: dict[str, int] = {}  # lower-cased address -> the line it first appears on
         again: list[tuple[int, str]] = []  # (line, lower-cased address) of each later appearance
-        # lower-cased address -> (address, name, interests, authors, schedule); a dry run needs none
-        details: dict[str, tuple[str, str | None, tuple, tuple, Schedule]] = {}
-        for line, email, name, *more in rows:
-            # The optional parts a shorter row leaves out: no profile, the default schedule.
-            interests, authors, schedule = (*more, *((), (), None)[len(more):])
+        # lower-cased address -> its first row, the address normalized; a dry run needs none
+        details: dict[str, SubscriberRow] = {}
+        for row in rows:
             try:
-                address = normalize_email(email)
+                address = normalize_email(row.email)
             except InvalidEmail as exc:
-                report.invalid.append((line, str(exc)))
+                report.invalid.append((row.line, str(exc)))
                 continue
-            if schedule is not None and schedule.error:
-                report.invalid.append((line, schedule.error))
+            if row.schedule_error:
+                report.invalid.append((row.line, row.schedule_error))
                 continue
             key = address.lower()
             if key in first:
-                again.append((line, key))
+                again.append((row.line, key))
                 continue
-            first[key] = line
+            first[key] = row.line
             if not dry_run:
-                details[key] = (address, name, tuple(interests), tuple(authors),
-                                schedule.values[0] if schedule is not None else Schedule())
+                details[key] = replace(row, email=address)
         statuses = self._statuses(list(first))
         new = [key for key in first if key not in statuses]
         if dry_run:
@@ -120,23 +115,23 @@ class Imports:
         report.refused.sort()
         return report
 
-    def _staged(self, keys: list[str], details: dict[str, tuple], source: str) -> Iterator[dict]:
+    def _staged(self, keys: list[str], details: dict[str, SubscriberRow], source: str) -> Iterator[dict]:
         """The subscriber rows to add for ``keys`` (made one at a time, as
         they are written to the staging table)."""
         stamp = self.clock()
         for key in keys:
-            address, name, _interests, _authors, schedule = details[key]
-            yield dict(ref=secrets.token_urlsafe(16), email=address, email_key=key, name=clean_name(name),
+            row = details[key]
+            yield dict(ref=secrets.token_urlsafe(16), email=row.email, email_key=key, name=clean_name(row.name),
                        status=SubscriberStatus.ACTIVE, source=source, created_at=stamp, updated_at=stamp,
-                       **schedule_columns(schedule))
+                       **schedule_columns(row.schedule))
 
     @staticmethod
-    def _profiles(keys: list[str], details: dict[str, tuple]) -> Iterator[dict]:
+    def _profiles(keys: list[str], details: dict[str, SubscriberRow]) -> Iterator[dict]:
         """The profiles (email_key, lists) of those of ``keys`` who have one."""
         for key in keys:
-            _address, _name, interests, authors, _schedule = details[key]
-            if interests or authors:
-                yield dict(email_key=key, lists=profile_lists(Profile(0, interests=interests, authors=authors)))
+            row = details[key]
+            if row.interests or row.authors:
+                yield dict(email_key=key, lists=profile_lists(Profile(0, interests=row.interests, authors=row.authors)))
 
     def _statuses(self, keys: list[str], chunk: int = 500) -> dict[str, str]:
         """Return {email key: status} for those of ``keys`` on the list."""

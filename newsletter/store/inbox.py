@@ -6,15 +6,16 @@ reader."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from sqlalchemy import func, insert, select, update
 
 from newsletter.core.errors import RateLimited
-from newsletter.core.models import Frequency, SubscriberStatus
+from newsletter.core.models import Frequency, Profile, ReaderActionKind, Schedule, SubscriberStatus
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import actions_table
 
@@ -28,7 +29,7 @@ LIMITS_LOCK_KEY = 0x6E6C5349474E  # "nlSIGN"
 BUSY_RETRY_SECONDS = 60
 # The actions applied by the worker in the background: never in the way of
 # a reader's own actions, which are applied in the order they came.
-BACKGROUND_KINDS = ("signup", "fetch_paper")
+BACKGROUND_KINDS = (ReaderActionKind.SIGNUP, ReaderActionKind.FETCH_PAPER)
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,162 @@ class ActionLimits:
     client (``per_client``) may make within ``window``, and how many of a
     reader's may wait to be applied at once (``max_pending``)."""
 
-    kinds: tuple[str, ...]
+    kinds: tuple[ReaderActionKind, ...]
     per_reader: int
     per_client: int
     window: dt.timedelta
     max_pending: int
+
+
+class ActionPayload:
+    """What a reader action carries, stored as a JSON object in the inbox;
+    each kind of action has its own (see :data:`PAYLOADS`). A payload reads
+    back every row that was ever written of its kind."""
+
+    kind: ClassVar[ReaderActionKind]
+
+    def to_json(self) -> str:
+        """The payload as the inbox stores it."""
+        return json.dumps(self._fields())
+
+    @classmethod
+    def from_json(cls, text: str):
+        """The payload stored as ``text``. Raises ValueError (or KeyError,
+        TypeError) when it is not one of this kind."""
+        return cls._from_fields(json.loads(text))
+
+    def _fields(self) -> dict[str, Any]:
+        """The JSON object's fields (tuples are written as lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]):
+        """The payload of a JSON object's ``fields``."""
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class UnsubscribePayload(ActionPayload):
+    """A reader's unsubscribe: from the web page or by one click (``source``)."""
+
+    kind = ReaderActionKind.UNSUBSCRIBE
+    source: str
+    reason: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class ResubscribePayload(ActionPayload):
+    """A reader who unsubscribed, back on the list."""
+
+    kind = ReaderActionKind.RESUBSCRIBE
+    ref: str
+
+
+@dataclass(frozen=True)
+class SignupPayload(ActionPayload):
+    """A sign-up form, whose confirmation email is to be sent: the address,
+    and the name, interests and frequency the confirmation link carries."""
+
+    kind = ReaderActionKind.SIGNUP
+    email: str
+    name: str | None = None
+    interests: tuple[str, ...] = ()
+    frequency: Frequency = Frequency.DAILY
+
+    def _fields(self) -> dict[str, Any]:
+        # Left out when there are none and when daily, as in the rows
+        # written before the form had them.
+        return {"email": self.email, "name": self.name,
+                **({"interests": list(self.interests)} if self.interests else {}),
+                **({"frequency": str(self.frequency)} if self.frequency != Frequency.DAILY else {})}
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]):
+        return cls(fields["email"], fields.get("name"), tuple(fields.get("interests") or ()),
+                   Frequency(fields.get("frequency", Frequency.DAILY)))
+
+
+@dataclass(frozen=True)
+class ConfirmPayload(SignupPayload):
+    """A sign-up's confirmation link used: what the link carries."""
+
+    kind = ReaderActionKind.CONFIRM
+
+
+@dataclass(frozen=True)
+class PreferencesPayload(ActionPayload):
+    """A reader's saved preferences form: their interests, authors,
+    categories, seed papers and number of picks, and their ``schedule``
+    (None: left as it is, as the forms saved before the schedule was part of
+    them do)."""
+
+    kind = ReaderActionKind.PREFERENCES
+    subscriber_id: int
+    interests: tuple[str, ...]
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    seeds: tuple[str, ...]
+    picks: int
+    schedule: Schedule | None = None
+
+    @classmethod
+    def of(cls, subscriber_id: int, profile: Profile, schedule: Schedule | None = None) -> "PreferencesPayload":
+        """The reader's preferences as ``profile`` has them (its votes
+        aside), with ``schedule``."""
+        return cls(subscriber_id, profile.interests, profile.authors, profile.categories, profile.seeds,
+                   profile.picks, schedule)
+
+    def applied_to(self, profile: Profile) -> Profile:
+        """``profile`` with these preferences in place of its own (its votes kept)."""
+        return Profile(profile.subscriber_id, self.interests, self.authors, self.categories, self.seeds,
+                       profile.liked, profile.disliked, self.picks)
+
+    def _fields(self) -> dict[str, Any]:
+        fields = {"subscriber_id": self.subscriber_id, "interests": list(self.interests),
+                  "authors": list(self.authors), "categories": list(self.categories), "seeds": list(self.seeds),
+                  "picks": self.picks}
+        if self.schedule is not None:
+            paused_until = self.schedule.paused_until
+            fields["schedule"] = {"frequency": str(self.schedule.frequency), "weekday": self.schedule.weekday,
+                                  "paused_until": paused_until.isoformat() if paused_until else None}
+        return fields
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]):
+        saved, schedule = fields.get("schedule"), None
+        if saved is not None:
+            paused_until = saved.get("paused_until")
+            schedule = Schedule(Frequency(saved["frequency"]), saved.get("weekday"),
+                                dt.date.fromisoformat(paused_until) if paused_until else None)
+        return cls(fields["subscriber_id"], tuple(fields["interests"]), tuple(fields["authors"]),
+                   tuple(fields["categories"]), tuple(fields["seeds"]), fields["picks"], schedule)
+
+
+@dataclass(frozen=True)
+class VotePayload(ActionPayload):
+    """A reader's ``vote`` on a paper of ``edition``: +1 (👍), -1 (👎) or 0 (undo)."""
+
+    kind = ReaderActionKind.VOTE
+    subscriber_id: int
+    paper_key: str
+    vote: int
+    edition: str
+
+
+@dataclass(frozen=True)
+class FetchPaperPayload(ActionPayload):
+    """A seed paper to look up on arXiv."""
+
+    kind = ReaderActionKind.FETCH_PAPER
+    arxiv_id: str
+
+
+# Each kind of action's payload.
+PAYLOADS: dict[ReaderActionKind, type[ActionPayload]] = {
+    payload.kind: payload for payload in (UnsubscribePayload, ResubscribePayload, SignupPayload, ConfirmPayload,
+                                          PreferencesPayload, VotePayload, FetchPaperPayload)
+}
 
 
 @dataclass(frozen=True)
@@ -49,20 +201,21 @@ class ReaderAction:
     """One recorded reader action (see ``actions_table``)."""
 
     id: int
-    kind: str
+    kind: ReaderActionKind
     subscriber_id: int | None
     email_key: str | None
     client: str | None
-    payload: dict
+    payload: ActionPayload
     received_at: dt.datetime
     attempts: int
 
 
 def _action(row) -> ReaderAction:
     """The :class:`ReaderAction` of a ``reader_actions`` row."""
-    return ReaderAction(id=row.id, kind=row.kind, subscriber_id=row.subscriber_id, email_key=row.email_key,
-                        client=row.client, payload=json.loads(row.payload), received_at=as_utc(row.received_at),
-                        attempts=row.attempts)
+    kind = ReaderActionKind(row.kind)
+    return ReaderAction(id=row.id, kind=kind, subscriber_id=row.subscriber_id, email_key=row.email_key,
+                        client=row.client, payload=PAYLOADS[kind].from_json(row.payload),
+                        received_at=as_utc(row.received_at), attempts=row.attempts)
 
 
 def _lock_limits(conn) -> None:
@@ -83,7 +236,7 @@ def _wait_for(conn, matching, limit: int, window: dt.timedelta, stamp: dt.dateti
     return max(1, int((as_utc(oldest_counted) + window - stamp).total_seconds()) + 1)
 
 
-def _pending(conn, subscriber_id: int | None, kinds: Iterable[str]) -> list[ReaderAction]:
+def _pending(conn, subscriber_id: int | None, kinds: Iterable[ReaderActionKind]) -> list[ReaderAction]:
     """The actions of ``kinds`` about the reader (None: about no reader)
     still to apply, oldest first."""
     a = actions_table
@@ -95,16 +248,17 @@ def _pending(conn, subscriber_id: int | None, kinds: Iterable[str]) -> list[Read
 class Inbox:
     """The reader-action part of :class:`newsletter.store.Store`."""
 
-    def record_action(self, kind: str, *, subscriber_id: int | None = None, email: str | None = None,
-                      payload: dict | None = None, claim: bool = False) -> int:
-        """Record a reader action to apply (see ``actions_table``) and return
-        its id. With ``claim``, the caller is the one to apply it, for the
-        next :data:`CLAIM_SECONDS` (then anyone may)."""
+    def record_action(self, payload: ActionPayload, *, subscriber_id: int | None = None, email: str | None = None,
+                      claim: bool = False) -> int:
+        """Record a reader action to apply, of the kind of its ``payload``
+        (see ``actions_table``), and return its id. With ``claim``, the
+        caller is the one to apply it, for the next :data:`CLAIM_SECONDS`
+        (then anyone may)."""
         stamp = self.clock()
         with self.inbox.begin() as conn:
             return conn.execute(insert(actions_table).values(
-                kind=kind, subscriber_id=subscriber_id, email_key=email.lower() if email else None,
-                payload=json.dumps(payload or {}), received_at=stamp, attempts=0,
+                kind=payload.kind, subscriber_id=subscriber_id, email_key=email.lower() if email else None,
+                payload=payload.to_json(), received_at=stamp, attempts=0,
                 claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS) if claim else None,
             )).inserted_primary_key[0]
 
@@ -125,25 +279,24 @@ class Inbox:
         stamp = self.clock()
         with self.inbox.begin() as conn:
             _lock_limits(conn)
-            signups = a.c.kind == "signup"
+            signups = a.c.kind == ReaderActionKind.SIGNUP
             if (_wait_for(conn, signups & (a.c.email_key == key), per_address_per_day, dt.timedelta(days=1), stamp)
                     or _wait_for(conn, signups & (a.c.client == client), per_client_per_hour, dt.timedelta(hours=1),
                                  stamp)):
                 return False
-            payload = {"email": email.strip(), "name": name, **({"interests": list(interests)} if interests else {}),
-                       **({"frequency": str(frequency)} if frequency != Frequency.DAILY else {})}
-            conn.execute(insert(a).values(kind="signup", email_key=key, client=client, received_at=stamp, attempts=0,
-                                          payload=json.dumps(payload)))
+            payload = SignupPayload(email.strip(), name, tuple(interests), frequency)
+            conn.execute(insert(a).values(kind=payload.kind, email_key=key, client=client, received_at=stamp,
+                                          attempts=0, payload=payload.to_json()))
         return True
 
-    def record_reader_action(self, kind: str, payload: dict, *, subscriber_id: int, client: str | None,
+    def record_reader_action(self, payload: ActionPayload, *, subscriber_id: int, client: str | None,
                              limits: ActionLimits, unchanged: Callable[[list[ReaderAction]], bool]) -> int | None:
-        """Record a reader's action of ``kind`` (one of ``limits.kinds``)
-        from ``client`` and return its id, claimed by the caller as
-        :meth:`record_action` with ``claim`` does; unless
+        """Record a reader's action, of the kind of its ``payload`` (one of
+        ``limits.kinds``), from ``client`` and return its id, claimed by the
+        caller as :meth:`record_action` with ``claim`` does; unless
 
         - nothing would change: ``unchanged``, given the reader's actions
-          of ``kind`` still to apply (oldest first; it reads the store for
+          of that kind still to apply (oldest first; it reads the store for
           the rest), says so. Then nothing is recorded and None returned;
         - a limit of ``limits`` is reached: raises :class:`RateLimited`
           with the seconds to wait, and nothing is recorded.
@@ -158,7 +311,7 @@ class Inbox:
         counted = a.c.kind.in_(list(limits.kinds))
         with self.inbox.begin() as conn:
             _lock_limits(conn)
-            if unchanged(_pending(conn, subscriber_id, (kind,))):
+            if unchanged(_pending(conn, subscriber_id, (payload.kind,))):
                 return None
             if len(_pending(conn, subscriber_id, limits.kinds)) >= limits.max_pending:
                 raise RateLimited(BUSY_RETRY_SECONDS)
@@ -169,23 +322,9 @@ class Inbox:
             if wait is not None:
                 raise RateLimited(wait)
             return conn.execute(insert(a).values(
-                kind=kind, subscriber_id=subscriber_id, client=client, payload=json.dumps(payload),
+                kind=payload.kind, subscriber_id=subscriber_id, client=client, payload=payload.to_json(),
                 received_at=stamp, attempts=0, claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS),
             )).inserted_primary_key[0]
-
-    def count_signups(self, *, email: str | None = None, client: str | None = None,
-                      since: dt.datetime) -> int:
-        """Return how many sign-up requests were recorded for ``email`` (or
-        from ``client``) since ``since``. ``client`` is compared as
-        :meth:`record_signup` stores it (its first 64 characters)."""
-        a = actions_table
-        query = select(func.count()).select_from(a).where(a.c.kind == "signup", a.c.received_at >= since)
-        if email is not None:
-            query = query.where(a.c.email_key == email.strip().lower())
-        if client is not None:
-            query = query.where(a.c.client == client[:64])
-        with self.inbox.connect() as conn:
-            return conn.scalar(query)
 
     def queue_lookups(self, arxiv_ids: Iterable[str], *, subscriber_id: int | None = None,
                       max_pending: int | None = None) -> list[str]:
@@ -200,23 +339,23 @@ class Inbox:
         stamp = self.clock()
         with self.inbox.begin() as conn:
             _lock_limits(conn)
-            waiting = _pending(conn, subscriber_id, ("fetch_paper",))
+            waiting = _pending(conn, subscriber_id, (ReaderActionKind.FETCH_PAPER,))
             busy = set(conn.scalars(select(a.c.id).where(a.c.id.in_([action.id for action in waiting]),
                                                           a.c.claimed_until >= stamp)))
             if subscriber_id is not None:
                 dropped = [action.id for action in waiting
-                           if action.payload["arxiv_id"] not in wanted and action.id not in busy]
+                           if action.payload.arxiv_id not in wanted and action.id not in busy]
                 if dropped:
                     conn.execute(update(a).where(a.c.id.in_(dropped)).values(done_at=stamp,
                                                                               outcome="no longer asked for"))
                 waiting = [action for action in waiting if action.id not in dropped]
-            asked = {action.payload["arxiv_id"] for action in waiting}
+            asked = {action.payload.arxiv_id for action in waiting}
             queued = [arxiv_id for arxiv_id in wanted if arxiv_id not in asked]
             if max_pending is not None:
                 queued = queued[:max(0, max_pending - sum(action.id not in busy for action in waiting))]
-            for arxiv_id in queued:
-                conn.execute(insert(a).values(kind="fetch_paper", subscriber_id=subscriber_id, received_at=stamp,
-                                              attempts=0, payload=json.dumps({"arxiv_id": arxiv_id})))
+            for payload in map(FetchPaperPayload, queued):
+                conn.execute(insert(a).values(kind=payload.kind, subscriber_id=subscriber_id, received_at=stamp,
+                                              attempts=0, payload=payload.to_json()))
         return queued
 
     def due_lookups(self, limit: int) -> list[ReaderAction]:
@@ -228,7 +367,7 @@ class Inbox:
         a = actions_table
         stamp = self.clock()
         turn = func.row_number().over(partition_by=a.c.subscriber_id, order_by=a.c.id).label("turn")
-        due = (select(a, turn).where(a.c.done_at.is_(None), a.c.kind == "fetch_paper",
+        due = (select(a, turn).where(a.c.done_at.is_(None), a.c.kind == ReaderActionKind.FETCH_PAPER,
                                      a.c.claimed_until.is_(None) | (a.c.claimed_until < stamp),
                                      a.c.not_before.is_(None) | (a.c.not_before <= stamp))
                .subquery())
@@ -236,7 +375,7 @@ class Inbox:
         with self.inbox.connect() as conn:
             return [_action(r) for r in conn.execute(query)]
 
-    def pending_actions(self, subscriber_id: int, kinds: Iterable[str]) -> list[ReaderAction]:
+    def pending_actions(self, subscriber_id: int, kinds: Iterable[ReaderActionKind]) -> list[ReaderAction]:
         """Return the reader's actions of ``kinds`` not applied yet, oldest
         first (what a page shows on top of what is stored)."""
         a = actions_table
@@ -245,7 +384,7 @@ class Inbox:
         with self.inbox.connect() as conn:
             return [_action(r) for r in conn.execute(query)]
 
-    def due_actions(self, kinds: Iterable[str], limit: int = 100) -> list[ReaderAction]:
+    def due_actions(self, kinds: Iterable[ReaderActionKind], limit: int = 100) -> list[ReaderAction]:
         """Return up to ``limit`` actions of ``kinds`` still to apply that no
         one is applying and that are not waiting for a retry, oldest first."""
         a = actions_table
@@ -305,15 +444,17 @@ class Inbox:
         with self.inbox.connect() as conn:
             kind = conn.scalar(select(a.c.kind).where(
                 a.c.subscriber_id == subscriber_id, a.c.done_at.is_(None),
-                a.c.kind.in_(("unsubscribe", "resubscribe"))).order_by(a.c.id.desc()).limit(1))
-        return {"unsubscribe": SubscriberStatus.UNSUBSCRIBED, "resubscribe": SubscriberStatus.ACTIVE}.get(kind)
+                a.c.kind.in_((ReaderActionKind.UNSUBSCRIBE, ReaderActionKind.RESUBSCRIBE)))
+                .order_by(a.c.id.desc()).limit(1))
+        return {ReaderActionKind.UNSUBSCRIBE: SubscriberStatus.UNSUBSCRIBED,
+                ReaderActionKind.RESUBSCRIBE: SubscriberStatus.ACTIVE}.get(kind)
 
     def _pending_unsubscribes(self, ids: list[int]) -> set[int]:
         """Those of ``ids`` with an unsubscribe recorded but not yet applied."""
         a = actions_table
         with self.inbox.connect() as conn:
             return set(conn.scalars(select(a.c.subscriber_id).where(
-                a.c.subscriber_id.in_(ids), a.c.kind == "unsubscribe", a.c.done_at.is_(None))))
+                a.c.subscriber_id.in_(ids), a.c.kind == ReaderActionKind.UNSUBSCRIBE, a.c.done_at.is_(None))))
 
     def purge_actions(self, older_than: dt.timedelta = dt.timedelta(days=2),
                       others_older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
@@ -326,5 +467,5 @@ class Inbox:
         with self.inbox.begin() as conn:
             return conn.execute(a.delete().where(
                 a.c.done_at.is_not(None),
-                ((a.c.kind == "signup") & (a.c.received_at < signups))
-                | ((a.c.kind != "signup") & (a.c.received_at < stamp - others_older_than)))).rowcount
+                ((a.c.kind == ReaderActionKind.SIGNUP) & (a.c.received_at < signups))
+                | ((a.c.kind != ReaderActionKind.SIGNUP) & (a.c.received_at < stamp - others_older_than)))).rowcount

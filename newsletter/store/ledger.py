@@ -239,11 +239,6 @@ class Ledger:
             if dropped:
                 conn.execute(d.delete().where(d.c.issue_date == self.day, d.c.subscriber_id.in_(dropped)))
 
-    def forget(self, subscriber_ids: Iterable[int]) -> None:
-        """Remove these readers' rows: they were certainly not sent, and the
-        next run sends to them."""
-        self.record((), forget=subscriber_ids)
-
     def mark_unknown(self, subscriber_ids: Iterable[int], reason: str) -> None:
         """Mark these readers "unknown" (their message may or may not have
         gone out): they are not resent unless asked."""

@@ -17,7 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from newsletter.core.errors import InvalidEmail
-from newsletter.core.models import Frequency, Profile, Schedule, Subscriber, SubscriberEvent, SubscriberStatus
+from newsletter.core.models import (
+    ConfirmOutcome,
+    Frequency,
+    Profile,
+    Schedule,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+)
 from newsletter.core.policy import reader_may_reactivate
 from newsletter.store.engine import as_utc
 from newsletter.store.profiles import put_profile, put_schedule
@@ -277,7 +285,7 @@ class Subscribers:
             return found, reader_may_reactivate(found.status, _last_source(conn, found.id))
 
     def confirm_signup(self, email: str, name: str | None, interests: tuple[str, ...] = (),
-                       quick: bool = False, frequency: Frequency = Frequency.DAILY) -> str:
+                       quick: bool = False, frequency: Frequency = Frequency.DAILY) -> ConfirmOutcome:
         """Make ``email`` active after its confirmation link was used, with
         the rules of a new sign-up checked at this moment, inside the
         transaction: a new address is added (with ``interests`` as its
@@ -287,8 +295,7 @@ class Subscribers:
         one the operator removed, or that bounced or complained since, is
         refused.
 
-        Returns "subscribed", "resubscribed", "already" (active) or
-        "refused". Raises :class:`StoreBusy` when ``quick`` and the database
+        Returns what it came to (a :class:`ConfirmOutcome`). Raises :class:`StoreBusy` when ``quick`` and the database
         is held.
         """
         address = normalize_email(email)
@@ -303,11 +310,11 @@ class Subscribers:
                     put_profile(conn, Profile(subscriber_id, interests=tuple(interests)), False, self.clock())
                 if frequency != Frequency.DAILY:  # a new row is daily already
                     put_schedule(conn, subscriber_id, Schedule(Frequency(frequency)))
-                return "subscribed"
+                return ConfirmOutcome.SUBSCRIBED
             if row.status == SubscriberStatus.ACTIVE:
-                return "already"
+                return ConfirmOutcome.ALREADY
             if not reader_may_reactivate(row.status, _last_source(conn, row.id)):
-                return "refused"
+                return ConfirmOutcome.REFUSED
             _change_status(conn, row.id, SubscriberStatus.ACTIVE, "signup", "confirmed a new sign-up",
                            (SubscriberStatus.UNSUBSCRIBED,), self.clock())
-            return "resubscribed"
+            return ConfirmOutcome.RESUBSCRIBED

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, request
 
 from newsletter.core.errors import InvalidEmail, TokenError
 from newsletter.picks.interests import parse_interests
-from newsletter.core.models import WEEKDAY_NAMES, Frequency
+from newsletter.core.models import WEEKDAY_NAMES, ConfirmOutcome, Frequency
 from newsletter.readers.signup import CONFIRM_MAX_AGE, request_signup
 from newsletter.readers.tokens import Confirmation
 from newsletter.web.app import mask_email, page, state
@@ -90,9 +90,9 @@ def confirm(token: str) -> Response:
     if found is None:
         return page("web/subscribe.html", 400, heading="Invalid link", state="invalid")
     outcome = state().actions.confirm(*found)
-    if outcome == "refused":
+    if outcome == ConfirmOutcome.REFUSED:
         return page("web/subscribe.html", heading="Not subscribed", state="refused")
     # A returning reader keeps the schedule they had: their next issue is said only for a new one.
-    weekly = found.frequency == Frequency.WEEKLY and outcome == "subscribed"
+    weekly = found.frequency == Frequency.WEEKLY and outcome == ConfirmOutcome.SUBSCRIBED
     return page("web/subscribe.html", heading="You are subscribed", state="subscribed",
                 weekly_day=weekly_day() if weekly else "")
