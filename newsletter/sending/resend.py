@@ -10,7 +10,7 @@ from newsletter.issue.editions import edition_batch
 from newsletter.core.errors import Refused, SendError
 from newsletter.core.models import DeliveryStatus, Edition, Subscriber, SubscriberStatus
 from newsletter.sending.personalize import PreparedMessage
-from newsletter.picks.picking import ReaderPicks
+from newsletter.picks.picking import reader_picks
 from newsletter.issue.render import render_for_readers
 from newsletter.sending.dispatch import reader_recipient
 from newsletter.sending.senders import create_sender
@@ -38,12 +38,10 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
         raise Refused(f"the papers of {edition.key} are not stored: it cannot be rendered again")
     issue = render_for_readers(batch, settings, signer)
     stored = store.picks_of(edition.key, [subscriber.id]).get(subscriber.id, [])
-    profile = store.profile(subscriber.id)
-    state = "picks" if stored else "off" if profile.picks <= 0 else "invite" if profile.is_empty else "none"
+    picks = reader_picks(stored, store.profile(subscriber.id))
     # File id 0: the outbox names files by id, and this copy must replace
     # neither the one the send wrote for the reader nor an earlier copy.
-    recipient = reader_recipient(signer, settings.base_url, issue, subscriber, ReaderPicks(state, tuple(stored)),
-                                 file_id=0)
+    recipient = reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
     sender = create_sender(settings, ses_mode="raw")  # one message needs no stored SES template
     sender.open(issue, PreparedMessage(issue, settings.from_address))
     try:
