@@ -14,9 +14,10 @@ import click
 
 from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.core.config import SENDERS, Settings
+from newsletter.core.config import Settings
 from newsletter.core.errors import NewsletterError, SendError
 from newsletter.core.models import Batch, DeliveryStatus, Edition, EditionKind, Issue
+from newsletter.sending.senders import SENDERS
 from newsletter.store import Ledger, Store
 from newsletter.core.text import terminal_safe
 
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
               help="Fetch the day's batch from the daily papers API first (then BATCH is not needed).")
 @click.option("--weekly", "weekly_only", is_flag=True,
               help="Only the weekly edition of the date (with --to: send that one as the test).")
-@click.option("--sender", "sender_name", type=click.Choice(SENDERS), help="How to deliver. Default: NEWSLETTER_SENDER.")
+@click.option("--sender", "sender_name", type=click.Choice(tuple(SENDERS)),
+              help="How to deliver. Default: NEWSLETTER_SENDER.")
 @click.option("--ses-mode", type=click.Choice(["bulk", "raw"]), default="bulk", show_default=True,
               help="SES: SendBulkEmail with a stored template, or one raw MIME SendEmail per reader.")
 @click.option("--dry-run", is_flag=True, help="Show each edition that would go out, and to how many readers; send nothing.")
@@ -289,8 +291,7 @@ def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, n
     sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
     sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))
     try:
-        if name != "outbox":
-            sender.quota()  # an account that cannot send says so now
+        sender.quota()  # an account that cannot send says so now (the outbox: no limit)
         delivery = sender.send([recipient])[0]
     finally:
         sender.close(complete=False)

@@ -45,8 +45,7 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
     sender = create_sender(settings, ses_mode="raw")  # one message needs no stored SES template
     sender.open(issue, PreparedMessage(issue, settings.from_address))
     try:
-        if settings.sender != "outbox":
-            sender.quota()  # an account that cannot send says so now
+        sender.quota()  # an account that cannot send says so now (the outbox: no limit)
         delivery = sender.send([recipient])[0]
     finally:
         sender.close(complete=False)
