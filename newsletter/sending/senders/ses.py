@@ -525,6 +525,9 @@ class SesSender:
         except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
             pass  # a template left behind is harmless; the next send of this day replaces it
 
+    def where(self, issue: Issue) -> None:
+        return None
+
     def send_single(self, to_address: str, data: bytes) -> str:
         """Send one ready-made MIME message with ``SendEmail`` (Raw); return
         the SES message id. Raises :class:`SendError` subclasses."""
