@@ -41,7 +41,6 @@ except ImportError:  # run with a Python that does not have the package installe
 
 from newsletter.issue import render as render_module  # noqa: E402
 from newsletter.papers.batches import load_batch  # noqa: E402
-from newsletter.cli.common import render_for_readers  # noqa: E402
 from newsletter.core.config import Settings  # noqa: E402
 from newsletter.core.models import MAX_PICKS, Batch, Issue, Paper, Pick, Reason, paper_key  # noqa: E402
 from newsletter.sending.personalize import Recipient, picks_section  # noqa: E402
@@ -51,6 +50,7 @@ from newsletter.issue.render import (  # noqa: E402
     compile_mjml,
     encoded_bytes,
     inline_css,
+    render_for_readers,
     render_issue,
 )
 from newsletter.readers.tokens import Signer  # noqa: E402

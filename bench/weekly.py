@@ -31,11 +31,10 @@ from pathlib import Path
 from common import DATE, EXAMPLE, database_url
 
 from newsletter.papers.batches import load_batch
-from newsletter.cli.common import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.issue.editions import edition_batch
 from newsletter.core.models import Batch, Edition, EditionKind
-from newsletter.issue.render import encoded_bytes
+from newsletter.issue.render import encoded_bytes, render_for_readers
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
 

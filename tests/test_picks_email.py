@@ -24,11 +24,10 @@ import pytest
 
 from conftest import EXAMPLE, FIXTURES, SECRET
 from newsletter.papers.batches import load_batch
-from newsletter.cli.common import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
 from newsletter.sending.personalize import PreparedMessage, Recipient
-from newsletter.issue.render import HTML_LIMIT_BYTES
+from newsletter.issue.render import HTML_LIMIT_BYTES, render_for_readers
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
 from newsletter.core.text import html_escape, quoted_printable
 from newsletter.readers.tokens import Signer

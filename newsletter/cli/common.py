@@ -9,7 +9,8 @@ import click
 
 from newsletter.core.config import Settings, env_file_searched, load_settings
 from newsletter.core.errors import DatabaseMissing, NewsletterError
-from newsletter.core.models import Batch, Issue
+from newsletter.core.models import Batch
+from newsletter.sending.senders import check_sender
 from newsletter.store import Store, open_store
 from newsletter.core.text import terminal_safe
 
@@ -52,10 +53,14 @@ def refuse_future(day: dt.date, allow_future: bool) -> None:
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    """The settings, loaded on first use, so --help works even with a broken setting."""
+    """The settings, loaded on first use, so --help works even with a broken
+    setting. Raises :class:`ConfigError` for a malformed one, an unknown
+    ``NEWSLETTER_SENDER`` included (whatever the command)."""
     root = ctx.find_root()
     if root.obj is None:
-        root.obj = load_settings()
+        settings = load_settings()
+        check_sender(settings.sender)
+        root.obj = settings
     return root.obj
 
 
@@ -115,11 +120,3 @@ def serve_app(app, host: str, port: int, what: str) -> None:
     from newsletter.web import run_server
 
     run_server(app, host, port, lambda url: click.echo(f"{what} at {url}  (Ctrl-C to stop)"))
-
-
-def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
-    """``render.render_for_readers``, imported when a command needs it (the
-    renderer's libraries are not every command's start-up)."""
-    from newsletter.issue.render import render_for_readers as render
-
-    return render(batch, settings, signer)

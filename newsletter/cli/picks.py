@@ -12,14 +12,15 @@ import click
 from newsletter.papers.batches import load_batch
 from newsletter.cli import common
 from newsletter.core.errors import BatchError, Refused
-from newsletter.core.models import Subscriber, SubscriberStatus
+from newsletter.core.models import PicksState, Subscriber, SubscriberStatus
 from newsletter.picks.picking import EditionPicks, ReaderPicks
 from newsletter.sending.dispatch import RANK_PAGE
 from newsletter.sending.ratelimit import chunked
 from newsletter.core.text import terminal_safe
 
 # What a reader's state says when they have no picks.
-NO_PICKS = {"none": "nothing matched their interests", "invite": "no interests yet", "off": "picks turned off"}
+NO_PICKS = {PicksState.NONE: "nothing matched their interests", PicksState.INVITE: "no interests yet",
+            PicksState.OFF: "picks turned off"}
 
 
 @click.command("picks")

@@ -4,24 +4,20 @@ exactly once, with its progress on screen and an exit code for cron."""
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import signal
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.core.config import SENDERS, Settings
-from newsletter.core.errors import NewsletterError, SendError
-from newsletter.core.models import Batch, DeliveryStatus, Edition, EditionKind, Issue
-from newsletter.store import Ledger, Store
+from newsletter.core.models import EditionKind
 from newsletter.core.text import terminal_safe
-
-if TYPE_CHECKING:
-    from newsletter.sending.dispatch import SendReport
+from newsletter.papers.batches import load_batch
+from newsletter.readers.tokens import Signer
+from newsletter.sending.plan import RunOptions, plan_run
+from newsletter.sending.run import EditionRun, StopRequest, carry_out
+from newsletter.sending.senders import SENDERS
+from newsletter.sending.single import SentTest, send_test
 
 
 @click.command()
@@ -32,7 +28,8 @@ if TYPE_CHECKING:
               help="Fetch the day's batch from the daily papers API first (then BATCH is not needed).")
 @click.option("--weekly", "weekly_only", is_flag=True,
               help="Only the weekly edition of the date (with --to: send that one as the test).")
-@click.option("--sender", "sender_name", type=click.Choice(SENDERS), help="How to deliver. Default: NEWSLETTER_SENDER.")
+@click.option("--sender", "sender_name", type=click.Choice(tuple(SENDERS)),
+              help="How to deliver. Default: NEWSLETTER_SENDER.")
 @click.option("--ses-mode", type=click.Choice(["bulk", "raw"]), default="bulk", show_default=True,
               help="SES: SendBulkEmail with a stored template, or one raw MIME SendEmail per reader.")
 @click.option("--dry-run", is_flag=True, help="Show each edition that would go out, and to how many readers; send nothing.")
@@ -82,10 +79,6 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
         130  stopped by Ctrl-C (SIGINT): no further edition was started;
              run again to finish (SIGTERM stops the same way, with 1)
     """
-    from newsletter.issue.editions import edition_batch
-    from newsletter.picks.picking import EditionPicks
-    from newsletter.readers.tokens import Signer
-
     settings = common.settings_of(ctx)
     day = common.day_of(date)
     loaded = None
@@ -107,78 +100,28 @@ def send(ctx: click.Context, batch: Path | None, date: dt.datetime | None, fetch
     common.refuse_future(day, allow_future)
     signer = Signer.from_settings(settings)
     store = common.store_of(ctx)
-    if loaded is not None and loaded.papers:
-        store.store_batch(loaded)  # the papers and their ranks, which feedback links and weeklies read
-    if resend_rendering_failures and not dry_run:
-        for edition in (Edition(day), Edition(day, EditionKind.WEEKLY)):
-            again = Ledger(store, edition, settings.weekly_weekday).forget_rendering_failures()
-            if again:
-                click.echo(f"Sending the {edition.key} edition again to {again:,} readers whose message SES dropped "
-                           "with a Rendering Failure.")
-
-    editions: list[Batch] = []
-    if not weekly_only:
-        if loaded is not None and not loaded.papers:
-            click.echo(f"No papers for {loaded.date} in {terminal_safe(batch)}: no daily edition, nothing sent.")
-        daily = loaded if loaded is not None else edition_batch(store, Edition(day))
-        if daily.papers:
-            editions.append(daily)
-        elif loaded is None:
-            click.echo(f"No papers stored for {day}: no daily edition.")
-    for edition in weekly_editions(store, settings, day, resend_unknown, every=weekly_only or bool(test_address)):
-        week = edition_batch(store, edition)
-        if week.papers:
-            editions.append(week)
-        else:
-            click.echo(f"No papers stored for {edition.describe()}: no weekly edition.")
-    if test_address:
-        if not editions:
-            raise SendError("nothing to send as a test: no papers for this edition")
-        issue = common.render_for_readers(editions[0], settings, signer)
-        store.save_issue(issue)  # `newsletter publish` can then put it on the web; a test does not
-        _send_test(settings, store, signer, issue, editions[0], sender_name or settings.sender, test_address)
+    options = RunOptions(sender=sender_name, ses_mode=ses_mode, dry_run=dry_run, weekly_only=weekly_only,
+                         test_to=test_address, limit=limit, resend_unknown=resend_unknown,
+                         resend_rendering_failures=resend_rendering_failures, allow_partial=allow_partial)
+    plan = plan_run(settings, store, day, loaded, options)
+    for note in plan.notes:
+        click.echo(terminal_safe(note))
+    if options.test_to:
+        _tell_test(send_test(settings, store, signer, plan))
         return
+    from newsletter.cli.progress import SendProgress  # rich: only for a send
 
     with _StopOnSignal() as stop:
-        # Every edition rendered, stored and its ranking index built before the
-        # first message: the sending of one edition runs into the next's.
-        issues = [common.render_for_readers(papers, settings, signer) for papers in editions]
-        picks = []
-        for issue in issues:
-            store.save_issue(issue)
-            picks.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
-            if not dry_run and not stop.is_set():
-                picks[-1].prepare()
-        errors = []
-        for issue, picker in zip(issues, picks):
-            if stop.is_set():  # a signal stops the whole run: no further edition starts
-                click.echo(f"Not started: the {issue.kind} edition of {issue.date}; "
-                           "run the same command again to send it.", err=True)
-                continue
-            try:
-                _send_edition(settings, store, signer, issue, picker, sender_name or settings.sender, ses_mode,
-                              dry_run, limit, resend_unknown, allow_partial, stop)
-            except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
-                click.echo(f"Error: {terminal_safe(error)}", err=True)
-                errors.append(error)
-    if stop.signum == signal.SIGINT:
-        ctx.exit(INTERRUPTED_EXIT_CODE)
-    codes = [error.exit_code for error in errors] + ([1] if stop.is_set() else [])  # SIGTERM: readers left
-    if codes:
-        ctx.exit(max(codes))
+        report = carry_out(settings, store, signer, plan, stop, SendProgress, _tell)
+    if report.exit_code:
+        ctx.exit(report.exit_code)
 
 
-# Stopped by Ctrl-C (SIGINT): the shell's convention, 128 + the signal's number.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
-
-
-class _StopOnSignal(threading.Event):
+class _StopOnSignal(StopRequest):
     """Set on SIGINT or SIGTERM while in a ``with`` block (the handlers it
     replaces are restored at its end); ``signum`` is the first signal
-    received (None until one is). The send in progress finishes its calls
-    in flight and stops; the run starts no further edition."""
-
-    signum: signal.Signals | None = None
+    received. The send in progress finishes its calls in flight and stops;
+    the run starts no further edition."""
 
     def __enter__(self) -> "_StopOnSignal":
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -195,119 +138,42 @@ class _StopOnSignal(threading.Event):
         self.set()
 
 
-def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unknown: bool = False,
-                    every: bool = False) -> list[Edition]:
-    """Return the weekly editions a run on ``day`` sends: the weekly edition
-    of ``day`` when some readers have it as their weekly day (with
-    ``every``: whether or not), and that of either of the two days before
-    when it is overdue: its send was begun and never finished, or no
-    edition at all was made that day (the machine was down)."""
-    due = []
-    for back in (2, 1, 0):
-        edition = Edition(day - dt.timedelta(days=back), EditionKind.WEEKLY)
-        stored = store.get_issue(edition.date, EditionKind.WEEKLY)
-        if back:
-            if every:
-                continue
-            missed = stored is None and store.get_issue(edition.date) is None
-            if not (missed or (stored is not None and stored.finished_at is None)):
-                continue
-        waiting = Ledger(store, edition, settings.weekly_weekday).count_unsent(resend_unknown)
-        if waiting or stored is not None or (every and not back):
-            due.append(edition)
-    return due
-
-
-def _send_edition(settings: Settings, store: Store, signer, issue: Issue, picks, name: str, ses_mode: str,
-                  dry_run: bool, limit: int | None, resend_unknown: bool, allow_partial: bool,
-                  stop: threading.Event) -> None:
-    """Send ``issue`` to its readers, with their ``picks`` (its
-    ``EditionPicks``), or with ``dry_run`` say what would be sent; note it
-    finished when no reader is left waiting. ``stop``, once set, ends the
-    send after the calls in flight. Raises the run's error (see
-    ``SendReport.error``)."""
-    from newsletter.cli.progress import SendProgress
-    from newsletter.sending.dispatch import Dispatcher, SendOptions
-    from newsletter.sending.senders import create_sender
-
-    edition = Edition(issue.date, issue.kind)
-    if dry_run:
-        plan = Ledger(store, edition, settings.weekly_weekday).plan(resend_unknown, limit)
-        click.echo(f"Would send the {issue.kind} edition '{terminal_safe(issue.subject)}' to {plan.to_send:,} readers "
-                   f"via {name}{' (SES ' + ses_mode + ')' if name == 'ses' else ''}; already sent {plan.sent:,}, "
-                   f"failed {plan.failed:,}, unknown {plan.unknown:,}. HTML {issue.html_bytes:,} bytes. "
-                   "Nothing was sent.")
+def _tell(done: EditionRun) -> None:
+    """Print what the run did with one edition: not started, what a dry run
+    would send, the send's summary, the error it ended with."""
+    issue = done.issue
+    if not done.started:
+        click.echo(f"Not started: the {issue.kind} edition of {issue.date}; "
+                   "run the same command again to send it.", err=True)
         return
-    store.publish_issue(edition)  # before the first message: its "view in browser" link works
-    sender = create_sender(settings, name, ses_mode)
-    options = SendOptions(limit=limit, resend_unknown=resend_unknown, allow_partial=allow_partial,
-                          max_rate=settings.max_send_rate, concurrency=settings.send_concurrency,
-                          weekly_day=settings.weekly_weekday)
-    try:
-        # What is loaded by now (libraries, the issue, the ranking's index)
-        # lives to the end: out of the collector's sight, its collections
-        # during the send scan only the send's own objects (ranking a fifth
-        # faster).
-        gc.freeze()
-        with SendProgress() as progress:
-            report = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, options, stop,
-                                progress.update).run(issue, picks.for_readers)
-    finally:
-        gc.unfreeze()
-    _summarize(issue, name, settings, report)
-    error = report.error()
-    if error is None and report.waiting == 0:
-        store.finish_issue(edition)
-    if error is not None:
-        raise error
+    if done.would is not None:
+        would, name = done.would, done.sender
+        click.echo(f"Would send the {issue.kind} edition '{terminal_safe(issue.subject)}' to {would.to_send:,} "
+                   f"readers via {name}{' (SES ' + done.ses_mode + ')' if name == 'ses' else ''}; already sent "
+                   f"{would.sent:,}, failed {would.failed:,}, unknown {would.unknown:,}. "
+                   f"HTML {issue.html_bytes:,} bytes. Nothing was sent.")
+    if done.report is not None:
+        _summarize(done)
+    if done.error is not None:
+        click.echo(f"Error: {terminal_safe(done.error)}", err=True)
 
 
-def _send_test(settings: Settings, store: Store, signer, issue: Issue, loaded, name: str, address: str) -> None:
-    """Send ``issue`` to ``address`` alone, outside the ledger. A subscriber
-    gets exactly their own copy: their working links and their picks
-    (recorded nowhere). Anyone else gets the issue with no personal link:
-    no List-Unsubscribe header (there is nothing for them to leave), no
-    👍/👎 links, the sign-up page in the footer. Raises :class:`SendError`
-    when it was not sent."""
-    from newsletter.sending.personalize import PreparedMessage, Recipient
-    from newsletter.picks.picking import EditionPicks
-    from newsletter.issue.render import render_issue
-    from newsletter.sending.dispatch import reader_recipient
-    from newsletter.sending.senders import create_sender
-    from newsletter.store import normalize_email
-
-    email = normalize_email(address)
-    subscriber = store.get(email=email)
-    # Subscriber id 0: the outbox names files by id, and a test must not
-    # overwrite the copy of the issue the real send wrote for this reader.
-    if subscriber is not None:
-        picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
-        recipient = reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
-    else:
-        issue = render_issue(loaded, settings)
-        recipient = Recipient(0, email, None, settings.signup_url)
-    sender = create_sender(settings, name, "raw")  # a test message needs no stored SES template
-    sender.open(issue, PreparedMessage(issue, settings.from_address, list_unsubscribe=subscriber is not None))
-    try:
-        if name != "outbox":
-            sender.quota()  # an account that cannot send says so now
-        delivery = sender.send([recipient])[0]
-    finally:
-        sender.close(complete=False)
-    if delivery.status != DeliveryStatus.SENT:
-        raise SendError(f"test message to {recipient.email} not sent: {delivery.status} {delivery.reason or ''}")
-    click.echo(f"Sent a test of '{terminal_safe(issue.subject)}' to {terminal_safe(recipient.email)} via {name} "
-               f"({terminal_safe(delivery.message_id)})")
-    if store.get_issue(issue.date, issue.kind, published_only=True) is None:
+def _tell_test(sent: SentTest) -> None:
+    """Print that the test message went out, and how its web version goes up."""
+    issue = sent.issue
+    click.echo(f"Sent a test of '{terminal_safe(issue.subject)}' to {terminal_safe(sent.email)} via {sent.sender} "
+               f"({terminal_safe(sent.message_id)})")
+    if not sent.published:
         weekly = " --weekly" if issue.kind == EditionKind.WEEKLY else ""
         click.echo(f"Its web version ({issue.web_url}) goes up with the send, or with "
                    f"`newsletter publish {issue.date}{weekly}`.")
 
 
-def _summarize(issue: Issue, name: str, settings: Settings, report: SendReport) -> None:
-    """Print what the run did: the summary line, the first refusals and
-    warnings about readers whose outcome is unknown."""
-    where = f" → {settings.outbox_dir / issue.edition}/" if name == "outbox" else ""
+def _summarize(done: EditionRun) -> None:
+    """Print what the send of one edition did: the summary line, the first
+    refusals and warnings about readers whose outcome is unknown."""
+    issue, report, name = done.issue, done.report, done.sender
+    where = f" → {done.where}" if done.where else ""
     which = f"{issue.date}{' weekly' if issue.kind == EditionKind.WEEKLY else ''}"
     if report.already_sent:
         totals = report.ledger

@@ -476,6 +476,15 @@ DEFAULT_PICKS = 5  # picks per reader unless they choose otherwise
 MAX_PICKS = 10
 
 
+class PicksState(StrEnum):
+    """What one reader's email says of picks (see ``picking.reader_picks``)."""
+
+    PICKS = "picks"  # their picks, in a "Picked for you" section
+    NONE = "none"  # they have interests; nothing matched in this edition
+    INVITE = "invite"  # nothing to pick by yet: an invitation to set interests
+    OFF = "off"  # they want no picks (or the email has no picks section)
+
+
 @dataclass(frozen=True)
 class Profile:
     """What one reader told us they read (all optional)."""

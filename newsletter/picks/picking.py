@@ -9,19 +9,34 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from newsletter.core.models import Paper, Pick, paper_key
+from newsletter.core.models import Paper, Pick, PicksState, Profile, paper_key
 from newsletter.picks.ranking import EditionIndex
 from newsletter.store import Store
 
 
 @dataclass(frozen=True)
 class ReaderPicks:
-    """What one reader's email says of picks: ``state`` is "picks" (see
-    ``picks``), "none" (they have interests, nothing matched today),
-    "invite" (they told us nothing yet) or "off" (they want no picks)."""
+    """What one reader's email says of picks: its ``state``, and the
+    ``picks`` themselves when it is ``PicksState.PICKS``."""
 
-    state: str
+    state: PicksState
     picks: tuple[Pick, ...] = ()
+
+
+def reader_picks(picks: Sequence[Pick], profile: Profile | None = None) -> ReaderPicks:
+    """Return what a reader's email says of picks, given the papers picked
+    for them in the edition (stored or ranked now) and their ``profile``
+    (only looked at when nothing was picked): their picks when there are
+    any, else nothing when they want no picks (``OFF``), an invitation when
+    they told us nothing to pick by (``INVITE``), else that nothing matched
+    (``NONE``)."""
+    if picks:
+        return ReaderPicks(PicksState.PICKS, tuple(picks))
+    if profile.picks <= 0:
+        return ReaderPicks(PicksState.OFF)
+    if profile.is_empty:
+        return ReaderPicks(PicksState.INVITE)
+    return ReaderPicks(PicksState.NONE)
 
 
 @dataclass
@@ -74,13 +89,7 @@ class EditionPicks:
             for subscriber_id, rated_or_picked in source.items():
                 never.setdefault(subscriber_id, set()).update(self._position[k] for k in rated_or_picked)
         ranked = self.index.rank_many(wanted, never) if wanted else {}
-        found = {i: ReaderPicks("picks", tuple(picks)) for i, picks in stored.items()}
+        found = {i: reader_picks(picks) for i, picks in stored.items()}
         for subscriber_id, profile in profiles.items():
-            if profile.picks <= 0:
-                found[subscriber_id] = ReaderPicks("off")
-            elif profile.is_empty:
-                found[subscriber_id] = ReaderPicks("invite")
-            else:
-                picks = ranked[subscriber_id]
-                found[subscriber_id] = ReaderPicks("picks", tuple(picks)) if picks else ReaderPicks("none")
+            found[subscriber_id] = reader_picks(ranked.get(subscriber_id, ()), profile)
         return found

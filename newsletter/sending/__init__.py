@@ -1,3 +1,5 @@
-"""Sending an issue: the send loop (``dispatch``), its pacing
-(``ratelimit``), the ways of delivering (``senders``), and one edition sent
-again to one reader outside the ledger (``resend``)."""
+"""Sending an issue: a run of ``newsletter send`` planned (``plan``: which
+editions, for whom) and carried out (``run``), the send loop (``dispatch``),
+its pacing (``ratelimit``), the ways of delivering (``senders``), each
+reader's message (``personalize``), and one message outside the ledger, a
+test or an edition sent again to one reader (``single``)."""

@@ -42,7 +42,7 @@ from newsletter.core.errors import (
     Throttled,
     TransientError,
 )
-from newsletter.core.models import DeliveryStatus, Edition, Issue, Subscriber
+from newsletter.core.models import DeliveryStatus, Edition, Issue, PicksState, Subscriber
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
 from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
@@ -531,6 +531,6 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
         unsubscribe_url=signer.unsubscribe_url(base_url, subscriber.ref),
         preferences_url=signer.preferences_url(base_url, subscriber.ref),
         feedback=signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
-        picks_state=picks.state if picks is not None else "off",
+        picks_state=picks.state if picks is not None else PicksState.OFF,
         picks=picks.picks if picks is not None else (),
     )

@@ -33,6 +33,7 @@ from newsletter.core.models import (
     UNSUBSCRIBE_URL_MARK,
     Issue,
     Pick,
+    PicksState,
     Reason,
     fill_marks,
     fill_picks,
@@ -56,8 +57,7 @@ _SOFT_BREAK = b"=\r\n"
 class Recipient:
     """One reader of one send: who, their personal links (unsubscribe,
     preferences), the reader part of their feedback tokens, and their picks
-    (``picks_state`` as in ``picking.ReaderPicks``: "picks", "none",
-    "invite" or "off")."""
+    (``picks_state``: see :class:`PicksState`)."""
 
     subscriber_id: int
     email: str
@@ -65,7 +65,7 @@ class Recipient:
     unsubscribe_url: str
     preferences_url: str = ""
     feedback: str = ""
-    picks_state: str = "off"
+    picks_state: PicksState = PicksState.OFF
     picks: tuple[Pick, ...] = ()
 
 
@@ -121,13 +121,13 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     ``text.html_escape``, as the SES template's data carries them, so this
     reads exactly as SES renders its template."""
     layout = issue.picks
-    if layout is None or recipient.picks_state == "off":
+    if layout is None or recipient.picks_state == PicksState.OFF:
         return "", ""
     html, text = layout.html, layout.text
     marks_html = {PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
                   FEEDBACK_MARK: html_escape(recipient.feedback)}
     marks_text = {PREFERENCES_URL_MARK: recipient.preferences_url, FEEDBACK_MARK: recipient.feedback}
-    if recipient.picks_state == "picks" and recipient.picks:
+    if recipient.picks_state == PicksState.PICKS and recipient.picks:
         cards_html, cards_text = [], []
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
@@ -140,7 +140,7 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
                                                      PICK_CODE: v["c"], PICK_WHY: why_text}))
         return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),
                 fill_marks(text.head + "".join(cards_text) + text.tail, marks_text))
-    piece = "invite" if recipient.picks_state == "invite" else "no_match"
+    piece = "invite" if recipient.picks_state == PicksState.INVITE else "no_match"
     return fill_marks(getattr(html, piece), marks_html), fill_marks(getattr(text, piece), marks_text)
 
 

@@ -83,6 +83,10 @@ class Sender(Protocol):
     def close(self, complete: bool) -> None:
         """Finish; ``complete`` when every reader of the issue was handled."""
 
+    def where(self, issue: Issue) -> str | None:
+        """Where the messages of ``issue`` can be looked at, for the send's
+        summary (the outbox's folder); None when they left for a provider."""
+
     def send_single(self, to_address: str, data: bytes) -> str:
         """Send one ready-made message outside any issue (a sign-up
         confirmation); return the message id. Raises a SendError subclass

@@ -58,6 +58,9 @@ class OutboxSender:
     def close(self, complete: bool) -> None:
         pass
 
+    def where(self, issue: Issue) -> str:
+        return f"{self.outbox_dir / issue.edition}/"
+
     def send_single(self, to_address: str, data: bytes) -> str:
         """Write one message outside any issue to ``<outbox>/single/``; return its file name."""
         name = unique_name()

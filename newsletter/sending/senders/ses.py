@@ -52,6 +52,7 @@ from newsletter.core.models import (
     Pick,
     PicksLayout,
     PicksPart,
+    PicksState,
     Reason,
     fill_marks,
     fill_picks,
@@ -222,9 +223,9 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
         "p": recipient.preferences_url, "ph": _escaped_if_changed(recipient.preferences_url),
         "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "invite": False,
     }
-    if issue.picks is None or recipient.picks_state == "off":
+    if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
-    if recipient.picks_state == "picks" and recipient.picks:
+    if recipient.picks_state == PicksState.PICKS and recipient.picks:
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
             entry = {"n": v["n"], "t": v["t"], "th": _escaped_if_changed(v["t"]), "u": v["u"],
@@ -232,7 +233,7 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
                      **{key: "" for key in WHY_KEYS.values()}, "wh": _escaped_if_changed(v["s"])}
             entry[WHY_KEYS[v["k"]]] = v["s"]
             picks.append(entry)
-    elif recipient.picks_state == "invite":
+    elif recipient.picks_state == PicksState.INVITE:
         data["invite"] = True
     else:
         data["no_match"] = True
@@ -248,19 +249,21 @@ def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
     :func:`template_data`); the values that differ decide which branches of
     the template are taken."""
 
-    def sample(state: str, picks: tuple[Pick, ...] = ()) -> dict:
+    def sample(state: PicksState, picks: tuple[Pick, ...] = ()) -> dict:
         # Links with "&", so the escaped forms are filled too.
         recipient = Recipient(0, "preflight@example.invalid", None, f"{base_url}/u/pre&flight",
                               f"{base_url}/p/pre&flight", "pre.flight", state, picks)
         return template_data(recipient, issue)
 
     if issue.picks is None:
-        return [("no picks section", sample("off"))]
+        return [("no picks section", sample(PicksState.OFF))]
     subjects = itertools.cycle(("a <subject> & more", "a plain subject"))
     picks = tuple(Pick(number % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
                   for number, kind in zip(range(MAX_PICKS), itertools.cycle(REASON_KINDS)))
-    return [(f"{MAX_PICKS} picks of every reason kind", sample("picks", picks)), ("no pick matching",
-            sample("none")), ("an invitation to set interests", sample("invite")), ("picks off", sample("off"))]
+    return [(f"{MAX_PICKS} picks of every reason kind", sample(PicksState.PICKS, picks)),
+            ("no pick matching", sample(PicksState.NONE)),
+            ("an invitation to set interests", sample(PicksState.INVITE)),
+            ("picks off", sample(PicksState.OFF))]
 
 
 def _describe(exc: ClientError) -> tuple[str, str, int]:
@@ -521,6 +524,9 @@ class SesSender:
             self._call("delete_email_template", TemplateName=self.template_name)
         except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
             pass  # a template left behind is harmless; the next send of this day replaces it
+
+    def where(self, issue: Issue) -> None:
+        return None
 
     def send_single(self, to_address: str, data: bytes) -> str:
         """Send one ready-made MIME message with ``SendEmail`` (Raw); return

@@ -247,3 +247,6 @@ class SmtpSender:
                 except (OSError, smtplib.SMTPException):
                     pass
             self._connections.clear()
+
+    def where(self, issue: Issue) -> None:
+        return None

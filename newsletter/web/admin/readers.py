@@ -21,7 +21,7 @@ from newsletter.core.errors import ListError, NewsletterError
 from newsletter.readers.lists import iter_subscriber_csv, iter_subscriber_rows
 from newsletter.core.models import Edition, Frequency, SubscriberStatus
 from newsletter.core.policy import operator_reactivation_refusal
-from newsletter.sending.resend import resend
+from newsletter.sending.single import resend
 from newsletter.core.text import clean_name, strip_controls
 from newsletter.web.admin.access import IMPORT_ENDPOINTS, MAX_IMPORT_BYTES, admin_page, blueprint, current_admin
 from newsletter.web.admin.pages import edition_label, web_version

@@ -1,0 +1,168 @@
+"""Carrying out a planned run of ``newsletter send`` (see
+:mod:`newsletter.sending.plan`): every edition rendered and stored first,
+then each sent to its readers by the dispatcher (on a dry run, only
+counted), put on the web as its send begins and noted finished once no
+reader waits for it; the run's exit code from its editions' errors and the
+operator's stop."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from newsletter.core.config import Settings
+from newsletter.core.errors import NewsletterError
+from newsletter.core.models import Edition, Issue
+from newsletter.issue.render import render_for_readers
+from newsletter.picks.picking import EditionPicks
+from newsletter.readers.tokens import Signer
+from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
+from newsletter.sending.plan import RunOptions, RunPlan
+from newsletter.sending.senders import create_sender
+from newsletter.store import Ledger, Store
+from newsletter.store.ledger import SendPlan
+
+# Stopped by Ctrl-C (SIGINT): the shell's convention, 128 + the signal's number.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+
+class StopRequest(threading.Event):
+    """The operator's request to stop a run, set from a signal handler: the
+    send in progress finishes its calls in flight and stops, and no further
+    edition starts. ``signum`` is the signal that asked first (None until
+    one does)."""
+
+    signum: signal.Signals | None = None
+
+
+class Progress(Protocol):
+    """How one edition's send in progress is shown (the command's
+    ``SendProgress``): a context manager around the send, whose ``update``
+    the dispatcher calls with its live report every couple of seconds."""
+
+    def __enter__(self) -> "Progress": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+    def update(self, report: SendReport) -> None: ...
+
+
+@dataclass
+class EditionRun:
+    """What a run did with one edition, rendered as ``issue``, through the
+    sender called ``sender``: sent it (``report``, and ``where`` the sender
+    put the messages, when it says), or on a dry run counted what would be
+    sent (``would``), or never started it (``started`` false: the run was
+    stopped before). ``error`` is what it ended with (None: done)."""
+
+    issue: Issue
+    sender: str
+    ses_mode: str
+    started: bool = True
+    would: SendPlan | None = None
+    report: SendReport | None = None
+    where: str | None = None
+    error: NewsletterError | None = None
+
+
+@dataclass
+class RunReport:
+    """What a run did: each planned edition's :class:`EditionRun`, in order,
+    and whether the operator stopped it (``signum``: by which signal)."""
+
+    editions: list[EditionRun] = field(default_factory=list)
+    stopped: bool = False
+    signum: signal.Signals | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of ``newsletter send``: :data:`INTERRUPTED_EXIT_CODE`
+        when stopped by Ctrl-C (SIGINT); else the worst of the editions'
+        errors' codes, and 1 when stopped otherwise (SIGTERM: readers are
+        left); 0 when every edition is done."""
+        if self.signum == signal.SIGINT:
+            return INTERRUPTED_EXIT_CODE
+        codes = [run.error.exit_code for run in self.editions if run.error is not None]
+        return max(codes + ([1] if self.stopped else []), default=0)
+
+
+def carry_out(settings: Settings, store: Store, signer: Signer, plan: RunPlan, stop: StopRequest | None = None,
+              progress: Callable[[], Progress] | None = None,
+              told: Callable[[EditionRun], None] | None = None) -> RunReport:
+    """Send the editions of ``plan`` as its options say; return the report.
+
+    Every edition is rendered for its readers (links signed by ``signer``)
+    and stored, and its ranking index built, before the first message: the
+    sending of one edition runs into the next's. Each edition is then put on
+    the web and sent to its readers with their picks, showing its progress
+    with a display ``progress()`` makes; ``told(edition run)`` hears of
+    each edition as it ends. Once ``stop`` is set, the send in progress
+    ends after its calls in flight and no further edition starts.
+
+    Raises what rendering and storing an issue raise (:class:`RenderError`,
+    :class:`StoreError`); an edition's send that fails keeps its error in
+    its :class:`EditionRun`, and the other editions still go out.
+    """
+    stop = stop or StopRequest()
+    options = plan.options
+    issues = [render_for_readers(papers, settings, signer) for papers in plan.editions]
+    pickers = []
+    for issue in issues:
+        store.save_issue(issue)
+        pickers.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
+        if not options.dry_run and not stop.is_set():
+            pickers[-1].prepare()
+    report = RunReport()
+    for issue, picks in zip(issues, pickers):
+        if stop.is_set():  # a stop ends the whole run: no further edition starts
+            done = EditionRun(issue, options.sender_name(settings), options.ses_mode, started=False)
+        else:
+            done = _send_edition(settings, store, signer, issue, picks, options, stop, progress)
+        report.editions.append(done)
+        if told:
+            told(done)
+    report.stopped, report.signum = stop.is_set(), stop.signum
+    return report
+
+
+def _send_edition(settings: Settings, store: Store, signer: Signer, issue: Issue, picks: EditionPicks,
+                  options: RunOptions, stop: threading.Event, progress: Callable[[], Progress] | None) -> EditionRun:
+    """Send ``issue`` to its readers with their ``picks``, or on a dry run
+    count what would be sent; note it finished when no reader is left
+    waiting. Returns what was done, with the error it ended with (see
+    ``SendReport.error``, or the error that stopped it before sending)."""
+    done = EditionRun(issue, options.sender_name(settings), options.ses_mode)
+    edition = Edition(issue.date, issue.kind)
+    try:
+        if options.dry_run:
+            done.would = Ledger(store, edition, settings.weekly_weekday).plan(options.resend_unknown, options.limit)
+            return done
+        store.publish_issue(edition)  # before the first message: its "view in browser" link works
+        sender = create_sender(settings, done.sender, options.ses_mode)
+        send_options = SendOptions(limit=options.limit, resend_unknown=options.resend_unknown,
+                                   allow_partial=options.allow_partial, max_rate=settings.max_send_rate,
+                                   concurrency=settings.send_concurrency, weekly_day=settings.weekly_weekday)
+        shown = progress() if progress else None
+        dispatcher = Dispatcher(store, sender, signer, settings.base_url, settings.from_address, send_options, stop,
+                                shown.update if shown else None)
+        try:
+            # What is loaded by now (libraries, the issue, the ranking's index)
+            # lives to the end: out of the collector's sight, its collections
+            # during the send scan only the send's own objects (ranking a fifth
+            # faster).
+            gc.freeze()
+            with shown or contextlib.nullcontext():
+                done.report = dispatcher.run(issue, picks.for_readers)
+        finally:
+            gc.unfreeze()
+        done.where = sender.where(issue)
+        done.error = done.report.error()
+        if done.error is None and done.report.waiting == 0:
+            store.finish_issue(edition)
+    except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
+        done.error = error
+    return done
