@@ -195,7 +195,7 @@ def test_a_pause_must_end_after_today(store, cli_run):
     assert schedule_of(store, reader.email) == Schedule(DAILY, None, tomorrow)
 
 
-def test_every_new_option_has_help(cli_run):
+def test_every_new_option_has_help(database_url, cli_run):
     out = ok(cli_run("subscribers", "interests", "--help"))
     for option in ("--frequency [daily|weekly|paused]", "--weekday mon…sun", "--until YYYY-MM-DD"):
         assert option in out, out
