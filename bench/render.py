@@ -41,7 +41,7 @@ except ImportError:  # run with a Python that does not have the package installe
 
 from newsletter.issue import render as render_module  # noqa: E402
 from newsletter.papers.batches import load_batch  # noqa: E402
-from newsletter.cli.common import render_for_readers  # noqa: E402
+from newsletter.issue.render import render_for_readers  # noqa: E402
 from newsletter.core.config import Settings  # noqa: E402
 from newsletter.core.models import MAX_PICKS, Batch, Issue, Paper, Pick, Reason, paper_key  # noqa: E402
 from newsletter.sending.personalize import Recipient, picks_section  # noqa: E402

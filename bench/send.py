@@ -95,7 +95,7 @@ except ImportError:  # run with a Python that does not have the package installe
 from common import create_readers, create_subscribers, database_url, peak_rss_mb  # noqa: E402
 
 from newsletter.papers.batches import load_batch  # noqa: E402
-from newsletter.cli.common import render_for_readers  # noqa: E402
+from newsletter.issue.render import render_for_readers  # noqa: E402
 from newsletter.core.config import Settings  # noqa: E402
 from newsletter.core.models import Batch, Edition  # noqa: E402
 from newsletter.sending.personalize import ONE_CLICK, PreparedMessage  # noqa: E402

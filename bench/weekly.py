@@ -31,7 +31,7 @@ from pathlib import Path
 from common import DATE, EXAMPLE, database_url
 
 from newsletter.papers.batches import load_batch
-from newsletter.cli.common import render_for_readers
+from newsletter.issue.render import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.issue.editions import edition_batch
 from newsletter.core.models import Batch, Edition, EditionKind

@@ -25,7 +25,7 @@ from test_render import synthetic_batch
 
 from conftest import EXAMPLE, FIXTURES, SECRET, reader_parts, unavailable
 from newsletter.papers.batches import load_batch
-from newsletter.cli.common import render_for_readers
+from newsletter.issue.render import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.core.models import Pick, Reason, paper_key
 from newsletter.issue.render import render_issue

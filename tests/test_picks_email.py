@@ -24,7 +24,7 @@ import pytest
 
 from conftest import EXAMPLE, FIXTURES, SECRET
 from newsletter.papers.batches import load_batch
-from newsletter.cli.common import render_for_readers
+from newsletter.issue.render import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
 from newsletter.sending.personalize import PreparedMessage, Recipient

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from conftest import EXAMPLE, SECRET, free_port, reader_parts, unavailable, wait_until
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.cli.common import render_for_readers
+from newsletter.issue.render import render_for_readers
 from newsletter.core.config import Settings
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders import ses as ses_sender
