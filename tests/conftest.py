@@ -210,12 +210,6 @@ def db(request, env):
     opened.close()
 
 
-@pytest.fixture
-def secret_settings(tmp_path) -> Settings:
-    """Settings with a strong secret key and a SQLite database in tmp_path."""
-    return Settings(secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'newsletter.db'}")
-
-
 # --------------------------------------------------------------------------
 # the command line, in this process
 
@@ -238,10 +232,6 @@ class CliRun:
 
         return CliRunner().invoke(cli, list(args), env={**self.env, **settings}, input=input, color=self.color,
                                   catch_exceptions=False)
-
-    def ok(self, *args: str, **options) -> str:
-        """Run like calling; assert it succeeded (:func:`ok`); return its stdout."""
-        return ok(self(*args, **options))
 
 
 def ok(result: Result) -> str:
