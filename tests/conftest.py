@@ -4,6 +4,7 @@ NEWSLETTER_* variables set, so no test reads a real .env or environment."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -13,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
@@ -186,21 +188,107 @@ def count_signups(store, *, since, email: str | None = None, client: str | None 
         return conn.scalar(query)
 
 
+# A test has one database. A test that uses ``database_url`` (or ``store``)
+# runs on both, and its ``env``, ``db``, ``cli_run`` and ``web_client`` are
+# on that database, through the same ``store``; any other test has one
+# SQLite file in its folder, not made until something makes it.
+
+
+def _uses_both_databases(request) -> bool:
+    return "database_url" in request.fixturenames
+
+
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    """Settings for a command run (NEWSLETTER_* variables): SQLite in tmp, a
-    strong key, an outbox in tmp."""
+def env(request, tmp_path) -> dict[str, str]:
+    """Settings for a command run (NEWSLETTER_* variables): the test's
+    database, a strong key, an outbox in tmp."""
+    if _uses_both_databases(request):
+        database_url = request.getfixturevalue("database_url")
+    else:
+        database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
     return {
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}",
+        "NEWSLETTER_DATABASE_URL": database_url,
         "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
     }
 
 
 @pytest.fixture
-def secret_settings(tmp_path) -> Settings:
-    """Settings with a strong secret key and a SQLite database in tmp_path."""
-    return Settings(secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'newsletter.db'}")
+def db(request, env):
+    """The test's database (``env``'s), opened: ``store`` itself on a test
+    that runs on both databases."""
+    if _uses_both_databases(request):
+        yield request.getfixturevalue("store")
+        return
+    from newsletter.store import open_store
+
+    opened = open_store(env["NEWSLETTER_DATABASE_URL"])
+    yield opened
+    opened.close()
+
+
+# --------------------------------------------------------------------------
+# the command line, in this process
+
+
+class CliRun:
+    """The ``newsletter`` command run in this process (click's CliRunner),
+    with ``env`` (NEWSLETTER_* variables) over the process's environment.
+    With ``color`` its output keeps the escape codes a terminal would be
+    given (click strips them from what is not a terminal)."""
+
+    def __init__(self, env: dict[str, str] | None = None, color: bool = False):
+        self.env = dict(env or {})
+        self.color = color
+
+    def __call__(self, *args: str, input: str | None = None, **settings: str) -> Result:
+        """Run ``newsletter ARGS`` with ``settings`` over ``env``, ``input``
+        on its stdin; return click's Result. An exception the command lets
+        out is raised here (a bug: the command's errors are exit codes)."""
+        from newsletter.cli import cli
+
+        return CliRunner().invoke(cli, list(args), env={**self.env, **settings}, input=input, color=self.color,
+                                  catch_exceptions=False)
+
+
+def ok(result: Result) -> str:
+    """Assert that the command behind ``result`` exited 0 with no
+    traceback; return its standard output."""
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert "Traceback" not in result.output
+    return result.stdout
+
+
+@pytest.fixture
+def cli_run(env) -> CliRun:
+    """The ``newsletter`` command on the test's settings (``env``)."""
+    return CliRun(env)
+
+
+# --------------------------------------------------------------------------
+# the web app, through Flask's test client
+
+
+@pytest.fixture
+def web_client(request, env):
+    """Return a function making a test client of the public web app on the
+    test's database, through its open store (``db``), with ``env``'s
+    settings and ``settings`` (fields of :class:`Settings`) over them.
+
+    The app's worker thread is not started (a test applies what waits with
+    ``client.application.extensions["newsletter"].actions.run_pending()``).
+    A client keeps no cookies unless ``cookies`` (the dashboard's session).
+    ``mailer`` is the app's sender object and ``sns_verifier`` its SNS
+    verifier (``create_app``'s ``sender`` and ``sns_verifier``)."""
+    from newsletter.web import create_app
+
+    def make(*, cookies: bool = False, mailer=None, sns_verifier=None, **settings):
+        config = dataclasses.replace(load_settings(env), **settings)
+        app = create_app(config, request.getfixturevalue("db"), sender=mailer, sns_verifier=sns_verifier,
+                         background=False)
+        return app.test_client(use_cookies=cookies)
+
+    return make
 
 
 # --------------------------------------------------------------------------
@@ -216,6 +304,24 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def newsletter_process(*args: str, folder: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """Start ``python -m newsletter ARGS`` as a real process in ``folder``
+    (which holds no .env), its environment ``clean_env(**env)``; its
+    output is piped, as text, unless ``popen`` says otherwise."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", "newsletter", *args], cwd=folder, env=clean_env(**(env or {})),
+                            **options)
+
+
+def newsletter_run(*args: str, folder: Path, env: dict[str, str] | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m newsletter ARGS`` as a real process in ``folder``
+    (its environment ``clean_env(**env)``) to its end; return it, its
+    output captured as text. ``timeout`` only catches a hang."""
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=folder, env=clean_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @contextlib.contextmanager
 def newsletter_server(args: list[str], port: int, folder: Path, env: dict[str, str]):
     """Run ``python -m newsletter ARGS`` from ``folder`` (which holds no .env)
@@ -223,9 +329,7 @@ def newsletter_server(args: list[str], port: int, folder: Path, env: dict[str, s
     the test, with the server's log, if it exits or never answers."""
     log_path = folder / f"server-{port}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", *args], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = newsletter_process(*args, folder=folder, env=env, stdout=log, stderr=subprocess.STDOUT, text=False)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
 
 from admin_data import NAME, PASSWORD, clock, csrf_of, history, log_in, operator, send
@@ -50,14 +49,12 @@ from newsletter.operators.admins import (MAX_DELAY, PER_CLIENT, PER_NAME_AND_CLI
                                remove_admin, token_digest)
 from newsletter.papers.batches import load_batch
 from newsletter.cli import admin as admin_cli
-from newsletter.cli import cli
 from newsletter.core.config import Settings
 from newsletter.core.models import DeliveryStatus, Edition, Frequency, Profile, SubscriberRow, SubscriberStatus
 from newsletter.operators.passwords import check_password, hash_password
 from newsletter.store import Ledger, dashboard, open_store
 from newsletter.store.backup import processes_holding
 from newsletter.store.ledger import LedgerRow
-from newsletter.web import create_app
 from newsletter.web.admin.access import MAX_IMPORT_BYTES
 from newsletter.web.admin.readers import MAX_IMPORT_ROWS
 
@@ -71,14 +68,9 @@ OLD_SECRET = "ly12xlEa51C9FWaRReYCbCWzyprWlYLeTDXuVOCodx0"
 # helpers
 
 
-def make_app(store, database_url: str, **overrides):
-    settings = Settings(**{"secret_key": SECRET, "database_url": database_url, **overrides})
-    return create_app(settings, store, background=False)
-
-
 @pytest.fixture
-def app(store, database_url, tmp_path):
-    return make_app(store, database_url, outbox_dir=tmp_path / "outbox")
+def app(web_client):
+    return web_client(cookies=True).application
 
 
 @pytest.fixture
@@ -214,10 +206,10 @@ def test_admin_pages_are_not_cached_not_framed_and_load_nothing_from_elsewhere(s
     assert script.headers["Cache-Control"] == "no-store"
 
 
-def test_the_session_cookie_is_httponly_samesite_limited_to_admin_and_secure_over_https(store, database_url):
+def test_the_session_cookie_is_httponly_samesite_limited_to_admin_and_secure_over_https(store, web_client):
     operator(store)
     for base, secure in (("http://127.0.0.1:8000", False), ("https://papers.example.org", True)):
-        client = make_app(store, database_url, base_url=base).test_client()
+        client = web_client(cookies=True, base_url=base)
         # Over HTTPS, Flask-WTF also wants a Referer from this site (the
         # dashboard's pages send one: Referrer-Policy same-origin).
         response = log_in(client, base_url=base, headers={"Referer": f"{base}/admin/login"})
@@ -288,9 +280,9 @@ def test_a_new_password_and_removal_end_every_session(store, app, signed_in):
     assert signed_in.get("/admin/").status_code == 404  # no operator left: the dashboard is off
 
 
-def test_a_session_ends_after_the_hours_without_use(store, database_url):
+def test_a_session_ends_after_the_hours_without_use(store, web_client):
     operator(store)
-    client = make_app(store, database_url, admin_session_hours=2).test_client()
+    client = web_client(cookies=True, admin_session_hours=2)
     assert log_in(client).status_code == 303
     now = dt.datetime.now(dt.timezone.utc)
     with clock(store, now + dt.timedelta(hours=1, minutes=50)):
@@ -413,9 +405,9 @@ def test_others_failures_slow_a_name_down_but_never_shut_it(store, app, waits):
     assert len(waits) == 9
 
 
-def test_behind_a_proxy_the_forwarded_address_is_the_client(store, database_url):
+def test_behind_a_proxy_the_forwarded_address_is_the_client(store, web_client):
     operator(store)
-    app = make_app(store, database_url, proxy_count=1)
+    app = web_client(cookies=True, proxy_count=1).application
     for n in range(PER_CLIENT):
         client = app.test_client()
         log_in(client, name=f"guess{n}", password="wrong password!", headers={"X-Forwarded-For": "203.0.113.9"})
@@ -851,10 +843,10 @@ def test_exports_by_status_are_the_cli_export(store, signed_in):
 # settings and templates
 
 
-def test_the_settings_page_shows_the_configuration_with_secrets_masked(store, database_url):
+def test_the_settings_page_shows_the_configuration_with_secrets_masked(store, web_client):
     operator(store)
-    app = make_app(store, database_url, smtp_password="smtp-Secret-123", secret_key_fallbacks=(OLD_SECRET,),
-                   sender="smtp")
+    app = web_client(cookies=True, smtp_password="smtp-Secret-123", secret_key_fallbacks=(OLD_SECRET,),
+                     sender="smtp").application
     client = app.test_client()
     log_in(client)
     response = client.get("/admin/settings")
@@ -870,7 +862,7 @@ def test_the_settings_page_shows_the_configuration_with_secrets_masked(store, da
     assert "Run the checks" in text and "check-results" not in text  # they ask SES and DNS: only when asked
 
 
-def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_url, monkeypatch):
+def test_the_settings_page_runs_the_doctors_checks_when_asked(store, web_client, monkeypatch):
     import dns.resolver
 
     from newsletter.operators import doctor
@@ -881,7 +873,7 @@ def test_the_settings_page_runs_the_doctors_checks_when_asked(store, database_ur
 
     monkeypatch.setattr(doctor, "system_resolver", NoDns)
     operator(store)
-    app = make_app(store, database_url, sender="smtp")
+    app = web_client(cookies=True, sender="smtp").application
     client = app.test_client()
     log_in(client)
     response = client.get("/admin/settings?checks=1")
@@ -911,14 +903,14 @@ def test_a_database_password_is_masked_on_the_settings_page(store, database_url)
     assert masked_url("https://huggingface.co") == "https://huggingface.co"
 
 
-def test_dashboard_templates_can_be_overridden(store, database_url, tmp_path):
+def test_dashboard_templates_can_be_overridden(store, web_client, tmp_path):
     operator(store)
     folder = tmp_path / "templates" / "admin"
     folder.mkdir(parents=True)
     (folder / "login.html").write_text('{% extends "admin/base.html" %}{% block content %}Our own login '
                                        '<input type="hidden" name="csrf_token" value="{{ csrf_token }}">'
                                        '{% endblock %}', encoding="utf-8")
-    client = make_app(store, database_url, templates_dir=tmp_path / "templates").test_client()
+    client = web_client(cookies=True, templates_dir=tmp_path / "templates")
     assert "Our own login" in client.get(LOGIN_PATH).get_data(as_text=True)
 
 
@@ -1262,45 +1254,37 @@ def test_dashboard_imports_keep_to_their_limits_and_bounded_memory_on_a_real_ser
 # the command line
 
 
-@pytest.fixture
-def run(env):
-    def invoke(args: list[str], input: str | None = None):
-        return CliRunner().invoke(cli, args, env=env, input=input, catch_exceptions=False)
-
-    return invoke
-
-
-def test_admin_add_list_password_remove_with_the_password_on_stdin(run, env):
-    added = run(["admin", "add", "Alice"], input=PASSWORD + "\n")
+def test_admin_add_list_password_remove_with_the_password_on_stdin(cli_run, env):
+    added = cli_run("admin", "add", "Alice", input=PASSWORD + "\n")
     assert added.exit_code == 0, added.output
     assert added.stdout == "Added the operator alice: the dashboard is at http://127.0.0.1:8000/admin/\n"
     database = env["NEWSLETTER_DATABASE_URL"].removeprefix("sqlite:///")
     assert added.stderr == f"Created a new database at {database}\n"  # the first operator, on a new install
-    assert run(["admin", "add", "bob", "--password-stdin"], input="another Strong-pass 42\n").exit_code == 0
-    listed = run(["admin", "list"])
+    assert cli_run("admin", "add", "bob", "--password-stdin", input="another Strong-pass 42\n").exit_code == 0
+    listed = cli_run("admin", "list")
     assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["alice", "bob"]
     assert "never logged in" in listed.output
-    changed = run(["admin", "password", "alice"], input="a brand-New pass 77\n")
+    changed = cli_run("admin", "password", "alice", input="a brand-New pass 77\n")
     assert changed.exit_code == 0 and "sessions are ended" in changed.output
     store = open_store(env["NEWSLETTER_DATABASE_URL"])
     try:
         assert admins_module.verify_password(store.get_admin("alice").password_hash, "a brand-New pass 77")
     finally:
         store.close()
-    removed = run(["admin", "remove", "BOB"])
+    removed = cli_run("admin", "remove", "BOB")
     assert removed.exit_code == 0 and removed.output == "Removed the operator bob; their sessions are ended.\n"
-    assert [line.split("\t")[0] for line in run(["admin", "list"]).output.splitlines()] == ["alice"]
+    assert [line.split("\t")[0] for line in cli_run("admin", "list").output.splitlines()] == ["alice"]
     for output in (added.output, changed.output, listed.output):
         assert PASSWORD not in output and "a brand-New pass 77" not in output
 
 
-def test_admin_add_asks_twice_on_a_terminal_and_refuses_a_mismatch(run, monkeypatch):
+def test_admin_add_asks_twice_on_a_terminal_and_refuses_a_mismatch(cli_run, monkeypatch):
     monkeypatch.setattr(admin_cli, "interactive", lambda: True)
-    mismatch = run(["admin", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}x\n")
+    mismatch = cli_run("admin", "add", "alice", input=f"{PASSWORD}\n{PASSWORD}x\n")
     assert mismatch.exit_code == 2
     assert mismatch.output.splitlines()[-1] == "Error: the two passwords differ; nothing was changed"
-    assert run(["admin", "list"]).output == ""
-    typed = run(["admin", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert cli_run("admin", "list").output == ""
+    typed = cli_run("admin", "add", "alice", input=f"{PASSWORD}\n{PASSWORD}\n")
     assert typed.exit_code == 0, typed.output
     assert "Password: \nRepeat the password: \n" in typed.output  # asked, never echoed
     assert PASSWORD not in typed.output
@@ -1318,18 +1302,18 @@ def test_admin_add_asks_twice_on_a_terminal_and_refuses_a_mismatch(run, monkeypa
     ("jennifer1984", "easy to guess"),
     ("x" * 1025, "too long"),
 ])
-def test_weak_and_common_passwords_are_refused(run, password, why):
-    result = run(["admin", "add", "alice"], input=password + "\n")
+def test_weak_and_common_passwords_are_refused(cli_run, password, why):
+    result = cli_run("admin", "add", "alice", input=password + "\n")
     assert result.exit_code == 2
     assert result.output.startswith("Error: the password ") and why in result.output
     assert password not in result.output
-    assert run(["admin", "list"]).output == ""
+    assert cli_run("admin", "list").output == ""
     with pytest.raises(Exception, match=re.escape(why)):
         check_password(password, "alice")
 
 
-def test_admin_commands_refuse_bad_names_and_unknown_operators(run):
-    assert run(["admin", "add", "alice"], input=PASSWORD + "\n").exit_code == 0
+def test_admin_commands_refuse_bad_names_and_unknown_operators(cli_run):
+    assert cli_run("admin", "add", "alice", input=PASSWORD + "\n").exit_code == 0
     for args, message in (
         (["admin", "add", "alice"], "there is already an operator called 'alice'"),
         (["admin", "add", "no spaces"], "is not a name for an operator"),
@@ -1337,9 +1321,9 @@ def test_admin_commands_refuse_bad_names_and_unknown_operators(run):
         (["admin", "remove", "bob"], "there is no operator called 'bob'"),
         (["admin", "password", "bob"], "there is no operator called 'bob'"),
     ):
-        result = run(args, input=PASSWORD + "\n")
+        result = cli_run(*args, input=PASSWORD + "\n")
         assert result.exit_code == 2 and result.output.startswith("Error: ") and message in result.output, args
-    empty = run(["admin", "password", "alice"], input="")
+    empty = cli_run("admin", "password", "alice", input="")
     assert empty.exit_code == 2 and "no password on standard input" in empty.output
 
 

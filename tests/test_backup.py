@@ -37,10 +37,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
-from conftest import FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_server, wait_until
-from newsletter.cli import cli
+from conftest import (FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_process, newsletter_run,
+                      newsletter_server, wait_until)
 from newsletter.core.errors import StoreError
 from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import backup as backup_module
@@ -56,18 +56,9 @@ RELEASE_1_DB = FIXTURES / "release-1" / "release-1.db"
 
 
 @pytest.fixture
-def database(tmp_path) -> Path:
-    return tmp_path / "db" / "newsletter.db"
-
-
-@pytest.fixture
-def env(tmp_path, database) -> dict[str, str]:
-    return {"NEWSLETTER_DATABASE_URL": f"sqlite:///{database}", "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox")}
-
-
-def run(env: dict[str, str], *args: str):
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+def database(env) -> Path:
+    """The SQLite file of the test's database."""
+    return Path(make_url(env["NEWSLETTER_DATABASE_URL"]).database)
 
 
 def add_readers(database: Path, count: int) -> list:
@@ -143,15 +134,15 @@ class OneClicks(threading.Thread):
 # backups of a running system
 
 
-def test_a_backup_taken_while_the_web_app_and_a_send_run_is_one_consistent_moment(tmp_path, database, env):
+def test_a_backup_taken_while_the_web_app_and_a_send_run_is_one_consistent_moment(tmp_path, database, env, cli_run):
     readers = add_readers(database, 600)
     # At most 40 messages a second: the send lasts 15 s or more, so it is
     # certainly still running when the backup ends (and is stopped then).
-    send_env = clean_env(**env, NEWSLETTER_MAX_SEND_RATE="40")
+    send_env = {**env, "NEWSLETTER_MAX_SEND_RATE": "40"}
     first_day = dt.date(2025, 3, 12)
     with serve(tmp_path, env) as base:
-        sending = subprocess.Popen([sys.executable, "-m", "newsletter", "send", str(batch_file(tmp_path, first_day))],
-                                   cwd=tmp_path, env=send_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sending = newsletter_process("send", str(batch_file(tmp_path, first_day)), folder=tmp_path, env=send_env,
+                                     stderr=subprocess.STDOUT)
         clicks = OneClicks(base, readers[-200:])  # readers the send reaches last
         try:
             wait_until(lambda: query(database, "SELECT count(*) FROM deliveries") > 0, "the send to begin")
@@ -160,8 +151,7 @@ def test_a_backup_taken_while_the_web_app_and_a_send_run_is_one_consistent_momen
             answered_before = len(clicks.answers)
             deliveries_before = query(database, "SELECT count(*) FROM deliveries")
             started = time.monotonic()
-            backup = subprocess.run([sys.executable, "-m", "newsletter", "db", "backup", str(tmp_path / "b.db")],
-                                    cwd=tmp_path, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+            backup = newsletter_run("db", "backup", str(tmp_path / "b.db"), folder=tmp_path, env=env)
             ended = time.monotonic()
             assert backup.returncode == 0, backup.stderr
             assert sending.poll() is None, "the send ended before the backup did"
@@ -200,13 +190,13 @@ def test_a_backup_taken_while_the_web_app_and_a_send_run_is_one_consistent_momen
     elsewhere = {**env, "NEWSLETTER_DATABASE_URL": f"sqlite:///{restored}",
                  "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox2")}
     next_day = dt.date(2025, 3, 13)
-    sent = run(elsewhere, "send", str(batch_file(tmp_path, next_day)))
+    sent = cli_run("send", str(batch_file(tmp_path, next_day)), **elsewhere)
     assert sent.exit_code == 0, sent.output
     active = {row[0] for row in sqlite3.connect(restored).execute("SELECT id FROM subscribers WHERE status = 'active'")}
     assert len(active) == 600 - unsubscribed
     outbox = tmp_path / "outbox2" / next_day.isoformat()
     assert {int(p.stem) for p in outbox.glob("*.eml")} == active
-    again = run(elsewhere, "send", str(batch_file(tmp_path, next_day)))
+    again = cli_run("send", str(batch_file(tmp_path, next_day)), **elsewhere)
     assert again.exit_code == 0 and "already sent" in again.stdout
     assert len(list(outbox.glob("*.eml"))) == len(active)
 
@@ -241,7 +231,7 @@ def test_the_web_app_writes_while_a_backup_holds_its_snapshot(tmp_path, database
     assert query(tmp_path / "b.db", "PRAGMA integrity_check") == "ok"
 
 
-def test_reader_actions_still_waiting_are_applied_before_the_copy(tmp_path, database, env):
+def test_reader_actions_still_waiting_are_applied_before_the_copy(tmp_path, database, env, cli_run):
     readers = add_readers(database, 3)
     store = open_store(env["NEWSLETTER_DATABASE_URL"])
     try:
@@ -250,7 +240,7 @@ def test_reader_actions_still_waiting_are_applied_before_the_copy(tmp_path, data
                                                ref=readers[1].ref), subscriber_id=readers[1].id)
     finally:
         store.close()
-    result = run(env, "db", "backup", str(tmp_path / "backups" / "b.db"))
+    result = cli_run("db", "backup", str(tmp_path / "backups" / "b.db"))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "Applied 1 waiting reader actions first."
     assert query(tmp_path / "backups" / "b.db",
@@ -272,19 +262,19 @@ def test_a_failed_backup_leaves_the_destination_as_it_was(tmp_path, database, en
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
 
 
-def test_a_backup_over_the_database_itself_is_refused(tmp_path, database, env):
+def test_a_backup_over_the_database_itself_is_refused(tmp_path, database, env, cli_run):
     add_readers(database, 1)
     before = query(database, "SELECT count(*) FROM subscribers")
-    result = run(env, "db", "backup", str(database))
+    result = cli_run("db", "backup", str(database))
     assert result.exit_code == 2
     assert result.stderr == f"Error: {database} is the database itself; give another file name\n"
     assert query(database, "SELECT count(*) FROM subscribers") == before
 
 
-def test_a_database_behind_this_release_is_backed_up_as_it_is(tmp_path, database, env):
+def test_a_database_behind_this_release_is_backed_up_as_it_is(tmp_path, database, env, cli_run):
     database.parent.mkdir()
     shutil.copyfile(RELEASE_1_DB, database)
-    result = run(env, "db", "backup", str(tmp_path / "before-upgrade.db"))
+    result = cli_run("db", "backup", str(tmp_path / "before-upgrade.db"))
     assert result.exit_code == 0, result.output
     assert result.stderr == ""  # no "Upgraded ..."
     size = backup_module.human_size((tmp_path / "before-upgrade.db").stat().st_size)
@@ -298,8 +288,8 @@ def test_a_database_behind_this_release_is_backed_up_as_it_is(tmp_path, database
     assert migrate.status(f"sqlite:///{tmp_path / 'before-upgrade.db'}").release_1
 
 
-def test_no_database_no_backup(tmp_path, database, env):
-    result = run(env, "db", "backup", str(tmp_path / "b.db"))
+def test_no_database_no_backup(tmp_path, database, env, cli_run):
+    result = cli_run("db", "backup", str(tmp_path / "b.db"))
     assert result.exit_code == 2
     assert result.stderr == f"Error: there is no database at {database} to back up\n"
     assert not database.exists() and not (tmp_path / "b.db").exists()
@@ -309,14 +299,14 @@ def test_no_database_no_backup(tmp_path, database, env):
 # restores
 
 
-def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_path, database, env):
+def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_path, database, env, cli_run):
     add_readers(database, 3)
-    assert run(env, "db", "backup", str(tmp_path / "b.db")).exit_code == 0
+    assert cli_run("db", "backup", str(tmp_path / "b.db")).exit_code == 0
     store = open_store(env["NEWSLETTER_DATABASE_URL"])
     store.add("later@example.com")
     store.close()
     with serve(tmp_path, env) as base:
-        refused = run(env, "db", "restore", str(tmp_path / "b.db"))
+        refused = cli_run("db", "restore", str(tmp_path / "b.db"))
         assert refused.exit_code == 2
         port = base.rsplit(":", 1)[1]
         assert refused.stderr.startswith(f"Error: the database {database} is open in process ")
@@ -325,7 +315,7 @@ def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_
         assert query(database, "SELECT count(*) FROM subscribers") == 4
     assert not list(database.parent.glob("*before-restore*"))
 
-    restored = run(env, "db", "restore", str(tmp_path / "b.db"))
+    restored = cli_run("db", "restore", str(tmp_path / "b.db"))
     assert restored.exit_code == 0, restored.output
     kept = next(database.parent.glob("newsletter.before-restore-*.db"))
     assert restored.stdout.splitlines() == [
@@ -338,7 +328,7 @@ def test_restore_refuses_while_the_web_app_has_the_database_open_then_works(tmp_
     assert not Path(f"{database}-wal").exists() and not Path(f"{database}-shm").exists()
     with serve(tmp_path, env):
         pass  # the web app starts on the restored database
-    counted = run(env, "subscribers", "count")
+    counted = cli_run("subscribers", "count")
     assert counted.exit_code == 0 and counted.stderr == ""
     assert "total               3" in counted.stdout
 
@@ -392,21 +382,19 @@ def answers(port: int) -> bool:
     return False
 
 
-def test_nothing_started_during_a_restore_writes_to_the_replaced_database(tmp_path, database, env):
+def test_nothing_started_during_a_restore_writes_to_the_replaced_database(tmp_path, database, env, cli_run):
     readers = add_readers(database, 3)
-    assert run(env, "db", "backup", str(tmp_path / "b.db")).exit_code == 0
+    assert cli_run("db", "backup", str(tmp_path / "b.db")).exit_code == 0
     restore = PausedRestore(tmp_path, env, tmp_path / "b.db")
     being_restored = (f"Error: the database {database} is being restored from a backup (`newsletter db restore`); "
                       "run this again once the restore has finished\n")
 
     # During the copy: a command that adds a reader, and the web app, to
     # which a reader sends a one-click unsubscribe if it answers.
-    added = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "add", "late@example.com"],
-                           cwd=tmp_path, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+    added = newsletter_run("subscribers", "add", "late@example.com", folder=tmp_path, env=env)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port)], cwd=tmp_path,
-                              env=clean_env(**env, NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = newsletter_process("serve", "--port", str(port), folder=tmp_path,
+                                env={**env, "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}"})
     try:
         wait_until(lambda: server.poll() is not None or answers(port), "the web app to start or stop",
                    timeout=STARTUP_SECONDS)
@@ -435,9 +423,10 @@ def test_nothing_started_during_a_restore_writes_to_the_replaced_database(tmp_pa
     assert clicked is None and late == 0 and status == "active"
 
 
-def test_a_restore_stops_before_the_swap_when_the_database_was_opened_without_its_lock(tmp_path, database, env):
+def test_a_restore_stops_before_the_swap_when_the_database_was_opened_without_its_lock(tmp_path, database, env,
+                                                                                      cli_run):
     add_readers(database, 3)
-    assert run(env, "db", "backup", str(tmp_path / "b.db")).exit_code == 0
+    assert cli_run("db", "backup", str(tmp_path / "b.db")).exit_code == 0
     store = open_store(env["NEWSLETTER_DATABASE_URL"])
     store.add("later@example.com")
     store.close()
@@ -457,17 +446,17 @@ def test_a_restore_stops_before_the_swap_when_the_database_was_opened_without_it
     assert not [p.name for p in database.parent.iterdir() if "before-restore" in p.name or p.suffix == ".tmp"]
 
 
-def test_a_restored_older_database_is_upgraded_when_next_opened(tmp_path, database, env):
+def test_a_restored_older_database_is_upgraded_when_next_opened(tmp_path, database, env, cli_run):
     add_readers(database, 2)
     before = digest(RELEASE_1_DB)
-    restored = run(env, "db", "restore", str(RELEASE_1_DB))
+    restored = cli_run("db", "restore", str(RELEASE_1_DB))
     assert restored.exit_code == 0, restored.output
     assert "7 subscribers, 2 issues, revision 0001 (release 1)" in restored.stdout
     assert f"It will be upgraded to revision {migrate.head()} when it is next opened" in restored.stdout
     # The file restored from is left as it was, with nothing beside it.
     assert digest(RELEASE_1_DB) == before
     assert sorted(p.name for p in RELEASE_1_DB.parent.iterdir()) == ["make_fixture.py", "release-1.db", "release-1.sql"]
-    counted = run(env, "subscribers", "count")
+    counted = cli_run("subscribers", "count")
     assert counted.exit_code == 0
     assert counted.stderr == f"Upgraded the database from 0001 to {migrate.head()}.\n"
     assert "total               7" in counted.stdout
@@ -509,12 +498,13 @@ def make_with_wal(path: Path) -> None:
     ("damaged", make_damaged, ""),
     ("with-wal", make_with_wal, "a write-ahead log"),
 ])
-def test_restore_refuses_a_file_that_is_not_a_sound_newsletter_database(tmp_path, database, env, kind, make, says):
+def test_restore_refuses_a_file_that_is_not_a_sound_newsletter_database(tmp_path, database, env, kind, make, says,
+                                                                        cli_run):
     add_readers(database, 2)
     before = digest(database)
     bad = tmp_path / f"{kind}.db"
     make(bad)
-    result = run(env, "db", "restore", str(bad))
+    result = cli_run("db", "restore", str(bad))
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"Error: {bad}: ") and says in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
@@ -535,16 +525,16 @@ def test_a_damaged_file_is_named_damaged_or_unusable(tmp_path):
 # PostgreSQL
 
 
-def test_postgresql_backups_and_restores_are_left_to_its_own_tools(tmp_path):
+def test_postgresql_backups_and_restores_are_left_to_its_own_tools(tmp_path, cli_run):
     env = {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://mailer:s3cret-Pass@db.internal:6432/newsletter",
            "NEWSLETTER_SECRET_KEY": SECRET}
-    backup = run(env, "db", "backup", str(tmp_path / "b.dump"))
+    backup = cli_run("db", "backup", str(tmp_path / "b.dump"), **env)
     assert backup.exit_code == 2
     assert backup.stderr == (
         "Error: this command backs up SQLite databases only; back up PostgreSQL with pg_dump: "
         "pg_dump --host=db.internal --port=6432 --username=mailer --format=custom --file=FILE newsletter "
         "(give the password with PGPASSWORD or ~/.pgpass)\n")
-    restore = run(env, "db", "restore", str(tmp_path / "b.dump"))
+    restore = cli_run("db", "restore", str(tmp_path / "b.dump"), **env)
     assert restore.exit_code == 2
     assert "pg_restore --host=db.internal --port=6432 --username=mailer --clean --if-exists --dbname=newsletter FILE" \
         in restore.stderr

@@ -4,17 +4,13 @@ code 2, settings errors, help texts, and ``python -m newsletter``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, SECRET
+from conftest import EXAMPLE, SECRET, CliRun, newsletter_run
 from newsletter.cli import cli
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK
 from newsletter.store import migrate
@@ -22,8 +18,8 @@ from newsletter.store import migrate
 OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}
 
 
-def run(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+# The command with no settings of its own: the folder's .env, else the defaults.
+run = CliRun()
 
 
 def assert_one_line_error(result, *names: str) -> str:
@@ -217,7 +213,7 @@ def test_output_folder_not_writable(isolated):
     ],
 )
 def test_malformed_setting_in_the_environment(name, value):
-    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o", env={name: value})
+    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o", **{name: value})
     assert_one_line_error(result, name)
 
 
@@ -266,11 +262,7 @@ def test_group_options_have_help():
 
 
 def test_python_dash_m_help(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "newsletter", "--help"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )
+    done = newsletter_run("--help", folder=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Usage:" in done.stdout
     for name in cli.commands:
@@ -285,10 +277,8 @@ def test_python_dash_m_help(tmp_path):
 def test_send_from_a_folder_without_env_creates_no_database_and_fails_naming_both(tmp_path):
     """The cron trap: the key in the environment, the job started in the
     wrong folder. It must fail loudly, not send nothing and exit 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["NEWSLETTER_SECRET_KEY"] = SECRET
-    done = subprocess.run([sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", "2025-03-11"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = newsletter_run("send", str(EXAMPLE), "--date", "2025-03-11", folder=tmp_path,
+                          env={"NEWSLETTER_SECRET_KEY": SECRET})
     assert done.returncode == 2, done.stdout + done.stderr
     [message] = done.stderr.splitlines()
     assert message.startswith(f"Error: there is no database at {tmp_path / 'subscribers' / 'newsletter.db'};")
@@ -311,12 +301,10 @@ def test_send_from_a_folder_without_env_creates_no_database_and_fails_naming_bot
     ["admin", "list"],
     ["bounces", "poll", "--queue", "http://127.0.0.1:1/queue", "--once"],
 ])
-def test_commands_that_read_the_list_never_create_a_database(database_url, tmp_path, args):
+def test_commands_that_read_the_list_never_create_a_database(database_url, cli_run, tmp_path, args):
     """A missing SQLite file, or a PostgreSQL database with no tables: exit
     2 naming it, and nothing created."""
-    env = {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
-           "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox")}
-    result = run(*args, env=env)
+    result = cli_run(*args)
     assert result.exit_code == 2, result.output
     if database_url.startswith("sqlite"):
         assert result.stderr.startswith(f"Error: there is no database at {make_url(database_url).database};")
@@ -329,10 +317,7 @@ def test_commands_that_read_the_list_never_create_a_database(database_url, tmp_p
 
 
 def test_serve_never_creates_a_database(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["NEWSLETTER_SECRET_KEY"] = SECRET
-    done = subprocess.run([sys.executable, "-m", "newsletter", "serve", "--port", "0"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = newsletter_run("serve", "--port", "0", folder=tmp_path, env={"NEWSLETTER_SECRET_KEY": SECRET})
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"Error: there is no database at {tmp_path / 'subscribers' / 'newsletter.db'};")
     assert list(tmp_path.iterdir()) == []
@@ -341,19 +326,17 @@ def test_serve_never_creates_a_database(tmp_path):
 @pytest.mark.parametrize("args", [["subscribers", "add", "ada@example.com"], ["db", "upgrade"]])
 def test_the_commands_that_create_a_database_say_so(tmp_path, args):
     database = tmp_path / "db" / "newsletter.db"
-    result = run(*args, env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"})
+    result = run(*args, NEWSLETTER_DATABASE_URL=f"sqlite:///{database}")
     assert result.exit_code == 0, result.output
     assert database.is_file()
     assert f"Created a new database at {database}" in result.stderr if args[0] == "subscribers" else \
         result.stdout.startswith("Created the database at revision")
-    again = run(*args, env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"})
+    again = run(*args, NEWSLETTER_DATABASE_URL=f"sqlite:///{database}")
     assert "Created" not in again.output
 
 
 def test_a_missing_secret_key_names_the_folder_searched_for_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    done = subprocess.run([sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", "2025-03-11"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = newsletter_run("send", str(EXAMPLE), "--date", "2025-03-11", folder=tmp_path)
     assert done.returncode == 2
     [message] = done.stderr.splitlines()
     assert message.startswith("Error: NEWSLETTER_SECRET_KEY is not set, in the environment or in "

@@ -9,31 +9,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import FIXTURES
+from conftest import FIXTURES, ok
 from newsletter.papers.batches import load_batch
-from newsletter.cli import cli
 from newsletter.cli import picks as picks_command
 from newsletter.core.models import Profile
 from newsletter.picks.picking import EditionPicks
 from newsletter.store import FetchPaperPayload
 
 BATCH = FIXTURES / "picks-day.json"
-
-
-@pytest.fixture
-def run(database_url):
-    def invoke(*args: str):
-        return CliRunner().invoke(cli, list(args), env={"NEWSLETTER_DATABASE_URL": database_url},
-                                  catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, (result.output, result.stderr)
-    return result.stdout
 
 
 def one_line_error(result, *parts: str) -> str:
@@ -50,15 +34,15 @@ def one_line_error(result, *parts: str) -> str:
 # subscribers interests
 
 
-def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, run):
+def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, cli_run):
     reader, _ = store.add("ada@example.com")
     store.store_batch(load_batch(BATCH))
     store.record_vote(reader.id, "2503.00006", -1, "2025-03-11")
-    out = ok(run("subscribers", "interests", "ada@example.com"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com"))
     assert out.splitlines() == ["ada@example.com", "  interests:   (none)", "  authors:     (none)",
                                 "  categories:  (none)", "  seed papers: (none)", "  picks:       5",
                                 "  votes:       0 up, 1 down", "  frequency:   daily"]
-    out = ok(run("subscribers", "interests", "ADA@example.com", "--keywords", "concept erasure; video generation",
+    out = ok(cli_run("subscribers", "interests", "ADA@example.com", "--keywords", "concept erasure; video generation",
                  "--authors", "Grace Hopper;Alan Turing", "--categories", "cs.cv,cs.LG",
                  "--seed-papers", "2503.00002,https://arxiv.org/abs/2311.12092v2", "--picks", "3"))
     assert "  interests:   concept erasure; video generation" in out
@@ -70,7 +54,7 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, ru
     # The seed paper that is not stored is left for `serve` to fetch.
     assert [a.payload for a in store.due_actions(("fetch_paper",))] == [FetchPaperPayload("2311.12092")]
     # One part: the others stay; an empty value empties it.
-    ok(run("subscribers", "interests", "ada@example.com", "--categories", "stat.ML", "--authors", ""))
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--categories", "stat.ML", "--authors", ""))
     profile = store.profile(reader.id)
     assert (profile.interests, profile.authors, profile.categories, profile.picks) == (
         ("concept erasure", "video generation"), (), ("stat.ML",), 3)
@@ -82,30 +66,30 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, ru
     ("--picks", "11", "--picks: The number of picks is a whole number from 0 to 10"),
     ("--picks", "-1", "--picks: "),
 ])
-def test_interests_refuses_malformed_input_naming_the_option(store, run, option, value, message):
+def test_interests_refuses_malformed_input_naming_the_option(store, cli_run, option, value, message):
     reader, _ = store.add("ada@example.com")
     store.save_profile(Profile(reader.id, ("graphs",)))
-    result = run("subscribers", "interests", "ada@example.com", "--keywords", "changed", option, value)
+    result = cli_run("subscribers", "interests", "ada@example.com", "--keywords", "changed", option, value)
     one_line_error(result, message)
     assert result.stdout == ""
     assert store.profile(reader.id) == Profile(reader.id, ("graphs",))  # nothing saved
 
 
-def test_interests_of_an_address_not_on_the_list(store, run):
-    one_line_error(run("subscribers", "interests", "nobody@example.com"), "nobody@example.com is not on the list")
-    one_line_error(run("subscribers", "interests", "nobody@example.com", "--picks", "2"), "not on the list")
+def test_interests_of_an_address_not_on_the_list(store, cli_run):
+    one_line_error(cli_run("subscribers", "interests", "nobody@example.com"), "nobody@example.com is not on the list")
+    one_line_error(cli_run("subscribers", "interests", "nobody@example.com", "--picks", "2"), "not on the list")
 
 
-def test_interests_cuts_like_the_web_form_and_prints_safely(store, run):
+def test_interests_cuts_like_the_web_form_and_prints_safely(store, cli_run):
     reader, _ = store.add("ada@example.com")
     keywords = "; ".join([f"topic {n}" for n in range(30)] + ["x" * 500])
-    result = run("subscribers", "interests", "ada@example.com", "--keywords", keywords)
+    result = cli_run("subscribers", "interests", "ada@example.com", "--keywords", keywords)
     ok(result)
     assert len(store.profile(reader.id).interests) == 20
     assert "Warning: --keywords: Only the first 20 interests are kept." in result.stderr
     # Stored text that would act on a terminal is shown escaped.
     store.save_profile(Profile(reader.id, ("\x1b]0;owned\x07 title", "\u202eevil"), ("Ada\tLovelace",)))
-    out = ok(run("subscribers", "interests", "ada@example.com"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com"))
     assert "\x1b" not in out and "\u202e" not in out and "\t" not in out
     assert "\\x1b]0;owned\\x07 title; \\u202eevil" in out and "Ada\\tLovelace" in out
 
@@ -114,7 +98,7 @@ def test_interests_cuts_like_the_web_form_and_prints_safely(store, run):
 # the CSV import
 
 
-def test_the_import_reads_interests_and_authors_into_new_readers_profiles(store, run, tmp_path):
+def test_the_import_reads_interests_and_authors_into_new_readers_profiles(store, cli_run, tmp_path):
     existing, _ = store.add("grace@example.com", "Grace")
     store.save_profile(Profile(existing.id, ("compilers",), picks=2))
     path = tmp_path / "list.csv"
@@ -125,7 +109,7 @@ def test_the_import_reads_interests_and_authors_into_new_readers_profiles(store,
         'grace@example.com,Grace,"something else",Someone\n'
         f'carl@example.com,Carl,"<b>x</b>; {"y" * 300}; ' + "; ".join(f"t{n}" for n in range(40)) + '",\n',
         encoding="utf-8")
-    out = ok(run("subscribers", "import", str(path)))
+    out = ok(cli_run("subscribers", "import", str(path)))
     assert "added 3, already present 1" in out
     ada = store.get(email="ada@example.com")
     assert store.profile(ada.id) == Profile(ada.id, ("concept erasure", "diffusion models"),
@@ -138,10 +122,10 @@ def test_the_import_reads_interests_and_authors_into_new_readers_profiles(store,
     assert store.profile(existing.id) == Profile(existing.id, ("compilers",), picks=2)
 
 
-def test_an_import_without_the_new_columns_makes_no_profiles(store, run, tmp_path):
+def test_an_import_without_the_new_columns_makes_no_profiles(store, cli_run, tmp_path):
     path = tmp_path / "list.csv"
     path.write_text("email,name\nada@example.com,Ada\n", encoding="utf-8")
-    ok(run("subscribers", "import", str(path)))
+    ok(cli_run("subscribers", "import", str(path)))
     ada = store.get(email="ada@example.com")
     assert store.profile(ada.id) == Profile(ada.id)
     assert store.profiles([ada.id]) == {ada.id: Profile(ada.id)}
@@ -165,8 +149,8 @@ def readers(store):
     return found
 
 
-def test_picks_of_one_reader_with_scores_and_reasons(store, run, readers):
-    out = ok(run("picks", str(BATCH), "--reader", "ada@example.com"))
+def test_picks_of_one_reader_with_scores_and_reasons(store, cli_run, readers):
+    out = ok(cli_run("picks", str(BATCH), "--reader", "ada@example.com"))
     lines = out.splitlines()
     assert lines[0] == "ada@example.com: 2 picks"
     # The two papers about concept erasure, best first, each with its score and reason.
@@ -182,14 +166,14 @@ def test_picks_of_one_reader_with_scores_and_reasons(store, run, readers):
     assert store.edition_papers(load_batch(BATCH).date)[0] == "2503.00001"
 
 
-def test_picks_never_include_a_rated_paper(store, run, readers):
+def test_picks_never_include_a_rated_paper(store, cli_run, readers):
     store.store_batch(load_batch(BATCH))
     store.record_vote(readers["ada"].id, "2503.00001", 1, "2025-03-10")
-    out = ok(run("picks", str(BATCH), "--reader", "ada@example.com"))
+    out = ok(cli_run("picks", str(BATCH), "--reader", "ada@example.com"))
     assert "2503.00001" not in out and "2503.00004" in out
 
 
-def test_picks_of_all_active_readers_as_json_in_pick_order(store, run, readers, monkeypatch):
+def test_picks_of_all_active_readers_as_json_in_pick_order(store, cli_run, readers, monkeypatch):
     sizes = []
     real = EditionPicks.for_readers
 
@@ -200,7 +184,7 @@ def test_picks_of_all_active_readers_as_json_in_pick_order(store, run, readers, 
 
     monkeypatch.setattr(EditionPicks, "for_readers", counted)
     monkeypatch.setattr(picks_command, "RANK_PAGE", 2)
-    result = run("picks", str(BATCH), "--all", "--json")
+    result = cli_run("picks", str(BATCH), "--all", "--json")
     found = json.loads(ok(result))
     assert [entry["email"] for entry in found] == ["ada@example.com", "bob@example.com", "carl@example.com"]
     assert sizes == [2, 1]  # in chunks, never the whole list at once
@@ -221,25 +205,26 @@ def test_picks_of_all_active_readers_as_json_in_pick_order(store, run, readers, 
                                                      for p in expected[readers["ada"].id].picks]
 
 
-def test_picks_text_for_readers_without_picks(store, run, readers):
+def test_picks_text_for_readers_without_picks(store, cli_run, readers):
     store.save_profile(Profile(readers["bob"].id, ("protein structure",), picks=0))
-    out = ok(run("picks", str(BATCH), "--all"))
+    out = ok(cli_run("picks", str(BATCH), "--all"))
     assert "bob@example.com: no picks (picks turned off)" in out
     assert "carl@example.com: no picks (no interests yet)" in out
     assert "dora@example.com" not in out
 
 
 @pytest.mark.parametrize("args", [[], ["--reader", "ada@example.com", "--all"]])
-def test_picks_needs_exactly_one_of_reader_and_all(store, run, readers, args):
-    result = run("picks", str(BATCH), *args)
+def test_picks_needs_exactly_one_of_reader_and_all(store, cli_run, readers, args):
+    result = cli_run("picks", str(BATCH), *args)
     assert result.exit_code == 2
     assert "Usage:" in result.stderr and "give exactly one of --reader EMAIL and --all" in result.stderr
     assert store.edition_papers(load_batch(BATCH).date) == []  # nothing was stored
 
 
-def test_picks_of_an_unknown_reader_and_of_a_bad_batch(store, run, readers, tmp_path):
-    one_line_error(run("picks", str(BATCH), "--reader", "nobody@example.com"), "nobody@example.com is not on the list")
+def test_picks_of_an_unknown_reader_and_of_a_bad_batch(store, cli_run, readers, tmp_path):
+    one_line_error(cli_run("picks", str(BATCH), "--reader", "nobody@example.com"),
+                   "nobody@example.com is not on the list")
     empty = tmp_path / "empty.json"
     empty.write_text('{"format": "newsletter-batch/1", "date": "2025-03-12", "papers": []}', encoding="utf-8")
-    one_line_error(run("picks", str(empty), "--all"), "has no papers")
-    one_line_error(run("picks", str(tmp_path / "missing.json"), "--all"), "no such file")
+    one_line_error(cli_run("picks", str(empty), "--all"), "has no papers")
+    one_line_error(cli_run("picks", str(tmp_path / "missing.json"), "--all"), "no such file")

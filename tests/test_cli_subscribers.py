@@ -9,11 +9,9 @@ import datetime as dt
 import io
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, ROOT
-from newsletter.cli import cli
+from conftest import EXAMPLE, ROOT, ok
 from newsletter.store import open_store
 
 EXAMPLE_CSV = ROOT / "subscribers" / "example.csv"
@@ -22,22 +20,8 @@ EXAMPLE_EMAILS = ["ada@example.com", "alan@example.com", "grace@example.com", "e
 
 
 @pytest.fixture
-def url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
-
-
-@pytest.fixture
-def run(url):
-    def invoke(*args: str):
-        return CliRunner().invoke(cli, list(args), env={"NEWSLETTER_DATABASE_URL": url}, catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, (result.output, result.stderr)
-    assert "Traceback" not in result.output
-    return result.stdout
+def url(env) -> str:
+    return env["NEWSLETTER_DATABASE_URL"]
 
 
 def one_line_error(result, *parts: str) -> str:
@@ -52,8 +36,8 @@ def one_line_error(result, *parts: str) -> str:
     return message
 
 
-def counts(run) -> dict[str, int]:
-    out = ok(run("subscribers", "count"))
+def counts(cli_run) -> dict[str, int]:
+    out = ok(cli_run("subscribers", "count"))
     return {name: int(number) for name, number in (line.split() for line in out.splitlines())}
 
 
@@ -70,8 +54,9 @@ def status_of(url: str, email: str) -> str | None:
 # add and remove
 
 
-def test_add(run, url):
-    assert ok(run("subscribers", "add", "Ada@EXAMPLE.com", "--name", "Ada Lovelace")).strip() == "Added Ada@example.com"
+def test_add(cli_run, url):
+    added = ok(cli_run("subscribers", "add", "Ada@EXAMPLE.com", "--name", "Ada Lovelace"))
+    assert added.strip() == "Added Ada@example.com"
     store = open_store(url)
     try:
         ada = store.get(email="ada@example.com")
@@ -80,32 +65,33 @@ def test_add(run, url):
         store.close()
 
 
-def test_adding_again_says_already_subscribed(run):
-    ok(run("subscribers", "add", "ada@example.com"))
-    result = run("subscribers", "add", "ADA@example.com")
+def test_adding_again_says_already_subscribed(cli_run):
+    ok(cli_run("subscribers", "add", "ada@example.com"))
+    result = cli_run("subscribers", "add", "ADA@example.com")
     assert "ada@example.com is already subscribed" in ok(result)
     assert result.stderr == ""
-    assert counts(run)["total"] == 1
+    assert counts(cli_run)["total"] == 1
 
 
-def test_an_unsubscribed_address_is_not_reactivated(run, url):
-    ok(run("subscribers", "add", "ada@example.com"))
-    ok(run("subscribers", "remove", "ada@example.com"))
-    one_line_error(run("subscribers", "add", "ada@example.com"), "ada@example.com", "unsubscribed", "not reactivated")
+def test_an_unsubscribed_address_is_not_reactivated(cli_run, url):
+    ok(cli_run("subscribers", "add", "ada@example.com"))
+    ok(cli_run("subscribers", "remove", "ada@example.com"))
+    one_line_error(cli_run("subscribers", "add", "ada@example.com"), "ada@example.com", "unsubscribed",
+                   "not reactivated")
     assert status_of(url, "ada@example.com") == "unsubscribed"
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "ada@", "a b@example.com"])
-def test_adding_an_invalid_address(run, address):
-    one_line_error(run("subscribers", "add", address), "not a valid email address")
-    assert counts(run)["total"] == 0
+def test_adding_an_invalid_address(cli_run, address):
+    one_line_error(cli_run("subscribers", "add", address), "not a valid email address")
+    assert counts(cli_run)["total"] == 0
 
 
-def test_remove_keeps_the_row(run, url):
-    ok(run("subscribers", "add", "ada@example.com"))
-    ok(run("subscribers", "add", "grace@example.com"))
-    assert ok(run("subscribers", "remove", "ADA@example.com")).strip() == "Unsubscribed ada@example.com"
-    assert counts(run) == {"active": 1, "unsubscribed": 1, "bounced": 0, "complained": 0, "total": 2}
+def test_remove_keeps_the_row(cli_run, url):
+    ok(cli_run("subscribers", "add", "ada@example.com"))
+    ok(cli_run("subscribers", "add", "grace@example.com"))
+    assert ok(cli_run("subscribers", "remove", "ADA@example.com")).strip() == "Unsubscribed ada@example.com"
+    assert counts(cli_run) == {"active": 1, "unsubscribed": 1, "bounced": 0, "complained": 0, "total": 2}
     store = open_store(url)
     try:
         ada = store.get(email="ada@example.com")
@@ -117,13 +103,13 @@ def test_remove_keeps_the_row(run, url):
     finally:
         store.close()
     # Removing again changes nothing.
-    assert "already unsubscribed" in ok(run("subscribers", "remove", "ada@example.com"))
+    assert "already unsubscribed" in ok(cli_run("subscribers", "remove", "ada@example.com"))
 
 
-def test_removing_an_unknown_address(run):
-    ok(run("subscribers", "add", "ada@example.com"))
-    one_line_error(run("subscribers", "remove", "nobody@example.com"), "nobody@example.com", "not on the list")
-    assert counts(run)["active"] == 1
+def test_removing_an_unknown_address(cli_run):
+    ok(cli_run("subscribers", "add", "ada@example.com"))
+    one_line_error(cli_run("subscribers", "remove", "nobody@example.com"), "nobody@example.com", "not on the list")
+    assert counts(cli_run)["active"] == 1
 
 
 # --------------------------------------------------------------------------
@@ -131,12 +117,12 @@ def test_removing_an_unknown_address(run):
 
 
 @pytest.fixture
-def three(run):
-    ok(run("subscribers", "add", "ada@example.com", "--name", "Ada Lovelace"))
-    ok(run("subscribers", "add", "grace@example.com"))
-    ok(run("subscribers", "add", "alan@example.com", "--name", "Alan, Turing"))
-    ok(run("subscribers", "remove", "grace@example.com"))
-    return run
+def three(cli_run):
+    ok(cli_run("subscribers", "add", "ada@example.com", "--name", "Ada Lovelace"))
+    ok(cli_run("subscribers", "add", "grace@example.com"))
+    ok(cli_run("subscribers", "add", "alan@example.com", "--name", "Alan, Turing"))
+    ok(cli_run("subscribers", "remove", "grace@example.com"))
+    return cli_run
 
 
 def test_list(three):
@@ -167,13 +153,13 @@ def test_count(three):
     assert counts(three) == {"active": 2, "unsubscribed": 1, "bounced": 0, "complained": 0, "total": 3}
 
 
-def test_count_where_there_is_no_database_creates_none(run, tmp_path):
-    result = run("subscribers", "count")
+def test_count_where_there_is_no_database_creates_none(cli_run, tmp_path):
+    result = cli_run("subscribers", "count")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: there is no database at {tmp_path / 'db' / 'newsletter.db'}")
     assert not (tmp_path / "db").exists()
-    ok(run("db", "upgrade"))
-    assert counts(run) == {"active": 0, "unsubscribed": 0, "bounced": 0, "complained": 0, "total": 0}
+    ok(cli_run("db", "upgrade"))
+    assert counts(cli_run) == {"active": 0, "unsubscribed": 0, "bounced": 0, "complained": 0, "total": 0}
 
 
 def test_export(three):
@@ -192,10 +178,10 @@ def test_export(three):
                                                       "frequency", "paused_until"]]
 
 
-def test_export_neutralises_formulas_and_imports_back(run, url, tmp_path):
-    ok(run("subscribers", "add", "--name", '=HYPERLINK("http://evil.example","Click")', "--", "-x@example.com"))
-    ok(run("subscribers", "add", "ada@example.com", "--name", "@SUM(1+1)"))
-    exported = ok(run("subscribers", "export"))
+def test_export_neutralises_formulas_and_imports_back(cli_run, url, tmp_path):
+    ok(cli_run("subscribers", "add", "--name", '=HYPERLINK("http://evil.example","Click")', "--", "-x@example.com"))
+    ok(cli_run("subscribers", "add", "ada@example.com", "--name", "@SUM(1+1)"))
+    exported = ok(cli_run("subscribers", "export"))
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert [(r["email"], r["name"]) for r in rows] == [
         ("'-x@example.com", '\'=HYPERLINK("http://evil.example","Click")'),
@@ -204,8 +190,7 @@ def test_export_neutralises_formulas_and_imports_back(run, url, tmp_path):
     export = tmp_path / "export.csv"
     export.write_text(exported, encoding="utf-8")
     other = f"sqlite:///{tmp_path / 'other' / 'newsletter.db'}"
-    result = CliRunner().invoke(cli, ["subscribers", "import", str(export)],
-                                env={"NEWSLETTER_DATABASE_URL": other}, catch_exceptions=False)
+    result = cli_run("subscribers", "import", str(export), NEWSLETTER_DATABASE_URL=other)
     assert "added 2, already present 0, invalid 0, refused 0" in ok(result)
     store = open_store(other)
     try:
@@ -221,8 +206,8 @@ def test_export_neutralises_formulas_and_imports_back(run, url, tmp_path):
 # import
 
 
-def test_import_the_example_list_twice(run, url):
-    result = run("subscribers", "import", str(EXAMPLE_CSV))
+def test_import_the_example_list_twice(cli_run, url):
+    result = cli_run("subscribers", "import", str(EXAMPLE_CSV))
     assert "added 5, already present 0, invalid 0, refused 0" in ok(result)
     assert result.stderr == f"Created a new database at {make_url(url).database}\n"
     store = open_store(url)
@@ -233,20 +218,20 @@ def test_import_the_example_list_twice(run, url):
     finally:
         store.close()
 
-    again = run("subscribers", "import", str(EXAMPLE_CSV))
+    again = cli_run("subscribers", "import", str(EXAMPLE_CSV))
     assert "added 0, already present 5, invalid 0, refused 0" in ok(again)
-    assert counts(run)["total"] == 5
+    assert counts(cli_run)["total"] == 5
 
 
-def test_import_reports_invalid_and_refused_lines(run, url, tmp_path):
-    ok(run("subscribers", "add", "gone@example.com"))
-    ok(run("subscribers", "remove", "gone@example.com"))
+def test_import_reports_invalid_and_refused_lines(cli_run, url, tmp_path):
+    ok(cli_run("subscribers", "add", "gone@example.com"))
+    ok(cli_run("subscribers", "remove", "gone@example.com"))
     path = tmp_path / "new.csv"
     path.write_text(
         "email,name\nada@example.com,Ada\n\nnot-an-address,Nobody\ngone@example.com,Gone\ngrace@example.com,Grace\n",
         encoding="utf-8",
     )
-    result = run("subscribers", "import", str(path))
+    result = cli_run("subscribers", "import", str(path))
     assert "added 2, already present 0, invalid 1, refused 1" in ok(result)
     errors = result.stderr.splitlines()
     assert len(errors) == 2
@@ -257,26 +242,26 @@ def test_import_reports_invalid_and_refused_lines(run, url, tmp_path):
     assert status_of(url, "gone@example.com") == "unsubscribed"
 
 
-def test_a_malformed_csv_imports_nothing(run, tmp_path):
-    ok(run("subscribers", "add", "first@example.com"))
+def test_a_malformed_csv_imports_nothing(cli_run, tmp_path):
+    ok(cli_run("subscribers", "add", "first@example.com"))
     path = tmp_path / "broken.csv"
     path.write_text("email,name\nada@example.com,Ada\ngrace@example.com,Grace,extra\nalan@example.com,Alan\n",
                     encoding="utf-8")
-    one_line_error(run("subscribers", "import", str(path)), str(path), "line 3")
-    assert counts(run) == {"active": 1, "unsubscribed": 0, "bounced": 0, "complained": 0, "total": 1}
+    one_line_error(cli_run("subscribers", "import", str(path)), str(path), "line 3")
+    assert counts(cli_run) == {"active": 1, "unsubscribed": 0, "bounced": 0, "complained": 0, "total": 1}
 
 
-def test_importing_a_missing_file(run, tmp_path):
-    one_line_error(run("subscribers", "import", str(tmp_path / "missing.csv")), "missing.csv", "no such file")
+def test_importing_a_missing_file(cli_run, tmp_path):
+    one_line_error(cli_run("subscribers", "import", str(tmp_path / "missing.csv")), "missing.csv", "no such file")
 
 
 # --------------------------------------------------------------------------
 # render stores the issue
 
 
-def test_render_saves_the_issue(run, url, tmp_path):
-    ok(run("db", "upgrade"))  # render stores into a database, and never creates one
-    result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", str(tmp_path / "out"))
+def test_render_saves_the_issue(cli_run, url, tmp_path):
+    ok(cli_run("db", "upgrade"))  # render stores into a database, and never creates one
+    result = cli_run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", str(tmp_path / "out"))
     ok(result)
     store = open_store(url)
     try:
@@ -305,17 +290,14 @@ def test_render_saves_the_issue(run, url, tmp_path):
         ("postgresql+psycopg://user@host:notaport/db?sslmode=require&password=hunter2secret", "malformed database URL"),
     ],
 )
-def test_a_malformed_database_url(bad, expected):
-    result = CliRunner().invoke(cli, ["subscribers", "count"], env={"NEWSLETTER_DATABASE_URL": bad},
-                                catch_exceptions=False)
+def test_a_malformed_database_url(bad, expected, cli_run):
+    result = cli_run("subscribers", "count", NEWSLETTER_DATABASE_URL=bad)
     message = one_line_error(result, expected)
     assert "hunter2secret" not in message
 
 
-def test_a_database_that_cannot_be_opened(tmp_path):
+def test_a_database_that_cannot_be_opened(tmp_path, cli_run):
     (tmp_path / "a-file").write_text("x")
-    result = CliRunner().invoke(
-        cli, ["subscribers", "add", "ada@example.com"],
-        env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"}, catch_exceptions=False,
-    )
+    result = cli_run("subscribers", "add", "ada@example.com",
+                     NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'a-file' / 'x.db'}")
     one_line_error(result, "cannot open the database")

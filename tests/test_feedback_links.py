@@ -18,10 +18,8 @@ from itsdangerous import Signer as ItsdangerousSigner
 
 from conftest import FIXTURES, SECRET
 from newsletter.papers.batches import load_batch
-from newsletter.core.config import Settings
 from newsletter.core.models import Batch
 from newsletter.readers.tokens import FEEDBACK_SALT, Signer
-from newsletter.web import create_app
 
 DAY = dt.date(2025, 3, 11)
 EDITION = DAY.isoformat()
@@ -32,13 +30,12 @@ DOWN_TEXT = "Papers like this will come lower in your picks; this one will not b
 
 
 @pytest.fixture
-def site(store, database_url):
+def site(store, web_client):
     """The day's papers stored, two readers, and the app's test client."""
     store.store_batch(load_batch(BATCH))
     alice, _ = store.add("alice.liddell@example.com", "Alice")
     bob, _ = store.add("bob@example.org", "Bob")
-    app = create_app(Settings(secret_key=SECRET, database_url=database_url), store, background=False)
-    return store, alice, bob, app.test_client(use_cookies=False)
+    return store, alice, bob, web_client()
 
 
 def token_for(store, reader, position: int, edition: str = EDITION, secret: str = SECRET) -> str:

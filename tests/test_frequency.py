@@ -19,19 +19,15 @@ import re
 
 import lxml.html
 import pytest
-from click.testing import CliRunner
 from itsdangerous import URLSafeTimedSerializer
 
-from conftest import SECRET, count_signups
-from newsletter.cli import cli
-from newsletter.core.config import Settings
+from conftest import SECRET, count_signups, ok
 from newsletter.core.errors import TokenError
 from newsletter.picks.interests import choose_schedule, parse_schedule_cells
 from newsletter.readers.lists import read_subscriber_csv, write_subscriber_csv
 from newsletter.core.models import Edition, EditionKind, Frequency, Profile, Schedule, Subscriber, SubscriberRow
 from newsletter.store import Ledger, open_store
 from newsletter.readers.tokens import CONFIRM_SALT, Signer
-from newsletter.web import create_app
 
 DAILY, WEEKLY = Frequency.DAILY, Frequency.WEEKLY
 MON, THU, FRI, SAT = 0, 3, 4, 5
@@ -105,61 +101,48 @@ def test_set_schedule_stores_it_and_refuses_what_is_not_a_schedule(store):
 # the command line
 
 
-@pytest.fixture
-def run(database_url):
-    def invoke(*args: str, **env: str):
-        return CliRunner().invoke(cli, list(args), env={"NEWSLETTER_DATABASE_URL": database_url, **env},
-                                  catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, (result.output, result.stderr)
-    return result.stdout
-
-
 def frequency_line(out: str) -> str:
     [line] = [line for line in out.splitlines() if line.startswith("  frequency:")]
     return line.removeprefix("  frequency:").strip()
 
 
-def test_the_operator_sets_each_frequency_and_sees_it_in_words(store, run):
+def test_the_operator_sets_each_frequency_and_sees_it_in_words(store, cli_run):
     reader, _ = store.add("ada@example.com")
-    assert frequency_line(ok(run("subscribers", "interests", "ada@example.com"))) == "daily"
+    assert frequency_line(ok(cli_run("subscribers", "interests", "ada@example.com"))) == "daily"
     # Weekly on the list's day, whatever it is.
-    out = ok(run("subscribers", "interests", "ada@example.com", "--frequency", "weekly"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--frequency", "weekly"))
     assert frequency_line(out) == "weekly on Monday"
     assert schedule_of(store, reader.email) == Schedule(WEEKLY, None)
-    out = ok(run("subscribers", "interests", "ada@example.com", NEWSLETTER_WEEKLY_DAY="thu"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", NEWSLETTER_WEEKLY_DAY="thu"))
     assert frequency_line(out) == "weekly on Thursday"
     # A weekly reader's day alone.
-    out = ok(run("subscribers", "interests", "ada@example.com", "--weekday", "Friday"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--weekday", "Friday"))
     assert frequency_line(out) == "weekly on Friday" and schedule_of(store, reader.email) == Schedule(WEEKLY, FRI)
     # A pause keeps the frequency and day they resume.
     until = today_of(store) + dt.timedelta(days=12)
-    out = ok(run("subscribers", "interests", "ada@example.com", "--frequency", "paused", "--until", until.isoformat()))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--frequency", "paused",
+                     "--until", until.isoformat()))
     assert frequency_line(out) == f"paused until {until}, then weekly on Friday"
     assert schedule_of(store, reader.email) == Schedule(WEEKLY, FRI, until)
     # Daily ends the pause and forgets the day; weekly again is on the list's day.
-    assert frequency_line(ok(run("subscribers", "interests", "ada@example.com", "--frequency", "daily"))) == "daily"
+    assert frequency_line(ok(cli_run("subscribers", "interests", "ada@example.com", "--frequency", "daily"))) == "daily"
     assert schedule_of(store, reader.email) == Schedule(DAILY)
-    ok(run("subscribers", "interests", "ada@example.com", "--frequency", "WEEKLY", "--weekday", "sat"))
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--frequency", "WEEKLY", "--weekday", "sat"))
     assert schedule_of(store, reader.email) == Schedule(WEEKLY, SAT)
     # With other options: both saved, the profile's other parts kept.
-    out = ok(run("subscribers", "interests", "ada@example.com", "--keywords", "graphs", "--frequency", "daily"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--keywords", "graphs", "--frequency", "daily"))
     assert "  interests:   graphs" in out and frequency_line(out) == "daily"
     assert store.profile(reader.id).interests == ("graphs",) and schedule_of(store, reader.email) == Schedule(DAILY)
     # The other options change no schedule.
     store.set_schedule(reader.id, Schedule(WEEKLY, FRI, until))
-    ok(run("subscribers", "interests", "ada@example.com", "--picks", "3"))
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--picks", "3"))
     assert schedule_of(store, reader.email) == Schedule(WEEKLY, FRI, until)
 
 
-def test_a_pause_that_ended_is_shown_as_the_frequency_it_resumed(store, run):
+def test_a_pause_that_ended_is_shown_as_the_frequency_it_resumed(store, cli_run):
     reader, _ = store.add("ada@example.com")
     store.set_schedule(reader.id, Schedule(WEEKLY, FRI, today_of(store)))
-    assert frequency_line(ok(run("subscribers", "interests", "ada@example.com"))) == "weekly on Friday"
+    assert frequency_line(ok(cli_run("subscribers", "interests", "ada@example.com"))) == "weekly on Friday"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -171,9 +154,9 @@ def test_a_pause_that_ended_is_shown_as_the_frequency_it_resumed(store, run):
     (("--frequency", "paused", "--until", "2099-01-01", "--weekday", "fri"), "ada@example.com is not weekly"),
     (("--frequency", "monthly"), "Invalid value for '--frequency'"),
 ])
-def test_options_that_do_not_go_together_are_usage_errors(store, run, args, message):
+def test_options_that_do_not_go_together_are_usage_errors(store, cli_run, args, message):
     reader, _ = store.add("ada@example.com")
-    result = run("subscribers", "interests", "ada@example.com", "--keywords", "changed", *args)
+    result = cli_run("subscribers", "interests", "ada@example.com", "--keywords", "changed", *args)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stdout == ""
     last = result.stderr.strip().splitlines()[-1]
@@ -190,29 +173,30 @@ def test_options_that_do_not_go_together_are_usage_errors(store, run, args, mess
     (("--frequency", "paused", "--until", "2030-02-30"), "--until: “2030-02-30” is not a date"),
     (("--frequency", "paused", "--until", "20991231"), "--until: “20991231” is not a date"),
 ])
-def test_malformed_days_and_dates_are_refused_naming_the_option(store, run, args, message):
+def test_malformed_days_and_dates_are_refused_naming_the_option(store, cli_run, args, message):
     reader, _ = store.add("ada@example.com")
     store.set_schedule(reader.id, Schedule(WEEKLY, SAT))
-    result = run("subscribers", "interests", "ada@example.com", "--keywords", "changed", *args)
+    result = cli_run("subscribers", "interests", "ada@example.com", "--keywords", "changed", *args)
     assert result.exit_code == 2 and "Traceback" not in result.output and result.stdout == ""
     error = result.stderr.strip()
     assert error.startswith("Error: ") and "\n" not in error and message in error, error
     assert (schedule_of(store, reader.email), store.profile(reader.id)) == (Schedule(WEEKLY, SAT), Profile(reader.id))
 
 
-def test_a_pause_must_end_after_today(store, run):
+def test_a_pause_must_end_after_today(store, cli_run):
     reader, _ = store.add("ada@example.com")
     today = today_of(store)
-    result = run("subscribers", "interests", "ada@example.com", "--frequency", "paused", "--until", today.isoformat())
+    result = cli_run("subscribers", "interests", "ada@example.com", "--frequency", "paused",
+                     "--until", today.isoformat())
     assert result.exit_code == 2
     assert result.stderr.strip() == f"Error: --until: {today} is today: a pause ends on a day after today ({today})."
     tomorrow = today + dt.timedelta(days=1)
-    ok(run("subscribers", "interests", "ada@example.com", "--frequency", "paused", "--until", tomorrow.isoformat()))
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--frequency", "paused", "--until", tomorrow.isoformat()))
     assert schedule_of(store, reader.email) == Schedule(DAILY, None, tomorrow)
 
 
-def test_every_new_option_has_help(run):
-    out = ok(run("subscribers", "interests", "--help"))
+def test_every_new_option_has_help(database_url, cli_run):
+    out = ok(cli_run("subscribers", "interests", "--help"))
     for option in ("--frequency [daily|weekly|paused]", "--weekday mon…sun", "--until YYYY-MM-DD"):
         assert option in out, out
     assert "NEWSLETTER_WEEKLY_DAY" in out and "after today" in out
@@ -222,7 +206,7 @@ def test_every_new_option_has_help(run):
 # CSV import and export
 
 
-def test_the_import_reads_the_frequency_and_paused_until_columns(store, run, tmp_path):
+def test_the_import_reads_the_frequency_and_paused_until_columns(store, cli_run, tmp_path):
     existing, _ = store.add("grace@example.com")
     path = tmp_path / "list.csv"
     path.write_text(
@@ -234,7 +218,7 @@ def test_the_import_reads_the_frequency_and_paused_until_columns(store, run, tmp
         "carl@example.com,Carl,,\n"
         "grace@example.com,Grace,weekly:mon,\n",
         encoding="utf-8")
-    assert "added 5, already present 1, invalid 0, refused 0" in ok(run("subscribers", "import", str(path)))
+    assert "added 5, already present 1, invalid 0, refused 0" in ok(cli_run("subscribers", "import", str(path)))
     assert schedule_of(store, "ada@example.com") == Schedule(WEEKLY, FRI)
     assert schedule_of(store, "alan@example.com") == Schedule(WEEKLY, SAT, dt.date(2030, 4, 1))
     assert schedule_of(store, "barbara@example.com") == Schedule(WEEKLY, None)  # the list's day
@@ -244,7 +228,7 @@ def test_the_import_reads_the_frequency_and_paused_until_columns(store, run, tmp
     assert schedule_of(store, existing.email) == Schedule(DAILY)
 
 
-def test_an_invalid_frequency_or_date_makes_its_line_invalid(store, run, tmp_path):
+def test_an_invalid_frequency_or_date_makes_its_line_invalid(store, cli_run, tmp_path):
     path = tmp_path / "list.csv"
     path.write_text(
         "email,frequency,paused_until\n"
@@ -258,7 +242,7 @@ def test_an_invalid_frequency_or_date_makes_its_line_invalid(store, run, tmp_pat
         "not-an-address,monthly,\n"
         "alan@example.com,daily,\n",
         encoding="utf-8")
-    result = run("subscribers", "import", str(path))
+    result = cli_run("subscribers", "import", str(path))
     assert "added 2, already present 0, invalid 6, refused 0" in ok(result)
     errors = result.stderr.splitlines()
     which = "is not a frequency (daily, weekly or weekly:<day>, such as weekly:fri)."
@@ -274,7 +258,7 @@ def test_an_invalid_frequency_or_date_makes_its_line_invalid(store, run, tmp_pat
     assert schedule_of(store, "ada@example.com") == Schedule(WEEKLY, FRI)
 
 
-def test_export_then_import_keeps_every_readers_schedule(store, run, tmp_path):
+def test_export_then_import_keeps_every_readers_schedule(store, cli_run, tmp_path):
     until = today_of(store) + dt.timedelta(days=5)
     schedules = {"ada@example.com": Schedule(DAILY), "alan@example.com": Schedule(WEEKLY),
                  "grace@example.com": Schedule(WEEKLY, SAT), "edsger@example.com": Schedule(DAILY, None, until),
@@ -282,7 +266,7 @@ def test_export_then_import_keeps_every_readers_schedule(store, run, tmp_path):
     for address, schedule in schedules.items():
         reader, _ = store.add(address)
         store.set_schedule(reader.id, schedule)
-    exported = ok(run("subscribers", "export"))
+    exported = ok(cli_run("subscribers", "export"))
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert [(r["email"], r["frequency"], r["paused_until"]) for r in rows] == [
         ("ada@example.com", "daily", ""), ("alan@example.com", "weekly", ""), ("grace@example.com", "weekly:sat", ""),
@@ -290,8 +274,7 @@ def test_export_then_import_keeps_every_readers_schedule(store, run, tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(exported, encoding="utf-8")
     other = f"sqlite:///{tmp_path / 'other' / 'newsletter.db'}"
-    result = CliRunner().invoke(cli, ["subscribers", "import", str(path)], env={"NEWSLETTER_DATABASE_URL": other},
-                                catch_exceptions=False)
+    result = cli_run("subscribers", "import", str(path), NEWSLETTER_DATABASE_URL=other)
     assert "added 5, already present 0, invalid 0, refused 0" in ok(result)
     imported = open_store(other)
     try:
@@ -325,15 +308,13 @@ def test_the_export_writes_schedules_as_the_import_reads_them():
 
 
 @pytest.fixture
-def site(store, database_url, tmp_path):
+def site(store, web_client):
     """Two readers and a function making a test client of the app."""
     alice, _ = store.add("alice@example.com", "Alice")
     bob, _ = store.add("bob@example.org", "Bob")
 
     def client(**overrides):
-        settings = Settings(**{"secret_key": SECRET, "database_url": database_url, "outbox_dir": tmp_path / "outbox",
-                               "base_url": "https://papers.example.org", **overrides})
-        return create_app(settings, store, background=False).test_client(use_cookies=False)
+        return web_client(**{"base_url": "https://papers.example.org", **overrides})
 
     return store, alice, bob, client
 
@@ -540,7 +521,7 @@ def test_a_confirmation_link_with_a_frequency_that_is_none_is_refused():
 # the ledger
 
 
-def test_the_ledger_sends_each_edition_to_the_readers_who_chose_it(site, run, tmp_path):
+def test_the_ledger_sends_each_edition_to_the_readers_who_chose_it(site, cli_run, tmp_path):
     """Schedules set by every surface: each edition goes to its readers,
     the daily one only to daily readers who are not paused."""
     store, alice, bob, client = site
@@ -549,12 +530,12 @@ def test_the_ledger_sends_each_edition_to_the_readers_who_chose_it(site, run, tm
     # The operator: carl weekly on Friday, dora paused (daily after).
     store.add("carl@example.com")
     store.add("dora@example.com")
-    ok(run("subscribers", "interests", "carl@example.com", "--frequency", "weekly", "--weekday", "fri"))
-    ok(run("subscribers", "interests", "dora@example.com", "--frequency", "paused", "--until", until.isoformat()))
+    ok(cli_run("subscribers", "interests", "carl@example.com", "--frequency", "weekly", "--weekday", "fri"))
+    ok(cli_run("subscribers", "interests", "dora@example.com", "--frequency", "paused", "--until", until.isoformat()))
     # A list: erin weekly on Saturday, fred daily.
     path = tmp_path / "list.csv"
     path.write_text("email,frequency\nerin@example.com,weekly:sat\nfred@example.com,daily\n", encoding="utf-8")
-    ok(run("subscribers", "import", str(path)))
+    ok(cli_run("subscribers", "import", str(path)))
     # The readers: alice weekly on the list's day (Monday) on her page, bob stays daily.
     app = client()
     app.post(path_of(alice), data={**FORM, "frequency": "weekly", "weekday": "mon"})

@@ -30,7 +30,7 @@ from newsletter.core.config import Settings
 from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
-from newsletter.web import create_app, create_preview_app
+from newsletter.web import create_preview_app
 
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
@@ -46,17 +46,9 @@ def env(env) -> dict[str, str]:
 
 
 @pytest.fixture
-def db(env):
-    store = open_store(env["NEWSLETTER_DATABASE_URL"])
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def site(env, db):
+def site(web_client):
     """A test client of the web app on the command's database."""
-    settings = Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"], base_url=BASE)
-    return create_app(settings, db, background=False).test_client(use_cookies=False)
+    return web_client()
 
 
 def invoke(env, *args: str):

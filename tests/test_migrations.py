@@ -29,13 +29,11 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from click.testing import CliRunner
 from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
+from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_process, newsletter_server, wait_until
 from newsletter.papers.batches import load_batch
-from newsletter.cli import cli
 from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
 from newsletter.issue.render import render_issue
@@ -45,7 +43,6 @@ from newsletter.store import Ledger, migrate, open_store
 from newsletter.store.backup import processes_holding
 from newsletter.store.schema import SCHEMA_VERSION, metadata
 from newsletter.readers.tokens import Signer
-from newsletter.web import create_app
 
 RELEASE_1 = FIXTURES / "release-1"
 HEAD = migrate.head()
@@ -172,15 +169,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox")}
-
-
-def run(args: list[str], database_url: str, tmp_path: Path):
-    return CliRunner().invoke(cli, args, env=cli_env(database_url, tmp_path), catch_exceptions=False)
-
-
 def batch_file(folder: Path, day: dt.date) -> Path:
     """A batch of two papers dated ``day``."""
     path = folder / f"{day}.json"
@@ -287,17 +275,14 @@ def test_the_upgraded_database_sends_the_next_issue_to_exactly_its_active_reader
         store.close()
 
 
-def test_the_send_command_on_a_release_1_database_upgrades_it_and_says_so_once(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
-    load_release_1(database_url)
-    env = cli_env(database_url, tmp_path)
-    runner = CliRunner()
+def test_the_send_command_on_a_release_1_database_upgrades_it_and_says_so_once(tmp_path, env, cli_run):
+    load_release_1(env["NEWSLETTER_DATABASE_URL"])
     batch = batch_file(tmp_path, dt.date(2025, 3, 12))
-    first = runner.invoke(cli, ["send", str(batch)], env=env, catch_exceptions=False)
+    first = cli_run("send", str(batch))
     assert first.exit_code == 0, first.output
     assert first.stderr.splitlines().count(UPGRADED) == 1
     assert outbox_ids(tmp_path / "outbox", dt.date(2025, 3, 12)) == sorted(ACTIVE_IDS)
-    rerun = runner.invoke(cli, ["send", str(batch)], env=env, catch_exceptions=False)
+    rerun = cli_run("send", str(batch))
     assert rerun.exit_code == 0, rerun.output
     assert "already sent" in rerun.stdout
     assert "Upgraded" not in rerun.stderr
@@ -373,8 +358,8 @@ def test_a_database_upgraded_by_a_newer_release_is_refused_and_left_alone(databa
     assert migrate.status(database_url).problem == str(refused.value)
 
 
-def test_a_newer_database_is_refused_by_every_command_with_exit_2_and_unchanged(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+def test_a_newer_database_is_refused_by_every_command_with_exit_2_and_unchanged(env, cli_run):
+    database_url = env["NEWSLETTER_DATABASE_URL"]
     open_store(database_url).close()
     path = sqlite_file(database_url)
     with sqlite3.connect(path) as conn:
@@ -382,13 +367,13 @@ def test_a_newer_database_is_refused_by_every_command_with_exit_2_and_unchanged(
     conn.close()
     before = digest(path)
     for args in (["subscribers", "count"], ["db", "upgrade"], ["subscribers", "add", "x@example.com"]):
-        result = run(args, database_url, tmp_path)
+        result = cli_run(*args)
         assert result.exit_code == 2, result.output
         assert result.stderr == ("Error: the database was upgraded by a newer release (revision a1b2c3d4); "
                                  f"this release knows up to {HEAD}\n")
         assert "Traceback" not in result.output
     assert digest(path) == before
-    status = run(["db", "status"], database_url, tmp_path)
+    status = cli_run("db", "status")
     assert status.exit_code == 0
     assert "Current revision: a1b2c3d4 (the database was upgraded by a newer release" in status.stdout
     assert "Pending migrations: none (this release cannot upgrade it)" in status.stdout
@@ -479,12 +464,10 @@ class HeldMigrationLock:
             self.engine.dispose()
 
 
-def test_two_processes_opening_a_release_1_database_at_once_upgrade_it_once(database_url, tmp_path):
+def test_two_processes_opening_a_release_1_database_at_once_upgrade_it_once(database_url, env, tmp_path):
     load_release_1(database_url)
-    env = clean_env(**cli_env(database_url, tmp_path))
     with HeldMigrationLock(database_url) as lock:
-        processes = [subprocess.Popen([sys.executable, "-m", "newsletter", "db", "upgrade"], cwd=tmp_path, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        processes = [newsletter_process("db", "upgrade", folder=tmp_path, env=env) for _ in range(2)]
         wait_until(lambda: lock.waiting([p.pid for p in processes]) or any(p.poll() is not None for p in processes),
                    "both upgrades to wait for the migration lock")
     outputs = [p.communicate(timeout=60) for p in processes]
@@ -500,14 +483,11 @@ def test_two_processes_opening_a_release_1_database_at_once_upgrade_it_once(data
         store.close()
 
 
-def test_two_commands_opening_a_release_1_database_together_both_work(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+def test_two_commands_opening_a_release_1_database_together_both_work(tmp_path, env):
+    database_url = env["NEWSLETTER_DATABASE_URL"]
     load_release_1(database_url)
-    env = clean_env(**cli_env(database_url, tmp_path))
     with HeldMigrationLock(database_url) as lock:
-        processes = [subprocess.Popen([sys.executable, "-m", "newsletter", "subscribers", "count"], cwd=tmp_path,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for _ in range(2)]
+        processes = [newsletter_process("subscribers", "count", folder=tmp_path, env=env) for _ in range(2)]
         wait_until(lambda: lock.waiting([p.pid for p in processes]) or any(p.poll() is not None for p in processes),
                    "both commands to open the database")
     outputs = [p.communicate(timeout=60) for p in processes]
@@ -522,11 +502,11 @@ def test_two_commands_opening_a_release_1_database_together_both_work(tmp_path):
 # db status, db upgrade
 
 
-def test_db_status_shows_the_pending_migration_and_changes_nothing(database_url, tmp_path):
+def test_db_status_shows_the_pending_migration_and_changes_nothing(database_url, cli_run):
     load_release_1(database_url)
     before = raw_rows(database_url), schema_facts(database_url)
     digest_before = digest(sqlite_file(database_url)) if database_url.startswith("sqlite") else None
-    result = run(["db", "status"], database_url, tmp_path)
+    result = cli_run("db", "status")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "Current revision: none: made by release 1, which counts as 0001",
@@ -537,55 +517,54 @@ def test_db_status_shows_the_pending_migration_and_changes_nothing(database_url,
     if digest_before is not None:
         assert digest(sqlite_file(database_url)) == digest_before
         assert not sqlite_file(database_url).with_name("newsletter.inbox.db").exists()
-    upgraded = run(["db", "upgrade"], database_url, tmp_path)
+    upgraded = cli_run("db", "upgrade")
     assert (upgraded.exit_code, upgraded.stdout, upgraded.stderr) == (0, UPGRADED + "\n", "")
-    current = run(["db", "upgrade"], database_url, tmp_path)
+    current = cli_run("db", "upgrade")
     assert current.stdout == f"The database is current (revision {HEAD}); nothing to do.\n"
-    after = run(["db", "status"], database_url, tmp_path)
+    after = cli_run("db", "status")
     assert after.stdout.splitlines() == [f"Current revision: {HEAD}", f"Latest revision:  {HEAD}",
                                          "Pending migrations: none"]
 
 
-def test_db_status_of_a_database_not_made_yet_creates_nothing(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
-    result = run(["db", "status"], database_url, tmp_path)
+def test_db_status_of_a_database_not_made_yet_creates_nothing(tmp_path, cli_run):
+    result = cli_run("db", "status")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "Current revision: none: the database is new or empty"
     assert result.stdout.splitlines()[2] == pending_line(migrate.known_revisions())
     assert not (tmp_path / "db").exists()
-    created = run(["db", "upgrade"], database_url, tmp_path)
+    created = cli_run("db", "upgrade")
     assert created.stdout == f"Created the database at revision {HEAD}.\n"
 
 
-def test_a_new_database_is_created_by_an_import_which_says_so(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+def test_a_new_database_is_created_by_an_import_which_says_so(tmp_path, env, cli_run):
+    database_url = env["NEWSLETTER_DATABASE_URL"]
     (tmp_path / "list.csv").write_text("email\nada@example.com\n", encoding="utf-8")
-    result = run(["subscribers", "import", str(tmp_path / "list.csv")], database_url, tmp_path)
+    result = cli_run("subscribers", "import", str(tmp_path / "list.csv"))
     assert (result.exit_code, result.stderr) == (0, f"Created a new database at {tmp_path / 'db' / 'newsletter.db'}\n")
     assert schema_facts(database_url)["revision"] == HEAD
 
 
-def test_db_status_on_an_unreachable_database_is_one_clean_error(tmp_path):
-    result = run(["db", "status"], "postgresql+psycopg://nobody:pw@127.0.0.1:1/none", tmp_path)
+def test_db_status_on_an_unreachable_database_is_one_clean_error(cli_run):
+    result = cli_run("db", "status", NEWSLETTER_DATABASE_URL="postgresql+psycopg://nobody:pw@127.0.0.1:1/none")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: cannot read the database:")
     assert "Traceback" not in result.output and "pw" not in result.stderr
 
 
-def test_the_help_describes_every_db_command(tmp_path):
+def test_the_help_describes_every_db_command(cli_run):
     for command in ("status", "upgrade", "backup", "restore"):
-        result = run(["db", command, "--help"], "sqlite:///unused.db", tmp_path)
+        result = cli_run("db", command, "--help", NEWSLETTER_DATABASE_URL="sqlite:///unused.db")
         assert result.exit_code == 0
         assert len(result.stdout.split("\n\n")[1].strip()) > 20, result.stdout
 
 
 
-def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path):
-    database_url = f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
+def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path, env):
+    database_url = env["NEWSLETTER_DATABASE_URL"]
     load_release_1(database_url)
     port = free_port()
-    env = clean_env(**cli_env(database_url, tmp_path), NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
-    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, env) as base:
+    server_env = clean_env(**env, NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    with newsletter_server(["serve", "--port", str(port)], port, tmp_path, server_env) as base:
         with urllib.request.urlopen(f"{base}/issues/2025-03-10", timeout=30) as page:
             assert page.status == 200 and "Sparse Attention at Scale" in page.read().decode()
     log = (tmp_path / f"server-{port}.log").read_text()
@@ -593,7 +572,7 @@ def test_serve_upgrades_a_release_1_database_and_says_so_once(tmp_path):
     assert schema_facts(database_url)["revision"] == HEAD
 
 
-def test_an_upgrade_keeps_sent_editions_on_the_web_and_takes_off_those_never_sent(database_url, tmp_path):
+def test_an_upgrade_keeps_sent_editions_on_the_web_and_takes_off_those_never_sent(database_url, cli_run, web_client):
     load_release_1(database_url)
     engine = create_engine(database_url)
     try:
@@ -603,14 +582,13 @@ def test_an_upgrade_keeps_sent_editions_on_the_web_and_takes_off_those_never_sen
                               " '2025-03-12 06:00:00', '2025-03-12 06:00:00')"))
     finally:
         engine.dispose()
-    upgraded = run(["db", "upgrade"], database_url, tmp_path)
+    upgraded = cli_run("db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
     store = open_store(database_url)
     try:
         assert [i.date.isoformat() for i in store.list_issues(published_only=True)] == ["2025-03-11", "2025-03-10"]
         assert store.get_issue(dt.date(2027, 3, 12)).published_at is None  # still stored, for `publish`
-        client = create_app(Settings(secret_key=SECRET, database_url=database_url), store,
-                            background=False).test_client()
+        client = web_client()
         assert client.get("/issues/2025-03-10").status_code == 200
         assert client.get("/issues/2027-03-12").status_code == 404
         assert "2027-03-12" not in client.get("/issues/feed.xml").get_data(as_text=True)

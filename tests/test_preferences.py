@@ -25,12 +25,11 @@ from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.readers.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUPS, RETRY_BASE_SECONDS, ReaderActions
 from newsletter.papers.batches import load_batch
-from newsletter.core.config import Settings
 from newsletter.core.errors import TokenError
 from newsletter.picks.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
 from newsletter.core.models import Profile, SubscriberStatus
 from newsletter.readers.tokens import PREFERENCES_SALT, Signer
-from newsletter.web import create_app, mask_email
+from newsletter.web import mask_email
 
 DAY = dt.date(2025, 3, 11)
 EDITION = DAY.isoformat()
@@ -45,7 +44,7 @@ FORM = {"interests": "concept erasure\nprotein folding", "authors": "Grace Hoppe
 
 
 @pytest.fixture
-def site(store, database_url, tmp_path):
+def site(store, web_client):
     """The example day's papers stored, two readers (Alice and Bob), and a
     function making a test client (no cookies) of the app."""
     store.store_batch(load_batch(BATCH))
@@ -53,10 +52,7 @@ def site(store, database_url, tmp_path):
     bob, _ = store.add("bob@example.org", "Bob")
 
     def client(**overrides):
-        settings = Settings(**{"secret_key": SECRET, "database_url": database_url,
-                               "outbox_dir": tmp_path / "outbox", "base_url": "https://papers.example.org",
-                               **overrides})
-        return create_app(settings, store, background=False).test_client(use_cookies=False)
+        return web_client(**{"base_url": "https://papers.example.org", **overrides})
 
     return store, alice, bob, client
 

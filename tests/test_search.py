@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from conftest import SECRET, _reset_postgres
+from conftest import _reset_postgres
 from newsletter.core.config import Settings
 from newsletter.core.errors import InvalidQuery
 from newsletter.core.models import Batch, Paper, paper_key
@@ -38,7 +38,6 @@ from newsletter.issue.render import render_issue
 from newsletter.store import migrate, open_store
 from newsletter.store.schema import appearances_table, metadata, papers_table
 from newsletter.store.search import MAX_QUERY_CHARS, MAX_TERMS, fts5_match, parse_query, snippet_pieces
-from newsletter.web import create_app
 from newsletter.web.papers import paper_path
 
 DAY1 = dt.date(2025, 3, 10)
@@ -346,9 +345,8 @@ def test_a_database_made_from_the_metadata_has_the_migrations_search(database_ur
 
 
 @pytest.fixture
-def client(archive, database_url):
-    app = create_app(Settings(secret_key=SECRET, database_url=database_url), archive, background=False)
-    return app.test_client(use_cookies=False)
+def client(archive, web_client):
+    return web_client()
 
 
 def html_of(response):
@@ -500,7 +498,7 @@ def test_the_issues_page_links_to_the_search(client):
     assert html_of(client.get("/issues/")).xpath("//a[text()='Search the papers']/@href") == ["/papers"]
 
 
-def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store, database_url, monkeypatch):
+def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store, web_client, monkeypatch):
     from newsletter.store import search
 
     monkeypatch.setattr(search, "MAX_RANKED", 3)
@@ -516,8 +514,7 @@ def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store
     # beyond them. Equal matches: the most recently carried first.
     assert keys(found) == ["2503.10004", "2503.10003", "2503.10002"]
     assert "More than 3 papers found" in " ".join(
-        create_app(Settings(database_url=database_url, secret_key=SECRET), background=False).test_client()
-        .get("/papers?q=graph").get_data(as_text=True).split())
+        web_client().get("/papers?q=graph").get_data(as_text=True).split())
     # A narrower search ranks all its matches.
     narrow = store.search_papers('graph "Graph Graph"')
     assert (narrow.total, narrow.more, keys(narrow)) == (1, False, ["2503.10000"])

@@ -43,11 +43,10 @@ from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
 from newsletter.sending.ratelimit import RateLimiter
 from newsletter.sending.senders.outbox import OutboxSender
-from newsletter.store import Ledger, open_store
+from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import send_locks_table
 from newsletter.readers.tokens import Signer
-from newsletter.web import create_app
 
 BOUNCED = SubscriberStatus.BOUNCED
 COMPLAINED = SubscriberStatus.COMPLAINED
@@ -62,14 +61,6 @@ ONE_CLICK = b"List-Unsubscribe=One-Click"
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-@pytest.fixture
-def db(env):
-    """The command's database, opened by the test."""
-    store = open_store(env["NEWSLETTER_DATABASE_URL"])
-    yield store
-    store.close()
 
 
 def send(env: dict[str, str], *args: str, batch: Path | str = EXAMPLE):
@@ -213,7 +204,7 @@ def check_message(raw: bytes, reader, signer: Signer) -> str:
     return url
 
 
-def test_send_to_1000_readers_end_to_end(env, db):
+def test_send_to_1000_readers_end_to_end(env, db, web_client):
     readers = add_readers(db, 1000, name=lambda i: "Zoë Ünïcode" if i % 100 == 7 else f"Reader {i}")
     signer = Signer(SECRET)
 
@@ -236,8 +227,7 @@ def test_send_to_1000_readers_end_to_end(env, db):
     }
 
     # Each reader's one-click link unsubscribes that reader, and only them.
-    app = create_app(Settings(secret_key=SECRET, database_url=env["NEWSLETTER_DATABASE_URL"]), db, background=False)
-    client = app.test_client()
+    client = web_client()
     sample = readers[::50]
     assert len(sample) == 20
     for reader in sample:

@@ -34,7 +34,7 @@ from newsletter.core.models import SubscriberRow
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
-from newsletter.store import Ledger, open_store
+from newsletter.store import Ledger
 from newsletter.readers.tokens import Signer
 from sesv2_standin import SesV2StandIn
 
@@ -81,15 +81,9 @@ def standin():
 
 
 @pytest.fixture
-def database_file(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
-
-
-@pytest.fixture
-def db(database_file):
-    store = open_store(database_file)
-    yield store
-    store.close()
+def database_file(env) -> str:
+    """The URL of the test's database (``db`` is it, opened)."""
+    return env["NEWSLETTER_DATABASE_URL"]
 
 
 def settings_for(ses: SesV2StandIn, database_url: str = "sqlite://", **overrides) -> Settings:

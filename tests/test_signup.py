@@ -29,12 +29,11 @@ from itsdangerous.encoding import base64_encode
 
 from conftest import SECRET, clean_env, count_signups, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
-from newsletter.core.config import Settings
 from newsletter.core.errors import AccountError
 from newsletter.core.models import SubscriberStatus
 from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.readers.tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, Signer
-from newsletter.web import create_app, mask_email
+from newsletter.web import mask_email
 
 ACTIVE = SubscriberStatus.ACTIVE
 BOUNCED = SubscriberStatus.BOUNCED
@@ -59,14 +58,12 @@ def outbox(tmp_path) -> Path:
 
 
 @pytest.fixture
-def make_client(store, database_url, outbox):
+def make_client(store, web_client, outbox):
     """Return a function making a test client of the app on ``store`` (no
     cookies), with the outbox sender writing under ``outbox``."""
 
     def make(**overrides):
-        settings = Settings(**{"secret_key": SECRET, "database_url": database_url, "outbox_dir": outbox,
-                               "base_url": BASE, **overrides})
-        return create_app(settings, store, background=False).test_client(use_cookies=False)
+        return web_client(**{"outbox_dir": outbox, "base_url": BASE, **overrides})
 
     return make
 
@@ -264,7 +261,7 @@ def test_reply_never_reveals_membership(store, client, outbox):
     assert store.get(email="bot@example.com") is None
 
 
-def test_a_failed_send_gets_the_same_reply_and_is_tried_again_later(store, database_url, client, outbox, monkeypatch):
+def test_a_failed_send_gets_the_same_reply_and_is_tried_again_later(store, make_client, client, outbox, monkeypatch):
     class FailingSender:
         calls = 0
 
@@ -272,8 +269,7 @@ def test_a_failed_send_gets_the_same_reply_and_is_tried_again_later(store, datab
             FailingSender.calls += 1
             raise AccountError("the provider refused the sender")
 
-    settings = Settings(secret_key=SECRET, database_url=database_url, outbox_dir=outbox, base_url=BASE)
-    failing = create_app(settings, store, sender=FailingSender(), background=False).test_client(use_cookies=False)
+    failing = make_client(mailer=FailingSender())
     expected = sign_up(client, "someone@example.com")
     response = sign_up(failing, "unlucky@example.com")
     assert (response.status_code, response.get_data()) == (expected.status_code, expected.get_data())

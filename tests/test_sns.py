@@ -43,7 +43,6 @@ from newsletter.feedback.sns import AWS_SNS_HOST, SnsVerifier, canonical_string
 from newsletter.feedback.sqs import poll
 from newsletter.core.models import Feedback, SubscriberStatus
 from newsletter.store.schema import events_table, feedback_table, sns_seen_table
-from newsletter.web import create_app
 
 ACTIVE = SubscriberStatus.ACTIVE
 BOUNCED = SubscriberStatus.BOUNCED
@@ -655,9 +654,8 @@ def readers(store) -> dict:
 
 
 @pytest.fixture
-def client(store, secret_settings, verifier):
-    settings = dataclasses.replace(secret_settings, sns_topic_arns=(TOPIC, SECOND_TOPIC))
-    return create_app(settings, store, sns_verifier=verifier, background=False).test_client()
+def client(store, web_client, verifier):
+    return web_client(sns_topic_arns=(TOPIC, SECOND_TOPIC), sns_verifier=verifier)
 
 
 def post(client, envelope):

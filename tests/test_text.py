@@ -11,12 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import update
 
-from conftest import EXAMPLE, SECRET
-from newsletter.cli import cli
-from newsletter.core.config import Settings
+from conftest import EXAMPLE, CliRun
 from newsletter.core.models import SubscriberRow
 from newsletter.sending.personalize import format_address
 from newsletter.store import open_store
@@ -28,7 +25,6 @@ from newsletter.core.text import (
     strip_controls,
     terminal_safe,
 )
-from newsletter.web import create_app
 
 # NUL, BEL, ESC (a terminal's title, clear screen and colour), DEL, a C1 CSI,
 # bidirectional overrides and isolates.
@@ -39,10 +35,11 @@ CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u20
 DATE = "2025-03-11"
 
 
-def run(env: dict[str, str], *args: str):
-    # color=True: click strips colour codes from what is not a terminal;
-    # here the output is what a terminal would be given.
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False, color=True)
+@pytest.fixture
+def cli_run(env) -> CliRun:
+    """The command with its output as a terminal would be given it, escape
+    codes and all: what must never hold a raw control character."""
+    return CliRun(env, color=True)
 
 
 def stored_name(url: str, address: str) -> str | None:
@@ -111,16 +108,16 @@ def test_csv_safe_and_back():
 # every way in stores a clean name
 
 
-def test_a_name_from_the_command_line_is_stored_clean(env):
-    result = run(env, "subscribers", "add", "ada@example.com", "--name", HOSTILE)
+def test_a_name_from_the_command_line_is_stored_clean(env, cli_run):
+    result = cli_run("subscribers", "add", "ada@example.com", "--name", HOSTILE)
     assert result.exit_code == 0, result.output
     assert stored_name(env["NEWSLETTER_DATABASE_URL"], "ada@example.com") == CLEANED
 
 
-def test_names_from_a_csv_import_are_stored_clean(env, tmp_path):
+def test_names_from_a_csv_import_are_stored_clean(env, tmp_path, cli_run):
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(f'email,name\nada@example.com,"{HOSTILE}"\nbob@example.com,\x1b[2J\x00\n', encoding="utf-8")
-    result = run(env, "subscribers", "import", str(csv_file))
+    result = cli_run("subscribers", "import", str(csv_file))
     assert result.exit_code == 0, result.output
     assert "added 2" in result.stdout
     url = env["NEWSLETTER_DATABASE_URL"]
@@ -137,12 +134,10 @@ def test_the_store_cleans_names_on_both_databases(store):
     assert store.get(email="bob@example.com").name == "Bob[31m"
 
 
-def test_a_name_from_the_sign_up_form_is_stored_clean(store, database_url, tmp_path):
+def test_a_name_from_the_sign_up_form_is_stored_clean(store, web_client, tmp_path):
     outbox = tmp_path / "outbox"
-    settings = Settings(secret_key=SECRET, database_url=database_url, outbox_dir=outbox,
-                        base_url="https://papers.example.org")
-    app = create_app(settings, store, background=False)
-    client = app.test_client(use_cookies=False)
+    client = web_client(outbox_dir=outbox, base_url="https://papers.example.org")
+    app = client.application
     response = client.post("/subscribe", data={"email": "ada@example.com", "name": HOSTILE, "website": ""},
                            environ_base={"REMOTE_ADDR": "198.51.100.1"})
     assert response.status_code == 200
@@ -158,14 +153,14 @@ def test_a_name_from_the_sign_up_form_is_stored_clean(store, database_url, tmp_p
 # headers
 
 
-def test_the_to_header_of_a_sent_message_carries_no_control_character(env):
+def test_the_to_header_of_a_sent_message_carries_no_control_character(env, cli_run):
     url = env["NEWSLETTER_DATABASE_URL"]
-    assert run(env, "subscribers", "add", "ada@example.com", "--name", HOSTILE).exit_code == 0
-    assert run(env, "subscribers", "add", "bob@example.com", "--name", "Bob").exit_code == 0
+    assert cli_run("subscribers", "add", "ada@example.com", "--name", HOSTILE).exit_code == 0
+    assert cli_run("subscribers", "add", "bob@example.com", "--name", "Bob").exit_code == 0
     # A row written before names were cleaned (SQLite keeps even a NUL).
     write_directly(url, "bob@example.com", name="Bob\x00\r\nBcc: eve@example.com\x1b[2J")
 
-    result = run(env, "send", str(EXAMPLE), "--date", DATE)
+    result = cli_run("send", str(EXAMPLE), "--date", DATE)
     assert result.exit_code == 0, result.output
     messages = sorted((Path(env["NEWSLETTER_OUTBOX_DIR"]) / DATE).glob("*.eml"))
     assert len(messages) == 2
@@ -190,12 +185,12 @@ def test_format_address_cleans_the_name():
 # the terminal
 
 
-def test_subscribers_list_never_prints_a_raw_control_character(env):
+def test_subscribers_list_never_prints_a_raw_control_character(env, cli_run):
     url = env["NEWSLETTER_DATABASE_URL"]
-    assert run(env, "subscribers", "add", "ada@example.com", "--name", "Ada").exit_code == 0
+    assert cli_run("subscribers", "add", "ada@example.com", "--name", "Ada").exit_code == 0
     write_directly(url, "ada@example.com", name="\x1b]0;pwned\x07\x1b[2J\tAda\nLovelace\u202e\x00",
                    email="ada\x1b[2J@example.com")
-    result = run(env, "subscribers", "list")
+    result = cli_run("subscribers", "list")
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and not CONTROL.search(result.stdout)
     (line,) = result.stdout.splitlines()
@@ -206,17 +201,17 @@ def test_subscribers_list_never_prints_a_raw_control_character(env):
     assert fields[3] == "\\x1b]0;pwned\\x07\\x1b[2J\\tAda\\nLovelace\\u202e\\x00"
 
 
-def test_commands_that_echo_an_address_escape_it(env):
+def test_commands_that_echo_an_address_escape_it(env, cli_run):
     url = env["NEWSLETTER_DATABASE_URL"]
-    assert run(env, "subscribers", "add", "ada@example.com").exit_code == 0
+    assert cli_run("subscribers", "add", "ada@example.com").exit_code == 0
     key = "ada\x1b]0;x\x07@example.com"
     write_directly(url, "ada@example.com", email=key, email_key=key)
     outputs = []
     for args in (("remove", key), ("remove", key), ("reactivate", key), ("reactivate", key), ("add", key)):
-        result = run(env, "subscribers", *args)
+        result = cli_run("subscribers", *args)
         outputs.append(result.output)
     # An address not on the list comes back in the error line, escaped too.
-    missing = run(env, "subscribers", "remove", "\x1b[2Jnobody@example.com")
+    missing = cli_run("subscribers", "remove", "\x1b[2Jnobody@example.com")
     assert missing.exit_code == 2
     outputs.append(missing.output)
     for output in outputs:
@@ -225,10 +220,10 @@ def test_commands_that_echo_an_address_escape_it(env):
     assert missing.stderr.strip() == "Error: \\x1b[2Jnobody@example.com is not on the list"
 
 
-def test_an_import_report_escapes_what_it_quotes(env, tmp_path):
+def test_an_import_report_escapes_what_it_quotes(env, tmp_path, cli_run):
     csv_file = tmp_path / "list\x1b[2J.csv"
     csv_file.write_text("email,name\nnot-an-address\x1b[31m,Ada\n", encoding="utf-8")
-    result = run(env, "subscribers", "import", str(csv_file))
+    result = cli_run("subscribers", "import", str(csv_file))
     assert result.exit_code == 0, result.output
     assert "line 2" in result.stderr and "invalid 1" in result.stdout
     assert not CONTROL.search(result.output), result.output

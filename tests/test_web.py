@@ -65,11 +65,6 @@ def settings_for(database_url: str, **overrides) -> Settings:
     return Settings(**{"secret_key": SECRET, "database_url": database_url, **overrides})
 
 
-def client_for(store, database_url: str, **overrides):
-    """A test client of the app on ``store``; it keeps no cookies."""
-    return create_app(settings_for(database_url, **overrides), store, background=False).test_client(use_cookies=False)
-
-
 def path_of(ref: str, secret: str = SECRET) -> str:
     return f"/u/{Signer(secret).unsubscribe_token(ref)}"
 
@@ -115,8 +110,9 @@ def readers(store):
 
 
 @pytest.fixture
-def client(store, database_url):
-    return client_for(store, database_url)
+def client(store, web_client):
+    """A test client of the app on ``store``; it keeps no cookies."""
+    return web_client()
 
 
 # --------------------------------------------------------------------------
@@ -312,9 +308,9 @@ def test_bad_tokens_all_get_the_same_400_and_change_nothing(store, client, reade
     assert snapshot(store) == before
 
 
-def test_tokens_made_with_a_previous_key_still_work(store, database_url, readers):
+def test_tokens_made_with_a_previous_key_still_work(store, web_client, readers):
     alice, bob = readers
-    rotated = client_for(store, database_url, secret_key=OTHER_SECRET, secret_key_fallbacks=(SECRET,))
+    rotated = web_client(secret_key=OTHER_SECRET, secret_key_fallbacks=(SECRET,))
     old_link = path_of(alice.ref, SECRET)
     new_link = path_of(bob.ref, OTHER_SECRET)
     assert old_link != path_of(alice.ref, OTHER_SECRET)
@@ -325,7 +321,7 @@ def test_tokens_made_with_a_previous_key_still_work(store, database_url, readers
     assert one_click(rotated, new_link).status_code == 200
     assert store.get(ref=bob.ref).status == UNSUBSCRIBED
     # Once the old key is dropped from the fallbacks, its links stop working.
-    dropped = client_for(store, database_url, secret_key=OTHER_SECRET)
+    dropped = web_client(secret_key=OTHER_SECRET)
     assert dropped.get(old_link).status_code == 400
     assert dropped.get(new_link).status_code == 200
 
@@ -556,9 +552,9 @@ def on_the_web(client, path: str) -> tuple[int, bool, bool]:
             path in client.get("/issues/feed.xml").get_data(as_text=True))
 
 
-def test_a_dry_run_and_render_publish_nothing_publish_and_unpublish_do(store, database_url):
+def test_a_dry_run_and_render_publish_nothing_publish_and_unpublish_do(store, database_url, web_client):
     store.add("alice@example.org")
-    client = client_for(store, database_url)
+    client = web_client()
     path = "/issues/2027-03-11"
     # A mistyped year is refused, naming the date.
     refused = newsletter(database_url, "send", str(EXAMPLE), "--date", "2027-03-11", "--dry-run", code=2)
@@ -586,9 +582,9 @@ def test_a_dry_run_and_render_publish_nothing_publish_and_unpublish_do(store, da
         "Error: the weekly edition of 2027-03-12 is not stored")
 
 
-def test_a_send_publishes_its_edition_and_a_test_message_does_not(store, database_url):
+def test_a_send_publishes_its_edition_and_a_test_message_does_not(store, database_url, web_client):
     store.add("alice@example.org")
-    client = client_for(store, database_url)
+    client = web_client()
     newsletter(database_url, "send", str(EXAMPLE), "--date", "2025-03-11", "--to", "editor@example.org")
     assert on_the_web(client, "/issues/2025-03-11") == (404, False, False)
     newsletter(database_url, "send", str(EXAMPLE), "--date", "2025-03-11")
@@ -622,12 +618,12 @@ def test_unknown_or_malformed_issue_dates_are_404(client, two_issues, day):
     assert "Sparse Attention" not in response.get_data(as_text=True)
 
 
-def test_feed_is_atom_with_an_entry_per_issue(store, database_url):
+def test_feed_is_atom_with_an_entry_per_issue(store, web_client):
     older = issue_of(DAY1, ["Q&A <Agents> \"Quoted\" & Friends", "Sparse Attention at Scale"])
     newer = issue_of(DAY2, ["Diffusion Agents for Planning"])
     store.save_issue(older, publish=True)
     store.save_issue(newer, publish=True)
-    client = client_for(store, database_url, base_url="https://papers.example.org/")
+    client = web_client(base_url="https://papers.example.org/")
     response = client.get("/issues/feed.xml")
     assert response.status_code == 200
     assert response.mimetype == "application/atom+xml"
@@ -669,8 +665,8 @@ def test_healthz_and_the_root_redirect(client):
     assert urljoin("http://host/", home.headers["Location"]) == "http://host/issues/"
 
 
-def test_healthz_reports_an_unreachable_database(store, database_url, monkeypatch):
-    client = client_for(store, database_url)
+def test_healthz_reports_an_unreachable_database(store, web_client, monkeypatch):
+    client = web_client()
 
     def unreachable():
         raise StoreError("database unreachable (OperationalError)")

@@ -362,16 +362,13 @@ def test_render_weekly_writes_the_weekly_edition(newsletter):
     newsletter("render", code=2)  # no batch, no --weekly date
 
 
-def test_the_archive_lists_serves_and_feeds_both_kinds(newsletter, tmp_path):
-    from newsletter.web import create_app
-
+def test_the_archive_lists_serves_and_feeds_both_kinds(newsletter, web_client):
     db = newsletter.env["NEWSLETTER_DATABASE_URL"]
     newsletter.add("sunday@example.org")
     set_schedule(db, "sunday@example.org", Schedule(Frequency.WEEKLY, weekday=6))
     for index in range(7):
         newsletter.send_day(index)
-    settings = Settings(database_url=db, secret_key=newsletter.env["NEWSLETTER_SECRET_KEY"])
-    client = create_app(settings, background=False).test_client()
+    client = web_client()
     listing = client.get("/issues/").get_data(as_text=True)
     assert 'href="2026-03-15/weekly"' in listing and 'href="2026-03-15"' in listing
     assert listing.index("2026-03-15/weekly") < listing.index('href="2026-03-15"')
@@ -384,9 +381,7 @@ def test_the_archive_lists_serves_and_feeds_both_kinds(newsletter, tmp_path):
     assert "/issues/2026-03-15/weekly</id>" in feed and "/issues/2026-03-15</id>" in feed
 
 
-def test_a_vote_from_a_weekly_edition_names_the_weeks_paper(newsletter):
-    from newsletter.web import create_app
-
+def test_a_vote_from_a_weekly_edition_names_the_weeks_paper(newsletter, web_client):
     db = newsletter.env["NEWSLETTER_DATABASE_URL"]
     newsletter.add("sunday@example.org")
     set_schedule(db, "sunday@example.org", Schedule(Frequency.WEEKLY, weekday=6))
@@ -395,8 +390,8 @@ def test_a_vote_from_a_weekly_edition_names_the_weeks_paper(newsletter):
     text = text_of(newsletter.message("2026-03-15-weekly", "sunday@example.org"))
     # The second paper of the weekly edition is paper 7; its 👍 link names it.
     up = re.findall(r"👍 (\S+)", text)[1]
-    settings = Settings(database_url=db, secret_key=newsletter.env["NEWSLETTER_SECRET_KEY"])
-    client = create_app(settings, background=False).test_client()
+    client = web_client()
+    settings = client.application.extensions["newsletter"].settings
     page = client.get(up.replace(settings.web_base, ""))
     assert page.status_code == 200 and "Paper 7: a study of thing 7" in page.get_data(as_text=True)
 

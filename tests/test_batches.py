@@ -1,4 +1,4 @@
-"""Loading batches (newsletter/papers.py): the four formats, normalization
+"""Loading batches (newsletter/papers/batches.py): the four formats, normalization
 and every kind of bad input."""
 
 from __future__ import annotations
