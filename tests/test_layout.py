@@ -140,6 +140,19 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     with (copy / "readers" / "tokens.py").open("a", encoding="utf-8") as tokens:
         tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\n")
     (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
+    # Inside each domain package, a module that imports one above it.
+    upward = {
+        "core/models.py": "newsletter.core.config",
+        "sending/personalize.py": "newsletter.sending.run",
+        "picks/ranking.py": "newsletter.picks.picking",
+        "readers/tokens.py": "newsletter.readers.signup",
+        "papers/batches.py": "newsletter.papers.fetch",
+        "issue/editions.py": "newsletter.issue.render",
+        "operators/passwords.py": "newsletter.operators.admins",
+    }
+    for module, target in upward.items():
+        with (copy / module).open("a", encoding="utf-8") as source:
+            source.write(f"\nimport {target}\n")
 
     run = lint_imports(tmp_path, env={"PYTHONPATH": str(tmp_path)})
     output = run.stdout + run.stderr
@@ -154,6 +167,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
         "newsletter.readers.tokens -> flask",
         "newsletter.readers.tokens -> sqlalchemy",
         "newsletter.readers.tokens -> sklearn",
+        *(f"newsletter.{module[:-3].replace('/', '.')} -> {target}" for module, target in upward.items()),
     ]:
         assert expected in output, f"{expected!r} not reported:\n{output}"
 

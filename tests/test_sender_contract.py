@@ -324,6 +324,21 @@ def test_a_batch_gets_one_delivery_per_reader_in_order_and_close_ends_the_send(p
     assert provider.holds_nothing()
 
 
+@every(PROVIDERS)
+def test_where_names_a_place_holding_the_messages_or_nothing(provider, issue):
+    """The summary line's place: the outbox names the folder its messages
+    are in; a provider's messages left the machine, so it names none."""
+    sender = opened(provider, issue)
+    deliveries = sender.send(readers(2))
+    sender.close(complete=True)
+    where = sender.where(issue)
+    if provider.name == "outbox":
+        folder = Path(where)
+        assert sorted(path.name for path in folder.glob("*.eml")) == sorted(d.message_id for d in deliveries)
+    else:
+        assert where is None
+
+
 @every(PROVIDERS_THAT_FAIL)
 def test_a_refused_reader_fails_alone(provider, issue):
     sender = opened(provider, issue)
