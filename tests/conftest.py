@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -257,6 +260,36 @@ def ok(result: Result) -> str:
     assert result.exit_code == 0, (result.output, result.stderr)
     assert "Traceback" not in result.output
     return result.stdout
+
+
+def one_line_error(result: Result, *parts: str) -> str:
+    """Assert that the command behind ``result`` failed as a user should see
+    it: exit 2, one line on stderr starting "Error:" and naming each of
+    ``parts``, nothing on stdout, no traceback; return that line."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert message.startswith("Error:"), message
+    assert "\n" not in message, message
+    for part in parts:
+        assert part in message, (part, message)
+    assert result.stdout == ""
+    return message
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def batch_file(folder: Path, day: dt.date) -> Path:
+    """A batch file of two papers dated ``day`` in ``folder``."""
+    path = folder / f"{day}.json"
+    path.write_text(json.dumps({"format": "newsletter-batch/1", "date": day.isoformat(), "papers": [
+        {"title": f"Paper one of {day}", "abstract": "We study it."},
+        {"title": f"Paper two of {day}", "abstract": "We study it too."},
+    ]}), encoding="utf-8")
+    return path
 
 
 @pytest.fixture

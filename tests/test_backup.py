@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -39,8 +37,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import (FIXTURES, SECRET, STARTUP_SECONDS, clean_env, free_port, newsletter_process, newsletter_run,
-                      newsletter_server, wait_until)
+from conftest import (FIXTURES, SECRET, STARTUP_SECONDS, batch_file, clean_env, digest, free_port, newsletter_process,
+                      newsletter_run, newsletter_server, wait_until)
 from newsletter.core.errors import StoreError
 from newsletter.core.models import SubscriberRow, SubscriberStatus
 from newsletter.store import backup as backup_module
@@ -82,17 +80,8 @@ def query(path: Path, sql: str):
         conn.close()
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def batch_file(folder: Path, day: dt.date) -> Path:
-    path = folder / f"{day}.json"
-    path.write_text(json.dumps({"format": "newsletter-batch/1", "date": day.isoformat(), "papers": [
-        {"title": f"Paper one of {day}", "abstract": "We study it."},
-        {"title": f"Paper two of {day}", "abstract": "We study it too."},
-    ]}), encoding="utf-8")
-    return path
 
 
 def one_click(url: str) -> int:

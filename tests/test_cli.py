@@ -10,7 +10,7 @@ import click
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, SECRET, CliRun, newsletter_run
+from conftest import EXAMPLE, SECRET, CliRun, newsletter_run, one_line_error
 from newsletter.cli import cli
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK
 from newsletter.store import migrate
@@ -22,16 +22,6 @@ OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}
 run = CliRun()
 
 
-def assert_one_line_error(result, *names: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    message = result.stderr.strip()
-    assert message.startswith("Error:"), message
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, (name, message)
-    assert result.stdout == ""
-    return message
 
 
 # --------------------------------------------------------------------------
@@ -146,28 +136,28 @@ def test_preview_prints_the_warnings_before_serving(isolated, monkeypatch):
 
 def test_missing_file(isolated):
     result = run("render", "no-such-batch.json")
-    assert_one_line_error(result, "no-such-batch.json")
+    one_line_error(result, "no-such-batch.json")
     assert not (isolated / "out").exists()
 
 
 def test_empty_file(isolated):
     (isolated / "empty.json").write_bytes(b"")
     result = run("render", "empty.json", "--out", "o")
-    assert_one_line_error(result, "empty.json")
+    one_line_error(result, "empty.json")
     assert not (isolated / "o").exists()
 
 
 def test_malformed_json(isolated):
     (isolated / "broken.json").write_text('{"date": "2025-03-11", "papers": [\n  {"title": ', encoding="utf-8")
     result = run("render", "broken.json", "--out", "o")
-    message = assert_one_line_error(result, "broken.json")
+    message = one_line_error(result, "broken.json")
     assert "line 2" in message
     assert not (isolated / "o").exists()
 
 
 def test_directory_instead_of_a_file(isolated):
     (isolated / "a-folder").mkdir()
-    assert_one_line_error(run("render", "a-folder"), "a-folder")
+    one_line_error(run("render", "a-folder"), "a-folder")
 
 
 def test_bad_date():
@@ -180,13 +170,13 @@ def test_bad_date():
 
 def test_date_that_disagrees_with_the_file():
     result = run("render", str(EXAMPLE), "--date", "2025-03-12")
-    assert_one_line_error(result, EXAMPLE.name, "2025-03-12")
+    one_line_error(result, EXAMPLE.name, "2025-03-12")
 
 
 def test_empty_batch_exits_2(isolated):
     (isolated / "zero.json").write_text('{"date": "2025-03-11", "papers": []}', encoding="utf-8")
     result = run("render", "zero.json", "--out", "o")
-    assert_one_line_error(result, "zero.json")
+    one_line_error(result, "zero.json")
     assert not (isolated / "o").exists()
 
 
@@ -214,19 +204,19 @@ def test_output_folder_not_writable(isolated):
 )
 def test_malformed_setting_in_the_environment(name, value):
     result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o", **{name: value})
-    assert_one_line_error(result, name)
+    one_line_error(result, name)
 
 
 def test_malformed_setting_in_dotenv(isolated):
     (isolated / ".env").write_text("NEWSLETTER_BASE_URL=ftp://x\n", encoding="utf-8")
     result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o")
-    assert_one_line_error(result, "NEWSLETTER_BASE_URL")
+    one_line_error(result, "NEWSLETTER_BASE_URL")
 
 
 def test_unreadable_dotenv_is_a_one_line_error(isolated):
     (isolated / ".env").write_bytes(b"NEWSLETTER_NAME=\xff\xfe broken\n")
     result = run("render", str(EXAMPLE), "--date", "2025-03-11", "--out", "o")
-    assert_one_line_error(result, ".env")
+    one_line_error(result, ".env")
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, ok
+from conftest import FIXTURES, ok, one_line_error
 from newsletter.papers.batches import load_batch
 from newsletter.cli import picks as picks_command
 from newsletter.core.models import Profile
@@ -20,14 +20,6 @@ from newsletter.store import FetchPaperPayload
 BATCH = FIXTURES / "picks-day.json"
 
 
-def one_line_error(result, *parts: str) -> str:
-    assert result.exit_code == 2, result.output
-    message = result.stderr.strip()
-    assert message.startswith("Error:") and "\n" not in message, message
-    assert "Traceback" not in result.output
-    for part in parts:
-        assert part in message, (part, message)
-    return message
 
 
 # --------------------------------------------------------------------------

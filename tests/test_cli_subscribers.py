@@ -11,7 +11,7 @@ import io
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, ROOT, ok
+from conftest import EXAMPLE, ROOT, ok, one_line_error
 from newsletter.store import open_store
 
 EXAMPLE_CSV = ROOT / "subscribers" / "example.csv"
@@ -24,16 +24,6 @@ def url(env) -> str:
     return env["NEWSLETTER_DATABASE_URL"]
 
 
-def one_line_error(result, *parts: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    message = result.stderr.strip()
-    assert message.startswith("Error:"), message
-    assert "\n" not in message, message
-    for part in parts:
-        assert part in message, (part, message)
-    assert result.stdout == ""
-    return message
 
 
 def counts(cli_run) -> dict[str, int]:

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import re
 import shutil
 import sqlite3
@@ -32,7 +30,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from conftest import FIXTURES, SECRET, clean_env, free_port, newsletter_process, newsletter_server, wait_until
+from conftest import (FIXTURES, SECRET, batch_file, clean_env, digest, free_port, newsletter_process, newsletter_server,
+                      wait_until)
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
@@ -165,18 +164,8 @@ def sqlite_file(database_url: str) -> Path:
     return Path(make_url(database_url).database)
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def batch_file(folder: Path, day: dt.date) -> Path:
-    """A batch of two papers dated ``day``."""
-    path = folder / f"{day}.json"
-    path.write_text(json.dumps({"format": "newsletter-batch/1", "date": day.isoformat(), "papers": [
-        {"title": f"Paper one of {day}", "abstract": "We study it."},
-        {"title": f"Paper two of {day}", "abstract": "We study it too."},
-    ]}), encoding="utf-8")
-    return path
 
 
 def send_issue(store, day: dt.date, outbox: Path):
