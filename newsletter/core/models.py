@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from html import escape
 from typing import NamedTuple
+from urllib.parse import quote
 
 
 class SubscriberStatus(StrEnum):
@@ -470,6 +471,13 @@ def paper_key(paper: Paper) -> str:
         return paper.arxiv_id
     plain = "".join(c for c in unicodedata.normalize("NFKD", paper.title) if not unicodedata.combining(c))
     return "title:" + "-".join(re.findall(r"\w+", plain.casefold()))[:200]
+
+
+def paper_path(key: str) -> str:
+    """The address, from the web app's root, of the archive page of the paper
+    ``key`` (see :func:`paper_key`): every character but letters, digits,
+    ``-._~``, ``/`` and ``:`` percent-encoded (UTF-8)."""
+    return "/papers/" + quote(key, safe="/:")
 
 
 DEFAULT_PICKS = 5  # picks per reader unless they choose otherwise

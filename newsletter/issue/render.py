@@ -51,6 +51,7 @@ from newsletter.core.models import (
     fill_marks,
     fill_picks,
     paper_key,
+    paper_path,
 )
 from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
 
@@ -235,6 +236,7 @@ def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
         "categories": paper.categories,
         "up": None,  # 👍 and 👎 links, in a reader's email (see render_issue)
         "down": None,
+        "archive": None,  # its page in the paper archive, on the web version (see _paper_views)
     }
 
 
@@ -311,9 +313,12 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
 
 def _paper_views(batch: Batch, settings: Settings, codes: tuple[str, ...]) -> list[dict[str, Any]]:
     """What the templates show of each paper of ``batch`` (see
-    :func:`_paper_view`), with 👍 and 👎 links when the papers have their
-    feedback ``codes`` (none: no links)."""
+    :func:`_paper_view`), with the link to its archive page (shown on the
+    web version), and 👍 and 👎 links when the papers have their feedback
+    ``codes`` (none: no links)."""
     views = [_paper_view(p, settings.teaser) for p in batch.papers]
+    for view, paper in zip(views, batch.papers):
+        view["archive"] = settings.web_base + paper_path(paper_key(paper))
     for position, (view, code) in enumerate(zip(views, codes)):
         base_link = f"{settings.web_base}/f/{position}-{code}.{FEEDBACK_MARK}"
         view["up"], view["down"] = f"{base_link}/up", f"{base_link}/down"
@@ -339,6 +344,7 @@ def _issue_values(batch: Batch, settings: Settings, personal: bool) -> dict[str,
         "web_url": f"{settings.web_base}/issues/{batch.date.isoformat()}{'/weekly' if weekly else ''}",
         "unsubscribe_url": UNSUBSCRIBE_URL_MARK,
         "preferences_url": PREFERENCES_URL_MARK if personal else "",
+        "subscribe_url": settings.signup_url,  # on the web version
         "picks_slot": PICKS_MARK if personal else "",
         "postal_address": settings.postal_address,
     }
@@ -422,8 +428,9 @@ def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int) -> tuple
 
 
 def _web_page(layout: _Layout) -> str:
-    """The issue's web version: every paper as a card, without 👍 and 👎
-    links (no reader), its content in a ``<main>`` landmark."""
+    """The issue's web version: every paper as a card linked to its
+    archive page, without 👍 and 👎 links (no reader), with a Subscribe
+    link, its content in a ``<main>`` landmark."""
     web = layout.context(layout.total, 0, web=True)
     web["cards"] = [{**view, "up": None, "down": None} for view in web["cards"]]  # no reader, no votes
     return with_main_landmark(compile_mjml(render_template(layout.env, EMAIL_TEMPLATE, web)))

@@ -5,17 +5,18 @@ newsletter carried (with no query: the latest first), and
 A paper's key may hold a slash (old-style arXiv ids such as
 ``hep-th/9901001``) or a colon (``title:…``): the route takes the rest of
 the path as the key, and links quote everything else
-(:func:`paper_path`)."""
+(:func:`newsletter.core.models.paper_path`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, request
 
 from newsletter.core.errors import InvalidQuery
-from newsletter.core.models import Paper
+from newsletter.core.models import Paper, paper_path
+from newsletter.issue.render import plural
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
 from newsletter.web.app import page, state
@@ -27,12 +28,8 @@ PER_PAGE = 20
 SHOWN_AUTHORS = 6
 # The start of the abstract shown for a paper listed with no search.
 TEASER_CHARS = 240
-
-
-def paper_path(key: str) -> str:
-    """The address of the page of the paper ``key``: every character but
-    letters, digits, ``-._~``, ``/`` and ``:`` percent-encoded (UTF-8)."""
-    return "/papers/" + quote(key, safe="/:")
+# A paper's page on the daily papers site, by its arXiv id.
+DAILY_PAPERS_PAGE = "https://huggingface.co/papers/"
 
 
 def day_label(date: dt.date) -> str:
@@ -51,6 +48,27 @@ def days(appearances: tuple[Appearance, ...]) -> list[dict]:
     return [{"label": day_label(a.date), "iso": a.date.isoformat(),
              "href": f"/issues/{a.date.isoformat()}" if a.issue else None,
              "rank": a.rank + 1, "upvotes": a.upvotes} for a in appearances]
+
+
+def daily_papers_page(paper: Paper, appearances: tuple[Appearance, ...]) -> str | None:
+    """The address of ``paper``'s page on the daily papers site, or None when
+    it has no arXiv id or did not come from there. The archive keeps no
+    source, but only the daily papers count upvotes and comments: a paper
+    with either came from them."""
+    from_daily_papers = paper.comment_count is not None or any(a.upvotes is not None for a in appearances)
+    return DAILY_PAPERS_PAGE + paper.arxiv_id if paper.arxiv_id and from_daily_papers else None
+
+
+def paper_links(paper: Paper, appearances: tuple[Appearance, ...]) -> list[tuple[str, str, str]]:
+    """The links of a paper's page as ``(label, href, stars)``: the paper,
+    its PDF, its daily papers page, its code (with its GitHub stars, such
+    as ``"1,234 stars"``, when known) and its project page, those it has."""
+    stars = plural(paper.github_stars, "star") if paper.github_stars is not None else ""
+    daily = daily_papers_page(paper, appearances)
+    return [(label, href, count) for label, href, count in (
+        ("Paper", link(paper.url), ""), ("PDF", link(paper.pdf_url), ""),
+        ("Hugging Face", daily if daily != link(paper.url) else None, ""),
+        ("Code", link(paper.code_url), stars), ("Project page", link(paper.project_url), "")) if href]
 
 
 def authors_line(paper: Paper, shown: int | None = None) -> str:
@@ -122,8 +140,6 @@ def paper(key: str) -> Response:
     if archived is None:
         return page("web/not_found.html", 404)
     paper, appearances = archived
-    links = [(label, href) for label, href in (
-        ("Paper", link(paper.url)), ("PDF", link(paper.pdf_url)), ("Code", link(paper.code_url)),
-        ("Project page", link(paper.project_url))) if href]
+    comments = plural(paper.comment_count, "comment") if paper.comment_count is not None else ""
     return page("web/paper.html", title=paper.title, authors=authors_line(paper), abstract=paper.abstract,
-                links=links, days=days(appearances))
+                links=paper_links(paper, appearances), comments=comments, days=days(appearances))
