@@ -14,7 +14,11 @@ migration, and the ``/papers`` pages through Flask's test client.
 - migration 0005 indexes the papers stored before it, and a database made
   from the metadata gets the same search structures as a migrated one;
 - keys with a slash (old-style arXiv ids) or a colon (``title:…``) route to
-  their page.
+  their page;
+- an arXiv id, in any of the forms readers paste, finds its paper first;
+- the public pages link to the sign-up page (a reader's own pages do not),
+  the web edition links each paper to its archive page, and a paper's page
+  links to its Hugging Face page with its GitHub stars and comments.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from sqlalchemy.engine import make_url
 from conftest import _reset_postgres
 from newsletter.core.config import Settings
 from newsletter.core.errors import InvalidQuery
-from newsletter.core.models import Batch, Paper, paper_key
+from newsletter.core.models import Batch, Paper, paper_key, paper_path
 from newsletter.issue.render import render_issue
 from newsletter.store import migrate, open_store
 from newsletter.store.schema import appearances_table, metadata, papers_table
 from newsletter.store.search import MAX_QUERY_CHARS, MAX_TERMS, fts5_match, parse_query, snippet_pieces
-from newsletter.web.papers import paper_path
+from newsletter.readers.tokens import Signer
 
 DAY1 = dt.date(2025, 3, 10)
 DAY2 = dt.date(2025, 3, 11)
@@ -475,9 +479,12 @@ def test_the_paper_page(client):
     assert doc.xpath("string(//h1)") == ATTENTION.title
     assert doc.xpath("string(//p[@class='authors'])") == "Ada Lovelace, Alan Turing"
     assert doc.xpath("string(//p[@class='abstract'])") == ATTENTION.abstract
+    # It came with upvotes: from the daily papers, so its page there is linked.
     assert [(a.text, a.get("href")) for a in doc.xpath("//ul[@class='links']//a")] == [
-        ("Paper", ATTENTION.url), ("PDF", "https://arxiv.org/pdf/2503.00001"), ("Code", ATTENTION.code_url),
+        ("Paper", ATTENTION.url), ("PDF", "https://arxiv.org/pdf/2503.00001"),
+        ("Hugging Face", "https://huggingface.co/papers/2503.00001"), ("Code", ATTENTION.code_url),
         ("Project page", ATTENTION.project_url)]
+    assert not doc.xpath("//span[@class='stars']") and not doc.xpath("//p[@id='comments']")  # not known
     days = doc.xpath("//ul[@class='days']/li")
     assert [d.xpath("a/@href") for d in days] == [["/issues/2025-03-11"], ["/issues/2025-03-10"]]
     assert days[0].text_content() == "Tue 11 Mar 2025: #2 of the day, 42 upvotes"
@@ -518,3 +525,114 @@ def test_a_search_matching_more_than_it_ranks_ranks_the_papers_stored_last(store
     # A narrower search ranks all its matches.
     narrow = store.search_papers('graph "Graph Graph"')
     assert (narrow.total, narrow.more, keys(narrow)) == (1, False, ["2503.10000"])
+
+
+# --------------------------------------------------------------------------
+# an arXiv id
+
+
+CITING = Paper(title="Following Up on Sparse Heads", abstract="We extend 2503.00001 to longer contexts.",
+               authors=("Grace Hopper",), arxiv_id="2504.00002", upvotes=2)
+ID_FORMS = ["2503.00001", "2503.00001v2", "arXiv:2503.00001", "ARXIV:2503.00001v1",
+            "https://arxiv.org/abs/2503.00001v1", "https://arxiv.org/pdf/2503.00001", "arxiv.org/abs/2503.00001",
+            " https://arxiv.org/pdf/2503.00001v3.pdf "]
+
+
+@pytest.mark.parametrize("query", ID_FORMS)
+def test_an_arxiv_id_finds_its_paper_first(archive, query):
+    archive.store_batch(Batch(DAY3, (KNOTS, CJK, CITING)))
+    found = archive.search_papers(query)
+    assert keys(found)[0] == "2503.00001"
+    assert found.total == len(found.hits)
+    # Then what its words find: a paper whose abstract names the id.
+    assert set(keys(found)[1:]) <= {"2504.00002"}
+    assert keys(archive.search_papers("2503.00001")) == ["2503.00001", "2504.00002"]
+
+
+def test_an_old_style_arxiv_id_finds_its_paper(archive):
+    for query in ("hep-th/9901001", "hep-th/9901001v2", "https://arxiv.org/abs/hep-th/9901001"):
+        assert keys(archive.search_papers(query))[:1] == ["hep-th/9901001"], query
+
+
+def test_an_id_no_edition_carried_and_other_queries_search_as_before(archive):
+    assert keys(archive.search_papers("2311.12092")) == []  # SEED: stored, in no edition
+    assert keys(archive.search_papers("2599.99999")) == []
+    assert set(keys(archive.search_papers("witten"))) == {"hep-th/9901001", "math.GT/0309136"}
+    # An id among other words is no id: every word must match, as always.
+    assert keys(archive.search_papers("2503.00001 attention")) == []
+
+
+def test_the_exact_paper_is_counted_once_across_pages(archive):
+    archive.store_batch(Batch(DAY3, (KNOTS, CJK, CITING)))
+    first, second, third = (archive.search_papers("2503.00001", page, 1) for page in (1, 2, 3))
+    assert [keys(first), keys(second), keys(third)] == [["2503.00001"], ["2504.00002"], []]
+    assert first.total == second.total == third.total == 2 and first.has_more and not second.has_more
+
+
+def test_the_results_page_for_an_arxiv_link(client):
+    doc = html_of(client.get("/papers", query_string={"q": "https://arxiv.org/abs/2503.00001v1"}))
+    assert doc.xpath("string(//h2[@id='results'])").strip() == "1 paper found"
+    assert doc.xpath("//ol[@class='results']/li[1]//h3/a/@href") == [ATTENTION.url]
+    assert "an arXiv id or link finds that paper" in doc.xpath("string(//p[@id='q-hint'])")
+
+
+# --------------------------------------------------------------------------
+# the links of the public pages
+
+
+def subscribe_links(response) -> list[str]:
+    return html_of(response).xpath("//a[normalize-space()='Subscribe']/@href")
+
+
+def test_every_public_page_links_to_the_sign_up_page(client):
+    for path in ("/issues/", "/issues/2025-03-10", "/issues/2025-03-11", "/papers", "/papers?q=witten",
+                 "/papers?q=zyzzyva", "/papers?q=2503.00001", "/papers/2503.00001", "/papers/hep-th/9901001",
+                 paper_path(paper_key(CJK))):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        links = subscribe_links(response)
+        assert links and all(urlsplit(href).path == "/subscribe" for href in links), (path, links)
+    assert client.get("/subscribe").status_code == 200
+
+
+def test_a_readers_own_pages_have_no_sign_up_link(store, client):
+    reader, _ = store.add("reader@example.org", "Reader")
+    signer = Signer(client.application.extensions["newsletter"].settings.secret_key)
+    for path in (f"/u/{signer.unsubscribe_token(reader.ref)}", f"/p/{signer.preferences_token(reader.ref)}",
+                 "/u/forged", "/p/forged", "/f/forged/up", "/subscribe"):
+        response = client.get(path)
+        assert response.status_code in (200, 400), path
+        assert subscribe_links(response) == [], path
+
+
+def test_the_web_edition_links_each_paper_to_its_archive_page(client):
+    doc = html_of(client.get("/issues/2025-03-11"))
+    archive_links = doc.xpath("//a[normalize-space()='In the archive']/@href")
+    assert [urlsplit(href).path for href in archive_links] == [paper_path(paper_key(STRASSE)), "/papers/2503.00001"]
+    for href in archive_links:
+        assert client.get(urlsplit(href).path).status_code == 200, href
+
+
+def test_the_paper_page_shows_its_stars_and_comments(store, web_client):
+    known = Paper(title="Counted Everywhere", abstract="Stars and comments.", arxiv_id="2505.00003",
+                  code_url="https://github.com/example/counted", github_stars=1234, comment_count=1)
+    atom = Paper(title="Straight From arXiv", abstract="No upvotes anywhere.", arxiv_id="2505.00004",
+                 url="https://arxiv.org/abs/2505.00004", code_url="https://gitlab.com/example/atom", comment_count=None)
+    untitled = Paper(title="No Id But Comments", abstract="Counted.", comment_count=3)
+    store.store_batch(Batch(DAY1, (known, atom, untitled)))
+    client = web_client()
+    doc = html_of(client.get("/papers/2505.00003"))
+    assert [(a.text, a.get("href")) for a in doc.xpath("//ul[@class='links']//a")] == [
+        ("PDF", "https://arxiv.org/pdf/2505.00003"), ("Hugging Face", "https://huggingface.co/papers/2505.00003"),
+        ("Code", known.code_url)]
+    code = doc.xpath("//ul[@class='links']/li[a='Code']")[0]
+    assert " ".join(code.text_content().split()) == "Code ★ 1,234 stars"
+    assert code.xpath(".//span[@aria-hidden='true']/text()") == ["★ "]
+    assert doc.xpath("string(//p[@id='comments'])") == "1 comment on Hugging Face"
+    # No upvotes, no comments: not from the daily papers, no page there.
+    doc = html_of(client.get("/papers/2505.00004"))
+    assert [a.text for a in doc.xpath("//ul[@class='links']//a")] == ["Paper", "PDF", "Code"]
+    assert not doc.xpath("//span[@class='stars']") and not doc.xpath("//p[@id='comments']")
+    # No arXiv id: no page there, its comments all the same.
+    doc = html_of(client.get(paper_path(paper_key(untitled))))
+    assert not doc.xpath("//ul[@class='links']") and doc.xpath("string(//p[@id='comments'])") == "3 comments on Hugging Face"

@@ -11,6 +11,10 @@ database as a quoted phrase (FTS5) or through ``phraseto_tsquery``
 (PostgreSQL), all of them required. So no query, however hostile, is an
 FTS syntax error or changes what is searched.
 
+A query that names an arXiv id (``2503.01234``, ``2503.01234v2``,
+``arXiv:2503.01234``, an arxiv.org abstract or PDF link) finds that paper
+first, then whatever the words find as with any other query.
+
 The archive holds the papers that appeared in at least one day's edition:
 a paper stored only because a reader named it as a seed paper (fetched
 from arXiv) is in no edition, and is neither found nor shown.
@@ -25,7 +29,7 @@ from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
 from newsletter.core.errors import InvalidQuery
-from newsletter.core.models import EditionKind, Paper
+from newsletter.core.models import EditionKind, Paper, arxiv_id_of
 from newsletter.store.papers import paper_from_row
 from newsletter.store.schema import appearances_table, issues_table, papers_table
 from newsletter.core.text import strip_controls
@@ -169,20 +173,26 @@ class PaperSearch:
         offset = (min(page, MAX_PAGE + 1) - 1) * per_page  # never a number the database cannot hold
         more = False
         with self.reader.connect() as conn:
+            # The paper an arXiv id names comes first, the words' matches after it.
+            exact = self._archived(conn, arxiv_id_of(query)) if terms else None
+            shift = 1 if exact else 0
             if page > MAX_PAGE:
                 found, total = [], 0
             elif terms:
-                found, total, more = self._matching(conn, terms, per_page, offset)
+                found, total, more = self._matching(conn, terms, per_page, max(0, offset - shift), exact)
+                if exact and not offset:
+                    found = found[:per_page - 1]
             else:
                 found, total = self._latest(conn, per_page, offset)
             if not found and offset:  # past the last page: no row to count with, so counted apart
                 if terms:
-                    _first, total, more = self._matching(conn, terms, 1, 0)
+                    _first, total, more = self._matching(conn, terms, 1, 0, exact)
                 else:
                     total = self._count(conn)
-            keys = [key for key, _rowid in found]
             snippets = self._snippets(conn, terms, found) if terms else {}
+            keys = ([exact] if exact and not offset else []) + [key for key, _rowid in found]
             hits = self._hits(conn, keys, snippets)
+            total += shift
         return SearchPage(terms, cut, page, per_page, total, hits, more)
 
     def paper(self, key: str) -> tuple[Paper, tuple[Appearance, ...]] | None:
@@ -197,14 +207,22 @@ class PaperSearch:
     # -- the queries
 
     @staticmethod
-    def _matching(conn: Connection, terms: tuple[str, ...], limit: int,
-                  offset: int) -> tuple[list[tuple[str, int | None]], int, bool]:
+    def _archived(conn: Connection, key: str | None) -> str | None:
+        """``key`` when it is an archived paper's (one an edition carried), else None."""
+        if key is None:
+            return None
+        a = appearances_table
+        return conn.scalar(select(a.c.paper_key).where(a.c.paper_key == key).limit(1))
+
+    @staticmethod
+    def _matching(conn: Connection, terms: tuple[str, ...], limit: int, offset: int,
+                  leave_out: str | None = None) -> tuple[list[tuple[str, int | None]], int, bool]:
         """``(key, FTS5 rowid or None)`` of the page's matching papers, in
-        order; how many match (at most :data:`MAX_RANKED`); and whether more
-        did. The :data:`MAX_RANKED` matches stored last (SQLite: by rowid;
-        PostgreSQL: by the time the row was written) are the candidates,
-        each read once; they are ranked by relevance, then by the last day
-        they were carried."""
+        order, but the paper ``leave_out``; how many match (at most
+        :data:`MAX_RANKED`); and whether more did. The :data:`MAX_RANKED`
+        matches stored last (SQLite: by rowid; PostgreSQL: by the time the
+        row was written) are the candidates, each read once; they are
+        ranked by relevance, then by the last day they were carried."""
         last_seen = "(SELECT max(a.date) FROM appearances a WHERE a.paper_key = p.key)"
         if conn.dialect.name == "sqlite":
             # bm25 is lower for better matches; the title counts ten times
@@ -217,7 +235,8 @@ class PaperSearch:
                 "SELECT key, rid, count(*) OVER () AS total FROM ("
                 f" SELECT p.key AS key, c.rid AS rid, c.score AS score, {last_seen} AS last"
                 f" FROM ({candidates}) c JOIN papers p ON p.rowid = c.rid"
-                ") WHERE last IS NOT NULL ORDER BY score, last DESC, key LIMIT :limit OFFSET :offset"
+                ") WHERE last IS NOT NULL AND key != :leave_out ORDER BY score, last DESC, key"
+                " LIMIT :limit OFFSET :offset"
             )
             params = {"match": fts5_match(terms)}
         else:
@@ -227,10 +246,11 @@ class PaperSearch:
                 "SELECT key, NULL AS rid, count(*) OVER () AS total FROM ("
                 f" SELECT c.key AS key, ts_rank(c.search, {_tsquery(terms)}) AS score, {last_seen} AS last"
                 f" FROM ({candidates}) c JOIN papers p ON p.key = c.key"
-                ') hits WHERE last IS NOT NULL ORDER BY score DESC, last DESC, key COLLATE "C" '
+                ') hits WHERE last IS NOT NULL AND key != :leave_out ORDER BY score DESC, last DESC, key COLLATE "C" '
                 "LIMIT :limit OFFSET :offset"
             )
             params = {f"t{n}": term for n, term in enumerate(terms)}
+        params["leave_out"] = leave_out or ""  # no paper's key is empty
         if conn.dialect.name == "sqlite":
             rows = conn.execute(text(sql), {**params, "cap": MAX_RANKED, "limit": limit, "offset": offset}).all()
             more = False
