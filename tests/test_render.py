@@ -19,7 +19,7 @@ from conftest import EXAMPLE
 from newsletter.papers.batches import load_batch, parse_batch
 from newsletter.core.config import Settings
 from newsletter.core.errors import BatchError, RenderError
-from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, paper_key, paper_path
 from newsletter.issue.render import (
     MIN_CARDS,
     PACKAGE_TEMPLATES,
@@ -245,13 +245,23 @@ def test_example_size(example):
     assert len(personal_html.encode("utf-8")) < LIMIT
 
 
-def test_example_web_version(example):
+def test_example_web_version(example, tmp_path, monkeypatch):
     batch, issue = example
     assert issue.web_html.lstrip()[:15].lower() == "<!doctype html>"
     web_titles = [text_of(a) for a in parse(issue.web_html).find_class("t")]
     assert web_titles == [p.title for p in batch.papers]
     # The web version is public: no one's unsubscribe link in it.
     assert UNSUBSCRIBE_URL_MARK not in issue.web_html
+    # Each paper links to its archive page, and the page to the sign-up
+    # page; the email has neither (its reader is subscribed, and every byte counts).
+    doc = parse(issue.web_html)
+    archive = [a.get("href") for a in doc.iter("a") if text_of(a) == "In the archive"]
+    assert archive == [Settings().web_base + paper_path(paper_key(p)) for p in batch.papers]
+    assert [a.get("href") for a in doc.iter("a") if text_of(a) == "Subscribe"] == [Settings().signup_url]
+    assert "In the archive" not in issue.html and Settings().signup_url not in issue.html
+    # The same batch renders the same page.
+    monkeypatch.chdir(tmp_path)  # as the example: no templates folder
+    assert render_issue(batch, Settings()).web_html == issue.web_html
 
 
 # --------------------------------------------------------------------------

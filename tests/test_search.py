@@ -635,4 +635,5 @@ def test_the_paper_page_shows_its_stars_and_comments(store, web_client):
     assert not doc.xpath("//span[@class='stars']") and not doc.xpath("//p[@id='comments']")
     # No arXiv id: no page there, its comments all the same.
     doc = html_of(client.get(paper_path(paper_key(untitled))))
-    assert not doc.xpath("//ul[@class='links']") and doc.xpath("string(//p[@id='comments'])") == "3 comments on Hugging Face"
+    assert not doc.xpath("//ul[@class='links']")
+    assert doc.xpath("string(//p[@id='comments'])") == "3 comments on Hugging Face"

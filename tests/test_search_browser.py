@@ -3,8 +3,10 @@
 phone (375 px) and desktop (1,280 px) width: the search form from the past
 issues page, results marked and linked to the issues they were in and to
 their own pages (title keys and old-style arXiv keys), paging, and a search
-that is too long; never a horizontal scroll; and no serious or critical
-axe-core violation on any of these pages, in light and dark colour schemes.
+that is too long; the Subscribe link of the public pages, visible at phone
+width and leading to the sign-up form; never a horizontal scroll; and no
+serious or critical axe-core violation on any of these pages, in light and
+dark colour schemes.
 
 One server on a SQLite database shared by the tests of this module: the
 example day and the day after it (three of its papers again, and a paper
@@ -153,13 +155,31 @@ def test_paging_and_a_search_that_is_too_long(site, new_page, viewport):
     assert page.csp == []
 
 
+def test_the_subscribe_link_is_visible_at_phone_width(site, new_page):
+    base, _store = site
+    page = new_page(PHONE)
+    for path in ("/issues/", "/issues/2025-03-12", "/papers", "/papers?q=hep-th/9901001v2", "/papers/hep-th/9901001"):
+        assert page.goto(f"{base}{path}").status == 200, path
+        subscribe = page.get_by_role("link", name="Subscribe", exact=True)
+        expect(subscribe).to_be_visible()
+        expect(subscribe).to_be_in_viewport()
+        assert fits(page), path
+    with page.expect_navigation():
+        subscribe.click()
+    assert path_of(page) == "/subscribe"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Subscribe")
+    expect(page.get_by_role("link", name="Subscribe", exact=True)).to_have_count(0)  # the form's page: no link
+    assert page.csp == []
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_archive_pages_have_no_serious_accessibility_violation(site, new_page, scheme):
     node_tools()
     base, _store = site
     page = new_page(color_scheme=scheme)
     for path in ("/papers", '/papers?q="concept bottleneck"', "/papers?q=learning&page=2", "/papers?q=zyzzyva",
-                 "/papers/hep-th/9901001", f"/papers?q={'x' * 600}"):
+                 "/papers/hep-th/9901001", "/papers?q=arXiv:hep-th/9901001", "/issues/",
+                 f"/papers?q={'x' * 600}"):
         markup = page.request.get(f"{base}{path}").text()
         violations = axe_violations(page, markup)
         blocking = [v for v in violations if v["impact"] in BLOCKING]
