@@ -23,6 +23,7 @@ demo: install .env
 	@echo
 	@echo "The messages are .eml files under outbox/<date>/ (open one in any mail program)."
 	@echo "See the issue in the browser:  $(BIN)/newsletter preview $(EXAMPLE)   then open http://127.0.0.1:8001/"
+	@echo "  (one reader's own copy, their picks and links:  add --as ada@example.com)"
 	@echo "Run the web app (unsubscribe links, past issues):  $(BIN)/newsletter serve   then open http://127.0.0.1:8000/"
 
 # A first .env: the documented defaults plus a fresh random secret key.

@@ -282,6 +282,20 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def readers_in_outbox(folder: Path) -> set[int]:
+    """The ids of the readers whose messages are in ``folder``, an issue's
+    outbox folder (``<id>-<address>.eml`` files; none when it is absent):
+    copies outside the ledger (``<UTC time>-<random>.eml``) are left out."""
+    return {int(p.name.split("-", 1)[0]) for p in folder.glob("*-*@*.eml")} if folder.exists() else set()
+
+
+def outbox_file(folder: Path, subscriber_id: int) -> Path:
+    """The file of reader ``subscriber_id``'s message in ``folder``, an
+    issue's outbox folder; fails unless there is exactly one."""
+    [path] = folder.glob(f"{subscriber_id}-*.eml")
+    return path
+
+
 def batch_file(folder: Path, day: dt.date) -> Path:
     """A batch file of two papers dated ``day`` in ``folder``."""
     path = folder / f"{day}.json"

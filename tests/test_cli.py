@@ -3,6 +3,10 @@ code 2, settings errors, help texts, and ``python -m newsletter``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email
+import email.policy
+import html
 import json
 from pathlib import Path
 
@@ -10,12 +14,18 @@ import click
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, SECRET, CliRun, newsletter_run, one_line_error
+from conftest import EXAMPLE, SECRET, CliRun, newsletter_run, ok, one_line_error, outbox_file
 from newsletter.cli import cli
-from newsletter.core.models import UNSUBSCRIBE_URL_MARK
-from newsletter.store import migrate
+from newsletter.core.config import load_settings
+from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Edition, Profile
+from newsletter.issue.render import GMAIL_CLIP_BYTES, encoded_bytes
+from newsletter.papers.batches import load_batch
+from newsletter.picks.picking import EditionPicks
+from newsletter.readers.tokens import Signer
+from newsletter.store import Ledger, migrate
 
 OUTPUTS = {"issue.html", "issue.txt", "web.html", "issue.json"}
+DAY = dt.date(2025, 3, 11)
 
 
 # The command with no settings of its own: the folder's .env, else the defaults.
@@ -128,6 +138,68 @@ def test_preview_prints_the_warnings_before_serving(isolated, monkeypatch):
     assert result.exit_code == 0, result.output
     assert served == ["Previewing day.json"]
     assert result.stderr == 'Warning: day.json, papers[0] ("Only"): removed 1 control character from the abstract\n'
+
+
+# --------------------------------------------------------------------------
+# preview --as: one reader's own copy
+
+
+def served_preview(monkeypatch) -> list:
+    """Where the preview's app and its line go instead of a server: (app, what) pairs."""
+    served = []
+    monkeypatch.setattr("newsletter.cli.common.serve_app", lambda app, host, port, what: served.append((app, what)))
+    return served
+
+
+def test_preview_as_a_reader_shows_their_picks_links_and_size_as_the_send_makes_them(cli_run, db, env, monkeypatch):
+    reader, _ = db.add("ada@example.com", "Ada Lovelace")
+    db.save_profile(Profile(reader.id, ("machine unlearning", "concept erasure")))
+    served = served_preview(monkeypatch)
+    ok(cli_run("preview", str(EXAMPLE), "--date", DAY.isoformat(), "--as", "ADA@example.com"))
+    [(app, what)] = served
+    assert what == f"Previewing {EXAMPLE} as ada@example.com"
+    client = app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    email_html = client.get("/email.html").get_data(as_text=True).replace('<base target="_blank">', "", 1)
+
+    # Their picks, ranked as the send ranks them, head the email; recorded nowhere.
+    papers = load_batch(EXAMPLE, date=DAY).papers
+    picks = EditionPicks(db, DAY.isoformat(), DAY, papers).for_readers([reader.id])[reader.id].picks
+    assert len(picks) == 5
+    section = email_html.split("Picked for you", 1)[1].split("Today&#39;s papers", 1)[0]
+    for pick in picks:
+        assert html.escape(papers[pick.position].title) in section
+    assert not db.has_picks(DAY.isoformat()) and not Ledger(db, Edition(DAY)).rows()
+    # Their own links, signed as the send signs them.
+    signer, base = Signer(SECRET), load_settings(env).base_url
+    for link in (signer.unsubscribe_url(base, reader.ref), signer.preferences_url(base, reader.ref),
+                 signer.feedback_reader_part(reader.ref, DAY.isoformat())):
+        assert link in email_html
+    # Whose copy, and its size against Gmail's clip: in the page, not in the email.
+    assert "ada@example.com (Ada Lovelace), active" in page and "5 picked for them" in page
+    assert f"{encoded_bytes(email_html):,} bytes as sent" in page and f"Gmail's {GMAIL_CLIP_BYTES:,}-byte clip" in page
+    assert "Gmail" not in email_html
+
+    # The send makes that very email: the reader's HTML part is the preview's.
+    ok(cli_run("send", str(EXAMPLE), "--date", DAY.isoformat()))
+    sent = email.message_from_bytes(outbox_file(Path(env["NEWSLETTER_OUTBOX_DIR"]) / DAY.isoformat(), reader.id)
+                                    .read_bytes(), policy=email.policy.default)
+    assert sent.get_body(("html",)).get_content().replace("\r\n", "\n").strip() == email_html.strip()
+
+
+def test_preview_as_a_reader_with_nothing_to_pick_by_says_so(cli_run, db, monkeypatch):
+    db.add("edsger@example.com")
+    served = served_preview(monkeypatch)
+    ok(cli_run("preview", str(EXAMPLE), "--date", DAY.isoformat(), "--as", "edsger@example.com"))
+    page = served[0][0].test_client().get("/").get_data(as_text=True)
+    assert "none: they told us nothing to pick by" in page
+
+
+def test_preview_as_an_address_not_on_the_list(cli_run, db, monkeypatch):
+    db.add("ada@example.com")
+    served = served_preview(monkeypatch)
+    one_line_error(cli_run("preview", str(EXAMPLE), "--as", "nobody@example.com"), "nobody@example.com")
+    assert served == []
 
 
 # --------------------------------------------------------------------------

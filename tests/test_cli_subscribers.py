@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import EXAMPLE, ROOT, ok, one_line_error
+from newsletter.core.models import Frequency
 from newsletter.store import open_store
 
 EXAMPLE_CSV = ROOT / "subscribers" / "example.csv"
@@ -205,6 +206,13 @@ def test_import_the_example_list_twice(cli_run, url):
         assert [s.email for s in store.iter_subscribers()] == EXAMPLE_EMAILS
         assert store.get(email="grace@example.com").name == "Grace Hopper"
         assert store.get(email="ada@example.com").source == "import:example.csv"
+        # Varied readers, so the demo shows picks: one to three interests each, one with none, one weekly.
+        readers = {s.email: s for s in store.iter_subscribers()}
+        interests = {email: store.profile(s.id).interests for email, s in readers.items()}
+        assert interests["edsger@example.com"] == ()
+        assert all(1 <= len(found) <= 3 for email, found in interests.items() if email != "edsger@example.com")
+        assert [email for email, s in readers.items() if s.schedule.frequency == Frequency.WEEKLY] == [
+            "barbara@example.com"]
     finally:
         store.close()
 

@@ -31,7 +31,7 @@ from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from conftest import (FIXTURES, SECRET, batch_file, clean_env, digest, free_port, newsletter_process, newsletter_server,
-                      wait_until)
+                      readers_in_outbox, wait_until)
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
@@ -178,7 +178,7 @@ def send_issue(store, day: dt.date, outbox: Path):
 
 
 def outbox_ids(outbox: Path, day: dt.date) -> list[int]:
-    return sorted(int(p.stem) for p in (outbox / day.isoformat()).glob("*.eml"))
+    return sorted(readers_in_outbox(outbox / day.isoformat()))
 
 
 # --------------------------------------------------------------------------

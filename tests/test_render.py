@@ -225,7 +225,9 @@ def test_example_masthead_and_footer(example):
     masthead_text = text_of(masthead)
     assert "Daily Papers" in masthead_text
     assert "11 March 2025" in masthead_text and "Tuesday" in masthead_text
-    assert "85 papers" in masthead_text
+    # Plain words, no layout jargon ("top 15 in full"): the email, its text part alike.
+    assert "Tuesday 11 March 2025 · 85 papers today" in masthead_text and "in full" not in masthead_text
+    assert issue.text.splitlines()[1] == "Tuesday 11 March 2025 · 85 papers today"
 
     footer = doc.find_class("fine")[-1]
     footer_text = text_of(footer)

@@ -32,7 +32,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from conftest import EXAMPLE, SECRET, wait_until
+from conftest import EXAMPLE, SECRET, readers_in_outbox, wait_until
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.core.config import Settings
@@ -80,8 +80,7 @@ def outbox(env) -> Path:
 
 
 def outbox_ids(env) -> set[int]:
-    folder = outbox(env)
-    return {int(p.stem) for p in folder.glob("*.eml")} if folder.exists() else set()
+    return readers_in_outbox(outbox(env))
 
 
 def rows(store, status: str | None = None) -> list[tuple]:
@@ -214,16 +213,17 @@ def test_send_to_1000_readers_end_to_end(env, db, web_client):
     assert str(outbox(env)) in result.stdout
 
     files = sorted(outbox(env).iterdir())
-    assert [p.name for p in files] == sorted(f"{r.id}.eml" for r in readers)  # nothing else, no temp files
+    # One file a reader, named by id and address; nothing else, no temp files.
+    assert [p.name for p in files] == sorted(f"{r.id}-{r.email}.eml" for r in readers)
     links = {}
     for reader in readers:
-        links[reader.id] = check_message((outbox(env) / f"{reader.id}.eml").read_bytes(), reader, signer)
+        links[reader.id] = check_message((outbox(env) / f"{reader.id}-{reader.email}.eml").read_bytes(), reader, signer)
     assert len(set(links.values())) == 1000
 
     ledger = rows(db)
     assert len(ledger) == 1000
     assert {(sid, status, message_id) for sid, status, message_id, _ in ledger} == {
-        (r.id, "sent", f"{r.id}.eml") for r in readers
+        (r.id, "sent", f"{r.id}-{r.email}.eml") for r in readers
     }
 
     # Each reader's one-click link unsubscribes that reader, and only them.
@@ -285,7 +285,7 @@ def test_an_unsubscribe_during_the_send_is_honoured(store, tmp_path):
     assert (report.sent, report.skipped, report.left) == (119, 1, 0)
     assert late.id not in sender.recipients
     assert late.id not in {r[0] for r in rows(store)}
-    assert not (tmp_path / "outbox" / DATE / f"{late.id}.eml").exists()
+    assert late.id not in readers_in_outbox(tmp_path / "outbox" / DATE)
 
 
 # --------------------------------------------------------------------------
@@ -698,7 +698,9 @@ def test_a_stopped_run_finishes_its_calls_and_the_next_run_completes(store, tmp_
     assert ledger["pending"] == 0 and ledger["unknown"] == 0
     assert ledger["sent"] == first.sent
     assert {r[0] for r in rows(store)} == set(first_sender.recipients)
-    assert {int(p.stem) for p in (tmp_path / "outbox" / DATE).iterdir()} == set(first_sender.recipients)
+    folder = tmp_path / "outbox" / DATE
+    assert readers_in_outbox(folder) == set(first_sender.recipients)
+    assert len(list(folder.iterdir())) == len(first_sender.recipients)  # no other file, no temp file
 
     second_sender = Recording(OutboxSender(tmp_path / "outbox"))
     second = dispatcher(store, second_sender).run(the_issue())

@@ -339,6 +339,28 @@ def test_where_names_a_place_holding_the_messages_or_nothing(provider, issue):
         assert where is None
 
 
+@every(["outbox"])
+def test_the_outbox_names_a_readers_file_by_id_then_address_and_a_copy_by_time(provider, issue):
+    """An operator tells whose file is whose: ``<id>-<address>.eml``, the
+    address made safe for any file system; sending the reader again (a
+    re-run) writes that same file, and a copy outside the ledger (id 0: a
+    test message, "send again") gets a file of its own beside it."""
+    sender = opened(provider, issue)
+    odd = Recipient(12, "o'brien/news&x@example.org", None, f"{BASE}/u/odd")
+    deliveries = sender.send([*readers(2), odd])
+    names = [d.message_id for d in deliveries]
+    assert names == ["1-reader001@example.org.eml", "2-reader002@example.org.eml", "12-o_brien_news_x@example.org.eml"]
+    folder = Path(sender.where(issue))
+    assert sorted(path.name for path in folder.iterdir()) == sorted(names)
+    assert to_address((folder / names[2]).read_bytes()) == odd.email
+    again = sender.send(readers(1))
+    copy = sender.send([Recipient(0, "reader001@example.org", None, f"{BASE}/u/copy")])
+    assert again[0].message_id == names[0]
+    assert copy[0].message_id not in names and not copy[0].message_id.startswith("0-")
+    assert len(list(folder.glob("*.eml"))) == len(names) + 1
+    sender.close(complete=True)
+
+
 @every(PROVIDERS_THAT_FAIL)
 def test_a_refused_reader_fails_alone(provider, issue):
     sender = opened(provider, issue)

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credentials, no AWS configuration)
 
-from conftest import FIXTURES, SECRET
+from conftest import FIXTURES, SECRET, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.core.models import REASON_KINDS, Pick, Profile, Reason, SubscriberRow, paper_key
@@ -101,7 +101,7 @@ def send(database_url: str, batch: Path, *args: str, **env: str):
 
 
 def outbox_message(outbox: Path, subscriber_id: int) -> email.message.EmailMessage:
-    return email.message_from_bytes((outbox / DATE / f"{subscriber_id}.eml").read_bytes(), policy=email.policy.default)
+    return email.message_from_bytes(outbox_file(outbox / DATE, subscriber_id).read_bytes(), policy=email.policy.default)
 
 
 def lines(text: str) -> str:

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from conftest import clean_env, wait_until
+from conftest import clean_env, outbox_file, wait_until
 from newsletter.cli import cli
 from newsletter.core.config import Settings
 from newsletter.issue.editions import edition_batch
@@ -99,11 +99,11 @@ class Newsletter:
         names = {str(i): email for email, i in self.ids().items()}
         got = collections.defaultdict(list)
         for path in sorted(self.outbox.glob("*/*.eml")):
-            got[names[path.stem]].append(path.parent.name)
+            got[names[path.name.split("-", 1)[0]]].append(path.parent.name)
         return {email: sorted(keys) for email, keys in got.items()}
 
     def message(self, edition: str, email: str):
-        path = self.outbox / edition / f"{self.ids()[email]}.eml"
+        path = outbox_file(self.outbox / edition, self.ids()[email])
         return message_from_bytes(path.read_bytes(), policy=policy.default)
 
 

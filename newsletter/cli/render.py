@@ -13,7 +13,7 @@ import click
 
 from newsletter.papers.batches import load_batch
 from newsletter.cli import common
-from newsletter.core.errors import BatchError, EditionNotStored, OutputError
+from newsletter.core.errors import BatchError, EditionNotStored, OutputError, Refused
 from newsletter.core.files import atomic_write_text
 from newsletter.core.models import Batch, Edition, EditionKind, Issue
 from newsletter.issue.render import GMAIL_CLIP_BYTES, HTML_LIMIT_BYTES, encoded_bytes, render_issue
@@ -144,27 +144,44 @@ def render(ctx: click.Context, batch: Path | None, date: dt.datetime | None, wee
 @click.argument("batch", required=False, type=click.Path(path_type=Path))
 @click.option("--date", "date", type=common.DATE, help="Issue date (YYYY-MM-DD); gives the year to a text page.")
 @click.option("--weekly", is_flag=True, help="Preview the weekly edition of the date, from the stored papers.")
+@click.option("--as", "as_email", metavar="EMAIL",
+              help="Show this subscriber's own copy: their picks (recorded nowhere) and their signed links.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1.")
 @click.pass_context
-def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, port: int) -> None:
+def preview(ctx: click.Context, batch: Path | None, date: dt.datetime | None, weekly: bool, as_email: str | None,
+            port: int) -> None:
     """Show the rendered BATCH (or with --weekly, the weekly edition of the date)
-    in the browser at desktop and phone widths.
+    in the browser at desktop and phone widths, with its size against Gmail's clip.
 
-    The page re-renders when the batch or a template changes: edit, then reload.
+    With --as EMAIL, the email is that subscriber's own copy, as the send
+    would make it: their picks, ranked as the send ranks them (recorded
+    nowhere: the send ranks them again), and their unsubscribe, preferences
+    and 👍/👎 links, signed with the configured key (they work: an
+    unsubscribe link clicked unsubscribes them).
+
+    The page re-renders when the batch or a template changes (with --as,
+    also the reader's profile): edit, then reload.
     """
     from newsletter.issue.editions import edition_batch
     from newsletter.web import create_preview_app
 
     settings = common.settings_of(ctx)
+    reader, store = None, None
+    if as_email is not None:
+        store = common.store_of(ctx)
+        reader = store.get(email=as_email)
+        if reader is None:
+            raise Refused(f"{as_email.strip()} is not on the list: no copy of theirs to preview")
     first = edition_to_render(ctx, batch, date, weekly)  # fail now, with a clear message, not on first request
+    whose = f" as {terminal_safe(reader.email)}" if reader else ""
     if weekly:
         store = common.store_of(ctx)
         app = create_preview_app(None, settings, load=lambda: edition_batch(store, first.edition),
-                                 label=f"the weekly edition of {first.edition.describe()}")
-        what = f"Previewing the weekly edition of {first.edition.describe()}"
+                                 label=f"the weekly edition of {first.edition.describe()}", reader=reader, store=store)
+        what = f"Previewing the weekly edition of {first.edition.describe()}{whose}"
     else:
-        app = create_preview_app(batch, settings, date=common.day_of(date))
-        what = f"Previewing {terminal_safe(batch)}"
+        app = create_preview_app(batch, settings, date=common.day_of(date), reader=reader, store=store)
+        what = f"Previewing {terminal_safe(batch)}{whose}"
     common.serve_app(app, "127.0.0.1", port, what)
 
 

@@ -144,6 +144,28 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     return fill_marks(getattr(html, piece), marks_html), fill_marks(getattr(text, piece), marks_text)
 
 
+def _mark_values(issue: Issue, recipient: Recipient) -> tuple[dict[str, str], dict[str, str]]:
+    """The values of ``recipient``'s personal marks in ``issue``: (those of
+    the HTML part, escaped as SES's template escapes them; those of the
+    text part)."""
+    picks_html, picks_text = picks_section(issue, recipient)
+    html_values = {UNSUBSCRIBE_URL_MARK: html_escape(recipient.unsubscribe_url),
+                   PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
+                   FEEDBACK_MARK: html_escape(recipient.feedback), PICKS_MARK: picks_html}
+    text_values = {UNSUBSCRIBE_URL_MARK: recipient.unsubscribe_url, PREFERENCES_URL_MARK: recipient.preferences_url,
+                   FEEDBACK_MARK: recipient.feedback, PICKS_MARK: picks_text}
+    return html_values, text_values
+
+
+def reader_copy(issue: Issue, recipient: Recipient) -> tuple[str, str]:
+    """Return the (HTML, text) of ``issue`` as ``recipient`` reads it: the
+    two parts of the message :meth:`PreparedMessage.render` makes for them,
+    before their transfer encoding (their links, 👍/👎 token part and picks
+    section filled in)."""
+    html_values, text_values = _mark_values(issue, recipient)
+    return fill_marks(issue.html, html_values), fill_marks(issue.text, text_values)
+
+
 def _qp_around_marks(text: str) -> tuple[list[bytes], list[str]]:
     """Encode the parts of ``text`` between personal marks, so each reader's
     values can be put in without encoding the whole body again; return the
@@ -246,12 +268,7 @@ class PreparedMessage:
             _URL: recipient.unsubscribe_url.encode("ascii"),
         }
         head = b"".join(values.get(piece, piece) for piece in self._head)
-        picks_html, picks_text = picks_section(self.issue, recipient)
-        text_values = {UNSUBSCRIBE_URL_MARK: recipient.unsubscribe_url, PREFERENCES_URL_MARK: recipient.preferences_url,
-                       FEEDBACK_MARK: recipient.feedback, PICKS_MARK: picks_text}
-        html_values = {UNSUBSCRIBE_URL_MARK: html_escape(recipient.unsubscribe_url),
-                       PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
-                       FEEDBACK_MARK: html_escape(recipient.feedback), PICKS_MARK: picks_html}
+        html_values, text_values = _mark_values(self.issue, recipient)
         return b"".join(
             (
                 head,

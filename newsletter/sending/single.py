@@ -49,6 +49,17 @@ def send_one(settings: Settings, issue: Issue, recipient: Recipient, sender: str
     return delivery.message_id
 
 
+def own_copy(settings: Settings, store: Store, signer: Signer, issue: Issue, subscriber: Subscriber) -> Recipient:
+    """Return ``subscriber`` as a copy of ``issue`` (rendered for readers,
+    see ``render.render_for_readers``) outside the ledger addresses them:
+    their links signed by ``signer`` and their picks as the send gives them
+    (those stored for the edition by a run that stopped, else ranked now),
+    recorded nowhere. File id 0: the outbox names files by id, and a copy
+    must not replace the one the send wrote for this reader."""
+    picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
+    return reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
+
+
 @dataclass(frozen=True)
 class SentTest:
     """A test message that went out: ``issue`` as sent, to ``email``
@@ -82,11 +93,8 @@ def send_test(settings: Settings, store: Store, signer: Signer, plan: RunPlan) -
     store.save_issue(issue)
     email = normalize_email(plan.options.test_to)
     subscriber = store.get(email=email)
-    # Subscriber id 0: the outbox names files by id, and a test must not
-    # overwrite the copy of the issue the real send wrote for this reader.
     if subscriber is not None:
-        picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
-        recipient = reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
+        recipient = own_copy(settings, store, signer, issue, subscriber)
     else:
         issue = render_issue(papers, settings)
         recipient = Recipient(0, email, None, settings.signup_url)

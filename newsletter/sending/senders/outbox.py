@@ -4,6 +4,7 @@ byte what would be sent, under ``<outbox>/<date>/``. Needs no account."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from pathlib import Path
 
@@ -14,13 +15,29 @@ from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.senders.base import Delivery, Quota
 
 
+# What an address keeps in a file name: the characters every file system takes.
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
+ADDRESS_CHARS = 200  # of a file name's 255 bytes, with room for the id
+
+
+def reader_file_name(subscriber_id: int, address: str) -> str:
+    """The file of one reader's message in an issue's folder:
+    ``<subscriber id>-<address>.eml``, every character of the address but
+    letters, digits and ``@._+-`` written ``_``, cut to
+    :data:`ADDRESS_CHARS`. The id comes first: names stay unique (two
+    addresses may look alike once made safe) and a re-run writes the same
+    reader's file again, not a second one."""
+    return f"{subscriber_id}-{_UNSAFE.sub('_', address)[:ADDRESS_CHARS]}.eml"
+
+
 def unique_name() -> str:
     """A file name no other message gets: ``<UTC time>-<random>.eml``."""
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
 
 
 class OutboxSender:
-    """Writes ``<subscriber id>.eml`` files; the message id is the file name.
+    """Writes one file per reader (:func:`reader_file_name`:
+    ``<subscriber id>-<address>.eml``); the message id is the file name.
     A copy outside the ledger (a recipient with id 0: a test message, a
     dashboard's "send again") gets a file of its own (:func:`unique_name`),
     so it replaces neither the send's file nor an earlier copy."""
@@ -47,7 +64,8 @@ class OutboxSender:
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         deliveries = []
         for recipient in recipients:
-            name = f"{recipient.subscriber_id}.eml" if recipient.subscriber_id else unique_name()
+            name = (reader_file_name(recipient.subscriber_id, recipient.email) if recipient.subscriber_id
+                    else unique_name())
             try:
                 atomic_write_bytes(self.folder / name, self.message.render(recipient))
             except OSError as exc:
