@@ -26,8 +26,8 @@ _ABBREVIATIONS = frozenset({
     "st.", "incl.", "w.r.t.", "a.k.a.", "u.s.",
 })
 
-# What announces a contribution, strongest first: (score, pattern). A
-# sentence scores its best match.
+# What announces a contribution, strongest first: (score, pattern), matched
+# on the lower-cased sentence. A sentence scores its first (best) match.
 _PAPER = r"(?:paper|work|study|report|article|review|survey)"
 _WE = rf"\b(?:we|here,? we|this (?:\w+ )?{_PAPER}|in this (?:\w+ )?{_PAPER},? we)"
 _ADVERB = r"(?:\s+(?:also|further|then|first|here|therefore|thus|hence|now|newly|additionally|instead))?"
@@ -37,19 +37,19 @@ _FIND = (r"(?:show|find|demonstrate|reveal|discover|observe|identify|prove|argue
          r"examine|analy[sz]e|evaluate|address|tackle|leverage|train|collect|benchmark|extend|apply|"
          r"systematically|conduct|perform)")
 _SIGNALS: tuple[tuple[int, re.Pattern[str]], ...] = (
-    (4, re.compile(rf"{_WE}{_ADVERB}\s+{_MAKE}(?:e?s|d)?\b", re.IGNORECASE)),
+    (4, re.compile(rf"{_WE}{_ADVERB}\s+{_MAKE}(?:e?s|d)?\b")),
     (4, re.compile(r"\b(?:this|the present|our) (?:paper|work|study|report|article) (?:proposes|introduces|"
-                   r"presents|develops|describes|reports|offers|contributes)\b", re.IGNORECASE)),
-    (3, re.compile(r"\b(?:in this (?:paper|work|study|report|article)|here),? ", re.IGNORECASE)),
-    (3, re.compile(rf"{_WE}{_ADVERB}\s+{_FIND}(?:e?s|d)?\b", re.IGNORECASE)),
-    (2, re.compile(r"\b(?:this|the present) (?:paper|work|study|report|article)\b", re.IGNORECASE)),
+                   r"presents|develops|describes|reports|offers|contributes)\b")),
+    (3, re.compile(r"\b(?:in this (?:paper|work|study|report|article)|here),? ")),
+    (3, re.compile(rf"{_WE}{_ADVERB}\s+{_FIND}(?:e?s|d)?\b")),
+    (2, re.compile(r"\b(?:this|the present) (?:paper|work|study|report|article)\b")),
     (2, re.compile(r"\bour (?:method|approach|framework|model|system|technique|algorithm|pipeline|benchmark|"
-                   r"dataset|contributions?)\b", re.IGNORECASE)),
-    (1, re.compile(r"\bwe\b", re.IGNORECASE)),
+                   r"dataset|contributions?)\b")),
+    (1, re.compile(r"\bwe\b")),
 )
 # What a paper leaves to others is not what it brings: "we propose future
 # research directions".
-_FUTURE = re.compile(r"\bfuture (?:work|research|directions?|studies)\b", re.IGNORECASE)
+_FUTURE = re.compile(r"\bfuture (?:work|research|directions?|studies)\b")
 
 
 def _ends_here(text: str, dot: int) -> bool:
@@ -86,9 +86,10 @@ def contribution_score(sentence: str) -> int:
     "in this paper" or "we show / find / study…", 2 for "this work" or
     "our method / approach…", 1 for any "we", 0 for none or for a sentence
     about future work."""
-    if _FUTURE.search(sentence):
+    lowered = sentence.lower()
+    if _FUTURE.search(lowered):
         return 0
-    return max((score for score, pattern in _SIGNALS if pattern.search(sentence)), default=0)
+    return next((score for score, pattern in _SIGNALS if pattern.search(lowered)), 0)
 
 
 def contribution_index(parts: list[str]) -> int | None:
