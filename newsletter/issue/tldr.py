@@ -30,19 +30,20 @@ _ABBREVIATIONS = frozenset({
 # on the lower-cased sentence. A sentence scores its first (best) match.
 _PAPER = r"(?:paper|work|study|report|article|review|survey)"
 _WE = rf"\b(?:we|here,? we|this (?:\w+ )?{_PAPER}|in this (?:\w+ )?{_PAPER},? we)"
-_ADVERB = r"(?:\s+(?:also|further|then|first|here|therefore|thus|hence|now|newly|additionally|instead))?"
+_ADVERB = (r"(?:\s+(?:also|further|then|first|here|therefore|thus|hence|now|newly|additionally|instead|"
+           r"systematically|carefully|comprehensively|empirically))?")
 _MAKE = (r"(?:propose|introduce|present|develop|design|put forward|unveil|release|build|construct|create|"
          r"contribute|offer|formulate|devise|establish|curate|describe|report|outline|provide)")
 _FIND = (r"(?:show|find|demonstrate|reveal|discover|observe|identify|prove|argue|study|investigate|explore|"
          r"examine|analy[sz]e|evaluate|address|tackle|leverage|train|collect|benchmark|extend|apply|"
-         r"systematically|conduct|perform)")
+         r"conduct|perform)")
 _SIGNALS: tuple[tuple[int, re.Pattern[str]], ...] = (
     (4, re.compile(rf"{_WE}{_ADVERB}\s+{_MAKE}(?:e?s|d)?\b")),
-    (4, re.compile(r"\b(?:this|the present|our) (?:paper|work|study|report|article) (?:proposes|introduces|"
-                   r"presents|develops|describes|reports|offers|contributes)\b")),
-    (3, re.compile(r"\b(?:in this (?:paper|work|study|report|article)|here),? ")),
+    (4, re.compile(rf"\b(?:this|the present|our) {_PAPER} (?:proposes|introduces|presents|develops|describes|"
+                   r"reports|offers|contributes)\b")),
+    (3, re.compile(rf"\b(?:in this {_PAPER}|here),? ")),
     (3, re.compile(rf"{_WE}{_ADVERB}\s+{_FIND}(?:e?s|d)?\b")),
-    (2, re.compile(r"\b(?:this|the present) (?:paper|work|study|report|article)\b")),
+    (2, re.compile(rf"\b(?:this|the present) {_PAPER}\b")),
     (2, re.compile(r"\bour (?:method|approach|framework|model|system|technique|algorithm|pipeline|benchmark|"
                    r"dataset|contributions?)\b")),
     (1, re.compile(r"\bwe\b")),

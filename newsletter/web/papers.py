@@ -126,5 +126,5 @@ def paper(key: str) -> Response:
         ("Paper", link(paper.url)), ("PDF", link(paper.pdf_url)), ("Code", link(paper.code_url)),
         ("Project page", link(paper.project_url))) if href]
     return page("web/paper.html", title=paper.title, authors=authors_line(paper),
-                tldr=card_teaser(paper, state().settings.teaser), abstract=paper.abstract, links=links,
+                tldr=card_teaser(paper), abstract=paper.abstract, links=links,
                 days=days(appearances))
