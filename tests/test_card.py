@@ -155,9 +155,26 @@ def card_teasers(markup: str) -> list[str]:
 def test_teaser_is_the_ai_summary_by_default():
     issue = render(rich_paper(), rich_paper(title="No summary", arxiv_id="2503.07606", ai_summary=None))
     assert Settings().teaser == "summary"
-    assert card_teasers(issue.html) == [SUMMARY, teaser(ABSTRACT)]
-    assert card_teasers(issue.web_html) == [SUMMARY, teaser(ABSTRACT)]
+    # No summary: the TL;DR, here the first sentence alone (ABSTRACT states
+    # no contribution), where the abstract setting shows two sentences.
+    assert card_teasers(issue.html) == [SUMMARY, "The abstract's own first sentence is here."]
+    assert card_teasers(issue.web_html) == [SUMMARY, "The abstract's own first sentence is here."]
     assert SUMMARY in " ".join(issue.text.split())
+
+
+def test_teaser_without_a_summary_is_the_contribution_sentence():
+    abstract = ("Neural architecture search (NAS) has become a key component of AutoML. "
+                "Its metrics vary across tasks, e.g. vision vs. language. "
+                "To address this, we propose RoBoT, which combines metrics by Bayesian optimization. "
+                "Our experiments confirm it.")
+    paper = rich_paper(abstract=abstract, ai_summary=None)
+    contribution = "To address this, we propose RoBoT, which combines metrics by Bayesian optimization."
+    issue = render(paper)
+    assert card_teasers(issue.html) == [contribution]
+    assert card_teasers(issue.web_html) == [contribution]
+    assert contribution in " ".join(issue.text.split())
+    # The operator's other choice keeps the abstract's first sentences.
+    assert card_teasers(render(paper, teaser="abstract").html) == [teaser(abstract)]
 
 
 def test_teaser_is_the_abstract_when_set_so():

@@ -24,6 +24,7 @@ from newsletter.issue.render import (
     MIN_CARDS,
     PACKAGE_TEMPLATES,
     TEXT_TEMPLATE,
+    card_teaser,
     render_issue,
     short_authors,
     teaser,
@@ -488,7 +489,7 @@ def test_text_part_is_plain_text(example):
     # take it out, and no markup may remain.
     flat = " ".join(text.split())
     for paper in batch.papers:
-        flat = flat.replace(teaser(paper.abstract), "").replace(paper.title, "")
+        flat = flat.replace(card_teaser(paper), "").replace(paper.title, "")
     assert not HTML_TAG.search(flat), HTML_TAG.search(flat)
     for entity in ENTITIES:
         assert entity not in text, entity
@@ -500,6 +501,19 @@ def test_text_part_is_plain_text(example):
     assert [line for line in lines if line != line.rstrip()] == ["-- "]
 
 
+def test_a_card_shows_the_contribution_sentence_not_the_motivation(example):
+    batch, issue = example
+    nas = batch.papers[3]
+    assert nas.title == "Robustifying and Boosting Training-Free Neural Architecture Search" and not nas.ai_summary
+    assert nas.abstract.startswith("Neural architecture search (NAS) has become a key component of AutoML")
+    shown = [text_of(p) for p in parse(issue.html).find_class("tz")][3]
+    assert shown.startswith("To address these challenges, we propose the robustifying and boosting training-free NAS")
+    assert shown.endswith("…") and len(shown) <= 241
+    assert shown == [text_of(p) for p in parse(issue.web_html).find_class("tz")][3]
+    assert shown in " ".join(issue.text.split())
+    assert "key component of AutoML" not in issue.html
+
+
 def test_text_part_has_every_card_url_and_numbered_titles(example):
     batch, issue = example
     lines = issue.text.splitlines()
@@ -509,7 +523,7 @@ def test_text_part_has_every_card_url_and_numbered_titles(example):
         if paper.code_url:
             assert paper.code_url in issue.text
         flat = " ".join(issue.text.split())
-        assert teaser(paper.abstract) in flat
+        assert card_teaser(paper) in flat  # the TL;DR, not the first sentence
     assert issue.web_url in lines
     assert lines[lines.index(UNSUBSCRIBE_URL_MARK) - 1] == "Unsubscribe:"
     assert Settings().postal_address in lines

@@ -34,11 +34,12 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from conftest import _reset_postgres
+from conftest import EXAMPLE, _reset_postgres
 from newsletter.core.config import Settings
 from newsletter.core.errors import InvalidQuery
 from newsletter.core.models import Batch, Paper, paper_key, paper_path
-from newsletter.issue.render import render_issue
+from newsletter.issue.render import card_teaser, render_issue
+from newsletter.papers.batches import load_batch
 from newsletter.store import migrate, open_store
 from newsletter.store.schema import appearances_table, metadata, papers_table
 from newsletter.store.search import MAX_QUERY_CHARS, MAX_TERMS, fts5_match, parse_query, snippet_pieces
@@ -491,6 +492,21 @@ def test_the_paper_page(client):
     knots = html_of(client.get("/papers/math.GT/0309136"))
     assert knots.xpath("//ul[@class='days']/li/a") == []  # its day has no stored issue: not linked
     assert "Wed 12 Mar 2025: #1 of the day, 1 upvote" in knots.xpath("string(//ul[@class='days'])")
+
+
+def test_the_archive_shows_a_papers_tldr_and_its_page_the_whole_abstract(client, archive):
+    nas = next(p for p in load_batch(EXAMPLE, date=DAY2).papers if p.title.startswith("Robustifying"))
+    archive.store_batch(Batch(DAY3, (nas,)))
+    tldr = card_teaser(nas)
+    assert tldr.startswith("To address these challenges, we propose the robustifying")
+    latest = html_of(client.get("/papers"))
+    result = next(r for r in latest.xpath("//ol[@class='results']/li") if r.xpath("string(.//h3)") == nas.title)
+    assert result.xpath("string(.//p[@class='snippet'])") == tldr
+    page = html_of(client.get(paper_path(paper_key(nas))))
+    assert page.xpath("string(//p[@class='tldr'])") == "TL;DR " + tldr
+    assert page.xpath("string(//p[@class='abstract'])") == nas.abstract
+    # An abstract that is its own TL;DR is not shown twice.
+    assert html_of(client.get("/papers/2503.00001")).xpath("//p[@class='tldr']") == []
 
 
 @pytest.mark.parametrize("path", ["/papers/nope", "/papers/2311.12092", "/papers/hep-th", "/papers/hep-th/",

@@ -223,7 +223,8 @@ class Settings:
     teaser: str = setting(
         "NEWSLETTER_TEASER", "summary", _teaser,
         "What a card's teaser shows: `summary` (the source's AI summary when it has one, else the abstract's"
-        " first sentences) or `abstract` (always the abstract's first sentences).",
+        " TL;DR: its sentence that says what the paper brings, such as \"We propose…\") or `abstract` (always"
+        " the abstract's first sentences).",
     )
     api_base_url: str = setting(
         "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."

@@ -54,6 +54,7 @@ from newsletter.core.models import (
     paper_path,
 )
 from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.issue.tldr import sentences, shorten, tldr
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -68,7 +69,6 @@ PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 
 TEASER_CHARS = 240
 MIN_CARDS = 3  # even a huge day shows its top papers in full
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
 # --------------------------------------------------------------------------
@@ -168,23 +168,24 @@ def inline_css(html: str) -> str:
 def teaser(abstract: str, limit: int = TEASER_CHARS) -> str:
     """Return the first sentence or two of ``abstract``, at most ``limit``
     characters, cut at a word boundary with an ellipsis when shortened."""
-    sentences = _SENTENCE_END.split(abstract)
-    text = sentences[0]
-    if len(sentences) > 1 and len(text) < limit // 2 and len(text) + len(sentences[1]) < limit:
-        text = f"{text} {sentences[1]}"
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
-    return cut.rstrip(" ,;:.-–—") + "…"
+    parts = sentences(abstract) or [""]
+    text = parts[0]
+    if len(parts) > 1 and len(text) < limit // 2 and len(text) + len(parts[1]) < limit:
+        text = f"{text} {parts[1]}"
+    return shorten(text, limit)
 
 
 def card_teaser(paper: Paper, source: str = "summary") -> str:
     """Return the teaser a card shows for ``paper``: with ``source``
-    ``"summary"`` its AI summary when it has one, else (and always with
-    ``"abstract"``) the first sentences of its abstract; cut by :func:`teaser`."""
-    if source == "summary" and paper.ai_summary:
+    ``"summary"`` its AI summary when it has one, else its TL;DR (the
+    abstract's contribution sentence, see :func:`tldr.tldr`); with
+    ``"abstract"`` the first sentences of its abstract (:func:`teaser`).
+    At most ``TEASER_CHARS`` characters and an ellipsis."""
+    if source == "abstract":
+        return teaser(paper.abstract)
+    if paper.ai_summary:
         return teaser(paper.ai_summary)
-    return teaser(paper.abstract)
+    return tldr(paper.abstract, TEASER_CHARS)
 
 
 def link_line(url: str, label: str = "", indent: str = "", width: int = TEXT_COLUMNS) -> str:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, redirect, request
 
 from newsletter.core.errors import InvalidQuery
 from newsletter.core.models import Paper, paper_path
-from newsletter.issue.render import plural
+from newsletter.issue.render import card_teaser, plural
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
 from newsletter.web.app import page, state
@@ -26,8 +26,6 @@ blueprint = Blueprint("papers", __name__)
 PER_PAGE = 20
 # Authors a result names before "and N more" (a paper's page names all).
 SHOWN_AUTHORS = 6
-# The start of the abstract shown for a paper listed with no search.
-TEASER_CHARS = 240
 # A paper's page on the daily papers site, by its arXiv id.
 DAILY_PAPERS_PAGE = "https://huggingface.co/papers/"
 
@@ -80,11 +78,11 @@ def authors_line(paper: Paper, shown: int | None = None) -> str:
     return line
 
 
-def teaser(abstract: str) -> tuple[tuple[str, bool], ...]:
-    """The start of ``abstract``, cut at a word, as one snippet piece."""
-    if len(abstract) <= TEASER_CHARS:
-        return ((abstract, False),)
-    return ((abstract[:TEASER_CHARS].rsplit(" ", 1)[0] + "…", False),)
+def teaser(paper: Paper, source: str) -> tuple[tuple[str, bool], ...]:
+    """The teaser a card of ``paper`` shows (its TL;DR, see
+    ``render.card_teaser``; ``source`` is ``NEWSLETTER_TEASER``), as one
+    snippet piece."""
+    return ((card_teaser(paper, source), False),)
 
 
 def page_url(query: str, number: int) -> str:
@@ -95,14 +93,15 @@ def page_url(query: str, number: int) -> str:
     return "/papers" + ("?" + urlencode(params) if params else "")
 
 
-def results(found: SearchPage) -> list[dict]:
-    """What the results page shows of each hit."""
+def results(found: SearchPage, source: str) -> list[dict]:
+    """What the results page shows of each hit: a search's matched words in
+    context, else (no search) the paper's teaser from ``source``."""
     return [{
         "title": hit.paper.title,
         "href": link(hit.paper.url) or paper_path(hit.key),
         "path": paper_path(hit.key),
         "authors": authors_line(hit.paper, SHOWN_AUTHORS),
-        "snippet": hit.snippet or teaser(hit.paper.abstract),
+        "snippet": hit.snippet or teaser(hit.paper, source),
         "days": days(hit.appearances),
     } for hit in found.hits]
 
@@ -123,7 +122,7 @@ def search() -> Response:
                     found=None, results=[], previous=None, next=None)
     return page(
         "web/papers.html", query=shown, max_chars=MAX_QUERY_CHARS, error=None, found=found,
-        results=results(found),
+        results=results(found, state().settings.teaser),
         previous=page_url(shown, min(number - 1, found.pages)) if number > 1 else None,
         next=page_url(shown, number + 1) if found.has_more else None,
     )
@@ -141,5 +140,6 @@ def paper(key: str) -> Response:
         return page("web/not_found.html", 404)
     paper, appearances = archived
     comments = plural(paper.comment_count, "comment") if paper.comment_count is not None else ""
-    return page("web/paper.html", title=paper.title, authors=authors_line(paper), abstract=paper.abstract,
-                links=paper_links(paper, appearances), comments=comments, days=days(appearances))
+    return page("web/paper.html", title=paper.title, authors=authors_line(paper), tldr=card_teaser(paper),
+                abstract=paper.abstract, links=paper_links(paper, appearances), comments=comments,
+                days=days(appearances))
