@@ -474,7 +474,7 @@ def reader_parts(issue, subscriber, picks_state: str = "invite", picks=(), base:
     """The (HTML, text) of ``issue`` as ``subscriber`` gets it from every
     sender: their links, feedback token part and picks section (a reader who
     never set an interest gets the invitation)."""
-    from newsletter.sending.personalize import Recipient, picks_section
+    from newsletter.sending.personalize import Recipient, picks_section, reader_preheader
     from newsletter.readers.tokens import Signer
 
     signer = Signer(secret)
@@ -485,4 +485,4 @@ def reader_parts(issue, subscriber, picks_state: str = "invite", picks=(), base:
         picks_state=picks_state if issue.picks else "off", picks=tuple(picks),
     )
     return issue.personalized(recipient.unsubscribe_url, recipient.preferences_url, recipient.feedback,
-                              picks_section(issue, recipient))
+                              picks_section(issue, recipient), reader_preheader(issue, recipient))

@@ -19,7 +19,8 @@ from newsletter.sending.ratelimit import chunked
 from newsletter.core.text import terminal_safe
 
 # What a reader's state says when they have no picks.
-NO_PICKS = {PicksState.NONE: "nothing matched their interests", PicksState.INVITE: "no interests yet",
+NO_PICKS = {PicksState.NONE: "nothing matched their interests",
+            PicksState.HELD: "what matched was picked for them recently", PicksState.INVITE: "no interests yet",
             PicksState.OFF: "picks turned off"}
 
 

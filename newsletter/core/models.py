@@ -218,13 +218,15 @@ RENDERING_FAILURE_REASON = "Rendering Failure"
 
 # Stand in for a reader's own values until an issue is personalized: their
 # unsubscribe link, their preferences page, the reader part of their
-# feedback tokens (see tokens.Signer.feedback_token) and their picks. Only
+# feedback tokens (see tokens.Signer.feedback_token), their picks and the
+# email's preheader (their first pick's title, else the issue's). Only
 # letters and underscores, so no compiler or inliner changes them.
 UNSUBSCRIBE_URL_MARK = "__NEWSLETTER_UNSUBSCRIBE_URL__"
 PREFERENCES_URL_MARK = "__NEWSLETTER_PREFERENCES_URL__"
 FEEDBACK_MARK = "__NEWSLETTER_FEEDBACK__"
 PICKS_MARK = "__NEWSLETTER_PICKS__"
-PERSONAL_MARKS = (UNSUBSCRIBE_URL_MARK, PREFERENCES_URL_MARK, FEEDBACK_MARK, PICKS_MARK)
+PREHEADER_MARK = "__NEWSLETTER_PREHEADER__"
+PERSONAL_MARKS = (UNSUBSCRIBE_URL_MARK, PREFERENCES_URL_MARK, FEEDBACK_MARK, PICKS_MARK, PREHEADER_MARK)
 
 # The fields of a pick card before it is filled (see PicksLayout).
 PICK_NUMBER = "XNLPICKNUMBERX"
@@ -288,8 +290,10 @@ class Batch:
 class PicksPart:
     """The "Picked for you" section of one part (HTML or text) of an issue,
     rendered once, to be filled per reader: ``head`` + one ``card`` per pick
-    + ``tail``, or the ``no_match`` line (interests, none matched today) or the
-    ``invite`` line (no interests yet). A card holds the ``PICK_*`` fields;
+    + ``tail``, or the ``no_match`` line (interests, none matched today), the
+    ``held`` line (what matched was picked for them recently: ``PICK_NUMBER``
+    stands for how many) or the ``invite`` line (no interests yet). A card
+    holds the ``PICK_*`` fields;
     ``why`` has, for each kind of reason (see Reason), the sentence in which
     ``PICK_SUBJECT`` stands for its subject."""
 
@@ -297,6 +301,7 @@ class PicksPart:
     card: str
     tail: str
     no_match: str
+    held: str
     invite: str
     why: dict[str, str]
 
@@ -358,12 +363,14 @@ class Issue:
         return self.paper_count - self.card_count - self.listed_count
 
     def personalized(self, unsubscribe_url: str, preferences_url: str = "", feedback: str = "",
-                     picks: tuple[str, str] = ("", "")) -> tuple[str, str]:
+                     picks: tuple[str, str] = ("", ""), preheader: str | None = None) -> tuple[str, str]:
         """Return (html, text) with a reader's values filled in: their
-        unsubscribe link, preferences page, feedback token part and picks
-        section (its HTML and text). For files no reader gets, pass stand-ins."""
+        unsubscribe link, preferences page, feedback token part, picks
+        section (its HTML and text) and preheader (None: the issue's). For
+        files no reader gets, pass stand-ins."""
         html_values = {UNSUBSCRIBE_URL_MARK: escape(unsubscribe_url), PREFERENCES_URL_MARK: escape(preferences_url),
-                       FEEDBACK_MARK: escape(feedback), PICKS_MARK: picks[0]}
+                       FEEDBACK_MARK: escape(feedback), PICKS_MARK: picks[0],
+                       PREHEADER_MARK: escape(self.preheader if preheader is None else preheader)}
         text_values = {UNSUBSCRIBE_URL_MARK: unsubscribe_url, PREFERENCES_URL_MARK: preferences_url,
                        FEEDBACK_MARK: feedback, PICKS_MARK: picks[1]}
         return fill_marks(self.html, html_values), fill_marks(self.text, text_values)
@@ -489,6 +496,7 @@ class PicksState(StrEnum):
 
     PICKS = "picks"  # their picks, in a "Picked for you" section
     NONE = "none"  # they have interests; nothing matched in this edition
+    HELD = "held"  # they have interests; what matched was picked for them recently
     INVITE = "invite"  # nothing to pick by yet: an invitation to set interests
     OFF = "off"  # they want no picks (or the email has no picks section)
 

@@ -39,6 +39,7 @@ from newsletter.core.models import (
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
+    PREHEADER_MARK,
     REASON_KINDS,
     UNSUBSCRIBE_URL_MARK,
     Batch,
@@ -55,6 +56,7 @@ from newsletter.core.models import (
 )
 from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
 from newsletter.issue.tldr import sentences, shorten, tldr
+from newsletter.store.picks import REPEAT_WINDOW
 
 HTML_LIMIT_BYTES = 100_000
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -68,6 +70,7 @@ PERSONAL_URL_CHARS = 120  # after the base URL
 PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 
 TEASER_CHARS = 240
+PREHEADER_CHARS = 140
 MIN_CARDS = 3  # even a huge day shows its top papers in full
 
 
@@ -253,14 +256,25 @@ def subject_for(name: str, edition: Edition, count: int) -> str:
     return one_line(f"{name} · {weekly}{edition.describe()} · {plural(count, 'paper')}")
 
 
-def preheader_for(papers: tuple[Paper, ...], limit: int = 140) -> str:
+def preheader_for(papers: tuple[Paper, ...], limit: int = PREHEADER_CHARS) -> str:
     """Return the inbox preview line: the top title and how many follow."""
-    top = papers[0].title
     rest = len(papers) - 1
     tail = f" — and {rest} more trending paper{'s' if rest != 1 else ''}" if rest else ""
-    if len(top) + len(tail) > limit:
-        top = top[: max(20, limit - len(tail) - 1)].rsplit(" ", 1)[0] + "…"
-    return one_line(top + tail)
+    return _preview_line("", papers[0].title, tail, limit)
+
+
+def picked_preheader(paper: Paper, limit: int = PREHEADER_CHARS) -> str:
+    """Return the inbox preview line of a reader whose first pick is
+    ``paper``: "Picked for you: <its title>"."""
+    return _preview_line("Picked for you: ", paper.title, "", limit)
+
+
+def _preview_line(head: str, title: str, tail: str, limit: int) -> str:
+    """``head``, ``title`` and ``tail`` on one line of at most about
+    ``limit`` characters, the title cut at a word with an ellipsis."""
+    if len(head) + len(title) + len(tail) > limit:
+        title = title[: max(20, limit - len(head) - len(tail) - 1)].rsplit(" ", 1)[0] + "…"
+    return one_line(head + title + tail)
 
 
 # --------------------------------------------------------------------------
@@ -290,7 +304,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     codes = tuple(paper_code(i, paper_key(p)) for i, p in enumerate(batch.papers)) if personal else ()
     layout = _Layout(env, _issue_values(batch, settings, personal), _paper_views(batch, settings, codes))
     picks = picks_layout(env, settings) if personal else None
-    longest = _longest_marks(settings, feedback_chars, _largest_picks(picks.html, batch, settings) if picks else "")
+    longest = _longest_marks(settings, feedback_chars, _largest_picks(picks.html, batch, settings) if picks else "",
+                             _longest_preheader(batch))
     html, cards, listed = _fitted_email(layout, longest, limit)
     web_html = _web_page(layout)
     text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
@@ -347,6 +362,8 @@ def _issue_values(batch: Batch, settings: Settings, personal: bool) -> dict[str,
         "preferences_url": PREFERENCES_URL_MARK if personal else "",
         "subscribe_url": settings.signup_url,  # on the web version
         "picks_slot": PICKS_MARK if personal else "",
+        # The reader's preheader (see personalize.reader_preheader), in the email only.
+        "preheader_slot": PREHEADER_MARK if personal else preheader_for(batch.papers),
         "postal_address": settings.postal_address,
     }
 
@@ -384,16 +401,26 @@ class _Layout:
         return compile_mjml(render_template(self.env, EMAIL_TEMPLATE, self.context(cards, listed)))
 
 
-def _longest_marks(settings: Settings, feedback_chars: int, largest_picks: str) -> dict[str, str]:
+def _longest_marks(settings: Settings, feedback_chars: int, largest_picks: str,
+                   longest_preheader: str) -> dict[str, str]:
     """Every personal mark with the longest value a reader can have in its
-    place (``largest_picks``: the largest picks section), so a size measured
-    with them holds for every reader's email."""
+    place (``largest_picks``: the largest picks section;
+    ``longest_preheader``: the longest preheader, escaped), so a size
+    measured with them holds for every reader's email."""
     return {
         UNSUBSCRIBE_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
         PREFERENCES_URL_MARK: "x" * (len(settings.web_base) + PERSONAL_URL_CHARS),
         FEEDBACK_MARK: "x" * feedback_chars,
         PICKS_MARK: largest_picks,
+        PREHEADER_MARK: longest_preheader,
     }
+
+
+def _longest_preheader(batch: Batch) -> str:
+    """The longest preheader a reader can get from ``batch``, escaped for
+    HTML: the issue's, or "Picked for you: " and one of its titles."""
+    lines = [preheader_for(batch.papers), *(picked_preheader(p) for p in batch.papers)]
+    return max((html_escape(line) for line in lines), key=lambda line: len(line.encode("utf-8")))
 
 
 def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int) -> tuple[str, int, int]:
@@ -434,6 +461,7 @@ def _web_page(layout: _Layout) -> str:
     link, its content in a ``<main>`` landmark."""
     web = layout.context(layout.total, 0, web=True)
     web["cards"] = [{**view, "up": None, "down": None} for view in web["cards"]]  # no reader, no votes
+    web["preheader_slot"] = web["preheader"]
     return with_main_landmark(compile_mjml(render_template(layout.env, EMAIL_TEMPLATE, web)))
 
 
@@ -460,6 +488,7 @@ def picks_layout(env: jinja2.Environment, settings: Settings) -> PicksLayout:
                 card=str(macros.card(PICK_NUMBER, PICK_TITLE, PICK_URL, PICK_CODE, PICK_WHY)),
                 tail=str(macros.tail()),
                 no_match=str(macros.no_match()),
+                held=str(macros.held(PICK_NUMBER, REPEAT_WINDOW.days)),
                 invite=str(macros.invite()),
                 why={kind: str(macros.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
             )

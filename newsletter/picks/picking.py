@@ -16,26 +16,32 @@ from newsletter.store import Store
 
 @dataclass(frozen=True)
 class ReaderPicks:
-    """What one reader's email says of picks: its ``state``, and the
-    ``picks`` themselves when it is ``PicksState.PICKS``."""
+    """What one reader's email says of picks: its ``state``, the ``picks``
+    themselves when it is ``PicksState.PICKS``, and how many papers
+    matching them were ``held`` back when it is ``PicksState.HELD``."""
 
     state: PicksState
     picks: tuple[Pick, ...] = ()
+    held: int = 0
 
 
-def reader_picks(picks: Sequence[Pick], profile: Profile | None = None) -> ReaderPicks:
+def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: int = 0) -> ReaderPicks:
     """Return what a reader's email says of picks, given the papers picked
-    for them in the edition (stored or ranked now) and their ``profile``
-    (only looked at when nothing was picked): their picks when there are
-    any, else nothing when they want no picks (``OFF``), an invitation when
-    they told us nothing to pick by (``INVITE``), else that nothing matched
-    (``NONE``)."""
+    for them in the edition (stored or ranked now), their ``profile`` and
+    how many papers matching them were ``held`` back, picked for them in
+    the repeat window (both only looked at when nothing was picked): their
+    picks when there are any, else nothing when they want no picks
+    (``OFF``), an invitation when they told us nothing to pick by
+    (``INVITE``), that what matched was picked for them recently
+    (``HELD``), else that nothing matched (``NONE``)."""
     if picks:
         return ReaderPicks(PicksState.PICKS, tuple(picks))
     if profile.picks <= 0:
         return ReaderPicks(PicksState.OFF)
     if profile.is_empty:
         return ReaderPicks(PicksState.INVITE)
+    if held:
+        return ReaderPicks(PicksState.HELD, held=held)
     return ReaderPicks(PicksState.NONE)
 
 
@@ -76,20 +82,39 @@ class EditionPicks:
 
     def for_readers(self, subscriber_ids: Iterable[int]) -> dict[int, ReaderPicks]:
         """Return each reader's picks: those stored for this edition (a
-        rerun sends the same picks), else ranked now."""
+        rerun sends the same picks), else ranked now. A reader left with
+        no pick because every paper matching them was picked for them in
+        the repeat window is told how many (``PicksState.HELD``)."""
         ids = list(subscriber_ids)
         stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
         profiles = self.store.profiles(i for i in ids if i not in stored)
         wanted = [p for p in profiles.values() if p.picks > 0 and not p.is_empty]
         # Looked up per chunk, so that a million readers never sit in memory.
-        never: dict[int, set[int]] = {}
         ids_wanted = [p.subscriber_id for p in wanted]
-        for source in (self.store.rated(self._keys, ids_wanted),
-                       self.store.recently_picked(self.day, self._keys, ids_wanted)):
-            for subscriber_id, rated_or_picked in source.items():
-                never.setdefault(subscriber_id, set()).update(self._position[k] for k in rated_or_picked)
+        rated = self._positions(self.store.rated(self._keys, ids_wanted))
+        recent = self._positions(self.store.recently_picked(self.day, self._keys, ids_wanted))
+        never = {i: rated.get(i, set()) | recent.get(i, set()) for i in {*rated, *recent}}
         ranked = self.index.rank_many(wanted, never) if wanted else {}
+        held = self._held(wanted, ranked, rated, recent)
         found = {i: reader_picks(picks) for i, picks in stored.items()}
         for subscriber_id, profile in profiles.items():
-            found[subscriber_id] = reader_picks(ranked.get(subscriber_id, ()), profile)
+            found[subscriber_id] = reader_picks(ranked.get(subscriber_id, ()), profile, held.get(subscriber_id, 0))
         return found
+
+    def _positions(self, keys_by_reader: dict[int, set[str]]) -> dict[int, set[int]]:
+        """``keys_by_reader`` with each paper key as its edition position."""
+        return {i: {self._position[k] for k in keys} for i, keys in keys_by_reader.items()}
+
+    def _held(self, wanted: list[Profile], ranked: dict[int, list[Pick]], rated: dict[int, set[int]],
+              recent: dict[int, set[int]]) -> dict[int, int]:
+        """Return ``{subscriber id: count}`` for the ``wanted`` readers left
+        with no pick in ``ranked`` who had papers picked for them recently
+        (``recent``): how many of those papers they would have got as picks
+        without the repeat window (ranked again, every match counted)."""
+        empty = [p for p in wanted if not ranked.get(p.subscriber_id) and p.subscriber_id in recent]
+        if not empty:
+            return {}
+        limit = max(len(recent[p.subscriber_id]) for p in empty)
+        again = self.index.rank_many(empty, rated, limit=limit)
+        counts = {i: sum(pick.position in recent[i] for pick in picks) for i, picks in again.items()}
+        return {i: count for i, count in counts.items() if count}

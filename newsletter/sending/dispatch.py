@@ -532,5 +532,6 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
         preferences_url=signer.preferences_url(base_url, subscriber.ref),
         feedback=signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
         picks_state=picks.state if picks is not None else PicksState.OFF,
+        held=picks.held if picks is not None else 0,
         picks=picks.picks if picks is not None else (),
     )

@@ -30,6 +30,7 @@ from newsletter.core.models import (
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
+    PREHEADER_MARK,
     UNSUBSCRIBE_URL_MARK,
     Issue,
     Pick,
@@ -39,6 +40,7 @@ from newsletter.core.models import (
     fill_picks,
 )
 from newsletter.core.text import clean_name, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.issue.render import picked_preheader
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -57,7 +59,8 @@ _SOFT_BREAK = b"=\r\n"
 class Recipient:
     """One reader of one send: who, their personal links (unsubscribe,
     preferences), the reader part of their feedback tokens, and their picks
-    (``picks_state``: see :class:`PicksState`)."""
+    (``picks_state``: see :class:`PicksState`; ``held``: how many papers
+    matching them were held back when it is ``PicksState.HELD``)."""
 
     subscriber_id: int
     email: str
@@ -67,6 +70,7 @@ class Recipient:
     feedback: str = ""
     picks_state: PicksState = PicksState.OFF
     picks: tuple[Pick, ...] = ()
+    held: int = 0
 
 
 @lru_cache(maxsize=4096)
@@ -140,8 +144,20 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
                                                      PICK_CODE: v["c"], PICK_WHY: why_text}))
         return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),
                 fill_marks(text.head + "".join(cards_text) + text.tail, marks_text))
+    if recipient.picks_state == PicksState.HELD:
+        held = {PICK_NUMBER: str(recipient.held)}
+        return fill_marks(fill_picks(html.held, held), marks_html), fill_marks(fill_picks(text.held, held), marks_text)
     piece = "invite" if recipient.picks_state == PicksState.INVITE else "no_match"
     return fill_marks(getattr(html, piece), marks_html), fill_marks(getattr(text, piece), marks_text)
+
+
+def reader_preheader(issue: Issue, recipient: Recipient) -> str:
+    """Return ``recipient``'s preheader (the inbox preview line), not yet
+    escaped: "Picked for you: <title>" of their first pick when they have
+    picks, else the issue's (its top paper)."""
+    if issue.picks is not None and recipient.picks_state == PicksState.PICKS and recipient.picks:
+        return picked_preheader(issue.papers[recipient.picks[0].position])
+    return issue.preheader
 
 
 def _mark_values(issue: Issue, recipient: Recipient) -> tuple[dict[str, str], dict[str, str]]:
@@ -151,7 +167,8 @@ def _mark_values(issue: Issue, recipient: Recipient) -> tuple[dict[str, str], di
     picks_html, picks_text = picks_section(issue, recipient)
     html_values = {UNSUBSCRIBE_URL_MARK: html_escape(recipient.unsubscribe_url),
                    PREFERENCES_URL_MARK: html_escape(recipient.preferences_url),
-                   FEEDBACK_MARK: html_escape(recipient.feedback), PICKS_MARK: picks_html}
+                   FEEDBACK_MARK: html_escape(recipient.feedback), PICKS_MARK: picks_html,
+                   PREHEADER_MARK: html_escape(reader_preheader(issue, recipient))}
     text_values = {UNSUBSCRIBE_URL_MARK: recipient.unsubscribe_url, PREFERENCES_URL_MARK: recipient.preferences_url,
                    FEEDBACK_MARK: recipient.feedback, PICKS_MARK: picks_text}
     return html_values, text_values
@@ -160,8 +177,8 @@ def _mark_values(issue: Issue, recipient: Recipient) -> tuple[dict[str, str], di
 def reader_copy(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     """Return the (HTML, text) of ``issue`` as ``recipient`` reads it: the
     two parts of the message :meth:`PreparedMessage.render` makes for them,
-    before their transfer encoding (their links, 👍/👎 token part and picks
-    section filled in)."""
+    before their transfer encoding (their links, 👍/👎 token part, picks
+    section and preheader filled in)."""
     html_values, text_values = _mark_values(issue, recipient)
     return fill_marks(issue.html, html_values), fill_marks(issue.text, text_values)
 

@@ -44,6 +44,7 @@ from newsletter.core.models import (
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
+    PREHEADER_MARK,
     REASON_KINDS,
     SES_TEMPLATE_PREFIX,
     UNSUBSCRIBE_URL_MARK,
@@ -64,6 +65,7 @@ from newsletter.sending.personalize import (
     Recipient,
     format_address,
     pick_values,
+    reader_preheader,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 from newsletter.core.text import html_escape
@@ -139,8 +141,9 @@ def template_content(issue: Issue) -> dict[str, str]:
     text before it would undo it, and not every implementation has it).
     Then each reader's values go where the issue has their marks: their
     unsubscribe link, their preferences page (``p``), the reader part of
-    their feedback tokens (``f``) and their picks (:func:`picks_template`),
-    which each entry's data fills (:func:`template_data`).
+    their feedback tokens (``f``), their picks (:func:`picks_template`) and
+    their preheader (``pre``), which each entry's data fills
+    (:func:`template_data`).
 
     SES does not HTML-escape template values ("SES doesn't escape HTML
     content when rendering the HTML template for a message", *Advanced
@@ -152,7 +155,8 @@ def template_content(issue: Issue) -> dict[str, str]:
     html_picks, text_picks = picks_template(issue.picks) if issue.picks else ("", "")
     html = fill_marks(_literal_html(issue.html), {
         UNSUBSCRIBE_URL_MARK: _html_slot("unsubscribe_url", "unsubscribe_html"),
-        PREFERENCES_URL_MARK: _html_slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}", PICKS_MARK: html_picks})
+        PREFERENCES_URL_MARK: _html_slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}", PICKS_MARK: html_picks,
+        PREHEADER_MARK: _html_slot("pre", "preh")})
     text = fill_marks(_literal_text(issue.text), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
                                                   PREFERENCES_URL_MARK: "{{{p}}}", FEEDBACK_MARK: "{{{f}}}",
                                                   PICKS_MARK: text_picks})
@@ -179,7 +183,8 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
     ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its kind,
     which says which reason's words are shown; ``th``, ``uh`` and ``wh``
     the title, link and subject escaped for HTML when escaping changes
-    them), or the ``no_match`` or ``invite`` line. The HTML part shows
+    them), or the ``no_match`` line, the ``held`` line (``held``: how many
+    papers were held back) or the ``invite`` line. The HTML part shows
     escaped values (:func:`_html_slot`), the text part raw ones; every value
     is inserted with ``{{{x}}}``. The pieces' own text is made literal first."""
 
@@ -199,6 +204,7 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
             "{{#if picks}}", fill_marks(literal(part.head), outside), "{{#each picks}}", fill_marks(card, inside),
             "{{/each}}", fill_marks(literal(part.tail), outside), "{{/if}}",
             "{{#if no_match}}", fill_marks(literal(part.no_match), outside), "{{/if}}",
+            "{{#if held}}", fill_marks(fill_picks(literal(part.held), {PICK_NUMBER: "{{{held}}}"}), outside), "{{/if}}",
             "{{#if invite}}", fill_marks(literal(part.invite), outside), "{{/if}}",
         ))
 
@@ -206,7 +212,8 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
 
 
 def template_data(recipient: Recipient, issue: Issue) -> dict:
-    """The template data of one entry: the reader's links and picks (see
+    """The template data of one entry: the reader's links, picks and
+    preheader (see
     :func:`template_content` and :func:`picks_template`), plus
     :data:`LITERALS` (SES may use an entry's data instead of the default,
     not over it).
@@ -218,10 +225,12 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
     Rendering Failure. A name that does not apply is "", false or [].
     Raises ValueError for a feedback token that is not one."""
     picks: list[dict] = []
+    preheader = reader_preheader(issue, recipient)
     data = {
         "unsubscribe_url": recipient.unsubscribe_url, "unsubscribe_html": _escaped_if_changed(recipient.unsubscribe_url),
         "p": recipient.preferences_url, "ph": _escaped_if_changed(recipient.preferences_url),
-        "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "invite": False,
+        "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "held": "", "invite": False,
+        "pre": preheader, "preh": _escaped_if_changed(preheader),
     }
     if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
@@ -235,6 +244,8 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
             picks.append(entry)
     elif recipient.picks_state == PicksState.INVITE:
         data["invite"] = True
+    elif recipient.picks_state == PicksState.HELD:
+        data["held"] = str(recipient.held)
     else:
         data["no_match"] = True
     return data
@@ -243,16 +254,17 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
 def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
     """Return (what it is, template data) for each shape of entry data a
     send of ``issue`` can use: a reader with the most picks, of every reason
-    kind, their values escaped for HTML and not; with no match; invited to
-    set interests; with picks off (only that one when the issue has no
+    kind, their values escaped for HTML and not; with no match; with what
+    matched held back (picked recently); invited to set interests; with
+    picks off (only that one when the issue has no
     picks section). Every shape carries the same names (see
     :func:`template_data`); the values that differ decide which branches of
     the template are taken."""
 
-    def sample(state: PicksState, picks: tuple[Pick, ...] = ()) -> dict:
+    def sample(state: PicksState, picks: tuple[Pick, ...] = (), held: int = 0) -> dict:
         # Links with "&", so the escaped forms are filled too.
         recipient = Recipient(0, "preflight@example.invalid", None, f"{base_url}/u/pre&flight",
-                              f"{base_url}/p/pre&flight", "pre.flight", state, picks)
+                              f"{base_url}/p/pre&flight", "pre.flight", state, picks, held)
         return template_data(recipient, issue)
 
     if issue.picks is None:
@@ -262,6 +274,7 @@ def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
                   for number, kind in zip(range(MAX_PICKS), itertools.cycle(REASON_KINDS)))
     return [(f"{MAX_PICKS} picks of every reason kind", sample(PicksState.PICKS, picks)),
             ("no pick matching", sample(PicksState.NONE)),
+            ("matching papers held back, picked recently", sample(PicksState.HELD, held=2)),
             ("an invitation to set interests", sample(PicksState.INVITE)),
             ("picks off", sample(PicksState.OFF))]
 
