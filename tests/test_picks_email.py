@@ -22,12 +22,12 @@ import re
 import pybars
 import pytest
 
-from conftest import EXAMPLE, FIXTURES, SECRET
+from conftest import EXAMPLE, FIXTURES, SECRET, ok, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
 from newsletter.sending.personalize import PreparedMessage, Recipient
-from newsletter.issue.render import HTML_LIMIT_BYTES, render_for_readers
+from newsletter.issue.render import HTML_LIMIT_BYTES, preheader_for, render_for_readers
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
 from newsletter.core.text import html_escape, quoted_printable
 from newsletter.readers.tokens import Signer
@@ -57,13 +57,13 @@ def issue():
     return render_for_readers(Batch(DAY, papers, source="test"), Settings(secret_key=SECRET), Signer(SECRET))
 
 
-def reader(issue, number: int, state: str, picks=()) -> Recipient:
+def reader(issue, number: int, state: str, picks=(), held: int = 0) -> Recipient:
     signer = Signer(SECRET)
     ref = f"reader-ref-{number:011d}"
     base = "http://127.0.0.1:8000"
     return Recipient(number, f"reader{number}@example.org", None, signer.unsubscribe_url(base, ref),
                      signer.preferences_url(base, ref), signer.feedback_reader_part(ref, issue.edition), state,
-                     tuple(picks))
+                     tuple(picks), held)
 
 
 def readers(issue) -> list[Recipient]:
@@ -75,6 +75,7 @@ def readers(issue) -> list[Recipient]:
         reader(issue, 3, "none"),
         reader(issue, 4, "invite"),
         reader(issue, 5, "off"),
+        reader(issue, 6, "held", held=2),
     ]
 
 
@@ -105,7 +106,7 @@ def test_ses_renders_each_reader_exactly_as_the_outbox(issue):
 
 
 def test_what_each_reader_sees_of_their_picks(issue):
-    every_kind, one, none, invite, off = readers(issue)
+    every_kind, one, none, invite, off, held = readers(issue)
     _, text, html = outbox_parts(issue, every_kind)
     assert "Picked for you" in html and "PICKED FOR YOU" in text
     for kind in REASON_KINDS:
@@ -127,6 +128,59 @@ def test_what_each_reader_sees_of_their_picks(issue):
     off_text = outbox_parts(issue, off)[1]
     assert "PICKED FOR YOU" not in off_text and "Tell us" not in off_text and "No paper today" not in off_text
     assert "PICKED FOR YOU" in outbox_parts(issue, one)[1]
+    _, held_text, held_html = outbox_parts(issue, held)
+    assert "Nothing new for you today: you would like 2 of today's papers, already\npicked for you in the last 30 days" \
+        in held_text and "No paper today" not in held_text and "PICKED FOR YOU" not in held_text
+    assert "Nothing new for you today: you would like 2 of today's papers" in held_html
+
+
+class _Preheader(html.parser.HTMLParser):
+    """The text of the first hidden div (``display:none``): the preheader."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.depth, self.text = 0, None
+
+    def handle_starttag(self, tag, attrs):
+        if self.depth:
+            self.depth += tag == "div"
+        elif self.text is None and tag == "div" and "display:none" in (dict(attrs).get("style") or "").replace(" ", ""):
+            self.depth, self.text = 1, ""
+
+    def handle_endtag(self, tag):
+        if self.depth and tag == "div":
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth:
+            self.text += data
+
+
+def preheader(html_part: str) -> str:
+    """The preview text a mail client shows: the hidden preheader div's
+    text, before the run of invisible spacers."""
+    parser = _Preheader()
+    parser.feed(html_part)
+    return parser.text.split("\u200c")[0].strip()
+
+
+def test_the_preheader_is_the_readers_first_pick_else_the_top_paper(issue):
+    every_kind, one, none, invite, off, held = readers(issue)
+    assert issue.preheader.startswith(HOSTILE_TITLES[0])
+    for recipient in readers(issue):
+        shown = preheader(outbox_parts(issue, recipient)[2])
+        if recipient.picks:
+            title = issue.papers[recipient.picks[0].position].title
+            assert shown == f"Picked for you: {title}" or (
+                shown.startswith(f"Picked for you: {title[:20]}") and shown.endswith("…")), shown
+        else:
+            assert shown == issue.preheader, recipient.picks_state
+    assert preheader(outbox_parts(issue, one)[2]) == "Picked for you: Plain title"
+    # A title with markup is text in the preview, never markup.
+    markup_first = reader(issue, 7, "picks", [Pick(1, "k", 0.5, Reason("interest", "x"))])
+    html_part = outbox_parts(issue, markup_first)[2]
+    assert preheader(html_part) == f"Picked for you: {HOSTILE_TITLES[1]}"
+    assert "<script>" not in html_part
 
 
 @pytest.mark.parametrize("papers", [85, 500])
@@ -172,7 +226,7 @@ def hostile_readers(issue) -> list[Recipient]:
     most = [Pick(i % count, "k", 0.5, Reason(REASON_KINDS[i % len(REASON_KINDS)], f"subject {i} <i>&</i>"))
             for i in range(MAX_PICKS)]
     return [reader(issue, 1, "picks", every_kind), reader(issue, 2, "picks", most), reader(issue, 3, "none"),
-            reader(issue, 4, "invite"), reader(issue, 5, "off")]
+            reader(issue, 4, "invite"), reader(issue, 5, "off"), reader(issue, 6, "held", held=1)]
 
 
 @contextlib.contextmanager
@@ -302,3 +356,45 @@ def test_every_entry_carries_every_name_the_template_uses(hostile_issue):
     assert missing_names(trees[2], [broken]) == ["invite"]
     broken_pick = {**entries[0], "picks": [{k: v for k, v in entries[0]["picks"][0].items() if k != "wa"}]}
     assert "wa" in missing_names(trees[2], [broken_pick])
+
+
+def test_a_reader_whose_matches_were_picked_two_days_ago_is_told_so_not_that_nothing_matched(cli_run, db, env,
+                                                                                               tmp_path):
+    from newsletter.core.models import Profile, SubscriberRow
+
+    def batch_of(day: str):  # the same papers, dated ``day``
+        path = tmp_path / f"{day}.json"
+        path.write_text(json.dumps({**json.loads((FIXTURES / "picks-day.json").read_text()), "date": day}))
+        return path
+
+    db.import_subscribers([SubscriberRow(0, "erasure@example.org", None),
+                           SubscriberRow(1, "corals@example.org", None)])
+    erasure, corals = (db.get(email=f"{who}@example.org").id for who in ("erasure", "corals"))
+    db.save_profile(Profile(erasure, interests=("concept erasure",), picks=MAX_PICKS))
+    db.save_profile(Profile(corals, interests=("marine biology of coral reefs",)))
+    outbox = tmp_path / "outbox"
+
+    def message(day: str, subscriber_id: int) -> email.message.EmailMessage:
+        return email.message_from_bytes(outbox_file(outbox / day, subscriber_id).read_bytes(),
+                                        policy=email.policy.default)
+
+    ok(cli_run("send", str(batch_of("2025-03-10"))))
+    first = message("2025-03-10", erasure)
+    picked = db.picks_of("2025-03-10", [erasure])[erasure]
+    assert 0 < len(picked) < MAX_PICKS  # every paper that matches was picked
+    papers = load_batch(FIXTURES / "picks-day.json").papers
+    # The preview line: their first pick; the top paper for a reader without picks.
+    assert preheader(first.get_body(("html",)).get_content()) == f"Picked for you: {papers[picked[0].position].title}"
+    assert preheader(message("2025-03-10", corals).get_body(("html",)).get_content()) == preheader_for(papers)
+    assert str(first["Subject"]) == str(message("2025-03-10", corals)["Subject"])
+
+    ok(cli_run("send", str(batch_of("2025-03-12"))))  # the same papers, two days later
+    assert db.picks_of("2025-03-12", [erasure]) == {}
+    text = message("2025-03-12", erasure).get_body(("plain",)).get_content()
+    assert (f"Nothing new for you today: you would like {len(picked)} of today's papers, already\n"
+            "picked for you in the last 30 days.") in text.replace("\r\n", "\n")
+    assert "No paper today matched" not in text and "PICKED FOR YOU" not in text
+    assert "No paper today matched" in message("2025-03-12", corals).get_body(("plain",)).get_content()
+    # Without picks, the preview line is the top paper's again.
+    html_part = message("2025-03-12", erasure).get_body(("html",)).get_content()
+    assert preheader(html_part) == preheader_for(papers)
