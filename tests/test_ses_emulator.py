@@ -5,7 +5,8 @@ fails an entry whose data lacks a plain ``{{x}}`` the template uses.
 
 Each test sends one day with ``newsletter send --sender ses`` (bulk mode,
 then raw mode) to readers of every shape of "Picked for you" (picks for
-each kind of reason, no match, the invitation, picks turned off), and the
+each kind of reason, no match, what matched held back as picked two days
+before, the invitation, picks turned off), and the
 same day to the same readers with the outbox sender: every reader's
 subject, text and HTML from the emulator must be the outbox's. The days are
 a small ordinary one and a hostile one (markup, template syntax, quotes,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import email
 import email.policy
 import email.utils
@@ -30,8 +32,9 @@ from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credent
 from conftest import FIXTURES, SECRET, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.core.models import REASON_KINDS, Pick, Profile, Reason, SubscriberRow, paper_key
+from newsletter.core.models import REASON_KINDS, DeliveryStatus, Pick, Profile, Reason, SubscriberRow, paper_key
 from newsletter.store import Ledger, open_store
+from newsletter.store.ledger import LedgerRow
 from newsletter.store.picks import write_picks
 
 BATCHES = {"example": FIXTURES / "picks-day.json", "hostile": FIXTURES / "hostile-day.json"}
@@ -56,6 +59,7 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         "seed": dict(seeds=("2503.00001",)),
         "category": dict(categories=("cs.CL",)),
         "nomatch": dict(interests=("marine biology of coral reefs",)),
+        "held": dict(interests=("concept erasure",)),
         "invite": None,
         "off": dict(interests=("concept erasure",), picks=0),
         "liked": None,
@@ -77,6 +81,12 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         with store.engine.begin() as conn:
             write_picks(conn, DATE, {ids["category@example.org"]: [
                 Pick(keys.index("2503.00006"), "2503.00006", 0.2, Reason("category", "cs.CL"))]})
+        # Every paper of the day was picked for this reader two days before
+        # (and sent): what matches them today is held back.
+        held, earlier = ids["held@example.org"], Ledger(store, DAY - dt.timedelta(days=2))
+        earlier.mark_pending([held], {held: [Pick(i, key, 0.5, Reason("interest", "concept erasure"))
+                                             for i, key in enumerate(keys)]})
+        earlier.record([LedgerRow(held, DeliveryStatus.SENT, "earlier-message", None)])
     finally:
         store.close()
     return ids
@@ -178,7 +188,7 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     # The readers are of every shape: picks of each kind of reason, and none.
     assert {pick.reason.kind for chosen in picks.values() for pick in chosen} == set(REASON_KINDS)
     assert {address for address, i in ids.items() if i not in picks} == {
-        "nomatch@example.org", "invite@example.org", "off@example.org"}
+        "nomatch@example.org", "held@example.org", "invite@example.org", "off@example.org"}
     if day == "hostile":
         # The link with a quote is picked, and the interest with markup is the reason.
         assert any(pick.key.startswith("title:") for chosen in picks.values() for pick in chosen)
@@ -187,6 +197,11 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     texts = {address: outboxed[i].get_body(("plain",)).get_content() for address, i in ids.items()}
     assert "PICKED FOR YOU" in texts["phrase@example.org"]
     assert "No paper today matched" in texts["nomatch@example.org"]
+    assert "Nothing new for you today: you would like" in texts["held@example.org"]
+    assert "No paper today matched" not in texts["held@example.org"]
+    # The preview line is the reader's own (their first pick), compared below with the HTML.
+    assert "Picked for you: " in outboxed[ids["phrase@example.org"]].get_body(("html",)).get_content()
+    assert "Picked for you: " not in outboxed[ids["held@example.org"]].get_body(("html",)).get_content()
     assert "Tell us what you read" in texts["invite@example.org"]
     assert not any(words in texts["off@example.org"] for words in ("PICKED FOR YOU", "Tell us", "No paper today"))
 
