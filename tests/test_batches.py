@@ -115,11 +115,12 @@ def test_example_code_links_come_from_abstracts(example):
     assert by_title[LAST_TITLE].code_url is None
 
 
-def test_example_papers_without_arxiv_id_link_to_an_arxiv_title_search(example):
+def test_example_papers_without_arxiv_id_have_no_page_of_their_own(example):
+    # No guessed link (such as an arXiv title search): the email links
+    # such a paper's archive page instead (see render.paper_url).
     first = example.papers[0]
     assert first.arxiv_id is None and first.pdf_url is None and first.upvotes is None
-    assert first.url.startswith("https://arxiv.org/search/?")
-    assert "query=Intrinsic+Evaluation+of+Unlearning" in first.url
+    assert all(p.url is None for p in example.papers)
 
 
 @pytest.mark.parametrize(
@@ -503,7 +504,7 @@ def test_only_http_links_are_kept(link):
     data = canonical({"title": "T", "abstract": "An abstract.", "url": link, "code_url": link})
     paper = parse_batch(data, "c.json").papers[0]
     assert paper.code_url is None
-    assert paper.url.startswith("https://arxiv.org/search/?")
+    assert paper.url is None
 
 
 def test_bad_code_link_falls_back_to_the_abstract():

@@ -15,7 +15,7 @@ import re
 import pytest
 from test_render import parse, synthetic_batch, text_of
 
-from conftest import EXAMPLE
+from conftest import EXAMPLE, FIXTURES
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings, load_settings
 from newsletter.core.errors import ConfigError
@@ -215,6 +215,27 @@ def test_card_shows_project_page_and_comment_count():
     assert "   Code: https://github.com/a/b" in lines
     assert "   ▲ 12 upvotes · 3 comments" in lines
     assert "   ▲ 1 upvote · 1 comment" in lines
+
+
+def test_api_day_cards_link_the_hugging_face_page_and_its_comments(example):
+    batch = load_batch(FIXTURES / "api" / "daily_papers.json", date=DAY)
+    issue = render_issue(batch, Settings())
+    cards = [card for card in parse(issue.html).find_class("card") if card.find_class("t")]
+    assert len(cards) == len(batch.papers)
+    lines = issue.text.splitlines()
+    for card, paper in zip(cards, batch.papers):
+        links = {text_of(a): a.get("href") for a in card.iter("a")}
+        if paper.comment_count is None and paper.upvotes is None:  # not counted: not known to be there
+            assert "Hugging Face" not in links
+            continue
+        page = "https://huggingface.co/papers/" + paper.arxiv_id
+        assert links["Hugging Face"] == page and f"   Hugging Face: {page}" in lines
+        comments = f"{paper.comment_count} comment{'' if paper.comment_count == 1 else 's'}"
+        assert text_of(card.find_class("up")[0]).endswith(comments)  # right after the link
+    assert any(p.comment_count for p in batch.papers)
+    # A day from a source without the daily papers' pages has no such link.
+    assert "Hugging Face" not in example.html + example.text + example.web_html
+    assert "huggingface.co/papers/" not in example.html + example.text + example.web_html
 
 
 def test_card_without_counts_or_links_shows_none():

@@ -27,7 +27,8 @@ from click.testing import CliRunner
 from conftest import EXAMPLE, SECRET, clean_env, free_port, newsletter_server, wait_until
 from newsletter.cli import cli
 from newsletter.core.config import Settings
-from newsletter.core.models import SubscriberRow, SubscriberStatus
+from newsletter.core.models import SubscriberRow, SubscriberStatus, paper_key, paper_path
+from newsletter.papers.batches import load_batch
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
 from newsletter.web import create_preview_app
@@ -146,6 +147,22 @@ def test_a_test_message_to_a_subscriber_leaves_their_copy_of_the_issue_alone(env
     invoke(env, "send", str(EXAMPLE), "--date", DATE, "--to", "editor@example.org")
     assert sent.read_bytes() == before  # the test message went to a file of its own
     assert len(list(folder.iterdir())) == 2
+
+
+def test_papers_without_an_arxiv_id_link_their_archive_page(env, db, site):
+    # The example day has no arXiv ids: each title links the paper's page in
+    # the archive (its full abstract), never a guessed search, in both parts.
+    message = send_test_message(env, "guest@example.org")
+    text, html = bodies(message)
+    batch = load_batch(EXAMPLE, date=dt.date.fromisoformat(DATE))
+    pages = {BASE + paper_path(paper_key(p)) for p in batch.papers}
+    titles = [htmllib.unescape(href) for href in re.findall(r'<a class="t" href="([^"]+)"', html)]
+    linked = {link for link in own_links(html) if "/papers/" in link}
+    assert titles and set(titles) <= linked <= pages  # the cards' titles, then the listed ones
+    assert {link for link in own_links(text) if "/papers/" in link} == linked
+    for document in (text, html):
+        assert "arxiv.org/search" not in document and "searchtype" not in document
+    assert_all_resolve(site, linked)  # the day is stored: each page answers
 
 
 # --------------------------------------------------------------------------

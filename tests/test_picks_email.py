@@ -25,7 +25,17 @@ import pytest
 from conftest import EXAMPLE, FIXTURES, SECRET, ok, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
-from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
+from newsletter.core.models import (
+    MAX_PICKS,
+    PICK_SUBJECT_CHARS,
+    REASON_KINDS,
+    Batch,
+    Paper,
+    Pick,
+    Reason,
+    paper_key,
+    paper_path,
+)
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import HTML_LIMIT_BYTES, preheader_for, render_for_readers
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
@@ -181,6 +191,26 @@ def test_the_preheader_is_the_readers_first_pick_else_the_top_paper(issue):
     html_part = outbox_parts(issue, markup_first)[2]
     assert preheader(html_part) == f"Picked for you: {HOSTILE_TITLES[1]}"
     assert "<script>" not in html_part
+
+
+def test_a_pick_without_an_arxiv_id_links_its_archive_page():
+    # The example day has no arXiv ids: a pick links the paper's page in the
+    # archive, as its card does, in both parts and from every sender alike.
+    batch = load_batch(EXAMPLE, date=DAY)
+    settings = Settings(secret_key=SECRET)
+    issue = render_for_readers(batch, settings, Signer(SECRET))
+    picked = (0, 40, len(batch.papers) - 1)
+    recipient = reader(issue, 1, "picks", [Pick(i, paper_key(batch.papers[i]), 0.5, Reason("interest", "x"))
+                                           for i in picked])
+    _, text, html_part = outbox_parts(issue, recipient)
+    _, ses_text, ses_html = ses_parts(issue, recipient)
+    assert (ses_text.rstrip("\n"), ses_html.rstrip("\n")) == (text.rstrip("\n"), html_part.rstrip("\n"))
+    section_text = text[text.index("PICKED FOR YOU"):text.index("Picked from your interests")]
+    section_html = html_part[html_part.index("Picked for you"):html_part.index("Picked from your interests")]
+    pages = [settings.web_base + paper_path(paper_key(batch.papers[i])) for i in picked]
+    assert [line.strip() for line in section_text.splitlines() if "/papers/" in line] == pages
+    assert [html.unescape(href) for href in re.findall(r'<a class="t" href="([^"]+)"', section_html)] == pages
+    assert "arxiv.org" not in section_text + section_html
 
 
 @pytest.mark.parametrize("papers", [85, 500])

@@ -25,6 +25,7 @@ from newsletter.issue.render import (
     PACKAGE_TEMPLATES,
     TEXT_TEMPLATE,
     card_teaser,
+    paper_url,
     render_issue,
     short_authors,
     teaser,
@@ -255,11 +256,14 @@ def test_example_web_version(example, tmp_path, monkeypatch):
     assert web_titles == [p.title for p in batch.papers]
     # The web version is public: no one's unsubscribe link in it.
     assert UNSUBSCRIBE_URL_MARK not in issue.web_html
-    # Each paper links to its archive page, and the page to the sign-up
-    # page; the email has neither (its reader is subscribed, and every byte counts).
+    # Each paper links to its archive page (the example's papers have no
+    # page of their own: from their titles, in the email too), and the page
+    # to the sign-up page, which the email lacks (its reader is subscribed).
     doc = parse(issue.web_html)
-    archive = [a.get("href") for a in doc.iter("a") if text_of(a) == "In the archive"]
-    assert archive == [Settings().web_base + paper_path(paper_key(p)) for p in batch.papers]
+    archive_pages = [Settings().web_base + paper_path(paper_key(p)) for p in batch.papers]
+    assert [a.get("href") for a in doc.find_class("t")] == archive_pages
+    assert not [a for a in doc.iter("a") if text_of(a) == "In the archive"]  # the title's link already
+    assert [a.get("href") for a in parse(issue.html).find_class("t")] == archive_pages[:issue.card_count]
     assert [a.get("href") for a in doc.iter("a") if text_of(a) == "Subscribe"] == [Settings().signup_url]
     assert "In the archive" not in issue.html and Settings().signup_url not in issue.html
     # The same batch renders the same page.
@@ -519,7 +523,7 @@ def test_text_part_has_every_card_url_and_numbered_titles(example):
     lines = issue.text.splitlines()
     for number, paper in enumerate(batch.papers[: issue.card_count], start=1):
         assert wrap_text(paper.title, indent="   ", first=f"{number}. ") in issue.text
-        assert f"   {paper.url}" in lines
+        assert f"   {paper_url(paper, Settings().web_base)}" in lines  # the archive page: no page of its own
         if paper.code_url:
             assert paper.code_url in issue.text
         flat = " ".join(issue.text.split())
@@ -748,4 +752,6 @@ def test_a_link_that_is_not_http_never_becomes_one(tmp_path):
         hrefs = [a.get("href") for a in lxml.html.document_fromstring(page).iter("a")]
         assert all(h.startswith(("http://", "https://", "__NEWSLETTER_")) for h in hrefs), hrefs
         assert 'https://example.org/a?b=1&c="d"' in hrefs  # kept whole, its quote inside the attribute
-    assert pick_values(1, Pick(0, "k", 0.5, Reason("interest", "x")), issue)["u"] == issue.web_url
+    # A paper with no http(s) page of its own links its archive page.
+    assert pick_values(1, Pick(0, "k", 0.5, Reason("interest", "x")), issue)["u"] == issue.web_url.replace(
+        "/issues/2025-03-11", paper_path(paper_key(papers[0])))

@@ -21,6 +21,7 @@ import datetime as dt
 import email
 import email.policy
 import email.utils
+import html
 import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,7 +33,8 @@ from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credent
 from conftest import FIXTURES, SECRET, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.core.models import REASON_KINDS, DeliveryStatus, Pick, Profile, Reason, SubscriberRow, paper_key
+from newsletter.core.models import (REASON_KINDS, DeliveryStatus, Pick, Profile, Reason, SubscriberRow, paper_key,
+                                    paper_path)
 from newsletter.store import Ledger, open_store
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.picks import write_picks
@@ -204,6 +206,18 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     assert "Picked for you: " not in outboxed[ids["held@example.org"]].get_body(("html",)).get_content()
     assert "Tell us what you read" in texts["invite@example.org"]
     assert not any(words in texts["off@example.org"] for words in ("PICKED FOR YOU", "Tell us", "No paper today"))
+
+    if day == "hostile":
+        # A pick of a paper with no arXiv id and no page of its own links
+        # its page in the archive (its key percent-encoded), in both parts.
+        [bare] = [p for p in load_batch(batch).papers if p.arxiv_id is None and p.url is None]
+        page = "http://127.0.0.1:8000" + paper_path(paper_key(bare))
+        picked_by = [i for i, chosen in picks.items() if any(pick.key == paper_key(bare) for pick in chosen)]
+        assert picked_by
+        for message in messages:
+            if ids[message["destination"]["to"][0]] in picked_by:
+                assert f"    {page}\n" in lines(message["body"]["text"])
+                assert f'<a class="t" href="{html.escape(page)}"' in message["body"]["html"]
 
     wrong = []
     for message in messages:

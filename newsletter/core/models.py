@@ -249,7 +249,9 @@ class Paper:
     abstract: str
     authors: tuple[str, ...] = ()
     arxiv_id: str | None = None  # without version, e.g. "2406.11614"
-    url: str | None = None  # the paper's page (arXiv abstract page when known)
+    # The paper's page: its arXiv abstract page when its id is known; None
+    # when the source names none (its title then links its archive page).
+    url: str | None = None
     upvotes: int | None = None
     code_url: str | None = None  # the code repository (githubRepo, or a code host link in the abstract)
     ai_summary: str | None = None  # the source's machine-written one-line summary
@@ -338,6 +340,7 @@ class Issue:
     picks: PicksLayout | None = None  # the section each reader's picks fill (None: no picks section)
     papers: tuple[Paper, ...] = ()  # the edition's papers, in its order (a pick's position is an index)
     paper_codes: tuple[str, ...] = ()  # each paper's code in its feedback tokens (see tokens.Signer.paper_code)
+    paper_urls: tuple[str, ...] = ()  # each paper's title link (see render.paper_url)
 
     @property
     def edition(self) -> str:
@@ -485,6 +488,20 @@ def paper_path(key: str) -> str:
     ``key`` (see :func:`paper_key`): every character but letters, digits,
     ``-._~``, ``/`` and ``:`` percent-encoded (UTF-8)."""
     return "/papers/" + quote(key, safe="/:")
+
+
+# A paper's page on the daily papers site, by its arXiv id.
+DAILY_PAPERS_PAGE = "https://huggingface.co/papers/"
+
+
+def daily_papers_url(paper: Paper, counted: bool = False) -> str | None:
+    """The address of ``paper``'s page on the daily papers site, or None when
+    it has no arXiv id or did not come from there. Only the daily papers
+    count upvotes and comments: a paper with either came from them
+    (``counted``: its upvotes are known apart from it, as in the archive's
+    appearances)."""
+    from_daily_papers = counted or paper.upvotes is not None or paper.comment_count is not None
+    return DAILY_PAPERS_PAGE + paper.arxiv_id if paper.arxiv_id and from_daily_papers else None
 
 
 DEFAULT_PICKS = 5  # picks per reader unless they choose otherwise

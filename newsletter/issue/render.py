@@ -49,6 +49,7 @@ from newsletter.core.models import (
     Paper,
     PicksLayout,
     PicksPart,
+    daily_papers_url,
     fill_marks,
     fill_picks,
     paper_key,
@@ -215,13 +216,24 @@ def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:
     return f"{', '.join(authors[:shown])} and {len(authors) - shown} others"
 
 
-def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
-    """What the templates show of ``paper``: its links as (label, URL) pairs
-    and its counts as words (``"12 upvotes"``), among the rest."""
+def paper_url(paper: Paper, web_base: str) -> str:
+    """Return the link of ``paper``'s title: its own page (its arXiv
+    abstract page when its id is known), else, when it has none, its page in
+    the archive (``web_base`` and :func:`paper_path`), which shows its full
+    abstract."""
     # Batches keep only http(s) links; checked again here, where they
     # become links, for papers that came from anywhere else.
+    return paper.url if paper.url and is_http_url(paper.url) else web_base + paper_path(paper_key(paper))
+
+
+def _paper_view(paper: Paper, teaser_source: str, web_base: str) -> dict[str, Any]:
+    """What the templates show of ``paper``: its title's link (see
+    :func:`paper_url`), its other links as (label, URL) pairs (its daily
+    papers page among them, see ``models.daily_papers_url``) and its counts
+    as words (``"12 upvotes"``), among the rest."""
     links = [(label, url) for label, url in (("PDF", paper.pdf_url), ("Code", paper.code_url),
-                                             ("Project page", paper.project_url)) if url and is_http_url(url)]
+                                             ("Project page", paper.project_url),
+                                             ("Hugging Face", daily_papers_url(paper))) if url and is_http_url(url)]
     counts = []
     if paper.upvotes is not None:
         counts.append("▲ " + plural(paper.upvotes, "upvote"))
@@ -229,7 +241,7 @@ def _paper_view(paper: Paper, teaser_source: str) -> dict[str, Any]:
         counts.append(plural(paper.comment_count, "comment"))
     return {
         "title": paper.title,
-        "url": paper.url if paper.url and is_http_url(paper.url) else None,
+        "url": paper_url(paper, web_base),
         "authors": short_authors(paper.authors) if paper.authors else "",
         "teaser": card_teaser(paper, teaser_source),
         "links": links,
@@ -324,6 +336,7 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         picks=picks,
         papers=batch.papers,
         paper_codes=codes,
+        paper_urls=tuple(view["url"] for view in layout.views),
     )
 
 
@@ -332,7 +345,7 @@ def _paper_views(batch: Batch, settings: Settings, codes: tuple[str, ...]) -> li
     :func:`_paper_view`), with the link to its archive page (shown on the
     web version), and 👍 and 👎 links when the papers have their feedback
     ``codes`` (none: no links)."""
-    views = [_paper_view(p, settings.teaser) for p in batch.papers]
+    views = [_paper_view(p, settings.teaser, settings.web_base) for p in batch.papers]
     for view, paper in zip(views, batch.papers):
         view["archive"] = settings.web_base + paper_path(paper_key(paper))
     for position, (view, code) in enumerate(zip(views, codes)):
@@ -505,11 +518,12 @@ def _largest_picks(part: PicksPart, batch: Batch, settings: Settings) -> str:
     :data:`MAX_PICKS` cards with its longest titles and links, and the
     longest reasons."""
     longest_why = max(part.why.values(), key=len).replace(PICK_SUBJECT, "W" * PICK_SUBJECT_CHARS)
-    papers = sorted(batch.papers, key=lambda p: len(p.title) + len(p.url or ""), reverse=True)[:MAX_PICKS]
+    shown = sorted(((html_escape(p.title), html_escape(paper_url(p, settings.web_base))) for p in batch.papers),
+                   key=lambda pair: len(pair[0]) + len(pair[1]), reverse=True)[:MAX_PICKS]
     cards = [
-        fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_TITLE: html_escape(p.title), PICK_URL: p.url or "",
+        fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_TITLE: title, PICK_URL: url,
                                PICK_CODE: "9" * 4 + "-" + "x" * 6, PICK_WHY: longest_why})
-        for p in papers
+        for title, url in shown
     ]
     return part.head + "".join(cards) + part.tail
 

@@ -29,7 +29,7 @@ import unicodedata
 import xml.sax
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import feedparser
 
@@ -300,8 +300,6 @@ class _Checker:
                 paper_id = self.arxiv_id(match.group(1))
         if paper_id:
             page = f"https://arxiv.org/abs/{paper_id}"
-        elif not page:
-            page = "https://arxiv.org/search/?searchtype=title&query=" + quote_plus(title)
         code = self.url(code_url, "code_url") or find_code_url(abstract)
         project = self.url(project_url, "project_url") or find_project_url(abstract)
         paper = Paper(

@@ -39,7 +39,7 @@ from newsletter.core.models import (
     fill_marks,
     fill_picks,
 )
-from newsletter.core.text import clean_name, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.core.text import clean_name, html_escape, quoted_printable, wrap_text
 from newsletter.issue.render import picked_preheader
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -100,8 +100,8 @@ def shown_subject(reason: Reason) -> str:
 
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
-    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its link (its
-    first http(s) link, else the issue's web page), ``c``
+    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its title's link
+    (``render.paper_url``: its page, else its archive page), ``c``
     the paper's part of its feedback token (``<position>-<code>``), ``k``
     and ``s`` the reason's kind and subject (:func:`shown_subject`). The
     title comes wrapped for the text part (it follows the card's number,
@@ -111,7 +111,7 @@ def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     return {
         "n": str(number),
         "t": _card_lines(paper.title),
-        "u": next((url for url in (paper.url, paper.pdf_url) if url and is_http_url(url)), issue.web_url),
+        "u": issue.paper_urls[pick.position],
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
         "k": pick.reason.kind,
         "s": shown_subject(pick.reason),

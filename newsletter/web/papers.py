@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, redirect, request
 
 from newsletter.core.errors import InvalidQuery
-from newsletter.core.models import Paper, paper_path
+from newsletter.core.models import Paper, daily_papers_url, paper_path
 from newsletter.issue.render import card_teaser, plural
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
@@ -26,8 +26,6 @@ blueprint = Blueprint("papers", __name__)
 PER_PAGE = 20
 # Authors a result names before "and N more" (a paper's page names all).
 SHOWN_AUTHORS = 6
-# A paper's page on the daily papers site, by its arXiv id.
-DAILY_PAPERS_PAGE = "https://huggingface.co/papers/"
 
 
 def day_label(date: dt.date) -> str:
@@ -48,21 +46,13 @@ def days(appearances: tuple[Appearance, ...]) -> list[dict]:
              "rank": a.rank + 1, "upvotes": a.upvotes} for a in appearances]
 
 
-def daily_papers_page(paper: Paper, appearances: tuple[Appearance, ...]) -> str | None:
-    """The address of ``paper``'s page on the daily papers site, or None when
-    it has no arXiv id or did not come from there. The archive keeps no
-    source, but only the daily papers count upvotes and comments: a paper
-    with either came from them."""
-    from_daily_papers = paper.comment_count is not None or any(a.upvotes is not None for a in appearances)
-    return DAILY_PAPERS_PAGE + paper.arxiv_id if paper.arxiv_id and from_daily_papers else None
-
-
 def paper_links(paper: Paper, appearances: tuple[Appearance, ...]) -> list[tuple[str, str, str]]:
     """The links of a paper's page as ``(label, href, stars)``: the paper,
     its PDF, its daily papers page, its code (with its GitHub stars, such
     as ``"1,234 stars"``, when known) and its project page, those it has."""
     stars = plural(paper.github_stars, "star") if paper.github_stars is not None else ""
-    daily = daily_papers_page(paper, appearances)
+    # The archive keeps a paper's upvotes on its appearances.
+    daily = daily_papers_url(paper, counted=any(a.upvotes is not None for a in appearances))
     return [(label, href, count) for label, href, count in (
         ("Paper", link(paper.url), ""), ("PDF", link(paper.pdf_url), ""),
         ("Hugging Face", daily if daily != link(paper.url) else None, ""),
