@@ -25,7 +25,16 @@ import pytest
 from conftest import EXAMPLE, FIXTURES, SECRET
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
-from newsletter.core.models import MAX_PICKS, PICK_SUBJECT_CHARS, REASON_KINDS, Batch, Paper, Pick, Reason
+from newsletter.core.models import (
+    MAX_PICKS,
+    PICK_SUBJECT_CHARS,
+    REASON_KINDS,
+    Batch,
+    EditionKind,
+    Paper,
+    Pick,
+    Reason,
+)
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import HTML_LIMIT_BYTES, render_for_readers
 from newsletter.sending.senders.ses import LITERALS, template_content, template_data
@@ -157,6 +166,15 @@ def test_every_reader_gets_the_footers_controls_signed_for_them(issue):
         ref = f"reader-ref-{recipient.subscriber_id:011d}"
         for _subject, text, markup in (outbox_parts(issue, recipient), ses_parts(issue, recipient)):
             assert_controls_signed_for(markup, text, ref)
+
+
+def test_the_weekly_edition_offers_no_weekly_link(issue):
+    weekly = render_for_readers(Batch(DAY, issue.papers, source="test", kind=EditionKind.WEEKLY),
+                                Settings(secret_key=SECRET), Signer(SECRET))
+    recipient = reader(weekly, 1, "off")
+    _subject, text, markup = outbox_parts(weekly, recipient)
+    assert f"{recipient.unsubscribe_url}/pause" in markup and f"{recipient.unsubscribe_url}/pause" in text
+    assert "weekly instead" not in markup + text and f"{recipient.unsubscribe_url}/weekly" not in markup + text
 
 
 def test_what_each_reader_sees_of_their_picks(issue):
