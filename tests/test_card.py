@@ -355,11 +355,13 @@ def test_preheader_is_padded_with_a_hidden_run(example):
 def test_footer_links_are_styled_like_the_other_links(example):
     footer = parse(example.html).find_class("fine")[-1]
     links = {text_of(a): a for a in footer.iter("a")}
-    assert set(links) == {"View in browser", "Unsubscribe"}
+    assert set(links) == {"View in browser", "Unsubscribe"}  # no reader's controls in a copy for no reader
     body_link = inline_color(parse(example.html).find_class("ln")[0])
     for link in links.values():
         assert inline_color(link) == body_link
         assert "underline" in styles(link).get("text-decoration", "")
+        # A tap target at least 24 px high, however small the fine print.
+        assert styles(link).get("display") == "inline-block" and styles(link).get("line-height") == "24px"
     assert links["Unsubscribe"].get("href") == UNSUBSCRIBE_URL_MARK
 
 

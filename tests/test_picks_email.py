@@ -30,6 +30,7 @@ from newsletter.core.models import (
     PICK_SUBJECT_CHARS,
     REASON_KINDS,
     Batch,
+    EditionKind,
     Paper,
     Pick,
     Reason,
@@ -113,6 +114,70 @@ def test_ses_renders_each_reader_exactly_as_the_outbox(issue):
         assert ses_subject == subject
         assert ses_text.rstrip("\n") == text.rstrip("\n"), recipient.picks_state
         assert ses_html.rstrip("\n") == html.rstrip("\n"), recipient.picks_state
+
+
+# The reader's controls in the footer of every reader's email, in order.
+CONTROLS = ("Get it weekly instead", "Pause for two weeks", "Your preferences", "Unsubscribe")
+
+
+class _Links(html.parser.HTMLParser):
+    """The links of a document: (text, address)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._href, self._text = dict(attrs).get("href"), []
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self._href is not None:
+            self.links.append(("".join(self._text).strip(), self._href))
+            self._href = None
+
+
+def assert_controls_signed_for(markup: str, text: str, ref: str) -> None:
+    """The footer of an email (its HTML ``markup`` and its ``text``) has
+    the reader's four controls, each signed for the reader ``ref``: the
+    schedule links are their unsubscribe link's pages."""
+    parser = _Links()
+    parser.feed(markup)
+    parser.close()
+    links = {label: href for label, href in parser.links if label in CONTROLS}
+    assert list(links) == list(CONTROLS), parser.links[-6:]
+    signer = Signer(SECRET)
+    unsubscribe = links["Unsubscribe"]
+    assert signer.subscriber_ref(unsubscribe.rpartition("/u/")[2]) == ref
+    assert links["Get it weekly instead"] == f"{unsubscribe}/weekly"
+    assert links["Pause for two weeks"] == f"{unsubscribe}/pause"
+    assert signer.preferences_ref(links["Your preferences"].rpartition("/p/")[2]) == ref
+    footer = text.replace("\r\n", "\n").rpartition("\n-- \n")[2]
+    assert [line[:-1] for line in footer.splitlines() if line[:-1] in CONTROLS] == list(CONTROLS)
+    for label, href in links.items():
+        assert f"{label}:\n{href}\n" in footer
+
+
+def test_every_reader_gets_the_footers_controls_signed_for_them(issue):
+    for recipient in readers(issue):
+        ref = f"reader-ref-{recipient.subscriber_id:011d}"
+        for _subject, text, markup in (outbox_parts(issue, recipient), ses_parts(issue, recipient)):
+            assert_controls_signed_for(markup, text, ref)
+
+
+def test_the_weekly_edition_offers_no_weekly_link(issue):
+    weekly = render_for_readers(Batch(DAY, issue.papers, source="test", kind=EditionKind.WEEKLY),
+                                Settings(secret_key=SECRET), Signer(SECRET))
+    recipient = reader(weekly, 1, "off")
+    _subject, text, markup = outbox_parts(weekly, recipient)
+    assert f"{recipient.unsubscribe_url}/pause" in markup and f"{recipient.unsubscribe_url}/pause" in text
+    assert "weekly instead" not in markup + text and f"{recipient.unsubscribe_url}/weekly" not in markup + text
 
 
 def test_what_each_reader_sees_of_their_picks(issue):

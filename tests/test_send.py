@@ -47,6 +47,7 @@ from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.schema import send_locks_table
 from newsletter.readers.tokens import Signer
+from test_picks_email import assert_controls_signed_for
 
 BOUNCED = SubscriberStatus.BOUNCED
 COMPLAINED = SubscriberStatus.COMPLAINED
@@ -192,10 +193,12 @@ def check_message(raw: bytes, reader, signer: Signer) -> str:
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
     text, html = (p.get_content() for p in parts)
-    # The same personal link in both footers (after the papers), and nowhere else.
-    assert text.count(url) == 1 and text.rindex(url) > text.index("1. ")
-    assert html.count(escape(url)) == 1 and f'href="{escape(url)}"' in html
+    # The same personal link in both footers (after the papers), and nowhere
+    # else: Unsubscribe, and its weekly and pause pages.
+    assert text.count(url) == 3 and text.index(url) > text.index("1. ")
+    assert html.count(escape(url)) == 3 and f'href="{escape(url)}"' in html
     assert "/u/" not in text.replace(url, "") and "/u/" not in html.replace(escape(url), "")
+    assert_controls_signed_for(html, text, reader.ref)
     # A view-in-browser link without any token.
     web = f"{BASE}/issues/{DATE}"
     assert f'href="{web}"' in html and web in text

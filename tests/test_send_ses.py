@@ -37,6 +37,7 @@ from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger
 from newsletter.readers.tokens import Signer
 from sesv2_standin import SesV2StandIn
+from test_picks_email import assert_controls_signed_for
 
 DAY = dt.date(2025, 3, 11)
 DATE = DAY.isoformat()
@@ -220,8 +221,10 @@ def test_bulk_sends_one_template_in_calls_of_50_every_reader_once(standin, db):
         assert message.subject == issue.subject
         # Exactly the email the outbox would carry for this reader.
         html, text = reader_parts(issue, by_address[to], picks_state="off")  # no picker given
-        assert message.text == text and message.text.count(url) == 1
-        assert message.html == html and message.html.count(escape(url)) == 1
+        # The link three times: Unsubscribe, and its weekly and pause pages.
+        assert message.text == text and message.text.count(url) == 3
+        assert message.html == html and message.html.count(escape(url)) == 3
+        assert_controls_signed_for(message.html, message.text, by_address[to].ref)
     assert_ledger_matches(db, ses, readers)
 
 
@@ -255,7 +258,7 @@ def test_literal_braces_in_paper_text_are_delivered_as_text(standin, database_fi
         assert "Braces {{ x }} and {{{y}}} in a title" in htmllib.unescape(message.html)
         assert "\\{{\\bf v}_i\\}" in message.text
         assert "{{unsubscribe_url}} included" in message.text  # a paper cannot fill in the link
-        assert message.text.count(url) == 1
+        assert message.text.count(url) == 3  # Unsubscribe, and its weekly and pause pages
 
 
 # --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_picks_email import assert_controls_signed_for
 from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credentials, no AWS configuration)
 
 from conftest import FIXTURES, SECRET, outbox_file
@@ -184,6 +185,7 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     try:
         ledger = {row[0]: row[2] for row in Ledger(store, DAY).rows("sent")}
         picks = store.picks_of(DATE, ids.values())
+        refs = {address: store.get(email=address).ref for address in ids}
     finally:
         store.close()
     assert ledger == {ids[m["destination"]["to"][0]]: m["messageId"] for m in messages}
@@ -233,4 +235,6 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
                 got[name], want[name] = headers.get(name), expected[name]
         wrong += [f"{to}: {part} {difference(got[part], want[part])}" for part in want if got[part] != want[part]]
         wrong += [f"{to}: the HTML has {found}" for found in live_markup(message["body"]["html"])]
+        # The footer's controls, signed for this reader (the outbox's are the same).
+        assert_controls_signed_for(message["body"]["html"], message["body"]["text"], refs[to])
     assert not wrong, "\n".join(wrong)

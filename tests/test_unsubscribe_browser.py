@@ -14,9 +14,10 @@ import pytest
 from test_web import serving
 
 from conftest import EXAMPLE, PHONE, SECRET, page_widths
+from test_email_checks import BLOCKING, axe_violations, node_tools
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
-from newsletter.core.models import SubscriberStatus
+from newsletter.core.models import Frequency, Schedule, SubscriberStatus
 from newsletter.issue.render import PACKAGE_TEMPLATES, render_issue
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
@@ -48,6 +49,7 @@ def site(tmp_path_factory):
             ("alice", "alice.liddell@example.com"),
             ("carol", "carol.with.a.rather.long.address+newsletter@subdomain.example-university.edu"),
             ("dave", "d@example.org"),
+            ("erin", "erin@example.net"),
         ]
     }
     batch = load_batch(EXAMPLE, date=DATE)
@@ -120,6 +122,35 @@ def test_unsubscribe_pages_fit_a_phone(site, new_page):
     assert response.status == 400
     expect(page.get_by_role("alert")).to_contain_text("This link is not valid")
     assert no_horizontal_scroll(page)
+    assert page.csp == []
+
+
+def test_the_unsubscribe_page_offers_less_email_first_on_a_phone(site, new_page):
+    base, store, readers, _batch = site
+    erin = readers["erin"]
+    page = new_page(PHONE)
+    assert page.goto(link(base, erin)).status == 200
+    buttons = page.get_by_role("button")
+    expect(buttons).to_have_text(["Get it weekly instead", "Pause for two weeks", "Unsubscribe"])
+    assert no_horizontal_scroll(page)
+    for index in range(3):  # every tap target at least 24 by 24 px
+        box = buttons.nth(index).bounding_box()
+        assert box["width"] >= 24 and box["height"] >= 24, box
+    node_tools()
+    violations = axe_violations(new_page(PHONE), page.content())
+    assert [v for v in violations if v["impact"] in BLOCKING] == [], violations
+    assert store.get(ref=erin.ref).schedule == Schedule()  # opening it changed nothing
+
+    page.get_by_role("button", name="Get it weekly instead").click()
+    expect(page.locator("#heading")).to_have_text("Your schedule")
+    expect(page.get_by_role("status")).to_contain_text("now gets Daily Papers weekly on")
+    assert store.get(ref=erin.ref).schedule == Schedule(Frequency.WEEKLY)
+    assert store.get(ref=erin.ref).status == ACTIVE
+    assert no_horizontal_scroll(page)
+    page.get_by_role("button", name="Get it daily").click()
+    expect(page.get_by_role("status")).to_contain_text("now gets Daily Papers daily")
+    assert store.get(ref=erin.ref).schedule == Schedule()
+    expect(page.get_by_role("link", name="Your preferences")).to_be_visible()
     assert page.csp == []
 
 

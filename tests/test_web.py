@@ -131,11 +131,12 @@ def test_get_shows_the_confirmation_and_changes_nothing(store, client, readers):
     assert alice.email not in body and "alice.liddell" not in body and alice.ref not in body
     page = html_of(response)
     forms = page.xpath("//form")
-    assert len(forms) == 1
-    assert forms[0].get("method").lower() == "post"
-    assert forms[0].get("action") == path_of(alice.ref)
-    buttons = forms[0].xpath(".//button[@type='submit']")
-    assert [b.text_content().strip() for b in buttons] == ["Unsubscribe"]
+    # Less email first (a weekly edition, a pause), then the unsubscribe button.
+    assert [f.get("method").lower() for f in forms] == ["post"] * 3
+    assert [f.get("action") for f in forms] == [f"{path_of(alice.ref)}/weekly", f"{path_of(alice.ref)}/pause",
+                                                 path_of(alice.ref)]
+    assert [b.text_content().strip() for b in page.xpath("//form//button[@type='submit']")] == [
+        "Get it weekly instead", "Pause for two weeks", "Unsubscribe"]
     assert snapshot(store) == before
     assert store.get(ref=alice.ref).status == ACTIVE
 

@@ -190,6 +190,12 @@ class ReaderActions:
             self.queue_papers(profile.seeds, subscriber.id)
         return outcome is not NotApplied.WAITING
 
+    def save_schedule(self, subscriber: Subscriber, schedule: Schedule, client: str | None = None) -> bool:
+        """Save ``schedule`` as the reader's, their other preferences as
+        they are: what a schedule link of the email's footer does (see
+        :meth:`save_preferences`, whose limits and return it shares)."""
+        return self.save_preferences(subscriber, self.profile_of(subscriber.id), schedule, client)
+
     def queue_papers(self, arxiv_ids: tuple[str, ...], subscriber_id: int | None = None) -> list[str]:
         """Queue those of ``arxiv_ids`` that are not in the database for the
         worker to fetch from arXiv, for the reader ``subscriber_id`` (None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -14,6 +15,10 @@ from sqlalchemy import func, insert, select, update
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Edition, EditionKind, Issue, paper_key
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import issues_table
+
+# A reader's unsubscribe link in an issue's text, or one of the schedule
+# links made from it (".../weekly", ".../pause").
+PERSONAL_LINK = re.compile(re.escape(UNSUBSCRIBE_URL_MARK) + r"(/[a-z]+)?")
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class IssueArchive:
             preheader=issue.preheader,
             paper_count=issue.paper_count,
             web_html=issue.web_html,
-            text=issue.text.replace(UNSUBSCRIBE_URL_MARK, "(your personal link is in the email)"),
+            text=PERSONAL_LINK.sub("(your personal link is in the email)", issue.text),
             paper_keys=json.dumps([paper_key(p) for p in issue.papers]) if issue.kind == EditionKind.WEEKLY else None,
         )
         where = (issues_table.c.date == issue.date.isoformat()) & (issues_table.c.kind == issue.kind.value)
