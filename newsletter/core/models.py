@@ -518,6 +518,14 @@ class PicksState(StrEnum):
     OFF = "off"  # they want no picks (or the email has no picks section)
 
 
+class RestOfDay(StrEnum):
+    """How a reader's email shows the day's papers that are neither picked
+    for them nor among the top cards (the web version shows every one)."""
+
+    TITLES = "titles"  # every title, as a compact linked list
+    COUNT = "count"  # just the top: one line, "N more papers today", linking the web version
+
+
 @dataclass(frozen=True)
 class Profile:
     """What one reader told us they read (all optional)."""
@@ -530,6 +538,7 @@ class Profile:
     liked: tuple[str, ...] = ()  # keys of papers they voted 👍
     disliked: tuple[str, ...] = ()  # keys of papers they voted 👎
     picks: int = DEFAULT_PICKS  # how many picks they want (0: none)
+    rest: RestOfDay = RestOfDay.TITLES  # the rest of the day: every title, or one line
 
     @property
     def is_empty(self) -> bool:

@@ -36,6 +36,7 @@ from newsletter.core.models import (
     Pick,
     PicksState,
     Reason,
+    RestOfDay,
     fill_marks,
     fill_picks,
 )
@@ -60,7 +61,8 @@ class Recipient:
     """One reader of one send: who, their personal links (unsubscribe,
     preferences), the reader part of their feedback tokens, and their picks
     (``picks_state``: see :class:`PicksState`; ``held``: how many papers
-    matching them were held back when it is ``PicksState.HELD``)."""
+    matching them were held back when it is ``PicksState.HELD``; ``rest``:
+    how their email shows the papers that are neither picks nor top cards)."""
 
     subscriber_id: int
     email: str
@@ -71,6 +73,7 @@ class Recipient:
     picks_state: PicksState = PicksState.OFF
     picks: tuple[Pick, ...] = ()
     held: int = 0
+    rest: RestOfDay = RestOfDay.TITLES
 
 
 @lru_cache(maxsize=4096)
