@@ -113,7 +113,7 @@ def test_html_validate_finds_nothing(documents):
     # The reader's copies hold what they are here to check.
     picks = documents["picks-email"].read_text(encoding="utf-8")
     assert "Picked for you" in picks and picks.count("/f/") >= 2 * (85 + 5)
-    assert "Tell us what you read" in documents["invite-email"].read_text(encoding="utf-8")
+    assert "Tell us what you like" in documents["invite-email"].read_text(encoding="utf-8")
     node = node_tools()
     code, messages = html_validate(node, *documents.values())
     assert messages == [] and code == 0, "\n".join(map(str, messages[:40]))

@@ -235,7 +235,7 @@ def test_every_link_works_for_a_reader_who_never_set_an_interest(tmp_path):
         [message] = [m for m in (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
                                  for p in (tmp_path / "outbox" / DATE).iterdir()) if "ada@" in m["To"]]
         text, html = bodies(message)
-        assert "Tell us what you read" in text and "Tell us what you read" in htmllib.unescape(html)
+        assert "TELL US WHAT YOU LIKE" in text and "Tell us what you like" in htmllib.unescape(html)
         links = {url.rstrip(".,;)").replace(base, "") for document in (text, htmllib.unescape(html))
                  for url in URL.findall(document) if url.startswith(base + "/")}
         preferences = {link for link in links if link.startswith("/p/")}

@@ -199,14 +199,14 @@ def test_what_each_reader_sees_of_their_picks(issue):
     for line in text.splitlines():
         assert len(line) <= 78 or "://" in line, line
     assert "No paper today matched" in outbox_parts(issue, none)[1]
-    assert "Tell us what you read" in outbox_parts(issue, invite)[1]
+    assert "TELL US WHAT YOU LIKE" in outbox_parts(issue, invite)[1]
     off_text = outbox_parts(issue, off)[1]
     assert "PICKED FOR YOU" not in off_text and "Tell us" not in off_text and "No paper today" not in off_text
     assert "PICKED FOR YOU" in outbox_parts(issue, one)[1]
     _, held_text, held_html = outbox_parts(issue, held)
-    assert "Nothing new for you today: you would like 2 of today's papers, already\npicked for you in the last 30 days" \
+    assert "Nothing new for you today: 2 papers you would like 2 of today's papers, already\npicked for you in the last 30 days" \
         in held_text and "No paper today" not in held_text and "PICKED FOR YOU" not in held_text
-    assert "Nothing new for you today: you would like 2 of today's papers" in held_html
+    assert "Nothing new for you today: 2 papers you would like 2 of today's papers" in held_html
 
 
 class _Preheader(html.parser.HTMLParser):
@@ -486,7 +486,7 @@ def test_a_reader_whose_matches_were_picked_two_days_ago_is_told_so_not_that_not
     ok(cli_run("send", str(batch_of("2025-03-12"))))  # the same papers, two days later
     assert db.picks_of("2025-03-12", [erasure]) == {}
     text = message("2025-03-12", erasure).get_body(("plain",)).get_content()
-    assert (f"Nothing new for you today: you would like {len(picked)} of today's papers, already\n"
+    assert (f"Nothing new for you today: 2 papers you would like {len(picked)} of today's papers, already\n"
             "picked for you in the last 30 days.") in text.replace("\r\n", "\n")
     assert "No paper today matched" not in text and "PICKED FOR YOU" not in text
     assert "No paper today matched" in message("2025-03-12", corals).get_body(("plain",)).get_content()

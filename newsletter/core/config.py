@@ -184,6 +184,10 @@ def _session_hours(name: str, value: str) -> float:
     return _positive_float(name, value, high=24 * 30, unit="hours")
 
 
+def _top_cards(name: str, value: str) -> int:
+    return _positive_int(name, value, high=50)
+
+
 def _proxy_count(name: str, value: str) -> int:
     return _positive_int(name, value, high=10) if value != "0" else 0
 
@@ -225,6 +229,12 @@ class Settings:
         "What a card's teaser shows: `summary` (the source's AI summary when it has one, else the abstract's"
         " TL;DR: its sentence that says what the paper brings, such as \"We propose…\") or `abstract` (always"
         " the abstract's first sentences).",
+    )
+    top_cards: int = setting(
+        "NEWSLETTER_TOP_CARDS", 8, _top_cards,
+        "How many of the day's most upvoted papers a reader's daily email shows as cards under \"Top of the"
+        " day\", after their picks and without them (a weekly shows its week's top 10); the other papers follow"
+        " as a list of titles, or one line, as each reader chooses.",
     )
     api_base_url: str = setting(
         "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."

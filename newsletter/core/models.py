@@ -228,10 +228,28 @@ PICKS_MARK = "__NEWSLETTER_PICKS__"
 PREHEADER_MARK = "__NEWSLETTER_PREHEADER__"
 PERSONAL_MARKS = (UNSUBSCRIBE_URL_MARK, PREFERENCES_URL_MARK, FEEDBACK_MARK, PICKS_MARK, PREHEADER_MARK)
 
+# The parts of a reader's copy that show or not, reader by reader, lie
+# between XNLBEGIN<name>X and XNLEND<name>X (see email.mjml: "K<n>", paper
+# n's top card; "L<n>", paper n in the list of titles; "ALL", the list;
+# "ONE", the line that stands for it). Capital letters and digits only, so
+# no compiler, inliner or encoder changes them.
+SPAN_MARKS = re.compile(r"XNL(?:BEGIN|END)[A-WYZ]+\d*X")  # a name has no X: marks may touch
+_SPANS = re.compile(r"XNLBEGIN([A-WYZ]+\d*)X(.*?)XNLEND\1X", re.DOTALL)
+
+
+def show_spans(text: str, shown: set[str] | frozenset[str]) -> str:
+    """Return ``text`` with the spans named in ``shown`` kept (their marks
+    removed) and every other span removed with its content."""
+    while True:
+        out = _SPANS.sub(lambda m: show_spans(m.group(2), shown) if m.group(1) in shown else "", text)
+        if out == text:
+            return out
+        text = out
+
+
 # The fields of a pick card before it is filled (see PicksLayout).
 PICK_NUMBER = "XNLPICKNUMBERX"
-PICK_TITLE = "XNLPICKTITLEX"
-PICK_URL = "XNLPICKURLX"
+PICK_BODY = "XNLPICKBODYX"  # the paper: one of PicksPart.bodies
 PICK_CODE = "XNLPICKCODEX"  # the paper's part of its feedback token
 PICK_WHY = "XNLPICKWHYX"  # the reason's sentence, one of PicksLayout.why
 PICK_SUBJECT = "XNLPICKSUBJECTX"  # inside a reason: the phrase, author, title or category
@@ -306,6 +324,7 @@ class PicksPart:
     held: str
     invite: str
     why: dict[str, str]
+    bodies: tuple[str, ...] = ()  # each paper's part of a pick card, by its position
 
 
 @dataclass(frozen=True)
@@ -341,6 +360,21 @@ class Issue:
     papers: tuple[Paper, ...] = ()  # the edition's papers, in its order (a pick's position is an index)
     paper_codes: tuple[str, ...] = ()  # each paper's code in its feedback tokens (see tokens.Signer.paper_code)
     paper_urls: tuple[str, ...] = ()  # each paper's title link (see render.paper_url)
+    # A reader's copy: the papers 0 to candidates - 1 may have a card under
+    # "Top of the day" (span "K<n>"); the first top_count of them that are
+    # not the reader's picks do (see email.mjml). 0: no spans.
+    top_count: int = 0
+    candidates: int = 0
+
+    def shown_spans(self, picked: set[int] | frozenset[int] = frozenset(), every_title: bool = True) -> set[str]:
+        """Return the names of the spans a reader's copy shows (see
+        :data:`SPAN_MARKS`), for a reader whose picks are at the positions
+        ``picked`` and who wants every title (else the one line)."""
+        top = [i for i in range(self.candidates) if i not in picked][: self.top_count]
+        shown = {f"K{i}" for i in top}
+        shown.update(f"L{i}" for i in range(self.candidates) if f"K{i}" not in shown)
+        shown.add("ALL" if every_title else "ONE")
+        return shown
 
     @property
     def edition(self) -> str:
@@ -366,17 +400,21 @@ class Issue:
         return self.paper_count - self.card_count - self.listed_count
 
     def personalized(self, unsubscribe_url: str, preferences_url: str = "", feedback: str = "",
-                     picks: tuple[str, str] = ("", ""), preheader: str | None = None) -> tuple[str, str]:
+                     picks: tuple[str, str] = ("", ""), preheader: str | None = None,
+                     shown: set[str] | None = None) -> tuple[str, str]:
         """Return (html, text) with a reader's values filled in: their
         unsubscribe link, preferences page, feedback token part, picks
-        section (its HTML and text) and preheader (None: the issue's). For
-        files no reader gets, pass stand-ins."""
+        section (its HTML and text) and preheader (None: the issue's), and
+        the spans ``shown`` (None: those of a reader without picks who
+        wants every title). For files no reader gets, pass stand-ins."""
+        shown = self.shown_spans() if shown is None else shown
         html_values = {UNSUBSCRIBE_URL_MARK: escape(unsubscribe_url), PREFERENCES_URL_MARK: escape(preferences_url),
                        FEEDBACK_MARK: escape(feedback), PICKS_MARK: picks[0],
                        PREHEADER_MARK: escape(self.preheader if preheader is None else preheader)}
         text_values = {UNSUBSCRIBE_URL_MARK: unsubscribe_url, PREFERENCES_URL_MARK: preferences_url,
                        FEEDBACK_MARK: feedback, PICKS_MARK: picks[1]}
-        return fill_marks(self.html, html_values), fill_marks(self.text, text_values)
+        return (show_spans(fill_marks(self.html, html_values), shown),
+                show_spans(fill_marks(self.text, text_values), shown))
 
 
 @dataclass(frozen=True)
@@ -589,7 +627,7 @@ def fill_marks(text: str, values: dict[str, str]) -> str:
     return _MARKS.sub(lambda match: values[match.group()], text)
 
 
-_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_TITLE, PICK_URL, PICK_CODE, PICK_WHY, PICK_SUBJECT)))
+_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY, PICK_SUBJECT)))
 
 
 def fill_picks(piece: str, values: dict[str, str]) -> str:

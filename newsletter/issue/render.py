@@ -34,8 +34,7 @@ from newsletter.core.models import (
     PICK_NUMBER,
     PICK_SUBJECT,
     PICK_SUBJECT_CHARS,
-    PICK_TITLE,
-    PICK_URL,
+    PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
@@ -73,6 +72,8 @@ PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 TEASER_CHARS = 240
 PREHEADER_CHARS = 140
 MIN_CARDS = 3  # even a huge day shows its top papers in full
+WEEKLY_TOP_CARDS = 10  # a weekly's "Top of the week" (a daily's: settings.top_cards)
+INVITE_PAPERS = 5  # the papers a reader who told us nothing yet can vote on
 
 
 # --------------------------------------------------------------------------
@@ -208,12 +209,13 @@ def plural(count: int, noun: str) -> str:
 
 
 def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:
-    """Return ``"A, B and C"`` or, for a long list, ``"A, B, C and 9 others"``."""
+    """Return ``"A, B and C"`` or, for a long list, its first three and how
+    many more: ``"A, B, C + 9"``."""
     if len(authors) <= 1:
         return "".join(authors)
     if len(authors) <= shown:
         return f"{', '.join(authors[:-1])} and {authors[-1]}"
-    return f"{', '.join(authors[:shown])} and {len(authors) - shown} others"
+    return f"{', '.join(authors[:shown])} + {len(authors) - shown}"
 
 
 def paper_url(paper: Paper, web_base: str) -> str:
@@ -226,20 +228,31 @@ def paper_url(paper: Paper, web_base: str) -> str:
     return paper.url if paper.url and is_http_url(paper.url) else web_base + paper_path(paper_key(paper))
 
 
-def _paper_view(paper: Paper, teaser_source: str, web_base: str) -> dict[str, Any]:
-    """What the templates show of ``paper``: its title's link (see
-    :func:`paper_url`), its other links as (label, URL) pairs (its daily
-    papers page among them, see ``models.daily_papers_url``) and its counts
-    as words (``"12 upvotes"``), among the rest."""
-    links = [(label, url) for label, url in (("PDF", paper.pdf_url), ("Code", paper.code_url),
-                                             ("Project page", paper.project_url),
-                                             ("Hugging Face", daily_papers_url(paper))) if url and is_http_url(url)]
+def _paper_view(paper: Paper, teaser_source: str, web_base: str, position: int = 0) -> dict[str, Any]:
+    """What the templates show of ``paper``, the ``position``-th of its
+    edition: its title's link (see :func:`paper_url`), its other links as
+    (label, URL) pairs (its abstract, PDF, code with its GitHub stars,
+    project page, and its daily papers page with its comment count, see
+    ``models.daily_papers_url``) and its upvotes in words (``"▲ 12
+    upvotes"``), among the rest."""
+    hf_page = daily_papers_url(paper)
+    code = "Code"
+    if paper.code_url and paper.github_stars is not None:
+        code = f"Code ★ {paper.github_stars:,}"
+    hf = "Hugging Face"
+    if hf_page and paper.comment_count:
+        hf = f"Hugging Face · {plural(paper.comment_count, 'comment')}"
+    own_page = paper.url if paper.url and is_http_url(paper.url) else None
+    links = [(label, url) for label, url in (("Abstract", own_page), ("PDF", paper.pdf_url), (code, paper.code_url),
+                                             ("Project page", paper.project_url), (hf, hf_page))
+             if url and is_http_url(url)]
     counts = []
     if paper.upvotes is not None:
         counts.append("▲ " + plural(paper.upvotes, "upvote"))
-    if paper.comment_count is not None:
+    if paper.comment_count is not None and not hf_page:
         counts.append(plural(paper.comment_count, "comment"))
     return {
+        "position": position,
         "title": paper.title,
         "url": paper_url(paper, web_base),
         "authors": short_authors(paper.authors) if paper.authors else "",
@@ -250,6 +263,7 @@ def _paper_view(paper: Paper, teaser_source: str, web_base: str) -> dict[str, An
         "counts": " · ".join(counts),
         "keywords": paper.keywords,
         "categories": paper.categories,
+        "thumbnail": None,  # the figure's address, when the operator shows figures
         "up": None,  # 👍 and 👎 links, in a reader's email (see render_issue)
         "down": None,
         "archive": None,  # its page in the paper archive, on the web version (see _paper_views)
@@ -314,11 +328,15 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     env = template_environment(settings.templates_dir)
     personal = paper_code is not None
     codes = tuple(paper_code(i, paper_key(p)) for i, p in enumerate(batch.papers)) if personal else ()
-    layout = _Layout(env, _issue_values(batch, settings, personal), _paper_views(batch, settings, codes))
-    picks = picks_layout(env, settings) if personal else None
-    longest = _longest_marks(settings, feedback_chars, _largest_picks(picks.html, batch, settings) if picks else "",
+    views = _paper_views(batch, settings, codes)
+    total = len(views)
+    top = min(total, WEEKLY_TOP_CARDS if batch.kind == EditionKind.WEEKLY else settings.top_cards)
+    candidates = min(total, top + MAX_PICKS) if personal else 0
+    layout = _Layout(env, _issue_values(batch, settings, personal, candidates), views)
+    picks = picks_layout(env, settings, views, codes) if personal else None
+    longest = _longest_marks(settings, feedback_chars, _largest_picks(picks.html) if picks else "",
                              _longest_preheader(batch))
-    html, cards, listed = _fitted_email(layout, longest, limit)
+    html, cards, listed = _fitted_email(layout, longest, limit, top)
     web_html = _web_page(layout)
     text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
     return Issue(
@@ -337,6 +355,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         papers=batch.papers,
         paper_codes=codes,
         paper_urls=tuple(view["url"] for view in layout.views),
+        top_count=cards,
+        candidates=candidates,
     )
 
 
@@ -345,7 +365,7 @@ def _paper_views(batch: Batch, settings: Settings, codes: tuple[str, ...]) -> li
     :func:`_paper_view`), with the link to its archive page (shown on the
     web version), and 👍 and 👎 links when the papers have their feedback
     ``codes`` (none: no links)."""
-    views = [_paper_view(p, settings.teaser, settings.web_base) for p in batch.papers]
+    views = [_paper_view(p, settings.teaser, settings.web_base, i) for i, p in enumerate(batch.papers)]
     for view, paper in zip(views, batch.papers):
         view["archive"] = settings.web_base + paper_path(paper_key(paper))
     for position, (view, code) in enumerate(zip(views, codes)):
@@ -354,10 +374,12 @@ def _paper_views(batch: Batch, settings: Settings, codes: tuple[str, ...]) -> li
     return views
 
 
-def _issue_values(batch: Batch, settings: Settings, personal: bool) -> dict[str, Any]:
+def _issue_values(batch: Batch, settings: Settings, personal: bool, candidates: int) -> dict[str, Any]:
     """What the templates show of the issue as a whole, whatever its
     layout: its name, subject, date, links and the marks that stand for a
-    reader's values (the preferences link and picks only when ``personal``)."""
+    reader's values (the preferences link, picks and the spans that differ
+    from reader to reader, for papers 0 to ``candidates`` - 1, only when
+    ``personal``)."""
     edition = batch.edition
     weekly = edition.kind == EditionKind.WEEKLY
     return {
@@ -378,6 +400,11 @@ def _issue_values(batch: Batch, settings: Settings, personal: bool) -> dict[str,
         # The reader's preheader (see personalize.reader_preheader), in the email only.
         "preheader_slot": PREHEADER_MARK if personal else preheader_for(batch.papers),
         "postal_address": settings.postal_address,
+        "personal": personal,
+        "candidates": candidates,
+        # For the pieces of email_picks.html the email draws its cards with.
+        "base_url": settings.web_base,
+        "feedback": FEEDBACK_MARK,
     }
 
 
@@ -398,14 +425,19 @@ class _Layout:
     def context(self, cards: int, listed: int, web: bool = False) -> dict[str, Any]:
         """The templates' context with ``cards`` papers as cards, the next
         ``listed`` as titles and the rest counted (``web``: for the web
-        version)."""
+        version). In a copy for readers (``personal``) a reader's picks give
+        their top cards to the next papers: the first ``candidates`` papers
+        are drawn as cards and as titles, in spans a reader's copy keeps
+        or not (see ``Issue.shown_spans``)."""
+        personal = self.values["personal"] and not web
+        candidates = self.values["candidates"]
         return {
             **self.values,
             "web": web,
-            "cards": self.views[:cards],
-            "listed": self.views[cards : cards + listed],
-            "all_listed": self.views[cards:],
+            "cards": self.views[: max(cards, candidates)] if personal else self.views[:cards],
+            "listed": self.views[: cards + listed] if personal else self.views[cards : cards + listed],
             "more_count": self.total - cards - listed,
+            "rest_count": self.total - cards,
         }
 
     def compiled(self, cards: int, listed: int) -> str:
@@ -436,10 +468,11 @@ def _longest_preheader(batch: Batch) -> str:
     return max((html_escape(line) for line in lines), key=lambda line: len(line.encode("utf-8")))
 
 
-def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int) -> tuple[str, int, int]:
-    """Return (html, cards, listed): the email with the most cards, then the
-    most listed titles, whose CSS-inlined HTML with the ``longest`` values
-    filled in is at most ``limit`` bytes quoted-printable. Raises
+def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int, top: int) -> tuple[str, int, int]:
+    """Return (html, cards, listed): the email with ``top`` cards (fewer only
+    when they cannot fit) and the most listed titles, whose CSS-inlined HTML
+    with the ``longest`` values filled in and every span shown (more than
+    any reader gets) is at most ``limit`` bytes quoted-printable. Raises
     :class:`RenderError` when even the smallest layout is over."""
 
     def personalized_bytes(html: str) -> int:
@@ -456,7 +489,7 @@ def _fitted_email(layout: _Layout, longest: dict[str, str], limit: int) -> tuple
     # it and tighten the aim if the inlined result still comes out too big.
     budget = int(limit * 0.95)
     for _attempt in range(5):
-        cards, listed = _fit(compiled_size, layout.total, budget)
+        cards, listed = _fit(compiled_size, top, layout.total, budget)
         # "{{" written "{&#123;" (shown the same): no paper's text can reach
         # the template engine of an SES template, and every sender sends the
         # same bytes.
@@ -474,6 +507,7 @@ def _web_page(layout: _Layout) -> str:
     link, its content in a ``<main>`` landmark."""
     web = layout.context(layout.total, 0, web=True)
     web["cards"] = [{**view, "up": None, "down": None} for view in web["cards"]]  # no reader, no votes
+    web["personal"] = False
     web["preheader_slot"] = web["preheader"]
     return with_main_landmark(compile_mjml(render_template(layout.env, EMAIL_TEMPLATE, web)))
 
@@ -488,22 +522,28 @@ def render_for_readers(batch: Batch, settings: Settings, signer) -> Issue:
                         feedback_chars=longest)
 
 
-def picks_layout(env: jinja2.Environment, settings: Settings) -> PicksLayout:
-    """Render the "Picked for you" section's pieces (``email_picks.html`` and
-    ``email_picks.txt``) with stand-ins for each reader's values."""
+def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[str, Any]],
+                 codes: tuple[str, ...]) -> PicksLayout:
+    """Render the reader's own sections (``email_picks.html`` and
+    ``email_picks.txt``) with stand-ins for each reader's values: the pick
+    card and each paper's part of it (``views``, with their feedback
+    ``codes``), the lines that stand for picks, and the invitation with a
+    few varied papers to vote on."""
     values = {"base_url": settings.web_base, "preferences_url": PREFERENCES_URL_MARK, "feedback": FEEDBACK_MARK}
+    invited = [(views[i], f"{i}-{codes[i]}") for i in varied_papers(views, INVITE_PAPERS)]
 
     def part(name: str) -> PicksPart:
         try:
             macros = env.get_template(name).make_module(values)
             return PicksPart(
                 head=str(macros.head()),
-                card=str(macros.card(PICK_NUMBER, PICK_TITLE, PICK_URL, PICK_CODE, PICK_WHY)),
+                card=str(macros.card(PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY)),
                 tail=str(macros.tail()),
                 no_match=str(macros.no_match()),
                 held=str(macros.held(PICK_NUMBER, REPEAT_WINDOW.days)),
-                invite=str(macros.invite()),
+                invite=str(macros.invite(invited)),
                 why={kind: str(macros.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
+                bodies=tuple(str(macros.paper_body(view)) for view in views),
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name}: {exc}") from exc
@@ -513,43 +553,59 @@ def picks_layout(env: jinja2.Environment, settings: Settings) -> PicksLayout:
     return PicksLayout(html=part(PICKS_HTML_TEMPLATE), text=part(PICKS_TEXT_TEMPLATE))
 
 
-def _largest_picks(part: PicksPart, batch: Batch, settings: Settings) -> str:
-    """The largest "Picked for you" HTML a reader can get from ``batch``:
-    :data:`MAX_PICKS` cards with its longest titles and links, and the
-    longest reasons."""
+_WORD = re.compile(r"[a-z][a-z-]{3,}")
+
+
+def varied_papers(views: list[dict[str, Any]], count: int, pool: int = 30) -> list[int]:
+    """Return the positions of ``count`` papers of the day's first ``pool``
+    that differ most from one another (each next one the paper whose title
+    and keywords share the fewest words with those already chosen; ties go
+    to the higher ranked), in the day's order: a reader who told us nothing
+    yet votes on a spread of the day, not five papers on one topic."""
+    words = [set(_WORD.findall(" ".join((v["title"], *v["keywords"])).lower())) for v in views[:pool]]
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(words)):
+        def overlap(i: int) -> float:
+            return max((len(words[i] & words[j]) / (len(words[i] | words[j]) or 1) for j in chosen), default=0.0)
+        chosen.append(min((i for i in range(len(words)) if i not in chosen), key=lambda i: (overlap(i), i)))
+    return sorted(chosen)
+
+
+def _largest_picks(part: PicksPart) -> str:
+    """The largest "Picked for you" HTML a reader can get: :data:`MAX_PICKS`
+    cards of the largest papers, and the longest reasons."""
     longest_why = max(part.why.values(), key=len).replace(PICK_SUBJECT, "W" * PICK_SUBJECT_CHARS)
-    shown = sorted(((html_escape(p.title), html_escape(paper_url(p, settings.web_base))) for p in batch.papers),
-                   key=lambda pair: len(pair[0]) + len(pair[1]), reverse=True)[:MAX_PICKS]
-    cards = [
-        fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_TITLE: title, PICK_URL: url,
-                               PICK_CODE: "9" * 4 + "-" + "x" * 6, PICK_WHY: longest_why})
-        for title, url in shown
-    ]
+    bodies = sorted(part.bodies, key=lambda body: len(body.encode("utf-8")), reverse=True)[:MAX_PICKS]
+    cards = [fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_BODY: body,
+                                    PICK_CODE: "9" * 4 + "-" + "x" * 6, PICK_WHY: longest_why})
+             for body in bodies]
     return part.head + "".join(cards) + part.tail
 
 
-def _fit(size: Callable[[int, int], int], total: int, budget: int) -> tuple[int, int]:
-    """Return (cards, listed): the most cards, then the most listed titles,
-    whose compiled size is within ``budget``. ``size`` is monotonic in both."""
-    if size(total, 0) <= budget:
-        return total, 0
-    floor = min(MIN_CARDS, total)
-    if size(floor, total - floor) <= budget:
-        low, high = floor, total - 1  # most cards with every other paper listed
+def _fit(size: Callable[[int, int], int], top: int, total: int, budget: int) -> tuple[int, int]:
+    """Return (cards, listed): ``top`` cards and the most listed titles
+    after them whose compiled size is within ``budget`` (fewer cards, but
+    at least :data:`MIN_CARDS`, when even ``top`` cards alone are over).
+    ``size`` is monotonic in both. Raises :class:`RenderError` when nothing fits."""
+    if size(top, total - top) <= budget:
+        return top, total - top
+    cards = top
+    if size(top, 0) > budget:
+        low, high = min(MIN_CARDS, total), top
+        if size(low, 0) > budget:
+            raise RenderError(f"the templates alone exceed {budget:,} bytes")
         while low < high:
             mid = (low + high + 1) // 2
-            if size(mid, total - mid) <= budget:
+            if size(mid, 0) <= budget:
                 low = mid
             else:
                 high = mid - 1
-        return low, total - low
-    low, high = 0, total - floor  # too many papers even to list: list what fits
+        return low, 0
+    low, high = 0, total - cards
     while low < high:
         mid = (low + high + 1) // 2
-        if size(floor, mid) <= budget:
+        if size(cards, mid) <= budget:
             low = mid
         else:
             high = mid - 1
-    if size(floor, low) > budget:
-        raise RenderError(f"the templates alone exceed {budget:,} bytes")
-    return floor, low
+    return cards, low

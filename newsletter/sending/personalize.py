@@ -16,7 +16,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.message import EmailMessage
-from functools import lru_cache
 
 from newsletter.core.models import (
     FEEDBACK_MARK,
@@ -25,12 +24,12 @@ from newsletter.core.models import (
     PICK_NUMBER,
     PICK_SUBJECT,
     PICK_SUBJECT_CHARS,
-    PICK_TITLE,
-    PICK_URL,
+    PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
     PREHEADER_MARK,
+    SPAN_MARKS,
     UNSUBSCRIBE_URL_MARK,
     Issue,
     Pick,
@@ -39,8 +38,9 @@ from newsletter.core.models import (
     RestOfDay,
     fill_marks,
     fill_picks,
+    show_spans,
 )
-from newsletter.core.text import clean_name, html_escape, quoted_printable, wrap_text
+from newsletter.core.text import clean_name, html_escape, quoted_printable
 from newsletter.issue.render import picked_preheader
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -76,14 +76,6 @@ class Recipient:
     rest: RestOfDay = RestOfDay.TITLES
 
 
-@lru_cache(maxsize=4096)
-def _card_lines(text: str) -> str:
-    """``text`` wrapped for a pick card of the text part, lines indented by
-    four spaces but the first. Cached: the same titles recur from reader
-    to reader, and wrapping is most of a pick's cost."""
-    return wrap_text(text, indent="    ")[4:]
-
-
 def shown_subject(reason: Reason) -> str:
     """The subject of ``reason`` as an email shows it: a paper's title up to
     its colon ("Score Forgetting Distillation"), anything longer than
@@ -103,18 +95,12 @@ def shown_subject(reason: Reason) -> str:
 
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
-    escaped: ``n`` its number, ``t`` the paper's title, ``u`` its title's link
-    (``render.paper_url``: its page, else its archive page), ``c``
-    the paper's part of its feedback token (``<position>-<code>``), ``k``
-    and ``s`` the reason's kind and subject (:func:`shown_subject`). The
-    title comes wrapped for the text part (it follows the card's number,
-    its next lines indented by four spaces); the HTML part shows the same
-    text, its line breaks read as spaces."""
-    paper = issue.papers[pick.position]
+    escaped: ``n`` its number, ``c`` the paper's part of its feedback token
+    (``<position>-<code>``), ``k`` and ``s`` the reason's kind and subject
+    (:func:`shown_subject`). The paper itself is the issue's
+    (``PicksPart.bodies``, at ``pick.position``)."""
     return {
         "n": str(number),
-        "t": _card_lines(paper.title),
-        "u": issue.paper_urls[pick.position],
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
         "k": pick.reason.kind,
         "s": shown_subject(pick.reason),
@@ -139,11 +125,10 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
             why_html = fill_picks(html.why[v["k"]], {PICK_SUBJECT: html_escape(v["s"])})
-            cards_html.append(fill_picks(html.card, {PICK_NUMBER: v["n"], PICK_TITLE: html_escape(v["t"]),
-                                                     PICK_URL: html_escape(v["u"]), PICK_CODE: html_escape(v["c"]),
-                                                     PICK_WHY: why_html}))
+            cards_html.append(fill_picks(html.card, {PICK_NUMBER: v["n"], PICK_BODY: html.bodies[pick.position],
+                                                     PICK_CODE: html_escape(v["c"]), PICK_WHY: why_html}))
             why_text = fill_picks(text.why[v["k"]], {PICK_SUBJECT: v["s"]})
-            cards_text.append(fill_picks(text.card, {PICK_NUMBER: v["n"], PICK_TITLE: v["t"], PICK_URL: v["u"],
+            cards_text.append(fill_picks(text.card, {PICK_NUMBER: v["n"], PICK_BODY: text.bodies[pick.position],
                                                      PICK_CODE: v["c"], PICK_WHY: why_text}))
         return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),
                 fill_marks(text.head + "".join(cards_text) + text.tail, marks_text))
@@ -152,6 +137,14 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
         return fill_marks(fill_picks(html.held, held), marks_html), fill_marks(fill_picks(text.held, held), marks_text)
     piece = "invite" if recipient.picks_state == PicksState.INVITE else "no_match"
     return fill_marks(getattr(html, piece), marks_html), fill_marks(getattr(text, piece), marks_text)
+
+
+def reader_spans(issue: Issue, recipient: Recipient) -> set[str]:
+    """Return the names of the spans of ``issue`` that ``recipient``'s copy
+    shows (see ``Issue.shown_spans``): the top cards of papers that are not
+    their picks, and every title or the one line, as they chose."""
+    picked = {pick.position for pick in recipient.picks} if recipient.picks_state == PicksState.PICKS else set()
+    return issue.shown_spans(picked, every_title=recipient.rest == RestOfDay.TITLES)
 
 
 def reader_preheader(issue: Issue, recipient: Recipient) -> str:
@@ -183,26 +176,42 @@ def reader_copy(issue: Issue, recipient: Recipient) -> tuple[str, str]:
     before their transfer encoding (their links, 👍/👎 token part, picks
     section and preheader filled in)."""
     html_values, text_values = _mark_values(issue, recipient)
-    return fill_marks(issue.html, html_values), fill_marks(issue.text, text_values)
+    shown = reader_spans(issue, recipient)
+    return show_spans(fill_marks(issue.html, html_values), shown), show_spans(fill_marks(issue.text, text_values), shown)
 
 
 def _qp_around_marks(text: str) -> tuple[list[bytes], list[str]]:
-    """Encode the parts of ``text`` between personal marks, so each reader's
-    values can be put in without encoding the whole body again; return the
-    encoded parts and the marks between them, in order."""
+    """Encode the parts of ``text`` between personal marks and the marks
+    around its spans, so each reader's values can be put in, and the spans
+    they do not get left out, without encoding the whole body again; return
+    the encoded parts and the marks between them, in order."""
     pieces = _MARK_SPLIT.split(text)
     return [quoted_printable(part) for part in pieces[0::2]], pieces[1::2]
 
 
-_MARK_SPLIT = re.compile("(" + "|".join(re.escape(mark) for mark in PERSONAL_MARKS) + ")")
+_MARK_SPLIT = re.compile("(" + "|".join([re.escape(mark) for mark in PERSONAL_MARKS] + [SPAN_MARKS.pattern]) + ")")
+_SPAN_BEGIN = "XNLBEGIN"
 
 
-def _join_qp(parts: list[bytes], marks: list[str], values: dict[str, bytes]) -> bytes:
+def _join_qp(parts: list[bytes], marks: list[str], values: dict[str, bytes], shown: set[str]) -> bytes:
     """Join the encoded ``parts`` with the encoded value of each mark between
-    them; soft line breaks around each value keep every line within the limit."""
+    them, leaving out the spans not in ``shown`` (and the marks around
+    every span); soft line breaks between pieces keep every line within the
+    limit."""
     joined = [parts[0]]
+    skip_to = None  # the end mark of the span being left out
     for mark, part in zip(marks, parts[1:]):
-        joined += (_SOFT_BREAK, values[mark], _SOFT_BREAK, part)
+        if skip_to is not None:
+            if mark != skip_to:
+                continue
+            skip_to = None
+        elif mark.startswith(_SPAN_BEGIN):
+            if mark[len(_SPAN_BEGIN):-1] not in shown:
+                skip_to = "XNLEND" + mark[len(_SPAN_BEGIN):]
+                continue
+        elif mark in values:
+            joined += (_SOFT_BREAK, values[mark])
+        joined += (_SOFT_BREAK, part)
     return b"".join(joined)
 
 
@@ -289,16 +298,17 @@ class PreparedMessage:
         }
         head = b"".join(values.get(piece, piece) for piece in self._head)
         html_values, text_values = _mark_values(self.issue, recipient)
+        shown = reader_spans(self.issue, recipient)
         return b"".join(
             (
                 head,
                 self._before_text,
                 _join_qp(self._text_parts, self._text_marks,
-                         {mark: quoted_printable(value) for mark, value in text_values.items()}),
+                         {mark: quoted_printable(value) for mark, value in text_values.items()}, shown),
                 b"\r\n",
                 self._between,
                 _join_qp(self._html_parts, self._html_marks,
-                         {mark: quoted_printable(value) for mark, value in html_values.items()}),
+                         {mark: quoted_printable(value) for mark, value in html_values.items()}, shown),
                 b"\r\n",
                 self._after_html,
             )

@@ -39,8 +39,7 @@ from newsletter.core.models import (
     PICK_CODE,
     PICK_NUMBER,
     PICK_SUBJECT,
-    PICK_TITLE,
-    PICK_URL,
+    PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
     PREFERENCES_URL_MARK,
@@ -54,6 +53,8 @@ from newsletter.core.models import (
     PicksLayout,
     PicksPart,
     PicksState,
+    RestOfDay,
+    SPAN_MARKS,
     Reason,
     fill_marks,
     fill_picks,
@@ -65,6 +66,7 @@ from newsletter.sending.personalize import (
     Recipient,
     format_address,
     pick_values,
+    reader_spans,
     reader_preheader,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
@@ -100,10 +102,13 @@ class _LostAnswer(Exception):
     """The request went out but no answer came back."""
 
 
-def _literal_text(text: str) -> str:
+def _literal_text(text: str, root: str = "") -> str:
     """``text`` with every ``{`` and ``\\`` spelled as a placeholder, so no
-    brace or backslash of it reaches the template engine."""
-    return _LITERAL_CHARS.sub(lambda m: "{{{open_brace}}}" if m.group() == "{" else "{{{backslash}}}", text)
+    brace or backslash of it reaches the template engine (``root``:
+    ``"@root."`` where the text lies inside ``{{#each}}``, whose items do
+    not carry the placeholders' values)."""
+    brace, backslash = f"{{{{{{{root}open_brace}}}}}}", f"{{{{{{{root}backslash}}}}}}"
+    return _LITERAL_CHARS.sub(lambda m: brace if m.group() == "{" else backslash, text)
 
 
 def _html_slot(raw: str, escaped: str) -> str:
@@ -153,14 +158,37 @@ def template_content(issue: Issue) -> dict[str, str]:
     escapes or not.
     """
     html_picks, text_picks = picks_template(issue.picks) if issue.picks else ("", "")
-    html = fill_marks(_literal_html(issue.html), {
+    html = fill_marks(_spans_template(_literal_html(issue.html)), {
         UNSUBSCRIBE_URL_MARK: _html_slot("unsubscribe_url", "unsubscribe_html"),
         PREFERENCES_URL_MARK: _html_slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}", PICKS_MARK: html_picks,
         PREHEADER_MARK: _html_slot("pre", "preh")})
-    text = fill_marks(_literal_text(issue.text), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
+    text = fill_marks(_spans_template(_literal_text(issue.text)), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
                                                   PREFERENCES_URL_MARK: "{{{p}}}", FEEDBACK_MARK: "{{{f}}}",
                                                   PICKS_MARK: text_picks})
     return {"Subject": _literal_text(issue.subject), "Html": html, "Text": text}
+
+
+def _spans_template(part: str) -> str:
+    """``part`` with its spans (see ``models.SPAN_MARKS``) as Handlebars
+    blocks on each entry's flags: ``k<n>`` (paper n has a top card) keeps
+    span "K<n>" and leaves out "L<n>" (its title in the list); ``all``
+    (every title) keeps "ALL" and leaves out "ONE". ``#unless`` is one of
+    Handlebars' built-in helpers, which SES's templates have ("Handlebars
+    includes additional features beyond those documented in this section.
+    For more information, see Built-In Helpers", *Advanced email
+    personalization*); the pre-flight (TestRenderEmailTemplate) renders
+    every shape of entry data before a send."""
+
+    def block(match: re.Match) -> str:
+        mark = match.group()
+        end = mark.startswith("XNLEND")
+        name = mark[6:-1] if end else mark[8:-1]
+        kind, number = name[0], name[1:]
+        helper = "unless" if kind in ("L", "O") else "if"
+        flag = "all" if kind in ("A", "O") else f"k{number}"
+        return f"{{{{/{helper}}}}}" if end else f"{{{{#{helper} {flag}}}}}"
+
+    return SPAN_MARKS.sub(block, part)
 
 
 def _literal_html(html: str) -> str:
@@ -190,16 +218,19 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
 
     def section(part: PicksPart, html: bool) -> str:
         literal = _literal_html if html else _literal_text
+        # Inside {{#each picks}}, the text's placeholders are the entry's
+        # (@root, a Handlebars data variable: an item has no placeholders).
+        item_literal = _literal_html if html else (lambda text: _literal_text(text, "@root."))
         slot = _html_slot if html else (lambda raw, _escaped: "{{{" + raw + "}}}")
         outside = {PREFERENCES_URL_MARK: slot("p", "ph"), FEEDBACK_MARK: "{{{f}}}"}
         # Inside {{#each}} only the feedback token is the reader's: a token
         # needs no escaping, so no {{#if}} (whose depth for ../ differs
         # between Handlebars versions) comes between it and its block.
         inside = {FEEDBACK_MARK: "{{{../f}}}"}
-        why = "".join(f"{{{{#if {key}}}}}{fill_picks(literal(part.why[kind]), {PICK_SUBJECT: slot(key, 'wh')})}"
+        why = "".join(f"{{{{#if {key}}}}}{fill_picks(item_literal(part.why[kind]), {PICK_SUBJECT: slot(key, 'wh')})}"
                       "{{/if}}" for kind, key in WHY_KEYS.items())
-        card = fill_picks(literal(part.card), {PICK_NUMBER: "{{{n}}}", PICK_TITLE: slot("t", "th"),
-                                               PICK_URL: slot("u", "uh"), PICK_CODE: "{{{c}}}", PICK_WHY: why})
+        card = fill_picks(item_literal(part.card), {PICK_NUMBER: "{{{n}}}", PICK_BODY: paper_tree(
+            [item_literal(body) for body in part.bodies]), PICK_CODE: "{{{c}}}", PICK_WHY: why})
         return "".join((
             "{{#if picks}}", fill_marks(literal(part.head), outside), "{{#each picks}}", fill_marks(card, inside),
             "{{/each}}", fill_marks(literal(part.tail), outside), "{{/if}}",
@@ -209,6 +240,34 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
         ))
 
     return section(layout.html, True), section(layout.text, False)
+
+
+def tree_depth(papers: int) -> int:
+    """How many bits (``b0``, ``b1``…) a pick's data carries to name one of
+    ``papers`` papers (see :func:`paper_tree`)."""
+    return max(1, (papers - 1).bit_length())
+
+
+def paper_tree(bodies: list[str]) -> str:
+    """Return the Handlebars that shows, inside ``{{#each picks}}``, the
+    body of the paper whose position a pick's bits ``b0``, ``b1``… spell
+    in binary (``b0`` the lowest). Each paper's card is the same for every
+    reader, so it lives once in the stored template and each pick's data
+    carries a few booleans instead of the paper's text: an entry with five
+    full cards stays small (SES charges and throttles by the call, and
+    every entry rides in one). SES keeps a template up to 500 KB ("Each
+    template can be up to 500 KB in size, including both the text and HTML
+    parts", *Using templates to send personalized email*)."""
+
+    def node(low: int, bit: int) -> str:
+        if bit < 0:
+            return bodies[low] if low < len(bodies) else ""
+        high = low + (1 << bit)
+        if high >= len(bodies):  # no paper has this bit set here
+            return node(low, bit - 1)
+        return f"{{{{#if b{bit}}}}}{node(high, bit - 1)}{{{{else}}}}{node(low, bit - 1)}{{{{/if}}}}"
+
+    return node(0, tree_depth(len(bodies)) - 1)
 
 
 def template_data(recipient: Recipient, issue: Issue) -> dict:
@@ -232,14 +291,18 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
         "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "held": "", "invite": False,
         "pre": preheader, "preh": _escaped_if_changed(preheader),
     }
+    shown = reader_spans(issue, recipient)
+    data.update({f"k{i}": f"K{i}" in shown for i in range(issue.candidates)})
+    data["all"] = "ALL" in shown
     if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
     if recipient.picks_state == PicksState.PICKS and recipient.picks:
+        depth = tree_depth(len(issue.papers))
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
-            entry = {"n": v["n"], "t": v["t"], "th": _escaped_if_changed(v["t"]), "u": v["u"],
-                     "uh": _escaped_if_changed(v["u"]), "c": _token(v["c"]),
-                     **{key: "" for key in WHY_KEYS.values()}, "wh": _escaped_if_changed(v["s"])}
+            entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
+                     "wh": _escaped_if_changed(v["s"]),
+                     **{f"b{bit}": bool(pick.position >> bit & 1) for bit in range(depth)}}
             entry[WHY_KEYS[v["k"]]] = v["s"]
             picks.append(entry)
     elif recipient.picks_state == PicksState.INVITE:
@@ -261,21 +324,26 @@ def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
     :func:`template_data`); the values that differ decide which branches of
     the template are taken."""
 
-    def sample(state: PicksState, picks: tuple[Pick, ...] = (), held: int = 0) -> dict:
+    def sample(state: PicksState, picks: tuple[Pick, ...] = (), held: int = 0,
+               rest: RestOfDay = RestOfDay.TITLES) -> dict:
         # Links with "&", so the escaped forms are filled too.
         recipient = Recipient(0, "preflight@example.invalid", None, f"{base_url}/u/pre&flight",
-                              f"{base_url}/p/pre&flight", "pre.flight", state, picks, held)
+                              f"{base_url}/p/pre&flight", "pre.flight", state, picks, held, rest)
         return template_data(recipient, issue)
 
     if issue.picks is None:
         return [("no picks section", sample(PicksState.OFF))]
     subjects = itertools.cycle(("a <subject> & more", "a plain subject"))
-    picks = tuple(Pick(number % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
-                  for number, kind in zip(range(MAX_PICKS), itertools.cycle(REASON_KINDS)))
+    # The last papers and the first ones: every bit of a pick's data set and
+    # clear, and top cards given up to the next papers.
+    positions = [len(issue.papers) - 1 - n if n % 2 else n // 2 for n in range(MAX_PICKS)]
+    picks = tuple(Pick(position % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
+                  for position, kind in zip(positions, itertools.cycle(REASON_KINDS)))
     return [(f"{MAX_PICKS} picks of every reason kind", sample(PicksState.PICKS, picks)),
+            ("picks, and just the top of the day", sample(PicksState.PICKS, picks[:3], rest=RestOfDay.COUNT)),
             ("no pick matching", sample(PicksState.NONE)),
             ("matching papers held back, picked recently", sample(PicksState.HELD, held=2)),
-            ("an invitation to set interests", sample(PicksState.INVITE)),
+            ("an invitation to say what they like", sample(PicksState.INVITE)),
             ("picks off", sample(PicksState.OFF))]
 
 
