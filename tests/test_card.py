@@ -206,15 +206,18 @@ def test_card_shows_project_page_and_comment_count():
     card = parse(issue.html).find_class("card")[0]
     links = {text_of(a): a.get("href") for a in card.iter("a")}
     assert links["PDF"] == "https://arxiv.org/pdf/2503.07605"
-    assert links["Code"] == "https://github.com/a/b"
+    code = next(label for label in links if label.startswith("Code"))
+    assert links[code] == "https://github.com/a/b"
     assert links["Project page"] == "https://a.github.io/b/"
-    assert text_of(card.find_class("up")[0]) == "▲ 12 upvotes · 3 comments"
-    assert "▲ 1 upvote · 1 comment" in issue.html
+    # The comments go with the page that has them.
+    assert links["Hugging Face · 3 comments"] == "https://huggingface.co/papers/2503.07605"
+    assert text_of(card.find_class("up")[0]) == "▲ 12 upvotes"
+    assert "Hugging Face · 1 comment<" in issue.html
     lines = issue.text.splitlines()
     assert "   Project page: https://a.github.io/b/" in lines
-    assert "   Code: https://github.com/a/b" in lines
-    assert "   ▲ 12 upvotes · 3 comments" in lines
-    assert "   ▲ 1 upvote · 1 comment" in lines
+    assert f"   {code}: https://github.com/a/b" in lines
+    assert "   ▲ 12 upvotes" in lines
+    assert "   ▲ 1 upvote" in lines
 
 
 def test_api_day_cards_link_the_hugging_face_page_and_its_comments(example):
@@ -229,9 +232,10 @@ def test_api_day_cards_link_the_hugging_face_page_and_its_comments(example):
             assert "Hugging Face" not in links
             continue
         page = "https://huggingface.co/papers/" + paper.arxiv_id
-        assert links["Hugging Face"] == page and f"   Hugging Face: {page}" in lines
-        comments = f"{paper.comment_count} comment{'' if paper.comment_count == 1 else 's'}"
-        assert text_of(card.find_class("up")[0]).endswith(comments)  # right after the link
+        label = "Hugging Face"
+        if paper.comment_count:
+            label += f" · {paper.comment_count} comment{'' if paper.comment_count == 1 else 's'}"
+        assert links[label] == page and f"   {label}: {page}" in lines
     assert any(p.comment_count for p in batch.papers)
     # A day from a source without the daily papers' pages has no such link.
     assert "Hugging Face" not in example.html + example.text + example.web_html
@@ -273,7 +277,7 @@ def test_each_card_is_a_presentation_table_cell_with_padding_and_border(example,
             table = next(a for a in cell.iterancestors() if a.tag == "table")
             assert table.get("role") == "presentation"
             found = styles(cell)
-            assert found.get("padding") == "18px 0"
+            assert found.get("padding") == "16px 0"
             assert found.get("border-top", "").startswith("1px solid")
         # One card, one cell: no card shares a cell with another.
         cells = [next(a for a in t.iterancestors() if a.tag == "td") for t in titles]
@@ -293,7 +297,7 @@ def test_no_div_carries_padding_or_a_border(example, big_day):
 
 def test_the_list_and_the_footer_are_ruled_cells_too(big_day):
     doc = parse(big_day.html)
-    listed = doc.find(".//ol")
+    listed = doc.find(".//ul")
     cell = next(a for a in listed.iterancestors() if a.tag == "td")
     assert "card" in cell.get("class").split() and styles(cell).get("padding") == "18px 0"
     footer = doc.find_class("fine")[-1]
@@ -322,9 +326,9 @@ def test_headings_masthead_sections_and_titles(example, big_day):
             assert all(re.match(r"\d+\. ", text_of(h)) for h in titles)
             for heading in [h1, *headings(markup, 2), *titles]:
                 assert "margin" in styles(heading), lxml_source(heading)
-            assert sections[0] == "Today's papers"
-    assert [text_of(h) for h in headings(big_day.html, 2)] == ["Today's papers", "More papers today"]
-    assert [text_of(h) for h in headings(example.html, 2)] == ["Today's papers"]
+            assert sections[0] == ("Today's papers" if markup == issue.web_html else "Top of the day")
+    assert [text_of(h) for h in headings(big_day.html, 2)] == ["Top of the day", "More papers today"]
+    assert [text_of(h) for h in headings(example.html, 2)] == ["Top of the day", "More papers today"]
 
 
 def test_web_version_has_one_main_landmark_around_the_content(example):
@@ -398,14 +402,14 @@ def test_text_part_lines_fit_78_columns_but_urls(example, big_day):
         assert long_lines(issue.text) == []
         personal_text = issue.personalized("https://news.example.org/u/" + "t" * 90)[1]
         assert long_lines(personal_text) == []
-    assert f"   Code:\n   {LONG_CODE_URL}" in long_site.text  # too long to share its line
+    assert re.search(r"   Code[^\n]*:\n   " + re.escape(LONG_CODE_URL), long_site.text)  # too long to share its line
     assert "   PDF: https://arxiv.org/pdf/2503.07605" in long_site.text.splitlines()
 
 
 def test_text_part_labels_upvotes_and_ends_with_a_signature_separator():
     issue = render(rich_paper(), rich_paper(title="Second", arxiv_id="2503.07606", upvotes=0, comment_count=None))
     lines = issue.text.splitlines()
-    assert "   ▲ 12 upvotes · 3 comments" in lines
+    assert "   ▲ 12 upvotes" in lines
     assert "   ▲ 0 upvotes" in lines
     assert lines.count("-- ") == 1
     separator = lines.index("-- ")
@@ -467,7 +471,7 @@ def test_cjk_heavy_day_is_budgeted_on_its_encoded_size():
     # decoded size here (a budget on the decoded size would have let the
     # email grow to twice the limit on the wire), and under the limit.
     assert encoded_bytes(issue.html) <= HTML_LIMIT_BYTES
-    assert encoded_bytes(issue.html) > 1.8 * issue.html_bytes
+    assert encoded_bytes(issue.html) > 1.5 * issue.html_bytes
     # Measured on the message a reader gets, with a long personal link.
     url = "https://newsletter.example.org/u/" + "x" * 120
     prepared = PreparedMessage(issue, "Daily Papers <papers@example.org>")

@@ -185,8 +185,8 @@ def test_what_each_reader_sees_of_their_picks(issue):
     _, text, html = outbox_parts(issue, every_kind)
     assert "Picked for you" in html and "PICKED FOR YOU" in text
     for kind in REASON_KINDS:
-        assert {"interest": "matches *", "author": ", whom you follow", "seed": ", which you like)",
-                "liked": ", which you liked)", "category": "(in "}[kind] in text
+        assert {"interest": "Matches *", "author": ", whom you follow", "seed": ", which you like",
+                "liked": ", which you liked", "category": ". In "}[kind] in text
     # Hostile text is text: escaped in HTML, never template syntax.
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "{{#each picks}}{{t}}{{/each}}" in text  # as the title said, not run
@@ -204,9 +204,9 @@ def test_what_each_reader_sees_of_their_picks(issue):
     assert "PICKED FOR YOU" not in off_text and "Tell us" not in off_text and "No paper today" not in off_text
     assert "PICKED FOR YOU" in outbox_parts(issue, one)[1]
     _, held_text, held_html = outbox_parts(issue, held)
-    assert "Nothing new for you today: 2 papers you would like 2 of today's papers, already\npicked for you in the last 30 days" \
+    assert "Nothing new for you today: 2 papers you would like were picked for\nyou in the last 30 days" \
         in held_text and "No paper today" not in held_text and "PICKED FOR YOU" not in held_text
-    assert "Nothing new for you today: 2 papers you would like 2 of today's papers" in held_html
+    assert "Nothing new for you today: 2 papers you would like were picked for you in the last 30 days" in held_html
 
 
 class _Preheader(html.parser.HTMLParser):
@@ -486,8 +486,8 @@ def test_a_reader_whose_matches_were_picked_two_days_ago_is_told_so_not_that_not
     ok(cli_run("send", str(batch_of("2025-03-12"))))  # the same papers, two days later
     assert db.picks_of("2025-03-12", [erasure]) == {}
     text = message("2025-03-12", erasure).get_body(("plain",)).get_content()
-    assert (f"Nothing new for you today: 2 papers you would like {len(picked)} of today's papers, already\n"
-            "picked for you in the last 30 days.") in text.replace("\r\n", "\n")
+    assert (f"Nothing new for you today: {len(picked)} papers you would like were picked for\n"
+            "you in the last 30 days.") in text.replace("\r\n", "\n")
     assert "No paper today matched" not in text and "PICKED FOR YOU" not in text
     assert "No paper today matched" in message("2025-03-12", corals).get_body(("plain",)).get_content()
     # Without picks, the preview line is the top paper's again.

@@ -138,7 +138,8 @@ def test_example_subject_and_counts(example):
     assert len(batch.papers) == 85
     assert issue.subject == "Daily Papers · Tue 11 Mar 2025 · 85 papers"
     assert issue.paper_count == 85
-    assert (issue.card_count, issue.listed_count, issue.more_count) == (85, 0, 0)
+    # The day's top 8 as cards, every other paper as a title.
+    assert (issue.card_count, issue.listed_count, issue.more_count) == (8, 77, 0)
 
 
 def test_example_every_title_in_both_parts(example):
@@ -149,7 +150,9 @@ def test_example_every_title_in_both_parts(example):
         assert html.escape(paper.title, quote=False) in issue.html, paper.title
         assert paper.title in flat(issue.text), paper.title
     card_titles = [text_of(a) for a in parse(issue.html).find_class("t")]
-    assert card_titles == [p.title for p in batch.papers]
+    assert card_titles == [p.title for p in batch.papers[:8]]
+    listed = [text_of(li.find("a")) for li in parse(issue.html).iter("li")]
+    assert listed == [p.title for p in batch.papers[8:]]
 
 
 def test_example_links_are_http_or_the_unsubscribe_mark(example):
@@ -369,11 +372,13 @@ def test_2000_papers_stay_under_the_limit():
     assert str(issue.paper_count) in issue.html
 
 
-def test_small_day_is_all_cards(example):
+def test_a_day_that_fits_shows_every_paper_as_a_card_or_a_title(example):
     _, issue = example
-    assert issue.more_count == 0 and issue.listed_count == 0
+    assert issue.more_count == 0 and issue.listed_count == 77
     assert "…and" not in issue.html
-    assert not list(parse(issue.html).iter("li"))
+    assert len(list(parse(issue.html).iter("li"))) == 77
+    # No vote links on titles: no reader's copy, and a title has none in any.
+    assert "/f/" not in issue.html
 
 
 # --------------------------------------------------------------------------
@@ -584,7 +589,7 @@ def test_text_template_override(tmp_path):
     assert batch.papers[0].title in issue.text
     # email.mjml is not overridden: the HTML is the package's.
     assert "CUSTOM TEXT PART" not in issue.html
-    assert [text_of(a) for a in parse(issue.html).find_class("t")] == [p.title for p in batch.papers]
+    assert [text_of(a) for a in parse(issue.html).find_class("t")] == [p.title for p in batch.papers[:8]]
 
 
 def test_templates_dir_from_the_environment(tmp_path, monkeypatch):
@@ -705,7 +710,7 @@ def test_teaser_never_exceeds_limit_plus_one():
         (1, "Ada Lovelace"),
         (2, "Ada Lovelace and Alan Turing"),
         (3, "Ada Lovelace, Alan Turing and Grace Hopper"),
-        (12, "Ada Lovelace, Alan Turing, Grace Hopper and 9 others"),
+        (12, "Ada Lovelace, Alan Turing, Grace Hopper + 9"),
     ],
 )
 def test_short_authors(count, expected):
@@ -738,8 +743,6 @@ def test_a_link_that_is_not_http_never_becomes_one(tmp_path):
     # Batches keep only http(s) links; a paper made any other way (stored
     # papers, a weekly edition) is checked again where its links are written.
     from conftest import SECRET
-    from newsletter.core.models import Pick, Reason
-    from newsletter.sending.personalize import pick_values
     from newsletter.issue.render import render_for_readers
     from newsletter.readers.tokens import Signer
 
@@ -753,5 +756,5 @@ def test_a_link_that_is_not_http_never_becomes_one(tmp_path):
         assert all(h.startswith(("http://", "https://", "__NEWSLETTER_")) for h in hrefs), hrefs
         assert 'https://example.org/a?b=1&c="d"' in hrefs  # kept whole, its quote inside the attribute
     # A paper with no http(s) page of its own links its archive page.
-    assert pick_values(1, Pick(0, "k", 0.5, Reason("interest", "x")), issue)["u"] == issue.web_url.replace(
+    assert issue.paper_urls[0] == issue.web_url.replace(
         "/issues/2025-03-11", paper_path(paper_key(papers[0])))

@@ -167,7 +167,8 @@ def test_the_weekly_edition_says_what_it_is_and_which_days_it_covers(store):
     assert issue.subject == "Daily Papers · Weekly · 9–15 Mar 2026 · 6 papers"
     assert issue.edition == "2026-03-15-weekly" and issue.kind == EditionKind.WEEKLY
     assert issue.web_url == "https://news.example.org/issues/2026-03-15/weekly"
-    assert "This week's papers" in issue.html and "Today's papers" not in issue.html
+    assert "Top of the week" in issue.html and "Top of the day" not in issue.html
+    assert "This week&#39;s papers" in issue.web_html and "Today&#39;s papers" not in issue.web_html
     for part in (issue.html, issue.text):
         assert "Weekly · 9–15 Mar 2026" in part
         # The days with no stored batch are named.

@@ -436,6 +436,8 @@ class _Layout:
             "web": web,
             "cards": self.views[: max(cards, candidates)] if personal else self.views[:cards],
             "listed": self.views[: cards + listed] if personal else self.views[cards : cards + listed],
+            # The text part is never clipped: it lists every title.
+            "all_listed": self.views if personal else self.views[cards:],
             "more_count": self.total - cards - listed,
             "rest_count": self.total - cards,
         }
@@ -550,7 +552,21 @@ def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[s
         except AttributeError as exc:  # a macro missing from an overriding template
             raise RenderError(f"template {name} lacks a macro: {exc}") from exc
 
-    return PicksLayout(html=part(PICKS_HTML_TEMPLATE), text=part(PICKS_TEXT_TEMPLATE))
+    html = part(PICKS_HTML_TEMPLATE)
+    # As the email's own HTML (see _fitted_email): no "{{" of a paper's text
+    # reaches the template engine of an SES template.
+    html = PicksPart(**{name: _no_braces(value) for name, value in vars(html).items()})
+    return PicksLayout(html=html, text=part(PICKS_TEXT_TEMPLATE))
+
+
+def _no_braces(value: Any) -> Any:
+    """``value`` (a piece, or a tuple or dict of them) with every ``{{``
+    written ``{&#123;``, which HTML shows the same."""
+    if isinstance(value, str):
+        return value.replace("{{", "{&#123;")
+    if isinstance(value, dict):
+        return {key: _no_braces(item) for key, item in value.items()}
+    return tuple(_no_braces(item) for item in value)
 
 
 _WORD = re.compile(r"[a-z][a-z-]{3,}")
