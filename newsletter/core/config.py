@@ -226,6 +226,10 @@ class Settings:
         " TL;DR: its sentence that says what the paper brings, such as \"We propose…\") or `abstract` (always"
         " the abstract's first sentences).",
     )
+    thumbnails: bool = setting(
+        "NEWSLETTER_THUMBNAILS", False, _flag,
+        "Copy each paper's thumbnail when its day is stored, for cards to show from this web app (`on` or `off`).",
+    )
     api_base_url: str = setting(
         "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."
     )
