@@ -128,7 +128,7 @@ def _within(deadline: _Deadline, handler_class: type) -> urllib.request.BaseHand
     return Handler()
 
 
-def download(url: str, timeout: float, accept: str = "application/json", max_bytes: int = MAX_FILE_BYTES) -> bytes:
+def download(url: str, timeout: float, accept: str = "application/json", max_bytes: int | None = None) -> bytes:
     """GET ``url`` (asking for ``accept``) and return the body, all of it
     within ``timeout`` seconds. A redirect is followed only to the same
     scheme, host and port.
@@ -138,6 +138,7 @@ def download(url: str, timeout: float, accept: str = "application/json", max_byt
     ``timeout``, an answer that is not valid HTTP or is cut off, or an
     answer larger than ``max_bytes`` (by default the batch size limit).
     """
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     request = urllib.request.Request(
         url, headers={"Accept": accept, "User-Agent": f"newsletter/{__version__}"}
     )
