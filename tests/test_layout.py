@@ -138,7 +138,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
     with (copy / "core" / "models.py").open("a", encoding="utf-8") as models:
         models.write("\nimport argon2\nimport boto3\nimport click\n\nfrom newsletter import cli\n")
     with (copy / "readers" / "tokens.py").open("a", encoding="utf-8") as tokens:
-        tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\n")
+        tokens.write("\nimport flask\nimport sklearn\nimport sqlalchemy\nimport PIL\n")
     (copy / "stray.py").write_text('"""A module with no layer."""\n', encoding="utf-8")
     # Inside each domain package, a module that imports one above it.
     upward = {
@@ -147,6 +147,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
         "picks/ranking.py": "newsletter.picks.picking",
         "readers/tokens.py": "newsletter.readers.signup",
         "papers/batches.py": "newsletter.papers.fetch",
+        "papers/fetch.py": "newsletter.papers.thumbnails",
         "issue/editions.py": "newsletter.issue.render",
         "operators/passwords.py": "newsletter.operators.admins",
     }
@@ -167,6 +168,7 @@ def test_import_contracts_catch_a_wrong_import(tmp_path):
         "newsletter.readers.tokens -> flask",
         "newsletter.readers.tokens -> sqlalchemy",
         "newsletter.readers.tokens -> sklearn",
+        "newsletter.readers.tokens -> PIL",
         *(f"newsletter.{module[:-3].replace('/', '.')} -> {target}" for module, target in upward.items()),
     ]:
         assert expected in output, f"{expected!r} not reported:\n{output}"

@@ -236,6 +236,10 @@ class Settings:
         " day\", after their picks and without them (a weekly shows its week's top 10); the other papers follow"
         " as a list of titles, or one line, as each reader chooses.",
     )
+    thumbnails: bool = setting(
+        "NEWSLETTER_THUMBNAILS", False, _flag,
+        "Copy each paper's thumbnail when its day is stored, for cards to show from this web app (`on` or `off`).",
+    )
     api_base_url: str = setting(
         "NEWSLETTER_API_BASE_URL", "https://huggingface.co", _http_url, "Where `fetch` finds `/api/daily_papers`."
     )

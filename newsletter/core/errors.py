@@ -38,6 +38,11 @@ class FetchError(NewsletterError):
     exit_code = 1
 
 
+class ThumbnailError(FetchError):
+    """A paper's thumbnail could not be copied: its download failed, or it
+    is not a picture that can be read (broken, too large, not an image)."""
+
+
 class RenderError(NewsletterError):
     """A template is missing or broken, or the compiled email is unusable."""
 

@@ -278,11 +278,29 @@ class Paper:
     project_url: str | None = None  # the project page, apart from the code
     github_stars: int | None = None
     comment_count: int | None = None  # comments on the daily papers page
+    # The source's picture of the paper (the daily papers API's thumbnail),
+    # http(s) only. Never shown from there: with NEWSLETTER_THUMBNAILS on, a
+    # copy is stored when the day is (newsletter.papers.thumbnails) and
+    # served by the web app at paper_path(key) + "/thumbnail.png".
+    thumbnail_url: str | None = None
+    # Whether the web app has that copy to serve. Set by the send's plan
+    # (sending.plan.plan_run) on the papers of its editions when the setting
+    # is on; False everywhere else (a batch file, the store's papers).
+    thumbnail_stored: bool = False
 
     @property
     def pdf_url(self) -> str | None:
         """The arXiv PDF link, or None when the arXiv id is unknown."""
         return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else None
+
+
+class Thumbnail(NamedTuple):
+    """The web app's copy of a paper's thumbnail: PNG bytes and the
+    picture's size in pixels."""
+
+    png: bytes
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -526,6 +544,12 @@ def paper_path(key: str) -> str:
     ``key`` (see :func:`paper_key`): every character but letters, digits,
     ``-._~``, ``/`` and ``:`` percent-encoded (UTF-8)."""
     return "/papers/" + quote(key, safe="/:")
+
+
+def thumbnail_path(key: str) -> str:
+    """The address, from the web app's root, of the stored thumbnail of the
+    paper ``key``: its archive page's address and ``/thumbnail.png``."""
+    return paper_path(key) + "/thumbnail.png"
 
 
 # A paper's page on the daily papers site, by its arXiv id.

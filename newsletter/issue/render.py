@@ -53,6 +53,7 @@ from newsletter.core.models import (
     fill_picks,
     paper_key,
     paper_path,
+    thumbnail_path,
 )
 from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
 from newsletter.issue.tldr import sentences, shorten, tldr
@@ -263,7 +264,9 @@ def _paper_view(paper: Paper, teaser_source: str, web_base: str, position: int =
         "counts": " · ".join(counts),
         "keywords": paper.keywords,
         "categories": paper.categories,
-        "thumbnail": None,  # the figure's address, when the operator shows figures
+        # The figure's copy on the operator's own web app, when the send stored
+        # one (NEWSLETTER_THUMBNAILS): the same address for every reader.
+        "thumbnail": web_base + thumbnail_path(paper_key(paper)) if paper.thumbnail_stored else None,
         "up": None,  # 👍 and 👎 links, in a reader's email (see render_issue)
         "down": None,
         "archive": None,  # its page in the paper archive, on the web version (see _paper_views)

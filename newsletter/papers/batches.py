@@ -137,6 +137,7 @@ def batch_to_canonical(batch: Batch) -> dict[str, Any]:
                 "categories": list(p.categories),
                 "github_stars": p.github_stars,
                 "comment_count": p.comment_count,
+                "thumbnail_url": p.thumbnail_url,
             }
             for p in batch.papers
         ],
@@ -282,6 +283,7 @@ class _Checker:
         categories: Any = None,
         github_stars: Any = None,
         comment_count: Any = None,
+        thumbnail_url: Any = None,
     ) -> Paper:
         """Build a normalized :class:`Paper`; raises :class:`BatchError`.
 
@@ -316,6 +318,7 @@ class _Checker:
             project_url=project if project != code else None,
             github_stars=self.count(github_stars, "GitHub stars"),
             comment_count=self.count(comment_count, "comment count"),
+            thumbnail_url=self.url(thumbnail_url, "thumbnail_url"),
         )
         self.warn_if_repaired(title)
         return paper
@@ -329,6 +332,7 @@ _FIELD_NAMES = {
     "url": "the link",
     "code_url": "the code link",
     "project_url": "the project link",
+    "thumbnail_url": "the thumbnail link",
     "ai_summary": "the AI summary",
     "keywords": "the keywords",
     "categories": "the categories",
@@ -525,6 +529,9 @@ def _parse_api_json(entries: list, source: str, date: dt.date | None) -> Batch:
                 github_stars=paper.get("githubStars"),
                 # The API counts comments on the entry; accept it on the paper too.
                 comment_count=entry["numComments"] if "numComments" in entry else paper.get("numComments"),
+                # The API gives the paper's social card on the entry (as
+                # "thumbnail", a PNG on its CDN); accept it on the paper too.
+                thumbnail_url=entry.get("thumbnail") or paper.get("thumbnail"),
             )
         )
         day = _iso_date(entry.get("publishedAt") or paper.get("publishedAt"))
@@ -568,6 +575,7 @@ def _parse_canonical(doc: dict, source: str, date: dt.date | None) -> Batch:
                 categories=item.get("categories"),
                 github_stars=item.get("github_stars"),
                 comment_count=item.get("comment_count"),
+                thumbnail_url=item.get("thumbnail_url"),
             )
         )
     return _finish(source, date or found, papers, warnings)

@@ -128,7 +128,7 @@ def _within(deadline: _Deadline, handler_class: type) -> urllib.request.BaseHand
     return Handler()
 
 
-def download(url: str, timeout: float, accept: str = "application/json") -> bytes:
+def download(url: str, timeout: float, accept: str = "application/json", max_bytes: int | None = None) -> bytes:
     """GET ``url`` (asking for ``accept``) and return the body, all of it
     within ``timeout`` seconds. A redirect is followed only to the same
     scheme, host and port.
@@ -136,8 +136,9 @@ def download(url: str, timeout: float, accept: str = "application/json") -> byte
     Raises :class:`FetchError` for a network error, an HTTP error status
     (a redirect to another host included), an answer not complete within
     ``timeout``, an answer that is not valid HTTP or is cut off, or an
-    answer larger than the batch size limit.
+    answer larger than ``max_bytes`` (by default the batch size limit).
     """
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     request = urllib.request.Request(
         url, headers={"Accept": accept, "User-Agent": f"newsletter/{__version__}"}
     )
@@ -147,7 +148,7 @@ def download(url: str, timeout: float, accept: str = "application/json") -> byte
                                          _within(deadline, urllib.request.HTTPSHandler))
     try:
         with opener.open(request, timeout=timeout) as response:
-            body = response.read(MAX_FILE_BYTES + 1)
+            body = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the connection open
         raise FetchError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
@@ -167,8 +168,8 @@ def download(url: str, timeout: float, accept: str = "application/json") -> byte
         expired = deadline.finish()
     if expired:  # the body read stopped where the connection was cut
         raise FetchError(f"{url}: no answer within {timeout:g} s")
-    if len(body) > MAX_FILE_BYTES:
-        raise FetchError(f"{url}: the answer is larger than {MAX_FILE_BYTES:,} bytes")
+    if len(body) > max_bytes:
+        raise FetchError(f"{url}: the answer is larger than {max_bytes:,} bytes")
     return body
 
 

@@ -5,13 +5,20 @@ operator about the editions that have nothing to send."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from newsletter.core.config import Settings
-from newsletter.core.models import Batch, Edition, EditionKind
+from newsletter.core.errors import ThumbnailError
+from newsletter.core.models import Batch, Edition, EditionKind, paper_key
 from newsletter.issue.editions import edition_batch
+from newsletter.papers.thumbnails import copy_thumbnail
 from newsletter.store import Ledger, Store
+
+# Thumbnails downloaded at once when a day is stored.
+THUMBNAIL_DOWNLOADS = 4
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,21 @@ def plan_run(settings: Settings, store: Store, day: dt.date, loaded: Batch | Non
     (not on a dry run), the readers of the day's editions whose message SES
     dropped with a Rendering Failure are forgotten by the ledger, so the run
     sends to them again (a note says how many).
+
+    With ``settings.thumbnails`` on, storing ``loaded`` also copies the
+    thumbnails of its papers (see :func:`copy_thumbnails`; a thumbnail that
+    cannot be copied is a note, never a failed run), and every paper of the
+    planned editions whose thumbnail has a stored copy comes with
+    ``thumbnail_stored`` set: an email shows a paper's thumbnail exactly
+    when that is true, from ``settings.web_base +
+    thumbnail_path(paper_key(paper))``. With the setting off, no paper has
+    it set.
     """
     plan = RunPlan(day, options)
     if loaded is not None and loaded.papers:
         store.store_batch(loaded)  # the papers and their ranks, which feedback links and weeklies read
+        if settings.thumbnails:
+            plan.notes.extend(copy_thumbnails(store, loaded, settings.fetch_timeout))
     if options.resend_rendering_failures and not options.dry_run:
         for edition in (Edition(day), Edition(day, EditionKind.WEEKLY)):
             again = Ledger(store, edition, settings.weekly_weekday).forget_rendering_failures()
@@ -86,7 +104,49 @@ def plan_run(settings: Settings, store: Store, day: dt.date, loaded: Batch | Non
             plan.editions.append(week)
         else:
             plan.notes.append(f"No papers stored for {edition.describe()}: no weekly edition.")
+    if settings.thumbnails:
+        plan.editions = mark_thumbnails(store, plan.editions)
     return plan
+
+
+def copy_thumbnails(store: Store, batch: Batch, timeout: float) -> list[str]:
+    """Copy into ``store`` the thumbnail of each paper of ``batch`` (stored
+    already) that has a ``thumbnail_url`` and no stored copy yet: downloaded
+    within ``timeout`` seconds each, a few at a time, and made a PNG at most
+    600 pixels wide (see :mod:`newsletter.papers.thumbnails`).
+
+    Returns a note for each thumbnail that could not be copied (the paper
+    then has none); raises nothing for them.
+    """
+    wanted = {paper_key(p): p for p in batch.papers if p.thumbnail_url}
+    wanted = {key: p for key, p in wanted.items() if key not in store.stored_thumbnail_keys(wanted)}
+    if not wanted:
+        return []
+
+    def copy(key: str):
+        try:
+            return key, copy_thumbnail(wanted[key].thumbnail_url, timeout)
+        except ThumbnailError as exc:
+            return key, exc
+
+    notes = []
+    with ThreadPoolExecutor(max_workers=min(THUMBNAIL_DOWNLOADS, len(wanted))) as pool:
+        for key, copied in pool.map(copy, list(wanted)):
+            if isinstance(copied, ThumbnailError):
+                notes.append(f"No thumbnail for {key}: {copied}")
+            else:
+                store.store_thumbnail(key, copied)
+    return notes
+
+
+def mark_thumbnails(store: Store, editions: list[Batch]) -> list[Batch]:
+    """Return ``editions`` with ``thumbnail_stored`` set on each paper
+    whose thumbnail has a stored copy."""
+    keys = {paper_key(p) for batch in editions for p in batch.papers}
+    stored = store.stored_thumbnail_keys(keys) if keys else set()
+    return [dataclasses.replace(batch, papers=tuple(
+        dataclasses.replace(p, thumbnail_stored=True) if paper_key(p) in stored else p for p in batch.papers))
+        for batch in editions]
 
 
 def weekly_editions(store: Store, settings: Settings, day: dt.date, resend_unknown: bool = False,

@@ -11,12 +11,12 @@ from typing import Iterable, NamedTuple
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.core.models import Batch, Edition, EditionKind, Paper, paper_key
-from newsletter.store.schema import appearances_table, papers_table
+from newsletter.core.models import Batch, Edition, EditionKind, Paper, Thumbnail, paper_key
+from newsletter.store.schema import appearances_table, paper_thumbnails_table, papers_table
 
 # The columns a paper's text fills, in Paper's names.
 _TEXT = ("arxiv_id", "title", "abstract", "url", "code_url", "project_url", "ai_summary", "github_stars",
-         "comment_count")
+         "comment_count", "thumbnail_url")
 
 
 def _richest(stored: dict, paper: Paper) -> dict:
@@ -48,7 +48,7 @@ def paper_from_row(row) -> Paper:
         title=row.title, abstract=row.abstract, authors=tuple(json.loads(row.authors)), arxiv_id=row.arxiv_id,
         url=row.url, code_url=row.code_url, project_url=row.project_url, ai_summary=row.ai_summary,
         keywords=tuple(json.loads(row.keywords)), categories=tuple(json.loads(row.categories)),
-        github_stars=row.github_stars, comment_count=row.comment_count,
+        github_stars=row.github_stars, comment_count=row.comment_count, thumbnail_url=row.thumbnail_url,
     )
 
 
@@ -152,3 +152,38 @@ class PaperArchive:
                                 .where(a.c.date >= first.isoformat(), a.c.date <= last.isoformat())
                                 .order_by(a.c.date, a.c.rank))
             return [Appearance(dt.date.fromisoformat(r.date), r.rank, r.paper_key, r.upvotes) for r in rows]
+
+    def store_thumbnail(self, key: str, thumbnail: Thumbnail) -> None:
+        """Keep ``thumbnail`` as the copy of the stored paper ``key``'s
+        thumbnail, replacing any earlier one. The paper must be stored: the
+        copy refers to its row."""
+        t = paper_thumbnails_table
+        row = dict(png=thumbnail.png, width=thumbnail.width, height=thumbnail.height, stored_at=self.clock())
+        with self.engine.begin() as conn:
+            if conn.execute(update(t).where(t.c.paper_key == key).values(**row)).rowcount == 0:
+                conn.execute(insert(t).values(paper_key=key, **row))
+
+    def thumbnail(self, key: str) -> Thumbnail | None:
+        """The stored copy of paper ``key``'s thumbnail, or None."""
+        t = paper_thumbnails_table
+        with self.reader.connect() as conn:
+            row = conn.execute(select(t.c.png, t.c.width, t.c.height).where(t.c.paper_key == key)).first()
+        return Thumbnail(bytes(row.png), row.width, row.height) if row else None
+
+    def thumbnail_size(self, key: str) -> tuple[int, int] | None:
+        """The width and height of paper ``key``'s stored thumbnail, or None
+        when it has none (the picture itself is not read)."""
+        t = paper_thumbnails_table
+        with self.reader.connect() as conn:
+            row = conn.execute(select(t.c.width, t.c.height).where(t.c.paper_key == key)).first()
+        return (row.width, row.height) if row else None
+
+    def stored_thumbnail_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of the papers ``keys`` whose thumbnail has a stored copy."""
+        keys = list(dict.fromkeys(keys))
+        t = paper_thumbnails_table
+        found: set[str] = set()
+        with self.reader.connect() as conn:
+            for start in range(0, len(keys), 500):
+                found.update(conn.scalars(select(t.c.paper_key).where(t.c.paper_key.in_(keys[start:start + 500]))))
+        return found

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -33,7 +34,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 
@@ -209,6 +210,20 @@ papers_table = Table(
     Column("comment_count", Integer),
     # Indexed: a search ranks the matches stored last (see store.search).
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("thumbnail_url", String(2000)),  # the source's thumbnail, never shown from there
+)
+
+# The web app's own copy of a paper's thumbnail (NEWSLETTER_THUMBNAILS):
+# the source's picture made at most 600 pixels wide, as PNG, stored when
+# the day is, and served at /papers/<key>/thumbnail.png.
+paper_thumbnails_table = Table(
+    "paper_thumbnails",
+    metadata,
+    Column("paper_key", String(220), ForeignKey("papers.key"), primary_key=True),
+    Column("png", LargeBinary, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
 )
 
 appearances_table = Table(

@@ -21,7 +21,7 @@ from newsletter.readers.tokens import Signer
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
         "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -1,6 +1,8 @@
 """The paper archive: ``/papers?q=…&page=N`` searches every paper the
 newsletter carried (with no query: the latest first), and
-``/papers/<key>`` shows one with the days it appeared.
+``/papers/<key>`` shows one with the days it appeared;
+``/papers/<key>/thumbnail.png`` is the stored copy of its thumbnail (see
+:mod:`newsletter.papers.thumbnails`), which emails and the paper's page show.
 
 A paper's key may hold a slash (old-style arXiv ids such as
 ``hep-th/9901001``) or a colon (``title:…``): the route takes the rest of
@@ -15,7 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, redirect, request
 
 from newsletter.core.errors import InvalidQuery
-from newsletter.core.models import Paper, daily_papers_url, paper_path
+from newsletter.core.models import Paper, daily_papers_url, paper_path, thumbnail_path
 from newsletter.issue.render import card_teaser, plural
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
@@ -26,6 +28,9 @@ blueprint = Blueprint("papers", __name__)
 PER_PAGE = 20
 # Authors a result names before "and N more" (a paper's page names all).
 SHOWN_AUTHORS = 6
+# A stored thumbnail never changes under its address (a copy is made once),
+# so mail clients and browsers may keep it: a year.
+THUMBNAIL_MAX_AGE = 365 * 24 * 3600
 
 
 def day_label(date: dt.date) -> str:
@@ -123,6 +128,18 @@ def search_slash() -> Response:
     return redirect(page_url(request.args.get("q", "").strip(), 1))
 
 
+@blueprint.get("/papers/<path:key>/thumbnail.png")
+def thumbnail(key: str) -> Response:
+    """The stored copy of paper ``key``'s thumbnail (whatever the setting
+    now: emails already sent show it), or 404."""
+    stored = state().store.thumbnail(key)
+    if stored is None:
+        return page("web/not_found.html", 404)
+    response = Response(stored.png, mimetype="image/png")
+    response.headers["Cache-Control"] = f"public, max-age={THUMBNAIL_MAX_AGE}, immutable"
+    return response
+
+
 @blueprint.get("/papers/<path:key>")
 def paper(key: str) -> Response:
     archived = state().store.paper(key)
@@ -130,6 +147,9 @@ def paper(key: str) -> Response:
         return page("web/not_found.html", 404)
     paper, appearances = archived
     comments = plural(paper.comment_count, "comment") if paper.comment_count is not None else ""
+    shown = state().settings.thumbnails and state().store.thumbnail_size(key)
     return page("web/paper.html", title=paper.title, authors=authors_line(paper), tldr=card_teaser(paper),
                 abstract=paper.abstract, links=paper_links(paper, appearances), comments=comments,
-                days=days(appearances))
+                days=days(appearances),
+                thumbnail={"src": thumbnail_path(key), "width": shown[0], "height": shown[1],
+                           "alt": f"Figure from {paper.title}"} if shown else None)
