@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES, ok, one_line_error
 from newsletter.papers.batches import load_batch
 from newsletter.cli import picks as picks_command
-from newsletter.core.models import Profile
+from newsletter.core.models import Profile, RestOfDay
 from newsletter.picks.picking import EditionPicks
 from newsletter.store import FetchPaperPayload
 
@@ -33,7 +33,8 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, cl
     out = ok(cli_run("subscribers", "interests", "ada@example.com"))
     assert out.splitlines() == ["ada@example.com", "  interests:   (none)", "  authors:     (none)",
                                 "  categories:  (none)", "  seed papers: (none)", "  picks:       5",
-                                "  votes:       0 up, 1 down", "  frequency:   daily"]
+                                "  rest:        titles (every title)", "  votes:       0 up, 1 down",
+                                "  frequency:   daily"]
     out = ok(cli_run("subscribers", "interests", "ADA@example.com", "--keywords", "concept erasure; video generation",
                  "--authors", "Grace Hopper;Alan Turing", "--categories", "cs.cv,cs.LG",
                  "--seed-papers", "2503.00002,https://arxiv.org/abs/2311.12092v2", "--picks", "3"))
@@ -50,6 +51,26 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, cl
     profile = store.profile(reader.id)
     assert (profile.interests, profile.authors, profile.categories, profile.picks) == (
         ("concept erasure", "video generation"), (), ("stat.ML",), 3)
+
+
+def test_interests_sets_the_rest_of_the_day_and_keeps_it_when_other_parts_change(store, cli_run):
+    reader, _ = store.add("ada@example.com")
+    store.record_vote(reader.id, "2503.00006", 1, "2025-03-11")
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--rest", "COUNT"))
+    assert "  rest:        count (one line)" in out.splitlines()
+    assert store.profile(reader.id) == Profile(reader.id, liked=("2503.00006",), rest=RestOfDay.COUNT)
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--keywords", "graphs", "--picks", "2"))
+    assert store.profile(reader.id).rest == RestOfDay.COUNT
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--rest", "titles"))
+    assert store.profile(reader.id) == Profile(reader.id, ("graphs",), liked=("2503.00006",), picks=2)
+    # Not a choice: a usage error naming the option and the choices, nothing saved.
+    result = cli_run("subscribers", "interests", "ada@example.com", "--keywords", "changed", "--rest", "all")
+    assert result.exit_code == 2 and "Traceback" not in result.output and result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--rest'") and "'titles', 'count'" in last, result.stderr
+    assert store.profile(reader.id).interests == ("graphs",)
+    help_text = ok(cli_run("subscribers", "interests", "--help"))
+    assert "--rest [titles|count]" in help_text and "one line linking the web edition" in " ".join(help_text.split())
 
 
 @pytest.mark.parametrize("option, value, message", [

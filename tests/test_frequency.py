@@ -343,7 +343,7 @@ def test_the_page_shows_how_often_in_an_accessible_fieldset(site):
     response = client(weekly_day="thu").get(path_of(alice))
     assert chosen(response) == {"frequency": "daily", "weekday": "thu", "paused_until": "", "now": "Now: daily."}
     page = html_of(response)
-    [fieldset] = page.cssselect("fieldset")
+    [fieldset] = page.cssselect("fieldset:has(input[name=frequency])")
     assert fieldset.cssselect("legend")[0].text_content() == "How often"
     assert fieldset.get("aria-describedby") == "frequency-hint frequency-about"
     for value in ("daily", "weekly", "paused"):
@@ -425,7 +425,7 @@ def test_a_wrong_choice_saves_nothing_and_shows_the_error_and_the_form_as_chosen
     page = html_of(response)
     assert "Nothing was saved" in page.cssselect("[role=alert]")[0].text_content()
     assert message in page.get_element_by_id("frequency-error").text_content()
-    assert "frequency-error" in page.cssselect("fieldset")[0].get("aria-describedby")
+    assert "frequency-error" in page.cssselect("fieldset:has(input[name=frequency])")[0].get("aria-describedby")
     if field != "frequency":
         assert page.get_element_by_id(field).get("aria-invalid") == "true"
         assert page.cssselect("input[name=frequency][checked]")[0].get("value") == choice["frequency"]

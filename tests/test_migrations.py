@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import shutil
@@ -35,6 +36,7 @@ from conftest import (FIXTURES, SECRET, batch_file, clean_env, digest, free_port
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
+from newsletter.core.models import RestOfDay
 from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders.outbox import OutboxSender
@@ -581,5 +583,34 @@ def test_an_upgrade_keeps_sent_editions_on_the_web_and_takes_off_those_never_sen
         assert client.get("/issues/2025-03-10").status_code == 200
         assert client.get("/issues/2027-03-12").status_code == 404
         assert "2027-03-12" not in client.get("/issues/feed.xml").get_data(as_text=True)
+    finally:
+        store.close()
+
+
+def test_an_upgrade_keeps_every_stored_profile_at_every_title_for_the_rest_of_the_day(database_url):
+    from alembic import command
+
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            command.stamp(migrate.alembic_config(conn), migrate.BASELINE)  # as an upgrade does first
+            command.upgrade(migrate.alembic_config(conn), "0007")
+            ids = list(conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars())[:2]
+            for n, subscriber_id in enumerate(ids):
+                conn.execute(text("INSERT INTO profiles (subscriber_id, lists, picks, updated_at)"
+                                  " VALUES (:id, :lists, :picks, '2026-12-01 06:00:00')"),
+                             {"id": subscriber_id, "lists": '{"interests":["concept erasure"]}', "picks": n})
+    finally:
+        engine.dispose()
+    store = open_store(database_url)
+    try:
+        assert str(store.migration) == f"Upgraded the database from 0007 to {HEAD}."
+        profiles = store.profiles(ids)
+        assert [(p.interests, p.picks, p.rest) for p in profiles.values()] == [
+            (("concept erasure",), 0, RestOfDay.TITLES), (("concept erasure",), 1, RestOfDay.TITLES)]
+        # Saved again with the other choice, it is kept.
+        store.save_profile(dataclasses.replace(profiles[ids[0]], rest=RestOfDay.COUNT))
+        assert store.profile(ids[0]).rest == RestOfDay.COUNT and store.profile(ids[1]).rest == RestOfDay.TITLES
     finally:
         store.close()

@@ -27,7 +27,7 @@ from newsletter.readers.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUP
 from newsletter.papers.batches import load_batch
 from newsletter.core.errors import TokenError
 from newsletter.picks.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
-from newsletter.core.models import Profile, SubscriberStatus
+from newsletter.core.models import Profile, RestOfDay, SubscriberStatus
 from newsletter.readers.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import mask_email
 
@@ -159,6 +159,45 @@ def test_a_wrong_field_saves_nothing_and_keeps_the_form_as_typed(site):
     for name, value in typed.items():
         assert field(response, name) == value.replace("\r\n", "\n"), name
     assert state_of(store, alice, bob) == before
+
+
+def checked_rest(response) -> list[str]:
+    """The values of the "rest of the day" radio buttons checked on the page."""
+    return [radio.get("value") for radio in html_of(response).cssselect("input[name=rest]")
+            if radio.get("checked") is not None]
+
+
+def test_the_rest_of_the_day_is_shown_saved_with_the_form_and_refused_when_not_a_choice(site):
+    store, alice, bob, client = site
+    page = client().get(path_of(alice))
+    assert checked_rest(page) == ["titles"]  # the default
+    group = html_of(page).cssselect("fieldset:has(input[name=rest])")[0]
+    assert group.cssselect("legend")[0].text_content() == "The rest of the day"
+    labels = {label.get("for"): label.text_content() for label in group.cssselect("label")}
+    assert labels == {"rest-titles": "Every title (a compact list of links)",
+                      "rest-count": "Just the top (one line linking the web edition)"}
+    assert "rest-hint" in group.get("aria-describedby")
+    # Chosen, saved with the rest of the form, and shown as saved.
+    response = client().post(path_of(alice), data={**FORM, "rest": "count"})
+    assert response.status_code == 200
+    assert store.profile(alice.id).rest == RestOfDay.COUNT and store.profile(alice.id).picks == 3
+    assert checked_rest(response) == ["count"] and checked_rest(client().get(path_of(alice))) == ["count"]
+    assert store.profile(bob.id).rest == RestOfDay.TITLES
+    # Not a choice: the error beside it, nothing saved, the form as typed.
+    before = state_of(store, alice, bob)
+    response = client().post(path_of(alice), data={**FORM, "interests": "robots", "rest": "everything"})
+    assert response.status_code == 400
+    page = html_of(response)
+    assert page.get_element_by_id("rest-error").text_content() == (
+        "Choose every title or just the top for the rest of the day.")
+    assert "rest-error" in page.cssselect("fieldset:has(input[name=rest])")[0].get("aria-describedby")
+    assert field(response, "interests") == "robots" and checked_rest(response) == []
+    assert state_of(store, alice, bob) == before
+    # A form without the choice (a page from before it) leaves it as it is.
+    client().post(path_of(alice), data={**FORM, "interests": "robots"})
+    assert store.profile(alice.id).interests == ("robots",) and store.profile(alice.id).rest == RestOfDay.COUNT
+    client().post(path_of(alice), data={**FORM, "rest": "titles"})
+    assert store.profile(alice.id).rest == RestOfDay.TITLES
 
 
 def test_hostile_input_is_cut_stored_safely_and_shown_escaped(site):

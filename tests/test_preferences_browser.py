@@ -1,6 +1,7 @@
 """The preferences page and the feedback links in a real headless Chromium,
 against a real ``newsletter serve`` (with the app's Content-Security-Policy
-in force): setting interests, choosing how often (daily, weekly on a day,
+in force): setting interests, choosing how the email shows the rest of the
+day, choosing how often (daily, weekly on a day,
 paused until a date), resubscribing, voting from an email's link, undoing, at desktop and
 phone width (375 px, no horizontal scroll). Seed papers are fetched by the
 server's worker from an arXiv stand-in on 127.0.0.1.
@@ -19,7 +20,7 @@ from arxiv_standin import ArxivStandIn
 from conftest import FIXTURES, PHONE, SECRET, clean_env, free_port, newsletter_server, page_widths, wait_until
 from test_email_checks import BLOCKING, axe_violations, node_tools
 from newsletter.papers.batches import load_batch
-from newsletter.core.models import Frequency, Profile, Schedule, SubscriberStatus
+from newsletter.core.models import Frequency, Profile, RestOfDay, Schedule, SubscriberStatus
 from newsletter.store import open_store
 from newsletter.readers.tokens import Signer
 from newsletter.web import mask_email
@@ -207,6 +208,28 @@ def test_choosing_how_often_on_the_preferences_page(site, new_page):
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#frequency-hint")).to_have_text("Now: daily.")
     assert store.get(ref=reader.ref).schedule == Schedule()
+    assert page.csp == []
+
+
+def test_choosing_the_rest_of_the_day_on_a_phone(site, new_page):
+    base, store, add = site
+    reader = add("rita.rest@example.com")
+    page = new_page(PHONE)
+    assert page.goto(preferences_url(base, reader)).status == 200
+    rest = page.get_by_role("group", name="The rest of the day")
+    expect(rest).to_be_visible()
+    expect(rest.get_by_role("radio", name="Every title (a compact list of links)")).to_be_checked()
+    rest.get_by_label("Just the top (one line linking the web edition)").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved.")
+    assert store.profile(reader.id).rest == RestOfDay.COUNT
+    page.reload()
+    expect(page.get_by_role("group", name="The rest of the day")
+           .get_by_role("radio", name="Just the top (one line linking the web edition)")).to_be_checked()
+    assert fits(page)
+    node_tools()
+    violations = axe_violations(new_page(), page.content())
+    assert [v for v in violations if v["impact"] in BLOCKING] == [], violations
     assert page.csp == []
 
 

@@ -12,12 +12,12 @@ import statistics
 import sys
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from conftest import EXAMPLE, ROOT
 from newsletter.picks import picking
 from newsletter.papers.batches import load_batch
-from newsletter.core.models import Batch, DeliveryStatus, Paper, Pick, Profile, Reason, paper_key
+from newsletter.core.models import Batch, DeliveryStatus, Paper, Pick, PicksState, Profile, Reason, RestOfDay, paper_key
 from newsletter.picks.picking import EditionPicks
 from newsletter.picks.ranking import THRESHOLD, EditionIndex
 from newsletter.store import Ledger
@@ -194,6 +194,45 @@ def test_states_of_readers(store):
     found = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers([keen.id, unmatched.id, off.id, new.id])
     assert {i: r.state for i, r in found.items()} == {keen.id: "picks", unmatched.id: "none", off.id: "off",
                                                        new.id: "invite"}
+
+
+def test_each_reader_gets_their_rest_of_the_day_on_a_first_run_and_a_rerun(store):
+    keen, _ = store.add("keen@example.com")
+    off, _ = store.add("off@example.com")
+    plain, _ = store.add("plain@example.com")  # no profile
+    told, _ = store.add("told@example.com")
+    store.save_profile(Profile(keen.id, interests=("concept erasure",), rest=RestOfDay.COUNT))
+    store.save_profile(Profile(off.id, interests=("concept erasure",), picks=0, rest=RestOfDay.COUNT))
+    store.save_profile(Profile(told.id, interests=("concept erasure",)))
+    batch = day_batch(DAY, ["2503.00001", "2503.00004"])
+    store.store_batch(batch)
+    ids = [keen.id, off.id, plain.id, told.id]
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(store.reader, "before_cursor_execute", seen)
+    try:
+        found = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers(ids)
+    finally:
+        event.remove(store.reader, "before_cursor_execute", seen)
+    assert {i: (r.state, r.rest) for i, r in found.items()} == {
+        keen.id: (PicksState.PICKS, RestOfDay.COUNT), off.id: (PicksState.OFF, RestOfDay.COUNT),
+        plain.id: (PicksState.INVITE, RestOfDay.TITLES), told.id: (PicksState.PICKS, RestOfDay.TITLES)}
+    # The choice comes with the profiles: one read for these readers, not one each.
+    assert sum("FROM profiles" in s for s in statements) == 1, statements
+    # A rerun: the picks stored for keen and told are sent again, each with
+    # the choice as it stands now.
+    Ledger(store, DAY).mark_pending([keen.id, told.id], picks={i: list(found[i].picks) for i in (keen.id, told.id)})
+    store.save_profile(Profile(told.id, interests=("concept erasure",), rest=RestOfDay.COUNT))
+    again = EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers(ids)
+    assert {i: (r.picks, r.rest) for i, r in again.items()} == {
+        keen.id: (found[keen.id].picks, RestOfDay.COUNT), off.id: ((), RestOfDay.COUNT),
+        plain.id: ((), RestOfDay.TITLES), told.id: (found[told.id].picks, RestOfDay.COUNT)}
+    # A reader asked for who is not on the list at all: every title.
+    assert EditionPicks(store, DAY.isoformat(), DAY, batch.papers).for_readers([99_999])[99_999].rest == \
+        RestOfDay.TITLES
 
 
 def test_a_list_where_nobody_said_anything_never_builds_the_ranking(store, monkeypatch):

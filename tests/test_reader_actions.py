@@ -45,7 +45,7 @@ from conftest import FIXTURES, SECRET, clean_env, count_signups, free_port, news
 from newsletter.readers.actions import READER_LIMITS, ReaderActions
 from newsletter.papers.batches import load_batch
 from newsletter.core.errors import RateLimited
-from newsletter.core.models import Frequency, Profile, Schedule, SubscriberRow, SubscriberStatus
+from newsletter.core.models import Frequency, Profile, RestOfDay, Schedule, SubscriberRow, SubscriberStatus
 from newsletter.readers.signup import PER_ADDRESS_PER_DAY, PER_CLIENT_PER_HOUR
 from newsletter.store import ActionLimits, VotePayload, open_store
 from newsletter.store.schema import actions_table
@@ -192,7 +192,7 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
     feedback = signer.feedback_token(reader.ref, "2025-03-11", 2, store.edition_papers(dt.date(2025, 3, 11))[2])
     preferences = signer.preferences_token(reader.ref)
     form = {"interests": "concept erasure", "authors": "", "categories": "cs.CV", "seeds": "2503.00004", "picks": "4",
-            "frequency": "weekly", "weekday": "fri"}
+            "rest": "count", "frequency": "weekly", "weekday": "fri"}
     with server() as base:
         assert post(f"{base}/p/{signer.preferences_token(other.ref)}", form)[0] == 200  # the server is warm
         with HeldDatabase(database_url, tables=("profiles", "votes")):
@@ -208,11 +208,12 @@ def test_a_vote_and_saved_preferences_while_the_database_is_held_are_answered_sh
             page = urllib.request.urlopen(f"{base}/p/{preferences}", timeout=30).read().decode()
             assert ">\nconcept erasure</textarea>" in page and "Scaling Laws for Video Generation" in page
             assert 'value="weekly" checked' in page and "Now: weekly on Friday." in page
+            assert 'value="count" checked' in page and store.profile(reader.id).rest == RestOfDay.TITLES
         # Applied as soon as the database is free, in the order they came.
         wait_until(lambda: store.profile(reader.id).interests == ("concept erasure",), "the preferences applied")
         profile = store.profile(reader.id)
-        assert (profile.categories, profile.seeds, profile.picks, profile.liked) == (
-            ("cs.CV",), ("2503.00004",), 4, ("2503.00003",))
+        assert (profile.categories, profile.seeds, profile.picks, profile.liked, profile.rest) == (
+            ("cs.CV",), ("2503.00004",), 4, ("2503.00003",), RestOfDay.COUNT)
         assert store.get(ref=reader.ref).schedule == Schedule(Frequency.WEEKLY, 4)
         assert [(v.paper_key, v.vote) for v in store.votes(reader.id)] == [("2503.00003", 1)]
         assert store.votes(other.id) == []

@@ -37,9 +37,10 @@ from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.core.config import Settings
 from newsletter.core.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
-from newsletter.core.models import DeliveryStatus, SubscriberRow, SubscriberStatus
+from newsletter.core.models import DeliveryStatus, Profile, RestOfDay, SubscriberRow, SubscriberStatus
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import render_issue
+from newsletter.picks.picking import EditionPicks
 from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
 from newsletter.sending.ratelimit import RateLimiter
 from newsletter.sending.senders.outbox import OutboxSender
@@ -557,6 +558,28 @@ def test_an_interrupted_resend_keeps_the_unknown_readers_unknown(store, tmp_path
     assert counts(store) == {"pending": 0, "sent": 10, "failed": 0, "unknown": 30}
     plain = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"))).run(the_issue())
     assert plain.already_sent and plain.sent == 0
+
+
+def test_each_recipient_carries_their_choice_of_the_rest_of_the_day(store, tmp_path):
+    readers = add_readers(store, 6)
+    for reader in readers[::2]:
+        store.save_profile(Profile(reader.id, picks=0, rest=RestOfDay.COUNT))
+    store.save_profile(Profile(readers[1].id, picks=0))  # a profile left at the default
+    seen = {}
+
+    def note(_call, recipients):
+        seen.update({r.subscriber_id: r.rest for r in recipients})
+
+    issue = the_issue()
+    picks = EditionPicks(store, issue.edition, DAY, issue.papers)
+    report = dispatcher(store, Recording(OutboxSender(tmp_path / "outbox"), note)).run(issue, picks.for_readers)
+    assert report.sent == 6
+    assert seen == {r.id: RestOfDay.COUNT if n % 2 == 0 else RestOfDay.TITLES for n, r in enumerate(readers)}
+    # Without picks (no picker): every title.
+    seen.clear()
+    Ledger(store, DAY).record((), forget=[r.id for r in readers])
+    dispatcher(store, Recording(OutboxSender(tmp_path / "again"), note)).run(issue)
+    assert set(seen.values()) == {RestOfDay.TITLES} and len(seen) == 6
 
 
 # --------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from newsletter.cli import common
 from newsletter.core.errors import InvalidProfile, Refused
 from newsletter.picks.interests import PARSERS, SCHEDULE_CHOICES, choose_schedule, parse_day_of_week, parse_pause_end
 from newsletter.readers.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.core.models import MAX_PICKS, Frequency, Profile, Schedule, Subscriber, SubscriberStatus
+from newsletter.core.models import MAX_PICKS, Frequency, Profile, RestOfDay, Schedule, Subscriber, SubscriberStatus
 from newsletter.store import Store
 from newsletter.core.text import terminal_safe
 
 _STATUS = click.Choice([status.value for status in SubscriberStatus])
+# How a reader's choice of the rest of the day is shown.
+REST_WORDS = {RestOfDay.TITLES: "titles (every title)", RestOfDay.COUNT: "count (one line)"}
 
 
 @click.group()
@@ -163,6 +165,9 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.option("--seed-papers", "seeds", metavar="ID,…",
               help="Papers the reader likes: arXiv ids or arxiv.org links, separated by commas.")
 @click.option("--picks", metavar="N", help=f"How many picks, 0 (none) to {MAX_PICKS}.")
+@click.option("--rest", type=click.Choice([choice.value for choice in RestOfDay], case_sensitive=False),
+              help="How the email shows the papers neither picked nor among the top cards: titles (every title, "
+                   "a compact list of links) or count (one line linking the web edition).")
 @click.option("--frequency", type=click.Choice(SCHEDULE_CHOICES, case_sensitive=False),
               help="How often: daily, weekly (on --weekday, else the day they had, else NEWSLETTER_WEEKLY_DAY), "
                    "or paused until --until (then as before). Daily or weekly ends a pause.")
@@ -171,8 +176,8 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.option("--until", metavar="YYYY-MM-DD", help="With --frequency paused: the day emails start again "
                                                     "(after today).")
 @click.pass_context
-def subscribers_interests(ctx: click.Context, email: str, frequency: str | None, weekday: str | None,
-                          until: str | None, **given: str | None) -> None:
+def subscribers_interests(ctx: click.Context, email: str, rest: str | None, frequency: str | None,
+                          weekday: str | None, until: str | None, **given: str | None) -> None:
     """Show EMAIL's interests and how often they get the newsletter, or replace the parts given as options
     (the others stay as they are; an empty value empties that part).
 
@@ -203,6 +208,8 @@ def subscribers_interests(ctx: click.Context, email: str, frequency: str | None,
             raise InvalidProfile(f"{_PROFILE_OPTIONS[field]}: {parsed.error}")
         notes += [f"{_PROFILE_OPTIONS[field]}: {note}" for note in parsed.notes]
         changes[field] = parsed.values[0] if field == "picks" else parsed.values
+    if rest is not None:
+        changes["rest"] = RestOfDay(rest.lower())
     if changes:
         profile = store.save_profile(dataclasses.replace(profile, **changes), schedule=schedule)
         for note in notes:
@@ -253,6 +260,7 @@ def _show_profile(store: Store, email: str, profile: Profile, schedule: str) -> 
         ("categories", ", ".join(profile.categories)),
         ("seed papers", ", ".join(seeds)),
         ("picks", f"{profile.picks}" + (" (off)" if profile.picks == 0 else "")),
+        ("rest", REST_WORDS[profile.rest]),
         ("votes", f"{votes.count(1)} up, {votes.count(-1)} down"),
         ("frequency", schedule),
     ]

@@ -1,5 +1,6 @@
 """What a reader tells us they read, as typed: interests, followed authors,
-arXiv categories, seed papers and the number of picks, read the same way
+arXiv categories, seed papers, the number of picks and how their email
+shows the rest of the day, read the same way
 and cut to the same limits wherever they come from (the preferences page,
 the sign-up form, ``newsletter subscribers interests``, a CSV import); and
 how often they want the newsletter (daily, weekly on a day, or paused
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from newsletter.core.models import MAX_PICKS, WEEKDAYS, Frequency, Schedule, arxiv_id_of, parse_weekday
+from newsletter.core.models import MAX_PICKS, WEEKDAYS, Frequency, RestOfDay, Schedule, arxiv_id_of, parse_weekday
 from newsletter.core.text import strip_controls
 
 MAX_INTERESTS = 20
@@ -172,6 +173,17 @@ PARSERS: dict[str, Callable[[str], Parsed]] = {
     "seeds": parse_seeds,
     "picks": parse_picks,
 }
+
+
+def parse_rest(text: str) -> Parsed:
+    """How the reader's email shows the rest of the day (the papers neither
+    picked for them nor among the top cards): a :class:`RestOfDay` value,
+    in any case; the value is the enum."""
+    value = _clean(text).lower()
+    try:
+        return Parsed((RestOfDay(value),))
+    except ValueError:
+        return Parsed(error="Choose every title or just the top for the rest of the day.")
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from newsletter.core.models import Paper, Pick, PicksState, Profile, paper_key
+from newsletter.core.models import Paper, Pick, PicksState, Profile, RestOfDay, paper_key
 from newsletter.picks.ranking import EditionIndex
 from newsletter.store import Store
 
@@ -17,12 +17,14 @@ from newsletter.store import Store
 @dataclass(frozen=True)
 class ReaderPicks:
     """What one reader's email says of picks: its ``state``, the ``picks``
-    themselves when it is ``PicksState.PICKS``, and how many papers
-    matching them were ``held`` back when it is ``PicksState.HELD``."""
+    themselves when it is ``PicksState.PICKS``, how many papers matching
+    them were ``held`` back when it is ``PicksState.HELD``, and how it
+    shows the ``rest`` of the day (the papers neither picked nor on top)."""
 
     state: PicksState
     picks: tuple[Pick, ...] = ()
     held: int = 0
+    rest: RestOfDay = RestOfDay.TITLES
 
 
 def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: int = 0) -> ReaderPicks:
@@ -33,16 +35,18 @@ def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: in
     picks when there are any, else nothing when they want no picks
     (``OFF``), an invitation when they told us nothing to pick by
     (``INVITE``), that what matched was picked for them recently
-    (``HELD``), else that nothing matched (``NONE``)."""
+    (``HELD``), else that nothing matched (``NONE``); with the rest of the
+    day as ``profile`` has it (every title without one)."""
+    rest = profile.rest if profile is not None else RestOfDay.TITLES
     if picks:
-        return ReaderPicks(PicksState.PICKS, tuple(picks))
+        return ReaderPicks(PicksState.PICKS, tuple(picks), rest=rest)
     if profile.picks <= 0:
-        return ReaderPicks(PicksState.OFF)
+        return ReaderPicks(PicksState.OFF, rest=rest)
     if profile.is_empty:
-        return ReaderPicks(PicksState.INVITE)
+        return ReaderPicks(PicksState.INVITE, rest=rest)
     if held:
-        return ReaderPicks(PicksState.HELD, held=held)
-    return ReaderPicks(PicksState.NONE)
+        return ReaderPicks(PicksState.HELD, held=held, rest=rest)
+    return ReaderPicks(PicksState.NONE, rest=rest)
 
 
 @dataclass
@@ -84,11 +88,15 @@ class EditionPicks:
         """Return each reader's picks: those stored for this edition (a
         rerun sends the same picks), else ranked now. A reader left with
         no pick because every paper matching them was picked for them in
-        the repeat window is told how many (``PicksState.HELD``)."""
+        the repeat window is told how many (``PicksState.HELD``). Each
+        carries the reader's choice of the rest of the day as stored now
+        (every title for a reader without a profile)."""
         ids = list(subscriber_ids)
         stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
-        profiles = self.store.profiles(i for i in ids if i not in stored)
-        wanted = [p for p in profiles.values() if p.picks > 0 and not p.is_empty]
+        # Every reader's profile, those with stored picks too (for the rest
+        # of the day): the same one read per chunk a first run makes.
+        profiles = self.store.profiles(ids)
+        wanted = [p for i, p in profiles.items() if i not in stored and p.picks > 0 and not p.is_empty]
         # Looked up per chunk, so that a million readers never sit in memory.
         ids_wanted = [p.subscriber_id for p in wanted]
         rated = self._positions(self.store.rated(self._keys, ids_wanted))
@@ -96,10 +104,9 @@ class EditionPicks:
         never = {i: rated.get(i, set()) | recent.get(i, set()) for i in {*rated, *recent}}
         ranked = self.index.rank_many(wanted, never) if wanted else {}
         held = self._held(wanted, ranked, rated, recent)
-        found = {i: reader_picks(picks) for i, picks in stored.items()}
-        for subscriber_id, profile in profiles.items():
-            found[subscriber_id] = reader_picks(ranked.get(subscriber_id, ()), profile, held.get(subscriber_id, 0))
-        return found
+        return {i: reader_picks(stored[i], profile) if i in stored
+                else reader_picks(ranked.get(i, ()), profile, held.get(i, 0))
+                for i, profile in profiles.items()}
 
     def _positions(self, keys_by_reader: dict[int, set[str]]) -> dict[int, set[int]]:
         """``keys_by_reader`` with each paper key as its edition position."""

@@ -170,8 +170,8 @@ class ReaderActions:
     def save_preferences(self, subscriber: Subscriber, profile: Profile, schedule: Schedule | None = None,
                          client: str | None = None) -> bool:
         """Save what the reader told us: ``profile``'s interests, authors,
-        categories, seed papers and number of picks (their votes stay as
-        they are), and their ``schedule`` when given, together. Seed papers
+        categories, seed papers, number of picks and how their email shows
+        the rest of the day (their votes stay as they are), and their ``schedule`` when given, together. Seed papers
         that are not in the database are queued for the worker to fetch
         from arXiv. Returns whether it is saved now (False: it will be as
         soon as the database is free); preferences the reader already has

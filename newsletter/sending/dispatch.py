@@ -42,7 +42,7 @@ from newsletter.core.errors import (
     Throttled,
     TransientError,
 )
-from newsletter.core.models import DeliveryStatus, Edition, Issue, PicksState, Subscriber
+from newsletter.core.models import DeliveryStatus, Edition, Issue, PicksState, RestOfDay, Subscriber
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
 from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
@@ -520,8 +520,8 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
                      file_id: int | None = None) -> Recipient:
     """Return the reader as a sender needs them for ``issue``: their links
     (signed by ``signer`` under ``base_url``), the reader part of their
-    feedback tokens, and their picks (a ``picking.ReaderPicks``; None: no
-    picks section). ``file_id`` stands for their id where the outbox names
+    feedback tokens, and their picks and choice of the rest of the day (a
+    ``picking.ReaderPicks``; None: no picks section, every title). ``file_id`` stands for their id where the outbox names
     the file (0 for a copy outside the ledger, which must not replace the
     send's own)."""
     return Recipient(
@@ -534,4 +534,5 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
         picks_state=picks.state if picks is not None else PicksState.OFF,
         held=picks.held if picks is not None else 0,
         picks=picks.picks if picks is not None else (),
+        rest=picks.rest if picks is not None else RestOfDay.TITLES,
     )

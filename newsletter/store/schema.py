@@ -34,7 +34,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = MetaData()
 
@@ -295,6 +295,8 @@ profiles_table = Table(
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
     Column("lists", Text, nullable=False),
     Column("picks", Integer, nullable=False),  # how many picks (0: none)
+    # The rest of the day in their email (models.RestOfDay): every title, or one line.
+    Column("rest", String(8), nullable=False, default="titles", server_default="titles"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

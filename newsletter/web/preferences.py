@@ -1,6 +1,6 @@
 """A reader's preferences page: ``GET /p/<token>`` shows what they told us
 (interests, followed authors, arXiv categories, seed papers, the number of
-picks, and how often: daily, weekly on a day, or paused until a date) as a
+picks, how their email shows the rest of the day, and how often: daily, weekly on a day, or paused until a date) as a
 form, and the papers they rated; it changes nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
 vote, through the reader-action inbox (``newsletter.readers.actions``). As for
@@ -25,6 +25,7 @@ from newsletter.picks.interests import (
     choose_schedule,
     parse_day_of_week,
     parse_pause_end,
+    parse_rest,
 )
 from newsletter.core.models import (
     MAX_PICKS,
@@ -32,6 +33,7 @@ from newsletter.core.models import (
     WEEKDAYS,
     Frequency,
     Profile,
+    RestOfDay,
     Schedule,
     Subscriber,
     SubscriberStatus,
@@ -45,6 +47,9 @@ blueprint.register_error_handler(RateLimited, slow_down)
 MAX_SHOWN_VOTES = 100
 # How much of each field a form with an error shows back as it was typed.
 MAX_SHOWN_CHARS = 5000
+# The choices of "The rest of the day", as the page words them.
+REST_LABELS = {RestOfDay.TITLES: "Every title (a compact list of links)",
+               RestOfDay.COUNT: "Just the top (one line linking the web edition)"}
 # Sent back by the undo buttons: what a paper key can be at most.
 MAX_KEY_CHARS = 220
 
@@ -63,7 +68,7 @@ def form_values(profile: Profile) -> dict[str, str]:
     """The form's fields filled with ``profile``, as a reader would type them."""
     return {"interests": "\n".join(profile.interests), "authors": "\n".join(profile.authors),
             "categories": ", ".join(profile.categories), "seeds": "\n".join(profile.seeds),
-            "picks": str(profile.picks)}
+            "picks": str(profile.picks), "rest": str(profile.rest)}
 
 
 def schedule_values(schedule: Schedule, today: dt.date) -> dict[str, str]:
@@ -109,6 +114,17 @@ def read_schedule(current: Schedule, today: dt.date) -> tuple[Schedule, dict[str
     return choose_schedule(current, choice, weekday, paused_until), {}
 
 
+def read_rest(current: RestOfDay) -> tuple[RestOfDay, dict[str, str]]:
+    """How the form shows the rest of the day for a reader whose choice
+    is ``current``, and the error of the field (then it is ``current``). A
+    form without the choice (a page from before it) leaves it as it is."""
+    typed = request.form.get("rest")
+    if typed is None:
+        return current, {}
+    found = parse_rest(typed[:MAX_SHOWN_CHARS])
+    return (current, {"rest": found.error}) if found.error else (found.values[0], {})
+
+
 def paper_link(key: str) -> str | None:
     """The arXiv page of the paper ``key`` (None for a paper without an id)."""
     return None if key.startswith("title:") else f"https://arxiv.org/abs/{key}"
@@ -140,6 +156,7 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
         resubscribe=f"/u/{app.signer.unsubscribe_token(subscriber.ref)}/resubscribe" if may_resubscribe else "",
         schedule_now=schedule.describe(app.settings.weekly_weekday),
         weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES)), tomorrow=(today + dt.timedelta(days=1)).isoformat(),
+        rest_choices=[(str(choice), REST_LABELS[choice]) for choice in RestOfDay],
         limits={"interests": MAX_INTERESTS, "authors": MAX_AUTHORS, "categories": MAX_CATEGORIES,
                 "seeds": MAX_SEEDS},
         seeds=[] if errors else [(key, titles[key].title if key in titles else None) for key in profile.seeds],
@@ -172,15 +189,19 @@ def save(token: str) -> Response:
     errors = {name: found.error for name, found in parsed.items() if found.error}
     schedule, schedule_errors = read_schedule(current, today)
     errors.update(schedule_errors)
+    stored_rest = app.actions.profile_of(subscriber.id).rest
+    rest, rest_errors = read_rest(stored_rest)
+    errors.update(rest_errors)
     if errors:
         shown = {name: value[:MAX_SHOWN_CHARS] for name, value in typed.items()}
         # The "How often" fields as chosen (short: a choice, a day, a date), else as stored.
         shown.update({name: request.form.get(name, value)[:20]
                       for name, value in schedule_values(current, today).items()})
+        shown["rest"] = request.form.get("rest", str(stored_rest))[:20]
         return preferences_page(token, subscriber, values=shown, errors=errors, code=400)
     profile = Profile(subscriber.id, interests=parsed["interests"].values, authors=parsed["authors"].values,
                       categories=parsed["categories"].values, seeds=parsed["seeds"].values,
-                      picks=parsed["picks"].values[0])
+                      picks=parsed["picks"].values[0], rest=rest)
     app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None, client_address())
     notes = {name: found.notes for name, found in parsed.items() if found.notes}
     return preferences_page(token, subscriber, values={**form_values(profile), **schedule_values(schedule, today)},
