@@ -41,6 +41,7 @@ docs: install
 
 bench: install
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/email_look.py
 	$(BIN)/python bench/tldr.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/import_lock.py
