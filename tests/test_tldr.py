@@ -12,7 +12,7 @@ import pytest
 from conftest import EXAMPLE, FIXTURES
 from newsletter.core.models import Paper
 from newsletter.issue.render import TEASER_CHARS, card_teaser
-from newsletter.issue.tldr import contribution_index, contribution_score, sentences, shorten, tldr
+from newsletter.issue.tldr import contribution_index, contribution_score, sentences, shorten, stands_alone, tldr
 from newsletter.papers.batches import load_batch
 
 DAY = dt.date(2025, 3, 11)
@@ -59,7 +59,7 @@ MOTIVATION = ("Neural architecture search (NAS) has become a key component of Au
 ])
 def test_the_contribution_sentence_is_picked_over_motivation(contribution):
     abstract = MOTIVATION + contribution + " Our experiments show that it works."
-    assert tldr(abstract, TEASER_CHARS) == contribution
+    assert tldr(abstract, TEASER_CHARS) == stands_alone(contribution)
 
 
 def test_a_proposal_wins_over_a_finding_and_the_earliest_wins_a_tie():
@@ -121,3 +121,16 @@ def test_on_the_example_day_most_tldrs_are_not_the_first_sentence():
     papers = load_batch(EXAMPLE, date=DAY).papers
     moved = sum(1 for p in papers if (contribution_index(sentences(p.abstract)) or 0) > 0)
     assert moved / len(papers) >= 0.8
+
+
+@pytest.mark.parametrize("sentence, alone", [
+    ("To this end, we propose a general methodology for X.", "We propose a general methodology for X."),
+    ("In particular, we introduce negative token merging.", "We introduce negative token merging."),
+    ("To address these challenges, we propose RoBoT.", "We propose RoBoT."),
+    ("In response to this question, we present a benchmark.", "We present a benchmark."),
+    ("We propose Y, to this end, with Z.", "We propose Y, to this end, with Z."),  # only an opening goes
+    ("Thus we propose Z.", "Thus we propose Z."),  # no comma: not an opening clause
+])
+def test_a_tldr_does_not_point_back_at_sentences_it_leaves_out(sentence, alone):
+    assert stands_alone(sentence) == alone
+    assert tldr(f"Motivation comes first. {sentence}", 240) == alone

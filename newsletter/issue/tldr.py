@@ -116,13 +116,29 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-–—") + "…"
 
 
+# A contribution sentence's opening that points back at sentences the
+# TL;DR leaves out ("To this end, we propose…"): dropped, so it reads alone.
+_BACK_REFERENCE = re.compile(
+    r"^(?:to this end|to (?:address|tackle|overcome|solve|fill) (?:this|these|the above)[\w\s-]{0,40}?"
+    r"|in (?:particular|this context|response to (?:this|these)[\w\s-]{0,30}?)|therefore|thus|hence"
+    r"|motivated by (?:this|these)[\w\s-]{0,30}?|inspired by (?:this|these)[\w\s-]{0,30}?"
+    r"|building on (?:this|these)[\w\s-]{0,30}?|however|instead),\s+(?=[a-z])", re.IGNORECASE)
+
+
+def stands_alone(sentence: str) -> str:
+    """Return ``sentence`` without an opening that refers back to what came
+    before it ("To this end, we propose X" becomes "We propose X")."""
+    rest = _BACK_REFERENCE.sub("", sentence, count=1)
+    return rest if rest == sentence else rest[:1].upper() + rest[1:]
+
+
 def tldr(abstract: str, limit: int) -> str:
     """Return the TL;DR of ``abstract``: its contribution sentence (see
-    :func:`contribution_index`), else its first sentence, shortened to
-    ``limit`` characters by :func:`shorten`. Returns ``""`` for a blank
-    abstract."""
+    :func:`contribution_index`, standing alone: :func:`stands_alone`), else
+    its first sentence, shortened to ``limit`` characters by
+    :func:`shorten`. Returns ``""`` for a blank abstract."""
     parts = sentences(abstract)
     if not parts:
         return ""
     index = contribution_index(parts)
-    return shorten(parts[0 if index is None else index], limit)
+    return shorten(parts[0] if index is None else stands_alone(parts[index]), limit)
