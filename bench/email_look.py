@@ -51,6 +51,7 @@ from lxml import html as lxml_html
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
 SUBSCRIBERS = ROOT / "subscribers" / "example.csv"
+JUST_THE_TOP = "ada.top@example.com"
 DATE = "2025-03-11"
 WEEK_DAYS = range(12, 18)  # 12–17 Mar 2025: with the 11th, the week of Monday 17 Mar
 WEEKLY_DATE = "2025-03-17"
@@ -122,6 +123,10 @@ def send_example(folder: Path, weekly: bool = True) -> Path:
         "NEWSLETTER_BASE_URL": "https://papers.example.org",
     }
     newsletter(folder, env, "subscribers", "import", str(SUBSCRIBERS))
+    # Ada's twin who chose "just the top": the shortest copy a reader with picks gets.
+    newsletter(folder, env, "subscribers", "add", JUST_THE_TOP)
+    newsletter(folder, env, "subscribers", "interests", JUST_THE_TOP, "--keywords",
+               "machine unlearning; concept erasure", "--rest", "count")
     newsletter(folder, env, "send", str(EXAMPLE), "--date", DATE)
     if weekly:
         page = EXAMPLE.read_text(encoding="utf-8")
