@@ -33,6 +33,7 @@ from newsletter.core.models import (
     EditionKind,
     Paper,
     Pick,
+    PicksState,
     Reason,
     paper_key,
     paper_path,
@@ -493,3 +494,31 @@ def test_a_reader_whose_matches_were_picked_two_days_ago_is_told_so_not_that_not
     # Without picks, the preview line is the top paper's again.
     html_part = message("2025-03-12", erasure).get_body(("html",)).get_content()
     assert preheader(html_part) == preheader_for(papers)
+
+
+def test_a_big_weeks_pick_cards_keep_the_ses_template_under_its_limit():
+    """SES keeps a template up to 500 KB, and the template holds every
+    paper's pick card: past a budget, in the edition's order, a paper's
+    card is its title and authors only, the same from every sender."""
+    from test_render import synthetic_batch
+
+    issue = render_for_readers(synthetic_batch(250), Settings(secret_key=SECRET), Signer(SECRET))
+    content = template_content(issue)
+    assert sum(len(part.encode("utf-8")) for part in content.values()) < 500 * 1024
+    first, last = issue.picks.html.bodies[0], issue.picks.html.bodies[-1]
+    assert 'class="tz"' in first and 'class="tz"' not in last and 'class="ln"' not in last
+    assert html.escape(issue.papers[-1].title, quote=False) in last
+    # The last paper picked reads the same through SES as from the outbox.
+    reader = Recipient(1, "a@example.org", None, "https://x.example/u/a", "https://x.example/p/a", "a.b",
+                       PicksState.PICKS, (Pick(len(issue.papers) - 1, "k", 0.5, Reason("interest", "x")),))
+    outbox_html = PreparedMessage(issue, "From <f@example.org>").render(reader)
+    rendered_html = pybars.Compiler().compile(content["Html"])(template_data(reader, issue))
+    assert html.escape(issue.papers[-1].title, quote=False) in rendered_html
+    assert html.escape(issue.papers[-1].title, quote=False).encode() in quoted_printable_decoded(outbox_html)
+
+
+def quoted_printable_decoded(message: bytes) -> bytes:
+    """The decoded bodies of a raw message, for searching."""
+    import quopri
+
+    return quopri.decodestring(message)

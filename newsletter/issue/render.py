@@ -75,6 +75,11 @@ PREHEADER_CHARS = 140
 MIN_CARDS = 3  # even a huge day shows its top papers in full
 WEEKLY_TOP_CARDS = 10  # a weekly's "Top of the week" (a daily's: settings.top_cards)
 INVITE_PAPERS = 5  # the papers a reader who told us nothing yet can vote on
+# The pick cards' papers, HTML and text, rendered once per issue: the SES
+# template holds every one of them (see ses.paper_tree), and SES keeps a
+# template up to 500 KB. Past this many bytes, in the edition's order, a
+# paper's pick card shows its title and authors only (a big weekly's tail).
+PICK_BODIES_BYTES = 180_000
 
 
 # --------------------------------------------------------------------------
@@ -532,34 +537,41 @@ def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[s
     """Render the reader's own sections (``email_picks.html`` and
     ``email_picks.txt``) with stand-ins for each reader's values: the pick
     card and each paper's part of it (``views``, with their feedback
-    ``codes``), the lines that stand for picks, and the invitation with a
-    few varied papers to vote on."""
+    ``codes``; short past :data:`PICK_BODIES_BYTES`), the lines that stand
+    for picks, and the invitation with a few varied papers to vote on."""
     values = {"base_url": settings.web_base, "preferences_url": PREFERENCES_URL_MARK, "feedback": FEEDBACK_MARK}
     invited = [(views[i], f"{i}-{codes[i]}") for i in varied_papers(views, INVITE_PAPERS)]
-
-    def part(name: str) -> PicksPart:
-        try:
-            macros = env.get_template(name).make_module(values)
-            return PicksPart(
-                head=str(macros.head()),
-                card=str(macros.card(PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY)),
-                tail=str(macros.tail()),
-                no_match=str(macros.no_match()),
-                held=str(macros.held(PICK_NUMBER, REPEAT_WINDOW.days)),
-                invite=str(macros.invite(invited)),
-                why={kind: str(macros.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
-                bodies=tuple(str(macros.paper_body(view)) for view in views),
-            )
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"template {name}: {exc}") from exc
-        except AttributeError as exc:  # a macro missing from an overriding template
-            raise RenderError(f"template {name} lacks a macro: {exc}") from exc
-
-    html = part(PICKS_HTML_TEMPLATE)
+    names = (PICKS_HTML_TEMPLATE, PICKS_TEXT_TEMPLATE)
+    try:
+        macros = {name: env.get_template(name).make_module(values) for name in names}
+        bodies = {name: [str(macros[name].paper_body(view)) for view in views] for name in names}
+        total = 0
+        for position, pair in enumerate(zip(*bodies.values())):
+            total += sum(len(body.encode("utf-8")) for body in pair)
+            if total > PICK_BODIES_BYTES:  # the rest: title and authors
+                for name in names:
+                    bodies[name][position:] = [str(macros[name].paper_body(
+                        {**view, "teaser": "", "links": [], "counts": "", "thumbnail": None}))
+                        for view in views[position:]]
+                break
+        parts = {name: PicksPart(
+            head=str(m.head()),
+            card=str(m.card(PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY)),
+            tail=str(m.tail()),
+            no_match=str(m.no_match()),
+            held=str(m.held(PICK_NUMBER, REPEAT_WINDOW.days)),
+            invite=str(m.invite(invited)),
+            why={kind: str(m.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
+            bodies=tuple(bodies[name]),
+        ) for name, m in macros.items()}
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {getattr(exc, 'name', None) or 'email_picks'}: {exc}") from exc
+    except AttributeError as exc:  # a macro missing from an overriding template
+        raise RenderError(f"template email_picks lacks a macro: {exc}") from exc
     # As the email's own HTML (see _fitted_email): no "{{" of a paper's text
     # reaches the template engine of an SES template.
-    html = PicksPart(**{name: _no_braces(value) for name, value in vars(html).items()})
-    return PicksLayout(html=html, text=part(PICKS_TEXT_TEMPLATE))
+    html = PicksPart(**{name: _no_braces(value) for name, value in vars(parts[PICKS_HTML_TEMPLATE]).items()})
+    return PicksLayout(html=html, text=parts[PICKS_TEXT_TEMPLATE])
 
 
 def _no_braces(value: Any) -> Any:
