@@ -168,7 +168,8 @@ def test_teaser_without_a_summary_is_the_contribution_sentence():
                 "To address this, we propose RoBoT, which combines metrics by Bayesian optimization. "
                 "Our experiments confirm it.")
     paper = rich_paper(abstract=abstract, ai_summary=None)
-    contribution = "To address this, we propose RoBoT, which combines metrics by Bayesian optimization."
+    # The contribution sentence, without its opening that points back ("To address this, ").
+    contribution = "We propose RoBoT, which combines metrics by Bayesian optimization."
     issue = render(paper)
     assert card_teasers(issue.html) == [contribution]
     assert card_teasers(issue.web_html) == [contribution]

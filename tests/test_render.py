@@ -516,7 +516,7 @@ def test_a_card_shows_the_contribution_sentence_not_the_motivation(example):
     assert nas.title == "Robustifying and Boosting Training-Free Neural Architecture Search" and not nas.ai_summary
     assert nas.abstract.startswith("Neural architecture search (NAS) has become a key component of AutoML")
     shown = [text_of(p) for p in parse(issue.html).find_class("tz")][3]
-    assert shown.startswith("To address these challenges, we propose the robustifying and boosting training-free NAS")
+    assert shown.startswith("We propose the robustifying and boosting training-free NAS")
     assert shown.endswith("…") and len(shown) <= 241
     assert shown == [text_of(p) for p in parse(issue.web_html).find_class("tz")][3]
     assert shown in " ".join(issue.text.split())

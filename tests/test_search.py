@@ -498,7 +498,7 @@ def test_the_archive_shows_a_papers_tldr_and_its_page_the_whole_abstract(client,
     nas = next(p for p in load_batch(EXAMPLE, date=DAY2).papers if p.title.startswith("Robustifying"))
     archive.store_batch(Batch(DAY3, (nas,)))
     tldr = card_teaser(nas)
-    assert tldr.startswith("To address these challenges, we propose the robustifying")
+    assert tldr.startswith("We propose the robustifying")
     latest = html_of(client.get("/papers"))
     result = next(r for r in latest.xpath("//ol[@class='results']/li") if r.xpath("string(.//h3)") == nas.title)
     assert result.xpath("string(.//p[@class='snippet'])") == tldr
