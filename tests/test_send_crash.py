@@ -43,7 +43,7 @@ from sesv2_standin import SesV2StandIn
 
 DATE = "2025-03-11"
 DAY = dt.date(2025, 3, 11)
-READERS = 2000
+READERS = 2400  # room for four killed runs and the eight workers held in the last
 RATE = 400  # messages per second the send paces itself to (50 per call: 8 calls/s)
 CONCURRENCY = 8  # calls a run has in flight at most (the setting's default), one per worker
 DEADLINE = 60  # seconds: a run or a wait that takes longer is a hang
