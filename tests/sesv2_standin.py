@@ -818,9 +818,10 @@ class _Fault:
     status: int = 500
     error_type: str = "InternalFailure"
     message: str = ""
+    once_sent: int = 0  # applies only once the server has accepted this many messages
 
-    def matches(self, operation: str) -> bool:
-        return self.operations is None or operation in self.operations
+    def matches(self, operation: str, sent: int = 0) -> bool:
+        return (self.operations is None or operation in self.operations) and sent >= self.once_sent
 
 
 class _Template(NamedTuple):
@@ -939,6 +940,7 @@ class SesV2StandIn:
         self._released = threading.Condition(self._lock)  # held requests wait on it
         self._release_round = 0  # counts release() calls
         self._held = 0
+        self._held_recipients = 0
         self._busy = 0
         self._templates: dict[str, _Template] = {}
         self._sent: list[SentMessage] = []
@@ -1080,6 +1082,12 @@ class SesV2StandIn:
         """Requests waiting for ``release()`` right now (see ``hold_next``)."""
         with self._lock:
             return self._held
+
+    @property
+    def held_recipients(self) -> int:
+        """Recipients of the requests held right now."""
+        with self._lock:
+            return self._held_recipients
 
     @property
     def busy(self) -> int:
@@ -1289,10 +1297,13 @@ class SesV2StandIn:
         client cannot know."""
         self._add_fault(_Fault("drop", n, self._operations(operation)))
 
-    def hold_next(self, n: int, operation: str | Collection[str] | None = None) -> None:
+    def hold_next(self, n: int, operation: str | Collection[str] | None = None, once_sent: int = 0) -> None:
         """Make each of the next ``n`` matching requests wait, before it is
-        handled, until ``release()``."""
-        self._add_fault(_Fault("hold", n, self._operations(operation)))
+        handled, until ``release()``; with ``once_sent``, only the requests
+        that arrive once that many messages were accepted (the server
+        decides as each request arrives, so a busy test cannot let a client
+        run past the point)."""
+        self._add_fault(_Fault("hold", n, self._operations(operation), once_sent=once_sent))
 
     def release(self) -> None:
         """Let every request held now go on (holds still queued stay)."""
@@ -1350,7 +1361,7 @@ class SesV2StandIn:
         kinds = ("fail", "throttle", "drop") if kind == "terminal" else (kind,)
         with self._lock:
             for fault in self._faults:
-                if fault.kind in kinds and fault.matches(operation):
+                if fault.kind in kinds and fault.matches(operation, len(self._sent)):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
@@ -1361,11 +1372,13 @@ class SesV2StandIn:
         with self._released:
             round_held = self._release_round
             self._held += 1
+            self._held_recipients += self._local.n_recipients
             try:
                 while self._release_round == round_held:
                     self._released.wait()
             finally:
                 self._held -= 1
+                self._held_recipients -= self._local.n_recipients
 
     # -- rate and quota (call with the lock held) --------------------------
 

@@ -43,7 +43,7 @@ from sesv2_standin import SesV2StandIn
 
 DATE = "2025-03-11"
 DAY = dt.date(2025, 3, 11)
-READERS = 2400  # room for four killed runs and the eight workers held in the last
+READERS = 2000
 RATE = 400  # messages per second the send paces itself to (50 per call: 8 calls/s)
 CONCURRENCY = 8  # calls a run has in flight at most (the setting's default), one per worker
 DEADLINE = 60  # seconds: a run or a wait that takes longer is a hang
@@ -226,13 +226,26 @@ class Run:
             self.process.send_signal(signal.SIGCONT)
         self.kill()
 
-    def kill_in_calls(self, ses: SesV2StandIn) -> set[str]:
-        """SIGKILL while every worker has a call at the provider, held there
-        (so none is between writing "pending" and its request going out);
-        then let the provider finish those calls, whose answers nobody
-        reads. Returns the readers they carried (each accepted once)."""
-        ses.hold_next(READERS, operation="SendBulkEmail")
-        wait_for(lambda: ses.held == CONCURRENCY, f"a call of each of the {CONCURRENCY} workers held", self)
+    def kill_in_calls(self, ses: SesV2StandIn, db: Path) -> set[str]:
+        """SIGKILL while every call the run has under way is held at the
+        provider (the caller armed ``ses.hold_next``), so no worker is
+        between writing "pending" and its request going out: each worker's
+        call held, or, near the end of the list, every "pending" reader in a
+        held call. The run is frozen (SIGSTOP) while that is checked, so no
+        worker writes "pending" meanwhile; let go on (SIGCONT) and checked
+        again when one did. Then the provider finishes those calls, whose
+        answers nobody reads. Returns the readers they carried (each
+        accepted once)."""
+        def all_held() -> bool:
+            return ses.held > 0 and pending_rows(db) == ses.held_recipients
+
+        while True:
+            wait_for(all_held, "every call under way held by the provider", self)
+            self.process.send_signal(signal.SIGSTOP)
+            wait_for(self.frozen, "the run to be frozen", self)
+            if all_held():
+                break
+            self.process.send_signal(signal.SIGCONT)
         killed_at = time.time()
         self.kill()
         ses.clear_faults()
@@ -361,11 +374,15 @@ def test_kill_9_at_several_points_then_rerun_sends_each_reader_exactly_once(ses,
     # going out: the relay test below makes that happen on purpose.
     for step, (after, where) in enumerate(((300, "between calls"), (300, "in calls"), (300, "between calls"),
                                            (200, "in calls"))):
-        run = Run(env, tmp_path)
         kill_at = len(ses.sent) + after
+        if where == "in calls":
+            # The provider holds the calls that arrive once kill_at messages
+            # are in, whatever the test's own pace on a busy machine.
+            ses.hold_next(READERS, operation="SendBulkEmail", once_sent=kill_at)
+        run = Run(env, tmp_path)
         wait_for(lambda: len(ses.sent) >= kill_at, f"{after} messages from this run", run)
         if where == "in calls":
-            carried = run.kill_in_calls(ses)
+            carried = run.kill_in_calls(ses, db)
             assert carried, "no request was in flight when the run was killed"
             in_flight_at_kill |= carried
         else:
@@ -544,9 +561,10 @@ def test_kill_9_in_a_mixed_send_then_rerun_gives_every_reader_exactly_their_edit
     daily_count = READERS - len(weekly)
     # Killed once in each edition: mid-daily with every worker's call held
     # by the provider, then between calls once the weekly is going out.
+    ses.hold_next(READERS, operation="SendBulkEmail", once_sent=daily_count // 2)
     run = Run(env, tmp_path)
     wait_for(lambda: len(ses.sent) >= daily_count // 2, f"{daily_count // 2} messages", run)
-    assert run.kill_in_calls(ses), "no request was in flight when the run was killed"
+    assert run.kill_in_calls(ses, db), "no request was in flight when the run was killed"
     run = Run(env, tmp_path)
     wait_for(lambda: len(ses.sent) >= daily_count + len(weekly) // 3, "the weekly edition going out", run)
     run.kill_between_calls(db)
