@@ -181,6 +181,7 @@ import math
 import os
 import re
 import socket
+import secrets
 import sys
 import threading
 import time
@@ -681,7 +682,48 @@ class HandlebarsTemplate:
         # never read compiles nothing.
         import pybars
 
-        return pybars.Compiler().compile(_PLAIN.sub(r"{{{\1}}}", self.source))
+        nonce = secrets.token_hex(4)  # no value can spell a mark by chance
+        source, literals = _folded(_PLAIN.sub(r"{{{\1}}}", self.source), nonce)
+        compiled = pybars.Compiler().compile(source)
+        if not literals:
+            return compiled
+        marks = re.compile(f"\ue000{nonce}:([0-9]+)\ue001")
+
+        def render(data):
+            return marks.sub(lambda m: literals[int(m.group(1))], str(compiled(data)))
+
+        return render
+
+
+# Tags of Handlebars (comments, triple and double mustaches), and the text of
+# a line of literal text from its first to its last non-blank character.
+_TAG = re.compile(r"\{\{!--.*?--\}\}|\{\{\{.*?\}\}\}|\{\{.*?\}\}", re.S)
+_LINE_TEXT = re.compile(r"\S(?:[^\n]*\S)?")
+
+
+def _folded(source: str, nonce: str) -> tuple[str, list[str]]:
+    """``source`` with the text of each line of its literal text (what lies
+    between tags) replaced by a short mark, and the texts replaced (the
+    mark's number indexes them); (the source, []) when it cannot be done
+    safely. pybars3's parser takes seconds over an issue's 200 KB template,
+    nearly all of it in literal text; the marks keep every tag, blank, line
+    break and line that holds text where it was, so blocks, standalone
+    lines and ``~`` trim the same, and the render puts the text back."""
+    if "\\{{" in source or "\ue000" in source:  # Handlebars' escaped mustache, or a mark's own character
+        return source, []
+    literals: list[str] = []
+
+    def mark(match: re.Match) -> str:
+        literals.append(match.group())
+        return f"\ue000{nonce}:{len(literals) - 1}\ue001"
+
+    parts, at = [], 0
+    for tag in _TAG.finditer(source):
+        parts.append(_LINE_TEXT.sub(mark, source[at:tag.start()]))
+        parts.append(tag.group())
+        at = tag.end()
+    parts.append(_LINE_TEXT.sub(mark, source[at:]))
+    return "".join(parts), literals
 
 
 @functools.lru_cache(maxsize=64)

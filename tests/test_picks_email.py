@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import email
 import email.policy
+import functools
 import html
 import html.parser
 import json
@@ -104,8 +105,15 @@ def ses_parts(issue, recipient) -> tuple[str, str, str]:
     entry's data over the default data (which is LITERALS)."""
     content = template_content(issue)
     data = {**LITERALS, **json.loads(json.dumps(template_data(recipient, issue)))}  # through JSON, as sent
-    compiler = pybars.Compiler()
-    return tuple(str(compiler.compile(content[part])(data)) for part in ("Subject", "Text", "Html"))
+    return tuple(str(compiled(content[part])(data)) for part in ("Subject", "Text", "Html"))
+
+
+@functools.lru_cache(maxsize=32)
+def compiled(source: str):
+    """``source`` compiled by pybars3, once: compiling an issue's template
+    takes seconds. (Whether values are escaped is decided as it renders; see
+    :func:`handlebars_escaping`.)"""
+    return pybars.Compiler().compile(source)
 
 
 def test_ses_renders_each_reader_exactly_as_the_outbox(issue):
@@ -144,6 +152,13 @@ class _Links(html.parser.HTMLParser):
             self._href = None
 
 
+@functools.cache
+def _signer() -> Signer:
+    """One signer for every check: making one rates its key's strength
+    (about 20 ms)."""
+    return Signer(SECRET)
+
+
 def assert_controls_signed_for(markup: str, text: str, ref: str) -> None:
     """The footer of an email (its HTML ``markup`` and its ``text``) has
     the reader's four controls, each signed for the reader ``ref``: the
@@ -153,7 +168,7 @@ def assert_controls_signed_for(markup: str, text: str, ref: str) -> None:
     parser.close()
     links = {label: href for label, href in parser.links if label in CONTROLS}
     assert list(links) == list(CONTROLS), parser.links[-6:]
-    signer = Signer(SECRET)
+    signer = _signer()
     unsubscribe = links["Unsubscribe"]
     assert signer.subscriber_ref(unsubscribe.rpartition("/u/")[2]) == ref
     assert links["Get it weekly instead"] == f"{unsubscribe}/weekly"
@@ -343,8 +358,7 @@ def handlebars_escaping(on: bool):
 def rendered(content: dict, data: dict, escaping: bool) -> tuple[str, ...]:
     data = json.loads(json.dumps({**LITERALS, **data}))  # through JSON, as sent
     with handlebars_escaping(escaping):
-        compiler = pybars.Compiler()
-        return tuple(str(compiler.compile(content[part])(data)) for part in ("Subject", "Text", "Html"))
+        return tuple(str(compiled(content[part])(data)) for part in ("Subject", "Text", "Html"))
 
 
 class _Markup(html.parser.HTMLParser):
@@ -512,7 +526,7 @@ def test_a_big_weeks_pick_cards_keep_the_ses_template_under_its_limit():
     reader = Recipient(1, "a@example.org", None, "https://x.example/u/a", "https://x.example/p/a", "a.b",
                        PicksState.PICKS, (Pick(len(issue.papers) - 1, "k", 0.5, Reason("interest", "x")),))
     outbox_html = PreparedMessage(issue, "From <f@example.org>").render(reader)
-    rendered_html = pybars.Compiler().compile(content["Html"])(template_data(reader, issue))
+    rendered_html = compiled(content["Html"])(template_data(reader, issue))
     assert html.escape(issue.papers[-1].title, quote=False) in rendered_html
     assert html.escape(issue.papers[-1].title, quote=False).encode() in quoted_printable_decoded(outbox_html)
 

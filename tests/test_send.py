@@ -165,9 +165,10 @@ def dead_pid() -> int:
 # end to end
 
 
-def check_message(raw: bytes, reader, signer: Signer) -> str:
-    """Check one .eml against everything a message must carry; return its
-    unsubscribe link."""
+def check_message(raw: bytes, reader, signer: Signer, footer: bool = True) -> str:
+    """Check one .eml against everything a message must carry (with
+    ``footer``, each of its footer's controls too); return its unsubscribe
+    link."""
     lines = raw.split(b"\r\n")
     assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF"
     assert max(len(line) for line in lines) <= 998
@@ -199,7 +200,8 @@ def check_message(raw: bytes, reader, signer: Signer) -> str:
     assert text.count(url) == 3 and text.index(url) > text.index("1. ")
     assert html.count(escape(url)) == 3 and f'href="{escape(url)}"' in html
     assert "/u/" not in text.replace(url, "") and "/u/" not in html.replace(escape(url), "")
-    assert_controls_signed_for(html, text, reader.ref)
+    if footer:
+        assert_controls_signed_for(html, text, reader.ref)
     # A view-in-browser link without any token.
     web = f"{BASE}/issues/{DATE}"
     assert f'href="{web}"' in html and web in text
@@ -220,8 +222,11 @@ def test_send_to_1000_readers_end_to_end(env, db, web_client):
     # One file a reader, named by id and address; nothing else, no temp files.
     assert [p.name for p in files] == sorted(f"{r.id}-{r.email}.eml" for r in readers)
     links = {}
-    for reader in readers:
-        links[reader.id] = check_message((outbox(env) / f"{reader.id}-{reader.email}.eml").read_bytes(), reader, signer)
+    for n, reader in enumerate(readers):
+        # Every tenth reader's footer controls too (parsing the HTML of all
+        # 1,000 takes most of the test's time; the links are the same code).
+        links[reader.id] = check_message((outbox(env) / f"{reader.id}-{reader.email}.eml").read_bytes(), reader,
+                                         signer, footer=n % 10 == 0)
     assert len(set(links.values())) == 1000
 
     ledger = rows(db)

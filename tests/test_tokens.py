@@ -304,7 +304,7 @@ def test_repetitive_or_guessable_secrets_are_refused_without_showing_them(weak):
 
 
 def test_generated_secrets_always_pass():
-    for _ in range(2_000):
+    for _ in range(200):  # each check takes about 12 ms
         generated = secrets.token_urlsafe(32)
         assert check_secret("X", generated) == generated
 
