@@ -614,3 +614,43 @@ def test_an_upgrade_keeps_every_stored_profile_at_every_title_for_the_rest_of_th
         assert store.profile(ids[0]).rest == RestOfDay.COUNT and store.profile(ids[1]).rest == RestOfDay.TITLES
     finally:
         store.close()
+
+
+def test_an_upgrade_merges_a_paper_stored_without_and_with_an_arxiv_id(database_url):
+    from alembic import command
+
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    stamp = "'2025-03-12 06:00:00'"
+    try:
+        with engine.begin() as conn:
+            command.stamp(migrate.alembic_config(conn), migrate.BASELINE)
+            command.upgrade(migrate.alembic_config(conn), "0009")
+            reader = list(conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars())[0]
+            for key, arxiv_id, title in (("title:sparse-attention", None, "Sparse Attention"),
+                                         ("2503.00001", "2503.00001", "Sparse attention!")):
+                conn.execute(text("INSERT INTO papers (key, arxiv_id, title, abstract, authors, keywords, categories,"
+                                  f" updated_at) VALUES (:k, :a, :t, 'Text.', '[]', '[]', '[]', {stamp})"),
+                             {"k": key, "a": arxiv_id, "t": title})
+            conn.execute(text("INSERT INTO appearances (date, rank, paper_key) VALUES"
+                              " ('2025-03-11', 0, 'title:sparse-attention'), ('2025-03-12', 0, '2503.00001')"))
+            conn.execute(text("INSERT INTO votes (subscriber_id, paper_key, vote, edition, at) VALUES"
+                              f" (:r, 'title:sparse-attention', 1, '2025-03-11', {stamp})"), {"r": reader})
+            conn.execute(text("INSERT INTO profiles (subscriber_id, lists, picks, updated_at) VALUES"
+                              f" (:r, '{{\"liked\":[\"title:sparse-attention\"]}}', 5, {stamp})"), {"r": reader})
+            conn.execute(text("INSERT INTO picks (edition, subscriber_id, position, paper_key, paper_rank, score,"
+                              " why_kind, why_subject) VALUES ('2025-03-11', :r, 0, 'title:sparse-attention', 0, 0.5,"
+                              " 'interest', 'attention')"), {"r": reader})
+    finally:
+        engine.dispose()
+    store = open_store(database_url)
+    try:
+        assert str(store.migration) == f"Upgraded the database from 0009 to {HEAD}."
+        assert store.paper("title:sparse-attention") is None
+        assert {a.date for a in store.paper("2503.00001")[1]} == {dt.date(2025, 3, 11), dt.date(2025, 3, 12)}
+        assert store.canonical_keys(["title:sparse-attention"]) == {"title:sparse-attention": "2503.00001"}
+        assert [v.paper_key for v in store.votes(reader)] == ["2503.00001"]
+        assert store.profile(reader).liked == ("2503.00001",)
+        assert store.picks_of("2025-03-11", [reader])[reader][0].key == "2503.00001"
+    finally:
+        store.close()

@@ -530,12 +530,19 @@ def arxiv_id_of(text: str) -> str | None:
 
 
 def paper_key(paper: Paper) -> str:
-    """A paper's identity across days and sources: its arXiv id without a
-    version, or, for a source without ids, ``title:`` and its title
-    normalized (case, accents and punctuation ignored)."""
-    if paper.arxiv_id:
-        return paper.arxiv_id
-    plain = "".join(c for c in unicodedata.normalize("NFKD", paper.title) if not unicodedata.combining(c))
+    """A paper's key: its arXiv id without a version, or, for a source
+    without ids, its :func:`title_key`. The same paper seen first without
+    an id and later with one is one paper: the store links the two keys
+    (the ``title:`` key becomes an alias of the arXiv id; see
+    newsletter.store.papers)."""
+    return paper.arxiv_id or title_key(paper.title)
+
+
+def title_key(title: str) -> str:
+    """``title:`` and ``title`` normalized (case, accents and punctuation
+    ignored): the key of a paper without an arXiv id, and what matches it
+    to the same paper with one."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", title) if not unicodedata.combining(c))
     return "title:" + "-".join(re.findall(r"\w+", plain.casefold()))[:200]
 
 

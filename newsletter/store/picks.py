@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import DeliveryStatus, Pick, Reason
+from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import deliveries_table, picks_table
 
 # A paper picked for a reader is not picked for them again within this window.
@@ -26,8 +27,10 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) ->
     p = picks_table
     known = set(conn.scalars(select(p.c.subscriber_id).where(
         p.c.edition == edition, p.c.subscriber_id.in_(list(picks))).distinct()))
+    # Picked from a batch without arXiv ids whose papers the store has with one: their stored key.
+    same = canonical_keys(conn, {pick.key for chosen in picks.values() for pick in chosen})
     rows = [
-        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=pick.key, paper_rank=pick.position,
+        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=same.get(pick.key, pick.key), paper_rank=pick.position,
              score=pick.score, why_kind=pick.reason.kind, why_subject=pick.reason.subject[:500])
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
@@ -63,12 +66,14 @@ class PickRecords:
                         subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
         """Return ``{subscriber id: keys}``: which of ``paper_keys`` were
         picked for which of ``subscriber_ids`` in the :data:`REPEAT_WINDOW`
-        before ``day``, in an edition that went out to them (or may have)."""
+        before ``day``, in an edition that went out to them (or may have),
+        under any key of the paper (see ``papers.canonical_keys``)."""
         p, d = picks_table, deliveries_table
         since = (day - REPEAT_WINDOW).isoformat()
-        keys, ids = list(paper_keys), list(subscriber_ids)
+        ids = list(subscriber_ids)
         found: dict[int, set[str]] = {}
         with self.reader.connect() as conn:
+            keys, named = keys_and_names(conn, paper_keys)
             for start in range(0, len(ids), 500):
                 query = (
                     select(p.c.subscriber_id, p.c.paper_key)
@@ -77,5 +82,5 @@ class PickRecords:
                            p.c.edition < day.isoformat(), p.c.paper_key.in_(keys), d.c.status.in_(_WENT_OUT))
                 )
                 for row in conn.execute(query):
-                    found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+                    found.setdefault(row.subscriber_id, set()).update(named.get(row.paper_key, ()))
         return found

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Frequency, Profile, RestOfDay, Schedule
 from newsletter.store.engine import as_utc
+from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import papers_table, profiles_table, subscribers_table, votes_table
 
 # Votes kept in a profile as ranking signal, newest first (all are kept in
@@ -121,6 +122,8 @@ class Profiles:
             raise ValueError(f"a vote is +1, -1 or 0 (undo), not {vote!r}")
         v = votes_table
         with self._writing(quick) as conn:
+            # A link of an email sent before the paper was found with an arXiv id.
+            paper_key = canonical_keys(conn, [paper_key]).get(paper_key, paper_key)
             before = conn.scalar(select(v.c.vote).where(v.c.subscriber_id == subscriber_id,
                                                         v.c.paper_key == paper_key))
             if before == (vote or None):
@@ -150,15 +153,18 @@ class Profiles:
 
     def rated(self, paper_keys: Iterable[str], subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
         """Return ``{subscriber id: keys}``: which of ``paper_keys`` each of
-        ``subscriber_ids`` voted on (those papers are never picked for them)."""
+        ``subscriber_ids`` voted on (those papers are never picked for them),
+        a vote on a paper counting for every key of it (see
+        ``papers.canonical_keys``)."""
         v = votes_table
-        keys, ids = list(paper_keys), list(subscriber_ids)
+        ids = list(subscriber_ids)
         found: dict[int, set[str]] = {}
         with self.reader.connect() as conn:
+            keys, named = keys_and_names(conn, paper_keys)
             for start in range(0, len(ids), 500):
                 for row in conn.execute(select(v.c.subscriber_id, v.c.paper_key).where(
                         v.c.subscriber_id.in_(ids[start:start + 500]), v.c.paper_key.in_(keys))):
-                    found.setdefault(row.subscriber_id, set()).add(row.paper_key)
+                    found.setdefault(row.subscriber_id, set()).update(named[row.paper_key])
         return found
 
     # ---------------------------------------------------------------- helpers

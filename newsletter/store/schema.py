@@ -34,7 +34,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 metadata = MetaData()
 
@@ -191,7 +191,11 @@ sns_seen_table = Table(
 # arXiv id without version, or "title:" and its normalized title; see
 # models.paper_key), with its richest text; and the days it appeared, with
 # its rank (0 first) and upvotes that day. Seed papers, votes and picks refer
-# to papers by key.
+# to papers by key. The same paper seen first without an arXiv id and later
+# with one is one row, under its arXiv id: its "title:" key is then kept in
+# paper_aliases, and everything that named it (appearances, votes, picks,
+# weekly editions, profiles) is rewritten to the arXiv id in the same
+# transaction (see store.papers).
 papers_table = Table(
     "papers",
     metadata,
@@ -211,6 +215,20 @@ papers_table = Table(
     # Indexed: a search ranks the matches stored last (see store.search).
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
     Column("thumbnail_url", String(2000)),  # the source's thumbnail, never shown from there
+    # models.title_key of its title: what matches a paper without an arXiv
+    # id to this one (its key for a paper without one).
+    Column("title_key", String(220), index=True),
+)
+
+# The "title:" keys of papers stored first without an arXiv id and later
+# found with one (``paper_key``, their row now): old links, tokens and
+# references name them still.
+paper_aliases_table = Table(
+    "paper_aliases",
+    metadata,
+    Column("alias", String(220), primary_key=True),
+    Column("paper_key", String(220), ForeignKey("papers.key"), nullable=False, index=True),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
 )
 
 # The web app's own copy of a paper's thumbnail (NEWSLETTER_THUMBNAILS):

@@ -56,7 +56,12 @@ def target(token: str) -> Target | None:
     if subscriber is None:
         return None
     keys = app.store.edition_papers(named)
-    if position >= len(keys) or not app.signer.paper_matches(code, edition, position, keys[position]):
+    if position >= len(keys):
+        return None
+    # A token made before the paper was found with an arXiv id names its old key.
+    if not (app.signer.paper_matches(code, edition, position, keys[position])
+            or any(app.signer.paper_matches(code, edition, position, alias)
+                   for alias in app.store.paper_aliases(keys[position]))):
         return None
     paper = app.store.papers([keys[position]]).get(keys[position])
     return Target(subscriber, edition, keys[position], paper) if paper else None

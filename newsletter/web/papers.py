@@ -7,7 +7,8 @@ newsletter carried (with no query: the latest first), and
 A paper's key may hold a slash (old-style arXiv ids such as
 ``hep-th/9901001``) or a colon (``title:…``): the route takes the rest of
 the path as the key, and links quote everything else
-(:func:`newsletter.core.models.paper_path`)."""
+(:func:`newsletter.core.models.paper_path`). The ``title:`` key of a paper
+later found with an arXiv id redirects to the arXiv id's page."""
 
 from __future__ import annotations
 
@@ -134,17 +135,25 @@ def thumbnail(key: str) -> Response:
     now: emails already sent show it), or 404."""
     stored = state().store.thumbnail(key)
     if stored is None:
-        return page("web/not_found.html", 404)
+        return moved(key, thumbnail_path) or page("web/not_found.html", 404)
     response = Response(stored.png, mimetype="image/png")
     response.headers["Cache-Control"] = f"public, max-age={THUMBNAIL_MAX_AGE}, immutable"
     return response
+
+
+def moved(key: str, path) -> Response | None:
+    """A permanent redirect (308) to ``path`` of the paper ``key`` names
+    when ``key`` is an old ``title:`` key of a paper later stored with an
+    arXiv id (emails sent before link to it), else None."""
+    same = state().store.canonical_keys([key]).get(key) if "\x00" not in key else None
+    return redirect(path(same), 308) if same else None
 
 
 @blueprint.get("/papers/<path:key>")
 def paper(key: str) -> Response:
     archived = state().store.paper(key)
     if archived is None:
-        return page("web/not_found.html", 404)
+        return moved(key, paper_path) or page("web/not_found.html", 404)
     paper, appearances = archived
     comments = plural(paper.comment_count, "comment") if paper.comment_count is not None else ""
     shown = state().settings.thumbnails and state().store.thumbnail_size(key)
