@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES, ok, one_line_error
 from newsletter.papers.batches import load_batch
 from newsletter.cli import picks as picks_command
-from newsletter.core.models import Profile, RestOfDay
+from newsletter.core.models import Muting, Profile, RestOfDay
 from newsletter.picks.picking import EditionPicks
 from newsletter.store import FetchPaperPayload
 
@@ -33,8 +33,8 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, cl
     out = ok(cli_run("subscribers", "interests", "ada@example.com"))
     assert out.splitlines() == ["ada@example.com", "  interests:   (none)", "  authors:     (none)",
                                 "  categories:  (none)", "  seed papers: (none)", "  picks:       5",
-                                "  rest:        titles (every title)", "  votes:       0 up, 1 down",
-                                "  frequency:   daily"]
+                                "  rest:        titles (every title)", "  muted:       (none)",
+                                "  votes:       0 up, 1 down", "  frequency:   daily"]
     out = ok(cli_run("subscribers", "interests", "ADA@example.com", "--keywords", "concept erasure; video generation",
                  "--authors", "Grace Hopper;Alan Turing", "--categories", "cs.cv,cs.LG",
                  "--seed-papers", "2503.00002,https://arxiv.org/abs/2311.12092v2", "--picks", "3"))
@@ -71,6 +71,36 @@ def test_interests_sets_the_rest_of_the_day_and_keeps_it_when_other_parts_change
     assert store.profile(reader.id).interests == ("graphs",)
     help_text = ok(cli_run("subscribers", "interests", "--help"))
     assert "--rest [titles|count]" in help_text and "one line linking the web edition" in " ".join(help_text.split())
+
+
+def test_interests_mutes_phrases_and_chooses_where_they_hide_papers(store, cli_run):
+    reader, _ = store.add("ada@example.com")
+    store.record_vote(reader.id, "2503.00006", 1, "2025-03-11")
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--mute", "large language models;  LLMs ; llms"))
+    assert "  muted:       large language models; LLMs (from picks)" in out.splitlines()
+    assert store.profile(reader.id) == Profile(reader.id, liked=("2503.00006",),
+                                               muted=("large language models", "LLMs"))
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--muting", "TOP", "--keywords", "graphs"))
+    assert "  muted:       large language models; LLMs (from picks and the top cards)" in out.splitlines()
+    profile = store.profile(reader.id)
+    assert (profile.interests, profile.muted, profile.muting) == (("graphs",), ("large language models", "LLMs"),
+                                                                   Muting.TOP)
+    # Other parts change, the muted phrases stay; an empty value empties them.
+    ok(cli_run("subscribers", "interests", "ada@example.com", "--picks", "2"))
+    assert store.profile(reader.id).muted == ("large language models", "LLMs")
+    out = ok(cli_run("subscribers", "interests", "ada@example.com", "--mute", ""))
+    assert "  muted:       (none)" in out.splitlines() and store.profile(reader.id).muted == ()
+    # Cut as interests are, with a warning naming the option.
+    result = cli_run("subscribers", "interests", "ada@example.com", "--mute", "; ".join(f"m{n}" for n in range(25)))
+    ok(result)
+    assert len(store.profile(reader.id).muted) == 20
+    assert "Warning: --mute: Only the first 20 muted phrases are kept." in result.stderr
+    # Not a choice: a usage error naming the option, nothing saved.
+    result = cli_run("subscribers", "interests", "ada@example.com", "--mute", "x", "--muting", "everywhere")
+    assert result.exit_code == 2 and "Traceback" not in result.output and result.stdout == ""
+    assert "Invalid value for '--muting'" in result.stderr and len(store.profile(reader.id).muted) == 20
+    help_text = " ".join(ok(cli_run("subscribers", "interests", "--help")).split())
+    assert "--mute 'A; B' Never show papers about these" in help_text and "--muting [picks|top]" in help_text
 
 
 @pytest.mark.parametrize("option, value, message", [

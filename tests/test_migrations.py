@@ -36,7 +36,7 @@ from conftest import (FIXTURES, SECRET, batch_file, clean_env, digest, free_port
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.errors import StoreError
-from newsletter.core.models import RestOfDay
+from newsletter.core.models import Muting, RestOfDay
 from newsletter.issue.render import render_issue
 from newsletter.sending.dispatch import Dispatcher, SendOptions
 from newsletter.sending.senders.outbox import OutboxSender
@@ -654,3 +654,32 @@ def test_an_upgrade_merges_a_paper_stored_without_and_with_an_arxiv_id(database_
         assert store.picks_of("2025-03-11", [reader])[reader][0].key == "2503.00001"
     finally:
         store.close()
+
+
+def test_an_upgrade_keeps_every_stored_profile_without_muted_phrases_hiding_from_picks_only(database_url):
+    from alembic import command
+
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            command.stamp(migrate.alembic_config(conn), migrate.BASELINE)  # as an upgrade does first
+            command.upgrade(migrate.alembic_config(conn), "0009")
+            subscriber_id = conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars().first()
+            conn.execute(text("INSERT INTO profiles (subscriber_id, lists, picks, rest, updated_at)"
+                              " VALUES (:id, :lists, 2, 'count', '2026-12-01 06:00:00')"),
+                         {"id": subscriber_id, "lists": '{"interests":["concept erasure"]}'})
+    finally:
+        engine.dispose()
+    store = open_store(database_url)
+    try:
+        assert str(store.migration) == f"Upgraded the database from 0009 to {HEAD}."
+        profile = store.profile(subscriber_id)
+        assert (profile.interests, profile.picks, profile.rest, profile.muted, profile.muting) == (
+            ("concept erasure",), 2, RestOfDay.COUNT, (), Muting.PICKS)
+        store.save_profile(dataclasses.replace(profile, muted=("robots",), muting=Muting.TOP))
+        assert store.profile(subscriber_id) == dataclasses.replace(profile, muted=("robots",), muting=Muting.TOP)
+    finally:
+        store.close()
+
+

@@ -27,7 +27,7 @@ from newsletter.readers.actions import ARXIV_SPACING_SECONDS, MAX_PENDING_LOOKUP
 from newsletter.papers.batches import load_batch
 from newsletter.core.errors import TokenError
 from newsletter.picks.interests import MAX_INTERESTS, MAX_PHRASE_CHARS, MAX_SEEDS
-from newsletter.core.models import Profile, RestOfDay, SubscriberStatus
+from newsletter.core.models import Muting, Profile, RestOfDay, SubscriberStatus
 from newsletter.readers.tokens import PREFERENCES_SALT, Signer
 from newsletter.web import mask_email
 
@@ -198,6 +198,42 @@ def test_the_rest_of_the_day_is_shown_saved_with_the_form_and_refused_when_not_a
     assert store.profile(alice.id).interests == ("robots",) and store.profile(alice.id).rest == RestOfDay.COUNT
     client().post(path_of(alice), data={**FORM, "rest": "titles"})
     assert store.profile(alice.id).rest == RestOfDay.TITLES
+
+
+def test_muted_phrases_and_where_they_hide_papers_are_shown_saved_and_refused_when_not_a_choice(site):
+    store, alice, bob, client = site
+    page = client().get(path_of(alice))
+    document = html_of(page)
+    assert document.cssselect("label[for=muted]")[0].text_content() == "Never show me papers about"
+    assert "is never picked for you" in document.get_element_by_id("muted-hint").text_content()
+    assert field(page, "muted") == ""
+    group = document.cssselect("fieldset:has(input[name=muting])")[0]
+    assert group.cssselect("legend")[0].text_content() == "Hide those papers"
+    assert [r.get("value") for r in group.cssselect("input[checked]")] == ["picks"]  # the default
+    assert {label.get("for"): label.text_content() for label in group.cssselect("label")} == {
+        "muting-picks": "From my picks only",
+        "muting-top": "From my picks and from the top of the day (or of the week)"}
+    # Saved with the rest of the form, cut as interests are, shown as saved.
+    typed = "large language models\nLLMs; llms\n" + "\n".join(f"m{n}" for n in range(30))
+    response = client().post(path_of(alice), data={**FORM, "muted": typed, "muting": "top"})
+    assert response.status_code == 200
+    profile = store.profile(alice.id)
+    assert profile.muted[:3] == ("large language models", "LLMs", "m0") and len(profile.muted) == 20
+    assert profile.muting == Muting.TOP and profile.interests == ("concept erasure", "protein folding")
+    assert "Only the first 20 muted phrases are kept." in response.get_data(as_text=True)
+    again = client().get(path_of(alice))
+    assert field(again, "muted").splitlines()[:2] == ["large language models", "LLMs"]
+    assert [r.get("value") for r in html_of(again).cssselect("input[name=muting][checked]")] == ["top"]
+    assert store.profile(bob.id).muted == ()
+    # Not a choice: the error beside it, nothing saved, the form as typed.
+    before = state_of(store, alice, bob)
+    response = client().post(path_of(alice), data={**FORM, "muted": "robots", "muting": "everywhere"})
+    assert response.status_code == 400
+    assert html_of(response).get_element_by_id("muting-error").text_content().startswith("Choose to hide muted")
+    assert field(response, "muted") == "robots" and state_of(store, alice, bob) == before
+    # A form without the choice leaves it; an empty field unmutes every phrase.
+    client().post(path_of(alice), data={**FORM, "muted": ""})
+    assert (store.profile(alice.id).muted, store.profile(alice.id).muting) == ((), Muting.TOP)
 
 
 def test_hostile_input_is_cut_stored_safely_and_shown_escaped(site):

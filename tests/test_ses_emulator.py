@@ -6,7 +6,8 @@ fails an entry whose data lacks a plain ``{{x}}`` the template uses.
 Each test sends one day with ``newsletter send --sender ses`` (bulk mode,
 then raw mode) to readers of every shape of "Picked for you" (picks for
 each kind of reason, no match, what matched held back as picked two days
-before, the invitation, picks turned off), and the
+before, the invitation, picks turned off, a paper muted on the top
+cards), and the
 same day to the same readers with the outbox sender: every reader's
 subject, text and HTML from the emulator must be the outbox's. The days are
 a small ordinary one and a hostile one (markup, template syntax, quotes,
@@ -35,8 +36,8 @@ from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credent
 from conftest import FIXTURES, SECRET, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
-from newsletter.core.models import (REASON_KINDS, DeliveryStatus, Pick, Profile, Reason, SubscriberRow, paper_key,
-                                    paper_path)
+from newsletter.core.models import (REASON_KINDS, DeliveryStatus, Muting, Pick, Profile, Reason, SubscriberRow,
+                                    paper_key, paper_path)
 from newsletter.store import Ledger, open_store
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.picks import write_picks
@@ -67,6 +68,8 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         "invite": None,
         "off": dict(interests=("concept erasure",), picks=0),
         "liked": None,
+        # Muted on their top cards too: their copy leaves one card out.
+        "muted": dict(interests=("graph neural networks",), muted=("video generation",), muting=Muting.TOP),
     }
     if markup:
         profiles["markup"] = dict(interests=(MARKUP_INTEREST,))
@@ -209,6 +212,12 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     assert "Picked for you: " not in outboxed[ids["held@example.org"]].get_body(("html",)).get_content()
     assert "TELL US WHAT YOU LIKE" in texts["invite@example.org"]
     assert not any(words in texts["off@example.org"] for words in ("PICKED FOR YOU", "Tell us", "No paper today"))
+    # The paper on video generation has no top card in the muted reader's
+    # copy (it is among the titles after them), and does in the others'.
+    video = next(p.title for p in load_batch(batch).papers if "Video Generation" in p.title)
+    top = {address: text.split("TOP OF THE DAY", 1)[1].split("MORE PAPERS TODAY", 1)[0] for address, text in texts.items()}
+    assert video[:30] not in top["muted@example.org"] and video[:30] in top["phrase@example.org"]
+    assert video[:30] in texts["muted@example.org"]
 
     if day == "hostile":
         # A pick of a paper with no arXiv id and no page of its own links

@@ -13,13 +13,24 @@ from newsletter.cli import common
 from newsletter.core.errors import InvalidProfile, Refused
 from newsletter.picks.interests import PARSERS, SCHEDULE_CHOICES, choose_schedule, parse_day_of_week, parse_pause_end
 from newsletter.readers.lists import read_subscriber_csv, write_subscriber_csv
-from newsletter.core.models import MAX_PICKS, Frequency, Profile, RestOfDay, Schedule, Subscriber, SubscriberStatus
+from newsletter.core.models import (
+    MAX_PICKS,
+    Frequency,
+    Muting,
+    Profile,
+    RestOfDay,
+    Schedule,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.store import Store
 from newsletter.core.text import terminal_safe
 
 _STATUS = click.Choice([status.value for status in SubscriberStatus])
 # How a reader's choice of the rest of the day is shown.
 REST_WORDS = {RestOfDay.TITLES: "titles (every title)", RestOfDay.COUNT: "count (one line)"}
+# Where a reader's muted phrases hide papers, as shown.
+MUTING_WORDS = {Muting.PICKS: "from picks", Muting.TOP: "from picks and the top cards"}
 
 
 @click.group()
@@ -154,7 +165,7 @@ def subscribers_reactivate(ctx: click.Context, email: str) -> None:
 
 # The options of `subscribers interests`, by profile field.
 _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categories": "--categories",
-                    "seeds": "--seed-papers", "picks": "--picks"}
+                    "seeds": "--seed-papers", "picks": "--picks", "muted": "--mute"}
 
 
 @subscribers.command("interests")
@@ -165,6 +176,12 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.option("--seed-papers", "seeds", metavar="ID,…",
               help="Papers the reader likes: arXiv ids or arxiv.org links, separated by commas.")
 @click.option("--picks", metavar="N", help=f"How many picks, 0 (none) to {MAX_PICKS}.")
+@click.option("--mute", "muted", metavar="'A; B'",
+              help="Never show papers about these: phrases separated by semicolons; a paper whose title or "
+                   "abstract says one (any case or accents, singular or plural) is never picked.")
+@click.option("--muting", type=click.Choice([choice.value for choice in Muting], case_sensitive=False),
+              help="Where the muted phrases hide papers: picks (never picked; the default) or top (the top "
+                   "cards leave them out too, the next papers taking their places).")
 @click.option("--rest", type=click.Choice([choice.value for choice in RestOfDay], case_sensitive=False),
               help="How the email shows the papers neither picked nor among the top cards: titles (every title, "
                    "a compact list of links) or count (one line linking the web edition).")
@@ -176,13 +193,14 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
 @click.option("--until", metavar="YYYY-MM-DD", help="With --frequency paused: the day emails start again "
                                                     "(after today).")
 @click.pass_context
-def subscribers_interests(ctx: click.Context, email: str, rest: str | None, frequency: str | None,
-                          weekday: str | None, until: str | None, **given: str | None) -> None:
+def subscribers_interests(ctx: click.Context, email: str, rest: str | None, muting: str | None,
+                          frequency: str | None, weekday: str | None, until: str | None,
+                          **given: str | None) -> None:
     """Show EMAIL's interests and how often they get the newsletter, or replace the parts given as options
     (the others stay as they are; an empty value empties that part).
 
     Read and cut to the same limits as the reader's preferences page: 20
-    interests, 50 authors, 20 categories and 20 seed papers. Seed papers
+    interests, 50 authors, 20 categories, 20 seed papers and 20 muted phrases. Seed papers
     not in the database yet are fetched from arXiv by `newsletter serve`.
     A pause keeps the reader's frequency, which resumes on the --until day.
     """
@@ -210,6 +228,8 @@ def subscribers_interests(ctx: click.Context, email: str, rest: str | None, freq
         changes[field] = parsed.values[0] if field == "picks" else parsed.values
     if rest is not None:
         changes["rest"] = RestOfDay(rest.lower())
+    if muting is not None:
+        changes["muting"] = Muting(muting.lower())
     if changes:
         profile = store.save_profile(dataclasses.replace(profile, **changes), schedule=schedule)
         for note in notes:
@@ -261,6 +281,7 @@ def _show_profile(store: Store, email: str, profile: Profile, schedule: str) -> 
         ("seed papers", ", ".join(seeds)),
         ("picks", f"{profile.picks}" + (" (off)" if profile.picks == 0 else "")),
         ("rest", REST_WORDS[profile.rest]),
+        ("muted", "; ".join(profile.muted) + (f" ({MUTING_WORDS[profile.muting]})" if profile.muted else "")),
         ("votes", f"{votes.count(1)} up, {votes.count(-1)} down"),
         ("frequency", schedule),
     ]

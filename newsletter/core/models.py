@@ -386,8 +386,9 @@ class Issue:
 
     def shown_spans(self, picked: set[int] | frozenset[int] = frozenset(), every_title: bool = True) -> set[str]:
         """Return the names of the spans a reader's copy shows (see
-        :data:`SPAN_MARKS`), for a reader whose picks are at the positions
-        ``picked`` and who wants every title (else the one line)."""
+        :data:`SPAN_MARKS`), for a reader whose picks (and papers muted on
+        their top cards) are at the positions ``picked`` and who wants every
+        title (else the one line)."""
         top = [i for i in range(self.candidates) if i not in picked][: self.top_count]
         shown = {f"K{i}" for i in top}
         shown.update(f"L{i}" for i in range(self.candidates) if f"K{i}" not in shown)
@@ -595,6 +596,15 @@ class RestOfDay(StrEnum):
     COUNT = "count"  # just the top: one line, "N more papers today", linking the web version
 
 
+class Muting(StrEnum):
+    """Where a reader's muted phrases (``Profile.muted``) hide the papers
+    that mention them: never picked for them, and for those who choose it
+    not on their top cards either (the web version shows every paper)."""
+
+    PICKS = "picks"  # from their picks only
+    TOP = "top"  # from their picks and from the top of the day (or of the week)
+
+
 @dataclass(frozen=True)
 class Profile:
     """What one reader told us they read (all optional)."""
@@ -608,6 +618,8 @@ class Profile:
     disliked: tuple[str, ...] = ()  # keys of papers they voted 👎
     picks: int = DEFAULT_PICKS  # how many picks they want (0: none)
     rest: RestOfDay = RestOfDay.TITLES  # the rest of the day: every title, or one line
+    muted: tuple[str, ...] = ()  # phrases: a paper whose title or abstract says one is never picked
+    muting: Muting = Muting.PICKS  # where the muted phrases hide papers: picks, or the top cards too
 
     @property
     def is_empty(self) -> bool:

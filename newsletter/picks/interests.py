@@ -1,6 +1,7 @@
 """What a reader tells us they read, as typed: interests, followed authors,
-arXiv categories, seed papers, the number of picks and how their email
-shows the rest of the day, read the same way
+arXiv categories, seed papers, the number of picks, how their email
+shows the rest of the day, and the phrases they never want to see papers
+about (muted) and where those hide papers, read the same way
 and cut to the same limits wherever they come from (the preferences page,
 the sign-up form, ``newsletter subscribers interests``, a CSV import); and
 how often they want the newsletter (daily, weekly on a day, or paused
@@ -21,11 +22,21 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from newsletter.core.models import MAX_PICKS, WEEKDAYS, Frequency, RestOfDay, Schedule, arxiv_id_of, parse_weekday
+from newsletter.core.models import (
+    MAX_PICKS,
+    WEEKDAYS,
+    Frequency,
+    Muting,
+    RestOfDay,
+    Schedule,
+    arxiv_id_of,
+    parse_weekday,
+)
 from newsletter.core.text import strip_controls
 
 MAX_INTERESTS = 20
 MAX_PHRASE_CHARS = 100  # an interest is a phrase, not an essay
+MAX_MUTED = 20  # phrases never to see papers about, each cut as an interest is
 MAX_AUTHORS = 50
 MAX_AUTHOR_CHARS = 100
 MAX_CATEGORIES = 20
@@ -101,6 +112,14 @@ def parse_interests(text: str) -> Parsed:
     return _phrases(text, MAX_INTERESTS, MAX_PHRASE_CHARS, "interests")
 
 
+def parse_muted(text: str) -> Parsed:
+    """Muted phrases ("never show me papers about …"): free phrases, one per
+    line or separated by semicolons, read and cut as interests are; at most
+    :data:`MAX_MUTED`. Never an error (a phrase without a letter or digit
+    mutes nothing; see ``newsletter.picks.muting``)."""
+    return _phrases(text, MAX_MUTED, MAX_PHRASE_CHARS, "muted phrases")
+
+
 def parse_authors(text: str) -> Parsed:
     """Followed authors' names, one per line or separated by semicolons; at
     most :data:`MAX_AUTHORS` of at most :data:`MAX_AUTHOR_CHARS`
@@ -172,6 +191,7 @@ PARSERS: dict[str, Callable[[str], Parsed]] = {
     "categories": parse_categories,
     "seeds": parse_seeds,
     "picks": parse_picks,
+    "muted": parse_muted,
 }
 
 
@@ -184,6 +204,17 @@ def parse_rest(text: str) -> Parsed:
         return Parsed((RestOfDay(value),))
     except ValueError:
         return Parsed(error="Choose every title or just the top for the rest of the day.")
+
+
+def parse_muting(text: str) -> Parsed:
+    """Where a reader's muted phrases hide papers: a :class:`Muting` value
+    (``picks``, or ``top``: the top cards too), in any case; the value is
+    the enum."""
+    value = _clean(text).lower()
+    try:
+        return Parsed((Muting(value),))
+    except ValueError:
+        return Parsed(error="Choose to hide muted papers from your picks, or from your picks and the top.")
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Personal picks for one edition: which papers go at the top of each
 reader's email, and why; computed for readers in chunks, from their profiles
 (see newsletter.picks.ranking), never a paper they rated or were picked in the
-last 30 days (see newsletter.store.picks)."""
+last 30 days (see newsletter.store.picks), nor one that says a phrase they
+muted (see newsletter.picks.muting), which their top cards leave out too
+when they chose so."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from newsletter.core.models import Paper, Pick, PicksState, Profile, RestOfDay, paper_key
+from newsletter.core.models import Muting, Paper, Pick, PicksState, Profile, RestOfDay, paper_key
+from newsletter.picks.muting import MutedPapers
 from newsletter.picks.ranking import EditionIndex
 from newsletter.store import Store
 
@@ -18,16 +21,20 @@ from newsletter.store import Store
 class ReaderPicks:
     """What one reader's email says of picks: its ``state``, the ``picks``
     themselves when it is ``PicksState.PICKS``, how many papers matching
-    them were ``held`` back when it is ``PicksState.HELD``, and how it
-    shows the ``rest`` of the day (the papers neither picked nor on top)."""
+    them were ``held`` back when it is ``PicksState.HELD``, how it
+    shows the ``rest`` of the day (the papers neither picked nor on top),
+    and the edition positions of the papers ``muted`` on its top cards (a
+    phrase the reader muted, for a reader who hides them there too)."""
 
     state: PicksState
     picks: tuple[Pick, ...] = ()
     held: int = 0
     rest: RestOfDay = RestOfDay.TITLES
+    muted: frozenset[int] = frozenset()
 
 
-def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: int = 0) -> ReaderPicks:
+def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: int = 0,
+                 muted: frozenset[int] = frozenset()) -> ReaderPicks:
     """Return what a reader's email says of picks, given the papers picked
     for them in the edition (stored or ranked now), their ``profile`` and
     how many papers matching them were ``held`` back, picked for them in
@@ -36,17 +43,26 @@ def reader_picks(picks: Sequence[Pick], profile: Profile | None = None, held: in
     (``OFF``), an invitation when they told us nothing to pick by
     (``INVITE``), that what matched was picked for them recently
     (``HELD``), else that nothing matched (``NONE``); with the rest of the
-    day as ``profile`` has it (every title without one)."""
+    day as ``profile`` has it (every title without one), and the papers
+    ``muted`` on its top cards."""
     rest = profile.rest if profile is not None else RestOfDay.TITLES
     if picks:
-        return ReaderPicks(PicksState.PICKS, tuple(picks), rest=rest)
+        return ReaderPicks(PicksState.PICKS, tuple(picks), rest=rest, muted=muted)
     if profile.picks <= 0:
-        return ReaderPicks(PicksState.OFF, rest=rest)
+        return ReaderPicks(PicksState.OFF, rest=rest, muted=muted)
     if profile.is_empty:
-        return ReaderPicks(PicksState.INVITE, rest=rest)
+        return ReaderPicks(PicksState.INVITE, rest=rest, muted=muted)
     if held:
-        return ReaderPicks(PicksState.HELD, held=held, rest=rest)
-    return ReaderPicks(PicksState.NONE, rest=rest)
+        return ReaderPicks(PicksState.HELD, held=held, rest=rest, muted=muted)
+    return ReaderPicks(PicksState.NONE, rest=rest, muted=muted)
+
+
+def muted_on_top(papers: Sequence[Paper], profile: Profile) -> frozenset[int]:
+    """Return the positions of the ``papers`` that ``profile``'s muted
+    phrases hide from its top cards: none unless it chose :data:`Muting.TOP`."""
+    if not profile.muted or profile.muting != Muting.TOP:
+        return frozenset()
+    return MutedPapers(papers).of(profile)
 
 
 @dataclass
@@ -65,6 +81,9 @@ class EditionPicks:
         # Built for the first reader who has something to pick by: a list
         # where nobody does never loads the ranking's libraries and model.
         self._index: EditionIndex | None = None
+        # The papers readers' muted phrases hide from their top cards, made
+        # for the first reader who chose so (a phrase looked for once).
+        self._muted: MutedPapers | None = None
         # Picks stored for this edition belong to a run that stopped: reuse
         # them. A first run has none, and skips looking for each reader's.
         self._rerun = self.store.has_picks(self.edition)
@@ -90,7 +109,8 @@ class EditionPicks:
         no pick because every paper matching them was picked for them in
         the repeat window is told how many (``PicksState.HELD``). Each
         carries the reader's choice of the rest of the day as stored now
-        (every title for a reader without a profile)."""
+        (every title for a reader without a profile), and for a reader who
+        hides muted papers from the top of the day too, those papers."""
         ids = list(subscriber_ids)
         stored = self.store.picks_of(self.edition, ids) if self._rerun else {}
         # Every reader's profile, those with stored picks too (for the rest
@@ -104,9 +124,21 @@ class EditionPicks:
         never = {i: rated.get(i, set()) | recent.get(i, set()) for i in {*rated, *recent}}
         ranked = self.index.rank_many(wanted, never) if wanted else {}
         held = self._held(wanted, ranked, rated, recent)
-        return {i: reader_picks(stored[i], profile) if i in stored
-                else reader_picks(ranked.get(i, ()), profile, held.get(i, 0))
+        muted = self._muted_on_top(profiles.values())
+        return {i: reader_picks(stored[i], profile, muted=muted.get(i, frozenset())) if i in stored
+                else reader_picks(ranked.get(i, ()), profile, held.get(i, 0), muted.get(i, frozenset()))
                 for i, profile in profiles.items()}
+
+    def _muted_on_top(self, profiles: Iterable[Profile]) -> dict[int, frozenset[int]]:
+        """Return ``{subscriber id: positions}``: the papers that the muted
+        phrases of the readers who chose :data:`Muting.TOP` hide from
+        their top cards (readers with none left out)."""
+        hiding = [p for p in profiles if p.muted and p.muting == Muting.TOP]
+        if not hiding:
+            return {}
+        if self._muted is None:
+            self._muted = MutedPapers(self.papers)
+        return self._muted.of_many(hiding)
 
     def _positions(self, keys_by_reader: dict[int, set[str]]) -> dict[int, set[int]]:
         """``keys_by_reader`` with each paper key as its edition position."""

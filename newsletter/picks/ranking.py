@@ -23,7 +23,8 @@ their interests, seed papers and papers they liked, plus
 paper is a pick only when its relevance reaches :data:`THRESHOLD` (no
 filler); picks are ordered by relevance, the community's upvotes adding a
 small prior (a tie-breaker, never a substitute). Papers the reader rated,
-and those picked for them recently (see the caller), are never picked.
+those picked for them recently (see the caller), and those that say a
+phrase they muted (``newsletter.picks.muting``) are never picked.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from newsletter.core.models import Paper, Pick, Profile, Reason, paper_key
+from newsletter.picks.muting import MutedPapers
 
 EMBEDDING_WEIGHT = 0.3
 THRESHOLD = 0.15
@@ -216,6 +218,7 @@ class EditionIndex:
         self._exclude_signal_papers(eligible, signals, disliked)
         followed = self._boost_followed(wanted, relevance, eligible)
         self._exclude_own_papers(wanted, eligible, exclude or {})
+        self._exclude_muted(wanted, eligible)
         eligible &= relevance >= threshold
         order, counts = self._best(relevance, eligible, np.array([_wanted_count(p, limit) for p in wanted]))
         found.update(self._picks(wanted, block, signals, relevance, order, counts, followed))
@@ -291,6 +294,18 @@ class EditionIndex:
             never = [*exclude.get(profile.subscriber_id, ()), *(self._position[k] for k in own if k in self._position)]
             if never:
                 eligible[r, never] = False
+
+    def _exclude_muted(self, wanted: list[Profile], eligible: np.ndarray) -> None:
+        """Make not eligible, for each reader, the papers whose title or
+        abstract says one of their muted phrases (see
+        ``newsletter.picks.muting``): never picked, whatever else matches."""
+        if not any(profile.muted for profile in wanted):
+            return
+        if getattr(self, "_muted", None) is None:
+            self._muted = MutedPapers(self.papers)
+        for r, profile in enumerate(wanted):
+            if profile.muted:
+                eligible[r, list(self._muted.of(profile))] = False
 
     def _best(self, relevance: np.ndarray, eligible: np.ndarray, wants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (order, counts): each reader's papers, best first (the

@@ -520,7 +520,7 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
                      file_id: int | None = None) -> Recipient:
     """Return the reader as a sender needs them for ``issue``: their links
     (signed by ``signer`` under ``base_url``), the reader part of their
-    feedback tokens, and their picks and choice of the rest of the day (a
+    feedback tokens, and their picks, choice of the rest of the day and papers muted on top (a
     ``picking.ReaderPicks``; None: no picks section, every title). ``file_id`` stands for their id where the outbox names
     the file (0 for a copy outside the ledger, which must not replace the
     send's own)."""
@@ -535,4 +535,5 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
         held=picks.held if picks is not None else 0,
         picks=picks.picks if picks is not None else (),
         rest=picks.rest if picks is not None else RestOfDay.TITLES,
+        muted=picks.muted if picks is not None else frozenset(),
     )

@@ -62,7 +62,9 @@ class Recipient:
     preferences), the reader part of their feedback tokens, and their picks
     (``picks_state``: see :class:`PicksState`; ``held``: how many papers
     matching them were held back when it is ``PicksState.HELD``; ``rest``:
-    how their email shows the papers that are neither picks nor top cards)."""
+    how their email shows the papers that are neither picks nor top cards;
+    ``muted``: the positions of the papers their muted phrases hide from
+    their top cards)."""
 
     subscriber_id: int
     email: str
@@ -74,6 +76,7 @@ class Recipient:
     picks: tuple[Pick, ...] = ()
     held: int = 0
     rest: RestOfDay = RestOfDay.TITLES
+    muted: frozenset[int] = frozenset()
 
 
 def shown_subject(reason: Reason) -> str:
@@ -141,10 +144,12 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
 
 def reader_spans(issue: Issue, recipient: Recipient) -> set[str]:
     """Return the names of the spans of ``issue`` that ``recipient``'s copy
-    shows (see ``Issue.shown_spans``): the top cards of papers that are not
-    their picks, and every title or the one line, as they chose."""
+    shows (see ``Issue.shown_spans``): the top cards of papers that are
+    neither their picks nor muted for them (the next papers take their
+    places, as they do a pick's), and every title or the one line, as they
+    chose."""
     picked = {pick.position for pick in recipient.picks} if recipient.picks_state == PicksState.PICKS else set()
-    return issue.shown_spans(picked, every_title=recipient.rest == RestOfDay.TITLES)
+    return issue.shown_spans(picked | recipient.muted, every_title=recipient.rest == RestOfDay.TITLES)
 
 
 def reader_preheader(issue: Issue, recipient: Recipient) -> str:

@@ -13,7 +13,7 @@ from newsletter.core.errors import Refused, SendError
 from newsletter.core.models import DeliveryStatus, Edition, Issue, Subscriber, SubscriberStatus
 from newsletter.issue.editions import edition_batch
 from newsletter.issue.render import render_for_readers, render_issue
-from newsletter.picks.picking import EditionPicks, reader_picks
+from newsletter.picks.picking import EditionPicks, muted_on_top, reader_picks
 from newsletter.readers.tokens import Signer
 from newsletter.sending.dispatch import reader_recipient
 from newsletter.sending.personalize import PreparedMessage, Recipient
@@ -113,7 +113,8 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
     The email is rendered again from the edition's stored papers (the
     same papers, in the same order; the templates of today). The reader gets their own unsubscribe, preferences and
     👍/👎 links and the picks stored for them in that edition (none stored:
-    the line their profile calls for, never a new ranking). Raises
+    the line their profile calls for, never a new ranking), and top cards
+    without the papers they mute there now. Raises
     :class:`Refused` for a reader who is not active or an edition whose
     papers are not stored, and as :func:`send_one`.
     """
@@ -124,7 +125,8 @@ def resend(settings: Settings, store: Store, signer: Signer, edition: Edition, s
         raise Refused(f"the papers of {edition.key} are not stored: it cannot be rendered again")
     issue = render_for_readers(batch, settings, signer)
     stored = store.picks_of(edition.key, [subscriber.id]).get(subscriber.id, [])
-    picks = reader_picks(stored, store.profile(subscriber.id))
+    profile = store.profile(subscriber.id)
+    picks = reader_picks(stored, profile, muted=muted_on_top(batch.papers, profile))
     # File id 0: the outbox names files by id, and this copy must replace
     # neither the one the send wrote for the reader nor an earlier copy.
     recipient = reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)

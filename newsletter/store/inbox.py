@@ -15,7 +15,15 @@ from typing import Any, Callable, ClassVar, Iterable
 from sqlalchemy import func, insert, select, update
 
 from newsletter.core.errors import RateLimited
-from newsletter.core.models import Frequency, Profile, ReaderActionKind, RestOfDay, Schedule, SubscriberStatus
+from newsletter.core.models import (
+    Frequency,
+    Muting,
+    Profile,
+    ReaderActionKind,
+    RestOfDay,
+    Schedule,
+    SubscriberStatus,
+)
 from newsletter.store.engine import as_utc
 from newsletter.store.schema import actions_table
 
@@ -124,9 +132,10 @@ class ConfirmPayload(SignupPayload):
 @dataclass(frozen=True)
 class PreferencesPayload(ActionPayload):
     """A reader's saved preferences form: their interests, authors,
-    categories, seed papers, number of picks and how their email shows the
-    ``rest`` of the day, and their ``schedule`` (None: left as it is, as the
-    forms saved before the schedule was part of them do)."""
+    categories, seed papers, number of picks, how their email shows the
+    ``rest`` of the day, their ``muted`` phrases and where they hide papers
+    (``muting``), and their ``schedule`` (None: left as it is, as the forms
+    saved before the schedule was part of them do)."""
 
     kind = ReaderActionKind.PREFERENCES
     subscriber_id: int
@@ -137,23 +146,26 @@ class PreferencesPayload(ActionPayload):
     picks: int
     schedule: Schedule | None = None
     rest: RestOfDay = RestOfDay.TITLES
+    muted: tuple[str, ...] = ()
+    muting: Muting = Muting.PICKS
 
     @classmethod
     def of(cls, subscriber_id: int, profile: Profile, schedule: Schedule | None = None) -> "PreferencesPayload":
         """The reader's preferences as ``profile`` has them (its votes
         aside), with ``schedule``."""
         return cls(subscriber_id, profile.interests, profile.authors, profile.categories, profile.seeds,
-                   profile.picks, schedule, profile.rest)
+                   profile.picks, schedule, profile.rest, profile.muted, profile.muting)
 
     def applied_to(self, profile: Profile) -> Profile:
         """``profile`` with these preferences in place of its own (its votes kept)."""
         return Profile(profile.subscriber_id, self.interests, self.authors, self.categories, self.seeds,
-                       profile.liked, profile.disliked, self.picks, self.rest)
+                       profile.liked, profile.disliked, self.picks, self.rest, self.muted, self.muting)
 
     def _fields(self) -> dict[str, Any]:
         fields = {"subscriber_id": self.subscriber_id, "interests": list(self.interests),
                   "authors": list(self.authors), "categories": list(self.categories), "seeds": list(self.seeds),
-                  "picks": self.picks, "rest": str(self.rest)}
+                  "picks": self.picks, "rest": str(self.rest), "muted": list(self.muted),
+                  "muting": str(self.muting)}
         if self.schedule is not None:
             paused_until = self.schedule.paused_until
             fields["schedule"] = {"frequency": str(self.schedule.frequency), "weekday": self.schedule.weekday,
@@ -167,10 +179,12 @@ class PreferencesPayload(ActionPayload):
             paused_until = saved.get("paused_until")
             schedule = Schedule(Frequency(saved["frequency"]), saved.get("weekday"),
                                 dt.date.fromisoformat(paused_until) if paused_until else None)
-        # A row written before the choice existed: every title, as all emails had then.
+        # A row written before a choice existed: every title, as all emails
+        # had then; nothing muted.
         return cls(fields["subscriber_id"], tuple(fields["interests"]), tuple(fields["authors"]),
                    tuple(fields["categories"]), tuple(fields["seeds"]), fields["picks"], schedule,
-                   RestOfDay(fields.get("rest", RestOfDay.TITLES)))
+                   RestOfDay(fields.get("rest", RestOfDay.TITLES)), tuple(fields.get("muted", ())),
+                   Muting(fields.get("muting", Muting.PICKS)))
 
 
 @dataclass(frozen=True)

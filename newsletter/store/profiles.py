@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.core.models import Frequency, Profile, RestOfDay, Schedule
+from newsletter.core.models import Frequency, Muting, Profile, RestOfDay, Schedule
 from newsletter.store.engine import as_utc
 from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import papers_table, profiles_table, subscribers_table, votes_table
@@ -33,7 +33,7 @@ class Vote:
     title: str | None
 
 
-_LISTS = ("interests", "authors", "categories", "seeds", "liked", "disliked")
+_LISTS = ("interests", "authors", "categories", "seeds", "liked", "disliked", "muted")
 
 
 def _profile(row, subscriber_id: int) -> Profile:
@@ -43,7 +43,8 @@ def _profile(row, subscriber_id: int) -> Profile:
     # Spelled out: read for every reader of every send, this is the quickest.
     return Profile(subscriber_id, tuple(get("interests", ())), tuple(get("authors", ())),
                    tuple(get("categories", ())), tuple(get("seeds", ())), tuple(get("liked", ())),
-                   tuple(get("disliked", ())), row.picks, RestOfDay(row.rest))
+                   tuple(get("disliked", ())), row.picks, RestOfDay(row.rest), tuple(get("muted", ())),
+                   Muting(row.muting))
 
 
 def profile_lists(profile: Profile) -> str:
@@ -70,7 +71,8 @@ class Profiles:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 rows = {row.subscriber_id: row for row in conn.execute(
-                    select(p.c.subscriber_id, p.c.lists, p.c.picks, p.c.rest).where(p.c.subscriber_id.in_(chunk)))}
+                    select(p.c.subscriber_id, p.c.lists, p.c.picks, p.c.rest, p.c.muting)
+                    .where(p.c.subscriber_id.in_(chunk)))}
                 for subscriber_id in chunk:
                     found[subscriber_id] = _profile(rows.get(subscriber_id), subscriber_id)
         return found
@@ -85,7 +87,8 @@ class Profiles:
 
     def save_profile(self, profile: Profile, quick: bool = False, schedule: Schedule | None = None) -> Profile:
         """Store what the reader told us (interests, authors, categories,
-        seeds, number of picks, the rest of the day), and their ``schedule`` when given, in one
+        seeds, number of picks, the rest of the day, muted phrases and where
+        they hide papers), and their ``schedule`` when given, in one
         transaction; their votes stay as they are. Returns the stored
         profile. Raises :class:`StoreBusy` when ``quick`` and the database
         is held, and ValueError for a malformed schedule (see
@@ -95,8 +98,7 @@ class Profiles:
         with self._writing(quick) as conn:
             current = self._current(conn, profile.subscriber_id)
             votes = current or Profile(profile.subscriber_id)
-            merged = Profile(profile.subscriber_id, profile.interests, profile.authors, profile.categories,
-                             profile.seeds, votes.liked, votes.disliked, profile.picks, profile.rest)
+            merged = replace(profile, liked=votes.liked, disliked=votes.disliked)
             self._put(conn, merged, exists=current is not None)
             if schedule is not None:
                 put_schedule(conn, profile.subscriber_id, schedule)
@@ -137,9 +139,7 @@ class Profiles:
             liked = [k for k in current.liked if k != paper_key]
             disliked = [k for k in current.disliked if k != paper_key]
             (liked if vote > 0 else disliked if vote < 0 else []).insert(0, paper_key)
-            updated = Profile(subscriber_id, current.interests, current.authors, current.categories, current.seeds,
-                              tuple(liked[:SIGNAL_VOTES]), tuple(disliked[:SIGNAL_VOTES]), current.picks,
-                              current.rest)
+            updated = replace(current, liked=tuple(liked[:SIGNAL_VOTES]), disliked=tuple(disliked[:SIGNAL_VOTES]))
             self._put(conn, updated, exists=stored is not None)
         return before
 
@@ -182,7 +182,7 @@ def put_profile(conn: Connection, profile: Profile, exists: bool, stamp) -> None
     """Write ``profile`` inside the caller's transaction: an update when
     the reader's row ``exists``, else an insert."""
     values = dict(lists=profile_lists(profile), picks=profile.picks, rest=str(RestOfDay(profile.rest)),
-                  updated_at=stamp)
+                  muting=str(Muting(profile.muting)), updated_at=stamp)
     p = profiles_table
     if exists:
         conn.execute(update(p).where(p.c.subscriber_id == profile.subscriber_id).values(**values))

@@ -34,7 +34,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 metadata = MetaData()
 
@@ -315,6 +315,8 @@ profiles_table = Table(
     Column("picks", Integer, nullable=False),  # how many picks (0: none)
     # The rest of the day in their email (models.RestOfDay): every title, or one line.
     Column("rest", String(8), nullable=False, default="titles", server_default="titles"),
+    # Where their muted phrases hide papers (models.Muting): their picks, or the top cards too.
+    Column("muting", String(8), nullable=False, default="picks", server_default="picks"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

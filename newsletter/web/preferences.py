@@ -1,7 +1,9 @@
 """A reader's preferences page: ``GET /p/<token>`` shows what they told us
 (interests, followed authors, arXiv categories, seed papers, the number of
-picks, how their email shows the rest of the day, and how often: daily, weekly on a day, or paused until a date) as a
-form, and the papers they rated; it changes nothing.
+picks, the phrases they never want papers about and where those hide papers,
+how their email shows the rest of the day, and how often: daily, weekly on a
+day, or paused until a date) as a form, and the papers they rated; it changes
+nothing.
 ``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
 vote, through the reader-action inbox (``newsletter.readers.actions``). As for
 unsubscribing, the signed token is the proof: no cookie or session.
@@ -19,11 +21,13 @@ from newsletter.picks.interests import (
     MAX_AUTHORS,
     MAX_CATEGORIES,
     MAX_INTERESTS,
+    MAX_MUTED,
     MAX_SEEDS,
     PARSERS,
     SCHEDULE_CHOICES,
     choose_schedule,
     parse_day_of_week,
+    parse_muting,
     parse_pause_end,
     parse_rest,
 )
@@ -32,6 +36,7 @@ from newsletter.core.models import (
     WEEKDAY_NAMES,
     WEEKDAYS,
     Frequency,
+    Muting,
     Profile,
     RestOfDay,
     Schedule,
@@ -50,6 +55,9 @@ MAX_SHOWN_CHARS = 5000
 # The choices of "The rest of the day", as the page words them.
 REST_LABELS = {RestOfDay.TITLES: "Every title (a compact list of links)",
                RestOfDay.COUNT: "Just the top (one line linking the web edition)"}
+# The choices of where muted phrases hide papers, as the page words them.
+MUTING_LABELS = {Muting.PICKS: "From my picks only",
+                 Muting.TOP: "From my picks and from the top of the day (or of the week)"}
 # Sent back by the undo buttons: what a paper key can be at most.
 MAX_KEY_CHARS = 220
 
@@ -68,7 +76,8 @@ def form_values(profile: Profile) -> dict[str, str]:
     """The form's fields filled with ``profile``, as a reader would type them."""
     return {"interests": "\n".join(profile.interests), "authors": "\n".join(profile.authors),
             "categories": ", ".join(profile.categories), "seeds": "\n".join(profile.seeds),
-            "picks": str(profile.picks), "rest": str(profile.rest)}
+            "picks": str(profile.picks), "rest": str(profile.rest), "muted": "\n".join(profile.muted),
+            "muting": str(profile.muting)}
 
 
 def schedule_values(schedule: Schedule, today: dt.date) -> dict[str, str]:
@@ -114,15 +123,17 @@ def read_schedule(current: Schedule, today: dt.date) -> tuple[Schedule, dict[str
     return choose_schedule(current, choice, weekday, paused_until), {}
 
 
-def read_rest(current: RestOfDay) -> tuple[RestOfDay, dict[str, str]]:
-    """How the form shows the rest of the day for a reader whose choice
-    is ``current``, and the error of the field (then it is ``current``). A
-    form without the choice (a page from before it) leaves it as it is."""
-    typed = request.form.get("rest")
+def read_choice(name: str, current, parse):
+    """The choice the form's radio buttons ``name`` make (read by
+    ``parse``, such as ``parse_rest``) for a reader whose choice is
+    ``current``, and the error of the field (then it is ``current``), as
+    (choice, errors). A form without the choice (a page from before it)
+    leaves it as it is."""
+    typed = request.form.get(name)
     if typed is None:
         return current, {}
-    found = parse_rest(typed[:MAX_SHOWN_CHARS])
-    return (current, {"rest": found.error}) if found.error else (found.values[0], {})
+    found = parse(typed[:MAX_SHOWN_CHARS])
+    return (current, {name: found.error}) if found.error else (found.values[0], {})
 
 
 def paper_link(key: str) -> str | None:
@@ -157,8 +168,9 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
         schedule_now=schedule.describe(app.settings.weekly_weekday),
         weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES)), tomorrow=(today + dt.timedelta(days=1)).isoformat(),
         rest_choices=[(str(choice), REST_LABELS[choice]) for choice in RestOfDay],
+        muting_choices=[(str(choice), MUTING_LABELS[choice]) for choice in Muting],
         limits={"interests": MAX_INTERESTS, "authors": MAX_AUTHORS, "categories": MAX_CATEGORIES,
-                "seeds": MAX_SEEDS},
+                "seeds": MAX_SEEDS, "muted": MAX_MUTED},
         seeds=[] if errors else [(key, titles[key].title if key in titles else None) for key in profile.seeds],
         votes=[{"key": v.paper_key, "up": v.vote > 0, "title": v.title or v.paper_key, "link": paper_link(v.paper_key)}
                for v in votes[:MAX_SHOWN_VOTES]],
@@ -189,19 +201,21 @@ def save(token: str) -> Response:
     errors = {name: found.error for name, found in parsed.items() if found.error}
     schedule, schedule_errors = read_schedule(current, today)
     errors.update(schedule_errors)
-    stored_rest = app.actions.profile_of(subscriber.id).rest
-    rest, rest_errors = read_rest(stored_rest)
-    errors.update(rest_errors)
+    stored = app.actions.profile_of(subscriber.id)
+    rest, rest_errors = read_choice("rest", stored.rest, parse_rest)
+    muting, muting_errors = read_choice("muting", stored.muting, parse_muting)
+    errors.update(rest_errors, **muting_errors)
     if errors:
         shown = {name: value[:MAX_SHOWN_CHARS] for name, value in typed.items()}
         # The "How often" fields as chosen (short: a choice, a day, a date), else as stored.
         shown.update({name: request.form.get(name, value)[:20]
                       for name, value in schedule_values(current, today).items()})
-        shown["rest"] = request.form.get("rest", str(stored_rest))[:20]
+        shown["rest"] = request.form.get("rest", str(stored.rest))[:20]
+        shown["muting"] = request.form.get("muting", str(stored.muting))[:20]
         return preferences_page(token, subscriber, values=shown, errors=errors, code=400)
     profile = Profile(subscriber.id, interests=parsed["interests"].values, authors=parsed["authors"].values,
                       categories=parsed["categories"].values, seeds=parsed["seeds"].values,
-                      picks=parsed["picks"].values[0], rest=rest)
+                      picks=parsed["picks"].values[0], rest=rest, muted=parsed["muted"].values, muting=muting)
     app.actions.save_preferences(subscriber, profile, schedule if schedule != current else None, client_address())
     notes = {name: found.notes for name, found in parsed.items() if found.notes}
     return preferences_page(token, subscriber, values={**form_values(profile), **schedule_values(schedule, today)},
