@@ -531,6 +531,44 @@ def test_a_big_weeks_pick_cards_keep_the_ses_template_under_its_limit():
     assert html.escape(issue.papers[-1].title, quote=False).encode() in quoted_printable_decoded(outbox_html)
 
 
+def test_a_week_of_1500_papers_keeps_the_ses_template_under_its_limit():
+    """Past what SES's 500 KB template holds, the edition's tail has no
+    pick card and is never picked, from any sender; the text part still
+    lists every title."""
+    from test_render import synthetic_batch
+
+    from newsletter.core.models import Profile
+    from newsletter.picks.picking import EditionPicks
+
+    batch = synthetic_batch(1500)
+    issue = render_for_readers(batch, Settings(secret_key=SECRET), Signer(SECRET))
+    content = template_content(issue)
+    assert sum(len(part.encode("utf-8")) for part in content.values()) < 500 * 1024
+    assert 0 < issue.pickable < 1500 and len(issue.picks.text.bodies) == issue.pickable
+    assert all(paper.url in issue.text for paper in batch.papers)
+
+    class NoStore:  # a list nobody voted on or was picked from
+        def papers(self, keys):
+            return {}
+
+        def has_picks(self, edition):
+            return False
+
+        def profiles(self, ids):
+            return {1: Profile(1, interests=(batch.papers[-1].title,))}
+
+        def rated(self, keys, ids):
+            return {}
+
+        def recently_picked(self, day, keys, ids):
+            return {}
+
+    # The last paper's own title as an interest: the paper itself cannot be
+    # picked, only papers that have a card.
+    picks = EditionPicks(NoStore(), issue.edition, DAY, issue.papers, issue.pickable).for_readers([1])[1].picks
+    assert picks and all(pick.position < issue.pickable for pick in picks)
+
+
 def quoted_printable_decoded(message: bytes) -> bytes:
     """The decoded bodies of a raw message, for searching."""
     import quopri

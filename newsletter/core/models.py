@@ -396,6 +396,13 @@ class Issue:
         return shown
 
     @property
+    def pickable(self) -> int:
+        """How many of the edition's papers, from the first, have a pick
+        card and so can be picked (see ``render.PICKABLE_BYTES``): all but
+        the tail of a very big week; 0 without a picks section."""
+        return len(self.picks.html.bodies) if self.picks else 0
+
+    @property
     def edition(self) -> str:
         """What the ledger, stored issues and feedback tokens call this
         issue: its edition's key (see :class:`Edition`)."""

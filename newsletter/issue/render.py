@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +80,15 @@ INVITE_PAPERS = 5  # the papers a reader who told us nothing yet can vote on
 # template up to 500 KB. Past this many bytes, in the edition's order, a
 # paper's pick card shows its title and authors only (a big weekly's tail).
 PICK_BODIES_BYTES = 180_000
+# The SES template (the email's HTML and text and every paper's pick card)
+# stays within this many bytes: SES keeps a template up to 500 KB ("Each
+# template can be up to 500 KB in size, including both the text and HTML
+# parts", *Using templates to send personalized email*); the rest is room
+# for the placeholders and blocks the SES sender writes in. Past it, in the
+# edition's order, a paper has no pick card and is not picked for anyone,
+# whatever the sender (the tail of a week of more than about 500 papers).
+TEMPLATE_BYTES = 480 * 1024
+PICK_TREE_BYTES = 64  # each pick card's share of the blocks that choose it (ses.paper_tree)
 
 
 # --------------------------------------------------------------------------
@@ -347,6 +356,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     html, cards, listed = _fitted_email(layout, longest, limit, top)
     web_html = _web_page(layout)
     text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
+    if picks:
+        picks = _pickable_within(picks, TEMPLATE_BYTES - len(html.encode("utf-8")) - len(text.encode("utf-8")))
     return Issue(
         date=batch.date,
         subject=layout.values["subject"],
@@ -545,15 +556,7 @@ def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[s
     try:
         macros = {name: env.get_template(name).make_module(values) for name in names}
         bodies = {name: [str(macros[name].paper_body(view)) for view in views] for name in names}
-        total = 0
-        for position, pair in enumerate(zip(*bodies.values())):
-            total += sum(len(body.encode("utf-8")) for body in pair)
-            if total > PICK_BODIES_BYTES:  # the rest: title and authors
-                for name in names:
-                    bodies[name][position:] = [str(macros[name].paper_body(
-                        {**view, "teaser": "", "links": [], "counts": "", "thumbnail": None}))
-                        for view in views[position:]]
-                break
+        _shortened_bodies(macros, bodies, views)
         parts = {name: PicksPart(
             head=str(m.head()),
             card=str(m.card(PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY)),
@@ -572,6 +575,35 @@ def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[s
     # reaches the template engine of an SES template.
     html = PicksPart(**{name: _no_braces(value) for name, value in vars(parts[PICKS_HTML_TEMPLATE]).items()})
     return PicksLayout(html=html, text=parts[PICKS_TEXT_TEMPLATE])
+
+
+def _shortened_bodies(macros: dict[str, Any], bodies: dict[str, list[str]], views: list[dict[str, Any]]) -> None:
+    """Shorten ``bodies`` (each part's pick card bodies, in the edition's
+    order) in place: past :data:`PICK_BODIES_BYTES`, a body is the paper's
+    title and authors only."""
+    total = 0
+    for position, view in enumerate(views):
+        total += sum(len(bodies[name][position].encode("utf-8")) for name in bodies)
+        if total > PICK_BODIES_BYTES:
+            plain = [{**view, "teaser": "", "links": [], "counts": "", "thumbnail": None} for view in views[position:]]
+            for name in bodies:
+                bodies[name][position:] = [str(macros[name].paper_body(view)) for view in plain]
+            return
+
+
+def _pickable_within(picks: PicksLayout, room: int) -> PicksLayout:
+    """``picks`` with pick cards only for the papers, from the first, whose
+    cards fit in ``room`` bytes with the rest of the section (each card
+    counted with :data:`PICK_TREE_BYTES`); the others cannot be picked."""
+    parts = (picks.html, picks.text)
+    room -= sum(len(piece.encode("utf-8")) for part in parts
+                for piece in (part.head, part.card, part.tail, part.no_match, part.held, part.invite, *part.why.values()))
+    total = 0
+    for position, pair in enumerate(zip(picks.html.bodies, picks.text.bodies)):
+        total += sum(len(body.encode("utf-8")) for body in pair) + PICK_TREE_BYTES
+        if total > room:
+            return PicksLayout(*(replace(part, bodies=part.bodies[:position]) for part in parts))
+    return picks
 
 
 def _no_braces(value: Any) -> Any:

@@ -68,15 +68,20 @@ def muted_on_top(papers: Sequence[Paper], profile: Profile) -> frozenset[int]:
 @dataclass
 class EditionPicks:
     """Picks for the readers of one edition (``edition`` as the ledger names
-    it, of ``day``, whose papers are ``papers`` in the edition's order)."""
+    it, of ``day``, whose papers are ``papers`` in the edition's order; only
+    the first ``pickable`` of them are picked, all when None: see
+    ``Issue.pickable``)."""
 
     store: Store
     edition: str
     day: dt.date
     papers: Sequence[Paper]
+    pickable: int | None = None
 
     def __post_init__(self) -> None:
-        self._keys = [paper_key(p) for p in self.papers]
+        # The papers that can be picked: what the picks and votes of each
+        # reader are compared with.
+        self._keys = [paper_key(p) for p in self.papers[: self.pickable]]
         self._position = {key: i for i, key in enumerate(self._keys)}
         # Built for the first reader who has something to pick by: a list
         # where nobody does never loads the ranking's libraries and model.
@@ -92,7 +97,7 @@ class EditionPicks:
     def index(self) -> EditionIndex:
         """The edition's papers, indexed for ranking (built on first use)."""
         if self._index is None:
-            self._index = EditionIndex(self.papers, lookup=self.store.papers)
+            self._index = EditionIndex(self.papers[: self.pickable], lookup=self.store.papers)
         return self._index
 
     def prepare(self) -> None:

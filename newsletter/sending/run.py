@@ -113,7 +113,7 @@ def carry_out(settings: Settings, store: Store, signer: Signer, plan: RunPlan, s
     pickers = []
     for issue in issues:
         store.save_issue(issue)
-        pickers.append(EditionPicks(store, issue.edition, issue.date, issue.papers))
+        pickers.append(EditionPicks(store, issue.edition, issue.date, issue.papers, issue.pickable))
         if not options.dry_run and not stop.is_set():
             pickers[-1].prepare()
     report = RunReport()

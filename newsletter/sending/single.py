@@ -56,7 +56,7 @@ def own_copy(settings: Settings, store: Store, signer: Signer, issue: Issue, sub
     (those stored for the edition by a run that stopped, else ranked now),
     recorded nowhere. File id 0: the outbox names files by id, and a copy
     must not replace the one the send wrote for this reader."""
-    picks = EditionPicks(store, issue.edition, issue.date, issue.papers).for_readers([subscriber.id])[subscriber.id]
+    picks = EditionPicks(store, issue.edition, issue.date, issue.papers, issue.pickable).for_readers([subscriber.id])[subscriber.id]
     return reader_recipient(signer, settings.base_url, issue, subscriber, picks, file_id=0)
 
 

@@ -297,7 +297,7 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
     if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
     if recipient.picks_state == PicksState.PICKS and recipient.picks:
-        depth = tree_depth(len(issue.papers))
+        depth = tree_depth(issue.pickable)
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
             entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
