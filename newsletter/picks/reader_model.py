@@ -13,7 +13,8 @@ sampled from the papers the user did not rate", arXiv 2504.08385, §3).
 
 The model is stored (about 1 KB: 256 weights and a bias, float32) with
 :data:`FEATURES`, the version of what it weighs: a change of features makes
-every model due again. It is fitted when the reader's votes change, by the
+every model due again. It is fitted (with what the reader's preferences page shows of it: the
+words and papers that weigh most, :func:`explain`) when the reader's votes change, by the
 web app's worker (:func:`fit_due`), never in a vote's request and never in
 a send, which only reads the stored weights (:func:`load_weights`). In the
 ranking, its decision score is one more relevance signal (see
@@ -32,7 +33,7 @@ from typing import Iterable
 
 import numpy as np
 
-from newsletter.core.models import Paper, Profile
+from newsletter.core.models import Paper, Profile, paper_key
 from newsletter.picks.ranking import EMBED_BATCH, _embedder, paper_text
 from newsletter.store import Store
 
@@ -88,6 +89,7 @@ class FitReport:
     positives: int
     negatives: int
     ms: float
+    shaping: dict | None = None  # see :func:`explain`
 
 
 def embed(papers: Iterable[Paper]) -> np.ndarray:
@@ -144,7 +146,11 @@ def fit_reader(store: Store, profile: Profile) -> FitReport:
         return FitReport(None, len(positives), len(negatives), (time.perf_counter() - started) * 1000)
     vectors = embed([*positives, *negatives])
     model = fit(vectors[:len(positives)], vectors[len(positives):])
-    return FitReport(model, len(positives), len(negatives), (time.perf_counter() - started) * 1000)
+    ms = (time.perf_counter() - started) * 1000
+    disliked = [papers[k] for k in profile.disliked if k in papers]
+    shown = explain(model, positives, disliked, vectors[:len(positives)],
+                    vectors[len(positives):len(positives) + len(disliked)])
+    return FitReport(model, len(positives), len(negatives), ms, shown)
 
 
 def fit_due(store: Store, limit: int = 20) -> int:
@@ -155,7 +161,7 @@ def fit_due(store: Store, limit: int = 20) -> int:
     for subscriber_id, changed_at in store.models_due(FEATURES, limit):
         report = fit_reader(store, store.profile(subscriber_id))
         if store.save_reader_model(subscriber_id, changed_at, FEATURES,
-                                   report.model.to_bytes() if report.model else None):
+                                   report.model.to_bytes() if report.model else None, report.shaping):
             stored += 1
         log.info("reader %d: model %s from %d liked and %d other papers in %.0f ms", subscriber_id,
                  "fitted" if report.model else "not fitted", report.positives, report.negatives, report.ms)
@@ -183,8 +189,10 @@ def load_weights(store: Store, profiles: Iterable[Profile]) -> dict[int, np.ndar
 
 @dataclass(frozen=True)
 class Shaping:
-    """What shapes a reader's picks: the words their model weighs most,
-    and the papers they rated that weigh most for and against (titles)."""
+    """What shapes a reader's picks, as their preferences page shows it:
+    the words their model weighs most, and the titles of the papers they
+    like and dislike that weigh most (made when the model is fitted, so the
+    page embeds nothing)."""
 
     words: tuple[str, ...]
     liked: tuple[str, ...]
@@ -192,29 +200,38 @@ class Shaping:
     fitted_at: dt.datetime | None
 
 
-def shaping(store: Store, profile: Profile) -> Shaping | None:
-    """Return what shapes ``profile``'s picks by their stored model (None:
-    they have none of the current features): the words of the papers they
-    like that score highest through the model (each word embedded alone),
-    and the liked and disliked papers the model scores highest and lowest."""
-    stored = store.reader_model(profile.subscriber_id)
-    if stored is None or stored.features != FEATURES or stored.weights is None:
-        return None
-    model = Fitted.from_bytes(stored.weights)
-    liked_keys, disliked_keys = positive_keys(profile), list(profile.disliked)
-    papers = store.papers([*liked_keys, *disliked_keys])
-    liked = [papers[k] for k in liked_keys if k in papers]
-    disliked = [papers[k] for k in disliked_keys if k in papers]
+def explain(model: Fitted, liked: list[Paper], disliked: list[Paper], liked_vectors: np.ndarray,
+            disliked_vectors: np.ndarray) -> dict:
+    """Return what shapes the picks of a reader with ``model`` (JSON-able,
+    as stored): the words of the papers they like that score highest
+    through it (each word embedded alone: the reader's own vocabulary, so
+    a word never comes from nowhere), and the keys of the liked and
+    disliked papers it scores highest and lowest."""
     vocabulary = sorted({w for p in liked for w in _WORD.findall(f"{p.title} {p.abstract}".casefold())} - _STOP)
-    words: tuple[str, ...] = ()
+    words: list[str] = []
     if vocabulary:
         scores = np.asarray(_embedder().embed(vocabulary, norm=True, batch_size=64), dtype=np.float32) @ model.weights
-        words = tuple(vocabulary[i] for i in np.argsort(-scores, kind="stable")[:TOP_WORDS] if scores[i] > 0)
+        words = [vocabulary[i] for i in np.argsort(-scores, kind="stable")[:TOP_WORDS] if scores[i] > 0]
 
-    def ranked(found: list[Paper], sign: float) -> tuple[str, ...]:
-        if not found:
-            return ()
-        scores = embed(found) @ model.weights * sign
-        return tuple(found[i].title for i in np.argsort(-scores, kind="stable")[:TOP_PAPERS])
+    def ranked(found: list[Paper], vectors: np.ndarray, sign: float) -> list[str]:
+        scores = vectors @ model.weights * sign
+        return [paper_key(found[i]) for i in np.argsort(-scores, kind="stable")[:TOP_PAPERS]]
 
-    return Shaping(words, ranked(liked, 1.0), ranked(disliked, -1.0), stored.fitted_at)
+    return {"words": words, "liked": ranked(liked, liked_vectors, 1.0),
+            "disliked": ranked(disliked, disliked_vectors, -1.0) if disliked else []}
+
+
+def shaping(store: Store, subscriber_id: int) -> Shaping | None:
+    """Return what shapes the reader's picks by their stored model (None:
+    they have none of the current features), the papers by title."""
+    stored = store.reader_model(subscriber_id)
+    if stored is None or stored.features != FEATURES or stored.weights is None or not stored.shaping:
+        return None
+    found = stored.shaping
+    titles = store.papers([*found.get("liked", ()), *found.get("disliked", ())])
+
+    def named(keys) -> tuple[str, ...]:
+        return tuple(titles[k].title for k in keys if k in titles)
+
+    return Shaping(tuple(found.get("words", ())), named(found.get("liked", ())), named(found.get("disliked", ())),
+                   stored.fitted_at)

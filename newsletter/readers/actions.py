@@ -243,7 +243,9 @@ class ReaderActions:
         def unchanged(waiting: list[ReaderAction]) -> bool:
             if waiting:  # the last one waiting is what this one would change
                 return waiting[-1].payload.undo == undo
-            return self.store.forgotten(subscriber.id) is None if undo else not self.votes_of(subscriber.id)
+            # The stored votes only: this runs inside the inbox's transaction,
+            # which a read of the inbox (votes waiting) would wait for.
+            return self.store.forgotten(subscriber.id) is None if undo else not self.store.votes(subscriber.id)
 
         return self._submit(ForgetVotesPayload(subscriber.id, undo), subscriber_id=subscriber.id, client=client,
                             unchanged=unchanged) is not NotApplied.WAITING

@@ -5,6 +5,7 @@ votes a reader asked us to forget, kept :data:`FORGOTTEN_DAYS` for an undo."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -33,6 +34,7 @@ class StoredModel:
     features: str | None
     weights: bytes | None
     fitted_at: dt.datetime | None
+    shaping: dict | None  # what the preferences page shows (see newsletter.picks.reader_model)
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ class ReaderModels:
         found: dict[int, bytes] = {}
         with self.reader.connect() as conn:
             for start in range(0, len(ids), 500):
-                found.update(conn.execute(select(m.c.subscriber_id, m.c.weights).where(
-                    m.c.subscriber_id.in_(ids[start:start + 500]), m.c.features == features,
-                    m.c.weights.is_not(None))).tuples())
+                for row in conn.execute(select(m.c.subscriber_id, m.c.weights).where(
+                        m.c.subscriber_id.in_(ids[start:start + 500]), m.c.features == features,
+                        m.c.weights.is_not(None))):
+                    found[row.subscriber_id] = row.weights
         return found
 
     def reader_model(self, subscriber_id: int) -> StoredModel | None:
@@ -65,7 +68,9 @@ class ReaderModels:
         m = reader_models_table
         with self.reader.connect() as conn:
             row = conn.execute(select(m).where(m.c.subscriber_id == subscriber_id)).first()
-        return None if row is None else StoredModel(bool(row.due), row.features, row.weights, as_utc(row.fitted_at))
+        return None if row is None else StoredModel(bool(row.due), row.features, row.weights,
+                                                   as_utc(row.fitted_at) if row.fitted_at else None,
+                                                   json.loads(row.shaping) if row.shaping else None)
 
     def models_due(self, features: str, limit: int = 50) -> list[tuple[int, dt.datetime]]:
         """Return up to ``limit`` readers whose model is due (their votes
@@ -80,16 +85,19 @@ class ReaderModels:
             return [(row.subscriber_id, row.changed_at) for row in conn.execute(query)]
 
     def save_reader_model(self, subscriber_id: int, changed_at: dt.datetime, features: str | None,
-                          weights: bytes | None) -> bool:
+                          weights: bytes | None, shaping: dict | None = None) -> bool:
         """Store the reader's model (``weights`` None: too few votes for
-        one) fitted on ``features`` from their votes as they were at
+        one) and what it shows of them (``shaping``, JSON-able), fitted on
+        ``features`` from their votes as they were at
         ``changed_at``; returns False, storing nothing, when their votes
         changed since (it stays due)."""
         m = reader_models_table
         with self._writing() as conn:
             return bool(conn.execute(update(m).where(m.c.subscriber_id == subscriber_id, m.c.changed_at == changed_at)
                                      .values(due=False, features=features if weights is not None else None,
-                                             weights=weights, fitted_at=self.clock())).rowcount)
+                                             weights=weights, fitted_at=self.clock(),
+                                             shaping=json.dumps(shaping, ensure_ascii=False) if shaping else None)
+                                     ).rowcount)
 
     def shown_unrated(self, subscriber_id: int, limit_days: int = SHOWN_DAYS) -> list[str]:
         """Return the keys of the papers shown to the reader that they did

@@ -323,6 +323,9 @@ reader_models_table = Table(
     Column("due", Boolean, nullable=False, index=True),
     Column("features", String(32)),  # None until fitted, or when too few votes to fit
     Column("weights", LargeBinary),
+    # What shapes the reader's picks, as their preferences page shows it:
+    # JSON {"words": [...], "liked": [keys], "disliked": [keys]}, made with the fit.
+    Column("shaping", Text),
     Column("changed_at", DateTime(timezone=True), nullable=False),  # when the votes last changed
     Column("fitted_at", DateTime(timezone=True)),
 )

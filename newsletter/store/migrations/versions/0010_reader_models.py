@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("due", sa.Boolean(), nullable=False),
         sa.Column("features", sa.String(length=32), nullable=True),
         sa.Column("weights", sa.LargeBinary(), nullable=True),
+        sa.Column("shaping", sa.Text(), nullable=True),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("fitted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscribers.id"]),
