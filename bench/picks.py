@@ -17,9 +17,13 @@ ranking, per reader, picks per reader (medians of ``--runs`` processes for
 lists up to 200,000, one otherwise), and the peak RSS (VmHWM) next to the
 floor (the same process before ranking anyone).
 
+Then, in the same way, fitting one reader's model of their votes
+(``reader_model.fit_reader``: 14 👍 and 6 👎 on earlier days, reading
+the papers, embedding them and fitting): the median over readers.
+
 Targets (printed next to the figures, never asserted): 100,000 readers
 ranked in at most 5 s; peak memory under 250 MB and flat from 100,000 to
-1,000,000 readers.
+1,000,000 readers; fitting one reader's model at most 50 ms.
 """
 
 from __future__ import annotations
@@ -90,6 +94,19 @@ def probe(db: Path) -> None:
                       "picks": picks, "without": without, "floor_mb": floor, "peak_mb": peak_rss_mb()}))
 
 
+def probe_fit(db: Path, readers: int = 30) -> None:
+    """In a fresh process: fit the models of ``readers`` readers (the first
+    after a warm-up: WordLlama's weights and scikit-learn loaded). Prints
+    one JSON line: the median milliseconds."""
+    from newsletter.picks import reader_model
+
+    store = open_store(database_url(db))
+    reader_model.fit_reader(store, store.profile(1))
+    times = [reader_model.fit_reader(store, store.profile(i)).ms for i in range(2, readers + 2)]
+    store.close()
+    print(json.dumps({"fit_ms": statistics.median(times), "fits": len(times)}))
+
+
 def run_probe(db: Path) -> dict:
     answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", str(db)],
                             capture_output=True, text=True, check=True)
@@ -106,9 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs of lists up to 200,000 (the median is shown)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases)")
     parser.add_argument("--probe", metavar="DB", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-fit", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         probe(Path(args.probe))
+        return
+    if args.probe_fit:
+        probe_fit(Path(args.probe_fit))
         return
     sizes = [int(s) for s in args.readers.split(",") if s.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="bench-picks-"))
@@ -122,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{size:,} readers with profiles in {built:.0f} s", flush=True)
             # Timed several times where that is quick; the median is printed.
             probes = [run_probe(db) for _ in range(args.runs if size <= 200_000 else 1)]
+            if not rows:  # once: it does not depend on the list's size
+                answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-fit", str(db)],
+                                        capture_output=True, text=True, check=True)
+                fitting = json.loads(answer.stdout.strip().splitlines()[-1])
             middle = {key: statistics.median(p[key] for p in probes)
                       for key in ("start_up", "index", "rank", "listing")}
             rows.append((size, {**probes[0], **middle, "runs": len(probes),
@@ -154,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
             total = r["start_up"] + r["index"] + r["rank"]
             print(f"   target: 100,000 readers in <= 5 s -> {'met' if total <= 5 else 'MISSED'} "
                   f"({total:.2f} s with start-up and index)")
+    if rows:
+        print(f"   fitting one reader's model of votes (14 liked, 6 disliked, 30 shown): median "
+              f"{fitting['fit_ms']:.0f} ms over {fitting['fits']} readers -> target <= 50 ms "
+              f"{'met' if fitting['fit_ms'] <= 50 else 'MISSED'}")
     peaks = [r["peak_mb"] for _size, r in rows]
     flat = max(peaks) - min(peaks) < 10
     print(f"   target: peak < 250 MB and flat -> {'met' if max(peaks) < 250 and flat else 'MISSED'} "

@@ -83,6 +83,7 @@ class ReaderActionKind(StrEnum):
     CONFIRM = "confirm"  # a sign-up's confirmation link used
     PREFERENCES = "preferences"  # the preferences form saved
     VOTE = "vote"  # a 👍 or 👎 on a paper, or its undo
+    FORGET_VOTES = "forget_votes"  # "Forget my votes", or its undo
     SIGNUP = "signup"  # a sign-up form: its confirmation email to send
     FETCH_PAPER = "fetch_paper"  # a seed paper to look up on arXiv
 

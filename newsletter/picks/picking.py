@@ -1,9 +1,10 @@
 """Personal picks for one edition: which papers go at the top of each
 reader's email, and why; computed for readers in chunks, from their profiles
-(see newsletter.picks.ranking), never a paper they rated or were picked in the
-last 30 days (see newsletter.store.picks), nor one that says a phrase they
-muted (see newsletter.picks.muting), which their top cards leave out too
-when they chose so."""
+(see newsletter.picks.ranking) and their models of votes
+(newsletter.picks.reader_model), never a paper they rated or were picked in
+the last 30 days (see newsletter.store.picks), nor one that says a phrase
+they muted (see newsletter.picks.muting), which their top cards leave out
+too when they chose so."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from newsletter.core.models import Muting, Paper, Pick, PicksState, Profile, RestOfDay, paper_key
+from newsletter.picks import reader_model
 from newsletter.picks.muting import MutedPapers
 from newsletter.picks.ranking import EditionIndex
 from newsletter.store import Store
@@ -127,8 +129,10 @@ class EditionPicks:
         rated = self._positions(self.store.rated(self._keys, ids_wanted))
         recent = self._positions(self.store.recently_picked(self.day, self._keys, ids_wanted))
         never = {i: rated.get(i, set()) | recent.get(i, set()) for i in {*rated, *recent}}
-        ranked = self.index.rank_many(wanted, never) if wanted else {}
-        held = self._held(wanted, ranked, rated, recent)
+        # Stored models of votes only: fitting is the web app's worker's (see reader_model).
+        models = reader_model.load_weights(self.store, wanted)
+        ranked = self.index.rank_many(wanted, never, models=models) if wanted else {}
+        held = self._held(wanted, ranked, rated, recent, models)
         muted = self._muted_on_top(profiles.values())
         return {i: reader_picks(stored[i], profile, muted=muted.get(i, frozenset())) if i in stored
                 else reader_picks(ranked.get(i, ()), profile, held.get(i, 0), muted.get(i, frozenset()))
@@ -150,7 +154,7 @@ class EditionPicks:
         return {i: {self._position[k] for k in keys} for i, keys in keys_by_reader.items()}
 
     def _held(self, wanted: list[Profile], ranked: dict[int, list[Pick]], rated: dict[int, set[int]],
-              recent: dict[int, set[int]]) -> dict[int, int]:
+              recent: dict[int, set[int]], models: dict) -> dict[int, int]:
         """Return ``{subscriber id: count}`` for the ``wanted`` readers left
         with no pick in ``ranked`` who had papers picked for them recently
         (``recent``): how many of those papers they would have got as picks
@@ -159,6 +163,6 @@ class EditionPicks:
         if not empty:
             return {}
         limit = max(len(recent[p.subscriber_id]) for p in empty)
-        again = self.index.rank_many(empty, rated, limit=limit)
+        again = self.index.rank_many(empty, rated, limit=limit, models=models)
         counts = {i: sum(pick.position in recent[i] for pick in picks) for i, picks in again.items()}
         return {i: count for i, count in counts.items() if count}

@@ -48,6 +48,9 @@ AUTHOR_BOOST = 1.0
 CATEGORY_BOOST = 0.08
 DISLIKE_WEIGHT = 0.5
 PRIOR_WEIGHT = 0.02
+# A reader's model of their votes, its score standardized over the edition
+# (see EditionIndex._add_models): tuned on bench/picks_eval.py's readers.
+MODEL_WEIGHT = 0.1
 # Texts embedded at a time: WordLlama pads each batch to its longest text, and
 # 64 abstracts at once take 40 MB; 4 take 2 MB, no slower.
 EMBED_BATCH = 4
@@ -195,7 +198,8 @@ class EditionIndex:
         return self.rank_many([profile], {profile.subscriber_id: exclude}, limit, threshold)[profile.subscriber_id]
 
     def rank_many(self, profiles: Iterable[Profile], exclude: dict[int, Iterable[int]] | None = None,
-                  limit: int | None = None, threshold: float = THRESHOLD) -> dict[int, list[Pick]]:
+                  limit: int | None = None, threshold: float = THRESHOLD,
+                  models: dict[int, np.ndarray] | None = None) -> dict[int, list[Pick]]:
         """Return ``{subscriber id: picks}`` for ``profiles``, each reader's
         up to ``limit`` (default: their own count) best first, none of the
         positions in their ``exclude`` (papers picked for them recently) nor
@@ -205,6 +209,9 @@ class EditionIndex:
         Readers are scored together, as arrays: each reader's signals (their
         phrases and papers) index rows of one matrix of similarities, the
         best one per paper is the relevance and its row the reason.
+        ``models`` (``{subscriber id: weights}``, see
+        ``newsletter.picks.reader_model``) adds each reader's model of their
+        votes to their relevance (:meth:`_add_models`).
         """
         profiles = list(profiles)
         found: dict[int, list[Pick]] = {p.subscriber_id: [] for p in profiles}
@@ -215,6 +222,8 @@ class EditionIndex:
         signals, disliked = self._signal_rows(wanted)
         block = self._matrix()[signals]  # readers × signals × papers
         relevance, eligible = self._relevance(block, disliked)
+        if models:  # the readers' models of their votes: one more signal
+            self._add_models(wanted, relevance, eligible, models)
         self._exclude_signal_papers(eligible, signals, disliked)
         followed = self._boost_followed(wanted, relevance, eligible)
         self._exclude_own_papers(wanted, eligible, exclude or {})
@@ -337,6 +346,26 @@ class EditionIndex:
             picks[profile.subscriber_id] = [Pick(i, keys[i], score, by_follow.get(i) or row_reasons[why])
                                             for i, score, why in zip(positions[:count], scores[r], reasons[r])]
         return picks
+
+    # ---------------------------------------------------------------- models of votes
+
+    def _add_models(self, wanted: list[Profile], relevance: np.ndarray, eligible: np.ndarray,
+                    models: dict[int, np.ndarray]) -> None:
+        """Add to the relevance of each reader of ``wanted`` with a model in
+        ``models`` (weights then bias, over the papers' normalized
+        embeddings) :data:`MODEL_WEIGHT` times its decision score centred
+        on the edition (positive: more like what they liked than the
+        edition's average paper), for every reader at once: one product of
+        readers × 256 by 256 × papers. The reason of such a pick stays the
+        most similar of the reader's signals: the paper they liked most like it."""
+        rows = [r for r, profile in enumerate(wanted) if profile.subscriber_id in models]
+        if not rows:
+            return
+        weights = np.stack([models[wanted[r].subscriber_id] for r in rows]).astype(np.float32)
+        scores = weights[:, :-1] @ self._vectors.T.astype(np.float32)  # readers × papers; the bias cancels out
+        scores -= scores.mean(axis=1, keepdims=True)
+        scores /= np.maximum(scores.std(axis=1, keepdims=True), np.float32(1e-6))
+        relevance[rows] += np.float32(MODEL_WEIGHT) * scores * eligible[rows]
 
     def _author_name(self, position: int, author: str) -> str:
         """The followed ``author`` as the paper at ``position`` spells the name."""

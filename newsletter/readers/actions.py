@@ -4,7 +4,8 @@ database allows, else as soon as it is free; never lost.
 An unsubscribe is a legal obligation, and it may arrive while a long
 operation (an import of a million rows, a migration) holds the database.
 So every reader action (unsubscribe, resubscribe, a confirmed sign-up, a
-sign-up request: see ``newsletter.readers.signup``; saved preferences, a 👍 or 👎)
+sign-up request: see ``newsletter.readers.signup``; saved preferences, a 👍 or 👎,
+"Forget my votes")
 is first recorded in the store's action inbox, which a long operation never
 holds, and only then applied: at once, waiting at most a second for the
 database, or later by the worker. Until it is applied, an unsubscribe
@@ -43,6 +44,7 @@ from typing import Callable
 
 from newsletter.core.errors import BatchError, FetchError, SendError, StoreBusy
 from newsletter.papers.fetch import ARXIV_MAX_IDS, fetch_arxiv_papers
+from newsletter.picks import reader_model
 from newsletter.picks.interests import MAX_SEEDS
 from newsletter.core.models import (
     ConfirmOutcome,
@@ -58,6 +60,7 @@ from newsletter.store import (
     ActionLimits,
     ActionPayload,
     ConfirmPayload,
+    ForgetVotesPayload,
     PreferencesPayload,
     ReaderAction,
     ResubscribePayload,
@@ -72,7 +75,7 @@ log = logging.getLogger("newsletter.readers.actions")
 # Actions the store applies by itself (a sign-up needs an email sent, a
 # seed paper a download).
 STORE_KINDS = (ReaderActionKind.UNSUBSCRIBE, ReaderActionKind.RESUBSCRIBE, ReaderActionKind.CONFIRM,
-               ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE)
+               ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE, ReaderActionKind.FORGET_VOTES)
 # A confirmation email or a seed paper's download that failed is tried again
 # after these many seconds (doubling, at most an hour) for 7 days (when the
 # email's link would have expired).
@@ -88,8 +91,11 @@ ARXIV_SPACING_SECONDS = 3.0
 # A reader's changes: at most 60 an hour per reader (a vote on every paper
 # of a long day's issue is about that), 300 an hour per client address
 # (readers behind one office's address), and 30 waiting for the database.
-READER_LIMITS = ActionLimits(kinds=(ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE, ReaderActionKind.RESUBSCRIBE),
+READER_LIMITS = ActionLimits(kinds=(ReaderActionKind.PREFERENCES, ReaderActionKind.VOTE, ReaderActionKind.RESUBSCRIBE,
+                                    ReaderActionKind.FORGET_VOTES),
                              per_reader=60, per_client=300, window=dt.timedelta(hours=1), max_pending=30)
+# Readers' models of votes fitted per round of the worker (a few ms each).
+MODELS_PER_ROUND = 20
 # A reader's seed papers waiting to be looked up at once: one form's worth.
 MAX_PENDING_LOOKUPS = MAX_SEEDS
 # What applying an action comes to: whether an unsubscribe or a resubscribe
@@ -226,6 +232,31 @@ class ReaderActions:
         return self._submit(VotePayload(subscriber.id, paper_key, vote, edition), subscriber_id=subscriber.id,
                             client=client, unchanged=unchanged) is not NotApplied.WAITING
 
+    def forget_votes(self, subscriber: Subscriber, undo: bool = False, client: str | None = None) -> bool:
+        """Forget the reader's votes ("Forget my votes": they no longer
+        shape their picks, and their model of votes goes), or with ``undo``
+        bring back those forgotten in the last ``FORGOTTEN_DAYS`` days (see
+        ``Store.forget_votes``). Nothing to forget (or to bring back)
+        records nothing. Returns whether it is done now (False: as soon as
+        the database is free). Raises :class:`RateLimited` beyond
+        :data:`READER_LIMITS`."""
+        def unchanged(waiting: list[ReaderAction]) -> bool:
+            if waiting:  # the last one waiting is what this one would change
+                return waiting[-1].payload.undo == undo
+            # The stored votes only: this runs inside the inbox's transaction,
+            # which a read of the inbox (votes waiting) would wait for.
+            return self.store.forgotten(subscriber.id) is None if undo else not self.store.votes(subscriber.id)
+
+        return self._submit(ForgetVotesPayload(subscriber.id, undo), subscriber_id=subscriber.id, client=client,
+                            unchanged=unchanged) is not NotApplied.WAITING
+
+    def fit_models(self, limit: int = MODELS_PER_ROUND) -> int:
+        """Fit the readers' models of votes that are due (their votes
+        changed: see ``newsletter.picks.reader_model``), up to ``limit``;
+        return how many were stored. The worker does it after each round
+        of actions, so a vote's request never waits for a fit."""
+        return reader_model.fit_due(self.store, limit)
+
     # ---------------------------------------------------------------- views
 
     def profile_of(self, subscriber_id: int) -> Profile:
@@ -249,9 +280,14 @@ class ReaderActions:
         """The reader's votes, newest first, as they are once their waiting
         votes are applied (see ``Store.votes``)."""
         votes = {vote.paper_key: vote for vote in self.store.votes(subscriber_id)}
-        waiting = self.store.pending_actions(subscriber_id, (ReaderActionKind.VOTE,))
-        papers = self.store.papers(action.payload.paper_key for action in waiting) if waiting else {}
+        waiting = self.store.pending_actions(subscriber_id, (ReaderActionKind.VOTE, ReaderActionKind.FORGET_VOTES))
+        papers = self.store.papers(action.payload.paper_key for action in waiting
+                                   if action.kind == ReaderActionKind.VOTE) if waiting else {}
         for action in waiting:
+            if action.kind == ReaderActionKind.FORGET_VOTES:
+                if not action.payload.undo:  # an undo waiting shows once applied
+                    votes.clear()
+                continue
             key, value = action.payload.paper_key, action.payload.vote
             votes.pop(key, None)
             if value:
@@ -317,6 +353,10 @@ class ReaderActions:
                 before = self.store.record_vote(payload.subscriber_id, payload.paper_key, payload.vote,
                                                 payload.edition, quick=quick)
                 return f"vote {payload.vote} (was {before})"
+            case ForgetVotesPayload():
+                if payload.undo:
+                    return f"{self.store.restore_votes(payload.subscriber_id, quick=quick)} votes back"
+                return f"{self.store.forget_votes(payload.subscriber_id, quick=quick)} votes forgotten"
         raise ValueError(f"not a reader action the store applies: {payload.kind!r}")
 
     def apply_pending(self) -> int:
@@ -451,13 +491,16 @@ class ReaderActions:
         self._threads = []
 
     def _actions_round(self) -> None:
-        """One round of the first worker: apply, send confirmations, and
-        once an hour delete what the inbox no longer needs."""
+        """One round of the first worker: apply, send confirmations, fit
+        the models of votes that changed, and once an hour delete what the
+        inbox and the forgotten votes no longer need."""
         self.apply_pending()
         self.send_pending_confirmations()
+        self.fit_models()
         if (stamp := self.store.clock().timestamp()) - self._last_purge > PURGE_EVERY_SECONDS:
             # Applied reader changes are kept only as long as they count for the limits.
             self.store.purge_actions(others_older_than=READER_LIMITS.window)
+            self.store.purge_forgotten_votes()
             self._last_purge = stamp
 
     def _work(self, interval: float, rounds: Callable[[], object]) -> None:

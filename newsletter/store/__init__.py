@@ -5,7 +5,8 @@ send ledger, SES feedback and the reader-action inbox, in one database.
 parts lives in a module of its own (``subscribers``, ``imports``,
 ``issues``, ``inbox``, ``feedback``, ``stats``), over the engines of
 ``engine`` and the tables of ``schema``; ``papers``, ``profiles`` and
-``picks`` keep what personal picks need; ``search`` searches the papers; ``admins`` the
+``picks`` keep what personal picks need, ``reader_models`` each reader's
+model of their votes and the votes they forgot; ``search`` searches the papers; ``admins`` the
 dashboard's operators, their sessions and login attempts, and ``dashboard`` its queries.
 :class:`Ledger` is the send ledger
 and lock of one issue. ``migrate`` brings a database to this release's
@@ -28,6 +29,7 @@ from newsletter.store.inbox import (
     ActionPayload,
     ConfirmPayload,
     FetchPaperPayload,
+    ForgetVotesPayload,
     Inbox,
     PreferencesPayload,
     ReaderAction,
@@ -41,18 +43,20 @@ from newsletter.store.ledger import Ledger
 from newsletter.store.papers import PaperArchive
 from newsletter.store.picks import PickRecords
 from newsletter.store.profiles import Profiles, Vote
+from newsletter.store.reader_models import Forgotten, ReaderModels, StoredModel
 from newsletter.store.schema import MAX_ID
 from newsletter.store.search import Appearance, PaperSearch, SearchHit, SearchPage
 from newsletter.store.stats import StatsQueries
 from newsletter.store.subscribers import Subscribers, normalize_email
 
 __all__ = ["MAX_ID", "ActionLimits", "ActionPayload", "Appearance", "ConfirmPayload", "EditionTotals",
-           "FetchPaperPayload", "ImportReport", "Ledger", "PreferencesPayload", "ReaderAction", "ResubscribePayload",
-           "SearchHit", "SearchPage", "SignupPayload", "Store", "StoredIssue", "UnsubscribePayload", "Vote",
+           "FetchPaperPayload", "ForgetVotesPayload", "Forgotten",
+           "ImportReport", "Ledger", "PreferencesPayload", "ReaderAction", "ResubscribePayload",
+           "SearchHit", "SearchPage", "SignupPayload", "Store", "StoredIssue", "StoredModel", "UnsubscribePayload", "Vote",
            "VotePayload", "normalize_email", "now", "open_store"]
 
 
-class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, PickRecords, Inbox,
+class Store(Subscribers, Imports, IssueArchive, PaperArchive, PaperSearch, Profiles, ReaderModels, PickRecords, Inbox,
             FeedbackRecords, StatsQueries, DashboardQueries, Admins, Database):
     """Subscribers, their events, stored issues and papers (searchable), the
     ledger's tables, SES feedback, the reader-action inbox and the

@@ -199,6 +199,15 @@ class VotePayload(ActionPayload):
 
 
 @dataclass(frozen=True)
+class ForgetVotesPayload(ActionPayload):
+    """A reader's "Forget my votes" (``undo``: bring them back)."""
+
+    kind = ReaderActionKind.FORGET_VOTES
+    subscriber_id: int
+    undo: bool = False
+
+
+@dataclass(frozen=True)
 class FetchPaperPayload(ActionPayload):
     """A seed paper to look up on arXiv."""
 
@@ -209,7 +218,7 @@ class FetchPaperPayload(ActionPayload):
 # Each kind of action's payload.
 PAYLOADS: dict[ReaderActionKind, type[ActionPayload]] = {
     payload.kind: payload for payload in (UnsubscribePayload, ResubscribePayload, SignupPayload, ConfirmPayload,
-                                          PreferencesPayload, VotePayload, FetchPaperPayload)
+                                          PreferencesPayload, VotePayload, ForgetVotesPayload, FetchPaperPayload)
 }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from newsletter.core.models import Frequency, Muting, Profile, RestOfDay, Schedule
 from newsletter.store.engine import as_utc
 from newsletter.store.papers import canonical_keys, keys_and_names
-from newsletter.store.schema import papers_table, profiles_table, subscribers_table, votes_table
+from newsletter.store.schema import papers_table, profiles_table, reader_models_table, subscribers_table, votes_table
 
 # Votes kept in a profile as ranking signal, newest first (all are kept in
 # the votes table, and a rated paper is never picked whatever its age).
@@ -100,6 +100,8 @@ class Profiles:
             votes = current or Profile(profile.subscriber_id)
             merged = replace(profile, liked=votes.liked, disliked=votes.disliked)
             self._put(conn, merged, exists=current is not None)
+            if current is not None and current.seeds != merged.seeds:  # seed papers count as 👍
+                mark_model_due(conn, profile.subscriber_id, self.clock())
             if schedule is not None:
                 put_schedule(conn, profile.subscriber_id, schedule)
         return merged
@@ -141,6 +143,7 @@ class Profiles:
             (liked if vote > 0 else disliked if vote < 0 else []).insert(0, paper_key)
             updated = replace(current, liked=tuple(liked[:SIGNAL_VOTES]), disliked=tuple(disliked[:SIGNAL_VOTES]))
             self._put(conn, updated, exists=stored is not None)
+            mark_model_due(conn, subscriber_id, self.clock())
         return before
 
     def votes(self, subscriber_id: int) -> list[Vote]:
@@ -189,6 +192,16 @@ def put_profile(conn: Connection, profile: Profile, exists: bool, stamp) -> None
     else:
         conn.execute(insert(p).values(subscriber_id=profile.subscriber_id, **values))
 
+
+
+def mark_model_due(conn: Connection, subscriber_id: int, stamp) -> None:
+    """Inside the caller's transaction: the reader's votes (or seed papers)
+    changed, so their model of votes is due to be fitted again (see
+    ``newsletter.picks.reader_model``)."""
+    m = reader_models_table
+    if not conn.execute(update(m).where(m.c.subscriber_id == subscriber_id)
+                        .values(due=True, changed_at=stamp)).rowcount:
+        conn.execute(insert(m).values(subscriber_id=subscriber_id, due=True, changed_at=stamp))
 
 
 def check_schedule(schedule: Schedule) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     DDL,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -34,7 +35,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 metadata = MetaData()
 
@@ -328,6 +329,38 @@ votes_table = Table(
     Column("vote", Integer, nullable=False),  # +1 or -1
     Column("edition", String(24), nullable=False),  # the edition the vote came from
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Each reader's model of their votes (see newsletter.picks.reader_model): a
+# linear model over the papers' embeddings, its weights as float32 bytes
+# (about 1 KB) with the version of the features they weigh, and whether it
+# is due: their votes or seed papers changed since it was fitted (set in the
+# transaction that changes them; a worker fits it, never the vote's request).
+reader_models_table = Table(
+    "reader_models",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("due", Boolean, nullable=False, index=True),
+    Column("features", String(32)),  # None until fitted, or when too few votes to fit
+    Column("weights", LargeBinary),
+    # What shapes the reader's picks, as their preferences page shows it:
+    # JSON {"words": [...], "liked": [keys], "disliked": [keys]}, made with the fit.
+    Column("shaping", Text),
+    Column("changed_at", DateTime(timezone=True), nullable=False),  # when the votes last changed
+    Column("fitted_at", DateTime(timezone=True)),
+)
+
+# Votes a reader asked us to forget ("Forget my votes"), kept for
+# FORGOTTEN_DAYS so that they can undo it; only the last forgetting is kept.
+forgotten_votes_table = Table(
+    "forgotten_votes",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("paper_key", String(220), primary_key=True),
+    Column("vote", Integer, nullable=False),
+    Column("edition", String(24), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("forgotten_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # The papers picked for each reader in each edition, in pick order: written

@@ -4,8 +4,11 @@ picks, the phrases they never want papers about and where those hide papers,
 how their email shows the rest of the day, and how often: daily, weekly on a
 day, or paused until a date) as a form, and the papers they rated; it changes
 nothing.
-``POST /p/<token>`` saves the form and ``POST /p/<token>/undo`` removes one
-vote, through the reader-action inbox (``newsletter.readers.actions``). As for
+``POST /p/<token>`` saves the form, ``POST /p/<token>/undo`` removes one
+vote, ``POST /p/<token>/forget`` forgets every vote ("What shapes your
+picks": the words and papers that weigh most, from the reader's model of
+their votes) and ``POST /p/<token>/forget/undo`` brings them back, through
+the reader-action inbox (``newsletter.readers.actions``). As for
 unsubscribing, the signed token is the proof: no cookie or session.
 Beyond the limits on a reader's changes, a save or an undo gets the 429
 page of :func:`slow_down`."""
@@ -17,6 +20,7 @@ import datetime as dt
 from flask import Blueprint, Response, request
 
 from newsletter.core.errors import RateLimited, TokenError
+from newsletter.picks import reader_model
 from newsletter.picks.interests import (
     MAX_AUTHORS,
     MAX_CATEGORIES,
@@ -175,6 +179,8 @@ def preferences_page(token: str, subscriber: Subscriber, *, values: dict[str, st
         votes=[{"key": v.paper_key, "up": v.vote > 0, "title": v.title or v.paper_key, "link": paper_link(v.paper_key)}
                for v in votes[:MAX_SHOWN_VOTES]],
         more_votes=max(0, len(votes) - MAX_SHOWN_VOTES),
+        shaping=reader_model.shaping(app.store, subscriber.id) if votes else None,
+        forgotten=None if votes else app.store.forgotten(subscriber.id),
     )
 
 
@@ -235,3 +241,24 @@ def undo(token: str) -> Response:
         return preferences_page(token, subscriber)
     state().actions.vote(subscriber, key, 0, rated[key].edition, client_address())
     return preferences_page(token, subscriber, notice="undone")
+
+
+@blueprint.post("/p/<token>/forget")
+def forget(token: str) -> Response:
+    """Forget every vote of the reader (kept for an undo; see
+    ``ReaderActions.forget_votes``)."""
+    subscriber = reader(token)
+    if subscriber is None:
+        return invalid_link()
+    state().actions.forget_votes(subscriber, client=client_address())
+    return preferences_page(token, subscriber, notice="forgotten")
+
+
+@blueprint.post("/p/<token>/forget/undo")
+def unforget(token: str) -> Response:
+    """Bring back the votes the reader asked us to forget."""
+    subscriber = reader(token)
+    if subscriber is None:
+        return invalid_link()
+    state().actions.forget_votes(subscriber, undo=True, client=client_address())
+    return preferences_page(token, subscriber, notice="restored")
