@@ -46,6 +46,30 @@ AUTHOR_BOOST = 1.0
 CATEGORY_BOOST = 0.08
 DISLIKE_WEIGHT = 0.5
 PRIOR_WEIGHT = 0.02
+# A paper's second-best signal (another interest, seed or liked paper it
+# matches) adds this share of its similarity: a paper on "machine unlearning
+# in diffusion models" ranks above one on either alone.
+MULTI_WEIGHT = 0.5
+# Each pick taken from one signal (its best) lowers the other papers whose
+# best signal it is by this much: picks spread over the reader's interests,
+# and still all come from one when no other has a paper over the threshold.
+SPREAD_PENALTY = 0.1
+# The spread looks among each reader's best papers, this many per pick wanted.
+CANDIDATES_PER_PICK = 4
+# A phrase matches a paper only as far as the paper has its words: the share
+# of the phrase's TF-IDF weight (squared, so the shares add up to 1) found in
+# the paper. Under MIN_COVERAGE the phrase's similarity counts
+# WEAK_MATCH_WEIGHT times: "nearest neighbour search" shares "search" with
+# "neural architecture search", and the embeddings alone see a little more.
+MIN_COVERAGE = 0.3
+WEAK_MATCH_WEIGHT = 0.5
+# A second interest is named in a reason when its own similarity reaches this.
+ALSO_THRESHOLD = 0.1
+# The words a reason shows, at most; a paper's weightiest words looked at for
+# words close to the phrase (not in it), and how close (cosine of embeddings).
+REASON_WORDS = 4
+CLOSE_CANDIDATES = 8
+CLOSE_WORD = 0.55
 # Texts embedded at a time: WordLlama pads each batch to its longest text, and
 # 64 abstracts at once take 40 MB; 4 take 2 MB, no slower.
 EMBED_BATCH = 4
@@ -134,19 +158,39 @@ class EditionIndex:
         self._seed_rows: dict[str, int] = {}  # the same, for the papers known, one dict per use
         self._liked_rows: dict[str, int] = {}
         self._stacked: np.ndarray | None = None
+        # For the reasons' words: each row's TF-IDF terms and embedding, the
+        # vocabulary, and each picked paper's weightiest words, embedded.
+        self._row_terms: list = [None]
+        self._row_vectors: list[np.ndarray | None] = [None]
+        self._present = (self._words > 0).astype(np.float64)
+        self._names: np.ndarray | None = None
+        self._close: dict[int, tuple[list[str], np.ndarray]] = {}
+        self._evidence: dict[tuple[int, int], tuple[tuple[str, ...], float]] = {}
+        self._reasons: dict[tuple[int, int, int], Reason] = {}
 
     # ---------------------------------------------------------------- similarities
 
-    def _similarity(self, texts: list[str]) -> np.ndarray:
-        words = (self._words @ self._tfidf.transform(texts).T).toarray()
-        vectors = self._vectors @ _embedder().embed(texts, norm=True, batch_size=EMBED_BATCH).T
-        return (words + EMBEDDING_WEIGHT * vectors).T  # one row per text
+    def _similarity(self, texts: list[str]) -> tuple[np.ndarray, object, np.ndarray]:
+        """Return (similarities, one row per text; the texts' TF-IDF rows,
+        sparse; their embeddings)."""
+        terms = self._tfidf.transform(texts)
+        embedded = _embedder().embed(texts, norm=True, batch_size=EMBED_BATCH)
+        words = (self._words @ terms.T).toarray()
+        vectors = self._vectors @ embedded.T
+        return (words + EMBEDDING_WEIGHT * vectors).T, terms, embedded
 
-    def _add_row(self, scores: np.ndarray, reason: Reason, key: str | None = None) -> int:
+    def _add_row(self, scores: np.ndarray, reason: Reason, terms, vector: np.ndarray, key: str | None = None) -> int:
         self._rows.append(scores)
         self._row_reasons.append(reason)
+        self._row_terms.append(terms)
+        self._row_vectors.append(vector)
         self._row_positions.append(self._position.get(key, -1) if key else -1)
         return len(self._rows) - 1
+
+    def _coverage(self, terms) -> np.ndarray:
+        """Phrases × papers: the share of each phrase's TF-IDF weight
+        (squared: the shares of a phrase add up to 1) that is in each paper."""
+        return (terms.multiply(terms) @ self._present.T).toarray()
 
     def prepare(self, profiles: Iterable[Profile]) -> None:
         """Compute, in bulk, the similarities ``profiles`` need that are not
@@ -160,19 +204,25 @@ class EditionIndex:
         keys.difference_update(self._paper_rows)
         if phrases:
             ordered = sorted(phrases)
-            for phrase, row in zip(ordered, self._similarity(ordered)):
-                self._phrase_rows[phrase] = self._add_row(row, Reason("interest", phrase))
+            scores, terms, vectors = self._similarity(ordered)
+            # A paper without enough of the phrase's words is a weak match
+            # (see MIN_COVERAGE): it needs a stronger similarity to be picked.
+            scores = np.where(self._coverage(terms) < MIN_COVERAGE, scores * WEAK_MATCH_WEIGHT, scores)
+            for n, phrase in enumerate(ordered):
+                self._phrase_rows[phrase] = self._add_row(scores[n], Reason("interest", phrase), terms[n], vectors[n])
         if keys:
             inside = {k: self.papers[self._position[k]] for k in keys if k in self._position}
             outside = self.lookup(sorted(keys - set(inside))) if keys - set(inside) else {}
             found = {**outside, **inside}
             ordered = sorted(found)
             if ordered:
-                for key, row in zip(ordered, self._similarity([paper_text(found[k]) for k in ordered])):
+                scores, terms, vectors = self._similarity([paper_text(found[k]) for k in ordered])
+                for n, key in enumerate(ordered):
                     title = found[key].title
                     # One row per way of knowing the paper, for the reason it gives.
-                    self._paper_rows[key] = (self._add_row(row, Reason("seed", title), key),
-                                             self._add_row(row, Reason("liked", title), key))
+                    row = scores[n], terms[n], vectors[n]
+                    self._paper_rows[key] = (self._add_row(row[0], Reason("seed", title), *row[1:], key=key),
+                                             self._add_row(row[0], Reason("liked", title), *row[1:], key=key))
                     self._seed_rows[key], self._liked_rows[key] = self._paper_rows[key]
             for key in keys - set(found):
                 self._paper_rows[key] = None  # unknown: ignored
@@ -201,8 +251,13 @@ class EditionIndex:
         ``threshold``.
 
         Readers are scored together, as arrays: each reader's signals (their
-        phrases and papers) index rows of one matrix of similarities, the
-        best one per paper is the relevance and its row the reason.
+        phrases and papers) index rows of one matrix of similarities; a
+        paper's relevance is its best similarity plus :data:`MULTI_WEIGHT`
+        times its second best; the picks are taken greedily among the
+        reader's best papers, each one taken lowering the others of its
+        best signal by :data:`SPREAD_PENALTY` (see :func:`_spread`); the
+        reason names the best signal, a second interest matched too, and
+        the words that show the match (see :meth:`_reason`).
         """
         profiles = list(profiles)
         found: dict[int, list[Pick]] = {p.subscriber_id: [] for p in profiles}
@@ -217,8 +272,11 @@ class EditionIndex:
         followed = self._boost_followed(wanted, relevance, eligible)
         self._exclude_own_papers(wanted, eligible, exclude or {})
         eligible &= relevance >= threshold
-        order, counts = self._best(relevance, eligible, np.array([_wanted_count(p, limit) for p in wanted]))
-        found.update(self._picks(wanted, block, signals, relevance, order, counts, followed))
+        wants = np.array([_wanted_count(p, limit) for p in wanted])
+        candidates, scores, sims = self._candidates(block, relevance, eligible, wants)
+        best, also = self._best_signals(signals, sims)
+        chosen, counts = _spread(scores, candidates, best, followed, wants)
+        found.update(self._picks(wanted, relevance, candidates, chosen, counts, best, also, followed))
         return found
 
     def _signal_rows(self, wanted: list[Profile]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -235,12 +293,17 @@ class EditionIndex:
 
     def _relevance(self, block: np.ndarray, disliked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Return (relevance, eligible), readers × papers: the best of each
-        reader's similarities in ``block``, less :data:`DISLIKE_WEIGHT` times
+        reader's similarities in ``block`` plus :data:`MULTI_WEIGHT` times
+        the second best (when positive), less :data:`DISLIKE_WEIGHT` times
         the best similarity to the papers they ``disliked``; eligible where
         the reader has a signal at all."""
         best = block.max(axis=1)  # -inf where the reader has no signal (row 0 only)
         eligible = best > -np.inf
-        relevance = np.where(eligible, best, np.float32(0.0))
+        # The second best: the best of the others (a tie with the best counts
+        # once, which only two signals of one paper's text can make).
+        second = np.where(block < best[:, None, :], block, np.float32(-np.inf)).max(axis=1)
+        relevance = np.where(eligible, best + np.float32(MULTI_WEIGHT) * np.maximum(second, np.float32(0.0)),
+                             np.float32(0.0))
         if disliked is not None:
             relevance -= DISLIKE_WEIGHT * np.maximum(self._matrix()[disliked].max(axis=1), 0.0)
         return relevance, eligible
@@ -292,36 +355,127 @@ class EditionIndex:
             if never:
                 eligible[r, never] = False
 
-    def _best(self, relevance: np.ndarray, eligible: np.ndarray, wants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (order, counts): each reader's papers, best first (the
-        upvotes prior added), as many as the most any reader ``wants``; and
-        how many of them are the reader's picks: their best papers up to the
-        first one not eligible, at most as many as they want."""
+    def _candidates(self, block: np.ndarray, relevance: np.ndarray, eligible: np.ndarray,
+                    wants: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (candidates, scores, sims): each reader's best papers,
+        best first, :data:`CANDIDATES_PER_PICK` per pick the most any reader
+        ``wants``; their scores (the upvotes prior added, -inf where not
+        eligible); and their
+        similarities to each of the reader's signals (readers × candidates
+        × signals: looked for only among these, an argmax over every paper
+        costs eight maxes)."""
         score = np.where(eligible, relevance + self._prior, -np.inf)
-        order = np.argsort(-score, axis=1, kind="stable")[:, :int(wants.max())]
-        chosen = np.take_along_axis(eligible, order, axis=1)
-        counts = np.minimum(np.where(chosen.all(axis=1), chosen.shape[1], chosen.argmin(axis=1)), wants)
-        return order, counts
+        count = min(score.shape[1], int(wants.max()) * CANDIDATES_PER_PICK)
+        order = np.argsort(-score, axis=1, kind="stable")[:, :count]
+        sims = block[np.arange(len(block))[:, None], :, order]
+        return order, np.take_along_axis(score, order, axis=1), sims
 
-    def _picks(self, wanted: list[Profile], block: np.ndarray, signals: np.ndarray, relevance: np.ndarray,
-               order: np.ndarray, counts: np.ndarray, followed: dict[int, dict[int, Reason]]) -> dict[int, list[Pick]]:
+    def _best_signals(self, signals: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (best, also), readers × candidates: the row of each
+        candidate's best signal (0: none), and of its second best when it
+        is an interest phrase, as the best one is, similar enough
+        (:data:`ALSO_THRESHOLD`) to be named in the reason too (0: none)."""
+        if sims.shape[2] == 1:
+            best = np.broadcast_to(signals, sims.shape[:2]).copy()
+            return best, np.zeros_like(best)
+        top = np.argpartition(-sims, 1, axis=2)[:, :, :2]
+        values = np.take_along_axis(sims, top, axis=2)
+        swap = values[:, :, 1] > values[:, :, 0]
+        first = np.where(swap, top[:, :, 1], top[:, :, 0])
+        second = np.where(swap, top[:, :, 0], top[:, :, 1])
+        rows = np.broadcast_to(signals[:, None, :], sims.shape)
+        best = np.take_along_axis(rows, first[:, :, None], axis=2)[:, :, 0]
+        also = np.take_along_axis(rows, second[:, :, None], axis=2)[:, :, 0]
+        phrase = self._is_phrase()
+        strong = np.take_along_axis(sims, second[:, :, None], axis=2)[:, :, 0] >= ALSO_THRESHOLD
+        return best, np.where(phrase[best] & phrase[also] & strong, also, 0)
+
+    def _is_phrase(self) -> np.ndarray:
+        """Whether each row stands for an interest phrase."""
+        return np.array([reason is not None and reason.kind == "interest" for reason in self._row_reasons])
+
+    def _picks(self, wanted: list[Profile], relevance: np.ndarray, candidates: np.ndarray, chosen: np.ndarray,
+               counts: np.ndarray, best: np.ndarray, also: np.ndarray,
+               followed: dict[int, dict[int, Reason]]) -> dict[int, list[Pick]]:
         """Return ``{subscriber id: picks}``: each reader's first ``counts``
-        papers of ``order``, with their relevance and their reason: the
-        followed author or category that made them eligible, else the row
-        of their best signal."""
+        ``chosen`` candidates, with their relevance and their reason: the
+        followed author or category that made them eligible, else the one
+        of their best signal (see :meth:`_reason`)."""
         # Plain lists from here: indexing numpy arrays one element at a time is slow.
-        scores = np.take_along_axis(relevance, order, axis=1).tolist()
-        # The reason of a pick: the row of its best signal, looked for only
-        # among the picks (an argmax over every paper costs eight maxes).
-        which = block[np.arange(len(wanted))[:, None], :, order].argmax(axis=2)
-        reasons = np.take_along_axis(signals, which, axis=1).tolist()  # row 0: none
-        keys, row_reasons = self.keys, self._row_reasons
+        taken = np.take_along_axis(candidates, chosen, axis=1)
+        scores = np.take_along_axis(relevance, taken, axis=1).tolist()
+        rows = np.take_along_axis(best, chosen, axis=1).tolist()
+        alsos = np.take_along_axis(also, chosen, axis=1).tolist()
+        keys, reason = self.keys, self._reason
         picks: dict[int, list[Pick]] = {}
-        for r, (profile, positions, count) in enumerate(zip(wanted, order.tolist(), counts.tolist())):
+        for r, (profile, positions, count) in enumerate(zip(wanted, taken.tolist(), counts.tolist())):
             by_follow = followed.get(r, {})
-            picks[profile.subscriber_id] = [Pick(i, keys[i], score, by_follow.get(i) or row_reasons[why])
-                                            for i, score, why in zip(positions[:count], scores[r], reasons[r])]
+            picks[profile.subscriber_id] = [
+                Pick(i, keys[i], score, by_follow.get(i) or reason(row, second, i))
+                for i, score, row, second in zip(positions[:count], scores[r], rows[r], alsos[r])]
         return picks
+
+    # ---------------------------------------------------------------- reasons
+
+    def _reason(self, row: int, also: int, position: int) -> Reason:
+        """The reason of picking the paper at ``position`` for the signal of
+        ``row`` (and the second interest of row ``also``, 0 for none): its
+        subject, and the words of the paper that show the match (see
+        :meth:`_words_of`). A phrase the paper has too few words of
+        (:data:`MIN_COVERAGE`) is "near", not "interest": the paper is
+        close to it, it does not match it; a second interest is named only
+        when the paper matches it too. The same for every reader: made once."""
+        key = (row, also, position)
+        found = self._reasons.get(key)
+        if found is None:
+            base = self._row_reasons[row]
+            words, coverage = self._words_of(row, position)
+            # Never "matches" a phrase whose words the paper lacks: only close to it.
+            kind = "near" if base.kind == "interest" and coverage < MIN_COVERAGE else base.kind
+            other = ""
+            if also and kind == "interest":
+                more, also_coverage = self._words_of(also, position)
+                if also_coverage >= MIN_COVERAGE:
+                    other = self._row_reasons[also].subject
+                    words = tuple(dict.fromkeys(words[:REASON_WORDS // 2] + more + words))[:REASON_WORDS]
+            found = self._reasons[key] = Reason(kind, base.subject, other, words)
+        return found
+
+    def _words_of(self, row: int, position: int) -> tuple[tuple[str, ...], float]:
+        """Return (words, coverage): the words of the paper at ``position``
+        that show its match with ``row``: the terms (words and pairs of
+        words) it shares with the row's phrase or paper, weightiest first,
+        then its weightiest terms whose embedding is close to the row's
+        (:data:`CLOSE_WORD`), up to :data:`REASON_WORDS`, a word left out
+        where a pair holding it is shown; and the share of the row's TF-IDF
+        weight (squared) the paper has (see :meth:`_coverage`)."""
+        key = (row, position)
+        if key not in self._evidence:
+            if self._names is None:
+                self._names = self._tfidf.get_feature_names_out()
+            terms, paper = self._row_terms[row], self._words[position]
+            both = terms.multiply(paper).tocoo()
+            shared = [str(self._names[j]) for j in both.col[np.argsort(-both.data, kind="stable")]]
+            words = _without_parts(shared)
+            close_terms, close_vectors = self._close_words(position)
+            nearness = close_vectors @ self._row_vectors[row] if len(close_terms) else np.zeros(0)
+            close = [t for t, near in zip(close_terms, nearness.tolist()) if near >= CLOSE_WORD]
+            words = _without_parts(words + [t for t in close if t not in words])
+            coverage = float(terms.multiply(self._present[position]).multiply(terms).sum())
+            self._evidence[key] = tuple(words[:REASON_WORDS]), coverage
+        return self._evidence[key]
+
+    def _close_words(self, position: int) -> tuple[list[str], np.ndarray]:
+        """The :data:`CLOSE_CANDIDATES` weightiest TF-IDF terms of the paper
+        at ``position``, and their embeddings (computed once per paper, for
+        picked papers only)."""
+        if position not in self._close:
+            paper = self._words[position].tocoo()
+            top = paper.col[np.argsort(-paper.data, kind="stable")][:CLOSE_CANDIDATES]
+            terms = [str(self._names[j]) for j in top]
+            vectors = _embedder().embed(terms, norm=True) if terms else np.zeros((0, 1))
+            self._close[position] = terms, vectors
+        return self._close[position]
 
     def _author_name(self, position: int, author: str) -> str:
         """The followed ``author`` as the paper at ``position`` spells the name."""
@@ -332,6 +486,48 @@ class EditionIndex:
 def _wanted_count(profile: Profile, limit: int | None) -> int:
     """How many picks the reader gets: ``limit``, or their own count."""
     return profile.picks if limit is None else limit
+
+
+def _spread(scores: np.ndarray, candidates: np.ndarray, best: np.ndarray,
+            followed: dict[int, dict[int, Reason]], wants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (chosen, counts): for each reader, the indexes in their
+    ``candidates`` (-1 past the eligible ones) of their picks in order, and
+    how many they get (at most as many as they ``wants``).
+
+    Greedy, all readers at once: each turn takes the candidate of highest
+    score (``scores``, -inf where not eligible), then lowers by
+    :data:`SPREAD_PENALTY` the score of every candidate whose best signal
+    (``best``, its row; a followed author or category counts as one signal
+    of its own) is the one just served. An interest served once gives way
+    to another's paper nearly as good; a reader with one interest matched
+    gets all their picks from it."""
+    group = best.copy()
+    for r, reasons in followed.items():
+        ids = {reason: -1 - n for n, reason in enumerate(dict.fromkeys(reasons.values()))}
+        for j, position in enumerate(candidates[r].tolist()):
+            if position in reasons:
+                group[r, j] = ids[reasons[position]]
+    scores = scores.copy()
+    readers = np.arange(len(scores))
+    turns = int(wants.max())
+    chosen = np.zeros((len(scores), turns), dtype=np.int64)
+    found = np.zeros((len(scores), turns), dtype=bool)
+    for turn in range(turns):
+        j = scores.argmax(axis=1)
+        found[:, turn] = scores[readers, j] > -np.inf
+        chosen[:, turn] = j
+        served = group[readers, j]
+        scores[readers, j] = -np.inf
+        scores -= SPREAD_PENALTY * (group == served[:, None])
+    # Once a reader has no candidate left, every later turn finds none.
+    return chosen, np.minimum(found.sum(axis=1), wants)
+
+
+def _without_parts(terms: list[str]) -> list[str]:
+    """``terms`` without the single words that a pair of words among them
+    holds ("concept" goes when "concept erasure" is there), in order."""
+    pairs = {word for term in terms if " " in term for word in term.split()}
+    return [term for term in terms if " " in term or term not in pairs]
 
 
 def _padded(lists: list[list[int]]) -> np.ndarray:
