@@ -253,10 +253,16 @@ PICK_BODY = "XNLPICKBODYX"  # the paper: one of PicksPart.bodies
 PICK_CODE = "XNLPICKCODEX"  # the paper's part of its feedback token
 PICK_WHY = "XNLPICKWHYX"  # the reason's sentence, one of PicksLayout.why
 PICK_SUBJECT = "XNLPICKSUBJECTX"  # inside a reason: the phrase, author, title or category
+PICK_ALSO = "XNLPICKALSOX"  # inside a reason: where PicksPart.also goes, or nothing
+PICK_WORDS = "XNLPICKWORDSX"  # inside a reason: where PicksPart.words goes, or nothing
 REASON_KINDS = ("interest", "near", "author", "seed", "liked", "category")
 # A reason's subject as an email shows it, at most: so the plain-text part's
-# longest reason line, "    (like *…*, which you liked)", fits in 78 columns.
+# longest reason line, "10. Like *…*, which you liked", fits in 78 columns.
 PICK_SUBJECT_CHARS = 48
+# With a second interest, each of the two at most this long ("10. Matches *…*
+# and *…*" in 78 columns); the words a reason shows, joined, at most this long.
+PICK_ALSO_CHARS = 28
+PICK_WORDS_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -333,7 +339,10 @@ class PicksPart:
     stands for how many) or the ``invite`` line (no interests yet). A card
     holds the ``PICK_*`` fields;
     ``why`` has, for each kind of reason (see Reason), the sentence in which
-    ``PICK_SUBJECT`` stands for its subject."""
+    ``PICK_SUBJECT`` stands for its subject, ``PICK_ALSO`` for ``also`` (in
+    which ``PICK_SUBJECT`` stands for a second interest) or nothing, and
+    ``PICK_WORDS`` for ``words`` (in which ``PICK_SUBJECT`` stands for the
+    words that show the match, joined by ", ") or nothing."""
 
     head: str
     card: str
@@ -343,6 +352,8 @@ class PicksPart:
     invite: str
     why: dict[str, str]
     bodies: tuple[str, ...] = ()  # each paper's part of a pick card, by its position
+    also: str = ""
+    words: str = ""
 
 
 @dataclass(frozen=True)
@@ -687,7 +698,7 @@ def fill_marks(text: str, values: dict[str, str]) -> str:
     return _MARKS.sub(lambda match: values[match.group()], text)
 
 
-_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY, PICK_SUBJECT)))
+_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY, PICK_SUBJECT, PICK_ALSO, PICK_WORDS)))
 
 
 def fill_picks(piece: str, values: dict[str, str]) -> str:

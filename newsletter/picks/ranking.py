@@ -68,8 +68,8 @@ ALSO_THRESHOLD = 0.1
 # The words a reason shows, at most; a paper's weightiest words looked at for
 # words close to the phrase (not in it), and how close (cosine of embeddings).
 REASON_WORDS = 4
-CLOSE_CANDIDATES = 8
-CLOSE_WORD = 0.55
+CLOSE_CANDIDATES = 12
+CLOSE_WORD = 0.4
 # Texts embedded at a time: WordLlama pads each batch to its longest text, and
 # 64 abstracts at once take 40 MB; 4 take 2 MB, no slower.
 EMBED_BATCH = 4
@@ -444,9 +444,11 @@ class EditionIndex:
     def _words_of(self, row: int, position: int) -> tuple[tuple[str, ...], float]:
         """Return (words, coverage): the words of the paper at ``position``
         that show its match with ``row``: the terms (words and pairs of
-        words) it shares with the row's phrase or paper, weightiest first,
+        words) it shares with the row's phrase or paper, weightiest first
+        (the phrase itself left out: the reason names it),
         then its weightiest terms whose embedding is close to the row's
-        (:data:`CLOSE_WORD`), up to :data:`REASON_WORDS`, a word left out
+        (:data:`CLOSE_WORD`) and that are not forms of words already shown
+        (:func:`_stems`), up to :data:`REASON_WORDS`, a word left out
         where a pair holding it is shown; and the share of the row's TF-IDF
         weight (squared) the paper has (see :meth:`_coverage`)."""
         key = (row, position)
@@ -456,10 +458,14 @@ class EditionIndex:
             terms, paper = self._row_terms[row], self._words[position]
             both = terms.multiply(paper).tocoo()
             shared = [str(self._names[j]) for j in both.col[np.argsort(-both.data, kind="stable")]]
-            words = _without_parts(shared)
+            # The phrase itself is named already: its words show what else matched.
+            subject = " ".join(self._row_reasons[row].subject.casefold().split())
+            words = [t for t in _without_parts(shared) if t != subject]
             close_terms, close_vectors = self._close_words(position)
             nearness = close_vectors @ self._row_vectors[row] if len(close_terms) else np.zeros(0)
-            close = [t for t, near in zip(close_terms, nearness.tolist()) if near >= CLOSE_WORD]
+            seen = _stems([subject, *words])
+            close = [t for t, near in zip(close_terms, nearness.tolist())
+                     if near >= CLOSE_WORD and not _stems([t]) <= seen]
             words = _without_parts(words + [t for t in close if t not in words])
             coverage = float(terms.multiply(self._present[position]).multiply(terms).sum())
             self._evidence[key] = tuple(words[:REASON_WORDS]), coverage
@@ -528,6 +534,12 @@ def _without_parts(terms: list[str]) -> list[str]:
     holds ("concept" goes when "concept erasure" is there), in order."""
     pairs = {word for term in terms if " " in term for word in term.split()}
     return [term for term in terms if " " in term or term not in pairs]
+
+
+def _stems(terms: list[str]) -> set[str]:
+    """The first five letters of each word of ``terms``: "erased" and
+    "erasure" are one word to a reader, and a reason shows it once."""
+    return {word[:5] for term in terms for word in term.split()}
 
 
 def _padded(lists: list[list[int]]) -> np.ndarray:
