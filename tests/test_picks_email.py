@@ -56,8 +56,11 @@ HOSTILE_TITLES = [
     "A title " + "very " * 60 + "long",
     "Plain title",
 ]
-HOSTILE_SUBJECTS = ["<b>bold</b> & {{x}}", "{{{p}}} phrase", "Ada \"Byron\" Lovelace", "x" * 300,
-                    "cs.CV {{/if}}"]
+HOSTILE_SUBJECTS = ["<b>bold</b> & {{x}}", "near <i>{{y}}</i>", "{{{p}}} phrase", "Ada \"Byron\" Lovelace",
+                    "x" * 300, "cs.CV {{/if}}"]
+# The second interest and the words a reason may carry, by kind.
+HOSTILE_EVIDENCE = {"interest": ("<u>second</u> & {{z}}", ("<w>ord", "{{{f}}}", "unlearning")),
+                    "near": ("", ("close & near",)), "liked": ("", ("shared <s>",))}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,8 @@ def reader(issue, number: int, state: str, picks=(), held: int = 0) -> Recipient
 
 
 def readers(issue) -> list[Recipient]:
-    picks_of_every_kind = [Pick(i, f"2503.{i + 1:05d}", 0.5, Reason(kind, HOSTILE_SUBJECTS[i]))
+    picks_of_every_kind = [Pick(i, f"2503.{i + 1:05d}", 0.5, Reason(kind, HOSTILE_SUBJECTS[i],
+                                                                     *HOSTILE_EVIDENCE.get(kind, ())))
                            for i, kind in enumerate(REASON_KINDS)]
     return [
         reader(issue, 1, "picks", picks_of_every_kind),
@@ -201,8 +205,14 @@ def test_what_each_reader_sees_of_their_picks(issue):
     _, text, html = outbox_parts(issue, every_kind)
     assert "Picked for you" in html and "PICKED FOR YOU" in text
     for kind in REASON_KINDS:
-        assert {"interest": "Matches *", "author": ", whom you follow", "seed": ", which you like",
-                "liked": ", which you liked", "category": ". In "}[kind] in text
+        assert {"interest": "Matches *", "near": "Close to *", "author": ", whom you follow",
+                "seed": ", which you like", "liked": ", which you liked", "category": ". In "}[kind] in text
+    # The evidence: a second interest and the words, escaped in HTML.
+    assert "Matches *<b>bold</b> & {{x}}* and *<u>second</u> & {{z}}*" in text
+    assert "   (<w>ord, {{{f}}}, unlearning)" in text and "which you liked\n   (shared <s>)" in text
+    assert ("Matches <em>&lt;b&gt;bold&lt;/b&gt; &amp; {{x}}</em> and <em>&lt;u&gt;second&lt;/u&gt; &amp; "
+            "{{z}}</em>: &lt;w&gt;ord, {{{f}}}, unlearning") in html
+    assert "Close to <em>near &lt;i&gt;{{y}}&lt;/i&gt;</em>: close &amp; near" in html
     # Hostile text is text: escaped in HTML, never template syntax.
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "{{#each picks}}{{t}}{{/each}}" in text  # as the title said, not run

@@ -65,12 +65,76 @@ def test_readers_with_clear_interests_get_relevant_picks(example):
 def test_a_reason_says_why(example):
     batch, index = example
     picks = index.rank(Profile(1, interests=("concept erasure", "quantum chemistry")))
-    assert picks and all(p.reason == Reason("interest", "concept erasure") for p in picks)
-    assert picks[0].reason.text() == "matches *concept erasure*"
+    assert picks and all(p.reason.kind == "interest" and p.reason.subject == "concept erasure" for p in picks)
+    assert picks[0].reason.text().startswith("matches *concept erasure*")
     seed = paper_key(batch.papers[31])  # Score Forgetting Distillation
     liked = index.rank(Profile(1, seeds=(seed,)))
-    assert liked[0].reason == Reason("seed", batch.papers[31].title)
+    assert (liked[0].reason.kind, liked[0].reason.subject) == ("seed", batch.papers[31].title)
+    assert liked[0].reason.words  # the words the two papers share
     assert 31 not in positions(liked)  # a seed paper is already known
+
+
+def test_a_paper_matching_two_interests_ranks_above_one_matching_either(example):
+    batch, index = example
+    picks = index.rank(Profile(1, interests=("machine unlearning", "diffusion models")))
+    # 31 and 32 unlearn concepts in diffusion models; the others are on one of the two.
+    assert set(positions(picks)[:2]) == {31, 32}
+    assert picks[0].score > max(p.score for p in picks[2:])
+    both = next(p for p in picks if p.position == 32)
+    assert {both.reason.subject, both.reason.also} == {"machine unlearning", "diffusion models"}
+    assert both.reason.text().startswith(f"matches *{both.reason.subject}* and *{both.reason.also}*")
+    # Alone, each interest ranks it lower than with the other one.
+    alone = {p.position: p.score for p in index.rank(Profile(1, interests=("diffusion models",)))}
+    assert both.score > alone.get(32, 0.0)
+
+
+def test_picks_spread_over_every_interest(example, monkeypatch):
+    batch, index = example
+    interests = ("machine unlearning", "contrastive learning", "interpretability")
+    picks = index.rank(Profile(1, interests=interests))
+    assert len(picks) == 5
+    assert {p.reason.subject for p in picks} == set(interests)  # a pick from each
+    # Ranked by relevance alone, one of the three gets none.
+    monkeypatch.setattr("newsletter.picks.ranking.SPREAD_PENALTY", 0.0)
+    assert len({p.reason.subject for p in index.rank(Profile(1, interests=interests))}) < 3
+    monkeypatch.undo()
+    # One interest with matches and one without: every pick from the one.
+    one = index.rank(Profile(1, interests=("neural architecture search", "marine biology of coral reefs")))
+    assert len(one) == 4 and {p.reason.subject for p in one} == {"neural architecture search"}
+
+
+def test_a_reason_never_claims_a_match_its_words_do_not_show(example):
+    batch, index = example
+    hnsw = next(i for i, p in enumerate(batch.papers) if "Hierarchical Navigable Small Worlds" in p.title)
+    picks = index.rank(Profile(1, interests=("neural architecture search",)))
+    assert hnsw not in positions(picks)  # shares only "search" with the phrase
+    everything = index.rank(Profile(1, interests=("neural architecture search",)), limit=85,
+                            threshold=float("-inf"))
+    reason = next(p.reason for p in everything if p.position == hnsw)
+    assert reason.kind == "near" and reason.text().startswith("close to *neural architecture search*")
+    for pick in everything:
+        if pick.reason.kind == "interest":
+            # A claimed match shows words of the phrase (or the paper has the phrase itself).
+            text = (batch.papers[pick.position].title + " " + batch.papers[pick.position].abstract).lower()
+            assert "neural architecture search" in text or any(
+                w in "neural architecture search" for w in pick.reason.words), pick
+
+
+def test_reasons_are_made_once_per_paper_and_signal(example):
+    _batch, index = example
+    profiles = [Profile(i, interests=("concept erasure",)) for i in range(1, 4)]
+    found = index.rank_many(profiles)
+    assert found[1] and all(a.reason is b.reason for a, b in zip(found[1], found[3]))
+
+
+def test_a_stored_reason_keeps_its_words_and_old_rows_still_read():
+    reason = Reason("interest", "machine unlearning", "diffusion models", ("unlearning", "concept erasure"))
+    assert Reason.from_stored("interest", reason.stored()) == reason
+    assert Reason.from_stored("liked", "A Paper: Its Title") == Reason("liked", "A Paper: Its Title")
+    assert Reason("seed", "A\nB").stored() == "A B"  # a subject never breaks the lines
+    assert reason.text() == "matches *machine unlearning* and *diffusion models*: unlearning, concept erasure"
+    assert Reason("liked", "Paper X").text() == "like *Paper X*, which you liked"
+    assert Reason("near", "x", words=("y",)).text() == "close to *x*: y"
 
 
 def test_no_filler_for_an_interest_nothing_matches(example):

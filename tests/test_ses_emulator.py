@@ -63,6 +63,7 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         "author": dict(authors=(followed,)),
         "seed": dict(seeds=("2503.00001",)),
         "category": dict(categories=("cs.CL",)),
+        "near": dict(interests=("nearest neighbour search",)),
         "nomatch": dict(interests=("marine biology of coral reefs",)),
         "held": dict(interests=("concept erasure",)),
         "invite": None,
@@ -88,6 +89,13 @@ def add_readers(database_url: str, batch_path: Path, markup: bool) -> dict[str, 
         with store.engine.begin() as conn:
             write_picks(conn, DATE, {ids["category@example.org"]: [
                 Pick(keys.index("2503.00006"), "2503.00006", 0.2, Reason("category", "cs.CL"))]})
+            # The same for "near" (a phrase the paper has too few words of),
+            # with the words it shows, and an interest matched with a second one.
+            write_picks(conn, DATE, {ids["near@example.org"]: [
+                Pick(keys.index("2503.00002"), "2503.00002", 0.2,
+                     Reason("near", "nearest neighbour search", words=("search", "graph <b>index</b>"))),
+                Pick(keys.index("2503.00003"), "2503.00003", 0.2,
+                     Reason("interest", "nearest neighbour search", "retrieval & \"ranking\"", ("k-NN", "HNSW")))]})
         # Every paper of the day was picked for this reader two days before
         # (and sent): what matches them today is held back.
         held, earlier = ids["held@example.org"], Ledger(store, DAY - dt.timedelta(days=2))

@@ -254,10 +254,16 @@ PICK_BODY = "XNLPICKBODYX"  # the paper: one of PicksPart.bodies
 PICK_CODE = "XNLPICKCODEX"  # the paper's part of its feedback token
 PICK_WHY = "XNLPICKWHYX"  # the reason's sentence, one of PicksLayout.why
 PICK_SUBJECT = "XNLPICKSUBJECTX"  # inside a reason: the phrase, author, title or category
-REASON_KINDS = ("interest", "author", "seed", "liked", "category")
+PICK_ALSO = "XNLPICKALSOX"  # inside a reason: where PicksPart.also goes, or nothing
+PICK_WORDS = "XNLPICKWORDSX"  # inside a reason: where PicksPart.words goes, or nothing
+REASON_KINDS = ("interest", "near", "author", "seed", "liked", "category")
 # A reason's subject as an email shows it, at most: so the plain-text part's
-# longest reason line, "    (like *…*, which you liked)", fits in 78 columns.
+# longest reason line, "10. Like *…*, which you liked", fits in 78 columns.
 PICK_SUBJECT_CHARS = 48
+# With a second interest, each of the two at most this long ("10. Matches *…*
+# and *…*" in 78 columns); the words a reason shows, joined, at most this long.
+PICK_ALSO_CHARS = 28
+PICK_WORDS_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -334,7 +340,10 @@ class PicksPart:
     stands for how many) or the ``invite`` line (no interests yet). A card
     holds the ``PICK_*`` fields;
     ``why`` has, for each kind of reason (see Reason), the sentence in which
-    ``PICK_SUBJECT`` stands for its subject."""
+    ``PICK_SUBJECT`` stands for its subject, ``PICK_ALSO`` for ``also`` (in
+    which ``PICK_SUBJECT`` stands for a second interest) or nothing, and
+    ``PICK_WORDS`` for ``words`` (in which ``PICK_SUBJECT`` stands for the
+    words that show the match, joined by ", ") or nothing."""
 
     head: str
     card: str
@@ -344,6 +353,8 @@ class PicksPart:
     invite: str
     why: dict[str, str]
     bodies: tuple[str, ...] = ()  # each paper's part of a pick card, by its position
+    also: str = ""
+    words: str = ""
 
 
 @dataclass(frozen=True)
@@ -638,23 +649,59 @@ class Profile:
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a paper was picked: ``kind`` is "interest", "author", "seed",
-    "liked" or "category"; ``subject`` the phrase, author name, paper title
-    or category."""
+    """Why a paper was picked: ``kind`` is "interest", "near" (close to an
+    interest phrase, without enough of its words to match it), "author",
+    "seed", "liked" or "category"; ``subject`` the phrase, author name,
+    paper title or category; ``also`` a second interest phrase the paper matches as well
+    ("" for none; interests only); ``words`` the evidence, the words of the
+    paper that made the match (its words shared with the phrase or paper,
+    and its weightiest words close to them), best first."""
 
     kind: str
     subject: str
+    also: str = ""
+    words: tuple[str, ...] = ()
 
     def text(self) -> str:
         """The reason in words, emphasis marked with asterisks
-        (``matches *concept erasure*``)."""
+        (``matches *machine unlearning* and *diffusion models*: unlearning,
+        concept erasure``)."""
+        also = f" and *{self.also}*" if self.also else ""
+        words = f": {', '.join(self.words)}" if self.words else ""
         return {
-            "interest": f"matches *{self.subject}*",
+            "interest": f"matches *{self.subject}*{also}{words}",
+            "near": f"close to *{self.subject}*{words}",
             "author": f"by {self.subject}, whom you follow",
-            "seed": f"like *{self.subject}*, which you like",
-            "liked": f"like *{self.subject}*, which you liked",
+            "seed": f"like *{self.subject}*, which you like{words}",
+            "liked": f"like *{self.subject}*, which you liked{words}",
             "category": f"in {self.subject}, which you follow",
         }[self.kind]
+
+    def stored(self) -> str:
+        """The subject as a store keeps it, in one text column: the
+        subject alone, or, with a second interest or words, the subject,
+        the second interest and the words joined by ", " on three lines
+        (a subject has no line break: a row of before the words reads as
+        it did). At most :data:`REASON_STORED_CHARS` characters."""
+        def line(text: str, most: int) -> str:
+            return " ".join(text.split())[:most]
+
+        if not (self.also or self.words):
+            return line(self.subject, REASON_STORED_CHARS)
+        words = line(", ".join(w.replace(",", " ") for w in self.words), 200)
+        return "\n".join((line(self.subject, 200), line(self.also, 96), words))
+
+    @classmethod
+    def from_stored(cls, kind: str, stored: str) -> "Reason":
+        """The reason of ``kind`` whose subject a store keeps as ``stored``
+        (see :meth:`stored`)."""
+        subject, _, rest = stored.partition("\n")
+        also, _, words = rest.partition("\n")
+        return cls(kind, subject, also, tuple(w for w in words.split(", ") if w))
+
+
+# How long a reason's stored subject may be (the picks table's why_subject).
+REASON_STORED_CHARS = 500
 
 
 class Pick(NamedTuple):
@@ -678,7 +725,7 @@ def fill_marks(text: str, values: dict[str, str]) -> str:
     return _MARKS.sub(lambda match: values[match.group()], text)
 
 
-_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY, PICK_SUBJECT)))
+_PICK_FIELDS = re.compile("|".join((PICK_NUMBER, PICK_BODY, PICK_CODE, PICK_WHY, PICK_SUBJECT, PICK_ALSO, PICK_WORDS)))
 
 
 def fill_picks(piece: str, values: dict[str, str]) -> str:

@@ -32,8 +32,12 @@ from newsletter.core.models import (
     MAX_PICKS,
     PICK_CODE,
     PICK_NUMBER,
+    PICK_ALSO,
+    PICK_ALSO_CHARS,
     PICK_SUBJECT,
     PICK_SUBJECT_CHARS,
+    PICK_WORDS,
+    PICK_WORDS_CHARS,
     PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
@@ -564,8 +568,10 @@ def picks_layout(env: jinja2.Environment, settings: Settings, views: list[dict[s
             no_match=str(m.no_match()),
             held=str(m.held(PICK_NUMBER, REPEAT_WINDOW.days)),
             invite=str(m.invite(invited)),
-            why={kind: str(m.why(kind, PICK_SUBJECT)) for kind in REASON_KINDS},
+            why={kind: str(m.why(kind, PICK_SUBJECT, PICK_ALSO, PICK_WORDS)) for kind in REASON_KINDS},
             bodies=tuple(bodies[name]),
+            also=str(m.why_also(PICK_SUBJECT)),
+            words=str(m.why_words(PICK_SUBJECT)),
         ) for name, m in macros.items()}
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {getattr(exc, 'name', None) or 'email_picks'}: {exc}") from exc
@@ -636,8 +642,12 @@ def varied_papers(views: list[dict[str, Any]], count: int, pool: int = 30) -> li
 
 def _largest_picks(part: PicksPart) -> str:
     """The largest "Picked for you" HTML a reader can get: :data:`MAX_PICKS`
-    cards of the largest papers, and the longest reasons."""
-    longest_why = max(part.why.values(), key=len).replace(PICK_SUBJECT, "W" * PICK_SUBJECT_CHARS)
+    cards of the largest papers, and the longest reasons (with a second
+    interest and words)."""
+    also = fill_picks(part.also, {PICK_SUBJECT: "W" * PICK_ALSO_CHARS})
+    words = fill_picks(part.words, {PICK_SUBJECT: "W" * PICK_WORDS_CHARS})
+    longest_why = max((fill_picks(why, {PICK_SUBJECT: "W" * PICK_SUBJECT_CHARS, PICK_ALSO: also, PICK_WORDS: words})
+                       for why in part.why.values()), key=len)
     bodies = sorted(part.bodies, key=lambda body: len(body.encode("utf-8")), reverse=True)[:MAX_PICKS]
     cards = [fill_picks(part.card, {PICK_NUMBER: str(MAX_PICKS), PICK_BODY: body,
                                     PICK_CODE: "9" * 4 + "-" + "x" * 6, PICK_WHY: longest_why})

@@ -22,8 +22,12 @@ from newsletter.core.models import (
     PERSONAL_MARKS,
     PICK_CODE,
     PICK_NUMBER,
+    PICK_ALSO,
+    PICK_ALSO_CHARS,
     PICK_SUBJECT,
     PICK_SUBJECT_CHARS,
+    PICK_WORDS,
+    PICK_WORDS_CHARS,
     PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
@@ -82,32 +86,63 @@ class Recipient:
 def shown_subject(reason: Reason) -> str:
     """The subject of ``reason`` as an email shows it: a paper's title up to
     its colon ("Score Forgetting Distillation"), anything longer than
-    :data:`PICK_SUBJECT_CHARS` cut at a word with an ellipsis."""
+    :data:`PICK_SUBJECT_CHARS` (:data:`PICK_ALSO_CHARS` when the reason
+    names a second interest) cut at a word with an ellipsis."""
     subject = reason.subject
     if reason.kind in ("seed", "liked"):
         head = subject.split(": ", 1)[0]
         if len(head) >= 8:
             subject = head
-    if len(subject) > PICK_SUBJECT_CHARS:
-        cut = subject[: PICK_SUBJECT_CHARS - 1]
-        if " " in cut[PICK_SUBJECT_CHARS // 2:]:
+    return _cut(subject, PICK_ALSO_CHARS if reason.also else PICK_SUBJECT_CHARS)
+
+
+def _cut(text: str, most: int) -> str:
+    """``text``, cut at a word with an ellipsis when longer than ``most``."""
+    if len(text) > most:
+        cut = text[: most - 1]
+        if " " in cut[most // 2:]:
             cut = cut[: cut.rindex(" ")]
-        subject = cut.rstrip() + "…"
-    return subject
+        text = cut.rstrip() + "…"
+    return text
+
+
+def shown_words(reason: Reason) -> str:
+    """The words of ``reason`` as an email shows them: joined by ", ", as
+    many as fit in :data:`PICK_WORDS_CHARS` ("" for none)."""
+    shown = ""
+    for word in reason.words:
+        longer = f"{shown}, {word}" if shown else word
+        if len(longer) > PICK_WORDS_CHARS:
+            break
+        shown = longer
+    return shown
 
 
 def pick_values(number: int, pick: Pick, issue: Issue) -> dict[str, str]:
     """The values of one of a reader's pick cards in ``issue``, not yet
     escaped: ``n`` its number, ``c`` the paper's part of its feedback token
     (``<position>-<code>``), ``k`` and ``s`` the reason's kind and subject
-    (:func:`shown_subject`). The paper itself is the issue's
-    (``PicksPart.bodies``, at ``pick.position``)."""
+    (:func:`shown_subject`), ``a`` the second interest it names ("" for
+    none), ``w`` its words (:func:`shown_words`). The paper itself is the
+    issue's (``PicksPart.bodies``, at ``pick.position``)."""
+    reason = pick.reason
     return {
         "n": str(number),
         "c": f"{pick.position}-{issue.paper_codes[pick.position]}",
-        "k": pick.reason.kind,
-        "s": shown_subject(pick.reason),
+        "k": reason.kind,
+        "s": shown_subject(reason),
+        "a": _cut(reason.also, PICK_ALSO_CHARS) if reason.also else "",
+        "w": shown_words(reason),
     }
+
+
+def why_values(part, values: dict[str, str], escape) -> dict[str, str]:
+    """The fields of a reason's sentence in ``part`` (a ``PicksPart``) for
+    a pick's ``values`` (see :func:`pick_values`), each escaped by ``escape``: its
+    subject, and the second interest and words pieces, or nothing."""
+    return {PICK_SUBJECT: escape(values["s"]),
+            PICK_ALSO: fill_picks(part.also, {PICK_SUBJECT: escape(values["a"])}) if values["a"] else "",
+            PICK_WORDS: fill_picks(part.words, {PICK_SUBJECT: escape(values["w"])}) if values["w"] else ""}
 
 
 def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
@@ -127,10 +162,10 @@ def picks_section(issue: Issue, recipient: Recipient) -> tuple[str, str]:
         cards_html, cards_text = [], []
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
-            why_html = fill_picks(html.why[v["k"]], {PICK_SUBJECT: html_escape(v["s"])})
+            why_html = fill_picks(html.why[v["k"]], why_values(html, v, html_escape))
             cards_html.append(fill_picks(html.card, {PICK_NUMBER: v["n"], PICK_BODY: html.bodies[pick.position],
                                                      PICK_CODE: html_escape(v["c"]), PICK_WHY: why_html}))
-            why_text = fill_picks(text.why[v["k"]], {PICK_SUBJECT: v["s"]})
+            why_text = fill_picks(text.why[v["k"]], why_values(text, v, str))
             cards_text.append(fill_picks(text.card, {PICK_NUMBER: v["n"], PICK_BODY: text.bodies[pick.position],
                                                      PICK_CODE: v["c"], PICK_WHY: why_text}))
         return (fill_marks(html.head + "".join(cards_html) + html.tail, marks_html),

@@ -31,7 +31,7 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) ->
     same = canonical_keys(conn, {pick.key for chosen in picks.values() for pick in chosen})
     rows = [
         dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=same.get(pick.key, pick.key), paper_rank=pick.position,
-             score=pick.score, why_kind=pick.reason.kind, why_subject=pick.reason.subject[:500])
+             score=pick.score, why_kind=pick.reason.kind, why_subject=pick.reason.stored())
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
     ]
@@ -59,7 +59,7 @@ class PickRecords:
                                     .order_by(p.c.subscriber_id, p.c.position))
                 for r in rows:
                     found.setdefault(r.subscriber_id, []).append(
-                        Pick(r.paper_rank, r.paper_key, r.score, Reason(r.why_kind, r.why_subject)))
+                        Pick(r.paper_rank, r.paper_key, r.score, Reason.from_stored(r.why_kind, r.why_subject)))
         return found
 
     def recently_picked(self, day: dt.date, paper_keys: Iterable[str],

@@ -36,9 +36,11 @@ from newsletter.core.errors import AccountError, TemplateRejected, Throttled, Tr
 from newsletter.core.models import (
     FEEDBACK_MARK,
     MAX_PICKS,
+    PICK_ALSO,
     PICK_CODE,
     PICK_NUMBER,
     PICK_SUBJECT,
+    PICK_WORDS,
     PICK_BODY,
     PICK_WHY,
     PICKS_MARK,
@@ -208,10 +210,11 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
     (``personalize.picks_section``), so both read the same: ``{{#each
     picks}}`` one card per pick (``n`` its number, ``t`` the title, ``u``
     its link, ``c`` the paper's feedback token part,
-    ``wi``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its kind,
-    which says which reason's words are shown; ``th``, ``uh`` and ``wh``
-    the title, link and subject escaped for HTML when escaping changes
-    them), or the ``no_match`` line, the ``held`` line (``held``: how many
+    ``wi``/``wn``/``wa``/``ws``/``wl``/``wc`` the reason's subject by its
+    kind, which says which reason's sentence is shown; ``wo`` a second
+    interest and ``ww`` the words that show the match, "" for none; ``th``,
+    ``uh``, ``wh``, ``woh`` and ``wwh`` the title, link, subject, second
+    interest and words escaped for HTML when escaping changes them), or the ``no_match`` line, the ``held`` line (``held``: how many
     papers were held back) or the ``invite`` line. The HTML part shows
     escaped values (:func:`_html_slot`), the text part raw ones; every value
     is inserted with ``{{{x}}}``. The pieces' own text is made literal first."""
@@ -227,7 +230,10 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
         # needs no escaping, so no {{#if}} (whose depth for ../ differs
         # between Handlebars versions) comes between it and its block.
         inside = {FEEDBACK_MARK: "{{{../f}}}"}
-        why = "".join(f"{{{{#if {key}}}}}{fill_picks(item_literal(part.why[kind]), {PICK_SUBJECT: slot(key, 'wh')})}"
+        # The second interest (wo) and the words (ww), where the reason has them.
+        also = "{{#if wo}}" + fill_picks(item_literal(part.also), {PICK_SUBJECT: slot("wo", "woh")}) + "{{/if}}"
+        words = "{{#if ww}}" + fill_picks(item_literal(part.words), {PICK_SUBJECT: slot("ww", "wwh")}) + "{{/if}}"
+        why = "".join(f"{{{{#if {key}}}}}{fill_picks(item_literal(part.why[kind]), {PICK_SUBJECT: slot(key, 'wh'), PICK_ALSO: also, PICK_WORDS: words})}"
                       "{{/if}}" for kind, key in WHY_KEYS.items())
         card = fill_picks(item_literal(part.card), {PICK_NUMBER: "{{{n}}}", PICK_BODY: paper_tree(
             [item_literal(body) for body in part.bodies]), PICK_CODE: "{{{c}}}", PICK_WHY: why})
@@ -301,7 +307,8 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
         for number, pick in enumerate(recipient.picks, start=1):
             v = pick_values(number, pick, issue)
             entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
-                     "wh": _escaped_if_changed(v["s"]),
+                     "wh": _escaped_if_changed(v["s"]), "wo": v["a"], "woh": _escaped_if_changed(v["a"]),
+                     "ww": v["w"], "wwh": _escaped_if_changed(v["w"]),
                      **{f"b{bit}": bool(pick.position >> bit & 1) for bit in range(depth)}}
             entry[WHY_KEYS[v["k"]]] = v["s"]
             picks.append(entry)
@@ -337,8 +344,10 @@ def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
     # The last papers and the first ones: every bit of a pick's data set and
     # clear, and top cards given up to the next papers.
     positions = [len(issue.papers) - 1 - n if n % 2 else n // 2 for n in range(MAX_PICKS)]
-    picks = tuple(Pick(position % len(issue.papers), "", 0.0, Reason(kind, next(subjects)))
-                  for position, kind in zip(positions, itertools.cycle(REASON_KINDS)))
+    # Every other pick names a second interest and words (escaped and not).
+    picks = tuple(Pick(position % len(issue.papers), "", 0.0, Reason(
+        kind, next(subjects), *(("a <second> & one", ("a <word>", "and & more")) if n % 2 else ())))
+        for n, (position, kind) in enumerate(zip(positions, itertools.cycle(REASON_KINDS))))
     return [(f"{MAX_PICKS} picks of every reason kind", sample(PicksState.PICKS, picks)),
             ("picks, and just the top of the day", sample(PicksState.PICKS, picks[:3], rest=RestOfDay.COUNT)),
             ("no pick matching", sample(PicksState.NONE)),
