@@ -331,14 +331,94 @@ def send_env(endpoint_url: str, db: Path, workdir: Path) -> dict[str, str]:
     return env
 
 
-def start_send(env: dict[str, str], workdir: Path, name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
+def start_send(env: dict[str, str], workdir: Path, name: str, *extra: str,
+               profile: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start ``newsletter send`` (under cProfile, every thread, when
+    ``profile`` names the file for its stats); return it and its log."""
     log = workdir / f"{name}.log"
+    command = ["-m", "newsletter"] if profile is None else [str(Path(__file__).resolve()), "--profiled", str(profile)]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "send", str(EXAMPLE), "--date", DATE.isoformat(), *extra],
+            [sys.executable, *command, "send", str(EXAMPLE), "--date", DATE.isoformat(), *extra],
             cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     return process, log
+
+
+def profiled_cli(out: str, argv: list[str]) -> None:
+    """Run the newsletter CLI with ``argv`` under cProfile in every thread
+    (the send's workers, heartbeat and main thread), and write the merged
+    stats to ``out`` at exit."""
+    import atexit
+    import cProfile
+    import pstats
+    import threading
+
+    profiles = []
+    run = threading.Thread.run
+
+    def profiled_run(thread):
+        profile = cProfile.Profile()
+        profiles.append(profile)
+        profile.runcall(run, thread)
+
+    threading.Thread.run = profiled_run
+    main_profile = cProfile.Profile()
+    profiles.append(main_profile)
+
+    def dump():
+        main_profile.disable()
+        stats = pstats.Stats(main_profile)
+        for profile in profiles[1:]:
+            stats.add(profile)
+        stats.dump_stats(out)
+
+    atexit.register(dump)
+    from newsletter.cli import main as cli_main
+
+    sys.argv = ["newsletter", *argv]
+    main_profile.enable()
+    cli_main()
+
+
+# Where a message's CPU goes, by the functions that do each part: (label,
+# function name as pstats keys it, file suffix, per "call" or "reader").
+PROFILE_PARTS = (
+    ("a SendBulkEmail call: botocore build, sign, HTTP, parse", "_call", "senders/ses.py", "call"),
+    ("the ledger's pending rows and the picks", "mark_pending", "store/ledger.py", "call"),
+    ("the ledger's outcomes", "record", "store/ledger.py", "call"),
+    ("the active check before the call", "active_ids", "store/subscribers.py", "call"),
+    ("reading the list (a reader)", "paged_subscribers", "store/subscribers.py", "call"),
+    ("ranking the picks (a page of readers)", "for_readers", "picks/picking.py", "call"),
+    ("the Recipient: signed links", "reader_recipient", "sending/dispatch.py", "reader"),
+    ("the entry's template data", "template_data", "senders/ses.py", "reader"),
+)
+
+
+def profile_report(path: Path, messages: int, top: int = 15) -> None:
+    """Print where the profiled send's CPU went: each part of
+    :data:`PROFILE_PARTS` per call or reader and per message, then the
+    ``top`` functions by their own time, per message."""
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats
+    messages = max(messages, 1)
+    total = sum(entry[2] for entry in stats.values())
+    print(f"   profile (cProfile in every thread of the send with picks; it slows the process, so read shares, "
+          f"not absolutes): {total / messages * 1e6:,.0f} us of profiled CPU per message")
+    print(line("   part", "calls", "us/call", "us/msg", widths=(60, 10, 10, 10)))
+    for label, name, suffix, _unit in PROFILE_PARTS:
+        found = [(entry[1], entry[3]) for (file, _line, func), entry in stats.items()
+                 if func == name and file.endswith(suffix)]
+        calls = sum(c for c, _ in found)
+        cumulative = sum(t for _, t in found)
+        print(line(f"   {label}", f"{calls:,}", f"{cumulative / max(calls, 1) * 1e6:,.0f}",
+                   f"{cumulative / messages * 1e6:,.1f}", widths=(60, 10, 10, 10)))
+    print(f"   top {top} by own time:")
+    ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    for (file, number, func), entry in ranked:
+        where = "/".join(Path(file).parts[-2:]) if file != "~" else "(built-in)"
+        print(f"     {entry[2] / messages * 1e6:7.1f} us/msg {entry[2] / total:6.1%}  {func} ({where}:{number})")
 
 
 def window_rate(times: list[float], seconds: float, skip: float = 0.5) -> tuple[float, float, int]:
@@ -405,11 +485,12 @@ def wait_first(ses, process: subprocess.Popen, log: Path, timeout: float = 60.0)
         time.sleep(0.01)
 
 
-def run_bulk(ses, env, workdir: Path, db: Path, seconds: float, rate: float, startup: float) -> dict:
+def run_bulk(ses, env, workdir: Path, db: Path, seconds: float, rate: float, startup: float,
+             profile: Path | None = None) -> dict:
     ses.reset(templates=True)
     limit = int(rate * (seconds + 5))  # a few seconds more than the window
     before = ledger_counts(db)
-    process, log = start_send(env, workdir, "bulk", "--limit", str(limit))
+    process, log = start_send(env, workdir, "bulk", "--limit", str(limit), profile=profile)
     code, cpu = wait_cpu(process)
     stats = phase_stats(ses, seconds, rate)
     after = ledger_counts(db)
@@ -609,6 +690,12 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
               flush=True)
         results["bulk"] = run_bulk(ses, plain_env, workdir, plain_db, args.seconds, args.rate, startup)
         results["bulk_picks"] = run_bulk(ses, env, workdir, db, args.seconds, args.rate, startup)
+        if args.profile:
+            # A third bulk send with picks, under the profiler (its CPU
+            # figures are not the ones above: the profiler slows it).
+            stats_file = workdir / "send.pstats"
+            profiled = run_bulk(ses, env, workdir, db, args.seconds, args.rate, startup, profile=stats_file)
+            profile_report(stats_file, profiled["accepted"])
         results["raw"] = run_raw(ses, env, workdir, db, args.raw_seconds, args.rate, startup)
         results["baseline"] = run_baseline(ses, settings, issue, db, args.baseline_seconds, args.rate)
     names = (("bulk", "bulk, no picks"), ("bulk_picks", "bulk, 5 picks"), ("raw", "raw (SIGTERM)"),
@@ -719,6 +806,10 @@ def memory_report(sizes: list[int], workdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--profiled"]:
+        profiled_cli(argv[1], argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000, help="subscribers in the send database")
     parser.add_argument("--seconds", type=float, default=60.0, help="bulk sending window (s)")
@@ -733,6 +824,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-sizes", default="100000,1000000", help="comma-separated; empty to skip")
     parser.add_argument("--phases", default="prep,send,mixed,memory", help="which of prep,send,mixed,memory to run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile a bulk send with picks (cProfile, every thread): where a message's CPU "
+                             "goes, per call and per reader, and the top functions")
     parser.add_argument("--probe", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:

@@ -122,11 +122,15 @@ def _html_slot(raw: str, escaped: str) -> str:
     return f"{{{{#if {escaped}}}}}{{{{{{{escaped}}}}}}}{{{{else}}}}{{{{{{{raw}}}}}}}{{{{/if}}}}"
 
 
+# The characters html_escape changes: a value with none of them (nearly
+# every link) is answered "" by one search, without translating it.
+_ESCAPED_CHARS = re.compile(r"[&<>\"'`]")
+
+
 def _escaped_if_changed(value: str) -> str:
     """``value`` escaped for HTML (text or a double-quoted attribute) when
     that changes it, else "" (see :func:`_html_slot`)."""
-    escaped = html_escape(value)
-    return escaped if escaped != value else ""
+    return html_escape(value) if _ESCAPED_CHARS.search(value) else ""
 
 
 def _token(value: str) -> str:
@@ -276,7 +280,7 @@ def paper_tree(bodies: list[str]) -> str:
     return node(0, tree_depth(len(bodies)) - 1)
 
 
-def template_data(recipient: Recipient, issue: Issue) -> dict:
+def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None) -> dict:
     """The template data of one entry: the reader's links, picks and
     preheader (see
     :func:`template_content` and :func:`picks_template`), plus
@@ -288,6 +292,9 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
     uses ("all variables that you include in the template must have an
     exact case-sensitive counterpart in the template data") with a
     Rendering Failure. A name that does not apply is "", false or [].
+    ``spans``, a dict kept for one issue, remembers the span flags of each
+    kind of reader (their picks among the top cards, every title or not):
+    a send has few kinds and many readers.
     Raises ValueError for a feedback token that is not one."""
     picks: list[dict] = []
     preheader = reader_preheader(issue, recipient)
@@ -297,9 +304,7 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
         "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "held": "", "invite": False,
         "pre": preheader, "preh": _escaped_if_changed(preheader),
     }
-    shown = reader_spans(issue, recipient)
-    data.update({f"k{i}": f"K{i}" in shown for i in range(issue.candidates)})
-    data["all"] = "ALL" in shown
+    data.update(_span_flags(issue, recipient, {} if spans is None else spans))
     if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
     if recipient.picks_state == PicksState.PICKS and recipient.picks:
@@ -319,6 +324,23 @@ def template_data(recipient: Recipient, issue: Issue) -> dict:
     else:
         data["no_match"] = True
     return data
+
+
+def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, bool]:
+    """Return the entry's span flags (``k<n>``, ``all``; see
+    :func:`_spans_template`) of ``recipient``, made once per kind of reader
+    and kept in ``spans``: they depend only on which of the issue's top
+    candidates are the reader's picks and on their choice of the rest."""
+    picked = (frozenset(p.position for p in recipient.picks if p.position < issue.candidates)
+              if recipient.picks_state == PicksState.PICKS else frozenset())
+    key = (picked, recipient.rest)
+    flags = spans.get(key)
+    if flags is None:
+        shown = reader_spans(issue, recipient)
+        flags = {f"k{i}": f"K{i}" in shown for i in range(issue.candidates)}
+        flags["all"] = "ALL" in shown
+        spans[key] = flags
+    return flags
 
 
 def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
@@ -374,6 +396,14 @@ def ses_client(settings: Settings):
             # The dispatcher retries, knowing what is safe to retry:
             # botocore's own retries would resend a call whose answer was lost.
             retries={"mode": "standard", "total_max_attempts": 1},
+            # Checking every call's parameters against the model costs about
+            # a tenth of a bulk send's client CPU, and SES checks them again
+            # ("parameter_validation -- Whether parameter validation should
+            # occur when serializing requests", botocore's Config): our calls
+            # are made by this module alone, and a malformed one is answered
+            # with a BadRequestException, which stops the run like any
+            # refusal. The request is still serialized and signed by botocore.
+            parameter_validation=False,
             connect_timeout=5,
             read_timeout=30,
             max_pool_connections=max(10, settings.send_concurrency * 2),
@@ -396,6 +426,7 @@ class SesSender:
         self.issue: Issue | None = None
         self.message: PreparedMessage | None = None
         self.template_name = ""
+        self._spans: dict = {}
         self._extra = (
             {"ConfigurationSetName": settings.ses_configuration_set} if settings.ses_configuration_set else {}
         )
@@ -453,6 +484,7 @@ class SesSender:
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.issue = issue
         self.message = message
+        self._spans = {}  # the span flags of each kind of reader, for this issue (see template_data)
         if self.mode != "bulk":
             return
         self.template_name = SES_TEMPLATE_PREFIX + issue.edition
@@ -533,7 +565,7 @@ class SesSender:
                 "Destination": {"ToAddresses": [format_address(r.email, r.name)]},
                 "ReplacementEmailContent": {
                     "ReplacementTemplate": {
-                        "ReplacementTemplateData": json.dumps(template_data(r, self.issue), ensure_ascii=False,
+                        "ReplacementTemplateData": json.dumps(template_data(r, self.issue, self._spans), ensure_ascii=False,
                                                               separators=(",", ":"))
                     }
                 },
