@@ -212,3 +212,17 @@ def test_a_muted_paper_leaves_the_top_cards_and_the_next_paper_takes_its_place(e
         assert titles[1][:40] in " ".join(shown.split("MORE PAPERS TODAY", 1)[1].split())
     reader = recipient(issue, muted)
     assert ses_text(issue, reader).rstrip("\n") == outbox_text(issue, reader).rstrip("\n")
+
+
+def test_one_send_keeps_apart_the_top_cards_of_readers_who_muted_and_who_did_not(example, issue):
+    # A send remembers each kind of reader's span flags (template_data's
+    # ``spans``): a reader who muted a top card is a kind of their own.
+    muted = MutedPapers(example.papers).of(Profile(1, muted=("concept bottlenecks",)))
+    spans: dict = {}
+    plain, hiding = recipient(issue, frozenset()), recipient(issue, muted)
+    for reader in (plain, hiding, plain):
+        shared = template_data(reader, issue, spans)
+        alone = template_data(reader, issue)
+        assert {k: v for k, v in shared.items() if k.startswith("k")} == {
+            k: v for k, v in alone.items() if k.startswith("k")}
+    assert template_data(plain, issue, spans)["k1"] and not template_data(hiding, issue, spans)["k1"]

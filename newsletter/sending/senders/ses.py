@@ -330,10 +330,12 @@ def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, bo
     """Return the entry's span flags (``k<n>``, ``all``; see
     :func:`_spans_template`) of ``recipient``, made once per kind of reader
     and kept in ``spans``: they depend only on which of the issue's top
-    candidates are the reader's picks and on their choice of the rest."""
+    candidates are the reader's picks or muted for them (see
+    ``reader_spans``) and on their choice of the rest."""
     picked = (frozenset(p.position for p in recipient.picks if p.position < issue.candidates)
               if recipient.picks_state == PicksState.PICKS else frozenset())
-    key = (picked, recipient.rest)
+    muted = frozenset(position for position in recipient.muted if position < issue.candidates)
+    key = (picked, muted, recipient.rest)
     flags = spans.get(key)
     if flags is None:
         shown = reader_spans(issue, recipient)
