@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 
 from newsletter.core.models import Paper, Profile, paper_key  # noqa: E402
 from newsletter.papers.batches import load_batch  # noqa: E402
-from newsletter.picks import ranking  # noqa: E402
+from newsletter.picks import ranking, reader_model  # noqa: E402
 
 K = 5  # picks judged per reader
 
@@ -243,6 +243,7 @@ class Day:
     papers: Sequence[Paper]
     keys: list[str]
     rng: np.random.Generator
+    vectors: np.ndarray | None = None  # the papers' features for readers' models, made once
 
     @property
     def texts(self) -> list[str]:
@@ -283,28 +284,49 @@ def ideal(day: Day, readers: list[Reader]) -> list[list[int]]:
     return [sorted(range(len(day.papers)), key=lambda i: (i not in r.wanted, i in r.muted)) for r in readers]
 
 
-def profile_of(reader: Reader, day: Day, subscriber_id: int) -> Profile:
-    """The reader's :class:`Profile`; a muted phrase is passed on only when
-    the ranking knows of muting (a ``muted`` field)."""
-    extra = {}
-    if "muted" in {f.name for f in dataclasses.fields(Profile)}:
-        extra["muted"] = reader.mute
+def profile_of(reader: Reader, day: Day, subscriber_id: int, mute: bool = True) -> Profile:
+    """The reader's :class:`Profile`, their muted phrase left out unless ``mute``."""
     return Profile(subscriber_id, interests=reader.phrases,
                    seeds=() if reader.seed is None else (day.keys[reader.seed],),
                    liked=tuple(day.keys[i] for i in reader.liked),
-                   disliked=tuple(day.keys[i] for i in reader.disliked), **extra)
+                   disliked=tuple(day.keys[i] for i in reader.disliked), muted=reader.mute if mute else ())
 
 
-def the_ranking(threshold: float = float("-inf")) -> Orders:
+def reader_models(day: Day, readers: list[Reader]) -> dict[int, np.ndarray]:
+    """``{subscriber id (position in readers): weights}``: each reader's
+    model of their votes as the web app's worker fits it
+    (:mod:`newsletter.picks.reader_model`): their 👍 and seed paper against
+    their 👎 and a sample of the day's papers they did not rate (here the
+    day they are judged on, as a reader's shown papers are); none for a
+    reader with too few papers they like."""
+    if day.vectors is None:
+        day.vectors = reader_model.embed(day.papers)
+    found = {}
+    for n, r in enumerate(readers):
+        positives = [*r.liked, *(() if r.seed is None else (r.seed,))]
+        if len(positives) < reader_model.MIN_POSITIVES:
+            continue
+        rated = set(positives) | set(r.disliked)
+        shown = reader_model.sample((day.keys[i] for i in range(len(day.papers)) if i not in rated), n,
+                                    reader_model.SHOWN_NEGATIVES)
+        negatives = [*r.disliked, *(day.keys.index(k) for k in shown)]
+        model = reader_model.fit(day.vectors[positives], day.vectors[negatives])
+        found[n] = np.append(model.weights, model.bias).astype(np.float32)
+    return found
+
+
+def the_ranking(threshold: float = float("-inf"), *, models: bool = True, mute: bool = True) -> Orders:
     """Rows for :mod:`newsletter.picks.ranking` as the send calls it
     (``EditionIndex(papers).rank_many``), an index built for each call so
     that constants patched around it (:func:`ranking_with`) take effect;
     ``threshold`` -inf orders every paper, :data:`ranking.THRESHOLD` gives
-    the picks as sent."""
+    the picks as sent; ``models``: with the readers' models of their votes
+    (:func:`reader_models`); ``mute``: with their muted phrases."""
     def orders(day: Day, readers: list[Reader]) -> list[list[int]]:
         index = ranking.EditionIndex(day.papers)
-        profiles = [profile_of(r, day, n) for n, r in enumerate(readers)]
-        picks = index.rank_many(profiles, limit=len(day.papers), threshold=threshold)
+        profiles = [profile_of(r, day, n, mute) for n, r in enumerate(readers)]
+        picks = index.rank_many(profiles, limit=len(day.papers), threshold=threshold,
+                                models=reader_models(day, readers) if models else None)
         return [[p.position for p in picks[n]] for n in range(len(readers))]
     return orders
 
@@ -373,13 +395,31 @@ def wordllama_similarity(day: Day, phrases: list[str], papers: list[str]) -> np.
     return model.embed(phrases + papers, norm=True, batch_size=ranking.EMBED_BATCH) @ docs.T
 
 
+# The constants that turn the ranking's newer parts off, and each part by
+# the constants it needs on ("models" and "muting" are the readers' models
+# and muted phrases, passed or not).
+WITHOUT = dict(MULTI_WEIGHT=0.0, SPREAD_PENALTY=0.0, WEAK_MATCH_WEIGHT=1.0)
+NEWER_PARTS = [
+    (f"a second interest counts ({ranking.MULTI_WEIGHT} × its similarity)", ("MULTI_WEIGHT",)),
+    (f"spread over interests (penalty {ranking.SPREAD_PENALTY})", ("SPREAD_PENALTY",)),
+    (f"a phrase without its words counts {ranking.WEAK_MATCH_WEIGHT} ×", ("WEAK_MATCH_WEIGHT",)),
+    (f"models of votes ({ranking.MODEL_WEIGHT} × their score)", ("models",)),
+    ("muted phrases", ("muting",)),
+]
+
 ROWS: list[Row] = [
     Row("ceiling (wanted papers first)", ideal),
     Row("random order (mean of 200)", random_order, repeats=200),
     Row("community order (upvotes)", by_upvotes),
     Row("TF-IDF alone", one_view(tfidf_similarity)),
     Row("WordLlama embeddings alone", one_view(wordllama_similarity)),
-    Row(f"the ranking (TF-IDF + {ranking.EMBEDDING_WEIGHT} × WordLlama)", the_ranking()),
+    # The ranking as it was before its newer parts, then each part alone on
+    # top of it, then the whole (every part, as the send ranks).
+    Row("the ranking without its newer parts", ranking_with(the_ranking(models=False, mute=False), **WITHOUT)),
+    *(Row(f"  + {label}", ranking_with(the_ranking(models="models" in part, mute="muting" in part),
+                                       **{name: value for name, value in WITHOUT.items() if name not in part}))
+      for label, part in NEWER_PARTS),
+    Row(f"the whole ranking (TF-IDF + {ranking.EMBEDDING_WEIGHT} × WordLlama, every part)", the_ranking()),
     Row(f"  as sent (threshold {ranking.THRESHOLD})", the_ranking(ranking.THRESHOLD)),
 ]
 
