@@ -1381,8 +1381,8 @@ def dropping_send(store, database_url, monkeypatch, tmp_path):
     victim = readers[1]
     complete = ses_sender.template_data
 
-    def leaves_a_name_out(recipient, issue):
-        data = complete(recipient, issue)
+    def leaves_a_name_out(recipient, issue, *more):
+        data = complete(recipient, issue, *more)
         if recipient.subscriber_id == victim.id:
             del data["invite"]
         return data
