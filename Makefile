@@ -33,7 +33,7 @@ demo: install .env
 
 test: install
 	bash tests/ensure-tools.sh
-	$(BIN)/python -m pytest -ra -n 2 --dist loadfile
+	$(BIN)/python -m pytest -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 # The documentation site, into site/ (`$(BIN)/mkdocs serve -a 127.0.0.1:8002` shows it while you edit).
 docs: install
