@@ -146,12 +146,50 @@ def _create_worker_database() -> None:
         engine.dispose()
 
 
-def _reset_postgres() -> None:
-    """Drop the project's tables so each test starts from an empty database:
-    today's, the inbox, Alembic's revision, and release 1's (a test may
-    have loaded a database made by release 1)."""
+# This worker's PostgreSQL schema (see _schema_of) as the migrations left
+# it the last time _reset_postgres built it, and the tables they put rows
+# in (kept, not emptied); None before.
+_MIGRATED_SCHEMA: tuple[str, frozenset[str]] | None = None
+
+# Everything of the database's own schema a test could have changed: the
+# columns, indexes, constraints, triggers and functions, and the revision.
+_SCHEMA_QUERY = """
+SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+  SELECT 'c ' || table_name || ' ' || column_name || ' ' || data_type || ' ' || coalesce(column_default, '')
+         || ' ' || is_nullable || ' ' || coalesce(generation_expression, '') AS x
+    FROM information_schema.columns WHERE table_schema = 'public'
+  UNION ALL SELECT 'i ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+  UNION ALL SELECT 'k ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+  UNION ALL SELECT 't ' || tgrelid::regclass || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL SELECT 'f ' || oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+) AS parts
+"""
+
+
+def _schema_of(conn, kept: frozenset[str] | None = None) -> str:
+    """The schema of the database ``conn`` is on, as one text, with the
+    rows of the tables ``kept`` (default: those of :data:`_MIGRATED_SCHEMA`,
+    the migrations' own rows such as the revision and the schema version)."""
+    schema = conn.exec_driver_sql(_SCHEMA_QUERY).scalar() or ""
+    tables = set(conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").scalars())
+    kept = _MIGRATED_SCHEMA[1] if kept is None else kept
+    rows = [f"{name}: {sorted(map(tuple, conn.exec_driver_sql(f'SELECT * FROM {chr(34)}{name}{chr(34)}').all()))}"
+            for name in sorted(kept) if name in tables]
+    return "\n".join([schema, *rows])
+
+
+def _reset_postgres(empty: bool = False) -> None:
+    """Make this worker's database as a new one: with ``empty``, no tables
+    at all (today's, the inbox, Alembic's revision, release 1's: a test may
+    load a database made by release 1); else as the migrations build it,
+    with no rows. The migrations run once per worker: a database whose
+    schema is still exactly as they left it is only emptied (TRUNCATE), and
+    one a test changed is dropped and built again."""
+    global _MIGRATED_SCHEMA
     from sqlalchemy import create_engine
 
+    from newsletter.store import open_store
     from newsletter.store.migrate import RELEASE_1_TABLES, VERSION_TABLE
     from newsletter.store.schema import inbox_metadata, metadata
 
@@ -163,19 +201,46 @@ def _reset_postgres() -> None:
             pass
     except Exception as exc:  # no server, no role, no driver
         unavailable(f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__}); run `make test` as root")
-    names = {*metadata.tables, *inbox_metadata.tables, *RELEASE_1_TABLES, VERSION_TABLE}
-    with engine.begin() as conn:
-        for name in sorted(names):
-            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            if not empty and _MIGRATED_SCHEMA is not None and _schema_of(conn) == _MIGRATED_SCHEMA[0]:
+                emptied = [t for t in conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").scalars()
+                    if t not in _MIGRATED_SCHEMA[1]]
+                conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in emptied) + " RESTART IDENTITY CASCADE")
+                return
+            names = {*metadata.tables, *inbox_metadata.tables, *RELEASE_1_TABLES, VERSION_TABLE}
+            for name in sorted(names):
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+        if empty:
+            return
+        open_store(POSTGRES_URL).close()
+        with engine.begin() as conn:
+            tables = conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").scalars().all()
+            kept = frozenset(t for t in tables if conn.exec_driver_sql(f'SELECT EXISTS (SELECT FROM "{t}")').scalar())
+            _MIGRATED_SCHEMA = _schema_of(conn, kept), kept
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
-    """A fresh, empty database: embedded SQLite, then the real PostgreSQL."""
+    """A fresh database with no rows: embedded SQLite (no file yet), then the
+    real PostgreSQL (its tables made by the migrations, as a first
+    ``open_store`` makes them: see :func:`_reset_postgres`)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'subscribers' / 'newsletter.db'}"
     _reset_postgres()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path) -> str:
+    """A database with no tables at all, for what an upgrade or a first
+    open does to one: embedded SQLite (no file yet), then the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'subscribers' / 'newsletter.db'}"
+    _reset_postgres(empty=True)
     return POSTGRES_URL
 
 

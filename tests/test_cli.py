@@ -14,7 +14,7 @@ import click
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import EXAMPLE, SECRET, CliRun, newsletter_run, ok, one_line_error, outbox_file
+from conftest import EXAMPLE, SECRET, CliRun, _reset_postgres, newsletter_run, ok, one_line_error, outbox_file
 from newsletter.cli import cli
 from newsletter.core.config import load_settings
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Edition, Profile
@@ -366,6 +366,8 @@ def test_send_from_a_folder_without_env_creates_no_database_and_fails_naming_bot
 def test_commands_that_read_the_list_never_create_a_database(database_url, cli_run, tmp_path, args):
     """A missing SQLite file, or a PostgreSQL database with no tables: exit
     2 naming it, and nothing created."""
+    if not database_url.startswith("sqlite"):
+        _reset_postgres(empty=True)  # no tables at all
     result = cli_run(*args)
     assert result.exit_code == 2, result.output
     if database_url.startswith("sqlite"):

@@ -52,6 +52,13 @@ UPGRADED = f"Upgraded the database from 0001 to {HEAD}."
 AFTER_BASELINE = list(migrate.known_revisions()[1:])
 
 
+@pytest.fixture
+def database_url(empty_database_url):
+    """Every test here starts from a database with no tables at all: it
+    loads release 1's, or watches what a first open makes."""
+    return empty_database_url
+
+
 def pending_line(revisions: list[str]) -> str:
     return "Pending migrations: " + ", ".join(f"{r} ({migrate.describe(r)})" for r in revisions)
 

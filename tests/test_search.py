@@ -281,7 +281,8 @@ def test_generated_queries_never_raise(archive, query):
 # the schema: migration 0005, and a database made from the metadata
 
 
-def test_migration_0005_indexes_the_papers_stored_before_it(database_url):
+def test_migration_0005_indexes_the_papers_stored_before_it(empty_database_url):
+    database_url = empty_database_url
     from alembic import command
 
     if database_url.startswith("sqlite"):
@@ -336,7 +337,7 @@ def test_a_database_made_from_the_metadata_has_the_migrations_search(database_ur
     if database_url.startswith("sqlite"):
         database_url = f"sqlite:///{tmp_path / 'from-metadata.db'}"
     else:
-        _reset_postgres()
+        _reset_postgres(empty=True)
     engine = create_engine(database_url)
     try:
         metadata.create_all(engine)
