@@ -629,6 +629,13 @@ def _lookup(path: str, scopes: list) -> Any:
     if path in ("this", "."):
         return value
     for part in path.removeprefix("this.").split("."):
+        # "[0]": Handlebars' segment-literal notation, here an array's item.
+        part = part[1:-1] if part.startswith("[") and part.endswith("]") else part
+        if isinstance(value, list) and part.isdigit():
+            if int(part) >= len(value):
+                return _ABSENT
+            value = value[int(part)]
+            continue
         if not isinstance(value, dict) or part not in value:
             return _ABSENT
         value = value[part]

@@ -225,4 +225,4 @@ def test_one_send_keeps_apart_the_top_cards_of_readers_who_muted_and_who_did_not
         alone = template_data(reader, issue)
         assert {k: v for k, v in shared.items() if k.startswith("k")} == {
             k: v for k, v in alone.items() if k.startswith("k")}
-    assert template_data(plain, issue, spans)["k1"] and not template_data(hiding, issue, spans)["k1"]
+    assert template_data(plain, issue, spans)["k"][1] and not template_data(hiding, issue, spans)["k"][1]

@@ -235,6 +235,49 @@ def test_what_each_reader_sees_of_their_picks(issue):
     assert "Nothing new for you today: 2 papers you would like were picked for you in the last 30 days" in held_html
 
 
+def _list_titles(html_part: str, text: str) -> tuple[list[str], list[str]]:
+    """The titles under "More papers today": (in the HTML's list, in the
+    text part's)."""
+    listed = html_part.split('<ul class="rest"', 1)[1].split("</ul>", 1)[0]
+    text_list = text.split("MORE PAPERS TODAY", 1)[1]
+    return (re.findall(r'<li[^>]*>\s*<a [^>]*>([^<]+)</a>', listed),
+            re.findall(r"^\d+\. (.+)$", text_list, flags=re.MULTILINE))
+
+
+def test_a_readers_picks_leave_the_list_of_titles_in_every_sender():
+    """A pick has its card under "Picked for you": the rest of the day
+    lists neither it nor a top card, whether the pick is among the top
+    papers or far down the day, in the outbox and as SES renders it."""
+    titles = [f"Paper number {n} of twenty" for n in range(20)]
+    papers = tuple(Paper(title, f"We propose method {n}.", authors=("A. B.",), arxiv_id=f"2503.{n:05d}",
+                         url=f"https://arxiv.org/abs/2503.{n:05d}", upvotes=100 - n)
+                   for n, title in enumerate(titles))
+    issue = render_for_readers(Batch(DAY, papers, source="test"), Settings(secret_key=SECRET, top_cards=2),
+                               Signer(SECRET))
+    assert issue.candidates == 2 + MAX_PICKS < 15
+    picked = (1, 15, 18)  # one of the top two, two far down the day
+    picker = reader(issue, 1, "picks", [Pick(i, f"2503.{i:05d}", 0.5, Reason("interest", "method"))
+                                        for i in picked])
+    for recipient, top, hidden in ((picker, (0, 2), {0, 1, 2, 15, 18}), (reader(issue, 2, "none"), (0, 1), {0, 1})):
+        _, text, html_part = outbox_parts(issue, recipient)
+        listed_html, listed_text = _list_titles(html_part, text)
+        expected = [titles[n] for n in range(20) if n not in hidden]
+        assert listed_html == expected and listed_text == expected, recipient.picks_state
+        cards = re.findall(r'class="t"[^>]*>([^<]+)</a>\s*</h3>', html_part)
+        assert sorted(cards) == sorted(titles[n] for n in set(top) | (set(picked) if recipient is picker else set()))
+        assert ses_parts(issue, recipient)[1:] == (text, html_part) or (
+            [part.rstrip("\n") for part in ses_parts(issue, recipient)[1:]]
+            == [text.rstrip("\n"), html_part.rstrip("\n")])
+    # Each entry carries a list flag for every paper a reader may pick, and
+    # no more; a reader's picks do not stay in the flags of the next reader.
+    spans: dict = {}
+    data = template_data(picker, issue, spans)
+    assert len(data["l"]) == issue.listed_spans == 20
+    assert [n for n, hidden in enumerate(data["l"]) if hidden] == [0, 1, 2, 15, 18]
+    twin = reader(issue, 3, "picks", [Pick(1, "2503.00001", 0.5, Reason("interest", "method"))])
+    assert [n for n, hidden in enumerate(template_data(twin, issue, spans)["l"]) if hidden] == [0, 1, 2]
+
+
 class _Preheader(html.parser.HTMLParser):
     """The text of the first hidden div (``display:none``): the preheader."""
 

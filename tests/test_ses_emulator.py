@@ -43,6 +43,7 @@ from newsletter.store.ledger import LedgerRow
 from newsletter.store.picks import write_picks
 
 BATCHES = {"example": FIXTURES / "picks-day.json", "hostile": FIXTURES / "hostile-day.json"}
+TOP_CARDS = {"example": "8", "hostile": "2"}
 # An interest as anyone may type it on the public preferences page: the
 # hostile day's readers include one who did.
 MARKUP_INTEREST = "<em><img src=x onerror=alert(3)> unlearning</em>"
@@ -180,11 +181,14 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     # tokens), for the outbox run.
     copy_database(ses_db, outbox_db)
 
+    # The hostile day's copies have two top cards: papers past the top
+    # candidates are in the list, where a reader's picks leave it.
+    top = {"NEWSLETTER_TOP_CARDS": TOP_CARDS[day]}
     sent = send(f"sqlite:///{ses_db}", batch, "--sender", "ses", "--ses-mode", mode,
-                NEWSLETTER_SES_ENDPOINT_URL=ses_emulator.url, AWS_REGION="us-east-1")
+                NEWSLETTER_SES_ENDPOINT_URL=ses_emulator.url, AWS_REGION="us-east-1", **top)
     assert f"sent {len(ids)}, failed 0, unknown 0" in sent.stdout
     outbox = tmp_path / "outbox"
-    send(f"sqlite:///{outbox_db}", batch, "--sender", "outbox", NEWSLETTER_OUTBOX_DIR=str(outbox))
+    send(f"sqlite:///{outbox_db}", batch, "--sender", "outbox", NEWSLETTER_OUTBOX_DIR=str(outbox), **top)
 
     stored = ses_emulator.store()
     assert stored["templates"] == {}  # bulk: deleted once every reader was sent it; raw: none made
@@ -226,6 +230,14 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     top = {address: text.split("TOP OF THE DAY", 1)[1].split("MORE PAPERS TODAY", 1)[0] for address, text in texts.items()}
     assert video[:30] not in top["muted@example.org"] and video[:30] in top["phrase@example.org"]
     assert video[:30] in texts["muted@example.org"]
+    # A reader's picks are not among the titles after the top cards (the
+    # list numbers each paper by its place in the day).
+    for address, i in ids.items():
+        rest = texts[address].partition("MORE PAPERS TODAY")[2]
+        listed = {int(n) - 1 for n in re.findall(r"^(\d+)\. ", rest, flags=re.MULTILINE)}
+        assert not listed & {pick.position for pick in picks.get(i, ())}, address
+    if day == "hostile":  # one pick is past the top candidates (2 cards + 5 picks)
+        assert max(pick.position for pick in picks[ids["phrase@example.org"]]) >= 7
 
     if day == "hostile":
         # A pick of a paper with no arXiv id and no page of its own links

@@ -782,6 +782,16 @@ def test_a_name_missing_anywhere_fails_the_entry_with_a_rendering_failure(data, 
             assert events[0]["failure"]["errorMessage"] == f"Attribute '{missing}' is not present in the rendering data."
 
 
+def test_an_arrays_item_is_read_by_its_segment_literal_and_one_past_the_end_is_missing(ses, client):
+    ses.add_template("daily", subject="s", text="{{#if k.[0]}}zero{{/if}}{{#unless k.[1]}} not one{{/unless}}",
+                     html="<p>{{#if k.[0]}}zero{{/if}}</p>")
+    client.send_bulk_email(**bulk(["a@example.com", "b@example.com"], data={"k": [True, []]}))
+    assert [message.text for message in ses.sent] == ["zero not one"] * 2
+    with pytest.raises(client.exceptions.BadRequestException) as e:
+        client.test_render_email_template(TemplateName="daily", TemplateData=json.dumps({"k": [True]}))
+    assert "Attribute 'k.[1]' is not present" in str(e.value)
+
+
 def test_nothing_is_escaped_in_blocks_either(ses, client):
     ses.add_template("daily", subject="s", text="{{#if x}}{{x}}{{/if}}", html="{{#if x}}<i>{{x}}</i>{{/if}}")
     client.send_bulk_email(**bulk(["a@example.com"], data={"x": "<b>&amp;</b>"}))

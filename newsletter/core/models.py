@@ -396,16 +396,28 @@ class Issue:
     top_count: int = 0
     candidates: int = 0
 
-    def shown_spans(self, picked: set[int] | frozenset[int] = frozenset(), every_title: bool = True) -> set[str]:
+    def shown_spans(self, picked: set[int] | frozenset[int] = frozenset(), every_title: bool = True,
+                    muted: set[int] | frozenset[int] = frozenset()) -> set[str]:
         """Return the names of the spans a reader's copy shows (see
-        :data:`SPAN_MARKS`), for a reader whose picks (and papers muted on
-        their top cards) are at the positions ``picked`` and who wants every
-        title (else the one line)."""
-        top = [i for i in range(self.candidates) if i not in picked][: self.top_count]
+        :data:`SPAN_MARKS`), for a reader whose picks are at the positions
+        ``picked``, whose top cards leave out the papers at ``muted`` and
+        who wants every title (else the one line): the first ``top_count``
+        candidates neither picked nor muted as top cards, and in the list
+        every title that is neither a top card nor a pick (a pick has its
+        card under "Picked for you")."""
+        top = [i for i in range(self.candidates) if i not in picked and i not in muted][: self.top_count]
         shown = {f"K{i}" for i in top}
-        shown.update(f"L{i}" for i in range(self.candidates) if f"K{i}" not in shown)
+        shown.update(f"L{i}" for i in range(self.listed_spans) if i not in picked and f"K{i}" not in shown)
         shown.add("ALL" if every_title else "ONE")
         return shown
+
+    @property
+    def listed_spans(self) -> int:
+        """How many of the edition's papers, from the first, are in span
+        "L<n>" in the list of titles: those a reader's copy may leave out
+        because they are a top card or a pick (0 for an issue no reader
+        gets); every later title is in every copy."""
+        return max(self.candidates, self.pickable) if self.candidates else 0
 
     @property
     def pickable(self) -> int:

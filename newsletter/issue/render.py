@@ -362,6 +362,8 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
     if picks:
         picks = _pickable_within(picks, TEMPLATE_BYTES - len(html.encode("utf-8")) - len(text.encode("utf-8")))
+        spans = max(candidates, len(picks.html.bodies))  # Issue.listed_spans
+        html, text = _listed_within(html, spans), _listed_within(text, spans)
     return Issue(
         date=batch.date,
         subject=layout.values["subject"],
@@ -610,6 +612,16 @@ def _pickable_within(picks: PicksLayout, room: int) -> PicksLayout:
         if total > room:
             return PicksLayout(*(replace(part, bodies=part.bodies[:position]) for part in parts))
     return picks
+
+
+_LIST_SPAN_MARK = re.compile(r"XNL(?:BEGIN|END)L(\d+)X")
+
+
+def _listed_within(part: str, spans: int) -> str:
+    """``part`` with the marks of the list spans "L<n>" kept for the first
+    ``spans`` papers only: a later paper can be neither a top card nor a
+    pick, so every copy lists it (and an SES entry needs no flag for it)."""
+    return _LIST_SPAN_MARK.sub(lambda mark: mark.group() if int(mark.group(1)) < spans else "", part)
 
 
 def _no_braces(value: Any) -> Any:

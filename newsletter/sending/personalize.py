@@ -181,10 +181,11 @@ def reader_spans(issue: Issue, recipient: Recipient) -> set[str]:
     """Return the names of the spans of ``issue`` that ``recipient``'s copy
     shows (see ``Issue.shown_spans``): the top cards of papers that are
     neither their picks nor muted for them (the next papers take their
-    places, as they do a pick's), and every title or the one line, as they
-    chose."""
+    places, as they do a pick's), the titles of papers that are neither
+    their top cards nor their picks, and every title or the one line, as
+    they chose."""
     picked = {pick.position for pick in recipient.picks} if recipient.picks_state == PicksState.PICKS else set()
-    return issue.shown_spans(picked | recipient.muted, every_title=recipient.rest == RestOfDay.TITLES)
+    return issue.shown_spans(picked, every_title=recipient.rest == RestOfDay.TITLES, muted=recipient.muted)
 
 
 def reader_preheader(issue: Issue, recipient: Recipient) -> str:

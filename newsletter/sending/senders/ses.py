@@ -21,6 +21,7 @@ import itertools
 import json
 import re
 import time
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -68,7 +69,6 @@ from newsletter.sending.personalize import (
     Recipient,
     format_address,
     pick_values,
-    reader_spans,
     reader_preheader,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
@@ -176,14 +176,19 @@ def template_content(issue: Issue) -> dict[str, str]:
 
 def _spans_template(part: str) -> str:
     """``part`` with its spans (see ``models.SPAN_MARKS``) as Handlebars
-    blocks on each entry's flags: ``k<n>`` (paper n has a top card) keeps
-    span "K<n>" and leaves out "L<n>" (its title in the list); ``all``
-    (every title) keeps "ALL" and leaves out "ONE". ``#unless`` is one of
-    Handlebars' built-in helpers, which SES's templates have ("Handlebars
-    includes additional features beyond those documented in this section.
-    For more information, see Built-In Helpers", *Advanced email
-    personalization*); the pre-flight (TestRenderEmailTemplate) renders
-    every shape of entry data before a send."""
+    blocks on each entry's flags: ``k.[n]`` (paper n has a top card) keeps
+    span "K<n>"; ``l.[n]`` (paper n is a top card or a pick) leaves out
+    "L<n>" (its title in the list); ``all`` (every title) keeps "ALL" and
+    leaves out "ONE". ``#unless`` is one of Handlebars' built-in helpers,
+    which SES's templates have ("Handlebars includes additional features
+    beyond those documented in this section. For more information, see
+    Built-In Helpers", *Advanced email personalization*); ``k.[n]`` is
+    Handlebars' segment-literal notation for an array's item ("To
+    reference a property that is not a valid identifier, you can use
+    segment-literal notation", handlebarsjs.com, *Expressions*). The
+    pre-flight (TestRenderEmailTemplate) renders every shape of entry data
+    before a send, so an SES that read them otherwise would stop the send
+    before its first message."""
 
     def block(match: re.Match) -> str:
         mark = match.group()
@@ -191,7 +196,7 @@ def _spans_template(part: str) -> str:
         name = mark[6:-1] if end else mark[8:-1]
         kind, number = name[0], name[1:]
         helper = "unless" if kind in ("L", "O") else "if"
-        flag = "all" if kind in ("A", "O") else f"k{number}"
+        flag = "all" if kind in ("A", "O") else f"{kind.lower()}.[{number}]"
         return f"{{{{/{helper}}}}}" if end else f"{{{{#{helper} {flag}}}}}"
 
     return SPAN_MARKS.sub(block, part)
@@ -326,22 +331,41 @@ def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None)
     return data
 
 
-def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, bool]:
-    """Return the entry's span flags (``k<n>``, ``all``; see
-    :func:`_spans_template`) of ``recipient``, made once per kind of reader
-    and kept in ``spans``: they depend only on which of the issue's top
-    candidates are the reader's picks or muted for them (see
-    ``reader_spans``) and on their choice of the rest."""
-    picked = (frozenset(p.position for p in recipient.picks if p.position < issue.candidates)
+# A flag that is not set: [] is false in every Handlebars, and the shortest
+# such value in an entry's data (which the request carries as a JSON string,
+# each quote escaped: "" would take 5 bytes, false 6, [] 3).
+_UNSET: list = []
+
+
+def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, Any]:
+    """Return the entry's span flags (see :func:`_spans_template`) of
+    ``recipient``: ``k``, whose item n is true when paper n has a top card;
+    ``l``, whose item n is true when paper n leaves the list (a top card
+    or a pick), one for each paper a reader may pick; ``all``, every
+    title. Those of a kind of reader are made once and kept in ``spans``:
+    they depend only on which of the issue's top candidates are the
+    reader's picks or muted for them (see ``personalize.reader_spans``) and on their
+    choice of the rest; the reader's other picks then leave the list."""
+    picked = (frozenset(p.position for p in recipient.picks)
               if recipient.picks_state == PicksState.PICKS else frozenset())
+    on_top = frozenset(position for position in picked if position < issue.candidates)
     muted = frozenset(position for position in recipient.muted if position < issue.candidates)
-    key = (picked, muted, recipient.rest)
+    key = (on_top, muted, recipient.rest)
     flags = spans.get(key)
     if flags is None:
-        shown = reader_spans(issue, recipient)
-        flags = {f"k{i}": f"K{i}" in shown for i in range(issue.candidates)}
-        flags["all"] = "ALL" in shown
+        # The spans of a reader of this kind with no other picks: those
+        # are set below, reader by reader.
+        shown = issue.shown_spans(on_top, every_title=recipient.rest == RestOfDay.TITLES, muted=recipient.muted)
+        flags = {"k": [f"K{i}" in shown or _UNSET for i in range(issue.candidates)],
+                 "l": [f"L{i}" not in shown or _UNSET for i in range(issue.listed_spans)],
+                 "all": "ALL" in shown}
         spans[key] = flags
+    listed_picks = [position for position in picked - on_top if position < issue.listed_spans]
+    if listed_picks:
+        hidden = flags["l"][:]
+        for position in listed_picks:
+            hidden[position] = True
+        flags = {**flags, "l": hidden}
     return flags
 
 
