@@ -18,7 +18,7 @@ from conftest import EXAMPLE, SECRET, CliRun, _reset_postgres, newsletter_run, o
 from newsletter.cli import cli
 from newsletter.core.config import load_settings
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Edition, Profile
-from newsletter.issue.render import GMAIL_CLIP_BYTES, encoded_bytes
+from newsletter.issue.render import GMAIL_CLIP_BYTES, encoded_bytes, subject_title
 from newsletter.papers.batches import load_batch
 from newsletter.picks.picking import EditionPicks
 from newsletter.readers.tokens import Signer
@@ -155,7 +155,8 @@ def test_preview_as_a_reader_shows_their_picks_links_and_size_as_the_send_makes_
     reader, _ = db.add("ada@example.com", "Ada Lovelace")
     db.save_profile(Profile(reader.id, ("machine unlearning", "concept erasure")))
     served = served_preview(monkeypatch)
-    ok(cli_run("preview", str(EXAMPLE), "--date", DAY.isoformat(), "--as", "ADA@example.com"))
+    subject = {"NEWSLETTER_SUBJECT": "{pick} · {name}"}  # the operator's: it names the reader's first pick
+    ok(cli_run("preview", str(EXAMPLE), "--date", DAY.isoformat(), "--as", "ADA@example.com", **subject))
     [(app, what)] = served
     assert what == f"Previewing {EXAMPLE} as ada@example.com"
     client = app.test_client()
@@ -179,12 +180,14 @@ def test_preview_as_a_reader_shows_their_picks_links_and_size_as_the_send_makes_
     assert "ada@example.com (Ada Lovelace), active" in page and "5 picked for them" in page
     assert f"{encoded_bytes(email_html):,} bytes as sent" in page and f"Gmail's {GMAIL_CLIP_BYTES:,}-byte clip" in page
     assert "Gmail" not in email_html
+    assert f'<dd id="subject">{html.escape(subject_title(papers[picks[0].position]), quote=False)} · Daily Papers</dd>' in page
 
-    # The send makes that very email: the reader's HTML part is the preview's.
-    ok(cli_run("send", str(EXAMPLE), "--date", DAY.isoformat()))
+    # The send makes that very email: the reader's HTML part and subject are the preview's.
+    ok(cli_run("send", str(EXAMPLE), "--date", DAY.isoformat(), **subject))
     sent = email.message_from_bytes(outbox_file(Path(env["NEWSLETTER_OUTBOX_DIR"]) / DAY.isoformat(), reader.id)
                                     .read_bytes(), policy=email.policy.default)
     assert sent.get_body(("html",)).get_content().replace("\r\n", "\n").strip() == email_html.strip()
+    assert f'<dd id="subject">{html.escape(str(sent["Subject"]), quote=False)}</dd>' in page
 
 
 def test_preview_as_a_reader_with_nothing_to_pick_by_says_so(cli_run, db, monkeypatch):

@@ -23,7 +23,7 @@ import re
 import pybars
 import pytest
 
-from conftest import EXAMPLE, FIXTURES, SECRET, ok, outbox_file
+from conftest import EXAMPLE, FIXTURES, SECRET, ok, one_line_error, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.core.config import Settings
 from newsletter.core.models import (
@@ -627,3 +627,64 @@ def quoted_printable_decoded(message: bytes) -> bytes:
     import quopri
 
     return quopri.decodestring(message)
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{oops} · {name}", "NEWSLETTER_SUBJECT has {oops}; it can use {subject}, {name}, {date}, {count}, {pick}"),
+    ("{pick:>40}", "NEWSLETTER_SUBJECT has {pick:>40}"),
+    ("Papers {pick", "NEWSLETTER_SUBJECT is not a subject template"),
+])
+def test_a_subject_template_that_is_not_one_is_refused_naming_the_setting(cli_run, template, message):
+    one_line_error(cli_run("send", str(FIXTURES / "picks-day.json"), "--dry-run", NEWSLETTER_SUBJECT=template),
+                   message)
+
+
+def test_an_operators_subject_template_names_each_readers_first_pick(cli_run, db, tmp_path):
+    """NEWSLETTER_SUBJECT with {pick}: a reader's subject names their first
+    pick, a reader without picks the day's top paper; braces written twice
+    are braces, and a long or non-ASCII title is folded and encoded as
+    headers are."""
+    from newsletter.core.models import Profile, SubscriberRow
+
+    db.import_subscribers([SubscriberRow(0, "decoding@example.org", None),
+                           SubscriberRow(1, "corals@example.org", None)])
+    decoding, corals = (db.get(email=f"{who}@example.org").id for who in ("decoding", "corals"))
+    db.save_profile(Profile(decoding, interests=("speculative decoding",)))
+    db.save_profile(Profile(corals, interests=("marine biology of coral reefs",)))
+    out = ok(cli_run("send", str(FIXTURES / "picks-day.json"),
+                     NEWSLETTER_SUBJECT="{pick} · {{{name}}} · {count} papers, {date}"))
+    papers = load_batch(FIXTURES / "picks-day.json").papers
+    day = load_batch(FIXTURES / "picks-day.json").date.isoformat()
+    first_pick = papers[db.picks_of(day, [decoding])[decoding][0].position].title
+    assert first_pick != papers[0].title
+    for reader_id, title in ((decoding, first_pick), (corals, papers[0].title)):
+        raw = outbox_file(tmp_path / "outbox" / day, reader_id).read_bytes()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert re.fullmatch(re.escape(title) + r" · \{Daily Papers\} · 8 papers, \w{3} \d+ \w{3} \d{4}",
+                            str(message["Subject"])), message["Subject"]
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+        [subject] = re.findall(r"^Subject: .*(?:\r\n[ \t].*)*", head, flags=re.MULTILINE)
+        assert max(len(line) for line in subject.split("\r\n")) <= 78
+    # What the command prints is the issue's subject: the top paper's.
+    assert f"{papers[0].title} · {{Daily Papers}}" in out
+
+
+def test_each_readers_subject_reads_exactly_as_written_whatever_its_characters():
+    """Long, non-ASCII and markup titles in a subject: the header a client
+    decodes is the subject, space for space, and no line is over 78."""
+    from newsletter.issue.render import subject_title
+    from newsletter.sending.personalize import reader_subject
+
+    papers = tuple(Paper(title, "We propose it.", arxiv_id=f"2503.{n:05d}") for n, title in enumerate(
+        [*HOSTILE_TITLES, "Speculative Decoding for Large Language Models &amp; \"Friends\" <a href=x> and more words"]))
+    issue = render_for_readers(Batch(DAY, papers, source="test"),
+                               Settings(secret_key=SECRET, subject="{pick} · {subject}"), Signer(SECRET))
+    for position, paper in enumerate(papers):
+        recipient = reader(issue, 1, "picks", [Pick(position, paper_key(paper), 0.5, Reason("interest", "it"))])
+        raw = PreparedMessage(issue, FROM).render(recipient)
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        expected = f"{subject_title(paper)} · Daily Papers · Tue 11 Mar 2025 · {len(papers)} papers"
+        assert str(message["Subject"]) == reader_subject(issue, recipient) == expected
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+        [subject] = re.findall(r"^Subject: .*(?:\r\n[ \t].*)*", head, flags=re.MULTILINE)
+        assert max(len(line) for line in subject.split("\r\n")) <= 78

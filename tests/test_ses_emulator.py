@@ -44,6 +44,7 @@ from newsletter.store.picks import write_picks
 
 BATCHES = {"example": FIXTURES / "picks-day.json", "hostile": FIXTURES / "hostile-day.json"}
 TOP_CARDS = {"example": "8", "hostile": "2"}
+SUBJECTS = {"example": "", "hostile": "{pick} · {{{{sic}}}} · {date}"}
 # An interest as anyone may type it on the public preferences page: the
 # hostile day's readers include one who did.
 MARKUP_INTEREST = "<em><img src=x onerror=alert(3)> unlearning</em>"
@@ -181,9 +182,10 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
     # tokens), for the outbox run.
     copy_database(ses_db, outbox_db)
 
-    # The hostile day's copies have two top cards: papers past the top
-    # candidates are in the list, where a reader's picks leave it.
-    top = {"NEWSLETTER_TOP_CARDS": TOP_CARDS[day]}
+    # The hostile day's copies have two top cards (papers past the top
+    # candidates are in the list, where a reader's picks leave it) and a
+    # subject naming each reader's first pick, braces and all.
+    top = {"NEWSLETTER_TOP_CARDS": TOP_CARDS[day], "NEWSLETTER_SUBJECT": SUBJECTS[day]}
     sent = send(f"sqlite:///{ses_db}", batch, "--sender", "ses", "--ses-mode", mode,
                 NEWSLETTER_SES_ENDPOINT_URL=ses_emulator.url, AWS_REGION="us-east-1", **top)
     assert f"sent {len(ids)}, failed 0, unknown 0" in sent.stdout
@@ -238,6 +240,11 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
         assert not listed & {pick.position for pick in picks.get(i, ())}, address
     if day == "hostile":  # one pick is past the top candidates (2 cards + 5 picks)
         assert max(pick.position for pick in picks[ids["phrase@example.org"]]) >= 7
+        titles = [p.title for p in load_batch(batch).papers]
+        first = titles[picks[ids["phrase@example.org"]][0].position]
+        assert str(outboxed[ids["phrase@example.org"]]["Subject"]).startswith(f"{first[:40]}")
+        assert str(outboxed[ids["invite@example.org"]]["Subject"]).startswith(titles[0][:40])
+        assert " · {{sic}} · " in str(outboxed[ids["invite@example.org"]]["Subject"])
 
     if day == "hostile":
         # A pick of a paper with no arXiv id and no page of its own links

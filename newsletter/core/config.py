@@ -14,6 +14,7 @@ import datetime as dt
 import math
 import os
 import re
+import string
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
@@ -102,6 +103,24 @@ def _text(name: str, value: str) -> str:
     if "\r" in value or "\n" in value:
         raise ConfigError(f"{name} must be a single line")
     return value.strip()
+
+
+# What a subject template (NEWSLETTER_SUBJECT) may name.
+SUBJECT_FIELDS = ("subject", "name", "date", "count", "pick")
+
+
+def _subject_template(name: str, value: str) -> str:
+    value = _text(name, value)
+    try:
+        placeholders = [(key, spec, conversion) for _literal, key, spec, conversion in string.Formatter().parse(value)
+                        if key is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a subject template ({exc}); write {{{{ and }}}} for a brace") from exc
+    for key, spec, conversion in placeholders:
+        if key not in SUBJECT_FIELDS or spec or conversion:
+            written = key + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ConfigError(f"{name} has {{{written}}}; it can use {', '.join('{' + f + '}' for f in SUBJECT_FIELDS)}")
+    return value
 
 
 def _database_url(name: str, value: str) -> str:
@@ -229,6 +248,14 @@ class Settings:
         "What a card's teaser shows: `summary` (the source's AI summary when it has one, else the abstract's"
         " TL;DR: its sentence that says what the paper brings, such as \"We propose…\") or `abstract` (always"
         " the abstract's first sentences).",
+    )
+    subject: str = setting(
+        "NEWSLETTER_SUBJECT", "", _subject_template,
+        "The email's subject, when not the dated one every reader shares (\"Daily Papers · Tue 11 Mar 2025 · 85"
+        " papers\", which keeps each day's issue apart and every reader's in one thread): a template of"
+        " `{subject}` (the dated subject), `{name}`, `{date}`, `{count}` (the edition's papers) and `{pick}` (the"
+        " title of the reader's first pick, or the day's top paper for a reader without picks), such as"
+        " `{pick} · {name}`.",
     )
     top_cards: int = setting(
         "NEWSLETTER_TOP_CARDS", 8, _top_cards,

@@ -227,6 +227,9 @@ PREFERENCES_URL_MARK = "__NEWSLETTER_PREFERENCES_URL__"
 FEEDBACK_MARK = "__NEWSLETTER_FEEDBACK__"
 PICKS_MARK = "__NEWSLETTER_PICKS__"
 PREHEADER_MARK = "__NEWSLETTER_PREHEADER__"
+# Where a reader's first pick goes in a subject of the operator's template
+# (NEWSLETTER_SUBJECT with {pick}): see Issue.personal_subject.
+SUBJECT_PICK_MARK = "__NEWSLETTER_SUBJECT_PICK__"
 PERSONAL_MARKS = (UNSUBSCRIBE_URL_MARK, PREFERENCES_URL_MARK, FEEDBACK_MARK, PICKS_MARK, PREHEADER_MARK)
 
 # The parts of a reader's copy that show or not, reader by reader, lie
@@ -395,6 +398,10 @@ class Issue:
     # not the reader's picks do (see email.mjml). 0: no spans.
     top_count: int = 0
     candidates: int = 0
+    # The subject with SUBJECT_PICK_MARK where each reader's first pick goes,
+    # when the operator's subject template names it; "" when every reader
+    # gets ``subject``.
+    personal_subject: str = ""
 
     def shown_spans(self, picked: set[int] | frozenset[int] = frozenset(), every_title: bool = True,
                     muted: set[int] | frozenset[int] = frozenset()) -> set[str]:

@@ -44,6 +44,7 @@ from newsletter.core.models import (
     PREFERENCES_URL_MARK,
     PREHEADER_MARK,
     REASON_KINDS,
+    SUBJECT_PICK_MARK,
     UNSUBSCRIBE_URL_MARK,
     Batch,
     Edition,
@@ -76,6 +77,7 @@ PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 
 TEASER_CHARS = 240
 PREHEADER_CHARS = 140
+SUBJECT_TITLE_CHARS = 90  # a title in a subject (NEWSLETTER_SUBJECT's {pick})
 MIN_CARDS = 3  # even a huge day shows its top papers in full
 WEEKLY_TOP_CARDS = 10  # a weekly's "Top of the week" (a daily's: settings.top_cards)
 INVITE_PAPERS = 5  # the papers a reader who told us nothing yet can vote on
@@ -303,6 +305,27 @@ def subject_for(name: str, edition: Edition, count: int) -> str:
     return one_line(f"{name} · {weekly}{edition.describe()} · {plural(count, 'paper')}")
 
 
+def subject_lines(template: str, dated: str, name: str, edition: Edition, papers: tuple[Paper, ...]) -> tuple[str, str]:
+    """Return the issue's subject and its subject for readers (see
+    ``Issue.personal_subject``) from the operator's subject ``template``
+    (NEWSLETTER_SUBJECT, checked when the settings were read; "" for the
+    ``dated`` subject): the first names the day's top paper for ``{pick}``,
+    the second holds :data:`SUBJECT_PICK_MARK` there ("" when the template
+    names no pick)."""
+    if not template:
+        return dated, ""
+    values = {"subject": dated, "name": name, "date": edition.describe(), "count": str(len(papers))}
+    personal = one_line(template.format(**values, pick=SUBJECT_PICK_MARK))
+    common = personal.replace(SUBJECT_PICK_MARK, subject_title(papers[0]))
+    return common, personal if SUBJECT_PICK_MARK in personal else ""
+
+
+def subject_title(paper: Paper) -> str:
+    """``paper``'s title as a subject names it: one line of at most about
+    :data:`SUBJECT_TITLE_CHARS` characters, cut at a word."""
+    return _preview_line("", paper.title, "", SUBJECT_TITLE_CHARS)
+
+
 def preheader_for(papers: tuple[Paper, ...], limit: int = PREHEADER_CHARS) -> str:
     """Return the inbox preview line: the top title and how many follow."""
     rest = len(papers) - 1
@@ -364,9 +387,12 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
         picks = _pickable_within(picks, TEMPLATE_BYTES - len(html.encode("utf-8")) - len(text.encode("utf-8")))
         spans = max(candidates, len(picks.html.bodies))  # Issue.listed_spans
         html, text = _listed_within(html, spans), _listed_within(text, spans)
+    subject, personal_subject = subject_lines(settings.subject, layout.values["subject"], settings.name,
+                                              batch.edition, batch.papers)
     return Issue(
         date=batch.date,
-        subject=layout.values["subject"],
+        subject=subject,
+        personal_subject=personal_subject if personal else "",
         preheader=layout.values["preheader"],
         html=html,
         text=text,

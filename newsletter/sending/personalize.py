@@ -15,6 +15,7 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage
 
 from newsletter.core.models import (
@@ -34,6 +35,7 @@ from newsletter.core.models import (
     PREFERENCES_URL_MARK,
     PREHEADER_MARK,
     SPAN_MARKS,
+    SUBJECT_PICK_MARK,
     UNSUBSCRIBE_URL_MARK,
     Issue,
     Pick,
@@ -45,7 +47,7 @@ from newsletter.core.models import (
     show_spans,
 )
 from newsletter.core.text import clean_name, html_escape, quoted_printable
-from newsletter.issue.render import picked_preheader
+from newsletter.issue.render import picked_preheader, subject_title
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 ISSUE_HEADER = "X-Newsletter-Issue"
@@ -55,6 +57,8 @@ ISSUE_HEADER = "X-Newsletter-Issue"
 _TO = b"XNEWSLETTERTOX"
 _URL = b"XNEWSLETTERURLX"
 _MSGID = b"XNEWSLETTERMSGIDX"
+_SUBJECT = b"XNEWSLETTERSUBJECTX"  # the whole Subject line (see _subject_line)
+_SUBJECT_LINE = b"Subject: " + _SUBJECT + b"\r\n"
 _TEXT = "XNEWSLETTERTEXTBODYX"
 _HTML = "XNEWSLETTERHTMLBODYX"
 _SOFT_BREAK = b"=\r\n"
@@ -197,6 +201,17 @@ def reader_preheader(issue: Issue, recipient: Recipient) -> str:
     return issue.preheader
 
 
+def reader_subject(issue: Issue, recipient: Recipient) -> str:
+    """Return ``recipient``'s subject: the issue's, or with the operator's
+    subject template naming ``{pick}`` (``Issue.personal_subject``), the
+    title of their first pick there, else of the day's top paper."""
+    if not issue.personal_subject:
+        return issue.subject
+    has_picks = issue.picks is not None and recipient.picks_state == PicksState.PICKS and recipient.picks
+    paper = issue.papers[recipient.picks[0].position] if has_picks else issue.papers[0]
+    return issue.personal_subject.replace(SUBJECT_PICK_MARK, subject_title(paper))
+
+
 def _mark_values(issue: Issue, recipient: Recipient) -> tuple[dict[str, str], dict[str, str]]:
     """The values of ``recipient``'s personal marks in ``issue``: (those of
     the HTML part, escaped as SES's template escapes them; those of the
@@ -306,7 +321,8 @@ class PreparedMessage:
         skeleton = EmailMessage(policy=email.policy.SMTP)
         skeleton["From"] = from_address
         skeleton["To"] = _TO.decode()
-        skeleton["Subject"] = issue.subject
+        skeleton["Subject"] = _SUBJECT.decode()
+        self._subject = _subject_line(issue.subject)
         skeleton["Date"] = email.utils.format_datetime(email.utils.localtime())
         skeleton["Message-ID"] = f"<{_MSGID.decode()}@{self.domain}>"
         if list_unsubscribe:
@@ -318,7 +334,7 @@ class PreparedMessage:
         raw = skeleton.as_bytes()
         head, rest = raw.split(b"\r\n\r\n", 1)
         # The header block, cut around its three personal values.
-        self._head = _split_all(head + b"\r\n\r\n", (_TO, _MSGID, _URL))
+        self._head = _split_all(head + b"\r\n\r\n", (_TO, _MSGID, _URL, _SUBJECT_LINE))
         before_text, after_text = rest.split(_TEXT.encode() + b"\r\n", 1)
         between, after_html = after_text.split(_HTML.encode() + b"\r\n", 1)
         self._before_text, self._between, self._after_html = before_text, between, after_html
@@ -337,6 +353,8 @@ class PreparedMessage:
             _MSGID: (message_id or self.message_id(recipient)).encode("ascii"),
             _URL: recipient.unsubscribe_url.encode("ascii"),
         }
+        values[_SUBJECT_LINE] = (_subject_line(reader_subject(self.issue, recipient)) if self.issue.personal_subject
+                                 else self._subject)
         head = b"".join(values.get(piece, piece) for piece in self._head)
         html_values, text_values = _mark_values(self.issue, recipient)
         shown = reader_spans(self.issue, recipient)
@@ -354,6 +372,19 @@ class PreparedMessage:
                 self._after_html,
             )
         )
+
+
+def _subject_line(subject: str) -> bytes:
+    """Return the Subject header line of ``subject``, CRLF-ended, no line
+    over 78 characters: folded at spaces when it is ASCII, else RFC 2047
+    encoded words each holding a whole piece of it, spaces included. (The
+    standard library's folding of mixed text leaves a space at the end of
+    a folded line and drops the space between two encoded words: a reader
+    would see two spaces, or none, where the subject has one.)"""
+    if subject.isascii():
+        return email.policy.SMTP.fold("Subject", subject).encode("ascii")
+    encoded = Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n", maxlinelen=76)
+    return f"Subject: {encoded}\r\n".encode("ascii")
 
 
 def _split_all(data: bytes, marks: tuple[bytes, ...]) -> list[bytes]:

@@ -30,7 +30,7 @@ from newsletter.issue.render import (
     template_environment,
 )
 from newsletter.readers.tokens import Signer
-from newsletter.sending.personalize import Recipient, reader_copy
+from newsletter.sending.personalize import Recipient, reader_copy, reader_subject
 from newsletter.sending.single import own_copy
 from newsletter.store import Store
 from newsletter.web.app import App, add_security_headers
@@ -144,6 +144,8 @@ def create_preview_app(batch_path: Path | None, settings: Settings, date: dt.dat
             "name": settings.name,
             "batch_path": label or str(batch_path),
             "issue": shown.issue if shown else None,
+            "subject": (reader_subject(shown.issue, shown.recipient) if shown and shown.recipient
+                        else shown.issue.subject if shown else ""),
             "reader": reader,
             "recipient": shown.recipient if shown else None,
             "text": shown.text if shown else "",

@@ -70,6 +70,7 @@ from newsletter.sending.personalize import (
     format_address,
     pick_values,
     reader_preheader,
+    reader_subject,
 )
 from newsletter.sending.senders.base import Delivery, Quota, StoppedMidBatch
 from newsletter.core.text import html_escape
@@ -171,7 +172,10 @@ def template_content(issue: Issue) -> dict[str, str]:
     text = fill_marks(_spans_template(_literal_text(issue.text)), {UNSUBSCRIBE_URL_MARK: PLACEHOLDER,
                                                   PREFERENCES_URL_MARK: "{{{p}}}", FEEDBACK_MARK: "{{{f}}}",
                                                   PICKS_MARK: text_picks})
-    return {"Subject": _literal_text(issue.subject), "Html": html, "Text": text}
+    # A subject that differs from reader to reader (see personalize.reader_subject)
+    # is each entry's "sj", whole; SES's subject part is text, not HTML.
+    subject = "{{{sj}}}" if issue.personal_subject else _literal_text(issue.subject)
+    return {"Subject": subject, "Html": html, "Text": text}
 
 
 def _spans_template(part: str) -> str:
@@ -310,6 +314,8 @@ def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None)
         "pre": preheader, "preh": _escaped_if_changed(preheader),
     }
     data.update(_span_flags(issue, recipient, {} if spans is None else spans))
+    if issue.personal_subject:
+        data["sj"] = reader_subject(issue, recipient)
     if issue.picks is None or recipient.picks_state == PicksState.OFF:
         return data
     if recipient.picks_state == PicksState.PICKS and recipient.picks:
