@@ -120,6 +120,22 @@ def test_a_reason_never_claims_a_match_its_words_do_not_show(example):
                 w in "neural architecture search" for w in pick.reason.words), pick
 
 
+def test_a_reasons_words_name_each_thing_once(example):
+    """No two of a reason's words are the same words in another order or
+    form ("concept erased" and "erased concept"), for every paper and the
+    example list's phrases."""
+    picks_day = load_batch(ROOT / "tests" / "fixtures" / "picks-day.json")
+    checked = 0
+    for index in (example[1], EditionIndex(picks_day.papers)):
+        for interests in (("machine unlearning", "concept erasure"), ("contrastive learning", "continual learning"),
+                          ("neural architecture search",)):
+            for pick in index.rank(Profile(1, interests=interests), limit=85, threshold=float("-inf")):
+                words = [frozenset(word[:5] for word in term.split()) for term in pick.reason.words]
+                assert len(words) == len(set(words)), pick.reason
+                checked += 1
+    assert checked > 85
+
+
 def test_reasons_are_made_once_per_paper_and_signal(example):
     _batch, index = example
     profiles = [Profile(i, interests=("concept erasure",)) for i in range(1, 4)]

@@ -507,7 +507,7 @@ class EditionIndex:
                 more, also_coverage = self._words_of(also, position)
                 if also_coverage >= MIN_COVERAGE:
                     other = self._row_reasons[also].subject
-                    words = tuple(dict.fromkeys(words[:REASON_WORDS // 2] + more + words))[:REASON_WORDS]
+                    words = tuple(_distinct([*words[:REASON_WORDS // 2], *more, *words]))[:REASON_WORDS]
             found = self._reasons[code] = Reason(kind, base.subject, other, words)
         return found
 
@@ -537,7 +537,7 @@ class EditionIndex:
             seen = _stems([subject, *words])
             close = [t for t, near in zip(close_terms, nearness.tolist())
                      if near >= CLOSE_WORD and not _stems([t]) <= seen]
-            words = _without_parts(words + [t for t in close if t not in words])
+            words = _distinct(_without_parts(words + [t for t in close if t not in words]))
             coverage = sum(weight * weight for j, weight in terms.items() if j in paper)
             self._evidence[key] = tuple(words[:REASON_WORDS]), coverage
         return self._evidence[key]
@@ -612,6 +612,20 @@ def _without_parts(terms: list[str]) -> list[str]:
     holds ("concept" goes when "concept erasure" is there), in order."""
     pairs = {word for term in terms if " " in term for word in term.split()}
     return [term for term in terms if " " in term or term not in pairs]
+
+
+def _distinct(terms: list[str]) -> list[str]:
+    """``terms`` without those whose words are, as a reader reads them
+    (:func:`_stems`), the words of an earlier one: "erased concept" goes
+    after "concept erased"; in order."""
+    seen: set[frozenset[str]] = set()
+    kept = []
+    for term in terms:
+        stems = frozenset(_stems([term]))
+        if stems not in seen:
+            seen.add(stems)
+            kept.append(term)
+    return kept
 
 
 def _stems(terms: list[str]) -> set[str]:
