@@ -680,6 +680,7 @@ class HandlebarsTemplate:
     def __init__(self, source: str):
         self.source = source
         self.names = parse_names(source)
+        self.missing: dict = {}  # the missing names by the data's shape (see _missing_in)
 
     @functools.cached_property
     def render(self):
@@ -738,6 +739,29 @@ def compile_handlebars(source: str) -> HandlebarsTemplate:
     return HandlebarsTemplate(source)
 
 
+def _missing_in(template: HandlebarsTemplate, data: dict, shape: Any) -> tuple[str, ...]:
+    """``missing_names`` of ``template`` in ``data``, remembered by the
+    data's shape (:func:`_shape`), which alone decides it: a bulk send's
+    entries have few shapes, and walking an issue's template for each entry
+    would cost this stand-in more CPU than the client it stands in for."""
+    found = template.missing.get(shape)
+    if found is None:
+        found = template.missing[shape] = tuple(missing_names(template.names, [data]))
+    return found
+
+
+def _shape(value: Any) -> Any:
+    """What :func:`missing_names` reads of ``value``: the names at each
+    level, each list's items, which values are null; not the values. (An
+    empty list reads as any other value that is not null: present, and
+    with nothing for ``{{#each}}`` to walk.)"""
+    if isinstance(value, dict):
+        return frozenset((key, _shape(item)) for key, item in value.items())
+    if isinstance(value, list) and value:
+        return tuple(_shape(item) for item in value)
+    return value is None
+
+
 class _HandlebarsRendered:
     """A part rendered by pybars3 only when read."""
 
@@ -774,11 +798,14 @@ class _Parts(NamedTuple):
         ``missing`` is every name used with no value in ``data``."""
         out: list[Any] = []
         missing: list[str] = []
+        shape = None  # the data's (see _shape), made once
         for compiled in self:
             if compiled is None:
                 out.append(None)
             elif isinstance(compiled, HandlebarsTemplate):
-                missing.extend(m for m in missing_names(compiled.names, [data]) if m not in missing)
+                if shape is None:
+                    shape = _shape(data)
+                missing.extend(m for m in _missing_in(compiled, data, shape) if m not in missing)
                 out.append(_HandlebarsRendered(compiled, data))
             elif not compiled.slots:
                 out.append(compiled.literals[0])

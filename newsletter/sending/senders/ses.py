@@ -212,6 +212,12 @@ def _literal_html(html: str) -> str:
     return html.replace("{{", "{&#123;")
 
 
+# A flag that is not set: [] is false in every Handlebars, and the shortest
+# such value in an entry's data (which the request carries as a JSON string,
+# each quote escaped: "" would take 5 bytes, false 6, [] 3).
+_UNSET: list = []
+
+
 # A reason's subject, by its kind, in a pick's data (one letter each: every
 # entry carries them).
 WHY_KEYS = {kind: "w" + kind[0] for kind in REASON_KINDS}
@@ -262,15 +268,16 @@ def picks_template(layout: PicksLayout) -> tuple[str, str]:
 
 
 def tree_depth(papers: int) -> int:
-    """How many bits (``b0``, ``b1``…) a pick's data carries to name one of
-    ``papers`` papers (see :func:`paper_tree`)."""
+    """How many bits (``b``, an array of them) a pick's data carries to
+    name one of ``papers`` papers (see :func:`paper_tree`)."""
     return max(1, (papers - 1).bit_length())
 
 
 def paper_tree(bodies: list[str]) -> str:
     """Return the Handlebars that shows, inside ``{{#each picks}}``, the
-    body of the paper whose position a pick's bits ``b0``, ``b1``… spell
-    in binary (``b0`` the lowest). Each paper's card is the same for every
+    body of the paper whose position a pick's bits ``b.[0]``, ``b.[1]``…
+    spell in binary (``b.[0]`` the lowest; each ``true`` or ``[]``, as the
+    span flags are). Each paper's card is the same for every
     reader, so it lives once in the stored template and each pick's data
     carries a few booleans instead of the paper's text: an entry with five
     full cards stays small (SES charges and throttles by the call, and
@@ -284,7 +291,7 @@ def paper_tree(bodies: list[str]) -> str:
         high = low + (1 << bit)
         if high >= len(bodies):  # no paper has this bit set here
             return node(low, bit - 1)
-        return f"{{{{#if b{bit}}}}}{node(high, bit - 1)}{{{{else}}}}{node(low, bit - 1)}{{{{/if}}}}"
+        return f"{{{{#if b.[{bit}]}}}}{node(high, bit - 1)}{{{{else}}}}{node(low, bit - 1)}{{{{/if}}}}"
 
     return node(0, tree_depth(len(bodies)) - 1)
 
@@ -325,7 +332,7 @@ def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None)
             entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
                      "wh": _escaped_if_changed(v["s"]), "wo": v["a"], "woh": _escaped_if_changed(v["a"]),
                      "ww": v["w"], "wwh": _escaped_if_changed(v["w"]),
-                     **{f"b{bit}": bool(pick.position >> bit & 1) for bit in range(depth)}}
+                     "b": [(pick.position >> bit) & 1 == 1 or _UNSET for bit in range(depth)]}
             entry[WHY_KEYS[v["k"]]] = v["s"]
             picks.append(entry)
     elif recipient.picks_state == PicksState.INVITE:
@@ -335,12 +342,6 @@ def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None)
     else:
         data["no_match"] = True
     return data
-
-
-# A flag that is not set: [] is false in every Handlebars, and the shortest
-# such value in an entry's data (which the request carries as a JSON string,
-# each quote escaped: "" would take 5 bytes, false 6, [] 3).
-_UNSET: list = []
 
 
 def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, Any]:
