@@ -53,6 +53,25 @@ def test_interests_shows_the_profile_and_replaces_only_the_parts_given(store, cl
         ("concept erasure", "video generation"), (), ("stat.ML",), 3)
 
 
+def test_interests_forgets_a_readers_votes_and_brings_them_back(store, cli_run):
+    reader, _ = store.add("ada@example.com")
+    store.store_batch(load_batch(BATCH))
+    store.record_vote(reader.id, "2503.00006", -1, "2025-03-11")
+    store.record_vote(reader.id, "2503.00002", 1, "2025-03-11")
+    result = cli_run("subscribers", "interests", "ada@example.com", "--forget-votes")
+    assert "  votes:       0 up, 0 down" in ok(result)
+    assert result.stderr == "Forgot 2 votes; --restore-votes brings them back within 30 days.\n"
+    assert store.votes(reader.id) == [] and store.profile(reader.id).disliked == ()
+    store.record_vote(reader.id, "2503.00002", -1, "2025-03-12")  # changed their mind since
+    result = cli_run("subscribers", "interests", "ada@example.com", "--restore-votes")
+    assert "  votes:       0 up, 2 down" in ok(result) and result.stderr == "Brought back 1 vote.\n"
+    assert set(store.profile(reader.id).disliked) == {"2503.00002", "2503.00006"}
+    both = cli_run("subscribers", "interests", "ada@example.com", "--forget-votes", "--restore-votes")
+    assert both.exit_code == 2 and both.stdout == "" and "Usage:" in both.stderr
+    assert both.stderr.strip().splitlines()[-1] == "Error: --forget-votes and --restore-votes undo each other; give one"
+    assert len(store.votes(reader.id)) == 2  # nothing changed
+
+
 def test_interests_sets_the_rest_of_the_day_and_keeps_it_when_other_parts_change(store, cli_run):
     reader, _ = store.add("ada@example.com")
     store.record_vote(reader.id, "2503.00006", 1, "2025-03-11")

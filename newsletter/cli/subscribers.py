@@ -24,6 +24,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.store import Store
+from newsletter.store.reader_models import FORGOTTEN_DAYS
 from newsletter.core.text import terminal_safe
 
 _STATUS = click.Choice([status.value for status in SubscriberStatus])
@@ -192,10 +193,17 @@ _PROFILE_OPTIONS = {"interests": "--keywords", "authors": "--authors", "categori
                                                    "or for a reader who is weekly).")
 @click.option("--until", metavar="YYYY-MM-DD", help="With --frequency paused: the day emails start again "
                                                     "(after today).")
+@click.option("--forget-votes", is_flag=True,
+              help=f"Forget the reader's 👍/👎 votes: they no longer shape their picks (their model of votes "
+                   f"goes too). Kept {FORGOTTEN_DAYS} days for --restore-votes, as the preferences page's "
+                   f"\"Forget my votes\".")
+@click.option("--restore-votes", is_flag=True,
+              help=f"Bring back the votes forgotten in the last {FORGOTTEN_DAYS} days (not those on papers "
+                   "voted on since).")
 @click.pass_context
 def subscribers_interests(ctx: click.Context, email: str, rest: str | None, muting: str | None,
                           frequency: str | None, weekday: str | None, until: str | None,
-                          **given: str | None) -> None:
+                          forget_votes: bool, restore_votes: bool, **given: str | None) -> None:
     """Show EMAIL's interests and how often they get the newsletter, or replace the parts given as options
     (the others stay as they are; an empty value empties that part).
 
@@ -212,8 +220,17 @@ def subscribers_interests(ctx: click.Context, email: str, rest: str | None, muti
         raise click.UsageError("--until goes with --frequency paused")
     if weekday is not None and frequency == "daily":
         raise click.UsageError("--weekday goes with --frequency weekly (a daily reader has no day)")
+    if forget_votes and restore_votes:
+        raise click.UsageError("--forget-votes and --restore-votes undo each other; give one")
     store = common.store_of(ctx)
     subscriber = _listed(store, email)
+    if forget_votes:
+        count = store.forget_votes(subscriber.id)
+        click.echo(f"Forgot {count:,} vote{'' if count == 1 else 's'}; --restore-votes brings them back within "
+                   f"{FORGOTTEN_DAYS} days.", err=True)
+    elif restore_votes:
+        count = store.restore_votes(subscriber.id)
+        click.echo(f"Brought back {count:,} vote{'' if count == 1 else 's'}.", err=True)
     profile = store.profile(subscriber.id)
     today = store.clock().date()
     schedule = _chosen_schedule(subscriber, frequency, weekday, until, today)
