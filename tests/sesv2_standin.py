@@ -772,7 +772,24 @@ class _HandlebarsRendered:
         self.data = data
 
     def render(self) -> str:
-        return str(self.template.render(self.data))
+        data = self.data.value() if type(self.data) is _Frozen else self.data
+        return str(self.template.render(data))
+
+
+class _Frozen:
+    """An accepted message's template data, kept as its JSON text and read
+    back on demand: a long send keeps every message it accepted, and their
+    data as dicts and lists (an entry's flags are arrays) would be millions
+    of objects for the garbage collector to walk, CPU this stand-in would
+    take from the client on the same cores."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, data: dict):
+        self.text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    def value(self) -> dict:
+        return json.loads(self.text)
 
 
 class _Parts(NamedTuple):
@@ -861,6 +878,8 @@ def _lazy_field(name: str) -> property:
 
     def get(self):
         value = self.__dict__[key]
+        if type(value) is _Frozen:
+            return value.value()
         return value.render() if type(value) in (_Rendered, _HandlebarsRendered) else value
 
     def set(self, value):
@@ -869,7 +888,7 @@ def _lazy_field(name: str) -> property:
     return property(get, set)
 
 
-for _name in ("subject", "text", "html"):
+for _name in ("subject", "text", "html", "template_data"):
     setattr(SentMessage, _name, _lazy_field(_name))
 
 
@@ -1846,6 +1865,9 @@ class SesV2StandIn:
             if missing:  # accepted, then dropped, as SES does
                 failures.append(_rendering_failure(message_id, sender, to, template_name, missing, now, config_set))
                 continue
+            data = _Frozen(data)
+            subject, text, html = (_HandlebarsRendered(part.template, data) if type(part) is _HandlebarsRendered
+                                   else part for part in (subject, text, html))
             messages.append(
                 SentMessage(
                     message_id=message_id,
