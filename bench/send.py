@@ -53,10 +53,11 @@ in one run:
 
 Targets (printed next to the figures, never asserted): bulk preparation
 under 100 us per recipient with 5 picks, bulk rate with picks at least 95%
-of the quota with no message lost to throttling, bulk with 5 picks at most
-2.5 KB per recipient on the wire on a day with arXiv ids (each entry carries
-every name of the template, and the HTML-escaped form of each value that
-escaping changes, such as a title search link's ``&``), peak memory under 250 MB and flat from
+of the quota with no message lost to throttling, bulk with 5 full pick
+cards at most 3 KB per recipient on the wire on a day with arXiv ids (each
+entry carries every name of the template, the HTML-escaped form of each
+value that escaping changes, and the flags of the top cards and of the
+titles a reader's picks take out of the list), peak memory under 250 MB and flat from
 100,000 to 1,000,000 subscribers.
 """
 
@@ -153,7 +154,7 @@ class OfflineSes:
         return {"BulkEmailEntryResults": [{"Status": "SUCCESS", "MessageId": "m"}] * len(params["BulkEmailEntries"])}
 
 
-TARGET_ENTRY_BYTES = 2.5 * 1024  # a bulk entry with 5 picks, on a day with arXiv ids
+TARGET_ENTRY_BYTES = 3 * 1024  # a bulk entry with 5 full pick cards, on a day with arXiv ids
 
 
 def offline_sender(settings: Settings, issue) -> SesSender:
@@ -746,9 +747,9 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
                (("example", example), ("ids", with_arxiv_ids(example)))}
     print(f"   serialized offline for 2,000 readers with picks: the example day {offline['example']:,.0f} B, the same "
           f"day with arXiv ids (links https://arxiv.org/abs/...) {offline['ids']:,.0f} B per recipient")
-    print(f"   target: bulk with 5 picks <= 2.5 KB on a day with arXiv ids -> "
-          f"{'met' if offline['ids'] <= TARGET_ENTRY_BYTES else 'MISSED'} (the example day, whose links are title "
-          f"searches: {'within' if picked['send_bytes_per_recipient'] <= TARGET_ENTRY_BYTES else 'over'} it)\n",
+    print(f"   target: bulk with 5 picks <= 3 KB on a day with arXiv ids -> "
+          f"{'met' if offline['ids'] <= TARGET_ENTRY_BYTES else 'MISSED'} (the example day, whose papers link their "
+          f"archive pages: {'within' if picked['send_bytes_per_recipient'] <= TARGET_ENTRY_BYTES else 'over'} it)\n",
           flush=True)
 
 
