@@ -148,7 +148,8 @@ def largest_copy(issue: Issue, settings: Settings) -> int:
     the longest reason, their links as long as real ones."""
     signer = Signer(SECRET)
     ref = "R" * 22
-    longest = sorted(range(len(issue.papers)), key=lambda i: len(issue.papers[i].title), reverse=True)[:MAX_PICKS]
+    # Of the papers that can be picked: a very big day's tail has no pick card.
+    longest = sorted(range(issue.pickable), key=lambda i: len(issue.papers[i].title), reverse=True)[:MAX_PICKS]
     picks = tuple(Pick(i, paper_key(issue.papers[i]), 1.0, Reason("liked", "W" * 200)) for i in longest)
     recipient = Recipient(1, "reader@example.org", None, signer.unsubscribe_url(settings.base_url, ref),
                           preferences_url=signer.preferences_url(settings.base_url, ref),
