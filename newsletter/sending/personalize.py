@@ -333,7 +333,7 @@ class PreparedMessage:
         skeleton.add_alternative(_HTML, subtype="html", charset="utf-8", cte="quoted-printable")
         raw = skeleton.as_bytes()
         head, rest = raw.split(b"\r\n\r\n", 1)
-        # The header block, cut around its three personal values.
+        # The header block, cut around its personal values (the subject line: see _subject_line).
         self._head = _split_all(head + b"\r\n\r\n", (_TO, _MSGID, _URL, _SUBJECT_LINE))
         before_text, after_text = rest.split(_TEXT.encode() + b"\r\n", 1)
         between, after_html = after_text.split(_HTML.encode() + b"\r\n", 1)
