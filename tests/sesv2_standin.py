@@ -1185,6 +1185,14 @@ class SesV2StandIn:
             return self._held_recipients
 
     @property
+    def rate_room(self) -> float:
+        """How many messages the rate limit lets through at once now (its
+        bucket, refilled for the time gone by)."""
+        with self._lock:
+            self._refill()
+            return self._tokens
+
+    @property
     def busy(self) -> int:
         """Requests being handled right now, held ones included."""
         with self._lock:
