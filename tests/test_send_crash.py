@@ -219,12 +219,13 @@ class Run:
         and no worker is between writing "pending" and its request reaching
         the provider. The run is frozen (SIGSTOP) while the ledger is read,
         so it cannot start a call meanwhile; let go on (SIGCONT) and tried
-        again when a worker was there after all."""
+        again when a worker was there after all, or was frozen mid-write
+        (see :func:`writing`)."""
         while True:
             wait_for(lambda: pending_rows(db) == 0, "a moment with no call in flight", self)
             self.process.send_signal(signal.SIGSTOP)
             wait_for(self.frozen, "the run to be frozen", self)
-            if pending_rows(db) == 0:
+            if not writing(db) and pending_rows(db) == 0:
                 break
             self.process.send_signal(signal.SIGCONT)
         self.kill()
@@ -236,7 +237,8 @@ class Run:
         call held, or, near the end of the list, every "pending" reader in a
         held call. The run is frozen (SIGSTOP) while that is checked, so no
         worker writes "pending" meanwhile; let go on (SIGCONT) and checked
-        again when one did. Then the provider finishes those calls, whose
+        again when one did, or was frozen mid-write (see :func:`writing`).
+        Then the provider finishes those calls, whose
         answers nobody reads. Returns the readers they carried (each
         accepted once)."""
         def all_held() -> bool:
@@ -246,7 +248,7 @@ class Run:
             wait_for(all_held, "every call under way held by the provider", self)
             self.process.send_signal(signal.SIGSTOP)
             wait_for(self.frozen, "the run to be frozen", self)
-            if all_held():
+            if not writing(db) and all_held():
                 break
             self.process.send_signal(signal.SIGCONT)
         killed_at = time.time()
@@ -282,6 +284,23 @@ def wait_for(predicate, what: str, run: Run | None = None, timeout: float = DEAD
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+def writing(db: Path) -> bool:
+    """Whether a transaction holds the database's write lock now: a run
+    frozen (SIGSTOP) in the middle of committing "pending" rows has written
+    them where a reader does not see them yet, and a kill then would leave
+    them for the next run to find, with no request sent. (``BEGIN
+    IMMEDIATE`` takes the write lock, which only another writer holds.)"""
+    conn = sqlite3.connect(db, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
 
 
 def pending_rows(db: Path) -> int:
