@@ -6,7 +6,10 @@ Run from anywhere: ``python bench/picks.py [--readers 100000,1000000]``
 against the target): the readers, the example day's 85 papers and 300
 papers of ten earlier days, and one profile per reader like a real list's
 (``common.create_readers``: 1 to 5 interest phrases, topics of the day and
-others; a followed author for a fifth of them; 20 votes; 5 picks).
+others; a followed author for a fifth of them; 20 votes; 5 picks). It
+times fitting one reader's model of their votes (below), then gives every
+reader a stored model (:func:`give_models`), as a list whose readers all
+voted has once the web app's worker fitted them.
 
 Then, in a fresh process (so the figures are the ranking's alone), it does
 what ``newsletter send`` does for picks: load the ranking's libraries and
@@ -17,7 +20,7 @@ ranking, per reader, picks per reader (medians of ``--runs`` processes for
 lists up to 200,000, one otherwise), and the peak RSS (VmHWM) next to the
 floor (the same process before ranking anyone).
 
-Then, in the same way, fitting one reader's model of their votes
+Fitting one reader's model of their votes is timed in a fresh process too
 (``reader_model.fit_reader``: 14 👍 and 6 👎 on earlier days, reading
 the papers, embedding them and fitting): the median over readers.
 
@@ -29,9 +32,11 @@ ranked in at most 5 s; peak memory under 250 MB and flat from 100,000 to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -107,6 +112,30 @@ def probe_fit(db: Path, readers: int = 30) -> None:
     print(json.dumps({"fit_ms": statistics.median(times), "fits": len(times)}))
 
 
+def give_models(db: Path) -> int:
+    """Give every reader a stored model of votes, as a list whose readers
+    all voted has once the worker fitted them: one reader's model, fitted
+    as the worker fits it, copied (the ranking reads and applies one per
+    reader, at a cost that does not depend on its weights). Returns how
+    many readers have one."""
+    from newsletter.picks import reader_model
+    from newsletter.store.profiles import mark_model_due
+
+    store = open_store(database_url(db))
+    try:  # reader 1's votes "changed", and the worker's fit of due models
+        with store.engine.begin() as conn:
+            mark_model_due(conn, 1, store.clock())
+        reader_model.fit_due(store, 1)
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        features, weights, fitted = conn.execute(
+            "SELECT features, weights, fitted_at FROM reader_models WHERE weights IS NOT NULL LIMIT 1").fetchone()
+        conn.execute("INSERT OR REPLACE INTO reader_models (subscriber_id, due, features, weights, changed_at, "
+                     "fitted_at) SELECT id, 0, ?, ?, ?, ? FROM subscribers", (features, weights, fitted, fitted))
+        return conn.execute("SELECT count(*) FROM reader_models WHERE weights IS NOT NULL").fetchone()[0]
+
+
 def run_probe(db: Path) -> dict:
     answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", str(db)],
                             capture_output=True, text=True, check=True)
@@ -141,12 +170,14 @@ def main(argv: list[str] | None = None) -> None:
             db = workdir / f"picks-{size}.db"
             built = create_readers(db, size)
             print(f"{size:,} readers with profiles in {built:.0f} s", flush=True)
+            # Fitting some readers' models is timed; then every reader gets one.
+            answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-fit", str(db)],
+                                    capture_output=True, text=True, check=True)
+            if not rows:  # reported once: it does not depend on the list's size
+                fitting = json.loads(answer.stdout.strip().splitlines()[-1])
+            print(f"{give_models(db):,} readers with a stored model of votes", flush=True)
             # Timed several times where that is quick; the median is printed.
             probes = [run_probe(db) for _ in range(args.runs if size <= 200_000 else 1)]
-            if not rows:  # once: it does not depend on the list's size
-                answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-fit", str(db)],
-                                        capture_output=True, text=True, check=True)
-                fitting = json.loads(answer.stdout.strip().splitlines()[-1])
             middle = {key: statistics.median(p[key] for p in probes)
                       for key in ("start_up", "index", "rank", "listing")}
             rows.append((size, {**probes[0], **middle, "runs": len(probes),
