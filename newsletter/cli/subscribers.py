@@ -25,7 +25,7 @@ from newsletter.core.models import (
 )
 from newsletter.store import Store
 from newsletter.store.reader_models import FORGOTTEN_DAYS
-from newsletter.core.text import terminal_safe
+from newsletter.core.text import plural, terminal_safe
 
 _STATUS = click.Choice([status.value for status in SubscriberStatus])
 # How a reader's choice of the rest of the day is shown.
@@ -226,11 +226,11 @@ def subscribers_interests(ctx: click.Context, email: str, rest: str | None, muti
     subscriber = _listed(store, email)
     if forget_votes:
         count = store.forget_votes(subscriber.id)
-        click.echo(f"Forgot {count:,} vote{'' if count == 1 else 's'}; --restore-votes brings them back within "
+        click.echo(f"Forgot {plural(count, 'vote')}; --restore-votes brings them back within "
                    f"{FORGOTTEN_DAYS} days.", err=True)
     elif restore_votes:
         count = store.restore_votes(subscriber.id)
-        click.echo(f"Brought back {count:,} vote{'' if count == 1 else 's'}.", err=True)
+        click.echo(f"Brought back {plural(count, 'vote')}.", err=True)
     profile = store.profile(subscriber.id)
     today = store.clock().date()
     schedule = _chosen_schedule(subscriber, frequency, weekday, until, today)

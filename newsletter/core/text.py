@@ -147,3 +147,8 @@ def wrap_text(text: str, width: int = TEXT_COLUMNS, indent: str = "", first: str
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """Return ``"1 upvote"``, ``"12 upvotes"``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

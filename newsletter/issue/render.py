@@ -60,7 +60,7 @@ from newsletter.core.models import (
     paper_path,
     thumbnail_path,
 )
-from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, quoted_printable, wrap_text
+from newsletter.core.text import TEXT_COLUMNS, html_escape, is_http_url, plural, quoted_printable, wrap_text
 from newsletter.issue.tldr import sentences, shorten, tldr
 from newsletter.store.picks import REPEAT_WINDOW
 
@@ -222,11 +222,6 @@ def link_line(url: str, label: str = "", indent: str = "", width: int = TEXT_COL
         return indent + url
     line = f"{indent}{label}: {url}"
     return line if len(line) <= width else f"{indent}{label}:\n{indent}{url}"
-
-
-def plural(count: int, noun: str) -> str:
-    """Return ``"1 upvote"``, ``"12 upvotes"``."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def short_authors(authors: tuple[str, ...], shown: int = 3) -> str:

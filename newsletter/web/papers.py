@@ -19,7 +19,8 @@ from flask import Blueprint, Response, redirect, request
 
 from newsletter.core.errors import InvalidQuery
 from newsletter.core.models import Paper, daily_papers_url, paper_path, thumbnail_path
-from newsletter.issue.render import card_teaser, plural
+from newsletter.core.text import plural
+from newsletter.issue.render import card_teaser
 from newsletter.store import Appearance, SearchPage
 from newsletter.store.search import MAX_PAGE, MAX_QUERY_CHARS
 from newsletter.web.app import page, state
