@@ -349,3 +349,24 @@ def test_unsubscribe_url(signer, base, expected):
     token = url[len(expected):]
     assert "/" not in token and URL_SAFE.match(token)
     assert signer.subscriber_ref(token) == REF
+
+
+@pytest.mark.parametrize("fallbacks", [(), (OTHER_SECRET,)])
+def test_the_fast_signing_of_a_send_makes_itsdangerous_own_tokens(fallbacks):
+    """The links a send signs for every reader come from keys derived once
+    (tokens._NewestKey), not from itsdangerous' own dumps; they must be
+    the very tokens itsdangerous makes with the newest key, for references
+    of every length (itsdangerous compresses long payloads)."""
+    from itsdangerous import Signer as ItsdangerousSigner
+
+    from newsletter.readers.tokens import FEEDBACK_SALT, PREFERENCES_SALT, UNSUBSCRIBE_SALT
+
+    signer = Signer(SECRET, fallbacks)
+    keys = [*fallbacks, SECRET]
+    refs = [secrets.token_urlsafe(n) for n in (1, 8, 16, 24, 48)] + ["a" * 200, "x" * 3]
+    for ref in refs:
+        assert signer.unsubscribe_token(ref) == URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT).dumps(ref)
+        assert signer.preferences_token(ref) == URLSafeSerializer(keys, salt=PREFERENCES_SALT).dumps(ref)
+        assert signer.feedback_reader_part(ref, "2025-03-11-weekly") == (
+            ItsdangerousSigner(keys, salt=FEEDBACK_SALT).sign(f"{ref}~2025-03-11-weekly").decode())
+        assert signer.subscriber_ref(signer.unsubscribe_token(ref)) == ref

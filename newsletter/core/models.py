@@ -9,6 +9,7 @@ and a member compares equal to its value.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -433,10 +434,11 @@ class Issue:
         the tail of a very big week; 0 without a picks section."""
         return len(self.picks.html.bodies) if self.picks else 0
 
-    @property
+    @functools.cached_property
     def edition(self) -> str:
         """What the ledger, stored issues and feedback tokens call this
-        issue: its edition's key (see :class:`Edition`)."""
+        issue: its edition's key (see :class:`Edition`; kept: a send asks
+        for it for every reader)."""
         return Edition(self.date, self.kind).key
 
     @property
