@@ -215,8 +215,8 @@ def test_a_muted_paper_leaves_the_top_cards_and_the_next_paper_takes_its_place(e
 
 
 def test_one_send_keeps_apart_the_top_cards_of_readers_who_muted_and_who_did_not(example, issue):
-    # A send remembers each kind of reader's span flags (template_data's
-    # ``spans``): a reader who muted a top card is a kind of their own.
+    # A send keeps each kind of reader's span flags (template_data's
+    # ``kept``): a reader who muted a top card is a kind of their own.
     muted = MutedPapers(example.papers).of(Profile(1, muted=("concept bottlenecks",)))
     spans: dict = {}
     plain, hiding = recipient(issue, frozenset()), recipient(issue, muted)

@@ -1379,15 +1379,15 @@ def dropping_send(store, database_url, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     readers = [store.add(address)[0] for address in READERS]
     victim = readers[1]
-    complete = ses_sender.template_data
+    complete = ses_sender.entry_data
 
-    def leaves_a_name_out(recipient, issue, *more):
-        data = complete(recipient, issue, *more)
+    def leaves_a_name_out(recipient, issue, kept):
+        data = json.loads(complete(recipient, issue, kept))
         if recipient.subscriber_id == victim.id:
             del data["invite"]
-        return data
+        return json.dumps(data)
 
-    monkeypatch.setattr(ses_sender, "template_data", leaves_a_name_out)
+    monkeypatch.setattr(ses_sender, "entry_data", leaves_a_name_out)
     with SesV2StandIn(max_send_rate=1000) as standin:
         env = {**SES_ENV, "NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": SECRET,
                "NEWSLETTER_SENDER": "ses", "NEWSLETTER_SES_ENDPOINT_URL": standin.endpoint_url,
@@ -1398,7 +1398,7 @@ def dropping_send(store, database_url, monkeypatch, tmp_path):
                                       catch_exceptions=False)
 
         def fix():
-            monkeypatch.setattr(ses_sender, "template_data", complete)
+            monkeypatch.setattr(ses_sender, "entry_data", complete)
 
         yield standin, send, fix, victim, [r for r in readers if r.id != victim.id], env
 

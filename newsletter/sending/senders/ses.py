@@ -21,7 +21,6 @@ import itertools
 import json
 import re
 import time
-from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -296,84 +295,123 @@ def paper_tree(bodies: list[str]) -> str:
     return node(0, tree_depth(len(bodies)) - 1)
 
 
-def template_data(recipient: Recipient, issue: Issue, spans: dict | None = None) -> dict:
-    """The template data of one entry: the reader's links, picks and
-    preheader (see
-    :func:`template_content` and :func:`picks_template`), plus
-    :data:`LITERALS` (SES may use an entry's data instead of the default,
-    not over it).
+def template_data(recipient: Recipient, issue: Issue, kept: dict | None = None) -> dict:
+    """The template data of ``recipient``'s entry (see :func:`entry_data`),
+    as a dict. Raises ValueError for a feedback token that is not one."""
+    return json.loads(entry_data(recipient, issue, {} if kept is None else kept))
+
+
+# JSON as an entry carries it: compact, and UTF-8 rather than \u escapes.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The pieces of entries kept per issue (see entry_data) stay under this
+# many, whatever the list: a reason names the reader's own phrases, so a
+# million readers can make nearly a million pick pieces.
+KEPT_MOST = 20_000
+
+
+def entry_data(recipient: Recipient, issue: Issue, kept: dict) -> str:
+    """Return the template data of ``recipient``'s SendBulkEmail entry, as
+    the JSON text the entry carries: the reader's links, picks and
+    preheader (see :func:`template_content` and :func:`picks_template`),
+    plus :data:`LITERALS` (SES may use an entry's data instead of the
+    default, not over it).
 
     Every entry carries exactly the same names, at every level, none of
     them null: SES drops a message whose data lacks a name the template
     uses ("all variables that you include in the template must have an
     exact case-sensitive counterpart in the template data") with a
     Rendering Failure. A name that does not apply is "", false or [].
-    ``spans``, a dict kept for one issue, remembers the span flags of each
-    kind of reader (their picks among the top cards, every title or not):
-    a send has few kinds and many readers.
-    Raises ValueError for a feedback token that is not one."""
-    picks: list[dict] = []
-    preheader = reader_preheader(issue, recipient)
-    data = {
+
+    ``kept``, a dict kept for one issue, holds the JSON of what readers
+    share, made once: the span flags of each kind of reader, each pick's
+    data (its number, paper and reason), the preheader of each first pick.
+    A send has many readers and few of those; the reader's own links are
+    encoded for each. Raises ValueError for a feedback token that is not one."""
+    links = {
         "unsubscribe_url": recipient.unsubscribe_url, "unsubscribe_html": _escaped_if_changed(recipient.unsubscribe_url),
         "p": recipient.preferences_url, "ph": _escaped_if_changed(recipient.preferences_url),
-        "f": _token(recipient.feedback), **LITERALS, "picks": picks, "no_match": False, "held": "", "invite": False,
-        "pre": preheader, "preh": _escaped_if_changed(preheader),
+        "f": _token(recipient.feedback),
     }
-    data.update(_span_flags(issue, recipient, {} if spans is None else spans))
     if issue.personal_subject:
-        data["sj"] = reader_subject(issue, recipient)
-    if issue.picks is None or recipient.picks_state == PicksState.OFF:
-        return data
-    if recipient.picks_state == PicksState.PICKS and recipient.picks:
-        depth = tree_depth(issue.pickable)
-        for number, pick in enumerate(recipient.picks, start=1):
-            v = pick_values(number, pick, issue)
-            entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
-                     "wh": _escaped_if_changed(v["s"]), "wo": v["a"], "woh": _escaped_if_changed(v["a"]),
-                     "ww": v["w"], "wwh": _escaped_if_changed(v["w"]),
-                     "b": [(pick.position >> bit) & 1 == 1 or _UNSET for bit in range(depth)]}
-            entry[WHY_KEYS[v["k"]]] = v["s"]
-            picks.append(entry)
-    elif recipient.picks_state == PicksState.INVITE:
-        data["invite"] = True
-    elif recipient.picks_state == PicksState.HELD:
-        data["held"] = str(recipient.held)
-    else:
-        data["no_match"] = True
-    return data
+        links["sj"] = reader_subject(issue, recipient)
+    state = recipient.picks_state if issue.picks is not None else PicksState.OFF
+    picks = recipient.picks if state == PicksState.PICKS else ()
+    if len(kept) > KEPT_MOST:
+        kept.clear()
+    return "".join((
+        _json(links)[:-1], ",",
+        _kept(kept, ("pre", picks[0].position if picks else None), lambda: _preheader_json(issue, recipient)), ",",
+        _span_json(issue, recipient, kept), ',"picks":[',
+        ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _json(_pick_data(number, pick, issue)))
+                 for number, pick in enumerate(picks, start=1)), "],",
+        _kept(kept, ("state", state, recipient.held), lambda: _state_json(
+            state if state != PicksState.PICKS or picks else PicksState.NONE, recipient.held)),
+        "}",
+    ))
 
 
-def _span_flags(issue: Issue, recipient: Recipient, spans: dict) -> dict[str, Any]:
-    """Return the entry's span flags (see :func:`_spans_template`) of
-    ``recipient``: ``k``, whose item n is true when paper n has a top card;
-    ``l``, whose item n is true when paper n leaves the list (a top card
-    or a pick), one for each paper a reader may pick; ``all``, every
-    title. Those of a kind of reader are made once and kept in ``spans``:
-    they depend only on which of the issue's top candidates are the
-    reader's picks or muted for them (see ``personalize.reader_spans``) and on their
+def _kept(kept: dict, key, make) -> str:
+    """Return ``kept[key]``, made by ``make()`` the first time."""
+    text = kept.get(key)
+    if text is None:
+        text = kept[key] = make()
+    return text
+
+
+def _preheader_json(issue: Issue, recipient: Recipient) -> str:
+    """The JSON members of a reader's preheader, raw and escaped for HTML."""
+    preheader = reader_preheader(issue, recipient)
+    return _json({"pre": preheader, "preh": _escaped_if_changed(preheader)})[1:-1]
+
+
+def _state_json(state: PicksState, held: int) -> str:
+    """The JSON members that say which line of the picks section a reader
+    in ``state`` gets, if any (``held``: how many papers were held back),
+    and :data:`LITERALS`: the last of an entry's data."""
+    return _json({"no_match": state == PicksState.NONE, "held": str(held) if state == PicksState.HELD else "",
+                  "invite": state == PicksState.INVITE, **LITERALS})[1:-1]
+
+
+def _pick_data(number: int, pick: Pick, issue: Issue) -> dict:
+    """The data of a reader's pick number ``number`` (see :func:`picks_template`)."""
+    v = pick_values(number, pick, issue)
+    entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
+             "wh": _escaped_if_changed(v["s"]), "wo": v["a"], "woh": _escaped_if_changed(v["a"]),
+             "ww": v["w"], "wwh": _escaped_if_changed(v["w"]),
+             "b": [(pick.position >> bit) & 1 == 1 or _UNSET for bit in range(tree_depth(issue.pickable))]}
+    entry[WHY_KEYS[v["k"]]] = v["s"]
+    return entry
+
+
+def _span_json(issue: Issue, recipient: Recipient, kept: dict) -> str:
+    """Return the JSON members of ``recipient``'s span flags (see
+    :func:`_spans_template`): ``k``, whose item n is true when paper n has
+    a top card; ``l``, whose item n is true when paper n leaves the list
+    (a top card or a pick), one for each paper a reader may pick; ``all``,
+    every title. Those of a kind of reader are made once and kept: they
+    depend only on which of the issue's top candidates are the reader's
+    picks or muted for them (see ``personalize.reader_spans``) and on their
     choice of the rest; the reader's other picks then leave the list."""
     picked = (frozenset(p.position for p in recipient.picks)
               if recipient.picks_state == PicksState.PICKS else frozenset())
     on_top = frozenset(position for position in picked if position < issue.candidates)
     muted = frozenset(position for position in recipient.muted if position < issue.candidates)
-    key = (on_top, muted, recipient.rest)
-    flags = spans.get(key)
-    if flags is None:
+    key = ("spans", on_top, muted, recipient.rest)
+    kind = kept.get(key)
+    if kind is None:
         # The spans of a reader of this kind with no other picks: those
         # are set below, reader by reader.
         shown = issue.shown_spans(on_top, every_title=recipient.rest == RestOfDay.TITLES, muted=recipient.muted)
-        flags = {"k": [f"K{i}" in shown or _UNSET for i in range(issue.candidates)],
-                 "l": [f"L{i}" not in shown or _UNSET for i in range(issue.listed_spans)],
-                 "all": "ALL" in shown}
-        spans[key] = flags
+        listed = [_json(f"L{i}" not in shown or _UNSET) for i in range(issue.listed_spans)]
+        kind = kept[key] = (_json({"k": [f"K{i}" in shown or _UNSET for i in range(issue.candidates)]})[1:-1],
+                            listed, _json({"all": "ALL" in shown})[1:-1])
+    k, listed, every = kind
     listed_picks = [position for position in picked - on_top if position < issue.listed_spans]
     if listed_picks:
-        hidden = flags["l"][:]
+        listed = listed[:]
         for position in listed_picks:
-            hidden[position] = True
-        flags = {**flags, "l": hidden}
-    return flags
+            listed[position] = "true"
+    return f'{k},"l":[{",".join(listed)}],{every}'
 
 
 def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
@@ -459,7 +497,7 @@ class SesSender:
         self.issue: Issue | None = None
         self.message: PreparedMessage | None = None
         self.template_name = ""
-        self._spans: dict = {}
+        self._kept: dict = {}
         self._extra = (
             {"ConfigurationSetName": settings.ses_configuration_set} if settings.ses_configuration_set else {}
         )
@@ -517,7 +555,7 @@ class SesSender:
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.issue = issue
         self.message = message
-        self._spans = {}  # the span flags of each kind of reader, for this issue (see template_data)
+        self._kept = {}  # what the entries of this issue's readers share (see entry_data)
         if self.mode != "bulk":
             return
         self.template_name = SES_TEMPLATE_PREFIX + issue.edition
@@ -598,8 +636,7 @@ class SesSender:
                 "Destination": {"ToAddresses": [format_address(r.email, r.name)]},
                 "ReplacementEmailContent": {
                     "ReplacementTemplate": {
-                        "ReplacementTemplateData": json.dumps(template_data(r, self.issue, self._spans), ensure_ascii=False,
-                                                              separators=(",", ":"))
+                        "ReplacementTemplateData": entry_data(r, self.issue, self._kept)
                     }
                 },
                 "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": f"<{r.unsubscribe_url}>"}],
