@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Table, create_engine, event, select
+from sqlalchemy import Column, Table, create_engine, event, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -48,6 +49,37 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; everything stored is UTC. PostgreSQL
     # hands back aware ones in the session's time zone: convert them to UTC.
     return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_sql(statement, dialect) -> tuple[str, tuple[str, ...] | None]:
+    """``statement`` compiled for ``dialect``: its SQL, and the names of its
+    parameters in order when the driver takes them by position (None:
+    by name)."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
+
+
+def execute_many(conn: Connection, statement, rows: list[dict]) -> None:
+    """Run ``statement`` once for each of ``rows`` (dicts naming every one
+    of its parameters) in one executemany of the database's driver.
+
+    ``statement`` must be built once (module level: compiled forms are
+    kept by it) with every value a bound parameter. The rows go to the
+    driver as they are, without SQLAlchemy's processing of each row, which
+    cost a bulk send as much as the database's own work, so each value must
+    be one the driver takes: text, numbers, None, and a datetime made
+    by :func:`driver_value`."""
+    sql, order = _driver_sql(statement, conn.dialect)
+    conn.exec_driver_sql(sql, rows if order is None else [tuple(row[name] for name in order) for row in rows])
+
+
+def driver_value(conn: Connection, column: Column, value):
+    """``value`` as the database's driver takes it for ``column`` (see
+    :func:`execute_many`): SQLite's driver, for one, takes a datetime
+    as the text SQLAlchemy writes."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None else process(value)
 
 
 def sqlite_engine(url, begin: str, busy_seconds: float = BUSY_TIMEOUT_SECONDS) -> Engine:

@@ -20,7 +20,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.store.dashboard import forget_totals
-from newsletter.store.engine import as_utc
+from newsletter.store.engine import as_utc, driver_value, execute_many
 from newsletter.store.picks import write_picks
 from newsletter.store.schema import (
     deliveries_table,
@@ -34,6 +34,15 @@ if TYPE_CHECKING:
 
 # The outcomes a send stores over a reader's "pending" row.
 OUTCOMES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
+PENDING = DeliveryStatus.PENDING.value  # as the driver takes it (see engine.execute_many)
+# The statements a send runs for every call, with a row per reader (see
+# engine.execute_many): a reader's "pending" row, and the outcome over it.
+_INSERT_DELIVERY = insert(deliveries_table)
+_RECORD_OUTCOME = (
+    update(deliveries_table)
+    .where(deliveries_table.c.issue_date == bindparam("day"), deliveries_table.c.subscriber_id == bindparam("sid"))
+    .values(status=bindparam("st"), message_id=bindparam("mid"), reason=bindparam("why"), updated_at=bindparam("at"))
+)
 
 
 class LedgerRow(NamedTuple):
@@ -204,10 +213,10 @@ class Ledger:
                     deliveries_table.c.status == DeliveryStatus.UNKNOWN,
                 )
             )
-            conn.execute(
-                insert(deliveries_table),
-                [dict(issue_date=self.day, subscriber_id=i, status=DeliveryStatus.PENDING, updated_at=stamp) for i in ids],
-            )
+            at = driver_value(conn, deliveries_table.c.updated_at, stamp)
+            execute_many(conn, _INSERT_DELIVERY, [
+                dict(issue_date=self.day, subscriber_id=i, status=PENDING, message_id=None, reason=None, updated_at=at)
+                for i in ids])
 
     def record(self, outcomes: Iterable[Outcome], forget: Iterable[int] = ()) -> None:
         """Store each reader's outcome over their row ("sent" with the
@@ -223,19 +232,14 @@ class Ledger:
         for outcome in outcomes:
             if outcome.status not in OUTCOMES:
                 raise ValueError(f"{outcome.status!r} is not an outcome the ledger stores")
-            kept.append(dict(sid=outcome.subscriber_id, st=outcome.status, mid=outcome.message_id,
+            kept.append(dict(day=self.day, sid=outcome.subscriber_id, st=outcome.status.value, mid=outcome.message_id,
                              why=(outcome.reason or "")[:1000] or None))
         dropped = list(forget)
         d = deliveries_table
         with self.store.engine.begin() as conn:
             if kept:
-                conn.execute(
-                    update(d)
-                    .where(d.c.issue_date == self.day, d.c.subscriber_id == bindparam("sid"))
-                    .values(status=bindparam("st"), message_id=bindparam("mid"), reason=bindparam("why"),
-                            updated_at=stamp),
-                    kept,
-                )
+                at = driver_value(conn, d.c.updated_at, stamp)
+                execute_many(conn, _RECORD_OUTCOME, [{**row, "at": at} for row in kept])
             if dropped:
                 conn.execute(d.delete().where(d.c.issue_date == self.day, d.c.subscriber_id.in_(dropped)))
 

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import DeliveryStatus, Pick, Reason
+from newsletter.store.engine import execute_many
 from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import deliveries_table, picks_table
 
@@ -16,6 +17,8 @@ from newsletter.store.schema import deliveries_table, picks_table
 REPEAT_WINDOW = dt.timedelta(days=30)
 # Ledger statuses of an edition that reached (or may have reached) the reader.
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING)
+# A send stores its readers' picks with every call (see engine.execute_many).
+_INSERT_PICK = insert(picks_table)
 
 
 def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) -> None:
@@ -29,14 +32,17 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) ->
         p.c.edition == edition, p.c.subscriber_id.in_(list(picks))).distinct()))
     # Picked from a batch without arXiv ids whose papers the store has with one: their stored key.
     same = canonical_keys(conn, {pick.key for chosen in picks.values() for pick in chosen})
+    # Each reason as stored, once: the readers of a call share many.
+    stored = {reason: reason.stored() for reason in {pick.reason for chosen in picks.values() for pick in chosen}}
     rows = [
-        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=same.get(pick.key, pick.key), paper_rank=pick.position,
-             score=pick.score, why_kind=pick.reason.kind, why_subject=pick.reason.stored())
+        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=same.get(pick.key, pick.key),
+             paper_rank=pick.position, score=float(pick.score), why_kind=pick.reason.kind,
+             why_subject=stored[pick.reason])
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
     ]
     if rows:
-        conn.execute(insert(p), rows)
+        execute_many(conn, _INSERT_PICK, rows)
 
 
 class PickRecords:
