@@ -42,7 +42,7 @@ from newsletter.core.errors import (
     Throttled,
     TransientError,
 )
-from newsletter.core.models import DeliveryStatus, Edition, Issue, PicksState, RestOfDay, Subscriber
+from newsletter.core.models import Addressee, DeliveryStatus, Edition, Issue, PicksState, RestOfDay, Subscriber
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.sending.ratelimit import RateLimiter, chunked
 from newsletter.sending.senders.base import Delivery, Sender, StoppedMidBatch
@@ -445,7 +445,7 @@ class Dispatcher:
                     raise AccountError(f"gave up after {attempt} attempts: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def _recipient(self, subscriber: Subscriber, issue: Issue, picks=None) -> Recipient:
+    def _recipient(self, subscriber: Addressee, issue: Issue, picks=None) -> Recipient:
         return reader_recipient(self.signer, self.base_url, issue, subscriber, picks)
 
     def _work(self, run: _Run, recipients: list[Recipient], limiter: RateLimiter | None) -> None:
@@ -516,7 +516,7 @@ class Dispatcher:
             recipients = retry
 
 
-def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber, picks=None,
+def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber | Addressee, picks=None,
                      file_id: int | None = None) -> Recipient:
     """Return the reader as a sender needs them for ``issue``: their links
     (signed by ``signer`` under ``base_url``), the reader part of their

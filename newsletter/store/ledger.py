@@ -11,12 +11,12 @@ from sqlalchemy import bindparam, func, insert, select, update
 from newsletter.core.models import (
     LEDGER_STATUSES,
     RENDERING_FAILURE_REASON,
+    Addressee,
     DeliveryStatus,
     Edition,
     EditionKind,
     Frequency,
     Pick,
-    Subscriber,
     SubscriberStatus,
 )
 from newsletter.store.dashboard import forget_totals
@@ -27,7 +27,7 @@ from newsletter.store.schema import (
     send_locks_table,
     subscribers_table,
 )
-from newsletter.store.subscribers import paged_subscribers
+from newsletter.store.subscribers import paged_rows
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -38,6 +38,14 @@ PENDING = DeliveryStatus.PENDING.value  # as the driver takes it (see engine.exe
 # The statements a send runs for every call, with a row per reader (see
 # engine.execute_many): a reader's "pending" row, and the outcome over it.
 _INSERT_DELIVERY = insert(deliveries_table)
+_DELIVERY_COLUMNS = ("issue_date", "subscriber_id", "status", "message_id", "reason", "updated_at")
+_OUTCOME_PARAMETERS = ("st", "mid", "why", "day", "sid", "at")
+# Before "pending" rows: the "unknown" rows of readers being resent.
+_FORGET_UNKNOWN = deliveries_table.delete().where(
+    deliveries_table.c.issue_date == bindparam("day"),
+    deliveries_table.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+    deliveries_table.c.status == DeliveryStatus.UNKNOWN,
+)
 _RECORD_OUTCOME = (
     update(deliveries_table)
     .where(deliveries_table.c.issue_date == bindparam("day"), deliveries_table.c.subscriber_id == bindparam("sid"))
@@ -191,11 +199,13 @@ class Ledger:
         with self.store.reader.connect() as conn:
             return conn.scalar(select(func.count()).select_from(join).where(where))
 
-    def iter_unsent(self, resend_unknown: bool = False, page: int = 1000) -> Iterator[Subscriber]:
+    def iter_unsent(self, resend_unknown: bool = False, page: int = 1000) -> Iterator[Addressee]:
         """Yield the active readers not yet sent this issue, in id order, one
         short read per page (so the rows written meanwhile are seen)."""
         join, where = self._unsent_query(resend_unknown)
-        return paged_subscribers(self.store.reader, select(subscribers_table).select_from(join).where(where), page)
+        s = subscribers_table.c
+        query = select(s.id, s.ref, s.email, s.name).select_from(join).where(where)
+        return map(Addressee._make, paged_rows(self.store.reader, query, page))
 
     def mark_pending(self, subscriber_ids: Iterable[int], picks: dict[int, list[Pick]] | None = None) -> None:
         """Write "pending" rows for these readers in one transaction, just
@@ -206,17 +216,10 @@ class Ledger:
         stamp = self.store.clock()
         with self.store.engine.begin() as conn:
             write_picks(conn, self.day, picks or {})
-            conn.execute(
-                deliveries_table.delete().where(
-                    deliveries_table.c.issue_date == self.day,
-                    deliveries_table.c.subscriber_id.in_(ids),
-                    deliveries_table.c.status == DeliveryStatus.UNKNOWN,
-                )
-            )
+            conn.execute(_FORGET_UNKNOWN, {"day": self.day, "ids": ids})
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
-            execute_many(conn, _INSERT_DELIVERY, [
-                dict(issue_date=self.day, subscriber_id=i, status=PENDING, message_id=None, reason=None, updated_at=at)
-                for i in ids])
+            execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,
+                         [(self.day, i, PENDING, None, None, at) for i in ids])
 
     def record(self, outcomes: Iterable[Outcome], forget: Iterable[int] = ()) -> None:
         """Store each reader's outcome over their row ("sent" with the
@@ -232,14 +235,14 @@ class Ledger:
         for outcome in outcomes:
             if outcome.status not in OUTCOMES:
                 raise ValueError(f"{outcome.status!r} is not an outcome the ledger stores")
-            kept.append(dict(day=self.day, sid=outcome.subscriber_id, st=outcome.status.value, mid=outcome.message_id,
-                             why=(outcome.reason or "")[:1000] or None))
+            kept.append((outcome.status.value, outcome.message_id, (outcome.reason or "")[:1000] or None,
+                         self.day, outcome.subscriber_id))
         dropped = list(forget)
         d = deliveries_table
         with self.store.engine.begin() as conn:
             if kept:
                 at = driver_value(conn, d.c.updated_at, stamp)
-                execute_many(conn, _RECORD_OUTCOME, [{**row, "at": at} for row in kept])
+                execute_many(conn, _RECORD_OUTCOME, _OUTCOME_PARAMETERS, [(*row, at) for row in kept])
             if dropped:
                 conn.execute(d.delete().where(d.c.issue_date == self.day, d.c.subscriber_id.in_(dropped)))
 

@@ -11,7 +11,7 @@ import secrets
 from typing import Iterable, Iterator
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
@@ -48,6 +48,12 @@ def normalize_email(address: str) -> str:
         raise InvalidEmail(f"{address.strip()!r} is not a valid email address: {exc}") from exc
 
 
+# Which of some readers are active (a send asks before each call: the
+# statement is built once).
+_ACTIVE_AMONG = select(subscribers_table.c.id).where(
+    subscribers_table.c.id.in_(bindparam("ids", expanding=True)), subscribers_table.c.status == SubscriberStatus.ACTIVE)
+
+
 def subscriber_from_row(row) -> Subscriber:
     """The :class:`Subscriber` of a ``subscribers`` row."""
     return Subscriber(
@@ -65,10 +71,15 @@ def subscriber_from_row(row) -> Subscriber:
 
 
 def paged_subscribers(engine: Engine, query: Select, page: int) -> Iterator[Subscriber]:
-    """Yield the subscribers ``query`` selects, in id order, reading one page
-    of ``page`` rows per short transaction (keyset paging on the id): a long
-    iteration (a send) never holds a lock and sees what was committed since
-    the last page."""
+    """Yield the subscribers ``query`` selects, in id order (see :func:`paged_rows`)."""
+    return map(subscriber_from_row, paged_rows(engine, query, page))
+
+
+def paged_rows(engine: Engine, query: Select, page: int) -> Iterator:
+    """Yield the rows ``query`` selects from ``subscribers`` (with its
+    ``id``), in id order, reading one page of ``page`` rows per short
+    transaction (keyset paging on the id): a long iteration (a send) never
+    holds a lock and sees what was committed since the last page."""
     last_id = 0
     while True:
         with engine.connect() as conn:
@@ -77,8 +88,7 @@ def paged_subscribers(engine: Engine, query: Select, page: int) -> Iterator[Subs
             ).all()
         if not rows:
             return
-        for row in rows:
-            yield subscriber_from_row(row)
+        yield from rows
         last_id = rows[-1].id
 
 
@@ -148,11 +158,7 @@ class Subscribers:
         if not ids:
             return set()
         with self.reader.connect() as conn:
-            active = set(conn.scalars(
-                select(subscribers_table.c.id).where(
-                    subscribers_table.c.id.in_(ids), subscribers_table.c.status == SubscriberStatus.ACTIVE
-                )
-            ))
+            active = set(conn.scalars(_ACTIVE_AMONG, {"ids": ids}))
         # An unsubscribe recorded while the database was held counts already.
         return active - self._pending_unsubscribes(list(active)) if active else active
 
