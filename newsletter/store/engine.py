@@ -37,6 +37,9 @@ from newsletter.store.schema import inbox_metadata
 # the worker (the reader is answered within two seconds whatever holds it).
 QUICK_WAIT_SECONDS = 1.0
 BUSY_TIMEOUT_SECONDS = 15.0
+# Connections an engine keeps open (see sqlite_engine): more than a send's
+# threads at the default concurrency, or the web app's.
+POOL_SIZE = 16
 
 
 def now() -> dt.datetime:
@@ -52,17 +55,18 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 
 @functools.lru_cache(maxsize=64)
-def _driver_sql(statement, dialect) -> tuple[str, tuple[str, ...] | None]:
-    """``statement`` compiled for ``dialect``: its SQL, and the names of its
-    parameters in order when the driver takes them by position (None:
-    by name)."""
+def _driver_sql(statement, dialect, names: tuple[str, ...]) -> tuple[str, list[int] | None]:
+    """``statement`` compiled for ``dialect``: its SQL, and where each of
+    its parameters is in ``names`` when the driver takes them by position
+    (None: by name)."""
     compiled = statement.compile(dialect=dialect)
-    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
+    return compiled.string, [names.index(name) for name in compiled.positiontup] if compiled.positional else None
 
 
-def execute_many(conn: Connection, statement, rows: list[dict]) -> None:
-    """Run ``statement`` once for each of ``rows`` (dicts naming every one
-    of its parameters) in one executemany of the database's driver.
+def execute_many(conn: Connection, statement, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """Run ``statement`` once for each of ``rows``, tuples of the values of
+    its parameters ``names`` (every one of them), in one executemany of the
+    database's driver.
 
     ``statement`` must be built once (module level: compiled forms are
     kept by it) with every value a bound parameter. The rows go to the
@@ -70,8 +74,14 @@ def execute_many(conn: Connection, statement, rows: list[dict]) -> None:
     cost a bulk send as much as the database's own work, so each value must
     be one the driver takes: text, numbers, None, and a datetime made
     by :func:`driver_value`."""
-    sql, order = _driver_sql(statement, conn.dialect)
-    conn.exec_driver_sql(sql, rows if order is None else [tuple(row[name] for name in order) for row in rows])
+    sql, order = _driver_sql(statement, conn.dialect, names)
+    if order is None:
+        params = [dict(zip(names, row)) for row in rows]
+    elif order == list(range(len(names))):
+        params = rows
+    else:
+        params = [tuple(row[i] for i in order) for row in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def driver_value(conn: Connection, column: Column, value):
@@ -87,7 +97,14 @@ def sqlite_engine(url, begin: str, busy_seconds: float = BUSY_TIMEOUT_SECONDS) -
     connections wait up to ``busy_seconds`` for another writer."""
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+        # Connections kept for every thread that may use one at once (a
+        # send's workers, its reading and ranking, the web app's threads):
+        # past the pool's size, SQLAlchemy opens a connection for each use
+        # and closes it after, and opening one (its pragmas, the schema read
+        # again) cost a send's call more than its statements.
+        engine = create_engine(url, pool_size=POOL_SIZE)
+    else:
+        engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -178,7 +195,8 @@ class Database:
                     # Before the first connection: never open a file a restore is replacing.
                     self._lock = hold_shared(Path(url.database))
             else:
-                self.engine = self.reader = self._quick = self.inbox = create_engine(url, pool_pre_ping=True)
+                self.engine = self.reader = self._quick = self.inbox = create_engine(
+                    url, pool_pre_ping=True, pool_size=POOL_SIZE)
             self._prepare_schema(create)
         except ArgumentError as exc:
             raise StoreError(f"malformed database URL {masked_url(database_url)!r}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import DeliveryStatus, Pick, Reason
@@ -19,6 +19,11 @@ REPEAT_WINDOW = dt.timedelta(days=30)
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING)
 # A send stores its readers' picks with every call (see engine.execute_many).
 _INSERT_PICK = insert(picks_table)
+_PICK_COLUMNS = ("edition", "subscriber_id", "position", "paper_key", "paper_rank", "score", "why_kind", "why_subject")
+# Which of some readers have picks of an edition stored.
+_STORED_FOR = select(picks_table.c.subscriber_id).where(
+    picks_table.c.edition == bindparam("edition"), picks_table.c.subscriber_id.in_(bindparam("ids", expanding=True))
+).distinct()
 
 
 def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) -> None:
@@ -27,22 +32,19 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) ->
     already (a rerun sends the same picks)."""
     if not picks:
         return
-    p = picks_table
-    known = set(conn.scalars(select(p.c.subscriber_id).where(
-        p.c.edition == edition, p.c.subscriber_id.in_(list(picks))).distinct()))
+    known = set(conn.scalars(_STORED_FOR, {"edition": edition, "ids": list(picks)}))
     # Picked from a batch without arXiv ids whose papers the store has with one: their stored key.
     same = canonical_keys(conn, {pick.key for chosen in picks.values() for pick in chosen})
     # Each reason as stored, once: the readers of a call share many.
     stored = {reason: reason.stored() for reason in {pick.reason for chosen in picks.values() for pick in chosen}}
     rows = [
-        dict(edition=edition, subscriber_id=subscriber_id, position=n, paper_key=same.get(pick.key, pick.key),
-             paper_rank=pick.position, score=float(pick.score), why_kind=pick.reason.kind,
-             why_subject=stored[pick.reason])
+        (edition, subscriber_id, n, same.get(pick.key, pick.key), pick.position, float(pick.score), pick.reason.kind,
+         stored[pick.reason])
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
     ]
     if rows:
-        execute_many(conn, _INSERT_PICK, rows)
+        execute_many(conn, _INSERT_PICK, _PICK_COLUMNS, rows)
 
 
 class PickRecords:
