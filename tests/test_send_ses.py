@@ -189,6 +189,48 @@ def operations(ses, name: str, status: int | None = None):
 # bulk mode
 
 
+def test_a_bulk_call_is_signed_over_the_entries_it_carries(standin, db, monkeypatch):
+    """The entries go into the request body after botocore serialized the
+    call's other members (ses._entries_into_body): the body sent must hold
+    them all, whole, and botocore's SigV4 signature and Content-Length must
+    be those of that body, or SES would refuse every call."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    ses = standin(max_send_rate=1000)
+    readers = add_readers(db, 60)
+    prepared = []
+    make_client = ses_sender.ses_client
+
+    def watched_client(settings):
+        client = make_client(settings)
+        client.meta.events.register("before-send.sesv2.SendBulkEmail",
+                                    lambda request, **_kwargs: prepared.append(request))
+        return client
+
+    monkeypatch.setattr(ses_sender, "ses_client", watched_client)
+    report = dispatch(db, ses)
+    assert report.sent == 60 and received(ses) == collections.Counter({r.email: 1 for r in readers})
+    assert [len(json.loads(p.body)["BulkEmailEntries"]) for p in prepared] == [50, 10]
+    for request in prepared:
+        body = json.loads(request.body)
+        assert set(body) == {"FromEmailAddress", "DefaultContent", "BulkEmailEntries"}
+        assert all(json.loads(e["ReplacementEmailContent"]["ReplacementTemplate"]["ReplacementTemplateData"])["f"]
+                   for e in body["BulkEmailEntries"])
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        assert int(headers["Content-Length"]) == len(request.body)
+        # The signature botocore's own signer makes for this very body, with
+        # the headers it signed, at the request's time.
+        signed = headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        again = AWSRequest(method=request.method, url=request.url, data=request.body,
+                           headers={k: v for k, v in headers.items() if k.lower() in signed})
+        again.context["timestamp"] = headers["X-Amz-Date"]
+        signer = SigV4Auth(Credentials("testing", "testing"), "ses", "us-east-1")
+        signature = signer.signature(signer.string_to_sign(again, signer.canonical_request(again)), again)
+        assert headers["Authorization"].endswith(f"Signature={signature}")
+
+
 def test_bulk_sends_one_template_in_calls_of_50_every_reader_once(standin, db):
     ses = standin(max_send_rate=1000)
     readers = add_readers(db, 120)
