@@ -370,3 +370,5 @@ def test_the_fast_signing_of_a_send_makes_itsdangerous_own_tokens(fallbacks):
         assert signer.feedback_reader_part(ref, "2025-03-11-weekly") == (
             ItsdangerousSigner(keys, salt=FEEDBACK_SALT).sign(f"{ref}~2025-03-11-weekly").decode())
         assert signer.subscriber_ref(signer.unsubscribe_token(ref)) == ref
+        assert signer.reader_urls("https://x.test/n/", ref) == (
+            signer.unsubscribe_url("https://x.test/n", ref), signer.preferences_url("https://x.test/n", ref))

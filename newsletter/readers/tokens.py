@@ -200,6 +200,16 @@ class Signer:
         the link in the email's footer and its ``List-Unsubscribe`` header."""
         return f"{base_url.rstrip('/')}/u/{self.unsubscribe_token(subscriber_ref)}"
 
+    def reader_urls(self, base_url: str, subscriber_ref: str) -> tuple[str, str]:
+        """Return the reader's (unsubscribe, preferences) addresses under
+        ``base_url``, as :meth:`unsubscribe_url` and :meth:`preferences_url`
+        make them, their shared payload made once (a send makes both for
+        every reader)."""
+        payload = _url_safe_payload(subscriber_ref)
+        base = base_url.rstrip("/")
+        return (f"{base}/u/{self._sign_unsubscribe(payload).decode('ascii')}",
+                f"{base}/p/{self._sign_preferences(payload).decode('ascii')}")
+
     def preferences_token(self, subscriber_ref: str) -> str:
         """Return the never-expiring token of the reader's preferences page."""
         return self._sign_preferences(_url_safe_payload(subscriber_ref)).decode("ascii")

@@ -524,12 +524,13 @@ def reader_recipient(signer, base_url: str, issue: Issue, subscriber: Subscriber
     ``picking.ReaderPicks``; None: no picks section, every title). ``file_id`` stands for their id where the outbox names
     the file (0 for a copy outside the ledger, which must not replace the
     send's own)."""
+    unsubscribe_url, preferences_url = signer.reader_urls(base_url, subscriber.ref)
     return Recipient(
         subscriber_id=subscriber.id if file_id is None else file_id,
         email=subscriber.email,
         name=subscriber.name,
-        unsubscribe_url=signer.unsubscribe_url(base_url, subscriber.ref),
-        preferences_url=signer.preferences_url(base_url, subscriber.ref),
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
         feedback=signer.feedback_reader_part(subscriber.ref, issue.edition) if issue.paper_codes else "",
         picks_state=picks.state if picks is not None else PicksState.OFF,
         held=picks.held if picks is not None else 0,
