@@ -104,6 +104,9 @@ class Ledger:
         self.edition = edition if isinstance(edition, Edition) else Edition(edition)
         self.day = self.edition.key  # the ledger's issue_date column holds the edition's key
         self.default_weekday = default_weekday
+        # The stored key of each paper key picks were written with (see
+        # picks.write_picks): a send's picks name the same few papers.
+        self._stored_keys: dict[str, str] = {}
 
     # ---------------------------------------------------------------- lock
 
@@ -215,7 +218,7 @@ class Ledger:
         ids = list(subscriber_ids)
         stamp = self.store.clock()
         with self.store.engine.begin() as conn:
-            write_picks(conn, self.day, picks or {})
+            write_picks(conn, self.day, picks or {}, self._stored_keys)
             conn.execute(_FORGET_UNKNOWN, {"day": self.day, "ids": ids})
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
             execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,

@@ -26,19 +26,26 @@ _STORED_FOR = select(picks_table.c.subscriber_id).where(
 ).distinct()
 
 
-def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]]) -> None:
+def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]],
+                stored_keys: dict[str, str] | None = None) -> None:
     """Store each reader's ``picks`` of ``edition`` inside the caller's
     transaction, unless that reader's picks of this edition are stored
-    already (a rerun sends the same picks)."""
+    already (a rerun sends the same picks). A paper picked by a key the
+    store knows as an alias (see ``papers.canonical_keys``) is stored by
+    its paper's key; ``stored_keys``, a dict kept by the caller across
+    calls, remembers each key's."""
     if not picks:
         return
     known = set(conn.scalars(_STORED_FOR, {"edition": edition, "ids": list(picks)}))
-    # Picked from a batch without arXiv ids whose papers the store has with one: their stored key.
-    same = canonical_keys(conn, {pick.key for chosen in picks.values() for pick in chosen})
+    same = {} if stored_keys is None else stored_keys
+    new = {pick.key for chosen in picks.values() for pick in chosen if pick.key not in same}
+    if new:
+        same.update({key: key for key in new})
+        same.update(canonical_keys(conn, new))
     # Each reason as stored, once: the readers of a call share many.
     stored = {reason: reason.stored() for reason in {pick.reason for chosen in picks.values() for pick in chosen}}
     rows = [
-        (edition, subscriber_id, n, same.get(pick.key, pick.key), pick.position, float(pick.score), pick.reason.kind,
+        (edition, subscriber_id, n, same[pick.key], pick.position, float(pick.score), pick.reason.kind,
          stored[pick.reason])
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
