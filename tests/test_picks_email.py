@@ -41,7 +41,7 @@ from newsletter.core.models import (
 )
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import HTML_LIMIT_BYTES, preheader_for, render_for_readers
-from newsletter.sending.senders.ses import LITERALS, template_content, template_data
+from newsletter.sending.senders.ses import LITERALS, entry_data, template_content, template_data
 from newsletter.core.text import html_escape, quoted_printable
 from newsletter.readers.tokens import Signer
 from sesv2_standin import missing_names, parse_names
@@ -498,6 +498,20 @@ def _nulls(value) -> bool:
     if isinstance(value, list):
         return any(_nulls(item) for item in value)
     return False
+
+
+def test_an_entry_quoted_from_its_kept_pieces_is_its_data_as_a_json_string(hostile_issue, issue):
+    """A send quotes each kept piece of an entry once (ses.entry_data's
+    ``quoted``): for every kind of reader, of a day with markup, quotes,
+    backslashes and CJK and of the example day, one kept dict shared as in
+    a send, the entry is exactly its data text as a JSON string."""
+    kept: dict = {}
+    for day in (hostile_issue, issue):
+        for recipient in hostile_readers(day) * 2:  # the second time from what was kept
+            text = entry_data(recipient, day, kept)
+            assert entry_data(recipient, day, kept, quoted=True) == json.dumps(text, ensure_ascii=False)
+            assert json.loads(text) == template_data(recipient, day)
+        kept.clear()
 
 
 def test_every_entry_carries_every_name_the_template_uses(hostile_issue):

@@ -1381,11 +1381,11 @@ def dropping_send(store, database_url, monkeypatch, tmp_path):
     victim = readers[1]
     complete = ses_sender.entry_data
 
-    def leaves_a_name_out(recipient, issue, kept):
+    def leaves_a_name_out(recipient, issue, kept, quoted=False):
         data = json.loads(complete(recipient, issue, kept))
         if recipient.subscriber_id == victim.id:
             del data["invite"]
-        return json.dumps(data)
+        return json.dumps(json.dumps(data)) if quoted else json.dumps(data)
 
     monkeypatch.setattr(ses_sender, "entry_data", leaves_a_name_out)
     with SesV2StandIn(max_send_rate=1000) as standin:

@@ -215,6 +215,7 @@ def _literal_html(html: str) -> str:
 # such value in an entry's data (which the request carries as a JSON string,
 # each quote escaped: "" would take 5 bytes, false 6, [] 3).
 _UNSET: list = []
+_UNSET_JSON = "[]"
 
 
 # A reason's subject, by its kind, in a pick's data (one letter each: every
@@ -309,9 +310,10 @@ _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 KEPT_MOST = 20_000
 
 
-def entry_data(recipient: Recipient, issue: Issue, kept: dict) -> str:
+def entry_data(recipient: Recipient, issue: Issue, kept: dict, quoted: bool = False) -> str:
     """Return the template data of ``recipient``'s SendBulkEmail entry, as
-    the JSON text the entry carries: the reader's links, picks and
+    the JSON text the entry carries (``quoted``: that text as a JSON
+    string, as the request carries it): the reader's links, picks and
     preheader (see :func:`template_content` and :func:`picks_template`),
     plus :data:`LITERALS` (SES may use an entry's data instead of the
     default, not over it).
@@ -323,9 +325,10 @@ def entry_data(recipient: Recipient, issue: Issue, kept: dict) -> str:
     Rendering Failure. A name that does not apply is "", false or [].
 
     ``kept``, a dict kept for one issue, holds the JSON of what readers
-    share, made once: the span flags of each kind of reader, each pick's
-    data (its number, paper and reason), the preheader of each first pick.
-    A send has many readers and few of those; the reader's own links are
+    share, made once (and quoted once: quoting a text is quoting each of
+    its pieces): the span flags of each kind of reader, each pick's data
+    (its number, paper and reason), the preheader of each first pick. A
+    send has many readers and few of those; the reader's own links are
     encoded for each. Raises ValueError for a feedback token that is not one."""
     links = {
         "unsubscribe_url": recipient.unsubscribe_url, "unsubscribe_html": _escaped_if_changed(recipient.unsubscribe_url),
@@ -338,24 +341,39 @@ def entry_data(recipient: Recipient, issue: Issue, kept: dict) -> str:
     picks = recipient.picks if state == PicksState.PICKS else ()
     if len(kept) > KEPT_MOST:
         kept.clear()
-    return "".join((
-        _json(links)[:-1], ",",
-        _kept(kept, ("pre", picks[0].position if picks else None), lambda: _preheader_json(issue, recipient)), ",",
-        _span_json(issue, recipient, kept), ',"picks":[',
-        ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _json(_pick_data(number, pick, issue)))
+    links_json = _json(links)[:-1]
+    text = "".join((
+        _quote(links_json) if quoted else links_json, _COMMA[quoted],
+        _kept(kept, ("pre", picks[0].position if picks else None), lambda: _preheader_json(issue, recipient), quoted),
+        _COMMA[quoted], _span_json(issue, recipient, kept, quoted), _PICKS[quoted],
+        ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _json(_pick_data(number, pick, issue)),
+                       quoted)
                  for number, pick in enumerate(picks, start=1)), "],",
         _kept(kept, ("state", state, recipient.held), lambda: _state_json(
-            state if state != PicksState.PICKS or picks else PicksState.NONE, recipient.held)),
+            state if state != PicksState.PICKS or picks else PicksState.NONE, recipient.held), quoted),
         "}",
     ))
+    return f'"{text}"' if quoted else text
 
 
-def _kept(kept: dict, key, make) -> str:
-    """Return ``kept[key]``, made by ``make()`` the first time."""
-    text = kept.get(key)
-    if text is None:
-        text = kept[key] = make()
-    return text
+def _quote(text: str) -> str:
+    """``text`` as it is inside a JSON string (without the quotes)."""
+    return _json(text)[1:-1]
+
+
+# Pieces of an entry's data, as they are and inside a JSON string.
+_COMMA = (",", ",")
+_PICKS = (',"picks":[', _quote(',"picks":['))
+
+
+def _kept(kept: dict, key, make, quoted: bool) -> str:
+    """Return the text ``make()`` makes (``quoted``: inside a JSON string),
+    made and quoted the first time, then kept in ``kept`` under ``key``."""
+    texts = kept.get(key)
+    if texts is None:
+        text = make()
+        texts = kept[key] = (text, _quote(text))
+    return texts[quoted]
 
 
 def _preheader_json(issue: Issue, recipient: Recipient) -> str:
@@ -383,8 +401,9 @@ def _pick_data(number: int, pick: Pick, issue: Issue) -> dict:
     return entry
 
 
-def _span_json(issue: Issue, recipient: Recipient, kept: dict) -> str:
-    """Return the JSON members of ``recipient``'s span flags (see
+def _span_json(issue: Issue, recipient: Recipient, kept: dict, quoted: bool = False) -> str:
+    """Return the JSON members (``quoted``: inside a JSON string; see
+    :func:`entry_data`) of ``recipient``'s span flags (see
     :func:`_spans_template`): ``k``, whose item n is true when paper n has
     a top card; ``l``, whose item n is true when paper n leaves the list
     (a top card or a pick), one for each paper a reader may pick; ``all``,
@@ -402,16 +421,24 @@ def _span_json(issue: Issue, recipient: Recipient, kept: dict) -> str:
         # The spans of a reader of this kind with no other picks: those
         # are set below, reader by reader.
         shown = issue.shown_spans(on_top, every_title=recipient.rest == RestOfDay.TITLES, muted=recipient.muted)
-        listed = [_json(f"L{i}" not in shown or _UNSET) for i in range(issue.listed_spans)]
-        kind = kept[key] = (_json({"k": [f"K{i}" in shown or _UNSET for i in range(issue.candidates)]})[1:-1],
-                            listed, _json({"all": "ALL" in shown})[1:-1])
-    k, listed, every = kind
-    listed_picks = [position for position in picked - on_top if position < issue.listed_spans]
-    if listed_picks:
-        listed = listed[:]
-        for position in listed_picks:
-            listed[position] = "true"
-    return f'{k},"l":[{",".join(listed)}],{every}'
+        items = [_json(f"L{i}" not in shown or _UNSET) for i in range(issue.listed_spans)]
+        listed = ",".join(items)
+        # Where each item of ``listed`` starts, and whether it is set.
+        starts = list(itertools.accumulate((len(item) + 1 for item in items), initial=0))[:len(items)]
+        # The list's items need no quoting: [], true and commas.
+        head = _json({"k": [f"K{i}" in shown or _UNSET for i in range(issue.candidates)]})[1:-1] + ',"l":['
+        tail = "]," + _json({"all": "ALL" in shown})[1:-1]
+        kind = kept[key] = ((head, _quote(head)), listed, starts, [item == "true" for item in items],
+                            (tail, _quote(tail)))
+    head, listed, starts, set_already, tail = kind
+    # The reader's other picks leave the list: their items become true,
+    # cut into the kind's text rather than rebuilt.
+    pieces, done = [], 0
+    for position in sorted(picked - on_top):
+        if position < len(starts) and not set_already[position]:
+            pieces += (listed[done:starts[position]], "true")
+            done = starts[position] + len(_UNSET_JSON)
+    return f'{head[quoted]}{"".join(pieces)}{listed[done:]}{tail[quoted]}'
 
 
 def data_shapes(issue: Issue, base_url: str) -> list[tuple[str, dict]]:
@@ -670,7 +697,7 @@ class SesSender:
         entries = "[" + ",".join(
             '{"Destination":{"ToAddresses":[' + _json(format_address(r.email, r.name))
             + ']},"ReplacementEmailContent":{"ReplacementTemplate":{"ReplacementTemplateData":'
-            + _json(entry_data(r, self.issue, self._kept))
+            + entry_data(r, self.issue, self._kept, quoted=True)
             + '}},"ReplacementHeaders":[{"Name":"List-Unsubscribe","Value":' + _json(f"<{r.unsubscribe_url}>") + "}]}"
             for r in recipients
         ) + "]"
