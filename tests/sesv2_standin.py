@@ -783,13 +783,17 @@ class _Frozen:
     of objects for the garbage collector to walk, CPU this stand-in would
     take from the client on the same cores."""
 
-    __slots__ = ("text",)
+    __slots__ = ("default", "text")
 
-    def __init__(self, data: dict):
-        self.text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    def __init__(self, default: dict, text: str | None):
+        # The entry's own data as it came (None: the default alone), over
+        # the call's default: the merge is made again when read, not
+        # encoded again for every message.
+        self.default = default
+        self.text = text
 
     def value(self) -> dict:
-        return json.loads(self.text)
+        return {**self.default, **json.loads(self.text)} if self.text is not None else dict(self.default)
 
 
 class _Parts(NamedTuple):
@@ -1818,7 +1822,7 @@ class SesV2StandIn:
                 extra = _template_data(replacement)
                 data = None if extra is None else {**default_data, **extra}
             headers = _merge_headers(default_headers, entry.get("ReplacementHeaders"))
-            prepared.append((to, data, headers))
+            prepared.append((to, data, headers, replacement))
 
         self._check_sendable()
         with self._lock:
@@ -1834,7 +1838,7 @@ class SesV2StandIn:
                 ]
                 return {"BulkEmailEntryResults": results}
             statuses: list[tuple[str, str] | None] = []
-            for to, data, headers in prepared:
+            for to, data, headers, _replacement in prepared:
                 status = None
                 if data is None:
                     status = ("INVALID_PARAMETER", "ReplacementTemplateData must be a JSON object.")
@@ -1868,12 +1872,12 @@ class SesV2StandIn:
         messages = []
         failures = []
         for i, message_id in accepted:
-            to, data, headers = prepared[i]
+            to, data, headers, replacement = prepared[i]
             subject, text, html, missing = template.parts.render_lazily(data)
             if missing:  # accepted, then dropped, as SES does
                 failures.append(_rendering_failure(message_id, sender, to, template_name, missing, now, config_set))
                 continue
-            data = _Frozen(data)
+            data = _Frozen(default_data, replacement)
             subject, text, html = (_HandlebarsRendered(part.template, data) if type(part) is _HandlebarsRendered
                                    else part for part in (subject, text, html))
             messages.append(
