@@ -34,7 +34,7 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise, repeat
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -113,6 +113,25 @@ def _embedder():
         return _model
 
 
+_blas = None
+
+
+def _one_blas_thread():
+    """Return a context in which numpy's matrix products run on one thread.
+
+    OpenBLAS splits a product as small as a chunk's (readers × 256 by 256 ×
+    papers, a tenth of a millisecond) over every core; on a machine whose
+    other cores are busy, the call then waits for a thread to be scheduled,
+    ten times longer. On one thread it takes the same time every chunk, and
+    gives the same numbers (threads share out the entries, each summed alike)."""
+    global _blas
+    if _blas is None:  # threadpoolctl: scikit-learn's, loaded with it
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas.limit(limits=1)
+
+
 def paper_text(paper: Paper) -> str:
     """The text a paper is matched on: title, abstract and keywords."""
     keywords = getattr(paper, "keywords", ()) or ()
@@ -175,6 +194,8 @@ class EditionIndex:
         self._reasons: dict[int, Reason] = {}
         self._paper_terms: dict[int, dict[int, float]] = {}
         self._phrase_mask: np.ndarray | None = None
+        # The papers' embeddings as the models of votes weigh them (see _add_models).
+        self._papers_by_dimension: np.ndarray | None = None
 
     # ---------------------------------------------------------------- similarities
 
@@ -187,11 +208,11 @@ class EditionIndex:
         vectors = self._vectors @ embedded.T
         return (words + EMBEDDING_WEIGHT * vectors).T, terms, embedded
 
-    def _add_row(self, scores: np.ndarray, reason: Reason, terms, vector: np.ndarray, key: str | None = None) -> int:
+    def _add_row(self, scores: np.ndarray, reason: Reason, terms: dict[int, float], vector: np.ndarray,
+                 key: str | None = None) -> int:
         self._rows.append(scores)
         self._row_reasons.append(reason)
-        row = terms.tocoo()
-        self._row_terms.append(dict(zip(row.col.tolist(), row.data.tolist())))
+        self._row_terms.append(terms)
         self._row_vectors.append(vector)
         self._row_positions.append(self._position.get(key, -1) if key else -1)
         self._reasons.clear()  # their codes count the rows
@@ -218,8 +239,8 @@ class EditionIndex:
             # A paper without enough of the phrase's words is a weak match
             # (see MIN_COVERAGE): it needs a stronger similarity to be picked.
             scores = np.where(self._coverage(terms) < MIN_COVERAGE, scores * WEAK_MATCH_WEIGHT, scores)
-            for n, phrase in enumerate(ordered):
-                self._phrase_rows[phrase] = self._add_row(scores[n], Reason("interest", phrase), terms[n], vectors[n])
+            for n, (phrase, row_terms) in enumerate(zip(ordered, _by_row(terms))):
+                self._phrase_rows[phrase] = self._add_row(scores[n], Reason("interest", phrase), row_terms, vectors[n])
         if keys:
             inside = {k: self.papers[self._position[k]] for k in keys if k in self._position}
             outside = self.lookup(sorted(keys - set(inside))) if keys - set(inside) else {}
@@ -227,10 +248,10 @@ class EditionIndex:
             ordered = sorted(found)
             if ordered:
                 scores, terms, vectors = self._similarity([paper_text(found[k]) for k in ordered])
-                for n, key in enumerate(ordered):
+                for n, (key, row_terms) in enumerate(zip(ordered, _by_row(terms))):
                     title = found[key].title
                     # One row per way of knowing the paper, for the reason it gives.
-                    row = scores[n], terms[n], vectors[n]
+                    row = scores[n], row_terms, vectors[n]
                     self._paper_rows[key] = (self._add_row(row[0], Reason("seed", title), *row[1:], key=key),
                                              self._add_row(row[0], Reason("liked", title), *row[1:], key=key))
                     self._seed_rows[key], self._liked_rows[key] = self._paper_rows[key]
@@ -304,16 +325,14 @@ class EditionIndex:
         """Each reader's signals as rows of the matrix, padded with row 0
         (see :func:`_padded`): their phrases, seed papers and papers they
         liked; and the rows of the papers they disliked (None: no reader
-        disliked any). Papers not known are dropped (row numbers are
-        positive, so filter(None) drops exactly those)."""
-        phrase_row, seed_row, liked_row = self._phrase_rows.__getitem__, self._seed_rows.get, self._liked_rows.get
+        disliked a known one). Papers not known are dropped."""
         # A paper both seed and liked is one signal (its second row would
         # count as a second interest matched).
-        positive = [[*map(phrase_row, p.interests), *filter(None, map(seed_row, p.seeds)),
-                     *filter(None, map(liked_row, [k for k in p.liked if k not in p.seeds] if p.seeds else p.liked))]
-                    for p in wanted]
-        negative = [[*filter(None, map(seed_row, p.disliked))] for p in wanted]
-        return _padded(positive), _padded(negative) if any(negative) else None
+        liked = [[k for k in p.liked if k not in p.seeds] if p.seeds else p.liked for p in wanted]
+        positive = _padded([([p.interests for p in wanted], self._phrase_rows.get),
+                            ([p.seeds for p in wanted], self._seed_rows.get), (liked, self._liked_rows.get)])
+        negative = _padded([([p.disliked for p in wanted], self._seed_rows.get)])
+        return positive, negative if negative.any() else None
 
     def _relevance(self, block: np.ndarray, disliked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Return (relevance, eligible), readers × papers: the best of each
@@ -439,27 +458,32 @@ class EditionIndex:
         papers (positions) ``taken``, with their relevance and their reason:
         the followed author or category that made them eligible, else the
         one of their ``best`` signal and ``also`` (see :meth:`_reason`)."""
-        # Plain lists from here: indexing numpy arrays one element at a time is slow.
-        scores = np.take_along_axis(relevance, taken, axis=1).tolist()
+        # Plain lists from here: indexing numpy arrays one element at a time is
+        # slow. Flat ones, each reader's a slice: a list per reader would be
+        # as many more objects for the garbage collector to go over.
+        width = taken.shape[1]
+        positions = taken.ravel().tolist()
+        scores = np.take_along_axis(relevance, taken, axis=1).ravel().tolist()
         # A reason is made once per (signal, second interest, paper), for every
         # reader who shares it: each pick's is looked up by one number, per
         # distinct number of the chunk.
         codes = (best * len(self._rows) + also) * len(self.papers) + taken
-        codes[np.arange(codes.shape[1]) >= counts[:, None]] = -1  # not picked: no reason made
+        codes[np.arange(width) >= counts[:, None]] = -1  # not picked: no reason made
         distinct, inverse = np.unique(codes, return_inverse=True)
         made, reason = self._reasons, self._reason
         found = np.array([made.get(code) or reason(code) if code >= 0 else None for code in distinct.tolist()] + [None],
                          dtype=object)[:-1]  # (the None keeps numpy from unpacking the reasons)
-        reasons = found[inverse.reshape(codes.shape)].tolist()
+        reasons = found[inverse.reshape(-1)].tolist()  # in the order of codes.ravel()
         keys = self.keys
         picks: dict[int, list[Pick]] = {}
-        for r, (profile, positions, count) in enumerate(zip(wanted, taken.tolist(), counts.tolist())):
+        for r, (profile, count) in enumerate(zip(wanted, counts.tolist())):
+            mine = slice(r * width, r * width + count)
             by_follow = followed.get(r)
             picks[profile.subscriber_id] = [
-                Pick(i, keys[i], score, why) for i, score, why in zip(positions[:count], scores[r], reasons[r])
+                Pick(i, keys[i], score, why) for i, score, why in zip(positions[mine], scores[mine], reasons[mine])
             ] if by_follow is None else [
                 Pick(i, keys[i], score, by_follow.get(i) or why)
-                for i, score, why in zip(positions[:count], scores[r], reasons[r])]
+                for i, score, why in zip(positions[mine], scores[mine], reasons[mine])]
         return picks
 
     # ---------------------------------------------------------------- models of votes
@@ -476,8 +500,11 @@ class EditionIndex:
         rows = [r for r, profile in enumerate(wanted) if profile.subscriber_id in models]
         if not rows:
             return
-        weights = np.stack([models[wanted[r].subscriber_id] for r in rows]).astype(np.float32)
-        scores = weights[:, :-1] @ self._vectors.T.astype(np.float32)  # readers × papers; the bias cancels out
+        weights = np.stack([models[wanted[r].subscriber_id] for r in rows]).astype(np.float32, copy=False)
+        if self._papers_by_dimension is None:  # the papers' side of the product, made once
+            self._papers_by_dimension = self._vectors.T.astype(np.float32)
+        with _one_blas_thread():
+            scores = weights[:, :-1] @ self._papers_by_dimension  # readers × papers; the bias cancels out
         scores -= scores.mean(axis=1, keepdims=True)
         scores /= np.maximum(scores.std(axis=1, keepdims=True), np.float32(1e-6))
         relevance[rows] += np.float32(MODEL_WEIGHT) * scores * eligible[rows]
@@ -567,6 +594,15 @@ class EditionIndex:
         return next(name for name in self.papers[position].authors if normalize_name(name) == wanted)
 
 
+def _by_row(terms) -> list[dict[int, float]]:
+    """Each row of ``terms`` (TF-IDF rows, sparse) as ``{column: weight}``,
+    read from the matrix's arrays: a sparse row sliced out per text costs a
+    tenth of a millisecond, for hundreds of texts on a send's first chunk."""
+    matrix = terms.tocsr()
+    columns, weights, bounds = matrix.indices.tolist(), matrix.data.tolist(), matrix.indptr.tolist()
+    return [dict(zip(columns[start:end], weights[start:end])) for start, end in pairwise(bounds)]
+
+
 def _wanted_count(profile: Profile, limit: int | None) -> int:
     """How many picks the reader gets: ``limit``, or their own count."""
     return profile.picks if limit is None else limit
@@ -634,9 +670,30 @@ def _stems(terms: list[str]) -> set[str]:
     return {word[:5] for term in terms for word in term.split()}
 
 
-def _padded(lists: list[list[int]]) -> np.ndarray:
-    """The lists as one array of rows, padded with 0 (the row of no signal)."""
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    padded = np.zeros((len(lists), max(1, int(lengths.max()))), dtype=np.int64)
-    padded[np.arange(padded.shape[1]) < lengths[:, None]] = np.fromiter(chain.from_iterable(lists), dtype=np.int64)
+def _padded(kinds: list[tuple[list[Sequence[str]], Callable[[str, int], int]]]) -> np.ndarray:
+    """Return readers × signals: each reader's rows of similarities, those
+    of their names (phrases, paper keys) of each of ``kinds`` in turn, in
+    order; a kind is (one sequence of names per reader, the ``get`` of its
+    dict of rows); names without a row are dropped, and the rest is padded
+    with 0 (the row of no signal).
+
+    The names of a kind are looked up for every reader in one pass of
+    ``map``, with no Python loop per reader; numpy then puts each reader's
+    rows in their row of the result."""
+    readers = len(kinds[0][0])
+    found, owners = [], []
+    for names, row_of in kinds:
+        lengths = np.fromiter(map(len, names), dtype=np.int64, count=readers)
+        found.append(np.fromiter(map(row_of, chain.from_iterable(names), repeat(0)), dtype=np.int64,
+                                 count=int(lengths.sum())))
+        owners.append(np.repeat(np.arange(readers), lengths))
+    rows, owner = np.concatenate(found), np.concatenate(owners)
+    known = rows > 0  # row numbers of names are positive: 0 is a name without one
+    rows, owner = rows[known], owner[known]
+    # Each reader's rows together, their kinds in turn and in order within each.
+    order = np.argsort(owner, kind="stable")
+    rows, owner = rows[order], owner[order]
+    counts = np.bincount(owner, minlength=readers)
+    padded = np.zeros((readers, max(1, int(counts.max()))), dtype=np.int64)
+    padded[owner, np.arange(len(rows)) - (np.cumsum(counts) - counts)[owner]] = rows
     return padded
