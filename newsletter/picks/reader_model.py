@@ -176,12 +176,13 @@ def load_weights(store: Store, profiles: Iterable[Profile]) -> dict[int, np.ndar
     ids = [p.subscriber_id for p in profiles if len(p.liked) + len(p.seeds) >= MIN_POSITIVES]
     if not ids:
         return {}
-    found = {}
-    for subscriber_id, data in store.reader_models(ids, FEATURES).items():
-        values = np.frombuffer(data, dtype=np.float32)
-        if values.shape == (DIMENSIONS + 1,):
-            found[subscriber_id] = values
-    return found
+    size = (DIMENSIONS + 1) * np.dtype(np.float32).itemsize
+    stored = {subscriber_id: data for subscriber_id, data in store.reader_models(ids, FEATURES).items()
+              if len(data) == size}
+    # One array of them all, each reader's weights a row of it (a view):
+    # quicker than an array made from each reader's bytes.
+    weights = np.frombuffer(b"".join(stored.values()), dtype=np.float32).reshape(len(stored), DIMENSIONS + 1)
+    return dict(zip(stored, weights))
 
 
 # ---------------------------------------------------------------- explaining

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 from typing import Iterable, NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Batch, Edition, EditionKind, Paper, Thumbnail, paper_key, title_key
@@ -65,17 +65,21 @@ def _as_stored(paper: Paper) -> dict:
                       for name in ("authors", "keywords", "categories")}}
 
 
+# Read for every page of a send's picks, built once: the keys are bound per
+# execution, where ``in_(list)`` makes and checks a parameter per key.
+_ALIASES_OF = select(paper_aliases_table.c.alias, paper_aliases_table.c.paper_key).where(
+    paper_aliases_table.c.alias.in_(bindparam("titles", expanding=True)))
+
+
 def canonical_keys(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
     """``{alias: key}`` for those of ``keys`` that are aliases of a stored
     paper (``title:`` keys of papers later stored with an arXiv id), read
     inside the caller's transaction; keys that are not aliases are left
     out."""
     titles = list(dict.fromkeys(k for k in keys if k.startswith(TITLE_PREFIX)))
-    al = paper_aliases_table
     found: dict[str, str] = {}
     for start in range(0, len(titles), 500):
-        found.update((r.alias, r.paper_key) for r in conn.execute(
-            select(al.c.alias, al.c.paper_key).where(al.c.alias.in_(titles[start:start + 500]))))
+        found.update(conn.execute(_ALIASES_OF, {"titles": titles[start:start + 500]}).all())
     return found
 
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Profile
@@ -22,6 +22,12 @@ FORGOTTEN_DAYS = 30
 # The days around a reader's votes whose other papers are read as
 # "shown, not rated" (see :meth:`ReaderModels.shown_unrated`).
 SHOWN_DAYS = 10
+
+# The read of every page of a send, built once: the ids are bound per
+# execution, where ``in_(list)`` makes and checks a parameter per value.
+_MODELS_OF = select(reader_models_table.c.subscriber_id, reader_models_table.c.weights).where(
+    reader_models_table.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+    reader_models_table.c.features == bindparam("features"), reader_models_table.c.weights.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,10 @@ class ReaderModels:
         with a model fitted on ``features`` (one of other features is no
         use: ignored until fitted again); one read per 500 readers."""
         ids = list(subscriber_ids)
-        m = reader_models_table
         found: dict[int, bytes] = {}
         with self.reader.connect() as conn:
             for start in range(0, len(ids), 500):
-                for row in conn.execute(select(m.c.subscriber_id, m.c.weights).where(
-                        m.c.subscriber_id.in_(ids[start:start + 500]), m.c.features == features,
-                        m.c.weights.is_not(None))):
-                    found[row.subscriber_id] = row.weights
+                found.update(conn.execute(_MODELS_OF, {"ids": ids[start:start + 500], "features": features}).all())
         return found
 
     def reader_model(self, subscriber_id: int) -> StoredModel | None:
