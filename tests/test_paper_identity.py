@@ -147,3 +147,24 @@ def test_a_vote_link_of_an_email_sent_before_counts_for_the_paper(db, web_client
     assert client.post(f"/f/{token}/up").status_code == 200
     client.application.extensions["newsletter"].actions.run_pending()
     assert [(v.paper_key, v.vote) for v in db.votes(reader.id)] == [(ARXIV_ID, 1)]
+
+
+def test_picks_written_before_a_retry_or_by_an_earlier_run_are_kept_not_written_twice(store):
+    """A send writes each reader's picks with their "pending" row. On a
+    first try of a new edition it does not look for stored ones; a retry
+    of the same readers (their rows forgotten after a throttled call) and
+    a later run (the edition has picks) look, and keep what is stored."""
+    store.store_batch(text_day())
+    readers = [store.add(f"r{n}@example.com")[0] for n in range(3)]
+    mine = {r.id: [Pick(n, f"k{n}", 0.5, Reason("interest", "concept erasure")) for n in range(2)] for r in readers}
+    other = {r.id: [Pick(7, "k7", 0.9, Reason("author", "Ada"))] for r in readers}
+    day = TEXT_DAY.isoformat()
+    ledger = Ledger(store, TEXT_DAY)
+    ledger.mark_pending(mine, picks=mine, resending_unknown=False, first_try=True)
+    ledger.record([], forget=list(mine))  # throttled: nothing sent, rows forgotten
+    ledger.mark_pending(mine, picks=other, resending_unknown=False, first_try=False)
+    assert store.picks_of(day, mine) == mine
+    ledger.record([], forget=list(mine))
+    rerun = Ledger(store, TEXT_DAY)  # a later run of the same edition
+    rerun.mark_pending(mine, picks=other, resending_unknown=False, first_try=True)
+    assert store.picks_of(day, mine) == mine

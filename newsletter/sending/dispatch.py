@@ -469,7 +469,8 @@ class Dispatcher:
                 if not recipients:
                     return
             run.ledger.mark_pending((r.subscriber_id for r in recipients),
-                                    picks={r.subscriber_id: list(r.picks) for r in recipients if r.picks})
+                                    picks={r.subscriber_id: list(r.picks) for r in recipients if r.picks},
+                                    resending_unknown=bool(run.resending), first_try=attempt == 0)
             try:
                 deliveries = self.sender.send(recipients)
             except (Throttled, TransientError) as exc:

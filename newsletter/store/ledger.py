@@ -107,6 +107,7 @@ class Ledger:
         # The stored key of each paper key picks were written with (see
         # picks.write_picks): a send's picks name the same few papers.
         self._stored_keys: dict[str, str] = {}
+        self._picks_before: bool | None = None  # whether the edition had picks stored (see mark_pending)
 
     # ---------------------------------------------------------------- lock
 
@@ -210,16 +211,26 @@ class Ledger:
         query = select(s.id, s.ref, s.email, s.name).select_from(join).where(where)
         return map(Addressee._make, paged_rows(self.store.reader, query, page))
 
-    def mark_pending(self, subscriber_ids: Iterable[int], picks: dict[int, list[Pick]] | None = None) -> None:
+    def mark_pending(self, subscriber_ids: Iterable[int], picks: dict[int, list[Pick]] | None = None,
+                     resending_unknown: bool = True, first_try: bool = False) -> None:
         """Write "pending" rows for these readers in one transaction, just
-        before the provider is called (replacing an "unknown" being resent),
-        with the papers picked for them in this edition (kept once written:
-        a rerun sends the same picks)."""
+        before the provider is called (replacing an "unknown" being resent:
+        ``resending_unknown`` False says none is), with the papers picked
+        for them in this edition (kept once written: a rerun sends the same
+        picks).
+
+        ``first_try`` says this ledger never marked these readers before:
+        then, unless the edition had picks stored before (an earlier run),
+        theirs are known not to be stored and are not looked for."""
         ids = list(subscriber_ids)
         stamp = self.store.clock()
+        if self._picks_before is None and picks:
+            self._picks_before = self.store.has_picks(self.day)
         with self.store.engine.begin() as conn:
-            write_picks(conn, self.day, picks or {}, self._stored_keys)
-            conn.execute(_FORGET_UNKNOWN, {"day": self.day, "ids": ids})
+            write_picks(conn, self.day, picks or {}, self._stored_keys,
+                        stored_before=self._picks_before is not False or not first_try)
+            if resending_unknown:
+                conn.execute(_FORGET_UNKNOWN, {"day": self.day, "ids": ids})
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
             execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,
                          [(self.day, i, PENDING, None, None, at) for i in ids])

@@ -27,16 +27,18 @@ _STORED_FOR = select(picks_table.c.subscriber_id).where(
 
 
 def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]],
-                stored_keys: dict[str, str] | None = None) -> None:
+                stored_keys: dict[str, str] | None = None, stored_before: bool = True) -> None:
     """Store each reader's ``picks`` of ``edition`` inside the caller's
     transaction, unless that reader's picks of this edition are stored
-    already (a rerun sends the same picks). A paper picked by a key the
-    store knows as an alias (see ``papers.canonical_keys``) is stored by
-    its paper's key; ``stored_keys``, a dict kept by the caller across
-    calls, remembers each key's."""
+    already (a rerun sends the same picks; ``stored_before`` False: the
+    caller knows none of theirs is, and they are not looked for). A paper
+    picked by a key the store knows as an alias (see
+    ``papers.canonical_keys``) is stored by its paper's key;
+    ``stored_keys``, a dict kept by the caller across calls, remembers
+    each key's."""
     if not picks:
         return
-    known = set(conn.scalars(_STORED_FOR, {"edition": edition, "ids": list(picks)}))
+    known = set(conn.scalars(_STORED_FOR, {"edition": edition, "ids": list(picks)})) if stored_before else set()
     same = {} if stored_keys is None else stored_keys
     new = {pick.key for chosen in picks.values() for pick in chosen if pick.key not in same}
     if new:
