@@ -2,8 +2,8 @@
 naive baseline, against the SES v2 stand-in on 127.0.0.1 (tests/sesv2_standin.py;
 nothing here contacts AWS or any other host).
 
-Run from anywhere: ``python bench/send.py [--subscribers N] [--seconds S] [--rate R]``
-(``make bench``). It takes a few minutes. The readers have profiles
+Run from anywhere: ``python bench/send.py [--subscribers N] [--seconds S] [--rate R]
+[--postgres-url URL]`` (``make bench``). It takes a few minutes. The readers have profiles
 (``common.create_readers``): nearly all get 5 personal picks. "Without
 picks" is the same database with every reader's picks turned off. Measured,
 in one run:
@@ -51,6 +51,22 @@ in one run:
    iteration: imports, render, database open; the ranking's libraries are
    loaded by the first reader with a profile, so they count in the peak).
 
+PostgreSQL: ``--postgres-url URL`` (or ``BENCH_POSTGRES_URL``), a SQLAlchemy
+URL such as ``postgresql+psycopg://user:password@127.0.0.1:5432/bench_send``,
+names a scratch database whose newsletter tables are DROPPED: never point it
+at a real one. The send database is then made there too (its schema by
+``open_store``, every table's rows copied from the SQLite file with COPY; the
+time it took is printed), and the sends of 2 (bulk without and with picks,
+raw, baseline) and the mixed send run on it as on SQLite, their table and
+lines printed after SQLite's, labelled "PostgreSQL". One database serves
+them all: before each bulk send and the mixed send, the tables a send changes
+(its ledger, picks, stored issue, lock, the dashboard's kept totals, and the
+readers' profiles) are put back as in the SQLite file; before the bulk send
+without picks every reader's picks are turned off, and the mixed list is
+made on it as on SQLite's copy. Preparation (1), bytes (3), the profile
+(``--profile``) and memory (4) are SQLite's only. Without a URL, only SQLite
+is measured.
+
 Targets (printed next to the figures, never asserted): bulk preparation
 under 100 us per recipient with 5 picks, bulk rate with picks at least 95%
 of the quota with no message lost to throttling, bulk with 5 full pick
@@ -93,17 +109,27 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from common import create_readers, create_subscribers, database_url, peak_rss_mb  # noqa: E402
+from common import (  # noqa: E402
+    copy_to_postgres,
+    create_readers,
+    create_subscribers,
+    database_url,
+    execute_postgres,
+    peak_rss_mb,
+    reset_postgres,
+)
 
 from newsletter.papers.batches import load_batch  # noqa: E402
 from newsletter.issue.render import render_for_readers  # noqa: E402
-from newsletter.core.config import Settings  # noqa: E402
+from newsletter.core.config import Settings, masked_url  # noqa: E402
 from newsletter.core.models import Batch, Edition  # noqa: E402
 from newsletter.sending.personalize import ONE_CLICK, PreparedMessage  # noqa: E402
 from newsletter.picks.picking import EditionPicks  # noqa: E402
 from newsletter.sending.dispatch import RANK_PAGE, Dispatcher, chunked  # noqa: E402
 from newsletter.sending.senders.ses import SesSender  # noqa: E402
 from newsletter.store import Ledger, open_store  # noqa: E402
+from newsletter.store.schema import subscribers_table  # noqa: E402
+from sqlalchemy import update  # noqa: E402
 from newsletter.readers.tokens import Signer  # noqa: E402
 
 # --------------------------------------------------------------------------
@@ -319,12 +345,14 @@ def measure_preparation(settings: Settings, issue, store, prep_n: int, baseline_
 # 2-3. sending against the stand-in
 
 
-def send_env(endpoint_url: str, db: Path, workdir: Path) -> dict[str, str]:
+def send_env(endpoint_url: str, url: str, workdir: Path) -> dict[str, str]:
+    """The environment of a `newsletter send` process against the stand-in
+    at ``endpoint_url`` and the database at ``url`` (a SQLAlchemy URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "AWS_"))}
     env.update(
         NEWSLETTER_SENDER="ses",
         NEWSLETTER_SES_ENDPOINT_URL=endpoint_url,
-        NEWSLETTER_DATABASE_URL=database_url(db),
+        NEWSLETTER_DATABASE_URL=url,
         NEWSLETTER_SECRET_KEY=SECRET,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
@@ -362,12 +390,12 @@ def profiled_cli(out: str, argv: list[str]) -> None:
     run = threading.Thread.run
 
     def profiled_run(thread):
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         profiles.append(profile)
         profile.runcall(run, thread)
 
     threading.Thread.run = profiled_run
-    main_profile = cProfile.Profile()
+    main_profile = cProfile.Profile(time.thread_time)
     profiles.append(main_profile)
 
     def dump():
@@ -392,10 +420,10 @@ PROFILE_PARTS = (
     ("the ledger's pending rows and the picks", "mark_pending", "store/ledger.py", "call"),
     ("the ledger's outcomes", "record", "store/ledger.py", "call"),
     ("the active check before the call", "active_ids", "store/subscribers.py", "call"),
-    ("reading the list (a reader)", "paged_subscribers", "store/subscribers.py", "call"),
+    ("reading the list (a reader)", "paged_rows", "store/subscribers.py", "call"),
     ("ranking the picks (a page of readers)", "for_readers", "picks/picking.py", "call"),
     ("the Recipient: signed links", "reader_recipient", "sending/dispatch.py", "reader"),
-    ("the entry's template data", "template_data", "senders/ses.py", "reader"),
+    ("the entry's template data", "entry_data", "senders/ses.py", "reader"),
 )
 
 
@@ -408,8 +436,9 @@ def profile_report(path: Path, messages: int, top: int = 15) -> None:
     stats = pstats.Stats(str(path)).stats
     messages = max(messages, 1)
     total = sum(entry[2] for entry in stats.values())
-    print(f"   profile (cProfile in every thread of the send with picks; it slows the process, so read shares, "
-          f"not absolutes): {total / messages * 1e6:,.0f} us of profiled CPU per message")
+    print(f"   profile (cProfile timing each thread's own CPU, in every thread of the send with picks: time spent "
+          f"waiting, for the rate, a lock or an answer, is not counted; the profiler slows the process, so read "
+          f"shares, not absolutes): {total / messages * 1e6:,.0f} us of profiled CPU per message")
     print(line("   part", "calls", "us/call", "us/msg", widths=(60, 10, 10, 10)))
     for label, name, suffix, _unit in PROFILE_PARTS:
         found = [(entry[1], entry[3]) for (file, _line, func), entry in stats.items()
@@ -473,8 +502,10 @@ def startup_cpu(env: dict[str, str], workdir: Path) -> float:
     return wait_cpu(process)[1]
 
 
-def ledger_counts(db: Path, edition: str | None = None) -> dict[str, int]:
-    store = open_store(database_url(db))
+def ledger_counts(url: str, edition: str | None = None) -> dict[str, int]:
+    """The ledger's rows per status of ``edition`` (by default the issue's
+    daily edition) in the database at ``url``, SQLite or PostgreSQL."""
+    store = open_store(url)
     try:
         return Ledger(store, Edition.parse(edition) if edition else DATE).counts()
     finally:
@@ -489,15 +520,15 @@ def wait_first(ses, process: subprocess.Popen, log: Path, timeout: float = 60.0)
         time.sleep(0.01)
 
 
-def run_bulk(ses, env, workdir: Path, db: Path, seconds: float, rate: float, startup: float,
+def run_bulk(ses, env, workdir: Path, url: str, seconds: float, rate: float, startup: float,
              profile: Path | None = None) -> dict:
     ses.reset(templates=True)
     limit = int(rate * (seconds + 5))  # a few seconds more than the window
-    before = ledger_counts(db)
+    before = ledger_counts(url)
     process, log = start_send(env, workdir, "bulk", "--limit", str(limit), profile=profile)
     code, cpu = wait_cpu(process)
     stats = phase_stats(ses, seconds, rate)
-    after = ledger_counts(db)
+    after = ledger_counts(url)
     stats.update(code=code, limit=limit, log=log.read_text(encoding="utf-8"),
                  ledger={k: after[k] - before[k] for k in after},
                  cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6)
@@ -505,39 +536,41 @@ def run_bulk(ses, env, workdir: Path, db: Path, seconds: float, rate: float, sta
 
 
 def mixed_list(db: Path, copy: Path, batch) -> Path:
-    """A copy of ``db`` where every third reader is weekly on the issue's
-    weekday (the others daily), with six earlier days of the example's
-    papers stored, so that one `send` makes the daily edition and the
-    weekly edition of a full week."""
+    """A copy of ``db`` at ``copy`` made a mixed list (see
+    :func:`make_mixed`); returns ``copy``."""
     shutil.copyfile(db, copy)
-    conn = sqlite3.connect(copy)
+    make_mixed(database_url(copy), batch)
+    return copy
+
+
+def make_mixed(url: str, batch) -> None:
+    """Make the database at ``url`` (SQLite or PostgreSQL) a mixed list:
+    every third reader weekly on the issue's weekday (the others daily),
+    with six earlier days of ``batch``'s papers stored, so that one `send`
+    makes the daily edition and the weekly edition of a full week."""
+    store = open_store(url)
     try:
-        with conn:
-            conn.execute("UPDATE subscribers SET frequency = 'weekly', weekday = ? WHERE id % 3 = 0",
-                         (DATE.weekday(),))
-    finally:
-        conn.close()
-    store = open_store(database_url(copy))
-    try:
+        with store.engine.begin() as conn:
+            conn.execute(update(subscribers_table).where(subscribers_table.c.id % 3 == 0)
+                         .values(frequency="weekly", weekday=DATE.weekday()))
         for back in range(1, 7):
             day = DATE - dt.timedelta(days=back)
             store.store_batch(Batch(day, tuple(replace(p, arxiv_id=f"{back}{p.arxiv_id or i}", url=None)
                                                for i, p in enumerate(batch.papers)), source="earlier"))
     finally:
         store.close()
-    return copy
 
 
-def run_mixed(ses, env, workdir: Path, db: Path, per_edition: int, rate: float) -> dict:
+def run_mixed(ses, env, workdir: Path, url: str, per_edition: int, rate: float) -> dict:
     """One `send` of a mixed list to completion (``per_edition`` readers of
     each edition at most): the daily edition, then the weekly one; the rate
     is over the whole run, the switch between editions included."""
     ses.reset(templates=True)
-    before = {key: ledger_counts(db, key) for key in (DATE.isoformat(), f"{DATE.isoformat()}-weekly")}
+    before = {key: ledger_counts(url, key) for key in (DATE.isoformat(), f"{DATE.isoformat()}-weekly")}
     process, log = start_send(env, workdir, "mixed", "--limit", str(per_edition))
     code, _cpu = wait_cpu(process)
     stats = phase_stats(ses, float("inf"), rate)
-    after = {key: ledger_counts(db, key) for key in before}
+    after = {key: ledger_counts(url, key) for key in before}
     sent = {key: after[key]["sent"] - before[key]["sent"] for key in after}
     editions = collections.Counter(m.header("X-Newsletter-Issue") for m in ses.sent)
     spans = {}
@@ -551,27 +584,27 @@ def run_mixed(ses, env, workdir: Path, db: Path, per_edition: int, rate: float) 
     return stats
 
 
-def run_raw(ses, env, workdir: Path, db: Path, seconds: float, rate: float, startup: float) -> dict:
+def run_raw(ses, env, workdir: Path, url: str, seconds: float, rate: float, startup: float) -> dict:
     ses.reset(templates=True)
-    before = ledger_counts(db)
+    before = ledger_counts(url)
     process, log = start_send(env, workdir, "raw", "--ses-mode", "raw")
     wait_first(ses, process, log)
     time.sleep(seconds + 0.5)
     process.send_signal(signal.SIGTERM)
     code, cpu = wait_cpu(process)
     stats = phase_stats(ses, seconds, rate)
-    after = ledger_counts(db)
+    after = ledger_counts(url)
     stats.update(code=code, log=log.read_text(encoding="utf-8"), ledger={k: after[k] - before[k] for k in after},
                  cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6)
     return stats
 
 
-def run_baseline(ses, settings: Settings, issue, db: Path, seconds: float, rate: float) -> dict:
+def run_baseline(ses, settings: Settings, issue, url: str, seconds: float, rate: float) -> dict:
     ses.reset(templates=True)
     client = ses.client()
     signer = Signer(SECRET)
     domain = PreparedMessage(issue, settings.from_address).domain
-    store = open_store(database_url(db))
+    store = open_store(url)
     sent = failed = 0
     cpu = time.thread_time()  # this thread only: the stand-in answers in its own threads
     try:
@@ -681,36 +714,90 @@ def prepare_report(settings: Settings, issue, db: Path, args) -> dict:
     return prep
 
 
-def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Path, args) -> None:
-    from sesv2_standin import SesV2StandIn
+class PostgresCopy:
+    """The scratch PostgreSQL database at ``url`` (its newsletter tables are
+    dropped) holding a copy of the SQLite send database ``db``, for the
+    same sends as on SQLite. One database serves every send, so before
+    each, the tables a send changes are put back as they are in ``db``
+    (:meth:`restore`)."""
 
-    results = {}
-    with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
-        plain_env = send_env(ses.endpoint_url, plain_db, workdir)
-        env = send_env(ses.endpoint_url, db, workdir)
-        startup = startup_cpu(env, workdir)
-        print(f"2. Sending against MaxSendRate {args.rate:,.0f}/s (bulk for {args.seconds:.0f} s of sending, without "
-              f"picks then with them; raw {args.raw_seconds:.0f} s, baseline {args.baseline_seconds:.0f} s)",
-              flush=True)
-        results["bulk"] = run_bulk(ses, plain_env, workdir, plain_db, args.seconds, args.rate, startup)
-        results["bulk_picks"] = run_bulk(ses, env, workdir, db, args.seconds, args.rate, startup)
-        if args.profile:
-            # A third bulk send with picks, under the profiler (its CPU
-            # figures are not the ones above: the profiler slows it).
-            stats_file = workdir / "send.pstats"
-            profiled = run_bulk(ses, env, workdir, db, args.seconds, args.rate, startup, profile=stats_file)
-            profile_report(stats_file, profiled["accepted"])
-        results["raw"] = run_raw(ses, env, workdir, db, args.raw_seconds, args.rate, startup)
-        results["baseline"] = run_baseline(ses, settings, issue, db, args.baseline_seconds, args.rate)
-    names = (("bulk", "bulk, no picks"), ("bulk_picks", "bulk, 5 picks"), ("raw", "raw (SIGTERM)"),
+    # What a send changes (its ledger, picks, stored issue, lock and the
+    # dashboard's kept totals), and the readers' picks the no-picks send
+    # turns off.
+    SEND_TABLES = ("deliveries", "picks", "issues", "send_locks", "edition_totals", "profiles")
+
+    def __init__(self, url: str, db: Path):
+        self.url = url
+        self.db = db
+
+    def load(self) -> tuple[float, float, dict[str, int]]:
+        """Reset the database, let ``open_store`` make its schema, and copy
+        every table of ``db`` into it. Returns the seconds the reset and
+        schema took, the seconds the copy took (analyzing the tables
+        included), and the rows copied, by table."""
+        started = time.perf_counter()
+        reset_postgres(self.url)
+        open_store(self.url).close()  # the schema, as the app makes it
+        made = time.perf_counter()
+        rows = copy_to_postgres(self.db, self.url)
+        return made - started, time.perf_counter() - made, rows
+
+    def restore(self) -> None:
+        """Put back the tables a send changes as they are in ``db``."""
+        copy_to_postgres(self.db, self.url, self.SEND_TABLES, replace=True)
+
+    def before_bulk(self, picks: bool) -> None:
+        """Before a bulk send: :meth:`restore`, then, without ``picks``,
+        every reader's picks turned off, as :func:`without_picks` does."""
+        self.restore()
+        if not picks:
+            execute_postgres(self.url, "UPDATE profiles SET picks = 0")
+
+
+SEND_ROWS = (("bulk", "bulk, no picks"), ("bulk_picks", "bulk, 5 picks"), ("raw", "raw (SIGTERM)"),
              ("baseline", "baseline (1 thread)"))
+
+
+def send_runs(ses, settings: Settings, issue, workdir: Path, args, plain_url: str, url: str, startup: float,
+              profile: bool = False, before_bulk=None) -> dict[str, dict]:
+    """The sends of section 2 against the stand-in ``ses``: bulk without
+    picks on the database at ``plain_url``, bulk with picks on ``url``
+    (with ``profile``, a third one under the profiler, its report
+    printed), raw, then the baseline, on ``url``. ``before_bulk(picks)``,
+    when given, is called before each bulk send (PostgreSQL's one database
+    serves both). Returns each send's figures (:func:`run_bulk`), by name."""
+    results = {}
+    if before_bulk:
+        before_bulk(False)
+    results["bulk"] = run_bulk(ses, send_env(ses.endpoint_url, plain_url, workdir), workdir, plain_url,
+                               args.seconds, args.rate, startup)
+    if before_bulk:
+        before_bulk(True)
+    env = send_env(ses.endpoint_url, url, workdir)
+    results["bulk_picks"] = run_bulk(ses, env, workdir, url, args.seconds, args.rate, startup)
+    if profile:
+        # A third bulk send with picks, under the profiler (its CPU
+        # figures are not the ones above: the profiler slows it).
+        stats_file = workdir / "send.pstats"
+        profiled = run_bulk(ses, env, workdir, url, args.seconds, args.rate, startup, profile=stats_file)
+        profile_report(stats_file, profiled["accepted"])
+    results["raw"] = run_raw(ses, env, workdir, url, args.raw_seconds, args.rate, startup)
+    results["baseline"] = run_baseline(ses, settings, issue, url, args.baseline_seconds, args.rate)
+    return results
+
+
+def send_table(results: dict[str, dict], startup: float, label: str = "") -> None:
+    """Print section 2's table of ``results`` (:func:`send_runs`), headed
+    by ``label`` (the database, when there are two), and what goes with it:
+    the ratios, the notes (without a label or for SQLite only), what the
+    bulk sends said, and the targets."""
     widths = (20, 8, 10, 10, 9, 10, 12, 6, 5, 14)
-    print(line("", "window", "accepted", "rate/s", "% quota", "throttled", "ledger sent", "lost", "exit",
+    print(line(label, "window", "accepted", "rate/s", "% quota", "throttled", "ledger sent", "lost", "exit",
                "client CPU/msg", widths=widths))
-    for name, label in names:
+    for name, row_label in SEND_ROWS:
         r = results[name]
         lost = r["accepted"] - r["ledger"].get("sent", 0)
-        print(line(label, f"{r['window']:.1f} s", f"{r['accepted']:,}", f"{r['rate']:,.1f}",
+        print(line(row_label, f"{r['window']:.1f} s", f"{r['accepted']:,}", f"{r['rate']:,.1f}",
                    f"{r['share']:.1%}", f"{r['throttled']:,}", f"{r['ledger'].get('sent', 0):,}", f"{lost:,}",
                    r["code"], f"{r['cpu_us']:,.0f} us", widths=widths))
     bulk, picked, base = results["bulk"], results["bulk_picks"], results["baseline"]
@@ -719,21 +806,53 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
           f"raw / baseline {results['raw']['rate'] / max(base['rate'], 1e-9):,.1f}x; "
           f"client CPU/msg: baseline / bulk with picks {base['cpu_us'] / picked['cpu_us']:,.0f}x, "
           f"baseline / raw {base['cpu_us'] / results['raw']['cpu_us']:,.1f}x")
-    print("   window: from 0.5 s after the first acceptance ('accepted' counts the whole phase). client CPU/msg: "
-          f"the send process's CPU less its start-up ({startup:.2f} s, measured with --dry-run), per message, "
-          "boto3, ledger writes and (with picks) the ranking and its libraries included; baseline: its thread's CPU. "
-          "The stand-in shares this machine's CPUs. Raw mode sends the picks too.")
+    if label in ("", "SQLite"):
+        print("   window: from 0.5 s after the first acceptance ('accepted' counts the whole phase). client CPU/msg: "
+              f"the send process's CPU less its start-up ({startup:.2f} s, measured with --dry-run), per message, "
+              "boto3, ledger writes and (with picks) the ranking and its libraries included; baseline: its thread's "
+              "CPU. The stand-in shares this machine's CPUs. Raw mode sends the picks too.")
+    else:
+        print(f"   {label}: the same sends and columns; the send process's start-up {startup:.2f} s (--dry-run). "
+              "One database serves them all: before each bulk send the ledger, picks, stored issue and profiles "
+              "are put back as in the SQLite database (and for the first, every reader's picks turned off).")
     for name in ("bulk", "bulk_picks"):
         r = results[name]
         said = [ln for ln in r["log"].splitlines() if "via ses" in ln]
         print(f"   {name}: ledger change {r['ledger']}; send calls answered {r['statuses']}; "
               f"it said: {said[-1].strip() if said else r['log'][-300:]}")
-    for name, label in names[:2]:
+    for name, row_label in SEND_ROWS[:2]:
         r = results[name]
         ok = r["share"] >= 0.95 and r["accepted"] == r["ledger"].get("sent", 0) and r["window"] >= 60
-        print(f"   target: {label}: >= 95% of the quota over >= 60 s, nothing lost -> {'met' if ok else 'MISSED'}")
-    print()
+        print(f"   target: {(label + ', ') if label else ''}{row_label}: >= 95% of the quota over >= 60 s, "
+              f"nothing lost -> {'met' if ok else 'MISSED'}")
+    print(flush=True)
 
+
+def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Path, args,
+                postgres: PostgresCopy | None = None) -> None:
+    """Section 2 (on SQLite, then on PostgreSQL when ``postgres`` is
+    given, each with its table) and section 3 (SQLite's sends)."""
+    from sesv2_standin import SesV2StandIn
+
+    url = database_url(db)
+    with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
+        startup = startup_cpu(send_env(ses.endpoint_url, url, workdir), workdir)
+        print(f"2. Sending against MaxSendRate {args.rate:,.0f}/s (bulk for {args.seconds:.0f} s of sending, without "
+              f"picks then with them; raw {args.raw_seconds:.0f} s, baseline {args.baseline_seconds:.0f} s)",
+              flush=True)
+        results = send_runs(ses, settings, issue, workdir, args, database_url(plain_db), url, startup,
+                            profile=args.profile)
+    send_table(results, startup, "SQLite" if postgres else "")
+    if postgres:
+        with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
+            postgres.restore()
+            pg_startup = startup_cpu(send_env(ses.endpoint_url, postgres.url, workdir), workdir)
+            pg_results = send_runs(ses, settings, issue, workdir, args, postgres.url, postgres.url, pg_startup,
+                                   before_bulk=postgres.before_bulk)
+        send_table(pg_results, pg_startup, "PostgreSQL")
+
+    picked, base = results["bulk_picks"], results["baseline"]
+    names = SEND_ROWS
     widths = (20, 16, 20, 16)
     print("3. Request bytes on the wire per recipient (request bodies; HTTP headers not counted)")
     print(line("", "send calls only", "all calls (+set-up)", "vs baseline", widths=widths))
@@ -756,24 +875,40 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
           flush=True)
 
 
-def mixed_report(db: Path, workdir: Path, args) -> None:
-    """The mixed send: daily and weekly readers, one run (see run_mixed)."""
+def mixed_report(db: Path, workdir: Path, args, postgres: PostgresCopy | None = None) -> None:
+    """The mixed send: daily and weekly readers, one run (see run_mixed), on
+    SQLite, then on PostgreSQL when ``postgres`` is given."""
     from sesv2_standin import SesV2StandIn
 
-    mixed_db = mixed_list(db, workdir / "send-mixed.db", load_batch(EXAMPLE, date=DATE))
+    batch = load_batch(EXAMPLE, date=DATE)
+    mixed_url = database_url(mixed_list(db, workdir / "send-mixed.db", batch))
     with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
-        env = send_env(ses.endpoint_url, mixed_db, workdir)
-        r = run_mixed(ses, env, workdir, mixed_db, args.mixed_per_edition, args.rate)
-    ok = r["share"] >= 0.95 and r["accepted"] == r["ledger"]["sent"]
+        env = send_env(ses.endpoint_url, mixed_url, workdir)
+        r = run_mixed(ses, env, workdir, mixed_url, args.mixed_per_edition, args.rate)
     print(f"2b. Mixed send against MaxSendRate {args.rate:,.0f}/s: every third reader weekly on the issue's day, "
           f"one run (the daily edition, then the weekly one), at most {args.mixed_per_edition:,} readers each, "
           "with picks")
-    print(f"   {r['accepted']:,} accepted in {r['window']:.1f} s: {r['rate']:,.1f}/s = {r['share']:.1%} of the quota, "
-          f"the switch between editions included; accepted per edition {r['accepted_per_edition']}, "
+    mixed_lines(r, "SQLite" if postgres else "")
+    if postgres:
+        postgres.restore()
+        make_mixed(postgres.url, batch)
+        with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
+            env = send_env(ses.endpoint_url, postgres.url, workdir)
+            r = run_mixed(ses, env, workdir, postgres.url, args.mixed_per_edition, args.rate)
+        mixed_lines(r, "PostgreSQL")
+
+
+def mixed_lines(r: dict, label: str = "") -> None:
+    """Print the figures of a mixed send (:func:`run_mixed`), each line
+    headed by ``label`` (the database, when there are two)."""
+    ok = r["share"] >= 0.95 and r["accepted"] == r["ledger"]["sent"]
+    head = f"   {label}: " if label else "   "
+    print(f"{head}{r['accepted']:,} accepted in {r['window']:.1f} s: {r['rate']:,.1f}/s = {r['share']:.1%} of the "
+          f"quota, the switch between editions included; accepted per edition {r['accepted_per_edition']}, "
           f"ledger sent {r['per_edition']}, throttled {r['throttled']:,}, exit {r['code']}")
-    print(f"   the switch (the daily's last message to the weekly's first) {r['switch']:.2f} s; each edition's own "
+    print(f"{head}the switch (the daily's last message to the weekly's first) {r['switch']:.2f} s; each edition's own "
           f"rate {', '.join(f'{key} {rate:,.1f}/s' for key, rate in r['edition_rates'].items())}")
-    print(f"   target: >= 95% of the quota, nothing lost -> {'met' if ok else 'MISSED'}\n", flush=True)
+    print(f"{head}target: >= 95% of the quota, nothing lost -> {'met' if ok else 'MISSED'}\n", flush=True)
 
 
 def memory_report(sizes: list[int], workdir: Path) -> None:
@@ -831,6 +966,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also profile a bulk send with picks (cProfile, every thread): where a message's CPU "
                              "goes, per call and per reader, and the top functions")
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", ""),
+                        help="also run the sends on this scratch PostgreSQL database (SQLAlchemy URL; its "
+                             "newsletter tables are dropped; default: $BENCH_POSTGRES_URL)")
     parser.add_argument("--probe", nargs=2, metavar=("KIND", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -849,12 +987,21 @@ def main(argv: list[str] | None = None) -> None:
             db = workdir / "send.db"
             took = create_readers(db, args.subscribers)
             print(f"{args.subscribers:,} subscribers with profiles in SQLite, inserted in {took:.1f} s\n", flush=True)
+            postgres = None
+            if args.postgres_url and phases & {"send", "mixed"}:
+                postgres = PostgresCopy(args.postgres_url, db)
+                schema, took, rows = postgres.load()
+                print(f"PostgreSQL ({masked_url(args.postgres_url)}): reset and schema made by open_store in "
+                      f"{schema:.1f} s; {sum(rows.values()):,} rows of {len(rows)} tables copied from SQLite in "
+                      f"{took:.1f} s ({', '.join(f'{table} {count:,}' for table, count in rows.items())})\n",
+                      flush=True)
             if "prep" in phases:
                 prepare_report(settings, issue, db, args)
             if "send" in phases:
-                send_report(settings, issue, db, without_picks(db, workdir / "send-no-picks.db"), workdir, args)
+                send_report(settings, issue, db, without_picks(db, workdir / "send-no-picks.db"), workdir, args,
+                            postgres)
             if "mixed" in phases and args.mixed_per_edition:
-                mixed_report(db, workdir, args)
+                mixed_report(db, workdir, args, postgres)
         if "memory" in phases and sizes:
             memory_report(sizes, workdir)
     finally:

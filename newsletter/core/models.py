@@ -714,14 +714,21 @@ class Reason:
         subject alone, or, with a second interest or words, the subject,
         the second interest and the words joined by ", " on three lines
         (a subject has no line break: a row of before the words reads as
-        it did). At most :data:`REASON_STORED_CHARS` characters."""
-        def line(text: str, most: int) -> str:
-            return " ".join(text.split())[:most]
+        it did). At most :data:`REASON_STORED_CHARS` characters. (Made
+        once per reason: a send stores every reader's, and readers share
+        reasons.)"""
+        stored = self.__dict__.get("_stored")  # kept beside the fields, never compared
+        if stored is None:
+            def line(text: str, most: int) -> str:
+                return " ".join(text.split())[:most]
 
-        if not (self.also or self.words):
-            return line(self.subject, REASON_STORED_CHARS)
-        words = line(", ".join(w.replace(",", " ") for w in self.words), 200)
-        return "\n".join((line(self.subject, 200), line(self.also, 96), words))
+            if not (self.also or self.words):
+                stored = line(self.subject, REASON_STORED_CHARS)
+            else:
+                words = line(", ".join(w.replace(",", " ") for w in self.words), 200)
+                stored = "\n".join((line(self.subject, 200), line(self.also, 96), words))
+            self.__dict__["_stored"] = stored  # frozen: set as cached_property sets its value
+        return stored
 
     @classmethod
     def from_stored(cls, kind: str, stored: str) -> "Reason":

@@ -44,11 +44,9 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]],
     if new:
         same.update({key: key for key in new})
         same.update(canonical_keys(conn, new))
-    # Each reason as stored, once: the readers of a call share many.
-    stored = {reason: reason.stored() for reason in {pick.reason for chosen in picks.values() for pick in chosen}}
     rows = [
         (edition, subscriber_id, n, same[pick.key], pick.position, float(pick.score), pick.reason.kind,
-         stored[pick.reason])
+         pick.reason.stored())
         for subscriber_id, chosen in picks.items() if subscriber_id not in known
         for n, pick in enumerate(chosen)
     ]
