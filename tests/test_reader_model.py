@@ -49,7 +49,7 @@ def test_a_vote_only_readers_picks_follow_their_votes(day):
     assert reader_model.fit_due(store) == 1
     stored = store.reader_model(reader.id)
     assert stored.features == reader_model.FEATURES and not stored.due
-    assert len(stored.weights) == 4 * (reader_model.DIMENSIONS + 1)  # about 1 KB
+    assert 4 * (reader_model.DIMENSIONS + 1) < len(stored.weights) <= 2048  # embeddings and words: about 1.2 KB
     picks = EditionPicks(store, EDITION, DAY, batch.papers).for_readers([reader.id])[reader.id].picks
     top = [p.position for p in picks]
     assert WANTED <= set(top[:3]) and not set(top) & {*LIKED, DISLIKED}

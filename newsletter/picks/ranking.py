@@ -34,8 +34,9 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from itertools import chain, pairwise, repeat
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,6 +52,10 @@ PRIOR_WEIGHT = 0.02
 # A reader's model of their votes, its score standardized over the edition
 # (see EditionIndex._add_models): tuned on bench/picks_eval.py's readers.
 MODEL_WEIGHT = 0.1
+# The weight of the model's words relative to its embedding weights, each
+# part's score standardized alike (see EditionIndex._add_models): tuned with
+# reader_model.WORDS on the tune half of bench/picks_eval.py's readers.
+MODEL_WORDS_WEIGHT = 1.0
 # A paper's second-best signal (another interest, seed or liked paper it
 # matches) adds this share of its similarity: a paper on "machine unlearning
 # in diffusion models" ranks above one on either alone.
@@ -75,6 +80,8 @@ ALSO_THRESHOLD = 0.1
 REASON_WORDS = 4
 CLOSE_CANDIDATES = 12
 CLOSE_WORD = 0.4
+# The dimensions of WordLlama's embeddings as the ranking loads it.
+EMBED_DIMENSIONS = 256
 # Texts embedded at a time: WordLlama pads each batch to its longest text, and
 # 64 abstracts at once take 40 MB; 4 take 2 MB, no slower.
 EMBED_BATCH = 4
@@ -132,6 +139,72 @@ def _one_blas_thread():
     return _blas.limit(limits=1)
 
 
+def tfidf_vectorizer():
+    """Return a new (unfitted) TF-IDF vectorizer as the ranking uses it:
+    word 1–2-grams, sublinear term frequency, English stop words. Readers'
+    models learn their words with one too (``newsletter.picks.reader_model``),
+    so that the terms they keep are terms of an edition's vocabulary."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
+
+
+class VoteModels(Mapping):
+    """Readers' models of their votes as the ranking applies them, in bulk
+    (the readers of one page of a send; see ``newsletter.picks.reader_model``).
+
+    ``weights`` has a row per reader of ``ids`` (float32): the weights of the
+    :data:`EMBED_DIMENSIONS` dimensions of the papers' embeddings, then the
+    bias. Each reader also has ``width`` words (terms as
+    :func:`tfidf_vectorizer` makes them): ``words`` holds every reader's,
+    reader after reader ("" for an unused place), ``word_weights`` their
+    weights (readers × width, float32). A word weighs a paper by its TF-IDF
+    weight in the edition, so a model fitted on other days' papers applies
+    to any edition; words an edition lacks count for nothing.
+
+    As a mapping: subscriber id → (weights, words, word weights).
+    """
+
+    def __init__(self, ids: Sequence[int], weights: np.ndarray, words: Sequence[str] = (),
+                 word_weights: np.ndarray | None = None):
+        self.rows = {subscriber_id: row for row, subscriber_id in enumerate(ids)}
+        self.weights = weights
+        self.words = list(words)
+        self.word_weights = np.zeros((len(ids), 0), np.float32) if word_weights is None else word_weights
+        if len(self.words) != self.word_weights.size or self.word_weights.shape[0] != len(ids):
+            raise ValueError("each reader needs as many words as word weights")
+
+    @classmethod
+    def of(cls, models: "Mapping[int, np.ndarray] | VoteModels") -> "VoteModels":
+        """Return ``models`` as VoteModels: ``{subscriber id: weights}``
+        (embedding weights then bias) makes models without words."""
+        if isinstance(models, VoteModels):
+            return models
+        ids = list(models)
+        weights = np.stack([models[i] for i in ids]) if ids else np.zeros((0, EMBED_DIMENSIONS + 1))
+        return cls(ids, weights.astype(np.float32, copy=False))
+
+    @property
+    def width(self) -> int:
+        """How many words each reader's model has."""
+        return self.word_weights.shape[1]
+
+    def __getitem__(self, subscriber_id: int) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+        row = self.rows[subscriber_id]
+        return (self.weights[row], tuple(self.words[row * self.width:(row + 1) * self.width]),
+                self.word_weights[row])
+
+    def __contains__(self, subscriber_id: object) -> bool:
+        # Mapping's would build the reader's words (__getitem__): asked per reader of a send.
+        return subscriber_id in self.rows
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def paper_text(paper: Paper) -> str:
     """The text a paper is matched on: title, abstract and keywords."""
     keywords = getattr(paper, "keywords", ()) or ()
@@ -153,12 +226,10 @@ class EditionIndex:
     keys: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         self.keys = [paper_key(p) for p in self.papers]
         self._position = {key: i for i, key in enumerate(self.keys)}
         docs = [paper_text(p) for p in self.papers]
-        self._tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
+        self._tfidf = tfidf_vectorizer()
         self._words = self._tfidf.fit_transform(docs)
         self._vectors = _embedder().embed(docs, norm=True, batch_size=EMBED_BATCH)
         upvotes = np.array([p.upvotes or 0 for p in self.papers], dtype=float)
@@ -196,6 +267,9 @@ class EditionIndex:
         self._phrase_mask: np.ndarray | None = None
         # The papers' embeddings as the models of votes weigh them (see _add_models).
         self._papers_by_dimension: np.ndarray | None = None
+        # The papers' TF-IDF by term (terms × papers, an extra all-zero term
+        # last, for words the edition lacks), as the models' words weigh them.
+        self._papers_by_term = None
 
     # ---------------------------------------------------------------- similarities
 
@@ -275,7 +349,7 @@ class EditionIndex:
 
     def rank_many(self, profiles: Iterable[Profile], exclude: dict[int, Iterable[int]] | None = None,
                   limit: int | None = None, threshold: float = THRESHOLD,
-                  models: dict[int, np.ndarray] | None = None) -> dict[int, list[Pick]]:
+                  models: "VoteModels | Mapping[int, np.ndarray] | None" = None) -> dict[int, list[Pick]]:
         """Return ``{subscriber id: picks}`` for ``profiles``, each reader's
         up to ``limit`` (default: their own count) best first, none of the
         positions in their ``exclude`` (papers picked for them recently) nor
@@ -285,7 +359,8 @@ class EditionIndex:
         Readers are scored together, as arrays: each reader's signals (their
         phrases and papers) index rows of one matrix of similarities; a
         paper's relevance is its best similarity plus :data:`MULTI_WEIGHT`
-        times its second best; ``models`` (``{subscriber id: weights}``, see
+        times its second best; ``models`` (:class:`VoteModels`, or
+        ``{subscriber id: weights}`` for models without words; see
         ``newsletter.picks.reader_model``) adds each reader's model of their
         votes (:meth:`_add_models`); the picks are taken greedily among the
         reader's best papers, each one taken lowering the others of its
@@ -303,7 +378,7 @@ class EditionIndex:
         block = self._matrix()[signals]  # readers × signals × papers
         relevance, eligible = self._relevance(block, disliked)
         if models:  # the readers' models of their votes: one more signal
-            self._add_models(wanted, relevance, eligible, models)
+            self._add_models(wanted, relevance, eligible, VoteModels.of(models))
         self._exclude_signal_papers(eligible, signals, disliked)
         followed = self._boost_followed(wanted, relevance, eligible)
         self._exclude_own_papers(wanted, eligible, exclude or {})
@@ -489,25 +564,50 @@ class EditionIndex:
     # ---------------------------------------------------------------- models of votes
 
     def _add_models(self, wanted: list[Profile], relevance: np.ndarray, eligible: np.ndarray,
-                    models: dict[int, np.ndarray]) -> None:
+                    models: VoteModels) -> None:
         """Add to the relevance of each reader of ``wanted`` with a model in
-        ``models`` (weights then bias, over the papers' normalized
-        embeddings) :data:`MODEL_WEIGHT` times its decision score centred
-        on the edition (positive: more like what they liked than the
-        edition's average paper), for every reader at once: one product of
-        readers × 256 by 256 × papers. The reason of such a pick stays the
-        most similar of the reader's signals: the paper they liked most like it."""
+        ``models`` :data:`MODEL_WEIGHT` times its score, for every reader at
+        once. The score adds two parts, each centred on the edition
+        (positive: more like what they liked than the edition's average
+        paper) and scaled to unit deviation: the decision score of the
+        embedding weights (one product of readers × 256 by 256 × papers)
+        and :data:`MODEL_WORDS_WEIGHT` times that of the words
+        (:meth:`_word_scores`). The reason of such a pick stays the most
+        similar of the reader's signals: the paper they liked most like it."""
         rows = [r for r, profile in enumerate(wanted) if profile.subscriber_id in models]
         if not rows:
             return
-        weights = np.stack([models[wanted[r].subscriber_id] for r in rows]).astype(np.float32, copy=False)
+        at = [models.rows[wanted[r].subscriber_id] for r in rows]  # their rows in models
+        weights = models.weights[at].astype(np.float32, copy=False)
         if self._papers_by_dimension is None:  # the papers' side of the product, made once
             self._papers_by_dimension = self._vectors.T.astype(np.float32)
         with _one_blas_thread():
-            scores = weights[:, :-1] @ self._papers_by_dimension  # readers × papers; the bias cancels out
-        scores -= scores.mean(axis=1, keepdims=True)
-        scores /= np.maximum(scores.std(axis=1, keepdims=True), np.float32(1e-6))
+            scores = _standardized(weights[:, :-1] @ self._papers_by_dimension)  # the bias cancels out
+        if MODEL_WORDS_WEIGHT and models.width:
+            scores += np.float32(MODEL_WORDS_WEIGHT) * _standardized(self._word_scores(models, at))
         relevance[rows] += np.float32(MODEL_WEIGHT) * scores * eligible[rows]
+
+    def _word_scores(self, models: VoteModels, at: list[int]) -> np.ndarray:
+        """Return readers × papers (float32, the readers of ``models`` at rows
+        ``at``): Σ weight × the paper's TF-IDF weight of the word, over each
+        reader's words; words not in the edition's vocabulary count for
+        nothing (a column of zeros)."""
+        from scipy.sparse import csr_matrix, vstack
+
+        vocabulary = self._tfidf.vocabulary_
+        if self._papers_by_term is None:  # made once per edition
+            self._papers_by_term = vstack([self._words.T.astype(np.float32),
+                                           csr_matrix((1, len(self.papers)), dtype=np.float32)]).tocsr()
+        absent, width = len(vocabulary), models.width
+        # One dict look-up per word, mapped in C: the one step per word.
+        columns = np.fromiter(map(vocabulary.get, models.words, repeat(absent)), dtype=np.int32,
+                              count=len(models.words))
+        readers = len(models.rows)
+        by_word = csr_matrix((models.word_weights.ravel(), columns, np.arange(0, readers * width + 1, width)),
+                             shape=(readers, absent + 1))
+        if len(at) != readers:
+            by_word = by_word[at]
+        return (by_word @ self._papers_by_term).toarray()
 
     # ---------------------------------------------------------------- reasons
 
@@ -601,6 +701,16 @@ def _by_row(terms) -> list[dict[int, float]]:
     matrix = terms.tocsr()
     columns, weights, bounds = matrix.indices.tolist(), matrix.data.tolist(), matrix.indptr.tolist()
     return [dict(zip(columns[start:end], weights[start:end])) for start, end in pairwise(bounds)]
+
+
+def _standardized(scores: np.ndarray) -> np.ndarray:
+    """Return ``scores`` (readers × papers) centred on each reader's mean
+    and divided by their deviation (a reader whose scores are all equal
+    gets zeros), in place when they are float32."""
+    scores = scores.astype(np.float32, copy=False)
+    scores -= scores.mean(axis=1, keepdims=True)
+    scores /= np.maximum(scores.std(axis=1, keepdims=True), np.float32(1e-6))
+    return scores
 
 
 def _wanted_count(profile: Profile, limit: int | None) -> int:
