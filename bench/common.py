@@ -1,11 +1,14 @@
 """What the benchmarks share: scratch SQLite databases of many readers (with
-profiles for personal picks), and a process's peak memory. Imports only
-the store and the batch reader, so that a measured process that imports
-this carries nothing it would not carry anyway."""
+profiles for personal picks), a scratch PostgreSQL database reset and
+filled with a SQLite database's rows, and a process's peak memory. Imports
+only the store and the batch reader (psycopg only when PostgreSQL is used),
+so that a measured process that imports this carries nothing it would not
+carry anyway."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import random
@@ -14,18 +17,111 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
+from collections.abc import Iterable
 
 from newsletter.papers.batches import load_batch
 from newsletter.core.models import Batch, Paper
 from newsletter.store import open_store
+from newsletter.store.migrate import VERSION_TABLE
+from newsletter.store.schema import inbox_metadata, meta_table, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "daily-papers-mar-11.txt"
 DATE = dt.date(2025, 3, 11)
 
 
+# Every table the newsletter makes, as its schema declares them.
+TABLES = tuple(sorted({*metadata.tables, *inbox_metadata.tables, VERSION_TABLE}))
+
+
 def database_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite database at ``path``."""
     return f"sqlite:///{path}"
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL: a scratch database, reset and filled from a SQLite one
+
+
+def postgres_conninfo(url: str) -> str:
+    """The SQLAlchemy URL ``url`` (``postgresql+psycopg://...``) as psycopg
+    takes it (``postgresql://...``, the password kept)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def reset_postgres(url: str) -> None:
+    """Drop every newsletter table of the PostgreSQL database at ``url``
+    (never point it at a real one): ``open_store`` makes them again."""
+    import psycopg
+
+    with psycopg.connect(postgres_conninfo(url), autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+
+
+def execute_postgres(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction on the PostgreSQL database at ``url``."""
+    import psycopg
+
+    with psycopg.connect(postgres_conninfo(url)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def copy_to_postgres(path: Path, url: str, tables: Iterable[str] | None = None, replace: bool = False) -> dict[str, int]:
+    """Copy the rows of ``tables`` (by default every table of the schema but
+    ``newsletter_meta``, which ``open_store`` writes; the inbox, a file of
+    its own with SQLite, is not copied) from the SQLite database at
+    ``path`` into the PostgreSQL database at ``url``, whose schema
+    ``open_store`` made, in one transaction; with ``replace``, the
+    PostgreSQL tables are emptied first (TRUNCATE). Tables are copied parents
+    first with ``COPY ... FROM STDIN``, each column by name (booleans as
+    SQLite's 0/1 made bools; times as SQLite's text, read as UTC); empty
+    ones are skipped. Each copied table's id sequence is set past its
+    rows, so later inserts work, and the copied tables are analyzed.
+    Returns the rows copied, by table."""
+    import psycopg
+    from sqlalchemy import Boolean
+
+    wanted = None if tables is None else set(tables)
+    order = [table for table in metadata.sorted_tables
+             if (table.name in wanted if wanted is not None else table is not meta_table)]
+    copied: dict[str, int] = {}
+    source = sqlite3.connect(path)
+    try:
+        with psycopg.connect(postgres_conninfo(url)) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")  # SQLite's times are UTC, without a zone
+            if replace and order:
+                conn.execute("TRUNCATE " + ", ".join(f'"{table.name}"' for table in order))
+            for table in order:
+                names = [column.name for column in table.columns]
+                booleans = [isinstance(column.type, Boolean) for column in table.columns]
+                has_booleans = any(booleans)
+                listed = ", ".join(f'"{name}"' for name in names)
+                rows = source.execute(f'SELECT {listed} FROM "{table.name}"')
+                first = rows.fetchone()
+                if first is None:
+                    continue
+                count = 0
+                with conn.cursor().copy(f'COPY "{table.name}" ({listed}) FROM STDIN') as copy:
+                    for row in itertools.chain((first,), rows):
+                        if has_booleans:
+                            row = tuple(v if v is None or not boolean else bool(v) for v, boolean in zip(row, booleans))
+                        copy.write_row(row)
+                        count += 1
+                copied[table.name] = count
+                if "id" in names:
+                    conn.execute(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                 f'(SELECT max(id) FROM "{table.name}"))')
+            conn.commit()
+            conn.autocommit = True
+            for table in order:
+                conn.execute(f'ANALYZE "{table.name}"')
+    finally:
+        source.close()
+    return copied
 
 
 def create_subscribers(path: Path, count: int) -> float:

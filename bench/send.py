@@ -61,7 +61,7 @@ raw, baseline) and the mixed send run on it as on SQLite, their table and
 lines printed after SQLite's, labelled "PostgreSQL". One database serves
 them all: before each bulk send and the mixed send, the tables a send changes
 (its ledger, picks, stored issue, lock, the dashboard's kept totals, and the
-readers' profiles) are put back as in the SQLite file; before the bulk send
+readers' profiles) are put back as they were before any send; before the bulk send
 without picks every reader's picks are turned off, and the mixed list is
 made on it as on SQLite's copy. Preparation (1), bytes (3), the profile
 (``--profile``) and memory (4) are SQLite's only. Without a URL, only SQLite
@@ -716,35 +716,40 @@ def prepare_report(settings: Settings, issue, db: Path, args) -> dict:
 
 class PostgresCopy:
     """The scratch PostgreSQL database at ``url`` (its newsletter tables are
-    dropped) holding a copy of the SQLite send database ``db``, for the
-    same sends as on SQLite. One database serves every send, so before
-    each, the tables a send changes are put back as they are in ``db``
-    (:meth:`restore`)."""
+    dropped) holding a copy of the SQLite send database ``db`` as it is
+    before any send, for the same sends as on SQLite. One database serves
+    every send, so before each, the tables a send changes are put back as
+    they were (:meth:`restore`), from ``source``, a copy of ``db`` made by
+    :meth:`load` (the SQLite sends change ``db`` itself)."""
 
     # What a send changes (its ledger, picks, stored issue, lock and the
     # dashboard's kept totals), and the readers' picks the no-picks send
     # turns off.
     SEND_TABLES = ("deliveries", "picks", "issues", "send_locks", "edition_totals", "profiles")
 
-    def __init__(self, url: str, db: Path):
+    def __init__(self, url: str, db: Path, source: Path):
         self.url = url
         self.db = db
+        self.source = source
 
     def load(self) -> tuple[float, float, dict[str, int]]:
         """Reset the database, let ``open_store`` make its schema, and copy
-        every table of ``db`` into it. Returns the seconds the reset and
+        every table of ``db`` into it (and keep ``db`` as it is now in
+        ``source``, for :meth:`restore`). Returns the seconds the reset and
         schema took, the seconds the copy took (analyzing the tables
         included), and the rows copied, by table."""
         started = time.perf_counter()
+        shutil.copyfile(self.db, self.source)
         reset_postgres(self.url)
         open_store(self.url).close()  # the schema, as the app makes it
         made = time.perf_counter()
-        rows = copy_to_postgres(self.db, self.url)
+        rows = copy_to_postgres(self.source, self.url)
         return made - started, time.perf_counter() - made, rows
 
     def restore(self) -> None:
-        """Put back the tables a send changes as they are in ``db``."""
-        copy_to_postgres(self.db, self.url, self.SEND_TABLES, replace=True)
+        """Put back the tables a send changes as they were in ``db`` before
+        any send."""
+        copy_to_postgres(self.source, self.url, self.SEND_TABLES, replace=True)
 
     def before_bulk(self, picks: bool) -> None:
         """Before a bulk send: :meth:`restore`, then, without ``picks``,
@@ -814,7 +819,7 @@ def send_table(results: dict[str, dict], startup: float, label: str = "") -> Non
     else:
         print(f"   {label}: the same sends and columns; the send process's start-up {startup:.2f} s (--dry-run). "
               "One database serves them all: before each bulk send the ledger, picks, stored issue and profiles "
-              "are put back as in the SQLite database (and for the first, every reader's picks turned off).")
+              "are put back as they were before any send (and for the first, every reader's picks turned off).")
     for name in ("bulk", "bulk_picks"):
         r = results[name]
         said = [ln for ln in r["log"].splitlines() if "via ses" in ln]
@@ -989,7 +994,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{args.subscribers:,} subscribers with profiles in SQLite, inserted in {took:.1f} s\n", flush=True)
             postgres = None
             if args.postgres_url and phases & {"send", "mixed"}:
-                postgres = PostgresCopy(args.postgres_url, db)
+                postgres = PostgresCopy(args.postgres_url, db, workdir / "send-postgres-source.db")
                 schema, took, rows = postgres.load()
                 print(f"PostgreSQL ({masked_url(args.postgres_url)}): reset and schema made by open_store in "
                       f"{schema:.1f} s; {sum(rows.values()):,} rows of {len(rows)} tables copied from SQLite in "
