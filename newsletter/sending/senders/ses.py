@@ -215,7 +215,7 @@ def _literal_html(html: str) -> str:
 # such value in an entry's data (which the request carries as a JSON string,
 # each quote escaped: "" would take 5 bytes, false 6, [] 3).
 _UNSET: list = []
-_UNSET_JSON = "[]"
+_UNSET_JSON = json.dumps(_UNSET)  # "[]", as an entry carries it
 
 
 # A reason's subject, by its kind, in a pick's data (one letter each: every
@@ -343,9 +343,9 @@ def entry_data(recipient: Recipient, issue: Issue, kept: dict, quoted: bool = Fa
         kept.clear()
     links_json = _json(links)[:-1]
     text = "".join((
-        _quote(links_json) if quoted else links_json, _COMMA[quoted],
+        _quote(links_json) if quoted else links_json, ",",
         _kept(kept, ("pre", picks[0].position if picks else None), lambda: _preheader_json(issue, recipient), quoted),
-        _COMMA[quoted], _span_json(issue, recipient, kept, quoted), _PICKS[quoted],
+        ",", _span_json(issue, recipient, kept, quoted), _PICKS[quoted],
         ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _json(_pick_data(number, pick, issue)),
                        quoted)
                  for number, pick in enumerate(picks, start=1)), "],",
@@ -361,8 +361,7 @@ def _quote(text: str) -> str:
     return _json(text)[1:-1]
 
 
-# Pieces of an entry's data, as they are and inside a JSON string.
-_COMMA = (",", ",")
+# A piece of an entry's data, as it is and inside a JSON string.
 _PICKS = (',"picks":[', _quote(',"picks":['))
 
 
