@@ -689,3 +689,43 @@ def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, da
     assert len(operations(ses, "TestRenderEmailTemplate")) == 1  # stopped at the first failure
     assert not operations(ses, "SendBulkEmail") and ses.sent == [] and ses.events == []
     assert ledger_counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+
+def test_bulk_results_read_as_json_are_what_botocores_parser_makes_of_them():
+    """SendBulkEmail's results are read with the JSON decoder alone
+    (ses._results_aside, a "before-parse" hook): what the call returns must
+    be what botocore's own parser makes of the same answer, for every
+    status and with members SES may add later; an error answer, or a body
+    that is not JSON, is left to botocore whole."""
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    model = botocore.session.get_session().get_service_model("sesv2").operation_model("SendBulkEmail")
+    answer = {"BulkEmailEntryResults": [
+        {"Status": "SUCCESS", "MessageId": "0100-a"},
+        {"Status": "MESSAGE_REJECTED", "Error": "Email address is not verified: \"Ada\" <ada@example.com> é"},
+        {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded.", "Later": 1},
+        {"Status": "FAILED"},
+    ], "Unmodelled": "kept out"}
+
+    def parsed(body: bytes, status: int = 200, hook: bool = True) -> dict:
+        response = {"headers": {"content-type": "application/json"}, "status_code": status, "body": body,
+                    "context": {"operation_name": "SendBulkEmail"}}
+        custom: dict = {}
+        if hook:
+            ses_sender._results_aside(response_dict=response, customized_response_dict=custom)
+        result = create_parser("rest-json").parse(response, model.output_shape)
+        result.update(custom)
+        result.pop("ResponseMetadata", None)
+        return result
+
+    body = json.dumps(answer).encode()
+    ours = parsed(body)
+    assert ours["BulkEmailEntryResults"][:2] == answer["BulkEmailEntryResults"][:2]
+    # Botocore drops the members its model lacks; the dispatcher reads only
+    # Status, Error and MessageId, the same either way.
+    fields = ("Status", "Error", "MessageId")
+    assert ([{k: r.get(k) for k in fields} for r in ours["BulkEmailEntryResults"]]
+            == [{k: r.get(k) for k in fields} for r in parsed(body, hook=False)["BulkEmailEntryResults"]])
+    for status, odd in ((400, json.dumps({"message": "bad"}).encode()), (200, b"not json")):
+        assert parsed(odd, status) == parsed(odd, status, hook=False)

@@ -512,11 +512,35 @@ def _entries_into_body(params: dict, context: dict, **_kwargs) -> None:
         params["body"] = params["body"][:-1] + b',"BulkEmailEntries":' + entries.encode("utf-8") + b"}"
 
 
+def _results_aside(response_dict: dict, customized_response_dict: dict, **_kwargs) -> None:
+    """Read a successful SendBulkEmail answer's ``BulkEmailEntryResults``
+    with the JSON decoder alone, and give botocore's parser what is left.
+    Its parser walks each of the 50 results against the operation's model
+    (about a tenth of a call's CPU) to turn them into what the JSON already
+    is: the members of ``BulkEmailEntryResult`` (Status, Error, MessageId)
+    are strings, sent under the names the API reference gives them, and
+    none has a ``jsonName`` of its own in the sesv2 model. (Botocore's
+    endpoint emits "before-parse" with the HTTP answer, ``response_dict``,
+    before parsing it, then adds the items of ``customized_response_dict``
+    to what it parsed.) An answer that is not a JSON object, or an error,
+    is left to botocore whole."""
+    if response_dict.get("status_code", 500) >= 300:
+        return
+    try:
+        answer = json.loads(response_dict["body"])
+    except (TypeError, ValueError):
+        return
+    if isinstance(answer, dict) and isinstance(answer.get("BulkEmailEntryResults"), list):
+        customized_response_dict["BulkEmailEntryResults"] = answer.pop("BulkEmailEntryResults")
+        response_dict["body"] = _json(answer).encode("utf-8")
+
+
 def ses_client(settings: Settings):
     """Return a boto3 ``sesv2`` client for ``AWS_REGION`` (or the endpoint
     ``NEWSLETTER_SES_ENDPOINT_URL``), credentials from the standard AWS
     chain, making one attempt per call, that takes SendBulkEmail's entries
-    as JSON text (see :func:`_entries_aside`). Building it contacts nothing."""
+    as JSON text (see :func:`_entries_aside`) and reads its results as
+    JSON (see :func:`_results_aside`). Building it contacts nothing."""
     client = boto3.client(
         "sesv2",
         region_name=settings.aws_region,
@@ -540,6 +564,7 @@ def ses_client(settings: Settings):
     )
     client.meta.events.register("before-parameter-build.sesv2.SendBulkEmail", _entries_aside)
     client.meta.events.register("before-call.sesv2.SendBulkEmail", _entries_into_body)
+    client.meta.events.register("before-parse.sesv2.SendBulkEmail", _results_aside)
     return client
 
 
