@@ -24,7 +24,7 @@ from newsletter.core.models import (
     Schedule,
     SubscriberStatus,
 )
-from newsletter.store.engine import as_utc
+from newsletter.store.engine import as_utc, execute_expanded
 from newsletter.store.schema import actions_table
 
 # How long one caller may take to apply a reader action before another may.
@@ -485,7 +485,7 @@ class Inbox:
     def _pending_unsubscribes(self, ids: list[int]) -> set[int]:
         """Those of ``ids`` with an unsubscribe recorded but not yet applied."""
         with self.inbox.connect() as conn:
-            return set(conn.scalars(_UNSUBSCRIBING, {"ids": ids}))
+            return set(execute_expanded(conn, _UNSUBSCRIBING, ids=ids).scalars())
 
     def purge_actions(self, older_than: dt.timedelta = dt.timedelta(days=2),
                       others_older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:

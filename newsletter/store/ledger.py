@@ -20,7 +20,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.store.dashboard import forget_totals
-from newsletter.store.engine import as_utc, driver_value, execute_many
+from newsletter.store.engine import as_utc, driver_value, execute_expanded, execute_many
 from newsletter.store.picks import write_picks
 from newsletter.store.schema import (
     deliveries_table,
@@ -230,7 +230,7 @@ class Ledger:
             write_picks(conn, self.day, picks or {}, self._stored_keys,
                         stored_before=self._picks_before is not False or not first_try)
             if resending_unknown:
-                conn.execute(_FORGET_UNKNOWN, {"day": self.day, "ids": ids})
+                execute_expanded(conn, _FORGET_UNKNOWN, day=self.day, ids=ids)
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
             execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,
                          [(self.day, i, PENDING, None, None, at) for i in ids])

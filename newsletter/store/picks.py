@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import DeliveryStatus, Pick, Reason
-from newsletter.store.engine import execute_many
+from newsletter.store.engine import execute_expanded, execute_many
 from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import deliveries_table, picks_table
 
@@ -38,7 +38,7 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]],
     each key's."""
     if not picks:
         return
-    known = set(conn.scalars(_STORED_FOR, {"edition": edition, "ids": list(picks)})) if stored_before else set()
+    known = set(execute_expanded(conn, _STORED_FOR, edition=edition, ids=list(picks)).scalars()) if stored_before else set()
     same = {} if stored_keys is None else stored_keys
     new = {pick.key for chosen in picks.values() for pick in chosen if pick.key not in same}
     if new:

@@ -27,7 +27,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.core.policy import reader_may_reactivate
-from newsletter.store.engine import as_utc
+from newsletter.store.engine import as_utc, execute_expanded
 from newsletter.store.profiles import put_profile, put_schedule
 from newsletter.store.schema import events_table, subscribers_table
 from newsletter.core.text import clean_name
@@ -158,7 +158,7 @@ class Subscribers:
         if not ids:
             return set()
         with self.reader.connect() as conn:
-            active = set(conn.scalars(_ACTIVE_AMONG, {"ids": ids}))
+            active = set(execute_expanded(conn, _ACTIVE_AMONG, ids=ids).scalars())
         # An unsubscribe recorded while the database was held counts already.
         return active - self._pending_unsubscribes(list(active)) if active else active
 

@@ -1,0 +1,52 @@
+"""``engine.execute_expanded``: a statement with an expanding parameter
+(``IN`` a list), its SQL kept per number of values, gives what SQLAlchemy's
+own execution of it gives, on SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import bindparam, select
+
+from newsletter.core.models import DeliveryStatus, SubscriberStatus
+from newsletter.store import Ledger
+from newsletter.store.engine import execute_expanded
+from newsletter.store.ledger import _FORGET_UNKNOWN, LedgerRow
+from newsletter.store.schema import deliveries_table, subscribers_table
+
+# An expanding parameter between a constant the statement carries (the
+# status, an enum) and another parameter: the order the driver takes them in.
+_AMONG = select(subscribers_table.c.id).where(
+    subscribers_table.c.status == SubscriberStatus.ACTIVE,
+    subscribers_table.c.id.in_(bindparam("ids", expanding=True)),
+    subscribers_table.c.id >= bindparam("least"),
+).order_by(subscribers_table.c.id)
+
+
+def test_the_same_rows_as_sqlalchemy_for_every_size_and_order(store):
+    readers = [store.add(f"reader{i}@example.com")[0] for i in range(60)]
+    ids = [r.id for r in readers]
+    for gone in readers[::7]:
+        store.unsubscribe(gone.ref, source="test", reason="test")
+    with store.reader.connect() as conn:
+        for chosen in ([], ids[:1], ids[:50], ids[10:60], list(reversed(ids[:30])), [*ids[:3], 10**9]):
+            for least in (0, ids[5]):
+                expected = list(conn.scalars(_AMONG, {"ids": chosen, "least": least}))
+                got = list(execute_expanded(conn, _AMONG, ids=chosen, least=least).scalars())
+                assert got == expected, (chosen, least)
+        # Some readers were left out by the status: the constant was bound.
+        assert len(list(execute_expanded(conn, _AMONG, ids=ids, least=0).scalars())) == 60 - len(ids[::7])
+
+
+def test_a_delete_with_an_expanding_parameter_deletes_only_what_it_names(store):
+    ids = [store.add(f"reader{i}@example.com")[0].id for i in range(5)]
+    ledger = Ledger(store, dt.date(2025, 3, 11))
+    ledger.mark_pending(ids)
+    ledger.record([LedgerRow(i, DeliveryStatus.UNKNOWN, None, "lost") for i in ids[:3]]
+                  + [LedgerRow(i, DeliveryStatus.SENT, f"m-{i}", None) for i in ids[3:]])
+    with store.engine.begin() as conn:
+        deleted = execute_expanded(conn, _FORGET_UNKNOWN, day=ledger.day, ids=[ids[0], ids[1], ids[4]]).rowcount
+    assert deleted == 2  # the "sent" row of ids[4] is not "unknown"
+    with store.reader.connect() as conn:
+        left = dict(conn.execute(select(deliveries_table.c.subscriber_id, deliveries_table.c.status)).all())
+    assert left == {ids[2]: "unknown", ids[3]: "sent", ids[4]: "sent"}
