@@ -36,8 +36,16 @@ in one run:
      ``--raw-seconds``;
    - baseline: one thread, one ``SendEmail`` Raw per reader with the naive
      message, for ``--baseline-seconds``;
+   - no quota: the bulk sends again, without and with picks, to
+     ``--ceiling-readers`` readers, the stand-in's MaxSendRate at
+     1,000,000/s: the ceiling the two shared cores allow;
    and the client CPU per message (the send process's CPU from ``wait4``,
-   less its start-up measured with ``--dry-run``; the baseline thread's CPU).
+   less its start-up measured with ``--dry-run``; the baseline thread's CPU),
+   and for the bulk sends the steady CPU per message (read from /proc while
+   the stand-in accepts the middle of the send, from a fifth of its
+   messages to nine tenths: the ranking's libraries and index, and the
+   pre-flight, left out). Each bulk send starts from the list as it was
+   before any send.
    The stand-in runs in this process and shares the machine's CPUs, so the
    raw and baseline rates are bounded by it as much as by the client.
 3. Request bytes per recipient: request bodies the stand-in received,
@@ -153,6 +161,26 @@ def without_picks(db: Path, copy: Path) -> Path:
     finally:
         conn.close()
     return copy
+
+
+class SqliteCopies:
+    """The two SQLite send databases (with picks, ``db``, and without,
+    ``plain``) as they were before any send, kept beside them, so each
+    bulk send starts from a list no send touched (as PostgresCopy does for
+    PostgreSQL)."""
+
+    def __init__(self, db: Path, plain: Path):
+        self.files = {True: db, False: plain}
+        self.kept = {picks: path.with_suffix(".before-sends.db") for picks, path in self.files.items()}
+        for picks, path in self.files.items():
+            shutil.copyfile(path, self.kept[picks])
+
+    def before_bulk(self, picks: bool) -> None:
+        """Put back the database of a send with (or without) ``picks``."""
+        path = self.files[picks]
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self.kept[picks], path)
 
 
 class OfflineSes:
@@ -496,6 +524,33 @@ def wait_cpu(process: subprocess.Popen) -> tuple[int, float]:
     return process.returncode, usage.ru_utime + usage.ru_stime
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the running process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steady_cpu(ses, process: subprocess.Popen, limit: int, poll: float = 0.2) -> float | None:
+    """The client CPU per message (seconds) of a running send of ``limit``
+    readers while it sends steadily: from when the stand-in has accepted a
+    fifth of them to nine tenths, so that the start (the ranking's
+    libraries, its index, the pre-flight) and the end are left out. None
+    when the process ended before (or /proc cannot tell)."""
+    marks = []
+    try:
+        # Whether it ended, asked without reaping it (wait_cpu reads its usage).
+        while os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None and len(marks) < 2:
+            accepted = len(ses.sent)
+            if accepted >= limit * (0.2 if not marks else 0.9):
+                marks.append((accepted, process_cpu(process.pid)))
+            time.sleep(poll)
+    except (OSError, ChildProcessError):
+        return None
+    if len(marks) < 2 or marks[1][0] <= marks[0][0]:
+        return None
+    return (marks[1][1] - marks[0][1]) / (marks[1][0] - marks[0][0])
+
+
 def startup_cpu(env: dict[str, str], workdir: Path) -> float:
     """CPU seconds of `send --dry-run`: start-up, render, database; no sending."""
     process, _log = start_send(env, workdir, "dry-run", "--dry-run")
@@ -521,17 +576,28 @@ def wait_first(ses, process: subprocess.Popen, log: Path, timeout: float = 60.0)
 
 
 def run_bulk(ses, env, workdir: Path, url: str, seconds: float, rate: float, startup: float,
-             profile: Path | None = None) -> dict:
+             profile: Path | None = None, limit: int | None = None) -> dict:
+    """One ``newsletter send`` in bulk mode, to ``limit`` readers (by
+    default a few seconds more than the window at ``rate``); returns its
+    figures (:func:`phase_stats`, its exit code, log, ledger change and
+    client CPU per message)."""
     ses.reset(templates=True)
-    limit = int(rate * (seconds + 5))  # a few seconds more than the window
+    limit = limit or int(rate * (seconds + 5))
     before = ledger_counts(url)
+    store = open_store(url)
+    try:
+        unsent = Ledger(store, DATE).count_unsent()
+    finally:
+        store.close()
     process, log = start_send(env, workdir, "bulk", "--limit", str(limit), profile=profile)
+    steady = steady_cpu(ses, process, min(limit, unsent))
     code, cpu = wait_cpu(process)
     stats = phase_stats(ses, seconds, rate)
     after = ledger_counts(url)
     stats.update(code=code, limit=limit, log=log.read_text(encoding="utf-8"),
                  ledger={k: after[k] - before[k] for k in after},
-                 cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6)
+                 cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6,
+                 steady_us=None if steady is None else steady * 1e6)
     return stats
 
 
@@ -761,33 +827,50 @@ class PostgresCopy:
 
 SEND_ROWS = (("bulk", "bulk, no picks"), ("bulk_picks", "bulk, 5 picks"), ("raw", "raw (SIGTERM)"),
              ("baseline", "baseline (1 thread)"))
+# The sends with no quota (the stand-in's MaxSendRate at CEILING_RATE): how
+# fast the client goes when only the two cores it shares with the stand-in
+# hold it back.
+CEILING_ROWS = (("ceiling", "no quota, no picks"), ("ceiling_picks", "no quota, 5 picks"))
+CEILING_RATE = 1_000_000.0
 
 
 def send_runs(ses, settings: Settings, issue, workdir: Path, args, plain_url: str, url: str, startup: float,
-              profile: bool = False, before_bulk=None) -> dict[str, dict]:
+              before_bulk, profile: bool = False) -> dict[str, dict]:
     """The sends of section 2 against the stand-in ``ses``: bulk without
     picks on the database at ``plain_url``, bulk with picks on ``url``
     (with ``profile``, a third one under the profiler, its report
-    printed), raw, then the baseline, on ``url``. ``before_bulk(picks)``,
-    when given, is called before each bulk send (PostgreSQL's one database
-    serves both). Returns each send's figures (:func:`run_bulk`), by name."""
+    printed), raw, the baseline, then (``--ceiling-readers``) bulk without
+    and with picks with no quota. ``before_bulk(picks)`` puts the database
+    of a send with or without picks back as it was before any send, and is
+    called before each send that reads the list. Returns each send's
+    figures (:func:`run_bulk`), by name."""
     results = {}
-    if before_bulk:
-        before_bulk(False)
+    before_bulk(False)
     results["bulk"] = run_bulk(ses, send_env(ses.endpoint_url, plain_url, workdir), workdir, plain_url,
                                args.seconds, args.rate, startup)
-    if before_bulk:
-        before_bulk(True)
+    before_bulk(True)
     env = send_env(ses.endpoint_url, url, workdir)
     results["bulk_picks"] = run_bulk(ses, env, workdir, url, args.seconds, args.rate, startup)
     if profile:
         # A third bulk send with picks, under the profiler (its CPU
         # figures are not the ones above: the profiler slows it).
+        before_bulk(True)
         stats_file = workdir / "send.pstats"
         profiled = run_bulk(ses, env, workdir, url, args.seconds, args.rate, startup, profile=stats_file)
         profile_report(stats_file, profiled["accepted"])
+    before_bulk(True)
     results["raw"] = run_raw(ses, env, workdir, url, args.raw_seconds, args.rate, startup)
     results["baseline"] = run_baseline(ses, settings, issue, url, args.baseline_seconds, args.rate)
+    if args.ceiling_readers:
+        ses.set_quota(max_send_rate=CEILING_RATE)
+        try:
+            for name, picks in (("ceiling", False), ("ceiling_picks", True)):
+                before_bulk(picks)
+                where = url if picks else plain_url
+                results[name] = run_bulk(ses, send_env(ses.endpoint_url, where, workdir), workdir, where,
+                                         float("inf"), 0.0, startup, limit=args.ceiling_readers)
+        finally:
+            ses.set_quota(max_send_rate=args.rate)
     return results
 
 
@@ -796,15 +879,19 @@ def send_table(results: dict[str, dict], startup: float, label: str = "") -> Non
     by ``label`` (the database, when there are two), and what goes with it:
     the ratios, the notes (without a label or for SQLite only), what the
     bulk sends said, and the targets."""
-    widths = (20, 8, 10, 10, 9, 10, 12, 6, 5, 14)
+    widths = (20, 8, 10, 10, 9, 10, 12, 6, 5, 14, 12)
     print(line(label, "window", "accepted", "rate/s", "% quota", "throttled", "ledger sent", "lost", "exit",
-               "client CPU/msg", widths=widths))
-    for name, row_label in SEND_ROWS:
-        r = results[name]
+               "client CPU/msg", "steady", widths=widths))
+    for name, row_label in (*SEND_ROWS, *CEILING_ROWS):
+        r = results.get(name)
+        if r is None:
+            continue
         lost = r["accepted"] - r["ledger"].get("sent", 0)
+        steady = r.get("steady_us")
         print(line(row_label, f"{r['window']:.1f} s", f"{r['accepted']:,}", f"{r['rate']:,.1f}",
-                   f"{r['share']:.1%}", f"{r['throttled']:,}", f"{r['ledger'].get('sent', 0):,}", f"{lost:,}",
-                   r["code"], f"{r['cpu_us']:,.0f} us", widths=widths))
+                   f"{r['share']:.1%}" if r["share"] else "-", f"{r['throttled']:,}",
+                   f"{r['ledger'].get('sent', 0):,}", f"{lost:,}", r["code"], f"{r['cpu_us']:,.0f} us",
+                   "" if steady is None else f"{steady:,.0f} us", widths=widths))
     bulk, picked, base = results["bulk"], results["bulk_picks"], results["baseline"]
     print(f"   rate: bulk with picks / without {picked['rate'] / max(bulk['rate'], 1e-9):.3f}; "
           f"bulk / baseline {picked['rate'] / max(base['rate'], 1e-9):,.0f}x, "
@@ -815,7 +902,10 @@ def send_table(results: dict[str, dict], startup: float, label: str = "") -> Non
         print("   window: from 0.5 s after the first acceptance ('accepted' counts the whole phase). client CPU/msg: "
               f"the send process's CPU less its start-up ({startup:.2f} s, measured with --dry-run), per message, "
               "boto3, ledger writes and (with picks) the ranking and its libraries included; baseline: its thread's "
-              "CPU. The stand-in shares this machine's CPUs. Raw mode sends the picks too.")
+              "CPU. steady: the bulk send's client CPU per message from a fifth to nine tenths of its messages (its "
+              "start, the ranking's libraries, index and the pre-flight, left out). No quota: the stand-in's "
+              "MaxSendRate at 1,000,000/s, the same sends to --ceiling-readers readers. The stand-in shares this "
+              "machine's CPUs. Raw mode sends the picks too.")
     else:
         print(f"   {label}: the same sends and columns; the send process's start-up {startup:.2f} s (--dry-run). "
               "One database serves them all: before each bulk send the ledger, picks, stored issue and profiles "
@@ -845,15 +935,16 @@ def send_report(settings: Settings, issue, db: Path, plain_db: Path, workdir: Pa
         print(f"2. Sending against MaxSendRate {args.rate:,.0f}/s (bulk for {args.seconds:.0f} s of sending, without "
               f"picks then with them; raw {args.raw_seconds:.0f} s, baseline {args.baseline_seconds:.0f} s)",
               flush=True)
+        copies = SqliteCopies(db, plain_db)
         results = send_runs(ses, settings, issue, workdir, args, database_url(plain_db), url, startup,
-                            profile=args.profile)
+                            copies.before_bulk, profile=args.profile)
     send_table(results, startup, "SQLite" if postgres else "")
     if postgres:
         with SesV2StandIn(max_send_rate=args.rate, max_24_hour_send=-1) as ses:
             postgres.restore()
             pg_startup = startup_cpu(send_env(ses.endpoint_url, postgres.url, workdir), workdir)
             pg_results = send_runs(ses, settings, issue, workdir, args, postgres.url, postgres.url, pg_startup,
-                                   before_bulk=postgres.before_bulk)
+                                   postgres.before_bulk)
         send_table(pg_results, pg_startup, "PostgreSQL")
 
     picked, base = results["bulk_picks"], results["baseline"]
@@ -968,6 +1059,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-sizes", default="100000,1000000", help="comma-separated; empty to skip")
     parser.add_argument("--phases", default="prep,send,mixed,memory", help="which of prep,send,mixed,memory to run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
+    parser.add_argument("--ceiling-readers", type=int, default=30_000,
+                        help="readers of each send with no quota, without and with picks (0: skip them)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile a bulk send with picks (cProfile, every thread): where a message's CPU "
                              "goes, per call and per reader, and the top functions")
