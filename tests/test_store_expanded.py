@@ -23,6 +23,14 @@ _AMONG = select(subscribers_table.c.id).where(
 ).order_by(subscribers_table.c.id)
 
 
+# A list the statement carries itself (an expanding parameter with a value),
+# beside one given at execution.
+_IN_STATUSES = select(subscribers_table.c.id).where(
+    subscribers_table.c.status.in_([SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED]),
+    subscribers_table.c.id.in_(bindparam("ids", expanding=True)),
+).order_by(subscribers_table.c.id)
+
+
 def test_the_same_rows_as_sqlalchemy_for_every_size_and_order(store):
     readers = [store.add(f"reader{i}@example.com")[0] for i in range(60)]
     ids = [r.id for r in readers]
@@ -36,6 +44,10 @@ def test_the_same_rows_as_sqlalchemy_for_every_size_and_order(store):
                 assert got == expected, (chosen, least)
         # Some readers were left out by the status: the constant was bound.
         assert len(list(execute_expanded(conn, _AMONG, ids=ids, least=0).scalars())) == 60 - len(ids[::7])
+        for chosen in (ids, ids[:8], ids[1:7]):
+            expected = list(conn.scalars(_IN_STATUSES, {"ids": chosen}))
+            assert list(execute_expanded(conn, _IN_STATUSES, ids=chosen).scalars()) == expected
+        assert list(execute_expanded(conn, _IN_STATUSES, ids=ids).scalars()) == ids[::7]
 
 
 def test_a_delete_with_an_expanding_parameter_deletes_only_what_it_names(store):

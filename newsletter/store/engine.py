@@ -92,35 +92,45 @@ _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
 @functools.lru_cache(maxsize=256)
 def _expanded_sql(statement, dialect, sizes: tuple[tuple[str, int], ...]) -> tuple[str, tuple, dict]:
     """``statement`` compiled for ``dialect`` with each expanding parameter
-    of ``sizes`` (name, how many values) written out as that many
-    parameters: its SQL, where each parameter's value comes from (a name,
-    or (name, index) for an expanded one's values), in the driver's order
-    when it takes them by position, and the values the statement carries
-    itself, as the driver takes them."""
+    written out as one parameter per value: those of ``sizes`` (name, how
+    many values) given at execution, those with a list of its own (such as
+    ``in_([a, b])``) as that list. Returns its SQL, where each parameter's
+    value comes from (a name, or (name, index) for the values of an
+    expanding one), in the driver's order when it takes them by position,
+    and the values the statement carries itself, as the driver takes them."""
     compiled = statement.compile(dialect=dialect)
     size = dict(sizes)
     constants = {}
     for name, bind in compiled.binds.items():
-        if not bind.required and name not in size:
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            constants[name] = bind.effective_value if process is None else process(bind.effective_value)
-    if compiled.positional:
-        sql = _POSTCOMPILE.sub(lambda m: ", ".join("?" * size[m.group(1)]), compiled.string)
-        order = tuple(item for name in compiled.positiontup
-                      for item in ([(name, i) for i in range(size[name])] if name in size else [name]))
-    else:
-        sql = _POSTCOMPILE.sub(lambda m: ", ".join(f"%({m.group(1)}_{i})s" for i in range(size[m.group(1)])),
-                               compiled.string)
-        order = tuple(item for name in compiled.binds
-                      for item in ([(name, i) for i in range(size[name])] if name in size else [name]))
-    return sql, order, constants
+        if bind.required or name in size:
+            continue
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        value = bind.effective_value
+        if bind.expanding:
+            constants[name] = [item if process is None else process(item) for item in value]
+            size[name] = len(value)
+        else:
+            constants[name] = value if process is None else process(value)
+
+    def placeholders(match: re.Match) -> str:
+        name = match.group(1)
+        if compiled.positional:
+            return ", ".join("?" * size[name])
+        return ", ".join(f"%({name}_{i})s" for i in range(size[name]))
+
+    names = compiled.positiontup if compiled.positional else compiled.binds
+    order = tuple(item for name in names
+                  for item in ([(name, i) for i in range(size[name])] if name in size else [name]))
+    return _POSTCOMPILE.sub(placeholders, compiled.string), order, constants
 
 
 def execute_expanded(conn: Connection, statement, **params):
     """Run ``statement`` (built once, module level) with ``params`` (a
-    list for each of its expanding parameters), and return the result.
-    SQLAlchemy writes an expanding parameter out anew for every execution,
-    which cost a send's per-call queries (50 ids each) more than the
+    list for each of its expanding parameters), and return the result,
+    whose rows hold the values as the driver gives them (text, numbers,
+    bytes: not SQLAlchemy's types). SQLAlchemy writes an expanding
+    parameter out anew for every execution, which cost a send's per-call
+    queries (50 ids each) and the ranking's reads (500 each) more than the
     database's own work; here its SQL is kept for each number of values,
     and the values go to the driver as they are (see :func:`execute_many`
     for what the driver takes)."""
@@ -131,7 +141,8 @@ def execute_expanded(conn: Connection, statement, **params):
 
     def value(item):
         if isinstance(item, tuple):
-            return params[item[0]][item[1]]
+            name, index = item
+            return (params[name] if name in params else constants[name])[index]
         return constants[item] if item in constants else params[item]
 
     if conn.dialect.positional:

@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Batch, Edition, EditionKind, Paper, Thumbnail, paper_key, title_key
+from newsletter.store.engine import execute_expanded
 from newsletter.store.schema import (appearances_table, issues_table, paper_aliases_table, paper_thumbnails_table,
                                      papers_table, picks_table, profiles_table, votes_table)
 
@@ -79,7 +80,7 @@ def canonical_keys(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
     titles = list(dict.fromkeys(k for k in keys if k.startswith(TITLE_PREFIX)))
     found: dict[str, str] = {}
     for start in range(0, len(titles), 500):
-        found.update(conn.execute(_ALIASES_OF, {"titles": titles[start:start + 500]}).all())
+        found.update(execute_expanded(conn, _ALIASES_OF, titles=titles[start:start + 500]).all())
     return found
 
 

@@ -20,6 +20,15 @@ _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING
 # A send stores its readers' picks with every call (see engine.execute_many).
 _INSERT_PICK = insert(picks_table)
 _PICK_COLUMNS = ("edition", "subscriber_id", "position", "paper_key", "paper_rank", "score", "why_kind", "why_subject")
+# Read for every page of a send's picks, built once (see recently_picked).
+_PICKED_SINCE = (
+    select(picks_table.c.subscriber_id, picks_table.c.paper_key)
+    .select_from(picks_table.join(deliveries_table, (deliveries_table.c.issue_date == picks_table.c.edition)
+                                  & (deliveries_table.c.subscriber_id == picks_table.c.subscriber_id)))
+    .where(picks_table.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+           picks_table.c.edition >= bindparam("since"), picks_table.c.edition < bindparam("day"),
+           picks_table.c.paper_key.in_(bindparam("keys", expanding=True)), deliveries_table.c.status.in_(_WENT_OUT))
+)
 # Which of some readers have picks of an edition stored.
 _STORED_FOR = select(picks_table.c.subscriber_id).where(
     picks_table.c.edition == bindparam("edition"), picks_table.c.subscriber_id.in_(bindparam("ids", expanding=True))
@@ -83,19 +92,14 @@ class PickRecords:
         picked for which of ``subscriber_ids`` in the :data:`REPEAT_WINDOW`
         before ``day``, in an edition that went out to them (or may have),
         under any key of the paper (see ``papers.canonical_keys``)."""
-        p, d = picks_table, deliveries_table
         since = (day - REPEAT_WINDOW).isoformat()
         ids = list(subscriber_ids)
         found: dict[int, set[str]] = {}
         with self.reader.connect() as conn:
             keys, named = keys_and_names(conn, paper_keys)
             for start in range(0, len(ids), 500):
-                query = (
-                    select(p.c.subscriber_id, p.c.paper_key)
-                    .select_from(p.join(d, (d.c.issue_date == p.c.edition) & (d.c.subscriber_id == p.c.subscriber_id)))
-                    .where(p.c.subscriber_id.in_(ids[start:start + 500]), p.c.edition >= since,
-                           p.c.edition < day.isoformat(), p.c.paper_key.in_(keys), d.c.status.in_(_WENT_OUT))
-                )
-                for row in conn.execute(query):
-                    found.setdefault(row.subscriber_id, set()).update(named.get(row.paper_key, ()))
+                rows = execute_expanded(conn, _PICKED_SINCE, ids=ids[start:start + 500], since=since,
+                                        day=day.isoformat(), keys=keys)
+                for subscriber_id, paper_key in rows:
+                    found.setdefault(subscriber_id, set()).update(named.get(paper_key, ()))
         return found

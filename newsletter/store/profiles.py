@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Frequency, Muting, Profile, RestOfDay, Schedule
-from newsletter.store.engine import as_utc
+from newsletter.store.engine import as_utc, execute_expanded
 from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import papers_table, profiles_table, reader_models_table, subscribers_table, votes_table
 
@@ -85,7 +85,7 @@ class Profiles:
                 chunk = ids[start:start + 500]
                 # Rows unpacked as tuples: their columns read by name would cost
                 # a microsecond per reader.
-                rows = conn.execute(_PROFILES_OF, {"ids": chunk}).all()
+                rows = execute_expanded(conn, _PROFILES_OF, ids=chunk).all()
                 stored = {subscriber_id: _profile(subscriber_id, json.loads(lists), picks, rest, muting)
                           for subscriber_id, lists, picks, rest, muting in rows}
                 for subscriber_id in chunk:
@@ -179,7 +179,7 @@ class Profiles:
         with self.reader.connect() as conn:
             keys, named = keys_and_names(conn, paper_keys)
             for start in range(0, len(ids), 500):
-                rows = conn.execute(_VOTED_ON, {"ids": ids[start:start + 500], "keys": keys}).all()
+                rows = execute_expanded(conn, _VOTED_ON, ids=ids[start:start + 500], keys=keys).all()
                 for subscriber_id, paper_key in rows:
                     found.setdefault(subscriber_id, set()).update(named[paper_key])
         return found

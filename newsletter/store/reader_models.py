@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import Profile
-from newsletter.store.engine import as_utc
+from newsletter.store.engine import as_utc, execute_expanded
 from newsletter.store.profiles import SIGNAL_VOTES, Profiles, mark_model_due, put_profile
 from newsletter.store.schema import appearances_table, forgotten_votes_table, reader_models_table, votes_table
 
@@ -62,7 +62,7 @@ class ReaderModels:
         found: dict[int, bytes] = {}
         with self.reader.connect() as conn:
             for start in range(0, len(ids), 500):
-                found.update(conn.execute(_MODELS_OF, {"ids": ids[start:start + 500], "features": features}).all())
+                found.update(execute_expanded(conn, _MODELS_OF, ids=ids[start:start + 500], features=features).all())
         return found
 
     def reader_model(self, subscriber_id: int) -> StoredModel | None:
