@@ -346,7 +346,7 @@ def entry_data(recipient: Recipient, issue: Issue, kept: dict, quoted: bool = Fa
         _quote(links_json) if quoted else links_json, ",",
         _kept(kept, ("pre", picks[0].position if picks else None), lambda: _preheader_json(issue, recipient), quoted),
         ",", _span_json(issue, recipient, kept, quoted), _PICKS[quoted],
-        ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _json(_pick_data(number, pick, issue)),
+        ",".join(_kept(kept, (number, pick.position, pick.reason), lambda: _pick_json(number, pick, issue, kept),
                        quoted)
                  for number, pick in enumerate(picks, start=1)), "],",
         _kept(kept, ("state", state, recipient.held), lambda: _state_json(
@@ -367,12 +367,16 @@ _PICKS = (',"picks":[', _quote(',"picks":['))
 
 def _kept(kept: dict, key, make, quoted: bool) -> str:
     """Return the text ``make()`` makes (``quoted``: inside a JSON string),
-    made and quoted the first time, then kept in ``kept`` under ``key``."""
+    made the first time it is asked for and quoted the first time it is
+    asked for quoted, then kept in ``kept`` under ``key``."""
     texts = kept.get(key)
     if texts is None:
-        text = make()
-        texts = kept[key] = (text, _quote(text))
-    return texts[quoted]
+        texts = kept[key] = [make(), None]
+    if not quoted:
+        return texts[0]
+    if texts[1] is None:
+        texts[1] = _quote(texts[0])
+    return texts[1]
 
 
 def _preheader_json(issue: Issue, recipient: Recipient) -> str:
@@ -389,15 +393,38 @@ def _state_json(state: PicksState, held: int) -> str:
                   "invite": state == PicksState.INVITE, **LITERALS})[1:-1]
 
 
-def _pick_data(number: int, pick: Pick, issue: Issue) -> dict:
-    """The data of a reader's pick number ``number`` (see :func:`picks_template`)."""
+# A JSON string as an entry carries it (see _json), for the pieces of
+# entries written without an encoder.
+_string = json.encoder.py_encode_basestring if json.encoder.c_encode_basestring is None else json.encoder.c_encode_basestring
+
+
+def _pick_json(number: int, pick: Pick, issue: Issue, kept: dict) -> str:
+    """The JSON object of a reader's pick number ``number`` (see
+    :func:`picks_template`): ``n``, ``c``, the reason's subject under its
+    kind's key (``wi``, ``wn``…, the others "") and escaped (``wh``), its
+    second interest (``wo``, ``woh``) and words (``ww``, ``wwh``), then the
+    paper's bits ``b``, which are kept in ``kept`` by position. Written
+    piece by piece rather than through a dict and the JSON encoder: a
+    reason's words are the reader's own, so most picks of a send are
+    written once each."""
     v = pick_values(number, pick, issue)
-    entry = {"n": v["n"], "c": _token(v["c"]), **{key: "" for key in WHY_KEYS.values()},
-             "wh": _escaped_if_changed(v["s"]), "wo": v["a"], "woh": _escaped_if_changed(v["a"]),
-             "ww": v["w"], "wwh": _escaped_if_changed(v["w"]),
-             "b": [(pick.position >> bit) & 1 == 1 or _UNSET for bit in range(tree_depth(issue.pickable))]}
-    entry[WHY_KEYS[v["k"]]] = v["s"]
-    return entry
+    subject = v["s"]
+    kind_key = WHY_KEYS[v["k"]]
+    bits = kept.get(("bits", pick.position))
+    if bits is None:
+        bits = kept[("bits", pick.position)] = _json(
+            [(pick.position >> bit) & 1 == 1 or _UNSET for bit in range(tree_depth(issue.pickable))])
+    return "".join((
+        '{"n":', _string(v["n"]), ',"c":', _string(_token(v["c"])), ",",
+        ",".join(f'"{key}":{_string(subject) if key == kind_key else _EMPTY}' for key in WHY_KEYS.values()),
+        ',"wh":', _string(_escaped_if_changed(subject)),
+        ',"wo":', _string(v["a"]), ',"woh":', _string(_escaped_if_changed(v["a"])),
+        ',"ww":', _string(v["w"]), ',"wwh":', _string(_escaped_if_changed(v["w"])),
+        ',"b":', bits, "}",
+    ))
+
+
+_EMPTY = _json("")
 
 
 def _span_json(issue: Issue, recipient: Recipient, kept: dict, quoted: bool = False) -> str:
