@@ -90,38 +90,39 @@ _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
 
 
 @functools.lru_cache(maxsize=256)
-def _expanded_sql(statement, dialect, sizes: tuple[tuple[str, int], ...]) -> tuple[str, tuple, dict]:
+def _expanded_sql(statement, dialect, sizes: tuple[tuple[str, int], ...]) -> tuple[str, tuple]:
     """``statement`` compiled for ``dialect`` with each expanding parameter
     written out as one parameter per value: those of ``sizes`` (name, how
-    many values) given at execution, those with a list of its own (such as
-    ``in_([a, b])``) as that list. Returns its SQL, where each parameter's
-    value comes from (a name, or (name, index) for the values of an
-    expanding one), in the driver's order when it takes them by position,
-    and the values the statement carries itself, as the driver takes them."""
+    many values) given at execution, those with a list of their own (such
+    as ``in_([a, b])``) as that list. Returns its SQL and its parameters
+    in the driver's order, each (name, names, carried): ``names`` what the
+    driver calls an expanding one's values when it takes them by name
+    (None for a single value), ``carried`` what the statement carries
+    itself as the driver takes it, None for what is given at execution."""
     compiled = statement.compile(dialect=dialect)
     size = dict(sizes)
-    constants = {}
+    carried = {}
     for name, bind in compiled.binds.items():
         if bind.required or name in size:
             continue
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         value = bind.effective_value
         if bind.expanding:
-            constants[name] = [item if process is None else process(item) for item in value]
+            carried[name] = [item if process is None else process(item) for item in value]
             size[name] = len(value)
         else:
-            constants[name] = value if process is None else process(value)
+            carried[name] = value if process is None else process(value)
+    written = {name: [f"{name}_{i}" for i in range(count)] for name, count in size.items()}
 
     def placeholders(match: re.Match) -> str:
         name = match.group(1)
         if compiled.positional:
             return ", ".join("?" * size[name])
-        return ", ".join(f"%({name}_{i})s" for i in range(size[name]))
+        return ", ".join(f"%({each})s" for each in written[name])
 
-    names = compiled.positiontup if compiled.positional else compiled.binds
-    order = tuple(item for name in names
-                  for item in ([(name, i) for i in range(size[name])] if name in size else [name]))
-    return _POSTCOMPILE.sub(placeholders, compiled.string), order, constants
+    names = compiled.positiontup if compiled.positional else list(compiled.binds)
+    plan = tuple((name, written.get(name), carried.get(name)) for name in names)
+    return _POSTCOMPILE.sub(placeholders, compiled.string), plan
 
 
 def execute_expanded(conn: Connection, statement, **params):
@@ -137,18 +138,24 @@ def execute_expanded(conn: Connection, statement, **params):
     sizes = tuple(sorted((name, len(value)) for name, value in params.items() if isinstance(value, list)))
     if any(count == 0 for _name, count in sizes):
         return conn.execute(statement, params)  # SQLAlchemy's own form of an empty IN
-    sql, order, constants = _expanded_sql(statement, conn.dialect, sizes)
-
-    def value(item):
-        if isinstance(item, tuple):
-            name, index = item
-            return (params[name] if name in params else constants[name])[index]
-        return constants[item] if item in constants else params[item]
-
+    sql, plan = _expanded_sql(statement, conn.dialect, sizes)
     if conn.dialect.positional:
-        return conn.exec_driver_sql(sql, tuple(map(value, order)))
-    return conn.exec_driver_sql(sql, {item if isinstance(item, str) else f"{item[0]}_{item[1]}": value(item)
-                                      for item in order})
+        values = []
+        for name, names, carried in plan:
+            value = params[name] if carried is None else carried
+            if names is None:
+                values.append(value)
+            else:
+                values.extend(value)
+        return conn.exec_driver_sql(sql, tuple(values))
+    named = {}
+    for name, names, carried in plan:
+        value = params[name] if carried is None else carried
+        if names is None:
+            named[name] = value
+        else:
+            named.update(zip(names, value))
+    return conn.exec_driver_sql(sql, named)
 
 
 def driver_value(conn: Connection, column: Column, value):
