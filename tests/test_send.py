@@ -36,7 +36,7 @@ from conftest import EXAMPLE, SECRET, readers_in_outbox, wait_until
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.core.config import Settings
-from newsletter.core.errors import AccountError, ReadersFailed, SendError, StoreError, TransientError
+from newsletter.core.errors import AccountError, ReadersFailed, SendError, SendLocked, StoreError, TransientError
 from newsletter.core.models import DeliveryStatus, Profile, RestOfDay, SubscriberRow, SubscriberStatus
 from newsletter.sending.personalize import PreparedMessage, Recipient
 from newsletter.issue.render import render_issue
@@ -347,6 +347,37 @@ def test_limit_then_rerun_sends_the_rest_without_duplicates(env, db):
     assert {name: ((outbox(env) / name).stat().st_ino, (outbox(env) / name).stat().st_mtime_ns)
             for name in stamps} == stamps
     assert counts(db) == {"pending": 0, "sent": 25, "failed": 0, "unknown": 0}
+
+
+def test_the_collectors_settings_are_the_processs_own_again_after_a_send(env, db, monkeypatch):
+    """A send runs with the collector's youngest generation collected less
+    often and what was loaded before it frozen (run._send_edition); both
+    are put back once it ends, whether it sent or failed, so whatever
+    the process does next (a test, an embedding program) runs as before."""
+    import gc
+
+    from newsletter.sending import run as send_run
+
+    add_readers(db, 5)
+    before = gc.get_threshold()
+    during = []
+    real_run = Dispatcher.run
+
+    def watched(self, issue, picker=None):
+        during.append((gc.get_threshold(), gc.get_freeze_count() > 0))
+        return real_run(self, issue, picker)
+
+    monkeypatch.setattr(Dispatcher, "run", watched)
+    assert send(env).exit_code == 0
+    assert during == [((send_run.SEND_GC_THRESHOLD, *before[1:]), True)]
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+    def failing(self, issue, picker=None):
+        raise SendLocked("another run holds it")
+
+    monkeypatch.setattr(Dispatcher, "run", failing)
+    assert send(env).exit_code != 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_an_empty_batch_sends_nothing(env, db, tmp_path):
