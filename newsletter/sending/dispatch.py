@@ -399,6 +399,17 @@ class Dispatcher:
                 future = pool.submit(self._work, run, recipients, limiter)
                 future.add_done_callback(lambda _f: slots.release())
                 futures.append(future)
+                if len(futures) > 4 * opts.concurrency:
+                    # Only the calls not done yet are kept: a long send makes
+                    # tens of thousands, and each kept one is objects for the
+                    # collector to walk. A bug in a done one surfaces now.
+                    in_flight = []
+                    for kept in futures:
+                        if kept.done():
+                            kept.result()
+                        else:
+                            in_flight.append(kept)
+                    futures = in_flight
                 now = time.monotonic()
                 if self.progress and now - last_progress > 2.0:
                     self.progress(report)
