@@ -369,13 +369,15 @@ def _kept(kept: dict, key, make, quoted: bool) -> str:
     """Return the text ``make()`` makes (``quoted``: inside a JSON string),
     made the first time it is asked for and quoted the first time it is
     asked for quoted, then kept in ``kept`` under ``key``."""
+    # Tuples, not lists: the collector stops tracking a tuple of texts,
+    # and a send keeps thousands of them.
     texts = kept.get(key)
     if texts is None:
-        texts = kept[key] = [make(), None]
+        texts = kept[key] = (make(), None)
     if not quoted:
         return texts[0]
     if texts[1] is None:
-        texts[1] = _quote(texts[0])
+        texts = kept[key] = (texts[0], _quote(texts[0]))
     return texts[1]
 
 
