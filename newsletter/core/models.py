@@ -242,6 +242,15 @@ SPAN_MARKS = re.compile(r"XNL(?:BEGIN|END)[A-WYZ]+\d*X")  # a name has no X: mar
 _SPANS = re.compile(r"XNLBEGIN([A-WYZ]+\d*)X(.*?)XNLEND\1X", re.DOTALL)
 
 
+def listed_span_count(candidates: int, pickable: int) -> int:
+    """Return how many of an edition's papers, from the first, are in span
+    "L<n>" in its list of titles, for ``candidates`` papers that may have a
+    top card in a reader's copy and ``pickable`` papers with a pick card:
+    every paper a reader's copy may leave out of the list because it is a
+    top card or a pick (0 for an issue no reader gets: no candidates)."""
+    return max(candidates, pickable) if candidates else 0
+
+
 def show_spans(text: str, shown: set[str] | frozenset[str]) -> str:
     """Return ``text`` with the spans named in ``shown`` kept (their marks
     removed) and every other span removed with its content."""
@@ -425,7 +434,7 @@ class Issue:
         "L<n>" in the list of titles: those a reader's copy may leave out
         because they are a top card or a pick (0 for an issue no reader
         gets); every later title is in every copy."""
-        return max(self.candidates, self.pickable) if self.candidates else 0
+        return listed_span_count(self.candidates, self.pickable)
 
     @property
     def pickable(self) -> int:

@@ -30,6 +30,7 @@ from newsletter.core.errors import BatchError, RenderError
 from newsletter.core.models import (
     FEEDBACK_MARK,
     MAX_PICKS,
+    listed_span_count,
     PICK_CODE,
     PICK_NUMBER,
     PICK_ALSO,
@@ -380,7 +381,7 @@ def render_issue(batch: Batch, settings: Settings, limit: int = HTML_LIMIT_BYTES
     text = render_template(env, TEXT_TEMPLATE, layout.context(cards, listed))
     if picks:
         picks = _pickable_within(picks, TEMPLATE_BYTES - len(html.encode("utf-8")) - len(text.encode("utf-8")))
-        spans = max(candidates, len(picks.html.bodies))  # Issue.listed_spans
+        spans = listed_span_count(candidates, len(picks.html.bodies))  # as Issue.listed_spans
         html, text = _listed_within(html, spans), _listed_within(text, spans)
     subject, personal_subject = subject_lines(settings.subject, layout.values["subject"], settings.name,
                                               batch.edition, batch.papers)

@@ -214,7 +214,7 @@ def _literal_html(html: str) -> str:
 # A flag that is not set: [] is false in every Handlebars, and the shortest
 # such value in an entry's data (which the request carries as a JSON string,
 # each quote escaped: "" would take 5 bytes, false 6, [] 3).
-_UNSET: list = []
+_UNSET = ()  # immutable: one value shared by every entry; JSON writes it []
 _UNSET_JSON = json.dumps(_UNSET)  # "[]", as an entry carries it
 
 
