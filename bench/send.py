@@ -44,7 +44,8 @@ in one run:
    and for the bulk sends the steady CPU per message (read from /proc while
    the stand-in accepts the middle of the send, from a fifth of its
    messages to nine tenths: the ranking's libraries and index, and the
-   pre-flight, left out). Each bulk send starts from the list as it was
+   pre-flight, left out), the stand-in's beside it (this process's CPU
+   over the same messages). Each bulk send starts from the list as it was
    before any send.
    The stand-in runs in this process and shares the machine's CPUs, so the
    raw and baseline rates are bounded by it as much as by the client.
@@ -541,8 +542,8 @@ def own_cpu() -> float:
 
 def steady_cpu(ses, process: subprocess.Popen, limit: int, poll: float = 0.2) -> tuple[float, float] | None:
     """The CPU per message (seconds) of a running send of ``limit`` readers
-    while it sends steadily, (the client's, the stand-in's: see
-    :func:`own_cpu`): from when the stand-in has accepted a fifth of them
+    while it sends steadily, as (the client's, the stand-in's: see
+    :func:`own_cpu`), from when the stand-in has accepted a fifth of them
     to nine tenths, so that the start (the ranking's libraries, its index,
     the pre-flight) and the end are left out. None when the process ended
     before (or /proc cannot tell)."""
@@ -600,17 +601,14 @@ def run_bulk(ses, env, workdir: Path, url: str, seconds: float, rate: float, sta
         unsent = Ledger(store, DATE).count_unsent()
     finally:
         store.close()
-    standin = own_cpu()
     process, log = start_send(env, workdir, "bulk", "--limit", str(limit), profile=profile)
     steady = steady_cpu(ses, process, min(limit, unsent))
     code, cpu = wait_cpu(process)
-    standin = own_cpu() - standin
     stats = phase_stats(ses, seconds, rate)
     after = ledger_counts(url)
     stats.update(code=code, limit=limit, log=log.read_text(encoding="utf-8"),
                  ledger={k: after[k] - before[k] for k in after},
                  cpu_us=(cpu - startup) / max(stats["accepted"], 1) * 1e6,
-                 standin_us=standin / max(stats["accepted"], 1) * 1e6,
                  steady_us=None if steady is None else steady[0] * 1e6,
                  steady_standin_us=None if steady is None else steady[1] * 1e6)
     return stats
