@@ -431,9 +431,8 @@ class Issue:
     @property
     def listed_spans(self) -> int:
         """How many of the edition's papers, from the first, are in span
-        "L<n>" in the list of titles: those a reader's copy may leave out
-        because they are a top card or a pick (0 for an issue no reader
-        gets); every later title is in every copy."""
+        "L<n>" in the list of titles (see :func:`listed_span_count`);
+        every later title is in every copy."""
         return listed_span_count(self.candidates, self.pickable)
 
     @property
