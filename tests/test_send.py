@@ -363,16 +363,16 @@ def test_the_collectors_settings_are_the_processs_own_again_after_a_send(env, db
     during = []
     real_run = Dispatcher.run
 
-    def watched(self, issue, picker=None):
+    def watched(self, issue, picker=None, opened=None):
         during.append((gc.get_threshold(), gc.get_freeze_count() > 0))
-        return real_run(self, issue, picker)
+        return real_run(self, issue, picker, opened)
 
     monkeypatch.setattr(Dispatcher, "run", watched)
     assert send(env).exit_code == 0
     assert during == [((send_run.SEND_GC_THRESHOLD, *before[1:]), True)]
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
-    def failing(self, issue, picker=None):
+    def failing(self, issue, picker=None, opened=None):
         raise SendLocked("another run holds it")
 
     monkeypatch.setattr(Dispatcher, "run", failing)

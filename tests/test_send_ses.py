@@ -24,17 +24,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 
 from conftest import EXAMPLE, SECRET, free_port, reader_parts, unavailable, wait_until
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
 from newsletter.issue.render import render_for_readers
 from newsletter.core.config import Settings
-from newsletter.core.models import SubscriberRow
+from newsletter.core.errors import TemplateRejected
+from newsletter.core.models import Frequency, SubscriberRow
 from newsletter.sending.dispatch import Dispatcher, SendOptions
+from newsletter.sending.personalize import PreparedMessage
 from newsletter.sending.senders import ses as ses_sender
 from newsletter.sending.senders.ses import SesSender
 from newsletter.store import Ledger
+from newsletter.store.schema import subscribers_table
 from newsletter.readers.tokens import Signer
 from sesv2_standin import SesV2StandIn
 from test_picks_email import assert_controls_signed_for
@@ -689,6 +693,86 @@ def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, da
     assert len(operations(ses, "TestRenderEmailTemplate")) == 1  # stopped at the first failure
     assert not operations(ses, "SendBulkEmail") and ses.sent == [] and ses.events == []
     assert ledger_counts(db) == {"pending": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+
+def test_a_second_edition_is_checked_while_the_first_sends_on_a_copy_of_its_template(standin, database_file, db):
+    """A run of two editions (the day's, then the weekly edition of the
+    day) runs the weekly's pre-flight while the daily sends, not between
+    the two: once the daily's own pre-flight is over, on a copy of the
+    weekly's template under a name of the check's own, deleted after; the
+    weekly's own template is stored when its send starts, and every reader
+    gets their edition once."""
+    ses = standin(max_send_rate=1000)
+    daily = add_readers(db, 30)
+    weekly = add_readers(db, 5, start=30)
+    with db.engine.begin() as conn:
+        conn.execute(update(subscribers_table).where(subscribers_table.c.id.in_([r.id for r in weekly]))
+                     .values(frequency=Frequency.WEEKLY.value, weekday=DAY.weekday()))
+    ses.hold_next(1, operation="SendBulkEmail")  # the daily's first call waits at SES
+    seen = {}
+
+    def watch():  # the send runs in the main thread: it sets signal handlers
+        try:
+            wait_until(lambda: ses.held == 1, "the daily edition's first call")
+            # Both editions' pre-flights (six shapes of reader data each),
+            # the weekly's on a copy, deleted, while the daily's first call
+            # is held.
+            wait_until(lambda: len(operations(ses, "DeleteEmailTemplate")) == 1, "the weekly edition's check")
+            seen.update(renders=len(operations(ses, "TestRenderEmailTemplate", 200)), templates=set(ses.templates))
+        except AssertionError as exc:
+            seen["failed"] = exc
+        finally:
+            ses.release()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = send(cli_env(database_file, ses))
+    watcher.join()
+    assert "failed" not in seen, seen.get("failed")
+    assert seen == {"renders": 12, "templates": {TEMPLATE}}  # the weekly's own template not stored yet
+    assert result.exit_code == 0, result.output
+    editions = {address(m.to[0]): m.header("X-Newsletter-Issue") for m in ses.sent}
+    assert editions == {**{r.email: DATE for r in daily}, **{r.email: f"{DATE}-weekly" for r in weekly}}
+    assert len(ses.sent) == len(daily) + len(weekly)
+    assert ses.templates == {}  # each edition's template deleted once it was sent to everyone
+
+
+def test_open_skips_the_preflight_checked_ahead_and_raises_the_refusal_it_found(standin, monkeypatch):
+    ses = standin(max_send_rate=1000)
+    issue = the_issue()
+    renders = lambda: len(operations(ses, "TestRenderEmailTemplate"))  # noqa: E731
+
+    checked = SesSender(settings_for(ses))
+    checked.check_ahead(issue, threading.Event())
+    assert renders() == 6 and ses.templates == {}  # its copy is deleted
+    checked.open(issue, PreparedMessage(issue, FROM))
+    assert renders() == 6 and set(ses.templates) == {TEMPLATE}
+    checked.close(complete=True)
+
+    stop = threading.Event()
+    stop.set()  # a stop before the check is done: open checks for itself
+    stopped = SesSender(settings_for(ses))
+    stopped.check_ahead(issue, stop)
+    assert renders() == 7
+    stopped.open(issue, PreparedMessage(issue, FROM))
+    assert renders() == 13
+    stopped.close(complete=True)
+
+    complete = ses_sender.template_data
+
+    def without_invite(recipient, issue):  # a bug that leaves a name out
+        data = complete(recipient, issue)
+        del data["invite"]
+        return data
+
+    monkeypatch.setattr(ses_sender, "template_data", without_invite)
+    refused = SesSender(settings_for(ses))
+    refused.check_ahead(issue, threading.Event())
+    assert renders() == 14 and ses.templates == {}
+    with pytest.raises(TemplateRejected, match=f"{TEMPLATE} .*Attribute 'invite' is not present"):
+        refused.open(issue, PreparedMessage(issue, FROM))
+    assert renders() == 14 and ses.templates == {}  # not stored, and not rendered again
+    assert ses.sent == []
 
 
 def test_bulk_results_read_as_json_are_what_botocores_parser_makes_of_them():

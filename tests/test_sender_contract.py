@@ -28,6 +28,7 @@ import datetime as dt
 import email.policy
 import email.utils
 import shutil
+import threading
 from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
@@ -319,6 +320,23 @@ def test_a_batch_gets_one_delivery_per_reader_in_order_and_close_ends_the_send(p
     assert_one_each_in_order(deliveries, batch)
     assert {d.status for d in deliveries} == {SENT}
     assert len({d.message_id for d in deliveries}) == len(batch)
+    assert_sent_as_received(provider, deliveries)
+    sender.close(complete=True)
+    assert provider.holds_nothing()
+
+
+@every(PROVIDERS)
+def test_a_check_ahead_changes_nothing_the_send_delivers_and_leaves_nothing_behind(provider, issue):
+    """``check_ahead`` (an edition checked while an earlier one sends), then
+    the send as usual: one delivery per reader, as without it, and nothing
+    left at the provider."""
+    sender = create_sender(provider.settings(), provider.name, provider.ses_mode)
+    sender.check_ahead(issue, threading.Event())
+    sender.open(issue, PreparedMessage(issue, FROM))
+    batch = readers(sender.batch_size)
+    deliveries = sender.send(batch)
+    assert_one_each_in_order(deliveries, batch)
+    assert {d.status for d in deliveries} == {SENT}
     assert_sent_as_received(provider, deliveries)
     sender.close(complete=True)
     assert provider.holds_nothing()

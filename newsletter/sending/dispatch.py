@@ -301,11 +301,13 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- entry
 
-    def run(self, issue: Issue, picker: Callable[[list[int]], dict] | None = None) -> SendReport:
+    def run(self, issue: Issue, picker: Callable[[list[int]], dict] | None = None,
+            opened: threading.Event | None = None) -> SendReport:
         """Send ``issue``; return the report. ``picker(subscriber ids)``
         gives each reader's picks (``picking.EditionPicks.for_readers``);
         they are written with the readers' ledger rows just before the call
-        that sends them.
+        that sends them. ``opened`` is set once the sender is open (its
+        checks done: SES's pre-flight) or the run ends without opening it.
 
         Raises :class:`SendLocked` when another run holds the issue, and
         :class:`AccountError` (nothing sent) when the provider refuses at the
@@ -356,11 +358,15 @@ class Dispatcher:
             report.rate = rate
             limiter = RateLimiter(rate) if rate else None
             self._retrying(run, lambda: self.sender.open(issue, PreparedMessage(issue, self.from_address)))
+            if opened:
+                opened.set()
             self._loop(run, issue, to_send, limiter, picker)
             report.ledger = ledger.counts()
             report.waiting = ledger.count_unsent()
             self.sender.close(complete=report.complete and report.waiting == 0)
         finally:
+            if opened:
+                opened.set()
             report.elapsed = time.monotonic() - started
             beating.set()
             heart.join()

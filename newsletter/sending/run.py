@@ -23,6 +23,7 @@ from newsletter.readers.tokens import Signer
 from newsletter.sending.dispatch import Dispatcher, SendOptions, SendReport
 from newsletter.sending.plan import RunOptions, RunPlan
 from newsletter.sending.senders import create_sender
+from newsletter.sending.senders.base import Sender
 from newsletter.store import Ledger, Store
 from newsletter.store.ledger import SendPlan
 
@@ -119,24 +120,94 @@ def carry_out(settings: Settings, store: Store, signer: Signer, plan: RunPlan, s
         pickers.append(EditionPicks(store, issue.edition, issue.date, issue.papers, issue.pickable))
         if not options.dry_run and not stop.is_set():
             pickers[-1].prepare()
+    senders = [None if options.dry_run else _sender(settings, options) for _issue in issues]
+    checks = _CheckAhead(settings, store, options, list(zip(issues, senders)), stop)
     report = RunReport()
-    for issue, picks in zip(issues, pickers):
-        if stop.is_set():  # a stop ends the whole run: no further edition starts
-            done = EditionRun(issue, options.sender_name(settings), options.ses_mode, started=False)
-        else:
-            done = _send_edition(settings, store, signer, issue, picks, options, stop, progress)
-        report.editions.append(done)
-        if told:
-            told(done)
+    try:
+        for n, (issue, picks, sender) in enumerate(zip(issues, pickers, senders)):
+            if not stop.is_set():
+                checks.wait(n)
+            if stop.is_set():  # a stop ends the whole run: no further edition starts
+                done = EditionRun(issue, options.sender_name(settings), options.ses_mode, started=False)
+            else:
+                done = _send_edition(settings, store, signer, issue, picks, sender, options, stop, progress,
+                                     checks.opened[n])
+            report.editions.append(done)
+            if told:
+                told(done)
+    finally:
+        checks.finish()
     report.stopped, report.signum = stop.is_set(), stop.signum
     return report
 
 
+def _sender(settings: Settings, options: RunOptions) -> Sender | NewsletterError:
+    """The sender of one edition of the run, or the error that made it
+    impossible (a missing library: that edition's error)."""
+    try:
+        return create_sender(settings, options.sender_name(settings), options.ses_mode)
+    except NewsletterError as error:
+        return error
+
+
+class _CheckAhead:
+    """Checks each edition of a run after the first, in a thread of its
+    own, while the edition before it sends (see ``Sender.check_ahead``): an
+    edition's check (SES: the pre-flight, one render a second for each
+    shape of reader data, 5 s or more) would otherwise stand the run still
+    between two editions. The first edition checks itself when it opens,
+    after its lock and quota. An edition's check starts once the edition
+    before it is open (``opened``; SES allows one render a second to the
+    account) and has readers waiting; each edition waits for its own check
+    before it starts (:meth:`wait`)."""
+
+    def __init__(self, settings: Settings, store: Store, options: RunOptions,
+                 editions: list[tuple[Issue, Sender | NewsletterError | None]], stop: threading.Event):
+        self.opened = [threading.Event() for _ in editions]  # set by each edition's send (see Dispatcher.run)
+        self._checked = [threading.Event() for _ in editions]
+        if editions:
+            self._checked[0].set()  # the first edition checks itself
+        self._over = threading.Event()
+        self._thread = threading.Thread(target=self._check, args=(settings, store, options, editions, stop),
+                                        name="send-check-ahead", daemon=True)
+        self._thread.start()
+
+    def _check(self, settings: Settings, store: Store, options: RunOptions,
+               editions: list[tuple[Issue, Sender | NewsletterError | None]], stop: threading.Event) -> None:
+        for n, (issue, sender) in enumerate(editions[1:], start=1):
+            try:
+                self.opened[n - 1].wait()  # set by the time that edition ends, or by finish()
+                if isinstance(sender, NewsletterError) or sender is None or stop.is_set() or self._over.is_set():
+                    continue
+                ledger = Ledger(store, Edition(issue.date, issue.kind), settings.weekly_weekday)
+                if ledger.count_unsent(options.resend_unknown):
+                    sender.check_ahead(issue, stop)
+            except NewsletterError:
+                pass  # the database, say: the edition's send meets it, and checks for itself
+            finally:
+                self._checked[n].set()
+
+    def wait(self, n: int) -> None:
+        """Return once the check of edition ``n`` is over (done, or not needed)."""
+        self._checked[n].wait()
+
+    def finish(self) -> None:
+        """Let the thread end, and return once it has: at most a call in
+        flight, when the run ended before an edition started."""
+        self._over.set()
+        for opened in self.opened:
+            opened.set()
+        self._thread.join()
+
+
 def _send_edition(settings: Settings, store: Store, signer: Signer, issue: Issue, picks: EditionPicks,
-                  options: RunOptions, stop: threading.Event, progress: Callable[[], Progress] | None) -> EditionRun:
-    """Send ``issue`` to its readers with their ``picks``, or on a dry run
+                  sender: Sender | NewsletterError | None, options: RunOptions, stop: threading.Event,
+                  progress: Callable[[], Progress] | None, opened: threading.Event) -> EditionRun:
+    """Send ``issue`` to its readers with their ``picks`` through ``sender``
+    (the error that made one impossible; None on a dry run), or on a dry run
     count what would be sent; note it finished when no reader is left
-    waiting. Returns what was done, with the error it ended with (see
+    waiting; set ``opened`` once its sender is open, or it ended without
+    opening it. Returns what was done, with the error it ended with (see
     ``SendReport.error``, or the error that stopped it before sending)."""
     done = EditionRun(issue, options.sender_name(settings), options.ses_mode)
     edition = Edition(issue.date, issue.kind)
@@ -144,8 +215,9 @@ def _send_edition(settings: Settings, store: Store, signer: Signer, issue: Issue
         if options.dry_run:
             done.would = Ledger(store, edition, settings.weekly_weekday).plan(options.resend_unknown, options.limit)
             return done
+        if isinstance(sender, NewsletterError):
+            raise sender
         store.publish_issue(edition)  # before the first message: its "view in browser" link works
-        sender = create_sender(settings, done.sender, options.ses_mode)
         send_options = SendOptions(limit=options.limit, resend_unknown=options.resend_unknown,
                                    allow_partial=options.allow_partial, max_rate=settings.max_send_rate,
                                    concurrency=settings.send_concurrency, weekly_day=settings.weekly_weekday)
@@ -166,7 +238,7 @@ def _send_edition(settings: Settings, store: Store, signer: Signer, issue: Issue
             gc.freeze()
             gc.set_threshold(SEND_GC_THRESHOLD, *thresholds[1:])
             with shown or contextlib.nullcontext():
-                done.report = dispatcher.run(issue, picks.for_readers)
+                done.report = dispatcher.run(issue, picks.for_readers, opened)
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
@@ -176,4 +248,6 @@ def _send_edition(settings: Settings, store: Store, signer: Signer, issue: Issue
             store.finish_issue(edition)
     except NewsletterError as error:  # the other editions still go out; the worst error is the exit code
         done.error = error
+    finally:
+        opened.set()  # also when it never opened: the next edition's check waits no longer
     return done

@@ -14,6 +14,7 @@ ledger; a sender only knows its provider. For each batch it returns one
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,6 +74,13 @@ class Sender(Protocol):
 
     def quota(self) -> Quota:
         """Return the account's limits (read once at the start of a send)."""
+
+    def check_ahead(self, issue: Issue, stop: threading.Event) -> None:
+        """Check what can be checked of ``issue`` before its send starts,
+        while an earlier edition of the run sends (SES in bulk mode: its
+        pre-flight); :meth:`open` then skips what passed. Returns when done,
+        or soon after ``stop`` is set; raises nothing: what it found wrong,
+        ``open`` raises (SES: a template it cannot render) or meets again."""
 
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         """Prepare to send ``issue`` (e.g. store an SES template)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import threading
 from pathlib import Path
 
 from newsletter.core.errors import AccountError
@@ -52,6 +53,9 @@ class OutboxSender:
 
     def quota(self) -> Quota:
         return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
+
+    def check_ahead(self, issue: Issue, stop: threading.Event) -> None:
+        """Nothing to check before the send starts."""
 
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.folder = self.outbox_dir / issue.edition

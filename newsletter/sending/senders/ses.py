@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
+import threading
 import time
 
 import boto3
@@ -613,6 +615,9 @@ class SesSender:
         self.message: PreparedMessage | None = None
         self.template_name = ""
         self._kept: dict = {}
+        # What check_ahead found of an edition's template: (edition, the
+        # template's content, None when it passed, else SES's refusal).
+        self._checked: tuple[str, dict, TemplateRejected | None] | None = None
         self._extra = (
             {"ConfigurationSetName": settings.ses_configuration_set} if settings.ses_configuration_set else {}
         )
@@ -667,6 +672,37 @@ class SesSender:
 
     # ---------------------------------------------------------------- sending
 
+    def check_ahead(self, issue: Issue, stop: threading.Event) -> None:
+        """Run the pre-flight of ``issue`` (see :meth:`_preflight`) before
+        its send starts, while an earlier edition of the run sends, on a
+        copy of its template under a name of this check's own, deleted
+        after: the edition's own template may be in use by another run,
+        which holds the edition's lock. :meth:`open` then skips the
+        pre-flight, or raises the :class:`TemplateRejected` found here;
+        anything else that goes wrong, it meets again. Returns when done,
+        or after the call in flight once ``stop`` is set. Raw mode has no
+        template: nothing to check."""
+        if self.mode != "bulk":
+            return
+        content = template_content(issue)
+        scratch = f"{SES_TEMPLATE_PREFIX}{issue.edition}-check-{secrets.token_hex(4)}"
+        try:
+            self._call("create_email_template", TemplateName=scratch, TemplateContent=content)
+        except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
+            return  # open stores the template and checks it itself
+        try:
+            if self._preflight(issue, scratch, stop):
+                self._checked = (issue.edition, content, None)
+        except TemplateRejected as exc:
+            self._checked = (issue.edition, content, exc)
+        except (Throttled, TransientError, AccountError):
+            pass  # open checks it itself
+        finally:
+            try:
+                self._call("delete_email_template", TemplateName=scratch)
+            except (ClientError, Throttled, TransientError, AccountError, _LostAnswer):
+                pass  # a copy left behind is harmless: nothing sends with it
+
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.issue = issue
         self.message = message
@@ -675,6 +711,9 @@ class SesSender:
             return
         self.template_name = SES_TEMPLATE_PREFIX + issue.edition
         content = template_content(issue)
+        checked = self._checked is not None and self._checked[:2] == (issue.edition, content)
+        if checked and self._checked[2] is not None:
+            raise self._checked[2]
         try:
             self._call("create_email_template", TemplateName=self.template_name, TemplateContent=content)
         except ClientError as exc:
@@ -689,26 +728,34 @@ class SesSender:
                 raise AccountError(f"SES refused to update the email template: {code}: {message_text}") from update_exc
         except _LostAnswer as exc:
             raise TransientError(f"CreateEmailTemplate got no answer: {exc}") from exc
-        self._preflight(issue)
+        if not checked:
+            self._preflight(issue, self.template_name)
 
-    def _preflight(self, issue: Issue) -> None:
-        """Render the stored template with each shape of entry data
-        (:func:`data_shapes`) through SES's ``TestRenderEmailTemplate``,
-        one call a second. SES accepts a bulk entry it cannot render and
-        drops it later (a Rendering Failure), so this is the last moment to
-        find a name missing from the data. Raises :class:`TemplateRejected`
-        (SES's message, the template's name) when one fails, and
-        :class:`Throttled` or :class:`TransientError` when SES keeps
-        refusing to answer; nothing was sent either way."""
+    def _preflight(self, issue: Issue, template_name: str, stop: threading.Event | None = None) -> bool:
+        """Render the template stored as ``template_name`` (``issue``'s, or
+        a copy of it) with each shape of entry data (:func:`data_shapes`)
+        through SES's ``TestRenderEmailTemplate``, one call a second. SES
+        accepts a bulk entry it cannot render and drops it later (a
+        Rendering Failure), so this is the last moment to find a name
+        missing from the data. Returns whether every shape was rendered:
+        false when ``stop`` was set before. Raises
+        :class:`TemplateRejected` (SES's message, the edition's template's
+        name) when one fails, and :class:`Throttled` or
+        :class:`TransientError` when SES keeps refusing to answer; nothing
+        was sent either way."""
         answered = None  # when the last call's answer came
         for shape, data in data_shapes(issue, self.settings.web_base):
             for attempt in range(1, RENDER_ATTEMPTS + 1):
                 if answered is not None:
                     # A second after the last answer, so a second after SES
                     # handled that call however long the request took.
-                    time.sleep(max(0.0, answered + RENDER_INTERVAL - time.monotonic()))
+                    delay = max(0.0, answered + RENDER_INTERVAL - time.monotonic())
+                    if stop is None:
+                        time.sleep(delay)
+                    elif stop.wait(delay):
+                        return False
                 try:
-                    self._call("test_render_email_template", TemplateName=self.template_name,
+                    self._call("test_render_email_template", TemplateName=template_name,
                                TemplateData=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
                     break
                 except Throttled:
@@ -719,10 +766,11 @@ class SesSender:
                 except ClientError as exc:
                     code, message, _status = _describe(exc)
                     raise TemplateRejected(
-                        f"SES cannot render the email template {self.template_name} for a reader with {shape}: "
-                        f"{code}: {message}; nothing was sent") from exc
+                        f"SES cannot render the email template {SES_TEMPLATE_PREFIX + issue.edition} for a "
+                        f"reader with {shape}: {code}: {message}; nothing was sent") from exc
                 finally:
                     answered = time.monotonic()
+        return True
 
     def send(self, recipients: list[Recipient]) -> list[Delivery]:
         """Return one Delivery per recipient, in order. Raises

@@ -59,6 +59,9 @@ class SmtpSender:
     def quota(self) -> Quota:
         return Quota(max_send_rate=None, max_24_hour_send=None, sent_last_24_hours=0)
 
+    def check_ahead(self, issue: Issue, stop: threading.Event) -> None:
+        """Nothing to check before the send starts."""
+
     def open(self, issue: Issue, message: PreparedMessage) -> None:
         self.message = message
 
