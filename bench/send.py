@@ -1056,7 +1056,7 @@ def mixed_lines(r: dict, label: str = "") -> None:
           f"rate {', '.join(f'{key} {rate:,.1f}/s' for key, rate in r['edition_rates'].items())}")
     print(f"{head}CPU per message over the run: the client {r['cpu_us']:,.0f} us (its start-up and both editions' "
           f"indexes and pre-flights included), the stand-in {r['standin_us']:,.0f} us (its pre-flight renders "
-          "included: pybars3 compiles each edition's template, seconds for a weekly's, while the send waits)")
+          "included: pybars3 compiles each edition's template, seconds for a weekly's)")
     print(f"{head}target: >= 95% of the quota, nothing lost -> {'met' if ok else 'MISSED'}\n", flush=True)
 
 
