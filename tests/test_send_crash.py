@@ -570,20 +570,56 @@ def test_sigterm_stops_promptly_and_cleanly_then_a_rerun_finishes(ses, db, ledge
 
 
 # --------------------------------------------------------------------------
-# a mixed send: daily and weekly readers, killed in each edition
+# a mixed send: daily and weekly readers
 
 
-def test_kill_9_in_a_mixed_send_then_rerun_gives_every_reader_exactly_their_edition_once(ses, db, tmp_path):
-    # 2025-03-11 is a Tuesday: every third reader is weekly on Tuesdays, so
-    # one run sends the daily edition to the others, then the weekly one.
+def make_every_third_reader_weekly(db: Path) -> set[str]:
+    """2025-03-11 is a Tuesday: every third reader is made weekly on
+    Tuesdays, so one run sends the daily edition to the others, then the
+    weekly one; returns their addresses."""
     store = open_store(f"sqlite:///{db}")
     try:
         with store.engine.begin() as conn:
             conn.execute(update(subscribers_table).where(subscribers_table.c.id % 3 == 0)
                          .values(frequency="weekly", weekday=1))
-        weekly = {s.email.lower() for s in store.iter_subscribers() if s.id % 3 == 0}
+        return {s.email.lower() for s in store.iter_subscribers() if s.id % 3 == 0}
     finally:
         store.close()
+
+
+def test_sigterm_while_the_weekly_is_checked_ends_the_run_without_a_copy_of_its_template_left(ses, db, tmp_path):
+    """The weekly edition's pre-flight runs while the daily sends, on a
+    copy of its template: a stop then ends the daily after its calls in
+    flight and the check after its call in flight, deletes the copy, and
+    never starts the weekly; the next run sends both editions, each reader
+    theirs once."""
+    weekly = make_every_third_reader_weekly(db)
+    env = send_env(ses, db, tmp_path)
+    # The weekly's first render, the first to come once the daily sends, waits at SES.
+    ses.hold_next(1, operation="TestRenderEmailTemplate", once_sent=1)
+    run = Run(env, tmp_path)
+    wait_for(lambda: ses.held == 1, "the weekly edition's check", run)
+    run.process.send_signal(signal.SIGTERM)
+    ses.release()
+    code = run.wait(timeout=10)  # prompt: a run that takes longer fails here
+    assert code == 1, run.output()
+    assert "Not started: the weekly edition of 2025-03-11" in run.stderr, run.output()
+    assert "Traceback" not in run.stderr
+    assert [name for name in ses.templates if "-check-" in name] == []
+    assert len(ses.sent) < READERS - len(weekly)  # the daily edition was stopped midway
+
+    again = Run(env, tmp_path)
+    assert again.wait() == 0, again.output()
+    counts = accepted(ses)
+    assert len(counts) == READERS == len(ses.sent) and set(counts.values()) == {1}
+    got = {email.utils.parseaddr(m.to[0])[1].lower(): m.header("X-Newsletter-Issue") for m in ses.sent}
+    assert {a for a, key in got.items() if key.endswith("-weekly")} == weekly
+
+
+
+
+def test_kill_9_in_a_mixed_send_then_rerun_gives_every_reader_exactly_their_edition_once(ses, db, tmp_path):
+    weekly = make_every_third_reader_weekly(db)
     env = send_env(ses, db, tmp_path)
     daily_count = READERS - len(weekly)
     # Killed once in each edition: mid-daily with every worker's call held

@@ -103,7 +103,9 @@ def carry_out(settings: Settings, store: Store, signer: Signer, plan: RunPlan, s
     and stored, and its ranking index built, before the first message: the
     sending of one edition runs into the next's. Each edition is then put on
     the web and sent to its readers with their picks, showing its progress
-    with a display ``progress()`` makes; ``told(edition run)`` hears of
+    with a display ``progress()`` makes; each edition after the first is
+    checked (SES: its pre-flight) while the one before it sends (see
+    :class:`_CheckAhead`); ``told(edition run)`` hears of
     each edition as it ends. Once ``stop`` is set, the send in progress
     ends after its calls in flight and no further edition starts.
 
