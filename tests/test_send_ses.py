@@ -675,17 +675,22 @@ def test_the_preflight_renders_each_shape_once_a_second_before_the_first_send(st
     assert received(ses) == collections.Counter({r.email: 1 for r in readers}) and ses.events == []
 
 
-def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, database_file, db, monkeypatch):
-    ses = standin(max_send_rate=1000)
-    add_readers(db, 30)
+def leave_out_invite(monkeypatch) -> None:
+    """Make every entry's data lack ``invite``: a bug that leaves a name out."""
     complete = ses_sender.template_data
 
-    def without_invite(recipient, issue):  # a bug that leaves a name out
+    def without_invite(recipient, issue):
         data = complete(recipient, issue)
         del data["invite"]
         return data
 
     monkeypatch.setattr(ses_sender, "template_data", without_invite)
+
+
+def test_a_template_missing_a_name_stops_the_edition_before_any_send(standin, database_file, db, monkeypatch):
+    ses = standin(max_send_rate=1000)
+    add_readers(db, 30)
+    leave_out_invite(monkeypatch)
     result = send(cli_env(database_file, ses))
     assert result.exit_code == 2, result.output
     assert TEMPLATE in result.stderr and "Attribute 'invite' is not present in the rendering data." in result.stderr
@@ -758,14 +763,7 @@ def test_open_skips_the_preflight_checked_ahead_and_raises_the_refusal_it_found(
     assert renders() == 13
     stopped.close(complete=True)
 
-    complete = ses_sender.template_data
-
-    def without_invite(recipient, issue):  # a bug that leaves a name out
-        data = complete(recipient, issue)
-        del data["invite"]
-        return data
-
-    monkeypatch.setattr(ses_sender, "template_data", without_invite)
+    leave_out_invite(monkeypatch)
     refused = SesSender(settings_for(ses))
     refused.check_ahead(issue, threading.Event())
     assert renders() == 14 and ses.templates == {}
