@@ -755,21 +755,21 @@ def test_open_skips_the_preflight_checked_ahead_and_raises_the_refusal_it_found(
     checked.close(complete=True)
 
     stop = threading.Event()
-    stop.set()  # a stop before the check is done: open checks for itself
+    stop.set()  # a stop before the check: nothing checked, open checks for itself
     stopped = SesSender(settings_for(ses))
     stopped.check_ahead(issue, stop)
-    assert renders() == 7
+    assert renders() == 6 and ses.templates == {}
     stopped.open(issue, PreparedMessage(issue, FROM))
-    assert renders() == 13
+    assert renders() == 12
     stopped.close(complete=True)
 
     leave_out_invite(monkeypatch)
     refused = SesSender(settings_for(ses))
     refused.check_ahead(issue, threading.Event())
-    assert renders() == 14 and ses.templates == {}
+    assert renders() == 13 and ses.templates == {}
     with pytest.raises(TemplateRejected, match=f"{TEMPLATE} .*Attribute 'invite' is not present"):
         refused.open(issue, PreparedMessage(issue, FROM))
-    assert renders() == 14 and ses.templates == {}  # not stored, and not rendered again
+    assert renders() == 13 and ses.templates == {}  # not stored, and not rendered again
     assert ses.sent == []
 
 

@@ -684,6 +684,10 @@ class SesSender:
         template: nothing to check."""
         if self.mode != "bulk":
             return
+        # SES allows one render a second to the account, and the edition
+        # before this one may have rendered its last a moment ago.
+        if stop.wait(RENDER_INTERVAL):
+            return
         content = template_content(issue)
         scratch = f"{SES_TEMPLATE_PREFIX}{issue.edition}-check-{secrets.token_hex(4)}"
         try:
