@@ -25,6 +25,7 @@ import email.utils
 import html
 import re
 import sqlite3
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -36,8 +37,14 @@ from test_send_ses import DATE, DAY, FROM, aws  # noqa: F401 (aws: dummy credent
 from conftest import FIXTURES, SECRET, outbox_file
 from newsletter.papers.batches import load_batch
 from newsletter.cli import cli
+from newsletter.core.config import Settings
+from newsletter.core.errors import TemplateRejected
 from newsletter.core.models import (REASON_KINDS, DeliveryStatus, Muting, Pick, Profile, Reason, SubscriberRow,
                                     paper_key, paper_path)
+from newsletter.issue.render import render_for_readers
+from newsletter.readers.tokens import Signer
+from newsletter.sending.personalize import PreparedMessage
+from newsletter.sending.senders import ses as ses_sender
 from newsletter.store import Ledger, open_store
 from newsletter.store.ledger import LedgerRow
 from newsletter.store.picks import write_picks
@@ -275,3 +282,35 @@ def test_each_reader_gets_from_the_emulator_what_the_outbox_writes(ses_emulator,
         # The footer's controls, signed for this reader (the outbox's are the same).
         assert_controls_signed_for(message["body"]["html"], message["body"]["text"], refs[to])
     assert not wrong, "\n".join(wrong)
+
+
+def test_an_edition_checked_ahead_renders_a_copy_of_its_template_and_deletes_it(ses_emulator, monkeypatch):
+    """The check made while an earlier edition sends (``check_ahead``),
+    against an SES implementation not ours: the copy of the template is
+    stored, rendered for every shape of reader data and deleted; ``open``
+    then stores the edition's own template, and a copy SES cannot render
+    is refused when the edition opens, its own template never stored."""
+    settings = Settings(secret_key=SECRET, sender="ses", ses_endpoint_url=ses_emulator.url, from_address=FROM,
+                        aws_region="us-east-1")
+    issue = render_for_readers(load_batch(BATCHES["example"], date=DAY), settings, Signer(SECRET))
+    checked = ses_sender.SesSender(settings)
+    checked.check_ahead(issue, threading.Event())
+    assert ses_emulator.store()["templates"] == {}
+    checked.open(issue, PreparedMessage(issue, FROM))
+    assert set(ses_emulator.store()["templates"]) == {f"newsletter-{DATE}"}
+    ses_emulator.clear()
+
+    complete = ses_sender.template_data
+
+    def without_unsubscribe(recipient, issue):  # a bug that leaves a plain {{x}} out
+        data = complete(recipient, issue)
+        del data["unsubscribe_url"]
+        return data
+
+    monkeypatch.setattr(ses_sender, "template_data", without_unsubscribe)
+    refused = ses_sender.SesSender(settings)
+    refused.check_ahead(issue, threading.Event())
+    assert ses_emulator.store()["templates"] == {}
+    with pytest.raises(TemplateRejected, match=f"newsletter-{DATE} "):
+        refused.open(issue, PreparedMessage(issue, FROM))
+    assert ses_emulator.store()["templates"] == {}
