@@ -663,6 +663,39 @@ def test_an_upgrade_merges_a_paper_stored_without_and_with_an_arxiv_id(database_
         store.close()
 
 
+def test_an_upgrade_keeps_the_30_day_rule_for_papers_picked_before_it(database_url):
+    from alembic import command
+
+    load_release_1(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            command.stamp(migrate.alembic_config(conn), migrate.BASELINE)
+            command.upgrade(migrate.alembic_config(conn), "0012")
+            first, second = list(conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars())[:2]
+            for reader, key in ((first, "2503.00001"), (first, "2503.00002"), (second, "2503.00001")):
+                conn.execute(text("INSERT INTO picks (edition, subscriber_id, position, paper_key, paper_rank, score,"
+                                  " why_kind, why_subject) VALUES ('2025-03-04', :r, :n, :k, 0, 0.5, 'interest', 'x')"),
+                             {"r": reader, "n": int(key[-1]), "k": key})
+            for reader in (first, second):
+                conn.execute(text("INSERT INTO deliveries (issue_date, subscriber_id, status, message_id, updated_at)"
+                                  " VALUES ('2025-03-04', :r, 'sent', 'm', '2025-03-04 06:00:00')"), {"r": reader})
+    finally:
+        engine.dispose()
+    store = open_store(database_url)
+    try:
+        assert str(store.migration) == f"Upgraded the database from 0012 to {HEAD}."
+        # Each edition's picked papers, once each, from the picks stored before.
+        with store.engine.connect() as conn:
+            assert sorted(conn.execute(text("SELECT edition, paper_key FROM picked_papers")).all()) == [
+                ("2025-03-04", "2503.00001"), ("2025-03-04", "2503.00002")]
+        tuesday = dt.date(2025, 3, 11)
+        assert store.recently_picked(tuesday, ["2503.00001", "2503.00003"], [first, second]) == {
+            first: {"2503.00001"}, second: {"2503.00001"}}
+    finally:
+        store.close()
+
+
 def test_an_upgrade_keeps_every_stored_profile_without_muted_phrases_hiding_from_picks_only(database_url):
     from alembic import command
 

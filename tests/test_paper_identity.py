@@ -11,7 +11,7 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from conftest import EXAMPLE, FIXTURES, SECRET
 from newsletter.core.models import Batch, DeliveryStatus, Paper, Edition, EditionKind, Pick, Profile, Reason, paper_key, title_key
@@ -20,7 +20,7 @@ from newsletter.papers.batches import load_batch, parse_batch
 from newsletter.picks.picking import EditionPicks
 from newsletter.readers.tokens import Signer
 from newsletter.store import Ledger
-from newsletter.store.schema import deliveries_table
+from newsletter.store.schema import deliveries_table, picked_papers_table
 
 TEXT_DAY = dt.date(2025, 3, 11)  # the example: page text, no ids
 API_DAY = dt.date(2025, 3, 12)
@@ -168,3 +168,20 @@ def test_picks_written_before_a_retry_or_by_an_earlier_run_are_kept_not_written_
     rerun = Ledger(store, TEXT_DAY)  # a later run of the same edition
     rerun.mark_pending(mine, picks=other, resending_unknown=False, first_try=True)
     assert store.picks_of(day, mine) == mine
+
+
+def test_an_edition_that_picked_the_paper_under_both_keys_still_holds_it_back_for_both_readers(store):
+    one, _ = store.add("ada@example.com")
+    other, _ = store.add("bob@example.com")
+    store.store_batch(text_day())
+    why = Reason("interest", "concept bottleneck models")
+    # The same edition picked the paper under its page-text key for one reader
+    # and under its arXiv id for the other (stored before they were known as one).
+    sent(store, TEXT_DAY, {one.id: [Pick(1, OLD_KEY, 0.5, why)], other.id: [Pick(1, ARXIV_ID, 0.5, why)]})
+    store.store_batch(api_day(API_DAY))
+    the_paper_is_one(store)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(picked_papers_table.c.paper_key, picked_papers_table.c.edition)).all() == [
+            (ARXIV_ID, TEXT_DAY.isoformat())]
+    assert store.recently_picked(THIRD_DAY, [ARXIV_ID], [one.id, other.id]) == {one.id: {ARXIV_ID},
+                                                                                  other.id: {ARXIV_ID}}

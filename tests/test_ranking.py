@@ -261,6 +261,54 @@ def test_the_30_day_rule_ends(store):
     assert [p.key for p in picks[reader.id].picks] == ["2503.00001"]  # 38 days later: may be picked again
 
 
+def test_a_day_of_new_papers_reads_no_readers_picks_and_a_repeated_paper_is_still_held_back(store):
+    reader, _ = store.add("ada@example.com")
+    store.save_profile(Profile(reader.id, interests=("concept erasure", "machine unlearning")))
+    monday, tuesday, wednesday = dt.date(2025, 3, 10), dt.date(2025, 3, 11), dt.date(2025, 3, 12)
+    first = day_batch(monday, ["2503.00001", "2503.00004"])
+    store.store_batch(first)
+    sent(store, monday, {reader.id: list(EditionPicks(store, monday.isoformat(), monday, first.papers)
+                                         .for_readers([reader.id])[reader.id].picks)})
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def picks_on(day, batch):
+        store.store_batch(batch)
+        statements.clear()
+        event.listen(store.reader, "before_cursor_execute", seen)
+        try:
+            return EditionPicks(store, day.isoformat(), day, batch.papers).for_readers([reader.id])[reader.id]
+        finally:
+            event.remove(store.reader, "before_cursor_execute", seen)
+
+    # Tuesday's papers are all new: the month's picks of no reader are read.
+    tuesday_picks = picks_on(tuesday, day_batch(tuesday, ["2503.00002", "2503.00003"]))
+    assert [p.key for p in tuesday_picks.picks] == ["2503.00002"]
+    assert not any("JOIN deliveries" in s for s in statements), statements
+    # Wednesday Monday's pick trends again: the reader's picks are read, and it is held back.
+    wednesday_picks = picks_on(wednesday, day_batch(wednesday, ["2503.00001"], version="v2"))
+    assert (wednesday_picks.state, wednesday_picks.held) == (PicksState.HELD, 1)
+    assert any("JOIN deliveries" in s for s in statements), statements
+
+
+def test_a_paper_picked_from_a_day_whose_batch_was_corrected_after_is_not_picked_again(store):
+    reader, _ = store.add("ada@example.com")
+    store.save_profile(Profile(reader.id, interests=("concept erasure",)))
+    monday, tuesday = dt.date(2025, 3, 10), dt.date(2025, 3, 11)
+    first = day_batch(monday, ["2503.00001", "2503.00004"])
+    store.store_batch(first)
+    chosen = EditionPicks(store, monday.isoformat(), monday, first.papers).for_readers([reader.id])
+    sent(store, monday, {reader.id: list(chosen[reader.id].picks)})
+    # Monday's feed corrected after its send: the paper picked is no longer among its appearances.
+    store.store_batch(day_batch(monday, ["2503.00004"]))
+    again = day_batch(tuesday, ["2503.00001", "2503.00003"])
+    store.store_batch(again)
+    today = EditionPicks(store, tuesday.isoformat(), tuesday, again.papers).for_readers([reader.id])
+    assert (today[reader.id].state, today[reader.id].held) == (PicksState.HELD, 1)
+
+
 def test_states_of_readers(store):
     keen, _ = store.add("keen@example.com")
     unmatched, _ = store.add("unmatched@example.com")

@@ -107,6 +107,9 @@ class Ledger:
         # The stored key of each paper key picks were written with (see
         # picks.write_picks): a send's picks name the same few papers.
         self._stored_keys: dict[str, str] = {}
+        # The edition's picked papers this ledger stored, in transactions
+        # that committed: not written again (see picks.write_picks).
+        self._picked: set[str] = set()
         self._picks_before: bool | None = None  # whether the edition had picks stored (see mark_pending)
 
     # ---------------------------------------------------------------- lock
@@ -227,13 +230,15 @@ class Ledger:
         if self._picks_before is None and picks:
             self._picks_before = self.store.has_picks(self.day)
         with self.store.engine.begin() as conn:
-            write_picks(conn, self.day, picks or {}, self._stored_keys,
-                        stored_before=self._picks_before is not False or not first_try)
+            picked = write_picks(conn, self.day, picks or {}, self._stored_keys,
+                                 stored_before=self._picks_before is not False or not first_try,
+                                 recorded=self._picked)
             if resending_unknown:
                 execute_expanded(conn, _FORGET_UNKNOWN, day=self.day, ids=ids)
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
             execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,
                          [(self.day, i, PENDING, None, None, at) for i in ids])
+        self._picked |= picked
 
     def record(self, outcomes: Iterable[Outcome], forget: Iterable[int] = ()) -> None:
         """Store each reader's outcome over their row ("sent" with the

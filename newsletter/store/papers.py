@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from newsletter.core.models import Batch, Edition, EditionKind, Paper, Thumbnail, paper_key, title_key
 from newsletter.store.engine import execute_expanded
 from newsletter.store.schema import (appearances_table, issues_table, paper_aliases_table, paper_thumbnails_table,
-                                     papers_table, picks_table, profiles_table, votes_table)
+                                     papers_table, picked_papers_table, picks_table, profiles_table, votes_table)
 
 TITLE_PREFIX = "title:"  # the start of the key of a paper without an arXiv id (models.title_key)
 
@@ -114,7 +114,7 @@ def merge_paper(conn: Connection, alias: str, key: str, stamp: dt.datetime) -> N
     stored paper ``key`` (its arXiv id), inside the caller's transaction:
     ``key``'s row gets what only ``alias``'s row had (see
     :func:`_richest`), and everything naming ``alias`` names ``key``:
-    appearances, picks, weekly editions, the thumbnail (unless ``key`` has
+    appearances, picks and picked papers, weekly editions, the thumbnail (unless ``key`` has
     one), votes (a reader who voted on both keeps the newer vote) and
     readers' liked and disliked lists. ``alias``'s row goes, its key kept
     in ``paper_aliases``."""
@@ -129,6 +129,11 @@ def merge_paper(conn: Connection, alias: str, key: str, stamp: dt.datetime) -> N
         conn.execute(update(p).where(p.c.key == key).values(updated_at=stamp, **row))
     conn.execute(update(a).where(a.c.paper_key == alias).values(paper_key=key))
     conn.execute(update(pk).where(pk.c.paper_key == alias).values(paper_key=key))
+    # An edition that picked both keys keeps one row, under ``key``.
+    pp = picked_papers_table
+    conn.execute(delete(pp).where(pp.c.paper_key == alias,
+                                  pp.c.edition.in_(select(pp.c.edition).where(pp.c.paper_key == key))))
+    conn.execute(update(pp).where(pp.c.paper_key == alias).values(paper_key=key))
     if conn.scalar(select(t.c.paper_key).where(t.c.paper_key == key)) is None:
         conn.execute(update(t).where(t.c.paper_key == alias).values(paper_key=key))
     else:

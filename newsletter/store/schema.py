@@ -35,7 +35,7 @@ from sqlalchemy import (
 # Written to newsletter_meta by the migrations. Release 1 (before
 # migrations) refuses a database whose version is above 1; later releases
 # read alembic_version instead.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 metadata = MetaData()
 
@@ -379,6 +379,17 @@ picks_table = Table(
     Column("why_kind", String(16), nullable=False),
     Column("why_subject", String(500), nullable=False),
     Index("ix_picks_subscriber_edition", "subscriber_id", "edition"),  # a reader's last 30 days
+)
+
+# Which papers each edition picked for anyone (a few dozen rows per
+# edition), written with the picks: what a send asks first for the 30-day
+# rule, since on most days none of the day's papers was picked in the month
+# before, and then no reader's picks need reading (see picks.recently_picked).
+picked_papers_table = Table(
+    "picked_papers",
+    metadata,
+    Column("paper_key", String(220), primary_key=True),  # first: "was this paper picked in these editions?"
+    Column("edition", String(24), primary_key=True),
 )
 
 # The dashboard's count of status changes per day (UTC) and kind, for the
