@@ -20,6 +20,12 @@ ranking, per reader, picks per reader (medians of ``--runs`` processes for
 lists up to 200,000, one otherwise), and the peak RSS (VmHWM) next to the
 floor (the same process before ranking anyone).
 
+Then the 30-day rule with a month behind it (``--history-readers``, 20,000
+by default; 0 skips it): the same readers ranked with no earlier picks,
+with a month of them (:func:`give_history`), and with a month where
+yesterday's edition had some of today's papers, in alternating fresh
+processes; the ranking per reader of each is printed.
+
 Fitting one reader's model of their votes is timed in a fresh process too
 (``reader_model.fit_reader``: 14 👍 and 6 👎 on earlier days, reading
 the papers, embedding them and fitting): the median over readers.
@@ -33,8 +39,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gc
 import json
+import random
 import shutil
 import sqlite3
 import statistics
@@ -51,11 +59,20 @@ try:
 except ImportError:  # run with a Python that does not have the package installed
     sys.path.insert(0, str(ROOT))
 
-from common import DATE, EXAMPLE, create_readers, database_url, peak_rss_mb  # noqa: E402
+from common import (DATE, EARLIER_DAYS, EARLIER_PAPERS, EXAMPLE, create_readers, database_url,  # noqa: E402
+                    peak_rss_mb)
+
+from newsletter.core.models import paper_key  # noqa: E402
 
 from newsletter.papers.batches import load_batch  # noqa: E402
 from newsletter.sending.dispatch import RANK_PAGE  # noqa: E402
 from newsletter.store import open_store  # noqa: E402
+
+# A month of earlier editions (the 30-day rule's window): see give_history.
+HISTORY_DAYS = 30
+# Of the example day's papers, how many were on the day before too, in the
+# history with repeats.
+REPEATED = 10
 
 # --------------------------------------------------------------------------
 # the measured process
@@ -136,10 +153,81 @@ def give_models(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM reader_models WHERE weights IS NOT NULL").fetchone()[0]
 
 
+def give_history(db: Path, days: int = HISTORY_DAYS, repeats: int = 0) -> int:
+    """Give every reader a month of earlier daily editions, as a list that
+    has been sending with picks has: for each of the ``days`` days before
+    the example day, a "sent" ledger row and 5 picks per reader, drawn from
+    the earlier days' papers, with each edition's picked papers. With
+    ``repeats``, that many of the example day's papers were on the day
+    before too (trending for two days), and yesterday's edition picked one
+    of them for every third reader. Returns how many picks were written."""
+    rnd = random.Random(days * 1000 + repeats)
+    earlier = [f"2503.{d:02d}{k:03d}" for d in range(EARLIER_DAYS) for k in range(EARLIER_PAPERS)]
+    today = [paper_key(p) for p in load_batch(EXAMPLE, date=DATE).papers][:repeats]
+    stamp = "2025-03-01 06:00:00.000000"
+    written = 0
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("PRAGMA synchronous=OFF")  # a scratch database
+        ids = [row[0] for row in conn.execute("SELECT id FROM subscribers ORDER BY id")]
+        for back in range(1, days + 1):
+            edition = (DATE - dt.timedelta(days=back)).isoformat()
+            rows, picked = [], set()
+            for reader in ids:
+                keys = rnd.sample(earlier, 5)
+                if back == 1 and today and reader % 3 == 0:
+                    keys[0] = rnd.choice(today)
+                picked.update(keys)
+                rows += [(edition, reader, n, key, n, 0.5, "interest", "bench") for n, key in enumerate(keys)]
+            conn.executemany("INSERT INTO deliveries (issue_date, subscriber_id, status, message_id, updated_at) "
+                             "VALUES (?, ?, 'sent', 'bench', ?)", ((edition, reader, stamp) for reader in ids))
+            conn.executemany("INSERT INTO picks (edition, subscriber_id, position, paper_key, paper_rank, score, "
+                             "why_kind, why_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO picked_papers (paper_key, edition) VALUES (?, ?)",
+                             ((key, edition) for key in sorted(picked)))
+            written += len(rows)
+    return written
+
+
 def run_probe(db: Path) -> dict:
     answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", str(db)],
                             capture_output=True, text=True, check=True)
     return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+def measure_history(workdir: Path, readers: int, runs: int) -> dict[str, dict]:
+    """Rank ``readers`` readers (with models of votes) three ways, in
+    alternating fresh processes, ``runs`` times each: with no earlier
+    picks, with a month of them (every day's papers new), and with a month
+    where yesterday's edition had :data:`REPEATED` of today's papers.
+    Returns each way's median probe."""
+    base = workdir / "history-none.db"
+    create_readers(base, readers)
+    give_models(base)
+    ways = {"none": base}
+    for name, repeats in (("month", 0), ("repeats", REPEATED)):
+        ways[name] = workdir / f"history-{name}.db"
+        shutil.copyfile(base, ways[name])
+        give_history(ways[name], repeats=repeats)
+    print(f"{readers:,} readers with a month of earlier picks ({HISTORY_DAYS} editions, 5 picks each)", flush=True)
+    probes: dict[str, list[dict]] = {name: [] for name in ways}
+    for _ in range(runs):
+        for name, db in ways.items():
+            probes[name].append(run_probe(db))
+    return {name: {**found[0], "rank": statistics.median(p["rank"] for p in found), "runs": len(found)}
+            for name, found in probes.items()}
+
+
+def print_history(readers: int, history: dict[str, dict]) -> None:
+    """Print the ranking's cost per reader with and without earlier picks."""
+    print(f"\nThe 30-day rule with a month behind it: {readers:,} readers ranked, medians of "
+          f"{history['none']['runs']} alternating runs")
+    labels = {"none": "no earlier picks (a list's first day)",
+              "month": f"{HISTORY_DAYS} days of picks, every day's papers new",
+              "repeats": f"{HISTORY_DAYS} days, {REPEATED} of today's papers on yesterday's list"}
+    for name, label in labels.items():
+        r = history[name]
+        assert r["readers"] == readers, r
+        print(f"   {label:55} {r['rank'] / readers * 1e6:6.1f} us per reader, {r['picks'] / readers:.2f} picks")
 
 
 # --------------------------------------------------------------------------
@@ -150,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readers", default="100000,1000000", help="comma-separated list sizes")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of lists up to 200,000 (the median is shown)")
+    parser.add_argument("--history-readers", type=int, default=20_000,
+                        help="readers of the list ranked with a month of earlier picks behind it (0: not measured)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases)")
     parser.add_argument("--probe", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--probe-fit", metavar="DB", help=argparse.SUPPRESS)
@@ -185,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.keep:
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(db) + suffix).unlink(missing_ok=True)
+        history = measure_history(workdir, args.history_readers, args.runs) if args.history_readers else None
     finally:
         if args.keep:
             print(f"(kept {workdir})")
@@ -214,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"   fitting one reader's model of votes (14 liked, 6 disliked, 30 shown): median "
               f"{fitting['fit_ms']:.0f} ms over {fitting['fits']} readers -> target <= 50 ms "
               f"{'met' if fitting['fit_ms'] <= 50 else 'MISSED'}")
+    if history:
+        print_history(args.history_readers, history)
     peaks = [r["peak_mb"] for _size, r in rows]
     flat = max(peaks) - min(peaks) < 10
     print(f"   target: peak < 250 MB and flat -> {'met' if max(peaks) < 250 and flat else 'MISSED'} "
