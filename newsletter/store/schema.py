@@ -378,7 +378,8 @@ picks_table = Table(
     Column("score", Float, nullable=False),
     Column("why_kind", String(16), nullable=False),
     Column("why_subject", String(500), nullable=False),
-    Index("ix_picks_subscriber_edition", "subscriber_id", "edition"),  # a reader's last 30 days
+    # No other index: the 30-day rule reads by edition and reader (see
+    # picked_papers), and each index is one more write per pick.
 )
 
 # Which papers each edition picked for anyone (a few dozen rows per
