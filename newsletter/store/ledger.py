@@ -20,7 +20,7 @@ from newsletter.core.models import (
     SubscriberStatus,
 )
 from newsletter.store.dashboard import forget_totals
-from newsletter.store.engine import as_utc, driver_value, execute_expanded, execute_many
+from newsletter.store.engine import as_utc, driver_value, execute_expanded, execute_many, insert_many
 from newsletter.store.picks import write_picks
 from newsletter.store.schema import (
     deliveries_table,
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 # The outcomes a send stores over a reader's "pending" row.
 OUTCOMES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
 PENDING = DeliveryStatus.PENDING.value  # as the driver takes it (see engine.execute_many)
-# The statements a send runs for every call, with a row per reader (see
-# engine.execute_many): a reader's "pending" row, and the outcome over it.
-_INSERT_DELIVERY = insert(deliveries_table)
+# What a send writes for every call, with a row per reader (see
+# engine.insert_many and execute_many): a reader's "pending" row, and the
+# outcome over it.
 _DELIVERY_COLUMNS = ("issue_date", "subscriber_id", "status", "message_id", "reason", "updated_at")
 _OUTCOME_PARAMETERS = ("st", "mid", "why", "day", "sid", "at")
 # Before "pending" rows: the "unknown" rows of readers being resent.
@@ -236,8 +236,7 @@ class Ledger:
             if resending_unknown:
                 execute_expanded(conn, _FORGET_UNKNOWN, day=self.day, ids=ids)
             at = driver_value(conn, deliveries_table.c.updated_at, stamp)
-            execute_many(conn, _INSERT_DELIVERY, _DELIVERY_COLUMNS,
-                         [(self.day, i, PENDING, None, None, at) for i in ids])
+            insert_many(conn, deliveries_table, _DELIVERY_COLUMNS, [(self.day, i, PENDING, None, None, at) for i in ids])
         self._picked |= picked
 
     def record(self, outcomes: Iterable[Outcome], forget: Iterable[int] = ()) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from newsletter.core.models import DeliveryStatus, Pick, Reason
-from newsletter.store.engine import dialect_insert, execute_expanded, execute_many
+from newsletter.store.engine import dialect_insert, execute_expanded, insert_many
 from newsletter.store.papers import canonical_keys, keys_and_names
 from newsletter.store.schema import deliveries_table, picked_papers_table, picks_table
 
@@ -17,8 +17,7 @@ from newsletter.store.schema import deliveries_table, picked_papers_table, picks
 REPEAT_WINDOW = dt.timedelta(days=30)
 # Ledger statuses of an edition that reached (or may have reached) the reader.
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING)
-# A send stores its readers' picks with every call (see engine.execute_many).
-_INSERT_PICK = insert(picks_table)
+# A send stores its readers' picks with every call (see engine.insert_many).
 _PICK_COLUMNS = ("edition", "subscriber_id", "position", "paper_key", "paper_rank", "score", "why_kind", "why_subject")
 # Which of some papers the editions of a window picked for anyone, and in
 # which editions: asked once per page of readers, before their picks.
@@ -74,7 +73,7 @@ def write_picks(conn: Connection, edition: str, picks: dict[int, list[Pick]],
         for n, pick in enumerate(chosen)
     ]
     if rows:
-        execute_many(conn, _INSERT_PICK, _PICK_COLUMNS, rows)
+        insert_many(conn, picks_table, _PICK_COLUMNS, rows)
     picked = {same[pick.key] for chosen in picks.values() for pick in chosen}
     if picked - recorded:
         # Another run may have stored some (a rerun, its own send): kept as they are.
