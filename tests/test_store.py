@@ -18,7 +18,7 @@ from newsletter.core.config import Settings
 from newsletter.core.errors import InvalidEmail, StoreError
 from newsletter.core.models import UNSUBSCRIBE_URL_MARK, Batch, Paper, SubscriberRow, SubscriberStatus
 from newsletter.issue.render import render_issue
-from newsletter.store import open_store
+from newsletter.store import Ledger, open_store
 from newsletter.store.schema import SCHEMA_VERSION, events_table, issues_table, meta_table, subscribers_table
 
 STATUSES = tuple(SubscriberStatus)
@@ -259,6 +259,27 @@ def test_iter_subscribers_sees_changes_committed_between_pages(store):
     late, _ = store.add("late@example.com")
     seen += [s.id for s in pages]
     assert seen == [s.id for s in added if s is not added[7]] + [late.id]
+
+
+def test_pages_find_sparse_readers_across_many_spans_and_readers_who_join_at_the_end(store):
+    """Each read spans a few pages' worth of ids (more while reads come back
+    sparse): readers far apart are all found, in order, once."""
+    added = add_many(store, 300)
+    kept = {0, 1, 2, 150, 298, 299}
+    for i, subscriber in enumerate(added):
+        if i not in kept:
+            store.change_status(subscriber.id, "unsubscribed", source="cli", reason="x")
+    pages = store.iter_subscribers(status="active", page=2)
+    seen = [next(pages).id for _ in range(5)]  # up to the list's last id
+    late, _ = store.add("late@example.com")  # joins once the reading reached the end
+    seen += [s.id for s in pages]
+    assert seen == [added[i].id for i in sorted(kept)] + [late.id]
+    # The ledger's readers still to send, most of the list sent already.
+    ledger = Ledger(store, dt.date(2025, 3, 11))
+    unsent = [added[1].id, added[150].id, added[299].id]
+    ledger.mark_pending([s.id for s in added if s.id not in unsent])
+    assert [s.id for s in ledger.iter_unsent(page=2)] == [*unsent, late.id]
+    assert ledger.count_unsent() == 4
 
 
 def test_iter_subscribers_on_an_empty_store(store):

@@ -161,17 +161,22 @@ class Ledger:
 
     # ---------------------------------------------------------------- rows
 
-    def _unsent_query(self, resend_unknown: bool):
-        """The join and condition selecting the readers this edition is for
-        (see models.Schedule) who have no row for it, nor for the other
-        edition of its date: a reader who changed their frequency gets one
-        edition a date, never two."""
+    def _unsent(self, resend_unknown: bool):
+        """The condition on ``subscribers`` selecting the readers this
+        edition is for (see models.Schedule) who have no row for it (with
+        ``resend_unknown``, or an "unknown" one), nor for the other edition
+        of its date: a reader who changed their frequency gets one edition a
+        date, never two.
+
+        Both rows are asked for with NOT EXISTS, a lookup by the ledger's
+        primary key per reader: as an outer join, PostgreSQL's planner read
+        the edition's whole ledger for every page of readers (200 ms a page
+        of a 330,000-reader list)."""
         d = deliveries_table
         s = subscribers_table
-        join = s.outerjoin(d, (d.c.subscriber_id == s.c.id) & (d.c.issue_date == self.day))
-        unsent = d.c.status.is_(None)
+        mine = select(d.c.subscriber_id).where(d.c.issue_date == self.day, d.c.subscriber_id == s.c.id)
         if resend_unknown:
-            unsent = unsent | (d.c.status == DeliveryStatus.UNKNOWN)
+            mine = mine.where(d.c.status != DeliveryStatus.UNKNOWN)
         edition = self.edition
         if edition.kind == EditionKind.DAILY:
             scheduled = s.c.frequency == Frequency.DAILY
@@ -183,7 +188,7 @@ class Ledger:
         other = Edition(edition.date, next(k for k in EditionKind if k != edition.kind)).key
         o = deliveries_table.alias("other_edition")
         other_sent = select(o.c.subscriber_id).where(o.c.issue_date == other, o.c.subscriber_id == s.c.id).exists()
-        return join, (s.c.status == SubscriberStatus.ACTIVE) & scheduled & awake & ~other_sent & unsent
+        return (s.c.status == SubscriberStatus.ACTIVE) & scheduled & awake & ~other_sent & ~mine.exists()
 
     def forget_rendering_failures(self) -> int:
         """Delete this edition's "failed" rows of readers whose message SES
@@ -202,16 +207,14 @@ class Ledger:
 
     def count_unsent(self, resend_unknown: bool = False) -> int:
         """Return how many active readers have not been sent this issue."""
-        join, where = self._unsent_query(resend_unknown)
         with self.store.reader.connect() as conn:
-            return conn.scalar(select(func.count()).select_from(join).where(where))
+            return conn.scalar(select(func.count()).select_from(subscribers_table).where(self._unsent(resend_unknown)))
 
     def iter_unsent(self, resend_unknown: bool = False, page: int = 1000) -> Iterator[Addressee]:
         """Yield the active readers not yet sent this issue, in id order, one
         short read per page (so the rows written meanwhile are seen)."""
-        join, where = self._unsent_query(resend_unknown)
         s = subscribers_table.c
-        query = select(s.id, s.ref, s.email, s.name).select_from(join).where(where)
+        query = select(s.id, s.ref, s.email, s.name).where(self._unsent(resend_unknown))
         return map(Addressee._make, paged_rows(self.store.reader, query, page))
 
     def mark_pending(self, subscriber_ids: Iterable[int], picks: dict[int, list[Pick]] | None = None,

@@ -75,21 +75,37 @@ def paged_subscribers(engine: Engine, query: Select, page: int) -> Iterator[Subs
     return map(subscriber_from_row, paged_rows(engine, query, page))
 
 
+# Ids a read of paged_rows spans, at first and at most, in pages.
+_SPAN_PAGES, _MOST_SPAN_PAGES = 4, 16
+
+
 def paged_rows(engine: Engine, query: Select, page: int) -> Iterator:
     """Yield the rows ``query`` selects from ``subscribers`` (with its
-    ``id``), in id order, reading one page of ``page`` rows per short
+    ``id``), in id order, reading at most ``page`` rows per short
     transaction (keyset paging on the id): a long iteration (a send) never
-    holds a lock and sees what was committed since the last page."""
-    last_id = 0
+    holds a lock and sees what was committed since the last read, readers
+    who joined meanwhile included.
+
+    Each read is bounded to a span of ids too (a few pages' worth, wider
+    while reads come back sparse): with only ``id > last`` and a LIMIT,
+    PostgreSQL's planner may read every remaining row to sort out the
+    first ``page``, for every page."""
+    s = subscribers_table.c
+    last_id, top, span = 0, None, page * _SPAN_PAGES
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(
-                query.where(subscribers_table.c.id > last_id).order_by(subscribers_table.c.id).limit(page)
-            ).all()
-        if not rows:
-            return
+            if top is None or last_id >= top:
+                top = conn.scalar(select(func.max(s.id)))
+                if top is None or last_id >= top:
+                    return
+            rows = conn.execute(query.where(s.id > last_id, s.id <= last_id + span).order_by(s.id).limit(page)).all()
         yield from rows
-        last_id = rows[-1].id
+        if len(rows) == page:
+            last_id = rows[-1].id
+        else:
+            last_id += span
+            if len(rows) < page // 2:
+                span = min(span * 2, page * _MOST_SPAN_PAGES)
 
 
 def _last_source(conn: Connection, subscriber_id: int) -> str | None:
