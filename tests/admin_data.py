@@ -4,11 +4,14 @@ and a list with a few days of history, two sends and SES feedback."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as dt
 import re
+from unittest import mock
 from dataclasses import dataclass
 
 from newsletter.operators.admins import add_admin
+from newsletter.operators.passwords import hash_password
 from newsletter.core.models import DeliveryStatus, Edition, EditionKind, Feedback, FeedbackKind, SubscriberStatus
 from newsletter.store import Ledger
 from newsletter.store.ledger import LedgerRow
@@ -109,6 +112,15 @@ def history(store) -> History:
     return History(now.date(), readers, daily, weekly)
 
 
+@functools.lru_cache
+def _hash_of(password: str) -> str:
+    """``password``'s Argon2id hash, made once per worker: a hash takes 0.1 s
+    (a login's check of it as long), and most tests begin with an operator."""
+    return hash_password(password)
+
+
 def operator(store, name: str = NAME, password: str = PASSWORD):
-    """Add the operator ``name``."""
-    return add_admin(store, name, password)
+    """Add the operator ``name`` (as ``add_admin`` does: the name and the
+    password checked, the hash stored) and return them."""
+    with mock.patch("newsletter.operators.admins.hash_password", _hash_of):
+        return add_admin(store, name, password)
