@@ -39,8 +39,9 @@ CHROMIUM_ARGS = [
 # first: run first, so that the two workers (`make test`: -n 2 --dist
 # loadfile --no-loadscope-reorder, whole files in collection order) end
 # together instead of one running a two-minute file alone at the end.
-LONGEST_FIRST = ("test_send_crash.py", "test_admin.py", "test_reader_actions.py", "test_search.py", "test_sns.py",
-                 "test_send_command.py", "test_web.py", "test_send_ses.py", "test_email_look.py", "test_send.py")
+LONGEST_FIRST = ("test_admin.py", "test_reader_actions.py", "test_send_crash.py", "test_email_look.py",
+                 "test_search.py", "test_send_command.py", "test_send.py", "test_send_ses.py", "test_sns.py",
+                 "test_sns_fuzz.py", "test_web.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
